@@ -1,0 +1,59 @@
+# Mimir: the two commands a new machine needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: run test test-fast check lint typecheck bench docs clean install install-test system-deps
+
+# Install (runtime + encryption extra) and start mimird in the foreground with its
+# embedded defaults. Stop it with Ctrl-C.
+run: $(VENV)/.installed
+	$(BIN)/mimird
+
+# Install everything (Python packages and the Debian packages the tests need),
+# then run the whole test suite.
+test: $(VENV)/.installed-test system-deps
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The same suite without the slow tier (real daemons started many times).
+test-fast: $(VENV)/.installed-test
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+check: lint typecheck
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check mimird mimirctl tests bench
+	$(BIN)/ruff format --check mimird mimirctl tests bench
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed-test
+	$(PY) bench/rpc.py
+
+docs: $(VENV)/.installed-test
+	$(PY) -m mimird.tools.apidoc > docs/api.md
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -e '.[encryption]'
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -e '.[encryption,test,dev]'
+	@touch $@ $(VENV)/.installed
+
+# Debian packages the tests need: systemd-socket-activate (package systemd).
+system-deps:
+	@bash .ci/install-system-deps
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

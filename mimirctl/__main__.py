@@ -1,0 +1,5 @@
+import sys
+
+from mimirctl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from mimird.cli import main
+
+sys.exit(main())

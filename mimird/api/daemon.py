@@ -1,0 +1,95 @@
+"""``daemon.status`` and ``rpc.discover``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from mimird import __version__, projects
+from mimird.config import Settings
+from mimird.rpc.openrpc import openrpc_document
+from mimird.rpc.registry import CallContext, Registry
+from mimird.store import Store
+from mimird.wire.protocol import PROTOCOL_VERSION
+from mimird.wire.types import DaemonCounts, DaemonPaths, DaemonStatus, EmptyParams
+
+
+class DaemonService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        started_at: str,
+        socket_activated: bool,
+        connections: Callable[[], int],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._started_at = started_at
+        self._started = trio.current_time()
+        self._socket_activated = socket_activated
+        self._connections = connections
+        self._registry: Registry | None = None
+        self._openrpc: dict[str, Any] | None = None
+        # Counts are recomputed only after a write (the store's generation moves).
+        self._counts_generation = -1
+        self._counts = (0, 0, 0)
+
+    def register(self, registry: Registry) -> None:
+        self._registry = registry
+        registry.add(
+            "daemon.status",
+            self.status,
+            params=EmptyParams,
+            result=DaemonStatus,
+            summary="Version, protocol version, pid, uptime, paths, database size and counts.",
+        )
+        registry.add(
+            "rpc.discover",
+            self.discover,
+            params=EmptyParams,
+            result=dict[str, Any],
+            summary="The OpenRPC document describing every method, generated from its types.",
+        )
+
+    async def status(self, ctx: CallContext, params: EmptyParams) -> DaemonStatus:
+        generation = self._store.generation
+        if generation != self._counts_generation:
+            self._counts = await self._store.read(projects.counts)
+            self._counts_generation = generation
+        active, archived, total_sessions = self._counts
+        settings = self._settings
+        return DaemonStatus(
+            version=__version__,
+            protocol_version=PROTOCOL_VERSION,
+            pid=os.getpid(),
+            started_at=self._started_at,
+            uptime_s=round(trio.current_time() - self._started, 3),
+            socket_activated=self._socket_activated,
+            database_size_bytes=self._store.size_bytes(),
+            database_encrypted=self._store.encrypted,
+            schema_revision=self._store.revision,
+            paths=DaemonPaths(
+                socket=str(settings.socket_path),
+                database=str(settings.database_path),
+                config=None if settings.config_path is None else str(settings.config_path),
+                worktrees=str(settings.worktrees_dir),
+                state=str(settings.state_dir),
+            ),
+            counts=DaemonCounts(
+                projects=active,
+                archived_projects=archived,
+                sessions=total_sessions,
+                connections=self._connections(),
+            ),
+        )
+
+    async def discover(self, ctx: CallContext, params: EmptyParams) -> dict[str, Any]:
+        if self._openrpc is None:
+            assert self._registry is not None
+            self._openrpc = openrpc_document(self._registry, __version__)
+        return self._openrpc

@@ -1,0 +1,121 @@
+"""``project.*``: register and manage project directories."""
+
+from __future__ import annotations
+
+import msgspec
+import trio
+
+from mimird import projects
+from mimird.rpc.registry import CallContext, Registry
+from mimird.store import Store
+from mimird.wire.errors import ErrorCode
+from mimird.wire.types import (
+    Project,
+    ProjectAddParams,
+    ProjectGetParams,
+    ProjectList,
+    ProjectListParams,
+    ProjectRemoved,
+    ProjectRemoveParams,
+    ProjectUpdateParams,
+)
+
+#: Detection touches the disk (and git's files); a few at a time is plenty.
+INSPECT_THREADS = 4
+
+
+class ProjectService:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._inspect_limiter = trio.CapacityLimiter(INSPECT_THREADS)
+
+    def register(self, registry: Registry) -> None:
+        registry.add(
+            "project.add",
+            self.add,
+            params=ProjectAddParams,
+            result=Project,
+            summary="Register a directory as a project.",
+            description=(
+                "The path must exist. Inside a git repository the repository's root is "
+                "registered, whatever subdirectory was given. The type is detected from marker "
+                "files; the name defaults to the directory's name and must be unique."
+            ),
+            mutating=True,
+            errors=(ErrorCode.ALREADY_EXISTS,),
+        )
+        registry.add(
+            "project.list",
+            self.list,
+            params=ProjectListParams,
+            result=ProjectList,
+            summary="List projects by name; archived ones only when asked.",
+        )
+        registry.add(
+            "project.get",
+            self.get,
+            params=ProjectGetParams,
+            result=Project,
+            summary="One project, by id or name.",
+            errors=(ErrorCode.NOT_FOUND,),
+        )
+        registry.add(
+            "project.update",
+            self.update,
+            params=ProjectUpdateParams,
+            result=Project,
+            summary="Change a project's name, description, config or archived flag.",
+            description="Fields left out are unchanged; config is replaced as a whole.",
+            mutating=True,
+            errors=(ErrorCode.NOT_FOUND, ErrorCode.ALREADY_EXISTS),
+        )
+        registry.add(
+            "project.remove",
+            self.remove,
+            params=ProjectRemoveParams,
+            result=ProjectRemoved,
+            summary="Unregister a project (its files are not touched).",
+            description=(
+                "Refused while the project has sessions, unless force is true, which removes "
+                "the project's sessions from the database with it."
+            ),
+            mutating=True,
+            errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
+        )
+
+    async def add(self, ctx: CallContext, params: ProjectAddParams) -> Project:
+        inspected = await trio.to_thread.run_sync(
+            projects.inspect_path, params.path, limiter=self._inspect_limiter
+        )
+        return await self._store.write(
+            lambda conn: projects.insert_project(
+                conn,
+                project_id=self._store.ids.new(),
+                inspected=inspected,
+                name=params.name or None,
+                description=params.description,
+                config=params.config,
+            )
+        )
+
+    async def list(self, ctx: CallContext, params: ProjectListParams) -> ProjectList:
+        found = await self._store.read(
+            lambda conn: projects.list_projects(conn, include_archived=params.include_archived)
+        )
+        return ProjectList(projects=found)
+
+    async def get(self, ctx: CallContext, params: ProjectGetParams) -> Project:
+        return await self._store.read(projects.get_project, params.project)
+
+    async def update(self, ctx: CallContext, params: ProjectUpdateParams) -> Project:
+        changes = {
+            field: value
+            for field in ("name", "description", "config", "archived")
+            if (value := getattr(params, field)) is not msgspec.UNSET
+        }
+        return await self._store.write(projects.update_project, params.project, changes)
+
+    async def remove(self, ctx: CallContext, params: ProjectRemoveParams) -> ProjectRemoved:
+        return await self._store.write(
+            lambda conn: projects.remove_project(conn, params.project, force=params.force)
+        )

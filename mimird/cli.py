@@ -1,0 +1,89 @@
+"""``mimird``: the command line of the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+import structlog
+import trio
+
+from mimird import __version__, systemd
+from mimird.config import Overrides, Settings, load_settings
+from mimird.daemon import run_daemon
+from mimird.errors import StartupError
+from mimird.log import configure_logging
+
+log = structlog.get_logger("mimird")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mimird",
+        description="The Mimir daemon: runs coding agents and serves JSON-RPC on a Unix socket. "
+        "Runs in the foreground; stop it with SIGTERM or Ctrl-C.",
+        epilog="Every path can also be set with MIMIR_* environment variables or in the "
+        "config file; flags win, then the environment, then the file, then XDG defaults.",
+    )
+    parser.add_argument("--version", action="version", version=f"mimird {__version__}")
+    parser.add_argument("--config", help="config file (default $XDG_CONFIG_HOME/mimir/config.toml)")
+    parser.add_argument("--socket", help="socket path (default $XDG_RUNTIME_DIR/mimir/mimird.sock)")
+    parser.add_argument("--database", help="database file (default $XDG_DATA_HOME/mimir/mimir.db)")
+    parser.add_argument("--data-dir", help="directory for the database and worktrees")
+    parser.add_argument("--runtime-dir", help="directory for the socket and lock files")
+    parser.add_argument("--state-dir", help="directory for backups and logs")
+    parser.add_argument("--db-key-file", help="file holding the database encryption key")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-format", choices=("auto", "json", "console"))
+    return parser
+
+
+async def _serve(settings: Settings) -> None:
+    watchdog = systemd.watchdog_interval(os.environ)
+    listen_sockets = systemd.take_listen_fds(os.environ)
+    shutdown = trio.Event()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    log.info("signal_received", signal=signal.Signals(signum).name)
+                    shutdown.set()
+
+            nursery.start_soon(watch_signals)
+            await run_daemon(
+                settings, shutdown, listen_sockets=listen_sockets, watchdog_interval=watchdog
+            )
+            nursery.cancel_scope.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(
+            Overrides(
+                config=args.config,
+                socket=args.socket,
+                database=args.database,
+                data_dir=args.data_dir,
+                runtime_dir=args.runtime_dir,
+                state_dir=args.state_dir,
+                db_key_file=args.db_key_file,
+                log_level=args.log_level,
+                log_format=args.log_format,
+            )
+        )
+        configure_logging(settings.log.level, settings.log.format)
+        trio.run(_serve, settings)
+    except StartupError as exc:
+        print(f"mimird: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C before the handlers were installed
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""Settings: the TOML config file, ``MIMIR_*`` environment variables and flags.
+
+The file is decoded into frozen msgspec Structs that forbid unknown keys; an
+error names the key and the file. ``Settings`` is the resolved, read-only
+result every part of the daemon receives.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Annotated, Final, Literal
+
+import msgspec
+from msgspec import Meta
+
+from mimird import paths
+from mimird.errors import ConfigError
+from mimird.wire.protocol import DEFAULT_MAX_FRAME_BYTES
+
+#: Environment variable holding the database key itself (removed from the
+#: environment as soon as it is read, so no child process ever sees it).
+DB_KEY_ENV: Final = "MIMIR_DB_KEY"
+DB_KEY_FILE_ENV: Final = "MIMIR_DB_KEY_FILE"
+#: Name of the systemd credential (``LoadCredential=mimir-db-key:...``).
+DB_KEY_CREDENTIAL: Final = "mimir-db-key"
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class PathsSection(_Section, frozen=True):
+    socket: str | None = None
+    database: str | None = None
+    worktrees: str | None = None
+    state: str | None = None
+
+
+class DatabaseSection(_Section, frozen=True):
+    synchronous: Literal["normal", "full"] = "normal"
+    busy_timeout_ms: Annotated[int, Meta(ge=0, le=600_000)] = 5000
+    key_file: str | None = None
+    backups_to_keep: Annotated[int, Meta(ge=1, le=1000)] = 5
+    reader_threads: Annotated[int, Meta(ge=1, le=64)] = 4
+
+
+class RpcSection(_Section, frozen=True):
+    max_frame_bytes: Annotated[int, Meta(ge=1024, le=1 << 30)] = DEFAULT_MAX_FRAME_BYTES
+    outgoing_queue: Annotated[int, Meta(ge=1, le=100_000)] = 256
+    max_inflight_per_connection: Annotated[int, Meta(ge=1, le=10_000)] = 64
+    write_stall_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+
+
+class LogSection(_Section, frozen=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class ConfigFile(_Section, frozen=True):
+    paths: PathsSection = PathsSection()
+    database: DatabaseSection = DatabaseSection()
+    rpc: RpcSection = RpcSection()
+    log: LogSection = LogSection()
+
+
+class Secret:
+    """A value that never shows itself in repr, logs or errors."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def reveal(self) -> bytes:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the daemon needs to know, resolved from flags, env, file and defaults."""
+
+    config_path: Path | None
+    socket_path: Path
+    database_path: Path
+    worktrees_dir: Path
+    state_dir: Path
+    db_key: Secret | None
+    db_key_source: str | None
+    notify_socket: str | None
+    database: DatabaseSection
+    rpc: RpcSection
+    log: LogSection
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.state_dir / "backups"
+
+    @property
+    def lock_paths(self) -> tuple[Path, Path]:
+        """One lock per resource a second daemon must not share: the socket and the database."""
+        return (
+            self.socket_path.with_name(self.socket_path.name + ".lock"),
+            self.database_path.with_name(self.database_path.name + ".lock"),
+        )
+
+
+class Overrides(msgspec.Struct, frozen=True, kw_only=True):
+    """Values given on the command line (None: not given)."""
+
+    config: str | None = None
+    socket: str | None = None
+    database: str | None = None
+    data_dir: str | None = None
+    runtime_dir: str | None = None
+    state_dir: str | None = None
+    db_key_file: str | None = None
+    log_level: str | None = None
+    log_format: str | None = None
+
+
+_MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+
+
+def _describe_validation_error(error: msgspec.ValidationError) -> tuple[str, str]:
+    """Split msgspec's message into (dotted key, reason)."""
+    text = str(error)
+    match = _MSGSPEC_PATH.search(text)
+    key = match.group("path") if match else ""
+    reason = _MSGSPEC_PATH.sub("", text)
+    if unknown := re.match(r"Object contains unknown field `([^`]+)`", reason):
+        key = f"{key}.{unknown.group(1)}" if key else unknown.group(1)
+        reason = "unknown key"
+    elif missing := re.match(r"Object missing required field `([^`]+)`", reason):
+        key = f"{key}.{missing.group(1)}" if key else missing.group(1)
+        reason = "required key is missing"
+    return key.replace("[", ".").replace("]", ""), reason
+
+
+def parse_config_file(path: Path) -> ConfigFile:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return msgspec.convert(data, ConfigFile)
+    except msgspec.ValidationError as exc:
+        key, reason = _describe_validation_error(exc)
+        raise ConfigError(f"{path}: key '{key}': {reason}") from None
+
+
+def _read_key_file(path: Path, origin: str) -> Secret:
+    try:
+        value = path.read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read database key file {path} ({origin}): {exc.strerror}"
+        ) from None
+    if not value:
+        raise ConfigError(f"database key file {path} ({origin}) is empty")
+    return Secret(value)
+
+
+def _resolve_db_key(
+    overrides: Overrides, file: ConfigFile, env: MutableMapping[str, str]
+) -> tuple[Secret | None, str | None]:
+    """Find the database key: flag, env var, env key file, systemd credential, config file.
+
+    ``MIMIR_DB_KEY`` is removed from ``env`` so that it never reaches a child.
+    """
+    if overrides.db_key_file:
+        return _read_key_file(Path(overrides.db_key_file), "--db-key-file"), "--db-key-file"
+    if DB_KEY_ENV in env:
+        value = env.pop(DB_KEY_ENV).encode()
+        if not value:
+            raise ConfigError(f"{DB_KEY_ENV} is set but empty")
+        return Secret(value), DB_KEY_ENV
+    if key_file := env.get(DB_KEY_FILE_ENV):
+        return _read_key_file(Path(key_file), DB_KEY_FILE_ENV), DB_KEY_FILE_ENV
+    if creds := env.get("CREDENTIALS_DIRECTORY"):
+        credential = Path(creds) / DB_KEY_CREDENTIAL
+        if credential.exists():
+            origin = f"systemd credential {DB_KEY_CREDENTIAL}"
+            return _read_key_file(credential, origin), origin
+    if file.database.key_file:
+        return _read_key_file(Path(file.database.key_file).expanduser(), "database.key_file"), (
+            "database.key_file"
+        )
+    return None, None
+
+
+def load_settings(overrides: Overrides, env: MutableMapping[str, str] | None = None) -> Settings:
+    """Resolve settings. ``env`` defaults to ``os.environ`` and is modified: secrets
+    and systemd's per-process variables are removed from it."""
+    if env is None:
+        env = os.environ
+    # Flags that move whole directories act like their environment variables.
+    scoped: dict[str, str] = dict(env)
+    for flag, var in (
+        (overrides.data_dir, "MIMIR_DATA_DIR"),
+        (overrides.runtime_dir, "MIMIR_RUNTIME_DIR"),
+        (overrides.state_dir, "MIMIR_STATE_DIR"),
+        (overrides.config, "MIMIR_CONFIG"),
+        (overrides.socket, "MIMIR_SOCKET"),
+    ):
+        if flag:
+            scoped[var] = flag
+
+    explicit_config = "MIMIR_CONFIG" in scoped
+    config_path = paths.config_file(scoped)
+    if config_path.exists() or explicit_config:
+        file = parse_config_file(config_path)
+    else:
+        file, config_path = ConfigFile(), None  # type: ignore[assignment]
+
+    def pick(flag: str | None, var: str, from_file: str | None, default: Path) -> Path:
+        if flag:
+            return Path(flag).expanduser().absolute()
+        if value := scoped.get(var):
+            return Path(value).expanduser().absolute()
+        if from_file:
+            return Path(from_file).expanduser().absolute()
+        return default.absolute()
+
+    data = paths.data_dir(scoped)
+    socket_default = paths.runtime_dir(scoped) / paths.SOCKET_NAME
+    socket_path = pick(overrides.socket, "MIMIR_SOCKET", file.paths.socket, socket_default)
+    database_path = pick(
+        overrides.database, "MIMIR_DATABASE", file.paths.database, data / paths.DATABASE_NAME
+    )
+    worktrees_dir = pick(None, "MIMIR_WORKTREES_DIR", file.paths.worktrees, data / "worktrees")
+    state = pick(overrides.state_dir, "MIMIR_STATE_DIR", file.paths.state, paths.state_dir(scoped))
+
+    if len(os.fsencode(socket_path)) > paths.MAX_SOCKET_PATH_BYTES:
+        raise ConfigError(
+            f"socket path {socket_path} is {len(os.fsencode(socket_path))} bytes; Unix sockets "
+            f"allow at most {paths.MAX_SOCKET_PATH_BYTES}: choose a shorter --socket"
+        )
+
+    log = file.log
+    if overrides.log_level or overrides.log_format or env.get("MIMIR_LOG_LEVEL"):
+        try:
+            log = msgspec.structs.replace(
+                log,
+                level=(overrides.log_level or env.get("MIMIR_LOG_LEVEL") or log.level),
+                format=(overrides.log_format or log.format),
+            )
+            log = msgspec.convert(msgspec.to_builtins(log), LogSection)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"log level or format: {exc}") from None
+
+    db_key, db_key_source = _resolve_db_key(overrides, file, env)
+
+    # systemd's per-process variables are for this process alone; keep what we
+    # need and make sure no child ever inherits them.
+    notify_socket = env.pop("NOTIFY_SOCKET", None)
+
+    return Settings(
+        config_path=config_path,
+        socket_path=socket_path,
+        database_path=database_path,
+        worktrees_dir=worktrees_dir,
+        state_dir=state,
+        db_key=db_key,
+        db_key_source=db_key_source,
+        notify_socket=notify_socket,
+        database=file.database,
+        rpc=file.rpc,
+        log=log,
+    )

@@ -1,0 +1,134 @@
+"""The daemon's root task: open every part in order, serve, shut down cleanly.
+
+Order matters: the instance locks come first (a second daemon must fail before
+it touches anything), then the store (migrations), then the listening socket;
+``READY=1`` is sent only when the socket accepts and migrations ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import trio
+
+from mimird import __version__, systemd
+from mimird.api import DaemonService, ProjectService, build_registry
+from mimird.config import Settings
+from mimird.instance import bind_unix_listener, check_activated_socket, instance_lock
+from mimird.rpc.audit import AuditLog
+from mimird.rpc.dispatch import Dispatcher
+from mimird.rpc.server import CredentialsFn, RpcServer, peer_credentials
+from mimird.store import Store
+from mimird.timeutil import utc_now
+
+log = structlog.get_logger("mimird")
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What ``run_daemon`` reports once it is ready."""
+
+    socket_path: Path
+    database_path: Path
+    pid: int
+
+
+def _unlink_if_ours(path: Path, inode: int) -> None:
+    """Remove the socket file at shutdown, unless another process replaced it."""
+    with contextlib.suppress(FileNotFoundError):
+        if os.lstat(path).st_ino == inode:
+            path.unlink()
+
+
+async def run_daemon(
+    settings: Settings,
+    shutdown: trio.Event,
+    *,
+    listen_sockets: list[socket.socket] | None = None,
+    credentials: CredentialsFn = peer_credentials,
+    watchdog_interval: float | None = None,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until ``shutdown`` is set. Raises :class:`StartupError` if it cannot start."""
+    notifier = systemd.Notifier(settings.notify_socket)
+    started_at = utc_now()
+    socket_lock, database_lock = settings.lock_paths
+    activated = bool(listen_sockets)
+    with contextlib.ExitStack() as resources:
+        resources.enter_context(instance_lock(database_lock, "database"))
+        if not activated:
+            resources.enter_context(instance_lock(socket_lock, "socket"))
+        log.info(
+            "daemon_starting",
+            version=__version__,
+            pid=os.getpid(),
+            database=str(settings.database_path),
+            encrypted=settings.db_key is not None,
+            key_source=settings.db_key_source,
+        )
+        async with Store.open(
+            settings.database_path,
+            key=settings.db_key,
+            options=settings.database,
+            backup_dir=settings.backup_dir,
+        ) as store:
+            if listen_sockets:
+                listen_socket = listen_sockets[0]
+                check_activated_socket(listen_socket)
+                for extra in listen_sockets[1:]:
+                    extra.close()
+            else:
+                listen_socket = bind_unix_listener(settings.socket_path)
+                inode = os.lstat(settings.socket_path).st_ino
+                resources.callback(_unlink_if_ours, settings.socket_path, inode)
+            server: RpcServer | None = None
+            daemon_service = DaemonService(
+                settings=settings,
+                store=store,
+                started_at=started_at,
+                socket_activated=activated,
+                connections=lambda: 0 if server is None else server.connections,
+            )
+            registry = build_registry(daemon_service, ProjectService(store))
+            server = RpcServer(
+                listen_socket,
+                Dispatcher(registry, AuditLog(store)),
+                settings.rpc,
+                credentials=credentials,
+            )
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(server.serve)
+                    if watchdog_interval:
+                        nursery.start_soon(systemd.run_watchdog, notifier, watchdog_interval)
+                    notifier.notify(
+                        READY=1, STATUS=f"serving on {settings.socket_path}", MAINPID=os.getpid()
+                    )
+                    log.info(
+                        "daemon_ready",
+                        socket=str(settings.socket_path),
+                        socket_activated=activated,
+                        schema_revision=store.revision,
+                        recovered_from_crash=store.recovered_from_crash,
+                        methods=len(registry),
+                    )
+                    task_status.started(
+                        Running(
+                            socket_path=settings.socket_path,
+                            database_path=settings.database_path,
+                            pid=os.getpid(),
+                        )
+                    )
+                    await shutdown.wait()
+                    notifier.notify(STOPPING=1, STATUS="shutting down")
+                    log.info("daemon_stopping")
+                    nursery.cancel_scope.cancel()
+            finally:
+                with trio.move_on_after(1, shield=True):
+                    await server.aclose()
+    log.info("daemon_stopped")

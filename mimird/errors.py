@@ -1,0 +1,86 @@
+"""Mimir's exception hierarchy.
+
+Lower layers (SQLite, git, the OS) raise their own exceptions; they are mapped
+into these at the boundary where they enter Mimir's code. The RPC layer turns
+a ``MimirError`` into a JSON-RPC error with ``code`` and ``data`` taken from
+the class, so the mapping lives in one place: ``mimird.wire.errors``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from mimird.wire.errors import ErrorCode, ErrorData
+
+
+class MimirError(Exception):
+    """An error a client should see, with a message that says what to do."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.id = id
+        self.detail = detail
+
+    def data(self) -> ErrorData:
+        return ErrorData(kind=self.code.kind, field=self.field, id=self.id, detail=self.detail)
+
+
+class InvalidParams(MimirError):
+    """Params that decode but make no sense (a path that does not exist, ...)."""
+
+    code = ErrorCode.INVALID_PARAMS
+
+
+class NotFound(MimirError):
+    code = ErrorCode.NOT_FOUND
+
+
+class AlreadyExists(MimirError):
+    code = ErrorCode.ALREADY_EXISTS
+
+
+class InvalidState(MimirError):
+    code = ErrorCode.INVALID_STATE
+
+
+class Forbidden(MimirError):
+    code = ErrorCode.FORBIDDEN
+
+
+class Busy(MimirError):
+    code = ErrorCode.BUSY
+
+
+class ShuttingDown(MimirError):
+    code = ErrorCode.SHUTTING_DOWN
+
+
+class StorageError(MimirError):
+    code = ErrorCode.STORAGE_ERROR
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is printed as is, and mimird exits non-zero."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class ConfigError(StartupError):
+    """A bad config file, flag or environment variable (names the key and where it came from)."""
+
+    def __init__(self, message: str) -> None:
+        # EX_CONFIG from sysexits.h: systemd shows it as "configuration error".
+        super().__init__(message, exit_code=78)

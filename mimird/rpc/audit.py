@@ -1,0 +1,63 @@
+"""The audit log: who (uid, pid) called which mutating method, when, and how it ended."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import sqlalchemy as sa
+import structlog
+
+from mimird.errors import MimirError
+from mimird.rpc.registry import CallContext
+from mimird.store import Store
+from mimird.store.schema import audit_log
+from mimird.timeutil import utc_now
+
+log = structlog.get_logger("mimird.audit")
+
+#: Params longer than this are stored truncated (a config blob can be large).
+MAX_PARAMS_CHARS: Final = 64 * 1024
+
+
+def _target(params: Any, result: Any) -> str | None:
+    """What the call acted on: the id of the result, else the object the params name."""
+    for candidate in (getattr(result, "id", None), getattr(params, "project", None)):
+        if isinstance(candidate, str):
+            return candidate
+    return None
+
+
+class AuditLog:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def record(
+        self,
+        ctx: CallContext,
+        method: str,
+        raw_params: bytes,
+        params: Any,
+        *,
+        result: Any = None,
+        error: MimirError | None = None,
+    ) -> None:
+        row = {
+            "at": utc_now(),
+            "uid": ctx.peer.uid,
+            "pid": ctx.peer.pid,
+            "method": method,
+            "target": _target(params, result),
+            "params": raw_params.decode("utf-8", errors="replace")[:MAX_PARAMS_CHARS],
+            "outcome": "ok" if error is None else "error",
+            "error_code": None if error is None else int(error.code),
+            "error_message": None if error is None else error.message,
+        }
+        try:
+            await self._store.write(_insert, row)
+        except MimirError as exc:
+            # The call itself already happened; losing its audit line is logged loudly.
+            log.error("audit_write_failed", method=method, error=exc.message)
+
+
+def _insert(conn: sa.Connection, row: dict[str, Any]) -> None:
+    conn.execute(sa.insert(audit_log).values(**row))

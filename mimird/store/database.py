@@ -1,0 +1,248 @@
+"""The store: one SQLite file, one writer, a few readers, all off the event loop.
+
+Every database function is a plain sync function that takes a SQLAlchemy
+``Connection`` and returns plain data; ``Store.read``/``Store.write`` run it in
+a worker thread. Writes are serialised through a single connection (pool of
+one, ``BEGIN IMMEDIATE``) behind a ``CapacityLimiter(1)``. A cancelled caller
+waits for its thread to finish (``abandon_on_cancel=False``), so a write that
+was cancelled may still have committed: writes must be idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, Final, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+import structlog
+import trio
+
+from mimird import __version__
+from mimird.config import DatabaseSection, Secret
+from mimird.errors import MimirError, StartupError, StorageError
+from mimird.ids import IdGenerator
+from mimird.store import migrate, schema
+from mimird.store.engine import Connect, check_header, connector, make_engine
+from mimird.timeutil import utc_now
+
+log = structlog.get_logger("mimird.store")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+CLOSE_TIMEOUT_S: Final = 30.0
+
+
+class Store:
+    """Owner of the database. Open with ``async with Store.open(...) as store``."""
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        encrypted: bool,
+        revision: str,
+        writer: sa.Engine,
+        reader: sa.Engine,
+        reader_threads: int,
+        run_id: int,
+        recovered_from_crash: bool,
+    ) -> None:
+        self.path = path
+        self.encrypted = encrypted
+        self.revision = revision
+        self.run_id = run_id
+        self.recovered_from_crash = recovered_from_crash
+        self.ids = IdGenerator()
+        self._writer = writer
+        self._reader = reader
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(reader_threads)
+        #: Bumped after every committed write; lets callers cache derived data.
+        self.generation = 0
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        path: Path,
+        *,
+        key: Secret | None,
+        options: DatabaseSection,
+        backup_dir: Path,
+    ) -> AsyncIterator[Store]:
+        """Open (creating or migrating as needed) the database at ``path``.
+
+        Raises :class:`StartupError` with a message for the user when the file
+        cannot be opened; the file is never re-created or modified in that case."""
+        store = await trio.to_thread.run_sync(
+            cls._open_sync, path, key, options, backup_dir, abandon_on_cancel=False
+        )
+        try:
+            yield store
+        finally:
+            with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                await trio.to_thread.run_sync(store._close_sync)
+
+    @classmethod
+    def _open_sync(
+        cls, path: Path, key: Secret | None, options: DatabaseSection, backup_dir: Path
+    ) -> Store:
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create directory {path.parent}: {exc.strerror}") from None
+        check_header(path, key)
+
+        def connect_to(target: Path, *, foreign_keys: bool = True) -> Connect:
+            return connector(
+                target,
+                key,
+                busy_timeout_ms=options.busy_timeout_ms,
+                synchronous=options.synchronous,
+                foreign_keys=foreign_keys,
+            )
+
+        connect = connect_to(path)
+        # Creating the file with a umask keeps a new database private from its first byte.
+        old_umask = os.umask(0o077)
+        try:
+            connect().close()
+        finally:
+            os.umask(old_umask)
+
+        migration_engine = make_engine(
+            connect_to(path, foreign_keys=False), key, pool_size=0, writer=True
+        )
+        try:
+            revision = migrate.upgrade(
+                migration_engine,
+                connect=connect,
+                backup_connector=lambda target: connect_to(target),
+                backup_dir=backup_dir,
+                backups_to_keep=options.backups_to_keep,
+            )
+        finally:
+            migration_engine.dispose()
+
+        writer = make_engine(connect, key, pool_size=1, writer=True)
+        reader = make_engine(connect, key, pool_size=options.reader_threads, writer=False)
+        try:
+            run_id, unfinished = _record_start(writer)
+            if unfinished:
+                log.warning("unclean_shutdown_detected", previous_runs=unfinished)
+                _quick_check(writer, path)
+        except BaseException:
+            writer.dispose()
+            reader.dispose()
+            raise
+        return cls(
+            path=path,
+            encrypted=key is not None,
+            revision=revision,
+            writer=writer,
+            reader=reader,
+            reader_threads=options.reader_threads,
+            run_id=run_id,
+            recovered_from_crash=bool(unfinished),
+        )
+
+    def _close_sync(self) -> None:
+        try:
+            with self._writer.begin() as conn:
+                conn.execute(
+                    sa.update(schema.daemon_runs)
+                    .where(schema.daemon_runs.c.id == self.run_id)
+                    .values(stopped_at=utc_now(), status="stopped")
+                )
+            # Outside any transaction: fold the WAL back into the main file so that
+            # a copy of mimir.db alone is complete after a clean stop.
+            raw = self._writer.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+                raw.driver_connection.execute("PRAGMA optimize")  # type: ignore[union-attr]
+            finally:
+                raw.close()
+            log.info("database_closed", path=str(self.path))
+        except sa.exc.DBAPIError as exc:
+            log.error("database_close_failed", error=str(exc.orig))
+        finally:
+            self._reader.dispose()
+            self._writer.dispose()
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)`` in a read transaction in a worker thread."""
+        return await trio.to_thread.run_sync(self._read_sync, fn, args, limiter=self._read_limiter)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)`` in one ``BEGIN IMMEDIATE`` transaction.
+
+        Commits if ``fn`` returns, rolls back if it raises. Exactly one write runs
+        at a time."""
+        result = await trio.to_thread.run_sync(
+            self._write_sync, fn, args, limiter=self._write_limiter
+        )
+        self.generation += 1
+        return result
+
+    def _read_sync(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        try:
+            with self._reader.connect() as conn:
+                return fn(conn, *args)
+        except sa.exc.DBAPIError as exc:
+            raise _storage_error(exc) from exc
+
+    def _write_sync(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        try:
+            with self._writer.begin() as conn:
+                return fn(conn, *args)
+        except MimirError:
+            raise
+        except sa.exc.DBAPIError as exc:
+            raise _storage_error(exc) from exc
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total
+
+
+def _storage_error(exc: sa.exc.DBAPIError) -> StorageError:
+    log.error("database_error", error=str(exc.orig), statement=exc.statement)
+    return StorageError(f"database error: {exc.orig}", detail={"sqlite": str(exc.orig)})
+
+
+def _record_start(engine: sa.Engine) -> tuple[int, int]:
+    """Insert this run's row; return its id and how many earlier runs never stopped."""
+    runs = schema.daemon_runs
+    with engine.begin() as conn:
+        unfinished = conn.execute(
+            sa.select(sa.func.count()).select_from(runs).where(runs.c.status == "running")
+        ).scalar_one()
+        # Mark them so that the next start does not report them again.
+        conn.execute(sa.update(runs).where(runs.c.status == "running").values(status="crashed"))
+        run_id = conn.execute(
+            sa.insert(runs).values(
+                pid=os.getpid(), version=__version__, started_at=utc_now(), status="running"
+            )
+        ).inserted_primary_key
+        assert run_id is not None
+        return int(run_id[0]), int(unfinished)
+
+
+def _quick_check(engine: sa.Engine, path: Path) -> None:
+    with engine.connect() as conn:
+        rows = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
+        conn.rollback()
+    if rows != ["ok"]:
+        raise StartupError(
+            f"database {path} failed its integrity check after an unclean shutdown: "
+            f"{'; '.join(rows[:5])}. Restore a backup (see 'mimird --help') or run "
+            f"'sqlite3 {path} .recover'"
+        )
+    log.info("database_checked", result="ok")

@@ -1,0 +1,24 @@
+"""Alembic environment: mimird always runs migrations in-process on a connection
+it opened itself (``config.attributes["connection"]``), never from a URL."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from mimird.store.schema import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError(
+        "mimird runs its migrations itself at start-up; to make a new revision use "
+        "'make migration MSG=...' (see docs/development.md)"
+    )
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=True,  # SQLite alters tables by copy-and-move
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

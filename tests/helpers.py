@@ -1,0 +1,284 @@
+"""Test helpers: daemons in temporary directories, in-process or as real processes,
+and small socket clients (blocking and trio)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from mimird.config import Overrides, Settings, load_settings
+from mimird.daemon import Running, run_daemon
+from mimird.rpc.server import CredentialsFn, peer_credentials
+
+READY_TIMEOUT_S = 20.0
+
+
+@dataclass
+class DaemonDirs:
+    """A daemon's whole world inside one short temporary directory (Unix socket
+    paths are limited to 107 bytes, so pytest's long tmp_path is not used)."""
+
+    root: Path
+
+    @property
+    def runtime(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime / "mimird.sock"
+
+    @property
+    def database(self) -> Path:
+        return self.data / "mimir.db"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a mimird or mimirctl subprocess living in these dirs."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MIMIR_", "XDG_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_"))
+        }
+        env.update(
+            HOME=str(self.root / "home"),
+            MIMIR_RUNTIME_DIR=str(self.runtime),
+            MIMIR_DATA_DIR=str(self.data),
+            MIMIR_STATE_DIR=str(self.state),
+            MIMIR_CONFIG=str(self.config),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def settings(self, **extra_env: str) -> Settings:
+        env = self.env(**extra_env)
+        if not self.config.exists():
+            env.pop("MIMIR_CONFIG")
+        return load_settings(Overrides(), env)
+
+
+@contextlib.contextmanager
+def short_tmpdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="mimir-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# ---- in-process daemon -----------------------------------------------------------
+
+
+@dataclass
+class InProcessDaemon:
+    dirs: DaemonDirs
+    running: Running
+    shutdown: trio.Event
+
+    @property
+    def socket(self) -> Path:
+        return self.running.socket_path
+
+
+@contextlib.asynccontextmanager
+async def in_process_daemon(
+    dirs: DaemonDirs,
+    *,
+    credentials: CredentialsFn = peer_credentials,
+    settings: Settings | None = None,
+) -> AsyncIterator[InProcessDaemon]:
+    settings = settings or dirs.settings()
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running = await nursery.start(
+            lambda task_status: run_daemon(
+                settings, shutdown, credentials=credentials, task_status=task_status
+            )
+        )
+        try:
+            yield InProcessDaemon(dirs=dirs, running=running, shutdown=shutdown)
+        finally:
+            shutdown.set()
+
+
+# ---- clients ---------------------------------------------------------------------
+
+
+class TrioClient:
+    """A line-oriented client on a trio socket stream."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self._buffer = bytearray()
+        self._ids = itertools.count(1)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, path: Path) -> AsyncIterator[TrioClient]:
+        stream = await trio.open_unix_socket(str(path))
+        async with stream:
+            yield cls(stream)
+
+    async def send_line(self, data: bytes) -> None:
+        await self.stream.send_all(data + b"\n")
+
+    async def read_line(self) -> bytes | None:
+        """The next line without its newline, or None at EOF."""
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                return line
+            data = await self.stream.receive_some(65536)
+            if not data:
+                return None
+            self._buffer += data
+
+    async def read_json(self) -> Any:
+        line = await self.read_line()
+        assert line is not None, "connection closed before a response arrived"
+        return msgspec.json.decode(line)
+
+    async def call_raw(self, method: str, params: Any = None) -> dict[str, Any]:
+        """The whole response object."""
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": next(self._ids), "method": method}
+        if params is not None:
+            request["params"] = params
+        await self.send_line(msgspec.json.encode(request))
+        response: dict[str, Any] = await self.read_json()
+        return response
+
+    async def call(self, method: str, params: Any = None) -> Any:
+        response = await self.call_raw(method, params)
+        assert "error" not in response, response
+        return response["result"]
+
+
+def blocking_call(path: Path, method: str, params: Any = None, timeout: float = 10) -> Any:
+    """One request on a fresh blocking connection; returns the whole response."""
+    request: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method}
+    if params is not None:
+        request["params"] = params
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(msgspec.json.encode(request) + b"\n")
+        with sock.makefile("rb") as f:
+            return msgspec.json.decode(f.readline())
+
+
+# ---- real daemon processes -------------------------------------------------------
+
+
+@dataclass
+class DaemonProcess:
+    dirs: DaemonDirs
+    proc: subprocess.Popen[bytes]
+    stderr_path: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"mimird exited with {self.proc.returncode} before it was ready:\n{self.stderr}"
+                )
+            try:
+                response = blocking_call(self.dirs.socket, "daemon.status", timeout=2)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            if response.get("result", {}).get("pid") == self.proc.pid:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"mimird not ready after {timeout}s:\n{self.stderr}")
+
+    def terminate(self, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def start_daemon_process(
+    dirs: DaemonDirs, *args: str, env: dict[str, str] | None = None, wait: bool = True
+) -> DaemonProcess:
+    dirs.root.mkdir(parents=True, exist_ok=True)
+    stderr_path = dirs.root / f"mimird-{time.monotonic_ns()}.log"
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mimird", "--log-format", "json", *args],
+            env=env or dirs.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    daemon = DaemonProcess(dirs=dirs, proc=proc, stderr_path=stderr_path, args=list(args))
+    if wait:
+        try:
+            daemon.wait_ready()
+        except BaseException:
+            daemon.kill()
+            raise
+    return daemon
+
+
+@contextlib.contextmanager
+def daemon_process(
+    dirs: DaemonDirs, *args: str, env: dict[str, str] | None = None
+) -> Iterator[DaemonProcess]:
+    daemon = start_daemon_process(dirs, *args, env=env)
+    try:
+        yield daemon
+    finally:
+        daemon.kill()
+
+
+def run_mimirctl(
+    dirs: DaemonDirs, *args: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mimirctl", *args],
+        env=dirs.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
