@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-fast check lint typecheck bench docs clean install install-test system-deps
+.PHONY: run test test-fast check lint typecheck bench clean install install-test system-deps
 
 # Install (runtime + encryption extra) and start mimird in the foreground with its
 # embedded defaults. Stop it with Ctrl-C.
@@ -32,9 +32,6 @@ typecheck: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/rpc.py
-
-docs: $(VENV)/.installed-test
-	$(PY) -m mimird.tools.apidoc > docs/api.md
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
