@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-fast check lint typecheck bench clean install install-test system-deps
+.PHONY: run test test-fast check lint typecheck bench clean migration install-systemd install install-test system-deps
 
 # Install (runtime + encryption extra) and start mimird in the foreground with its
 # embedded defaults. Stop it with Ctrl-C.
@@ -32,6 +32,19 @@ typecheck: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/rpc.py
+
+# Write the user units with this checkout's mimird in ExecStart, then enable the socket.
+UNIT_DIR ?= $(HOME)/.config/systemd/user
+install-systemd: $(VENV)/.installed
+	mkdir -p $(UNIT_DIR)
+	sed 's|^ExecStart=%h/.local/bin/mimird|ExecStart=$(abspath $(BIN))/mimird|' systemd/mimird.service > $(UNIT_DIR)/mimird.service
+	cp systemd/mimird.socket $(UNIT_DIR)/mimird.socket
+	systemctl --user daemon-reload
+	systemctl --user enable --now mimird.socket
+
+# A new Alembic revision from the difference between schema.py and the newest migration.
+migration: $(VENV)/.installed-test
+	$(PY) -m mimird.store.new_revision "$(MSG)"
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

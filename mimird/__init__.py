@@ -2,14 +2,10 @@
 
 This package's ``__init__`` stays import-light on purpose: ``mimirctl`` imports
 ``mimird.wire`` (which imports nothing but msgspec) and must not pay for trio,
-SQLAlchemy or structlog on its short paths.
+SQLAlchemy, structlog or even ``importlib.metadata`` on its short paths. The
+version lives here and pyproject.toml reads it from here.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("mimir")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

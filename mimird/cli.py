@@ -10,7 +10,7 @@ import sys
 import structlog
 import trio
 
-from mimird import __version__, systemd
+from mimird import __version__, paths, systemd
 from mimird.config import Overrides, Settings, load_settings
 from mimird.daemon import run_daemon
 from mimird.errors import StartupError
@@ -76,13 +76,31 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         configure_logging(settings.log.level, settings.log.format)
+        if settings.socket_path.parent == paths.fallback_runtime_dir():
+            # The XDG spec asks for a warning when $XDG_RUNTIME_DIR is missing:
+            # files under /tmp may be cleaned behind our back.
+            log.warning("xdg_runtime_dir_unset", socket=str(settings.socket_path))
         trio.run(_serve, settings)
-    except StartupError as exc:
-        print(f"mimird: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:  # a second Ctrl-C before the handlers were installed
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
         return 130
+    except BaseException as exc:
+        error = _find_startup_error(exc)
+        if error is None:
+            raise
+        print(f"mimird: {error}", file=sys.stderr)
+        return error.exit_code
     return 0
+
+
+def _find_startup_error(exc: BaseException) -> StartupError | None:
+    """The StartupError in ``exc``, also when trio wrapped it in exception groups."""
+    if isinstance(exc, StartupError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _find_startup_error(inner)) is not None:
+                return found
+    return None
 
 
 if __name__ == "__main__":

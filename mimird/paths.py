@@ -39,11 +39,12 @@ def runtime_dir(env: Mapping[str, str] = os.environ) -> Path:
     xdg = env.get("XDG_RUNTIME_DIR", "")
     if xdg and os.path.isabs(xdg):
         return Path(xdg) / APP
+    return fallback_runtime_dir()
+
+
+def fallback_runtime_dir() -> Path:
+    """Used when ``$XDG_RUNTIME_DIR`` is unset (ssh without pam_systemd, cron)."""
     return Path(f"/tmp/{APP}-{os.geteuid()}")
-
-
-def runtime_dir_is_fallback(env: Mapping[str, str] = os.environ) -> bool:
-    return not env.get("MIMIR_RUNTIME_DIR") and not os.path.isabs(env.get("XDG_RUNTIME_DIR", ""))
 
 
 def data_dir(env: Mapping[str, str] = os.environ) -> Path:

@@ -92,7 +92,7 @@ class ProjectService:
                 conn,
                 project_id=self._store.ids.new(),
                 inspected=inspected,
-                name=params.name or None,
+                name=None if params.name is msgspec.UNSET else params.name,
                 description=params.description,
                 config=params.config,
             )

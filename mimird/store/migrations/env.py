@@ -11,7 +11,7 @@ connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError(
         "mimird runs its migrations itself at start-up; to make a new revision use "
-        "'make migration MSG=...' (see docs/development.md)"
+        "'make migration MSG=...' (see README, Development)"
     )
 
 context.configure(
