@@ -129,7 +129,7 @@ def cmd_project_add(client: Client, args: argparse.Namespace) -> int:
     if args.description is not None:
         params["description"] = args.description
     if args.config is not None:
-        params["config"] = _json_object(args.config)
+        params["config"] = args.config
     project = client.call("project.add", params)
     _emit(
         args,
@@ -171,7 +171,7 @@ def cmd_project_update(client: Client, args: argparse.Namespace) -> int:
     if args.description is not None:
         params["description"] = args.description
     if args.config is not None:
-        params["config"] = _json_object(args.config)
+        params["config"] = args.config
     if len(params) == 1:
         raise UsageError("nothing to update: give --name, --description or --config")
     _emit(args, client.call("project.update", params), _project_fields)
@@ -224,7 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", parents=[common], help="show the daemon's status")
     status.set_defaults(run=cmd_status)
 
-    project = commands.add_parser("project", help="manage projects")
+    project = commands.add_parser("project", parents=[common], help="manage projects")
     project_commands = project.add_subparsers(
         dest="project_command", metavar="COMMAND", required=True
     )
@@ -287,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     args.json = getattr(args, "json", False)
     run: Command = args.run
     try:
+        # Check what can be checked before bothering the daemon.
+        if getattr(args, "config", None) is not None:
+            args.config = _json_object(args.config)
         with Client(resolve_socket(getattr(args, "socket", None))) as client:
             return run(client, args)
     except DaemonNotRunning as exc:

@@ -141,12 +141,12 @@ def _find(conn: sa.Connection, ref: str) -> Project:
     return _to_project(row)
 
 
-def _check_name_free(conn: sa.Connection, name: str, *, field: str = "name") -> None:
+def _check_name_free(conn: sa.Connection, name: str) -> None:
     existing = conn.execute(sa.select(projects.c.id).where(projects.c.name == name)).scalar()
     if existing is not None:
         raise AlreadyExists(
             f"a project named {name!r} already exists ({existing}); choose another name",
-            field=field,
+            field="name",
             id=existing,
         )
 
@@ -172,9 +172,7 @@ def insert_project(
         )
     if name is None:
         name = inspected.root.name or "root"
-        _check_name_free(conn, name, field="path")
-    else:
-        _check_name_free(conn, name)
+    _check_name_free(conn, name)
     now = utc_now()
     conn.execute(
         sa.insert(projects).values(

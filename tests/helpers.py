@@ -71,17 +71,16 @@ class DaemonDirs:
             MIMIR_RUNTIME_DIR=str(self.runtime),
             MIMIR_DATA_DIR=str(self.data),
             MIMIR_STATE_DIR=str(self.state),
-            MIMIR_CONFIG=str(self.config),
             PYTHONUNBUFFERED="1",
         )
+        # Only once written: a config file named explicitly must exist.
+        if self.config.exists():
+            env["MIMIR_CONFIG"] = str(self.config)
         env.update(extra)
         return env
 
     def settings(self, **extra_env: str) -> Settings:
-        env = self.env(**extra_env)
-        if not self.config.exists():
-            env.pop("MIMIR_CONFIG")
-        return load_settings(Overrides(), env)
+        return load_settings(Overrides(), self.env(**extra_env))
 
 
 @contextlib.contextmanager
