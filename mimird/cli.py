@@ -11,10 +11,11 @@ import structlog
 import trio
 
 from mimird import __version__, paths, systemd
-from mimird.config import Overrides, Settings, load_settings
+from mimird.config import DB_KEY_ENV, Overrides, Settings, load_settings
 from mimird.daemon import run_daemon
 from mimird.errors import StartupError
 from mimird.log import configure_logging
+from mimird.procenv import scrub_initial_environment
 
 log = structlog.get_logger("mimird")
 
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         configure_logging(settings.log.level, settings.log.format)
+        if settings.db_key_source == DB_KEY_ENV:
+            scrub_initial_environment((DB_KEY_ENV,))
         if settings.socket_path.parent == paths.fallback_runtime_dir():
             # The XDG spec asks for a warning when $XDG_RUNTIME_DIR is missing:
             # files under /tmp may be cleaned behind our back.

@@ -50,7 +50,6 @@ class DatabaseSection(_Section, frozen=True):
 
 class RpcSection(_Section, frozen=True):
     max_frame_bytes: Annotated[int, Meta(ge=1024, le=1 << 30)] = DEFAULT_MAX_FRAME_BYTES
-    outgoing_queue: Annotated[int, Meta(ge=1, le=100_000)] = 256
     max_inflight_per_connection: Annotated[int, Meta(ge=1, le=10_000)] = 64
     write_stall_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
 
@@ -179,15 +178,16 @@ def _resolve_db_key(
 ) -> tuple[Secret | None, str | None]:
     """Find the database key: flag, env var, env key file, systemd credential, config file.
 
-    ``MIMIR_DB_KEY`` is removed from ``env`` so that it never reaches a child.
+    ``MIMIR_DB_KEY`` is removed from ``env`` so that it never reaches a child,
+    also when another source wins.
     """
+    env_key = env.pop(DB_KEY_ENV, None)
     if overrides.db_key_file:
         return _read_key_file(Path(overrides.db_key_file), "--db-key-file"), "--db-key-file"
-    if DB_KEY_ENV in env:
-        value = env.pop(DB_KEY_ENV).encode()
-        if not value:
+    if env_key is not None:
+        if not env_key:
             raise ConfigError(f"{DB_KEY_ENV} is set but empty")
-        return Secret(value), DB_KEY_ENV
+        return Secret(env_key.encode()), DB_KEY_ENV
     if key_file := env.get(DB_KEY_FILE_ENV):
         return _read_key_file(Path(key_file), DB_KEY_FILE_ENV), DB_KEY_FILE_ENV
     if creds := env.get("CREDENTIALS_DIRECTORY"):

@@ -12,6 +12,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import structlog
 import trio
@@ -27,6 +28,10 @@ from mimird.store import Store
 from mimird.timeutil import utc_now
 
 log = structlog.get_logger("mimird")
+
+#: On shutdown, calls already running get this long to finish (new ones are
+#: answered "shutting down") before every connection is cancelled.
+SHUTDOWN_GRACE_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +131,8 @@ async def run_daemon(
                     )
                     await shutdown.wait()
                     notifier.notify(STOPPING=1, STATUS="shutting down")
-                    log.info("daemon_stopping")
+                    log.info("daemon_stopping", grace_s=SHUTDOWN_GRACE_S)
+                    await server.drain(SHUTDOWN_GRACE_S)
                     nursery.cancel_scope.cancel()
             finally:
                 with trio.move_on_after(1, shield=True):

@@ -27,7 +27,6 @@ class DaemonService:
         socket_activated: bool,
         connections: Callable[[], int],
     ) -> None:
-        self._settings = settings
         self._store = store
         self._started_at = started_at
         self._started = trio.current_time()
@@ -35,9 +34,18 @@ class DaemonService:
         self._connections = connections
         self._registry: Registry | None = None
         self._openrpc: dict[str, Any] | None = None
-        # Counts are recomputed only after a write (the store's generation moves).
+        # Counts and the database size change only with writes: recompute them
+        # when the store's generation moves, not on every call.
         self._counts_generation = -1
         self._counts = (0, 0, 0)
+        self._size_bytes = 0
+        self._paths = DaemonPaths(
+            socket=str(settings.socket_path),
+            database=str(settings.database_path),
+            config=None if settings.config_path is None else str(settings.config_path),
+            worktrees=str(settings.worktrees_dir),
+            state=str(settings.state_dir),
+        )
 
     def register(self, registry: Registry) -> None:
         self._registry = registry
@@ -60,9 +68,9 @@ class DaemonService:
         generation = self._store.generation
         if generation != self._counts_generation:
             self._counts = await self._store.read(projects.counts)
+            self._size_bytes = self._store.size_bytes()
             self._counts_generation = generation
         active, archived, total_sessions = self._counts
-        settings = self._settings
         return DaemonStatus(
             version=__version__,
             protocol_version=PROTOCOL_VERSION,
@@ -70,16 +78,10 @@ class DaemonService:
             started_at=self._started_at,
             uptime_s=round(trio.current_time() - self._started, 3),
             socket_activated=self._socket_activated,
-            database_size_bytes=self._store.size_bytes(),
+            database_size_bytes=self._size_bytes,
             database_encrypted=self._store.encrypted,
             schema_revision=self._store.revision,
-            paths=DaemonPaths(
-                socket=str(settings.socket_path),
-                database=str(settings.database_path),
-                config=None if settings.config_path is None else str(settings.config_path),
-                worktrees=str(settings.worktrees_dir),
-                state=str(settings.state_dir),
-            ),
+            paths=self._paths,
             counts=DaemonCounts(
                 projects=active,
                 archived_projects=archived,

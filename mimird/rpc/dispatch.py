@@ -9,6 +9,7 @@ method is -32601; params that do not fit the method's type are -32602, with
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -29,6 +30,9 @@ _ENCODER: Final = msgspec.json.Encoder()
 _AT_PATH: Final = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _NAMED_FIELD: Final = re.compile(r"(?:unknown|missing required) field `(?P<name>[^`]+)`")
 _WHITESPACE: Final = b" \t\r\n"
+#: msgspec recurses once per nesting level and raises RecursionError (not a
+#: DecodeError) when a frame nests deeper than the interpreter's limit.
+_TOO_DEEP: Final = "frame nests arrays or objects too deeply"
 
 
 def encode_error(
@@ -52,7 +56,7 @@ def _salvage_id(raw: bytes | msgspec.Raw) -> RequestId:
     """The id of a request that failed validation, if it has a usable one."""
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if isinstance(value, dict):
         candidate = value.get("id")
@@ -73,30 +77,99 @@ def describe_validation_error(error: msgspec.ValidationError) -> tuple[str | Non
     return (path or None), reason
 
 
+@dataclass(slots=True)
+class Call:
+    """A request that decoded and validated, ready to run."""
+
+    method: Method
+    params: Any
+    raw_params: bytes
+    request_id: RequestId
+    notification: bool
+
+
+#: What ``prepare`` makes of a frame: an answer already (bytes), nothing to answer
+#: (None), one call, or a batch whose items are answers or calls.
+Prepared = bytes | Call | list[bytes | Call] | None
+
+
 class Dispatcher:
+    """Decodes frames (``prepare``, synchronous) and runs what they ask (``execute``).
+
+    The split lets the server answer malformed input and run short calls inline,
+    and spawn a task only for the methods that may take long (``Method.concurrent``).
+    """
+
     def __init__(self, registry: Registry, audit: AuditLog) -> None:
         self._registry = registry
         self._audit = audit
 
-    async def handle_frame(self, frame: bytes, ctx: CallContext) -> bytes | None:
-        """The bytes to send back (without the newline), or None for notifications."""
-        if frame.lstrip(_WHITESPACE)[:1] == b"[":
-            return await self._handle_batch(frame, ctx)
-        return await self._handle_one(frame, ctx)
-
-    async def _handle_batch(self, frame: bytes, ctx: CallContext) -> bytes | None:
+    def prepare(self, frame: bytes) -> Prepared:
         try:
-            items = _BATCH_DECODER.decode(frame)
-        except msgspec.DecodeError as exc:
-            return encode_error(None, ErrorCode.PARSE_ERROR, f"frame is not valid JSON: {exc}")
-        if not items:
-            return encode_error(None, ErrorCode.INVALID_REQUEST, "empty batch")
-        responses = [r for item in items if (r := await self._handle_one(item, ctx)) is not None]
+            # msgspec checks UTF-8 only in the strings it decodes (not in skipped or
+            # Raw values), and raises UnicodeDecodeError rather than a DecodeError.
+            frame.decode()
+        except UnicodeDecodeError as exc:
+            return encode_error(None, ErrorCode.PARSE_ERROR, f"frame is not valid UTF-8: {exc}")
+        if frame.lstrip(_WHITESPACE)[:1] == b"[":
+            return self._prepare_batch(frame)
+        return self._prepare_one(frame)
+
+    @staticmethod
+    def is_concurrent(prepared: Call | list[bytes | Call]) -> bool:
+        items = prepared if isinstance(prepared, list) else [prepared]
+        return any(isinstance(item, Call) and item.method.concurrent for item in items)
+
+    async def execute(self, prepared: Call | list[bytes | Call], ctx: CallContext) -> bytes | None:
+        """Run the call(s); the bytes to send back, or None when nothing is owed."""
+        if isinstance(prepared, Call):
+            response = await self._call(prepared, ctx)
+            return None if prepared.notification else response
+        responses = []
+        for item in prepared:
+            if isinstance(item, bytes):
+                responses.append(item)
+            elif (response := await self._call(item, ctx)) is not None and not item.notification:
+                responses.append(response)
         if not responses:
             return None  # a batch of notifications gets no answer at all
         return b"[" + b",".join(responses) + b"]"
 
-    async def _handle_one(self, raw: bytes | msgspec.Raw, ctx: CallContext) -> bytes | None:
+    @staticmethod
+    def refuse(prepared: Call | list[bytes | Call], code: ErrorCode, message: str) -> bytes | None:
+        """Answer every call in ``prepared`` with an error instead of running it."""
+        items = prepared if isinstance(prepared, list) else [prepared]
+        responses = [
+            item if isinstance(item, bytes) else encode_error(item.request_id, code, message)
+            for item in items
+            if isinstance(item, bytes) or not item.notification
+        ]
+        if not responses:
+            return None
+        if isinstance(prepared, list):
+            return b"[" + b",".join(responses) + b"]"
+        return responses[0]
+
+    async def handle_frame(self, frame: bytes, ctx: CallContext) -> bytes | None:
+        """``prepare`` then ``execute``: the bytes to send back, or None."""
+        prepared = self.prepare(frame)
+        if prepared is None or isinstance(prepared, bytes):
+            return prepared
+        return await self.execute(prepared, ctx)
+
+    def _prepare_batch(self, frame: bytes) -> Prepared:
+        try:
+            items = _BATCH_DECODER.decode(frame)
+        except msgspec.DecodeError as exc:
+            return encode_error(None, ErrorCode.PARSE_ERROR, f"frame is not valid JSON: {exc}")
+        except RecursionError:
+            return encode_error(None, ErrorCode.PARSE_ERROR, _TOO_DEEP)
+        if not items:
+            return encode_error(None, ErrorCode.INVALID_REQUEST, "empty batch")
+        prepared = [p for item in items if (p := self._prepare_one(item)) is not None]
+        return prepared or None
+
+    def _prepare_one(self, raw: bytes | msgspec.Raw) -> bytes | Call | None:
         try:
             request = _REQUEST_DECODER.decode(raw)
         except msgspec.ValidationError as exc:
@@ -109,6 +182,8 @@ class Dispatcher:
             )
         except msgspec.DecodeError as exc:
             return encode_error(None, ErrorCode.PARSE_ERROR, f"frame is not valid JSON: {exc}")
+        except RecursionError:
+            return encode_error(None, ErrorCode.PARSE_ERROR, _TOO_DEEP)
 
         notification = request.id is UNSET
         request_id: RequestId = None if request.id is UNSET else request.id
@@ -122,41 +197,54 @@ class Dispatcher:
                 f"no method named {request.method!r}; rpc.discover lists them",
                 field="method",
             )
-        response = await self._call(method, request, request_id, ctx)
-        return None if notification else response
-
-    async def _call(
-        self, method: Method, request: Request, request_id: RequestId, ctx: CallContext
-    ) -> bytes:
+        error = None
         raw_params = b"{}" if request.params is UNSET else bytes(request.params)
-        stripped = raw_params.strip(_WHITESPACE)
-        if stripped == b"null":
+        if raw_params.strip(_WHITESPACE) == b"null":
             raw_params = b"{}"
-        elif stripped[:1] != b"{":
-            return encode_error(
+        if raw_params.lstrip(_WHITESPACE)[:1] != b"{":
+            error = encode_error(
                 request_id,
                 ErrorCode.INVALID_PARAMS,
                 f"params of {method.name} must be an object (params are passed by name)",
                 field="params",
             )
-        try:
-            params = method.decoder.decode(raw_params)
-        except msgspec.ValidationError as exc:
-            field, reason = describe_validation_error(exc)
-            message = f"invalid params for {method.name}: {reason}"
-            if field:
-                message += f" (field '{field}')"
-            return encode_error(request_id, ErrorCode.INVALID_PARAMS, message, field=field)
+        else:
+            try:
+                params = method.decoder.decode(raw_params)
+            except msgspec.ValidationError as exc:
+                field, reason = describe_validation_error(exc)
+                message = f"invalid params for {method.name}: {reason}"
+                if field:
+                    message += f" (field '{field}')"
+                error = encode_error(request_id, ErrorCode.INVALID_PARAMS, message, field=field)
+            except RecursionError:
+                error = encode_error(
+                    request_id,
+                    ErrorCode.INVALID_PARAMS,
+                    f"invalid params for {method.name}: params nest too deeply",
+                    field="params",
+                )
+        if error is not None:
+            return None if notification else error
+        return Call(
+            method=method,
+            params=params,
+            raw_params=raw_params,
+            request_id=request_id,
+            notification=notification,
+        )
 
+    async def _call(self, call: Call, ctx: CallContext) -> bytes:
+        method, params, raw_params = call.method, call.params, call.raw_params
         try:
             result = await method.handler(ctx, params)
-            encoded = _ENCODER.encode(Response(id=request_id, result=result))
+            encoded = _ENCODER.encode(Response(id=call.request_id, result=result))
         except MimirError as exc:
             if method.mutating:
                 await self._audit.record(ctx, method.name, raw_params, params, error=exc)
             return _ENCODER.encode(
                 Response(
-                    id=request_id,
+                    id=call.request_id,
                     error=ErrorObject(code=int(exc.code), message=exc.message, data=exc.data()),
                 )
             )
@@ -167,7 +255,7 @@ class Dispatcher:
                     ctx, method.name, raw_params, params, error=MimirError("internal error")
                 )
             return encode_error(
-                request_id,
+                call.request_id,
                 ErrorCode.INTERNAL_ERROR,
                 f"internal error in {method.name}; the daemon logged the details",
             )

@@ -40,6 +40,7 @@ def openrpc_document(registry: Registry, version: str) -> dict[str, Any]:
                 "result": {"name": "result", "schema": result_schema},
                 "errors": [_error(code) for code in (*method.errors, *COMMON_ERRORS)],
                 "x-mutating": method.mutating,
+                "x-concurrent": method.concurrent,
             }
         )
     return {

@@ -21,6 +21,7 @@ from mimird.wire.types import Params
 COMMON_ERRORS: tuple[ErrorCode, ...] = (
     ErrorCode.INVALID_PARAMS,
     ErrorCode.INTERNAL_ERROR,
+    ErrorCode.STORAGE_ERROR,
     ErrorCode.SHUTTING_DOWN,
 )
 
@@ -51,6 +52,10 @@ class Method:
     summary: str
     #: Mutating calls are written to the audit log.
     mutating: bool = False
+    #: Calls that may take long (a prompt turn) run in their own task, so that the
+    #: connection keeps serving other requests meanwhile; all others run in order,
+    #: inline in the connection's task, which is much cheaper.
+    concurrent: bool = False
     errors: tuple[ErrorCode, ...] = ()
     description: str = ""
     decoder: msgspec.json.Decoder[Any] = field(init=False, repr=False, compare=False)
@@ -72,6 +77,7 @@ class Registry:
         result: Any,
         summary: str,
         mutating: bool = False,
+        concurrent: bool = False,
         errors: tuple[ErrorCode, ...] = (),
         description: str = "",
     ) -> None:
@@ -84,6 +90,7 @@ class Registry:
             handler=handler,
             summary=summary,
             mutating=mutating,
+            concurrent=concurrent,
             errors=errors,
             description=description,
         )

@@ -1,11 +1,14 @@
 """The Unix-socket JSON-RPC server: accept, check the peer, serve each connection.
 
-Each connection runs a reader (frames in), one task per request (bounded by
-``max_inflight_per_connection``) and a writer that drains a bounded outgoing
-queue. A client that stops reading fills its own queue and then stalls only
-its own requests; after ``write_stall_timeout_s`` without progress it is
-disconnected. Nothing a client does can block the accept loop or another
-connection.
+Each connection is served by one task that reads frames and runs the calls they
+hold in order, inline; methods marked ``concurrent`` (long ones) get a task of
+their own, at most ``max_inflight_per_connection`` at a time. Responses are
+written straight to the socket under a per-connection lock, so what waits to be
+sent is bounded by the calls that can be in flight: a client that stops reading
+fills its socket buffer and then stalls only its own connection (its task stops
+reading its requests). A send that makes no progress for
+``write_stall_timeout_s`` disconnects the client. Nothing a client does can
+block the accept loop or another connection.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import math
 import os
 import socket
 import struct
@@ -23,7 +27,7 @@ import structlog
 import trio
 
 from mimird.config import RpcSection
-from mimird.rpc.dispatch import Dispatcher, encode_error
+from mimird.rpc.dispatch import Call, Dispatcher, encode_error
 from mimird.rpc.framing import FrameReader, FrameTooLarge
 from mimird.rpc.registry import CallContext, PeerCredentials
 from mimird.wire.errors import ErrorCode
@@ -31,11 +35,12 @@ from mimird.wire.errors import ErrorCode
 log = structlog.get_logger("mimird.rpc")
 
 _UCRED: Final = struct.Struct("=iII")  # pid_t is signed, uid_t and gid_t unsigned
-#: Most messages the writer joins into one send.
-MAX_COALESCE: Final = 64
 #: Errors from accept() that mean "out of resources now", not "listener broken".
 _ACCEPT_RESOURCE_ERRORS: Final = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_BACKOFF_S: Final = 0.1
+#: How often, as a fraction of the stall timeout, a connection checks its sends.
+STALL_CHECKS_PER_TIMEOUT: Final = 4
+SHUTTING_DOWN_MESSAGE: Final = "mimird is shutting down; retry once it is back"
 
 CredentialsFn = Callable[[socket.socket], PeerCredentials]
 
@@ -45,6 +50,32 @@ def peer_credentials(sock: socket.socket) -> PeerCredentials:
         sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     )
     return PeerCredentials(pid=pid, uid=uid, gid=gid)
+
+
+class _Sender:
+    """Writes whole messages to one connection, one at a time, and notices stalls."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self._lock = trio.StrictFIFOLock()
+        #: trio.current_time() when the send in progress started, +inf when idle.
+        self.sending_since = math.inf
+
+    async def send(self, message: bytes) -> None:
+        async with self._lock:
+            self.sending_since = trio.current_time()
+            try:
+                await self._stream.send_all(message + b"\n")
+            finally:
+                self.sending_since = math.inf
+
+    async def watch_stalls(self, stall_timeout: float, connection: trio.CancelScope) -> None:
+        while True:
+            await trio.sleep(stall_timeout / STALL_CHECKS_PER_TIMEOUT)
+            if trio.current_time() - self.sending_since > stall_timeout:
+                log.warning("rpc_client_stalled", timeout_s=stall_timeout)
+                connection.cancel()
+                return
 
 
 class RpcServer:
@@ -61,15 +92,20 @@ class RpcServer:
         self._options = options
         self._credentials = credentials
         self._conn_ids = itertools.count(1)
+        self._closing = False
+        self._active_calls = 0
+        self._idle: trio.Event | None = None
         self.connections = 0
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Accept connections until cancelled. Cancelling closes every connection."""
+        """Accept connections until cancelled or drained. Cancelling closes every connection."""
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
                 try:
                     stream = await self._listener.accept()
+                except trio.ClosedResourceError:
+                    return  # drain() closed the listener; connections carry on
                 except OSError as exc:
                     if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
                         raise
@@ -77,6 +113,16 @@ class RpcServer:
                     await trio.sleep(ACCEPT_BACKOFF_S)
                     continue
                 nursery.start_soon(self._serve_connection, stream)
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, answer new calls with "shutting down", and wait up to
+        ``grace`` seconds for the calls in progress to finish."""
+        self._closing = True
+        await self._listener.aclose()
+        with trio.move_on_after(grace):
+            while self._active_calls:
+                self._idle = trio.Event()
+                await self._idle.wait()
 
     async def aclose(self) -> None:
         await self._listener.aclose()
@@ -106,75 +152,85 @@ class RpcServer:
     async def _run_connection(self, stream: trio.SocketStream, ctx: CallContext) -> None:
         options = self._options
         reader = FrameReader(stream, options.max_frame_bytes)
+        sender = _Sender(stream)
         inflight = trio.Semaphore(options.max_inflight_per_connection)
-        send, receive = trio.open_memory_channel[bytes](options.outgoing_queue)
-        async with trio.open_nursery() as conn_nursery:
-            conn_nursery.start_soon(self._write_loop, stream, receive, conn_nursery.cancel_scope)
-            async with send:
-                oversize: FrameTooLarge | None = None
+        async with trio.open_nursery() as connection:
+            connection.start_soon(
+                sender.watch_stalls, options.write_stall_timeout_s, connection.cancel_scope
+            )
+            try:
                 async with trio.open_nursery() as handlers:
-                    while True:
-                        try:
-                            frame = await reader.next_frame()
-                        except FrameTooLarge as exc:
-                            oversize = exc
-                            break
-                        except (trio.BrokenResourceError, trio.ClosedResourceError):
-                            break
-                        if frame is None:
-                            break
-                        if not frame.strip():
-                            continue
-                        await inflight.acquire()
-                        handlers.start_soon(self._handle, frame, ctx, send, inflight)
-                if oversize is not None:
-                    log.warning("rpc_frame_too_large", conn_id=ctx.conn_id, limit=oversize.limit)
-                    message = encode_error(
+                    await self._read_loop(reader, sender, inflight, handlers, ctx)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client went away
+            connection.cancel_scope.cancel()
+
+    async def _read_loop(
+        self,
+        reader: FrameReader,
+        sender: _Sender,
+        inflight: trio.Semaphore,
+        handlers: trio.Nursery,
+        ctx: CallContext,
+    ) -> None:
+        dispatcher = self._dispatcher
+        while True:
+            try:
+                frame = await reader.next_frame()
+            except FrameTooLarge as exc:
+                log.warning("rpc_frame_too_large", conn_id=ctx.conn_id, limit=exc.limit)
+                await sender.send(
+                    encode_error(
                         None,
                         ErrorCode.INVALID_REQUEST,
-                        f"{oversize}; the connection is closed",
-                        detail={"limit": oversize.limit, "reason": "frame_too_large"},
+                        f"{exc}; the connection is closed",
+                        detail={"limit": exc.limit, "reason": "frame_too_large"},
                     )
-                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        await send.send(message)
+                )
+                return
+            if frame is None:
+                return
+            if not frame.strip(b" \t\r"):
+                continue  # a blank line; other control bytes get a parse error
+            prepared = dispatcher.prepare(frame)
+            if prepared is None:
+                continue
+            if isinstance(prepared, bytes):
+                await sender.send(prepared)
+            elif self._closing:
+                refusal = dispatcher.refuse(
+                    prepared, ErrorCode.SHUTTING_DOWN, SHUTTING_DOWN_MESSAGE
+                )
+                if refusal is not None:
+                    await sender.send(refusal)
+            elif dispatcher.is_concurrent(prepared):
+                await inflight.acquire()
+                handlers.start_soon(self._execute_in_task, prepared, ctx, sender, inflight)
+            else:
+                await self._execute(prepared, ctx, sender)
 
-    async def _handle(
+    async def _execute(
+        self, prepared: Call | list[bytes | Call], ctx: CallContext, sender: _Sender
+    ) -> None:
+        self._active_calls += 1
+        try:
+            response = await self._dispatcher.execute(prepared, ctx)
+        finally:
+            self._active_calls -= 1
+            if not self._active_calls and self._idle is not None:
+                self._idle.set()
+        if response is not None:
+            await sender.send(response)
+
+    async def _execute_in_task(
         self,
-        frame: bytes,
+        prepared: Call | list[bytes | Call],
         ctx: CallContext,
-        send: trio.MemorySendChannel[bytes],
+        sender: _Sender,
         inflight: trio.Semaphore,
     ) -> None:
         try:
-            response = await self._dispatcher.handle_frame(frame, ctx)
-            if response is not None:
-                await send.send(response)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the writer is gone: the client disconnected
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._execute(prepared, ctx, sender)
         finally:
             inflight.release()
-
-    async def _write_loop(
-        self,
-        stream: trio.SocketStream,
-        receive: trio.MemoryReceiveChannel[bytes],
-        connection_scope: trio.CancelScope,
-    ) -> None:
-        async with receive:
-            async for message in receive:
-                chunks = [message, b"\n"]
-                while len(chunks) < 2 * MAX_COALESCE:
-                    try:
-                        chunks += (receive.receive_nowait(), b"\n")
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                with trio.move_on_after(self._options.write_stall_timeout_s) as stall:
-                    try:
-                        await stream.send_all(b"".join(chunks))
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        connection_scope.cancel()
-                        return
-                if stall.cancelled_caught:
-                    log.warning("rpc_client_stalled", timeout_s=self._options.write_stall_timeout_s)
-                    connection_scope.cancel()
-                    return
