@@ -20,7 +20,12 @@ import trio
 from mimird import __version__, systemd
 from mimird.api import DaemonService, ProjectService, build_registry
 from mimird.config import Settings
-from mimird.instance import bind_unix_listener, check_activated_socket, instance_lock
+from mimird.instance import (
+    bind_unix_listener,
+    check_activated_socket,
+    ensure_private_dir,
+    instance_lock,
+)
 from mimird.rpc.audit import AuditLog
 from mimird.rpc.dispatch import Dispatcher
 from mimird.rpc.server import CredentialsFn, RpcServer, peer_credentials
@@ -67,6 +72,8 @@ async def run_daemon(
     with contextlib.ExitStack() as resources:
         resources.enter_context(instance_lock(database_lock, "database"))
         if not activated:
+            # Check the socket's directory before the database is touched.
+            ensure_private_dir(settings.socket_path.parent)
             resources.enter_context(instance_lock(socket_lock, "socket"))
         log.info(
             "daemon_starting",

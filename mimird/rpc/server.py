@@ -158,11 +158,11 @@ class RpcServer:
             connection.start_soon(
                 sender.watch_stalls, options.write_stall_timeout_s, connection.cancel_scope
             )
-            try:
-                async with trio.open_nursery() as handlers:
+            async with trio.open_nursery() as handlers:
+                # Caught inside the nursery: out of it, the error would come wrapped in an
+                # ExceptionGroup (with Cancelled too at shutdown, escaping to run_daemon).
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await self._read_loop(reader, sender, inflight, handlers, ctx)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the client went away
             connection.cancel_scope.cancel()
 
     async def _read_loop(
