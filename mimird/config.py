@@ -8,7 +8,6 @@ result every part of the daemon receives.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from msgspec import Meta
 
 from mimird import paths
 from mimird.errors import ConfigError
+from mimird.validation import describe_validation_error
 from mimird.wire.protocol import DEFAULT_MAX_FRAME_BYTES
 
 #: Environment variable holding the database key itself (removed from the
@@ -125,24 +125,6 @@ class Overrides(msgspec.Struct, frozen=True, kw_only=True):
     log_format: str | None = None
 
 
-_MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
-
-
-def _describe_validation_error(error: msgspec.ValidationError) -> tuple[str, str]:
-    """Split msgspec's message into (dotted key, reason)."""
-    text = str(error)
-    match = _MSGSPEC_PATH.search(text)
-    key = match.group("path") if match else ""
-    reason = _MSGSPEC_PATH.sub("", text)
-    if unknown := re.match(r"Object contains unknown field `([^`]+)`", reason):
-        key = f"{key}.{unknown.group(1)}" if key else unknown.group(1)
-        reason = "unknown key"
-    elif missing := re.match(r"Object missing required field `([^`]+)`", reason):
-        key = f"{key}.{missing.group(1)}" if key else missing.group(1)
-        reason = "required key is missing"
-    return key.replace("[", ".").replace("]", ""), reason
-
-
 def parse_config_file(path: Path) -> ConfigFile:
     try:
         raw = path.read_bytes()
@@ -157,8 +139,12 @@ def parse_config_file(path: Path) -> ConfigFile:
     try:
         return msgspec.convert(data, ConfigFile)
     except msgspec.ValidationError as exc:
-        key, reason = _describe_validation_error(exc)
-        raise ConfigError(f"{path}: key '{key}': {reason}") from None
+        key, reason = describe_validation_error(exc)
+        if reason.startswith("Object contains unknown field"):
+            reason = "unknown key"
+        elif reason.startswith("Object missing required field"):
+            reason = "required key is missing"
+        raise ConfigError(f"{path}: key '{key or '(top level)'}': {reason}") from None
 
 
 def _read_key_file(path: Path, origin: str) -> Secret:

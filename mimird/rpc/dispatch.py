@@ -8,7 +8,6 @@ method is -32601; params that do not fit the method's type are -32602, with
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -19,6 +18,7 @@ from msgspec import UNSET
 from mimird.errors import MimirError
 from mimird.rpc.audit import AuditLog
 from mimird.rpc.registry import CallContext, Method, Registry
+from mimird.validation import describe_validation_error
 from mimird.wire.errors import ErrorCode, ErrorData
 from mimird.wire.protocol import ErrorObject, Request, RequestId, Response
 
@@ -27,8 +27,6 @@ log = structlog.get_logger("mimird.rpc")
 _REQUEST_DECODER: Final = msgspec.json.Decoder(Request)
 _BATCH_DECODER: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _ENCODER: Final = msgspec.json.Encoder()
-_AT_PATH: Final = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
-_NAMED_FIELD: Final = re.compile(r"(?:unknown|missing required) field `(?P<name>[^`]+)`")
 _WHITESPACE: Final = b" \t\r\n"
 #: msgspec recurses once per nesting level and raises RecursionError (not a
 #: DecodeError) when a frame nests deeper than the interpreter's limit.
@@ -63,18 +61,6 @@ def _salvage_id(raw: bytes | msgspec.Raw) -> RequestId:
         if candidate is None or type(candidate) in (int, str):
             return candidate
     return None
-
-
-def describe_validation_error(error: msgspec.ValidationError) -> tuple[str | None, str]:
-    """(offending field as a dotted path, message) from msgspec's error text."""
-    text = str(error)
-    match = _AT_PATH.search(text)
-    path = match.group("path") if match else ""
-    reason = _AT_PATH.sub("", text)
-    if named := _NAMED_FIELD.search(reason):
-        path = f"{path}.{named.group('name')}" if path else named.group("name")
-    path = path.replace("[", ".").replace("]", "")
-    return (path or None), reason
 
 
 @dataclass(slots=True)

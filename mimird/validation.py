@@ -1,0 +1,27 @@
+"""Reading msgspec's validation errors: which field, and what was wrong with it."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import msgspec
+
+_AT_PATH: Final = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_NAMED_FIELD: Final = re.compile(r"(?:unknown|missing required) field `(?P<name>[^`]+)`")
+
+
+def describe_validation_error(error: msgspec.ValidationError) -> tuple[str | None, str]:
+    """(offending field as a dotted path, or None for the whole value; msgspec's reason).
+
+    For an unknown or missing field the path names that field itself, not the
+    object holding it: ``Object contains unknown field `x` - at `$.rpc``` gives
+    ``("rpc.x", "Object contains unknown field `x`")``."""
+    text = str(error)
+    match = _AT_PATH.search(text)
+    path = match.group("path") if match else ""
+    reason = _AT_PATH.sub("", text)
+    if named := _NAMED_FIELD.search(reason):
+        path = f"{path}.{named.group('name')}" if path else named.group("name")
+    path = path.replace("[", ".").replace("]", "")
+    return (path or None), reason
