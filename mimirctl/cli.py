@@ -14,12 +14,11 @@ Exit codes (stable, for scripts):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
 from typing import Any, Final
-
-import msgspec
 
 from mimirctl import render
 from mimirctl.client import (
@@ -29,8 +28,7 @@ from mimirctl.client import (
     RpcError,
     resolve_socket,
 )
-from mimird.wire.errors import ErrorCode
-from mimird.wire.protocol import PROTOCOL_VERSION
+from mimird.wire.codes import PROTOCOL_VERSION, ErrorCode
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -53,8 +51,8 @@ Command = Callable[[Client, argparse.Namespace], int]
 
 def _json_object(text: str) -> dict[str, Any]:
     try:
-        value = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
+        value = json.loads(text)
+    except ValueError as exc:
         raise UsageError(f"--config is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise UsageError('--config must be a JSON object, e.g. \'{"agent": "opencode"}\'')

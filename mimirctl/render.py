@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
-
-import msgspec
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -23,11 +22,7 @@ def fields(pairs: Sequence[tuple[str, Any]]) -> str:
     out = []
     for key, value in pairs:
         if isinstance(value, dict | list):
-            value = (
-                msgspec.json.encode(value).decode()
-                if value
-                else ("{}" if isinstance(value, dict) else "[]")
-            )
+            value = json.dumps(value, separators=(",", ":"))
         elif isinstance(value, bool):
             value = "yes" if value else "no"
         out.append(f"{key + ':':<{width + 1}} {value}")
@@ -35,7 +30,7 @@ def fields(pairs: Sequence[tuple[str, Any]]) -> str:
 
 
 def json_text(value: Any) -> str:
-    return msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def human_bytes(n: int) -> str:

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(settings.log.level, settings.log.format)
         if settings.db_key_source == DB_KEY_ENV:
             scrub_initial_environment((DB_KEY_ENV,))
-        if settings.socket_path.parent == paths.fallback_runtime_dir():
+        if str(settings.socket_path.parent) == paths.fallback_runtime_dir():
             # The XDG spec asks for a warning when $XDG_RUNTIME_DIR is missing:
             # files under /tmp may be cleaned behind our back.
             log.warning("xdg_runtime_dir_unset", socket=str(settings.socket_path))

@@ -206,7 +206,7 @@ def load_settings(overrides: Overrides, env: MutableMapping[str, str] | None = N
             scoped[var] = flag
 
     explicit_config = "MIMIR_CONFIG" in scoped
-    config_path = paths.config_file(scoped)
+    config_path = Path(paths.config_file(scoped))
     if config_path.exists() or explicit_config:
         file = parse_config_file(config_path)
     else:
@@ -221,14 +221,16 @@ def load_settings(overrides: Overrides, env: MutableMapping[str, str] | None = N
             return Path(from_file).expanduser().absolute()
         return default.absolute()
 
-    data = paths.data_dir(scoped)
-    socket_default = paths.runtime_dir(scoped) / paths.SOCKET_NAME
+    data = Path(paths.data_dir(scoped))
+    socket_default = Path(paths.runtime_dir(scoped)) / paths.SOCKET_NAME
     socket_path = pick(overrides.socket, "MIMIR_SOCKET", file.paths.socket, socket_default)
     database_path = pick(
         overrides.database, "MIMIR_DATABASE", file.paths.database, data / paths.DATABASE_NAME
     )
     worktrees_dir = pick(None, "MIMIR_WORKTREES_DIR", file.paths.worktrees, data / "worktrees")
-    state = pick(overrides.state_dir, "MIMIR_STATE_DIR", file.paths.state, paths.state_dir(scoped))
+    state = pick(
+        overrides.state_dir, "MIMIR_STATE_DIR", file.paths.state, Path(paths.state_dir(scoped))
+    )
 
     if len(os.fsencode(socket_path)) > paths.MAX_SOCKET_PATH_BYTES:
         raise ConfigError(

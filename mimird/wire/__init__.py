@@ -1,23 +1,8 @@
 """Wire types shared by mimird and its clients.
 
-Everything under ``mimird.wire`` imports nothing but msgspec and the standard
-library, so that ``mimirctl`` can use the same types the server validates
-without importing the daemon.
+``mimird.wire.codes`` (protocol version, error codes) needs only the standard
+library; the other modules import nothing but msgspec. None of them imports the
+daemon, so clients such as ``mimirctl`` can use exactly what the server
+validates. This ``__init__`` imports nothing, so importing one module costs
+only that module.
 """
-
-from mimird.wire.errors import ErrorCode, ErrorData
-from mimird.wire.protocol import (
-    PROTOCOL_VERSION,
-    ErrorObject,
-    Request,
-    Response,
-)
-
-__all__ = [
-    "PROTOCOL_VERSION",
-    "ErrorCode",
-    "ErrorData",
-    "ErrorObject",
-    "Request",
-    "Response",
-]

@@ -7,11 +7,10 @@ from typing import Any, Final, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from mimird.wire.codes import PROTOCOL_VERSION
 from mimird.wire.errors import ErrorData
 
-#: Bumped when a method's params or results change incompatibly. Clients
-#: compare it with ``daemon.status``'s ``protocol_version``.
-PROTOCOL_VERSION: Final = 1
+__all__ = ["PROTOCOL_VERSION", "ErrorObject", "Notification", "Request", "Response"]
 
 #: Default maximum size of one NDJSON frame, in bytes (the newline excluded).
 DEFAULT_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
