@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+from typing import Final
 
 import structlog
 import trio
@@ -18,6 +19,17 @@ from mimird.log import configure_logging
 from mimird.procenv import scrub_initial_environment
 
 log = structlog.get_logger("mimird")
+
+GIT_REDIRECTS: Final = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         configure_logging(settings.log.level, settings.log.format)
+        for variable in GIT_REDIRECTS:
+            # Inherited from a shell inside a repository (a git hook, say), these would
+            # point every git command mimird runs at the wrong repository.
+            os.environ.pop(variable, None)
         if settings.db_key_source == DB_KEY_ENV:
             scrub_initial_environment((DB_KEY_ENV,))
         if str(settings.socket_path.parent) == paths.fallback_runtime_dir():

@@ -11,13 +11,14 @@ import os
 import tomllib
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import Meta
 
 from mimird import paths
-from mimird.errors import ConfigError
+from mimird.errors import ConfigError, InvalidParams
+from mimird.policy import ConfigLayer, parse_layer
 from mimird.validation import describe_validation_error
 from mimird.wire.protocol import DEFAULT_MAX_FRAME_BYTES
 
@@ -64,6 +65,9 @@ class ConfigFile(_Section, frozen=True):
     database: DatabaseSection = DatabaseSection()
     rpc: RpcSection = RpcSection()
     log: LogSection = LogSection()
+    #: Session configuration defaults (agent, env, tool_policy, ...), checked by
+    #: ``mimird.policy.parse_layer``: the layer above the built-in defaults.
+    defaults: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class Secret:
@@ -97,6 +101,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database: DatabaseSection
     rpc: RpcSection
     log: LogSection
+    #: The config file's ``[defaults]``, parsed; empty without a file.
+    defaults: ConfigLayer = ConfigLayer()
 
     @property
     def backup_dir(self) -> Path:
@@ -137,7 +143,7 @@ def parse_config_file(path: Path) -> ConfigFile:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return msgspec.convert(data, ConfigFile)
+        file = msgspec.convert(data, ConfigFile)
     except msgspec.ValidationError as exc:
         key, reason = describe_validation_error(exc)
         if reason.startswith("Object contains unknown field"):
@@ -145,6 +151,18 @@ def parse_config_file(path: Path) -> ConfigFile:
         elif reason.startswith("Object missing required field"):
             reason = "required key is missing"
         raise ConfigError(f"{path}: key '{key or '(top level)'}': {reason}") from None
+    parse_defaults(path, file)
+    return file
+
+
+def parse_defaults(path: Path, file: ConfigFile) -> ConfigLayer:
+    """The ``[defaults]`` section as a config layer; ConfigError names the key and the file."""
+    try:
+        return parse_layer(file.defaults, "defaults")
+    except InvalidParams as exc:
+        detail = exc.detail or {}
+        key = f"defaults.{detail['key']}" if detail.get("key") else "defaults"
+        raise ConfigError(f"{path}: key '{key}': {detail.get('reason', exc.message)}") from None
 
 
 def _read_key_file(path: Path, origin: str) -> Secret:
@@ -209,8 +227,10 @@ def load_settings(overrides: Overrides, env: MutableMapping[str, str] | None = N
     config_path = Path(paths.config_file(scoped))
     if config_path.exists() or explicit_config:
         file = parse_config_file(config_path)
+        defaults = parse_defaults(config_path, file)
     else:
         file, config_path = ConfigFile(), None  # type: ignore[assignment]
+        defaults = ConfigLayer()
 
     def pick(flag: str | None, var: str, from_file: str | None, default: Path) -> Path:
         if flag:
@@ -268,4 +288,5 @@ def load_settings(overrides: Overrides, env: MutableMapping[str, str] | None = N
         database=file.database,
         rpc=file.rpc,
         log=log,
+        defaults=defaults,
     )

@@ -18,7 +18,13 @@ import structlog
 import trio
 
 from mimird import __version__, systemd
-from mimird.api import DaemonService, ProjectService, build_registry
+from mimird.api import (
+    DaemonService,
+    ProjectService,
+    SessionService,
+    WorktreeService,
+    build_registry,
+)
 from mimird.config import Settings
 from mimird.instance import (
     bind_unix_listener,
@@ -106,7 +112,15 @@ async def run_daemon(
                 socket_activated=activated,
                 connections=lambda: 0 if server is None else server.connections,
             )
-            registry = build_registry(daemon_service, ProjectService(store))
+            session_service = SessionService(store, settings)
+            worktree_service = WorktreeService(store, settings, session_service)
+            await worktree_service.reconcile()
+            registry = build_registry(
+                daemon_service,
+                ProjectService(store, session_service),
+                session_service,
+                worktree_service,
+            )
             server = RpcServer(
                 listen_socket,
                 Dispatcher(registry, AuditLog(store)),

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, NotFound
 from mimird.ids import is_id
+from mimird.policy import keep_masked_secrets, mask_config
 from mimird.store.schema import projects, sessions
 from mimird.timeutil import utc_now
 from mimird.wire.types import Project, ProjectRemoved, ProjectType
@@ -99,8 +100,10 @@ def inspect_path(text: str) -> Inspected:
 
 # ---- database functions (sync, run by the store in a worker thread) ---------------
 
+# Deleted sessions are history (their work is in snapshot refs): not counted.
 _session_counts = (
     sa.select(sessions.c.project_id, sa.func.count().label("n"))
+    .where(sessions.c.status != "deleted")
     .group_by(sessions.c.project_id)
     .subquery()
 )
@@ -121,7 +124,7 @@ def _to_project(row: sa.Row[Any]) -> Project:
         type=row.type,
         is_git=bool(row.is_git),
         description=row.description,
-        config=msgspec.json.decode(row.config),
+        config=mask_config(msgspec.json.decode(row.config)),
         archived=bool(row.archived),
         sessions=int(row.sessions),
         created_at=row.created_at,
@@ -207,7 +210,11 @@ def update_project(conn: sa.Connection, ref: str, changes: dict[str, Any]) -> Pr
     if "name" in changes and changes["name"] != project.name:
         _check_name_free(conn, changes["name"])
     if "config" in changes:
-        changes["config"] = msgspec.json.encode(changes["config"]).decode()
+        stored = conn.execute(
+            sa.select(projects.c.config).where(projects.c.id == project.id)
+        ).scalar_one()
+        merged = keep_masked_secrets(changes["config"], msgspec.json.decode(stored))
+        changes["config"] = msgspec.json.encode(merged).decode()
     if changes:
         conn.execute(
             sa.update(projects)
@@ -226,8 +233,11 @@ def remove_project(conn: sa.Connection, ref: str, *, force: bool) -> ProjectRemo
             field="force",
             id=project.id,
         )
+    removed = conn.execute(
+        sa.select(sa.func.count()).select_from(sessions).where(sessions.c.project_id == project.id)
+    ).scalar_one()
     conn.execute(sa.delete(projects).where(projects.c.id == project.id))
-    return ProjectRemoved(id=project.id, name=project.name, sessions_removed=project.sessions)
+    return ProjectRemoved(id=project.id, name=project.name, sessions_removed=int(removed))
 
 
 def counts(conn: sa.Connection) -> tuple[int, int, int]:
@@ -238,5 +248,16 @@ def counts(conn: sa.Connection) -> tuple[int, int, int]:
             sa.func.count().filter(projects.c.archived.is_(True)),
         ).select_from(projects)
     ).one()
-    total_sessions = conn.execute(sa.select(sa.func.count()).select_from(sessions)).scalar_one()
+    total_sessions = conn.execute(
+        sa.select(sa.func.count()).select_from(sessions).where(sessions.c.status != "deleted")
+    ).scalar_one()
     return int(active), int(archived), int(total_sessions)
+
+
+def raw_config(conn: sa.Connection, project_id: str) -> dict[str, Any]:
+    """A project's config as stored, secrets in clear: for building sessions, never for output."""
+    stored = conn.execute(
+        sa.select(projects.c.config).where(projects.c.id == project_id)
+    ).scalar_one()
+    config: dict[str, Any] = msgspec.json.decode(stored)
+    return config

@@ -244,14 +244,14 @@ def test_project_add_stores_name_description_and_config(dirs: DaemonDirs, tmp_pa
             "--description",
             "a fine project",
             "--config",
-            '{"agent": "opencode", "limits": {"turns": 3}}',
+            '{"agent": "opencode", "token_budget": 3}',
         )
     )
     project = get_project(dirs, name)
     assert (project["path"], project["description"], project["config"]) == (
         str(path),
         "a fine project",
-        {"agent": "opencode", "limits": {"turns": 3}},
+        {"agent": "opencode", "token_budget": 3},
     )
 
 
@@ -411,16 +411,16 @@ def test_project_update_changes_the_description(dirs: DaemonDirs, tmp_path: Path
 
 
 def test_project_update_replaces_the_config(dirs: DaemonDirs, tmp_path: Path) -> None:
-    project = add_project(dirs, tmp_path, config={"a": 1})
-    ok(run_mimirctl(dirs, "project", "update", project["id"], "--config", '{"b": [2]}'))
-    assert get_project(dirs, project["id"])["config"] == {"b": [2]}
+    project = add_project(dirs, tmp_path, config={"agent": "a1"})
+    ok(run_mimirctl(dirs, "project", "update", project["id"], "--config", '{"copy_files": [".env"]}'))
+    assert get_project(dirs, project["id"])["config"] == {"copy_files": [".env"]}
 
 
 def test_project_update_leaves_other_fields_alone(dirs: DaemonDirs, tmp_path: Path) -> None:
-    project = add_project(dirs, tmp_path, description="kept", config={"k": "v"})
+    project = add_project(dirs, tmp_path, description="kept", config={"agent": "v"})
     ok(run_mimirctl(dirs, "project", "update", project["id"], "--name", unique("moved")))
     updated = get_project(dirs, project["id"])
-    assert (updated["description"], updated["config"]) == ("kept", {"k": "v"})
+    assert (updated["description"], updated["config"]) == ("kept", {"agent": "v"})
 
 
 @pytest.mark.parametrize("position", JSON_POSITIONS)
@@ -444,7 +444,7 @@ def test_project_update_without_changes_exits_2(dirs: DaemonDirs, tmp_path: Path
 def test_project_update_with_invalid_config_json_exits_2_and_changes_nothing(
     dirs: DaemonDirs, tmp_path: Path
 ) -> None:
-    project = add_project(dirs, tmp_path, config={"a": 1})
+    project = add_project(dirs, tmp_path, config={"agent": "a1"})
     args = ["project", "update", project["id"], "--description", "no", "--config", "{a: 1}"]
     failed(run_mimirctl(dirs, *args), EXIT_USAGE)
     assert get_project(dirs, project["id"]) == project

@@ -271,7 +271,7 @@ async def test_a_new_project_has_the_given_name_description_and_config(
     client: TrioClient, tmp_path: Path
 ) -> None:
     root = make_repo(tmp_path / "repo")
-    config = {"agent": "opencode", "budget": {"usd": 5}}
+    config = {"agent": "opencode", "token_budget": 5000, "env": {"A": "1"}}
     project = await add(client, root, name="My Repo", description="the thing", config=config)
     assert (project["name"], project["description"], project["config"]) == (
         "My Repo",
@@ -290,7 +290,7 @@ async def test_a_new_project_is_active_without_sessions(client: TrioClient, tmp_
 async def test_an_added_project_is_returned_by_get_as_added(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"), description="d", config={"k": 1})
+    project = await add(client, make_repo(tmp_path / "repo"), description="d", config={"agent": "k1"})
     assert await call(client, "project.get", {"project": project["id"]}) == project
 
 
@@ -541,9 +541,9 @@ async def test_update_changes_the_description(client: TrioClient, tmp_path: Path
 
 
 async def test_update_replaces_the_config_as_a_whole(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"), config={"a": 1, "b": 2})
-    updated = await call(client, "project.update", {"project": project["id"], "config": {"c": 3}})
-    assert updated["config"] == {"c": 3}
+    project = await add(client, make_repo(tmp_path / "repo"), config={"agent": "a1", "token_budget": 2})
+    updated = await call(client, "project.update", {"project": project["id"], "config": {"copy_files": [".env"]}})
+    assert updated["config"] == {"copy_files": [".env"]}
 
 
 async def test_update_archives_a_project(client: TrioClient, tmp_path: Path) -> None:
@@ -571,7 +571,7 @@ async def test_update_leaves_fields_that_are_left_out_unchanged(
     client: TrioClient, tmp_path: Path
 ) -> None:
     project = await add(
-        client, make_repo(tmp_path / "repo"), name="n", description="d", config={"k": "v"}
+        client, make_repo(tmp_path / "repo"), name="n", description="d", config={"agent": "v"}
     )
     updated = await call(client, "project.update", {"project": project["id"], "description": "e"})
     unchanged = {k: v for k, v in project.items() if k not in ("description", "updated_at")}
@@ -629,7 +629,7 @@ async def test_update_to_an_invalid_name_is_invalid_params_and_changes_nothing(
 async def test_update_with_a_config_that_is_not_an_object_is_invalid_params(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"), config={"k": 1})
+    project = await add(client, make_repo(tmp_path / "repo"), config={"agent": "k1"})
     error = await rejected(client, "project.update", {"project": project["id"], "config": "k=2"})
     assert error["code"] == ErrorCode.INVALID_PARAMS
     assert error["data"]["field"] == "config"

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 from mimird.api.daemon import DaemonService
 from mimird.api.projects import ProjectService
+from mimird.api.sessions import SessionService
+from mimird.api.worktrees import WorktreeService
 from mimird.rpc.registry import Registry
 
 
-def build_registry(daemon: DaemonService, projects: ProjectService) -> Registry:
+def build_registry(
+    daemon: DaemonService,
+    projects: ProjectService,
+    sessions: SessionService,
+    worktrees: WorktreeService,
+) -> Registry:
     registry = Registry()
-    daemon.register(registry)
-    projects.register(registry)
+    for service in (daemon, projects, sessions, worktrees):
+        service.register(registry)
     return registry
 
 
-__all__ = ["DaemonService", "ProjectService", "build_registry"]
+__all__ = ["DaemonService", "ProjectService", "SessionService", "WorktreeService", "build_registry"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import msgspec
 import trio
 
-from mimird import projects
+from mimird import policy, projects
+from mimird.api.sessions import SessionService
 from mimird.rpc.registry import CallContext, Registry
+from mimird.sessions import live_session_ids
 from mimird.store import Store
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import (
@@ -18,6 +20,7 @@ from mimird.wire.types import (
     ProjectRemoved,
     ProjectRemoveParams,
     ProjectUpdateParams,
+    SessionDeleteParams,
 )
 
 #: Detection touches the disk (and git's files); a few at a time is plenty.
@@ -25,8 +28,9 @@ INSPECT_THREADS = 4
 
 
 class ProjectService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, sessions: SessionService | None = None) -> None:
         self._store = store
+        self._sessions = sessions
         self._inspect_limiter = trio.CapacityLimiter(INSPECT_THREADS)
 
     def register(self, registry: Registry) -> None:
@@ -76,14 +80,16 @@ class ProjectService:
             result=ProjectRemoved,
             summary="Unregister a project (its files are not touched).",
             description=(
-                "Refused while the project has sessions, unless force is true, which removes "
-                "the project's sessions from the database with it."
+                "Refused while the project has sessions (deleted ones aside), unless force is "
+                "true: then each session is deleted first, its work snapshotted and its worktree "
+                "removed, and the project goes with its sessions' records."
             ),
             mutating=True,
             errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
         )
 
     async def add(self, ctx: CallContext, params: ProjectAddParams) -> Project:
+        policy.parse_layer(params.config, "project")
         inspected = await trio.to_thread.run_sync(
             projects.inspect_path, params.path, limiter=self._inspect_limiter
         )
@@ -108,6 +114,8 @@ class ProjectService:
         return await self._store.read(projects.get_project, params.project)
 
     async def update(self, ctx: CallContext, params: ProjectUpdateParams) -> Project:
+        if params.config is not msgspec.UNSET:
+            policy.parse_layer(params.config, "project")
         changes = {
             field: value
             for field in ("name", "description", "config", "archived")
@@ -116,6 +124,12 @@ class ProjectService:
         return await self._store.write(projects.update_project, params.project, changes)
 
     async def remove(self, ctx: CallContext, params: ProjectRemoveParams) -> ProjectRemoved:
+        if params.force and self._sessions is not None:
+            # Forced removal still keeps invariant 4: each session's work is
+            # snapshotted and its worktree removed first; a failure stops here.
+            project = await self._store.read(projects.get_project, params.project)
+            for session_id in await self._store.read(live_session_ids, project.id):
+                await self._sessions.delete(ctx, SessionDeleteParams(session=session_id))
         return await self._store.write(
             lambda conn: projects.remove_project(conn, params.project, force=params.force)
         )

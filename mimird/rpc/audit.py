@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import msgspec
 import sqlalchemy as sa
 import structlog
 
 from mimird.errors import MimirError
+from mimird.policy import mask_config
 from mimird.rpc.registry import CallContext
 from mimird.store import Store
 from mimird.store.schema import audit_log
@@ -17,6 +19,16 @@ log = structlog.get_logger("mimird.audit")
 
 #: Params longer than this are stored truncated (a config blob can be large).
 MAX_PARAMS_CHARS: Final = 64 * 1024
+
+
+def _params_text(raw_params: bytes, params: Any) -> str:
+    """The params as stored in the audit log: secret env values in a config masked."""
+    config = getattr(params, "config", None)
+    if not isinstance(config, dict):
+        return raw_params.decode("utf-8", errors="replace")
+    plain = msgspec.to_builtins(params)
+    plain["config"] = mask_config(config)
+    return msgspec.json.encode(plain).decode()
 
 
 def _target(params: Any, result: Any) -> str | None:
@@ -47,7 +59,7 @@ class AuditLog:
             "pid": ctx.peer.pid,
             "method": method,
             "target": _target(params, result),
-            "params": raw_params.decode("utf-8", errors="replace")[:MAX_PARAMS_CHARS],
+            "params": _params_text(raw_params, params)[:MAX_PARAMS_CHARS],
             "outcome": "ok" if error is None else "error",
             "error_code": None if error is None else int(error.code),
             "error_message": None if error is None else error.message,

@@ -14,7 +14,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -173,32 +173,46 @@ class Store:
             self._reader.dispose()
             self._writer.dispose()
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(connection, *args)`` in a read transaction in a worker thread."""
-        return await trio.to_thread.run_sync(self._read_sync, fn, args, limiter=self._read_limiter)
+    async def read(
+        self,
+        fn: Callable[Concatenate[sa.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(connection, *args, **kwargs)`` in a read transaction in a worker thread."""
+        return await trio.to_thread.run_sync(
+            self._read_sync, lambda conn: fn(conn, *args, **kwargs), limiter=self._read_limiter
+        )
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(connection, *args)`` in one ``BEGIN IMMEDIATE`` transaction.
+    async def write(
+        self,
+        fn: Callable[Concatenate[sa.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(connection, *args, **kwargs)`` in one ``BEGIN IMMEDIATE`` transaction.
 
         Commits if ``fn`` returns, rolls back if it raises. Exactly one write runs
         at a time."""
         result = await trio.to_thread.run_sync(
-            self._write_sync, fn, args, limiter=self._write_limiter
+            self._write_sync, lambda conn: fn(conn, *args, **kwargs), limiter=self._write_limiter
         )
         self.generation += 1
         return result
 
-    def _read_sync(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _read_sync(self, fn: Callable[[sa.Connection], T]) -> T:
         try:
             with self._reader.connect() as conn:
-                return fn(conn, *args)
+                return fn(conn)
+        except MimirError:
+            raise
         except sa.exc.DBAPIError as exc:
             raise _storage_error(exc) from exc
 
-    def _write_sync(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _write_sync(self, fn: Callable[[sa.Connection], T]) -> T:
         try:
             with self._writer.begin() as conn:
-                return fn(conn, *args)
+                return fn(conn)
         except MimirError:
             raise
         except sa.exc.DBAPIError as exc:

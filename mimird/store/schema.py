@@ -65,8 +65,7 @@ projects = sa.Table(
     sa.Column("updated_at", sa.Text, nullable=False),
 )
 
-# Sessions belong to a project. This revision holds what project removal and the
-# counts need; the sessions issue extends the table with its own migrations.
+# A session: one piece of work in one project, in its own workspace.
 sessions = sa.Table(
     "sessions",
     metadata,
@@ -81,5 +80,40 @@ sessions = sa.Table(
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
+    sa.Column("task", sa.Text, nullable=False, server_default=""),
+    sa.Column("agent", sa.Text, nullable=True),
+    sa.Column("config", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("workspace_kind", sa.Text, nullable=False, server_default="worktree"),
+    sa.Column("workspace_path", sa.Text, nullable=False, server_default=""),
+    sa.Column("workspace_state", sa.Text, nullable=False, server_default="ok"),
+    sa.Column("branch", sa.Text, nullable=True),
+    sa.Column("base_ref", sa.Text, nullable=True),
+    sa.Column("base_commit", sa.Text, nullable=True),
+    sa.Column("snapshot_ref", sa.Text, nullable=True),
+    sa.Column("snapshot_commit", sa.Text, nullable=True),
+    sa.Column("failure", sa.Text, nullable=True),
+    # The seq of the session's newest event: the next one gets last_seq + 1.
+    sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
 )
 sa.Index(None, sessions.c.project_id)
+sa.Index(None, sessions.c.status)
+sa.Index(None, sessions.c.updated_at)
+
+# The journal: every event of every session, in order. (session_id, seq) is
+# unique and gapless per session; id orders everything.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "session_id",
+        sa.Text,
+        sa.ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.UniqueConstraint("session_id", "seq"),
+)

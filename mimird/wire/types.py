@@ -129,3 +129,245 @@ class ProjectRemoved(Result):
     id: str
     name: str
     sessions_removed: int
+
+
+# ---- session.* ---------------------------------------------------------------------
+
+SessionStatus = Literal[
+    "preparing",  # workspace being made, setup command running
+    "created",  # workspace ready, no agent running
+    "starting",
+    "idle",
+    "running",
+    "awaiting_permission",
+    "stopped",
+    "failed",
+    "interrupted",
+    "budget_exceeded",
+    "archived",
+    "deleted",
+]
+WorkspaceKind = Literal["worktree", "in_place", "private"]
+#: ok; missing (the directory is gone); moved (git knows the worktree elsewhere);
+#: wrong_branch (someone switched branches in it); not_a_worktree (the directory
+#: is no longer this repository's worktree); removed (by Mimir, work snapshotted).
+WorkspaceState = Literal["ok", "missing", "moved", "wrong_branch", "not_a_worktree", "removed"]
+SessionRef = Annotated[
+    str,
+    Meta(
+        min_length=4,
+        max_length=64,
+        description="A session's id, or a unique prefix of it (at least 4 characters).",
+    ),
+]
+Timestamp = Annotated[
+    str,
+    Meta(
+        pattern=r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z?)?$",
+        description="ISO 8601 UTC, e.g. 2026-11-22T10:00:00Z (or just a date).",
+    ),
+]
+Title = Annotated[str, Meta(max_length=500)]
+Task = Annotated[str, Meta(max_length=100_000)]
+AgentName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
+BranchName = Annotated[str, Meta(min_length=1, max_length=250)]
+
+
+class Workspace(Result):
+    kind: WorkspaceKind
+    path: str
+    state: WorkspaceState
+    branch: str | None = None
+    base_ref: str | None = None
+    base_commit: str | None = None
+    #: Where the work was saved when the worktree was last removed.
+    snapshot_ref: str | None = None
+    snapshot_commit: str | None = None
+    #: For state "moved": where git says the worktree is now.
+    actual_path: str | None = None
+    #: For state "wrong_branch": the branch (or "HEAD" when detached) checked out.
+    actual_branch: str | None = None
+
+
+class GitStatus(Result):
+    head: str | None
+    dirty: bool
+    ahead: int
+    behind: int
+    files_changed: int
+    insertions: int
+    deletions: int
+
+
+class Session(Result):
+    id: str
+    project_id: str
+    project: str
+    title: str
+    task: str
+    agent: str | None
+    status: SessionStatus
+    workspace: Workspace
+    config: dict[str, Any]
+    #: Why the session failed (exit code, last lines of output), when it did.
+    failure: str | None
+    last_seq: int
+    created_at: str
+    updated_at: str
+    #: Filled by session.get (computed from git), absent from lists.
+    git: GitStatus | None = None
+
+
+class SessionCreateParams(Params):
+    project: ProjectRef
+    title: Title = ""
+    task: Task = ""
+    agent: AgentName | UnsetType = UNSET
+    base_ref: Annotated[str, Meta(min_length=1, max_length=250)] | UnsetType = UNSET
+    branch: BranchName | UnsetType = UNSET
+    workspace: Literal["worktree", "in_place"] | UnsetType = UNSET
+    config: ConfigObject = msgspec.field(default_factory=dict)
+
+
+class SessionListParams(Params):
+    project: ProjectRef | UnsetType = UNSET
+    status: list[SessionStatus] | UnsetType = UNSET
+    agent: AgentName | UnsetType = UNSET
+    text: Annotated[str, Meta(min_length=1, max_length=500)] | UnsetType = UNSET
+    created_after: Timestamp | UnsetType = UNSET
+    created_before: Timestamp | UnsetType = UNSET
+    updated_after: Timestamp | UnsetType = UNSET
+    updated_before: Timestamp | UnsetType = UNSET
+    #: Archived and deleted sessions are left out unless asked for (or named in status).
+    include_archived: bool = False
+    include_deleted: bool = False
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+    cursor: Annotated[str, Meta(min_length=1, max_length=64)] | UnsetType = UNSET
+
+
+class SessionList(Result):
+    sessions: list[Session]
+    #: Pass as ``cursor`` to get the next page; None on the last page.
+    next_cursor: str | None
+
+
+class SessionRefParams(Params):
+    session: SessionRef
+
+
+class SessionUpdateParams(Params):
+    session: SessionRef
+    title: Title | UnsetType = UNSET
+    task: Task | UnsetType = UNSET
+    config: ConfigObject | UnsetType = UNSET
+
+
+class SessionDeleteParams(Params):
+    session: SessionRef
+    #: Remove the worktree even if its work cannot be snapshotted (loses that work).
+    force: bool = False
+    #: Also delete the session's branch (the snapshot ref still keeps the work).
+    delete_branch: bool = False
+
+
+class Snapshot(Result):
+    ref: str
+    commit: str
+    #: Files that differed from the branch's HEAD (modified, added, deleted, untracked).
+    files: int
+
+
+class SessionRemoved(Result):
+    session: Session
+    snapshot: Snapshot | None
+
+
+class SessionDiffParams(Params):
+    session: SessionRef
+    patch: bool = False
+
+
+class FileDiff(Result):
+    path: str
+    #: added, modified, deleted, renamed, type_changed
+    status: str
+    insertions: int
+    deletions: int
+    binary: bool
+
+
+class SessionDiff(Result):
+    session: str
+    base_commit: str
+    files: list[FileDiff]
+    files_changed: int
+    insertions: int
+    deletions: int
+    patch: str | None = None
+
+
+class ConfigEntry(Result):
+    key: str
+    value: Any
+    #: builtin, defaults (the config file), project, session
+    source: str
+
+
+class SessionConfig(Result):
+    session: str
+    effective: dict[str, Any]
+    entries: list[ConfigEntry]
+
+
+class SessionEventsParams(Params):
+    session: SessionRef
+    after_seq: Annotated[int, Meta(ge=0)] = 0
+    limit: Annotated[int, Meta(ge=1, le=10_000)] = 1000
+
+
+class Event(Result):
+    id: int
+    session_id: str
+    seq: int
+    kind: str
+    data: dict[str, Any]
+    created_at: str
+
+
+class EventList(Result):
+    events: list[Event]
+
+
+# ---- worktree.* --------------------------------------------------------------------
+
+
+class WorktreeListParams(Params):
+    project: ProjectRef | UnsetType = UNSET
+
+
+class WorktreeInfo(Result):
+    session_id: str
+    session_status: SessionStatus
+    project: str
+    path: str
+    branch: str | None
+    base_commit: str | None
+    state: WorkspaceState
+    snapshot_ref: str | None
+
+
+class WorktreeList(Result):
+    worktrees: list[WorktreeInfo]
+    #: Directories under the worktrees directory that no session owns.
+    orphans: list[str]
+
+
+class WorktreePruneParams(Params):
+    project: ProjectRef | UnsetType = UNSET
+    dry_run: bool = False
+
+
+class WorktreePruned(Result):
+    removed: list[WorktreeInfo]
+    snapshots: list[Snapshot]
+    dry_run: bool

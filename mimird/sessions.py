@@ -1,0 +1,312 @@
+"""Sessions: the state machine and the database functions.
+
+Database functions are plain sync functions taking a connection (run by the
+store in a worker thread). Every status change goes through
+:func:`transition`, which refuses illegal ones and journals the legal ones in
+the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+import sqlalchemy as sa
+
+from mimird import journal
+from mimird.errors import InvalidParams, InvalidState, NotFound
+from mimird.ids import ID_LENGTH
+from mimird.policy import mask_config
+from mimird.store.schema import projects, sessions
+from mimird.timeutil import utc_now
+from mimird.wire.types import Session, SessionStatus, Workspace
+
+#: Which status may follow which. Anything else is an "invalid state" error.
+TRANSITIONS: Final[dict[str, frozenset[str]]] = {
+    "preparing": frozenset({"created", "failed", "interrupted", "deleted"}),
+    "created": frozenset({"starting", "stopped", "archived", "deleted"}),
+    "starting": frozenset({"idle", "failed", "stopped", "interrupted"}),
+    "idle": frozenset({"running", "stopped", "failed", "budget_exceeded", "archived", "deleted"}),
+    "running": frozenset(
+        {"idle", "awaiting_permission", "stopped", "failed", "interrupted", "budget_exceeded"}
+    ),
+    "awaiting_permission": frozenset({"running", "stopped", "failed", "interrupted"}),
+    "stopped": frozenset({"starting", "archived", "deleted"}),
+    "failed": frozenset({"starting", "archived", "deleted"}),
+    "interrupted": frozenset({"starting", "stopped", "archived", "deleted"}),
+    "budget_exceeded": frozenset({"starting", "stopped", "archived", "deleted"}),
+    "archived": frozenset({"created", "deleted"}),
+    "deleted": frozenset({"created"}),
+}
+#: Statuses in which an agent may be working in the workspace.
+ACTIVE: Final = frozenset({"starting", "running", "awaiting_permission"})
+#: Shortest id prefix accepted, like git's abbreviated hashes.
+MIN_PREFIX: Final = 4
+
+
+def check_transition(session_id: str, current: str, target: str, action: str) -> None:
+    if target not in TRANSITIONS.get(current, frozenset()):
+        allowed = ", ".join(sorted(s for s, nexts in TRANSITIONS.items() if target in nexts))
+        raise InvalidState(
+            f"cannot {action} session {session_id}: it is {current} (possible only when {allowed})",
+            field="session",
+            id=session_id,
+            detail={"status": current, "wanted": target},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A session as stored, with raw (unmasked) config, for the service's own use."""
+
+    id: str
+    project_id: str
+    project_name: str
+    project_path: str
+    title: str
+    task: str
+    agent: str | None
+    status: SessionStatus
+    config: dict[str, Any]
+    workspace_kind: str
+    workspace_path: str
+    workspace_state: str
+    branch: str | None
+    base_ref: str | None
+    base_commit: str | None
+    snapshot_ref: str | None
+    snapshot_commit: str | None
+    failure: str | None
+    last_seq: int
+    created_at: str
+    updated_at: str
+
+    def to_wire(self, **workspace_extra: str | None) -> Session:
+        return Session(
+            id=self.id,
+            project_id=self.project_id,
+            project=self.project_name,
+            title=self.title,
+            task=self.task,
+            agent=self.agent,
+            status=self.status,
+            workspace=Workspace(
+                kind=self.workspace_kind,  # type: ignore[arg-type]
+                path=self.workspace_path,
+                state=self.workspace_state,  # type: ignore[arg-type]
+                branch=self.branch,
+                base_ref=self.base_ref,
+                base_commit=self.base_commit,
+                snapshot_ref=self.snapshot_ref,
+                snapshot_commit=self.snapshot_commit,
+                **workspace_extra,
+            ),
+            config=mask_config(self.config),
+            failure=self.failure,
+            last_seq=self.last_seq,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+_select = sa.select(
+    sessions, projects.c.name.label("project_name"), projects.c.path.label("project_path")
+).select_from(sessions.join(projects, projects.c.id == sessions.c.project_id))
+
+
+def _row(row: sa.Row[Any]) -> SessionRow:
+    return SessionRow(
+        id=row.id,
+        project_id=row.project_id,
+        project_name=row.project_name,
+        project_path=row.project_path,
+        title=row.title,
+        task=row.task,
+        agent=row.agent,
+        status=row.status,
+        config=msgspec.json.decode(row.config),
+        workspace_kind=row.workspace_kind,
+        workspace_path=row.workspace_path,
+        workspace_state=row.workspace_state,
+        branch=row.branch,
+        base_ref=row.base_ref,
+        base_commit=row.base_commit,
+        snapshot_ref=row.snapshot_ref,
+        snapshot_commit=row.snapshot_commit,
+        failure=row.failure,
+        last_seq=row.last_seq,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def find(conn: sa.Connection, ref: str) -> SessionRow:
+    """A session by id or unique id prefix (case-insensitive, like the ids' alphabet)."""
+    ref = ref.lower()
+    if len(ref) == ID_LENGTH:
+        row = conn.execute(_select.where(sessions.c.id == ref)).first()
+        if row is not None:
+            return _row(row)
+    elif len(ref) >= MIN_PREFIX:
+        # Ids only use [0-9a-z]: a prefix cannot smuggle LIKE wildcards, but escape anyway.
+        pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = conn.execute(
+            _select.where(sessions.c.id.like(pattern, escape="\\")).order_by(sessions.c.id).limit(6)
+        ).all()
+        if len(rows) == 1:
+            return _row(rows[0])
+        if len(rows) > 1:
+            shown = ", ".join(r.id for r in rows[:5])
+            raise InvalidParams(
+                f"session prefix {ref!r} is ambiguous: it matches {shown}"
+                + (", ..." if len(rows) > 5 else "")
+                + "; give more characters",
+                field="session",
+                id=ref,
+            )
+    raise NotFound(f"no session with id or prefix {ref!r}", field="session", id=ref)
+
+
+def get(conn: sa.Connection, session_id: str) -> SessionRow:
+    return find(conn, session_id)
+
+
+def insert(conn: sa.Connection, values: dict[str, Any]) -> SessionRow:
+    now = utc_now()
+    row = {
+        **values,
+        "config": msgspec.json.encode(values.get("config", {})).decode(),
+        "created_at": now,
+        "updated_at": now,
+        "last_seq": 0,
+    }
+    conn.execute(sa.insert(sessions).values(**row))
+    return find(conn, values["id"])
+
+
+def update(
+    conn: sa.Connection,
+    session_id: str,
+    values: dict[str, Any],
+    *,
+    event: tuple[str, dict[str, Any]] | None = None,
+) -> SessionRow:
+    if "config" in values:
+        values = {**values, "config": msgspec.json.encode(values["config"]).decode()}
+    conn.execute(
+        sa.update(sessions)
+        .where(sessions.c.id == session_id)
+        .values(**values, updated_at=utc_now())
+    )
+    if event is not None:
+        journal.append(conn, session_id, *event)
+    return find(conn, session_id)
+
+
+def transition(
+    conn: sa.Connection,
+    session_id: str,
+    target: SessionStatus,
+    *,
+    action: str,
+    reason: str = "",
+    values: dict[str, Any] | None = None,
+) -> SessionRow:
+    """Move a session to ``target`` (checked against TRANSITIONS), journaled."""
+    current = conn.execute(
+        sa.select(sessions.c.status).where(sessions.c.id == session_id)
+    ).scalar_one_or_none()
+    if current is None:
+        raise NotFound(f"session {session_id} no longer exists", field="session", id=session_id)
+    check_transition(session_id, current, target, action)
+    data: dict[str, Any] = {"from": current, "to": target}
+    if reason:
+        data["reason"] = reason
+    return update(
+        conn, session_id, {**(values or {}), "status": target}, event=("status_changed", data)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    project_id: str | None = None
+    statuses: tuple[str, ...] | None = None
+    agent: str | None = None
+    text: str | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+    updated_after: str | None = None
+    updated_before: str | None = None
+    include_archived: bool = False
+    include_deleted: bool = False
+    cursor: str | None = None
+    limit: int = 100
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def list_page(conn: sa.Connection, f: ListFilter) -> tuple[list[SessionRow], str | None]:
+    """Newest first, by id (ids sort by creation); ``cursor`` is the last id seen."""
+    query = _select
+    if f.project_id is not None:
+        query = query.where(sessions.c.project_id == f.project_id)
+    if f.statuses:
+        query = query.where(sessions.c.status.in_(f.statuses))
+    else:
+        hidden = [
+            s
+            for s, shown in (("archived", f.include_archived), ("deleted", f.include_deleted))
+            if not shown
+        ]
+        if hidden:
+            query = query.where(sessions.c.status.not_in(hidden))
+    if f.agent is not None:
+        query = query.where(sessions.c.agent == f.agent)
+    if f.text is not None:
+        pattern = _like(f.text)
+        query = query.where(
+            sa.or_(
+                sessions.c.title.like(pattern, escape="\\"),
+                sessions.c.task.like(pattern, escape="\\"),
+            )
+        )
+    for column, bound, op in (
+        (sessions.c.created_at, f.created_after, ">"),
+        (sessions.c.created_at, f.created_before, "<"),
+        (sessions.c.updated_at, f.updated_after, ">"),
+        (sessions.c.updated_at, f.updated_before, "<"),
+    ):
+        if bound is not None:
+            query = query.where(column > bound if op == ">" else column < bound)
+    if f.cursor is not None:
+        query = query.where(sessions.c.id < f.cursor)
+    rows = conn.execute(query.order_by(sessions.c.id.desc()).limit(f.limit + 1)).all()
+    page = [_row(r) for r in rows[: f.limit]]
+    next_cursor = page[-1].id if len(rows) > f.limit else None
+    return page, next_cursor
+
+
+def with_workspaces(conn: sa.Connection, project_id: str | None) -> list[SessionRow]:
+    """Every session whose workspace is (or was) a git worktree."""
+    query = _select.where(sessions.c.workspace_kind == "worktree")
+    if project_id is not None:
+        query = query.where(sessions.c.project_id == project_id)
+    return [_row(r) for r in conn.execute(query.order_by(sessions.c.id))]
+
+
+def in_status(conn: sa.Connection, statuses: tuple[str, ...]) -> list[SessionRow]:
+    return [_row(r) for r in conn.execute(_select.where(sessions.c.status.in_(statuses)))]
+
+
+def live_session_ids(conn: sa.Connection, project_id: str) -> list[str]:
+    """Sessions of a project that are not deleted, oldest first."""
+    return list(
+        conn.execute(
+            sa.select(sessions.c.id)
+            .where(sessions.c.project_id == project_id, sessions.c.status != "deleted")
+            .order_by(sessions.c.id)
+        ).scalars()
+    )

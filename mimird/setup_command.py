@@ -1,0 +1,103 @@
+"""Running a session's setup command in its new workspace.
+
+The command comes from the user's own configuration (not from an agent), so it
+runs through ``/bin/sh -c``; it gets an environment built from an allowlist of
+the daemon's variables plus the layered ``env``, in its own process group, and
+the whole group is killed if the daemon stops meanwhile.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import trio
+
+#: Variables of the daemon's environment a child may see. Everything else
+#: (NOTIFY_SOCKET, LISTEN_*, MIMIR_DB_KEY, ...) stays with the daemon.
+ENV_ALLOWLIST: Final = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR"}
+)
+OUTPUT_CHUNK: Final = 64 * 1024
+#: How much of the output's end a failure message quotes.
+FAILURE_TAIL_LINES: Final = 20
+KILL_GRACE_S: Final = 5.0
+
+
+def child_environment(
+    layered: Mapping[str, str], base: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if k in ENV_ALLOWLIST or k.startswith("LC_")}
+    env.update(layered)
+    return env
+
+
+def scrub(text: str, secrets: set[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class SetupResult:
+    exit_code: int
+    tail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+async def run_setup(
+    command: str,
+    cwd: Path,
+    env: dict[str, str],
+    secrets: set[str],
+    on_output: Callable[[str], Awaitable[None]],
+) -> SetupResult:
+    """Run ``command`` to completion, handing its (scrubbed) output to ``on_output``
+    as it comes. Cancellation kills the whole process group."""
+    process = await trio.lowlevel.open_process(
+        ["/bin/sh", "-c", command],
+        cwd=str(cwd),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    tail: list[str] = []
+    # Incremental: a multi-byte character split across two reads stays whole.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    try:
+        assert process.stdout is not None
+        async with process.stdout:
+            while chunk := await process.stdout.receive_some(OUTPUT_CHUNK):
+                text = scrub(decoder.decode(chunk), secrets)
+                if not text:
+                    continue
+                tail = (tail + text.splitlines())[-FAILURE_TAIL_LINES:]
+                await on_output(text)
+        exit_code = await process.wait()
+    finally:
+        with trio.move_on_after(KILL_GRACE_S, shield=True):
+            _kill_group(process.pid, signal.SIGTERM)
+            if process.returncode is None:
+                with trio.move_on_after(KILL_GRACE_S / 2):
+                    await process.wait()
+        # A final sweep: members of the group that outlived the leader.
+        _kill_group(process.pid, signal.SIGKILL)
+    return SetupResult(exit_code=exit_code, tail="\n".join(tail))
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
