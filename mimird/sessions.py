@@ -8,6 +8,7 @@ the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -212,14 +213,18 @@ def transition(
     action: str,
     reason: str = "",
     values: dict[str, Any] | None = None,
+    events: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> SessionRow:
-    """Move a session to ``target`` (checked against TRANSITIONS), journaled."""
+    """Move a session to ``target`` (checked against TRANSITIONS), journaled after
+    ``events``, the facts that led to it, all in the caller's transaction."""
     current = conn.execute(
         sa.select(sessions.c.status).where(sessions.c.id == session_id)
     ).scalar_one_or_none()
     if current is None:
         raise NotFound(f"session {session_id} no longer exists", field="session", id=session_id)
     check_transition(session_id, current, target, action)
+    for kind, event_data in events:
+        journal.append(conn, session_id, kind, event_data)
     data: dict[str, Any] = {"from": current, "to": target}
     if reason:
         data["reason"] = reason

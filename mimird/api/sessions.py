@@ -473,12 +473,15 @@ class SessionService:
                 reason="setup_failed",
                 values={"failure": failure},
             )
-        await self._store.write(
-            journal.append, row.id, "setup_finished", {"exit_code": result.exit_code}
-        )
+        finished = [("setup_finished", {"exit_code": result.exit_code})]
         if result.ok:
             return await self._store.write(
-                sessions.transition, row.id, "created", action="set up", reason="setup_succeeded"
+                sessions.transition,
+                row.id,
+                "created",
+                action="set up",
+                reason="setup_succeeded",
+                events=finished,
             )
         failure = f"setup command exited with {result.exit_code}:\n{result.tail}"
         log.warning("session_setup_failed", session_id=row.id, exit_code=result.exit_code)
@@ -489,6 +492,7 @@ class SessionService:
             action="set up",
             reason="setup_failed",
             values={"failure": failure},
+            events=finished,
         )
 
     async def list(self, ctx: CallContext, params: SessionListParams) -> SessionList:
@@ -632,26 +636,30 @@ class SessionService:
                 await trio.to_thread.run_sync(shutil.move, row.workspace_path, trash)
                 values["workspace_state"] = "removed"
 
-            def finish(conn: Any) -> SessionRow:
-                if snapshot is not None:
-                    journal.append(
-                        conn,
-                        row.id,
+            facts: list[tuple[str, dict[str, Any]]] = []
+            if snapshot is not None:
+                facts.append(
+                    (
                         "snapshot_taken",
                         {"ref": snapshot.ref, "commit": snapshot.commit, "files": snapshot.files},
                     )
-                if values.get("workspace_state") == "removed":
-                    journal.append(
-                        conn,
-                        row.id,
+                )
+            if values.get("workspace_state") == "removed":
+                facts.append(
+                    (
                         "workspace_removed",
                         {"path": row.workspace_path, "branch_deleted": params.delete_branch},
                     )
-                return sessions.transition(
-                    conn, row.id, "deleted", action="delete", reason="deleted", values=values
                 )
-
-            row = await self._store.write(finish)
+            row = await self._store.write(
+                sessions.transition,
+                row.id,
+                "deleted",
+                action="delete",
+                reason="deleted",
+                values=values,
+                events=facts,
+            )
         log.info(
             "session_deleted", session_id=row.id, snapshot=snapshot.commit if snapshot else None
         )
@@ -696,19 +704,23 @@ class SessionService:
                     await trio.to_thread.run_sync(shutil.move, self._trash(row.id), path)
                 values["workspace_state"] = "ok"
 
-            def finish(conn: Any) -> SessionRow:
-                if values:
-                    journal.append(
-                        conn,
-                        row.id,
+            facts = []
+            if values:
+                facts.append(
+                    (
                         "workspace_restored",
                         {"path": row.workspace_path, "snapshot_commit": row.snapshot_commit},
                     )
-                return sessions.transition(
-                    conn, row.id, "created", action="restore", reason="restored", values=values
                 )
-
-            row = await self._store.write(finish)
+            row = await self._store.write(
+                sessions.transition,
+                row.id,
+                "created",
+                action="restore",
+                reason="restored",
+                values=values,
+                events=facts,
+            )
         log.info("session_restored", session_id=row.id)
         return row.to_wire()
 
