@@ -25,7 +25,8 @@ from mimird.wire.types import Session, SessionStatus, Workspace
 
 #: Which status may follow which. Anything else is an "invalid state" error.
 TRANSITIONS: Final[dict[str, frozenset[str]]] = {
-    "preparing": frozenset({"created", "failed", "interrupted", "deleted"}),
+    # Not deleted while its setup command runs: the worktree would go from under it.
+    "preparing": frozenset({"created", "failed", "interrupted"}),
     "created": frozenset({"starting", "stopped", "archived", "deleted"}),
     "starting": frozenset({"idle", "failed", "stopped", "interrupted"}),
     "idle": frozenset({"running", "stopped", "failed", "budget_exceeded", "archived", "deleted"}),
@@ -111,34 +112,83 @@ class SessionRow:
         )
 
 
+_SESSION_COLUMNS: Final = (
+    "id",
+    "project_id",
+    "title",
+    "status",
+    "created_at",
+    "updated_at",
+    "task",
+    "agent",
+    "config",
+    "workspace_kind",
+    "workspace_path",
+    "workspace_state",
+    "branch",
+    "base_ref",
+    "base_commit",
+    "snapshot_ref",
+    "snapshot_commit",
+    "failure",
+    "last_seq",
+)
+# The column order is spelled out because _row unpacks rows by position.
 _select = sa.select(
-    sessions, projects.c.name.label("project_name"), projects.c.path.label("project_path")
+    *(sessions.c[name] for name in _SESSION_COLUMNS),
+    projects.c.name.label("project_name"),
+    projects.c.path.label("project_path"),
 ).select_from(sessions.join(projects, projects.c.id == sessions.c.project_id))
 
 
-def _row(row: sa.Row[Any]) -> SessionRow:
+def _row(row: Sequence[Any]) -> SessionRow:
+    # Unpacked by position: reading 21 columns by name costs about 1 ms on a page
+    # of 100 rows (SQLAlchemy Row attribute access), most of session.list's time.
+    (
+        id_,
+        project_id,
+        title,
+        status,
+        created_at,
+        updated_at,
+        task,
+        agent,
+        config,
+        workspace_kind,
+        workspace_path,
+        workspace_state,
+        branch,
+        base_ref,
+        base_commit,
+        snapshot_ref,
+        snapshot_commit,
+        failure,
+        last_seq,
+        project_name,
+        project_path,
+    ) = row
     return SessionRow(
-        id=row.id,
-        project_id=row.project_id,
-        project_name=row.project_name,
-        project_path=row.project_path,
-        title=row.title,
-        task=row.task,
-        agent=row.agent,
-        status=row.status,
-        config=msgspec.json.decode(row.config),
-        workspace_kind=row.workspace_kind,
-        workspace_path=row.workspace_path,
-        workspace_state=row.workspace_state,
-        branch=row.branch,
-        base_ref=row.base_ref,
-        base_commit=row.base_commit,
-        snapshot_ref=row.snapshot_ref,
-        snapshot_commit=row.snapshot_commit,
-        failure=row.failure,
-        last_seq=row.last_seq,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        id=id_,
+        project_id=project_id,
+        project_name=project_name,
+        project_path=project_path,
+        title=title,
+        task=task,
+        agent=agent,
+        status=status,
+        config=msgspec.json.decode(config),
+        workspace_kind=workspace_kind,
+        workspace_path=workspace_path,
+        workspace_state=workspace_state,
+        branch=branch,
+        base_ref=base_ref,
+        base_commit=base_commit,
+        snapshot_ref=snapshot_ref,
+        snapshot_commit=snapshot_commit,
+        failure=failure,
+        last_seq=last_seq,
+        created_at=created_at,
+        updated_at=updated_at,
     )
 
 

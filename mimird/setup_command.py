@@ -28,6 +28,8 @@ ENV_ALLOWLIST: Final = frozenset(
 OUTPUT_CHUNK: Final = 64 * 1024
 #: How much of the output's end a failure message quotes.
 FAILURE_TAIL_LINES: Final = 20
+#: Output kept to find those lines in.
+TAIL_KEEP_CHARS: Final = 64 * 1024
 KILL_GRACE_S: Final = 5.0
 
 
@@ -74,18 +76,28 @@ async def run_setup(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    tail: list[str] = []
+    tail = ""
     # Incremental: a multi-byte character split across two reads stays whole.
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     try:
         assert process.stdout is not None
         async with process.stdout:
-            while chunk := await process.stdout.receive_some(OUTPUT_CHUNK):
-                text = scrub(decoder.decode(chunk), secrets)
-                if not text:
-                    continue
-                tail = (tail + text.splitlines())[-FAILURE_TAIL_LINES:]
-                await on_output(text)
+            # A secret split across two reads must still be caught: hold back the
+            # last (longest secret - 1) characters until the next read or the end.
+            held = max((len(secret) for secret in secrets), default=1) - 1
+            carry = ""
+            while True:
+                chunk = await process.stdout.receive_some(OUTPUT_CHUNK)
+                pending = scrub(carry + decoder.decode(chunk, final=not chunk), secrets)
+                if chunk and held:
+                    text, carry = pending[:-held], pending[-held:]
+                else:
+                    text, carry = pending, ""
+                if text:
+                    tail = (tail + text)[-TAIL_KEEP_CHARS:]
+                    await on_output(text)
+                if not chunk:
+                    break
         exit_code = await process.wait()
     finally:
         with trio.move_on_after(KILL_GRACE_S, shield=True):
@@ -95,7 +107,7 @@ async def run_setup(
                     await process.wait()
         # A final sweep: members of the group that outlived the leader.
         _kill_group(process.pid, signal.SIGKILL)
-    return SetupResult(exit_code=exit_code, tail="\n".join(tail))
+    return SetupResult(exit_code=exit_code, tail="\n".join(tail.splitlines()[-FAILURE_TAIL_LINES:]))
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:

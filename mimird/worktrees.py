@@ -690,9 +690,10 @@ def remove_worktree(
         )
     if not os.path.lexists(path):
         saved = None
-        if delete_branch and branch is not None and snapshot_ref is not None and not force:
-            # The branch is the only copy of its commits now: keep them under the
-            # snapshot ref before the branch goes.
+        if branch is not None and snapshot_ref is not None and not force:
+            # Nothing on disk to save, but the branch tip goes under the snapshot ref
+            # all the same: it keeps the commits if the branch goes, and gives
+            # restore something to bring back.
             saved = _save_branch_tip(root, branch, snapshot_ref)
         _remove_admin_entry(root, path, force=force)
         if delete_branch and branch is not None:

@@ -10,21 +10,27 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import trio
 
 from mimirctl.cli import EXIT_CODES
+from mimird import policy
+from mimird.api.sessions import SNAPSHOT_REF_PREFIX
+from mimird.api.worktrees import ORPHAN_REF_PREFIX
 from mimird.rpc.registry import COMMON_ERRORS
+from mimird.sessions import TRANSITIONS
 from mimird.wire.errors import ErrorCode
 from mimird.wire.protocol import PROTOCOL_VERSION
+from mimird.wire.types import SessionStatus, WorkspaceKind, WorkspaceState
 from tests.helpers import DaemonDirs, TrioClient, in_process_daemon, short_tmpdir
 
 API_DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 SCHEMA_REF = "#/components/schemas/"
 _HEADING = re.compile(r"^(?P<level>#{1,6}) +(?P<title>.+?) *$")
 _METHOD_HEADING = re.compile(r"^`(?P<name>[a-z_]+(?:\.[a-z_]+)+)`$")
+_CODE_NAME = re.compile(r"`([a-z_]+)`")
 
 
 # ---- fixtures -----------------------------------------------------------------------
@@ -91,6 +97,33 @@ def error_table(sections: dict[str, str]) -> dict[int, list[str]]:
         if line.startswith("|") and re.fullmatch(r"-\d+", cells[0]):
             rows[int(cells[0])] = cells
     return rows
+
+
+def tables(section: str) -> dict[str, list[list[str]]]:
+    """The tables of a section, by the text of their first header cell: their body rows,
+    each as its list of cells."""
+    found: dict[str, list[list[str]]] = {}
+    rows: list[list[str]] | None = None
+    for line in section.splitlines():
+        if not line.startswith("|"):
+            rows = None
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if rows is None:
+            rows = found.setdefault(cells[0], [])
+        elif not set(cells[0]) <= {"-", ":"}:
+            rows.append(cells)
+    return found
+
+
+def first_cells(rows: list[list[str]]) -> list[str]:
+    """The first cell of each row, which must be one name in backticks."""
+    names = []
+    for row in rows:
+        match = re.fullmatch(r"`([^`]+)`", row[0])
+        assert match, f"row does not start with a `name`: {row}"
+        names.append(match.group(1))
+    return names
 
 
 def walk(value: Any) -> Iterator[dict[str, Any]]:
@@ -201,6 +234,58 @@ def test_every_mimirctl_exit_code_for_an_error_is_documented(sections: dict[str,
         assert any(
             line.startswith(f"| {exit_code} |") and f"`{int(code)}`" in line for line in rows
         ), f"exit code {exit_code} for {code.kind} is not in the mimirctl exit-code table"
+
+
+# ---- the overview sections ------------------------------------------------------------
+
+
+def test_the_transition_table_is_the_one_the_daemon_enforces(sections: dict[str, str]) -> None:
+    rows = tables(sections["Statuses and transitions"])["status"]
+    documented = {
+        status: set(_CODE_NAME.findall(row[-1]))
+        for status, row in zip(first_cells(rows), rows, strict=True)
+    }
+    assert len(documented) == len(rows), "a status has two rows in the transition table"
+    assert documented == {status: set(nexts) for status, nexts in TRANSITIONS.items()}
+    assert set(documented) == set(get_args(SessionStatus))
+
+
+def test_every_workspace_kind_and_state_is_explained(sections: dict[str, str]) -> None:
+    kinds = sections["Workspaces"]
+    missing = [kind for kind in get_args(WorkspaceKind) if f"- `{kind}`" not in kinds]
+    assert not missing, f"workspace kinds without their item in 'Workspaces': {missing}"
+    rows = tables(sections["Workspace states and drift"])["state"]
+    assert sorted(first_cells(rows)) == sorted(get_args(WorkspaceState))
+
+
+def test_every_config_key_and_layer_is_in_the_configuration_section(
+    sections: dict[str, str],
+) -> None:
+    section = sections["Layered configuration"]
+    found = tables(section)
+    assert first_cells(found["layer"]) == list(policy.LAYERS), "layers, lowest first"
+    assert first_cells(found["key"]) == list(policy.KEYS), "config keys, in policy.KEYS order"
+    builtin = policy.effective([]).values
+    for row in found["key"]:
+        key = row[0].strip("`")
+        default = builtin[key]
+        if key == "tool_policy":
+            assert all(f"`{kind}`" in row[3] for kind in policy.TOOL_KINDS), row
+            assert set(default.values()) == {"ask"}, "the table says every kind is 'ask'"
+        elif default in (None, {}, []):
+            shown = {type(None): "`null`", dict: "`{}`", list: "`[]`"}[type(default)]
+            assert row[2].startswith(shown), (key, row[2])
+        else:
+            assert row[2] == f"`{default!r}`".replace("'", '"'), (key, row[2])
+    missing = [name for name in policy.PLACEHOLDERS if f"`{{{name}}}`" not in section]
+    assert not missing, f"template placeholders not explained: {missing}"
+    assert f"`{policy.SECRET_MASK}`" in section or f'`"{policy.SECRET_MASK}"`' in section
+
+
+def test_the_work_safety_section_names_the_snapshot_refs(sections: dict[str, str]) -> None:
+    section = sections["Work safety"]
+    assert f"`{SNAPSHOT_REF_PREFIX}<session id>`" in section
+    assert f"`{ORPHAN_REF_PREFIX}<directory name>-<UTC time>`" in section
 
 
 # ---- the OpenRPC document itself ----------------------------------------------------

@@ -412,7 +412,11 @@ def test_project_update_changes_the_description(dirs: DaemonDirs, tmp_path: Path
 
 def test_project_update_replaces_the_config(dirs: DaemonDirs, tmp_path: Path) -> None:
     project = add_project(dirs, tmp_path, config={"agent": "a1"})
-    ok(run_mimirctl(dirs, "project", "update", project["id"], "--config", '{"copy_files": [".env"]}'))
+    ok(
+        run_mimirctl(
+            dirs, "project", "update", project["id"], "--config", '{"copy_files": [".env"]}'
+        )
+    )
     assert get_project(dirs, project["id"])["config"] == {"copy_files": [".env"]}
 
 

@@ -1105,7 +1105,8 @@ def test_worktree_prune_removes_orphans_and_saves_their_work(
     assert output.startswith("removed ")
     assert str(orphan) in output
     assert not orphan.exists()
-    ref = "refs/mimir/orphans/pruned-orphan"
+    refs = git(Path(project["path"]), "for-each-ref", "--format=%(refname)", "refs/mimir/orphans/")
+    (ref,) = [r for r in refs.split() if r.startswith("refs/mimir/orphans/pruned-orphan-")]
     assert f"  {ref} (commit " in output
     assert git(Path(project["path"]), "show", f"{ref}:precious.txt") == "keep me\n"
     assert Path(session["workspace"]["path"]).is_dir()  # a live session's worktree stays

@@ -290,7 +290,9 @@ async def test_a_new_project_is_active_without_sessions(client: TrioClient, tmp_
 async def test_an_added_project_is_returned_by_get_as_added(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"), description="d", config={"agent": "k1"})
+    project = await add(
+        client, make_repo(tmp_path / "repo"), description="d", config={"agent": "k1"}
+    )
     assert await call(client, "project.get", {"project": project["id"]}) == project
 
 
@@ -541,8 +543,12 @@ async def test_update_changes_the_description(client: TrioClient, tmp_path: Path
 
 
 async def test_update_replaces_the_config_as_a_whole(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"), config={"agent": "a1", "token_budget": 2})
-    updated = await call(client, "project.update", {"project": project["id"], "config": {"copy_files": [".env"]}})
+    project = await add(
+        client, make_repo(tmp_path / "repo"), config={"agent": "a1", "token_budget": 2}
+    )
+    updated = await call(
+        client, "project.update", {"project": project["id"], "config": {"copy_files": [".env"]}}
+    )
     assert updated["config"] == {"copy_files": [".env"]}
 
 

@@ -540,11 +540,14 @@ def test_deleting_a_branch_the_snapshot_does_not_hold_is_refused_before_removal(
 def test_removing_an_already_missing_worktree_drops_only_its_git_entry(
     repo: Path, worktree: Path
 ) -> None:
+    tip = head(worktree)
     shutil.rmtree(worktree)
     saved = remove_worktree(repo, worktree, branch=BRANCH, snapshot_ref=SNAPSHOT_REF)
-    assert saved is None
     assert listed_paths(repo) == [Path(os.path.realpath(repo))]
     assert branch_exists(repo, BRANCH)
+    # The branch tip is saved all the same, so that restore has something to bring back.
+    assert saved is not None
+    assert (saved.commit, saved.files, head(repo, SNAPSHOT_REF)) == (tip, 0, tip)
 
 
 def test_removing_a_missing_worktree_and_its_branch_keeps_the_branch_tip(

@@ -675,7 +675,14 @@ class SessionService:
 
     async def restore(self, ctx: CallContext, params: SessionRefParams) -> Session:
         row = await self._find(params.session)
-        sessions.check_transition(row.id, row.status, "created", "restore")
+        if row.status not in ("archived", "deleted"):
+            raise InvalidState(
+                f"cannot restore session {row.id}: it is {row.status} (only deleted or "
+                "archived sessions can be restored)",
+                field="session",
+                id=row.id,
+                detail={"status": row.status, "wanted": "created"},
+            )
         values: dict[str, Any] = {}
         async with self._lock(row.project_id):
             if row.workspace_state == "removed":
@@ -688,8 +695,8 @@ class SessionService:
                 if row.workspace_kind == "worktree":
                     if row.snapshot_commit is None or row.branch is None:
                         raise InvalidState(
-                            f"session {row.id} was deleted with force: there is no snapshot to "
-                            "restore its work from",
+                            f"session {row.id} has no snapshot to restore its work from (it was "
+                            "deleted with force)",
                             field="session",
                             id=row.id,
                         )

@@ -3,6 +3,7 @@ plus the start-up reconciliation of the database with git and the disk."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +30,11 @@ from mimird.wire.types import (
 )
 
 log = structlog.get_logger("mimird.worktrees")
+
+
+def stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
 
 ORPHAN_REF_PREFIX: Final = "refs/mimir/orphans/"
 #: Sessions whose worktree is still needed, whatever its state.
@@ -190,7 +196,8 @@ class WorktreeService:
                     Path(owner.path),
                     orphan,
                     branch=None,
-                    snapshot_ref=f"{ORPHAN_REF_PREFIX}{orphan.name}",
+                    # Dated: a later orphan of the same name must not move this ref.
+                    snapshot_ref=f"{ORPHAN_REF_PREFIX}{orphan.name}-{stamp()}",
                     message=f"mimir: work of orphan worktree {orphan}, pruned",
                 )
             if snap is not None:

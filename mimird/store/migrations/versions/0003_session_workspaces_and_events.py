@@ -37,7 +37,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("snapshot_commit", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("failure", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("last_seq", sa.Integer(), server_default="0", nullable=False))
-        batch_op.create_index(batch_op.f("ix_sessions_status"), ["status"], unique=False)
+        batch_op.drop_index("ix_sessions_project_id")
+        batch_op.create_index(
+            batch_op.f("ix_sessions_project_id_id"), ["project_id", "id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_sessions_status_id"), ["status", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_sessions_updated_at"), ["updated_at"], unique=False)
 
     op.create_table(
@@ -63,7 +67,9 @@ def downgrade() -> None:
     op.drop_table("events")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_sessions_updated_at"))
-        batch_op.drop_index(batch_op.f("ix_sessions_status"))
+        batch_op.drop_index(batch_op.f("ix_sessions_status_id"))
+        batch_op.drop_index(batch_op.f("ix_sessions_project_id_id"))
+        batch_op.create_index("ix_sessions_project_id", ["project_id"], unique=False)
         for column in (
             "last_seq",
             "failure",

@@ -1,0 +1,90 @@
+"""The setup command runner: output scrubbed of secrets, environment, process group."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import trio
+
+from mimird.setup_command import child_environment, run_setup
+
+SECRET = "supersecret42"
+
+
+async def _run(
+    command: str, tmp_path: Path, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    seen: list[str] = []
+
+    async def collect(text: str) -> None:
+        seen.append(text)
+
+    with trio.fail_after(20):
+        result = await run_setup(command, tmp_path, child_environment(env or {}), {SECRET}, collect)
+    return result.exit_code, "".join(seen), result.tail
+
+
+async def test_a_secret_split_across_two_reads_is_still_masked(tmp_path: Path) -> None:
+    code, output, tail = await _run("printf 'a supers'; sleep 0.3; printf 'ecret42 b'", tmp_path)
+    assert code == 0
+    assert SECRET not in output
+    assert output == "a *** b"
+    assert SECRET not in tail
+
+
+async def test_output_and_exit_code_of_a_failing_command_are_kept(tmp_path: Path) -> None:
+    code, output, tail = await _run("echo one; echo two >&2; exit 3", tmp_path)
+    assert code == 3
+    assert output == "one\ntwo\n"
+    assert tail == "one\ntwo"
+
+
+async def test_the_command_gets_the_layered_env_and_not_the_daemons_secrets(
+    tmp_path: Path,
+) -> None:
+    os.environ["MIMIR_DB_KEY_TEST_LEAK"] = "nope"
+    try:
+        code, output, _ = await _run(
+            "echo $GREETING; env | grep -c MIMIR_ || true", tmp_path, {"GREETING": "hello"}
+        )
+    finally:
+        del os.environ["MIMIR_DB_KEY_TEST_LEAK"]
+    assert code == 0
+    assert output == "hello\n0\n"
+
+
+async def test_the_command_runs_in_the_workspace(tmp_path: Path) -> None:
+    _, output, _ = await _run("pwd -P", tmp_path)
+    assert output.strip() == str(await trio.Path(tmp_path).resolve())
+
+
+async def test_cancelling_kills_the_whole_process_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+
+    async def collect(text: str) -> None:
+        pass
+
+    # A grandchild that ignores SIGTERM, in the background, and a leader that waits.
+    command = f"sh -c 'trap \"\" TERM; sleep 60' & echo $! > {pid_file}; sleep 60"
+    with trio.move_on_after(1):
+        await run_setup(command, tmp_path, child_environment({}), set(), collect)
+    assert _dies(int(pid_file.read_text()), within=10)
+
+
+def _dies(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while _state(pid) not in ("gone", "Z"):  # a zombie is dead, waiting for its reaper
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return "gone"
+    return stat[stat.rindex(")") + 2]
