@@ -100,23 +100,20 @@ def inspect_path(text: str) -> Inspected:
 
 # ---- database functions (sync, run by the store in a worker thread) ---------------
 
-# Deleted sessions are history (their work is in snapshot refs): not counted.
-_session_counts = (
-    sa.select(sessions.c.project_id, sa.func.count().label("n"))
-    .where(sessions.c.status != "deleted")
-    .group_by(sessions.c.project_id)
-    .subquery()
+# Deleted sessions are history (their work is in snapshot refs): not counted. A
+# correlated count per project, answered from the (project_id, status) index,
+# instead of grouping every session of every project.
+_session_count = (
+    sa.select(sa.func.count())
+    .select_from(sessions)
+    .where(sessions.c.project_id == projects.c.id, sessions.c.status != "deleted")
+    .correlate(projects)
+    .scalar_subquery()
 )
-_PROJECT_COLUMNS: Final = (
-    *projects.c,
-    sa.func.coalesce(_session_counts.c.n, 0).label("sessions"),
-)
-_select_projects = sa.select(*_PROJECT_COLUMNS).select_from(
-    projects.outerjoin(_session_counts, _session_counts.c.project_id == projects.c.id)
-)
+_select_projects = sa.select(*projects.c, _session_count.label("sessions"))
 
 
-def _to_project(row: sa.Row[Any]) -> Project:
+def _to_project(row: Any) -> Project:
     return Project(
         id=row.id,
         name=row.name,
@@ -142,6 +139,18 @@ def _find(conn: sa.Connection, ref: str) -> Project:
     if row is None:
         raise NotFound(f"no project with id or name {ref!r}", field="project", id=ref)
     return _to_project(row)
+
+
+def resolve_id(conn: sa.Connection, ref: str) -> str:
+    """A project's id from its id or name, without computing anything else."""
+    if is_id(ref):
+        found = conn.execute(sa.select(projects.c.id).where(projects.c.id == ref)).scalar()
+        if found is not None:
+            return str(found)
+    found = conn.execute(sa.select(projects.c.id).where(projects.c.name == ref)).scalar()
+    if found is None:
+        raise NotFound(f"no project with id or name {ref!r}", field="project", id=ref)
+    return str(found)
 
 
 def _check_name_free(conn: sa.Connection, name: str) -> None:

@@ -21,7 +21,7 @@ import trio
 from mimird import journal, policy, sessions, worktrees
 from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState
-from mimird.projects import get_project, raw_config
+from mimird.projects import get_project, raw_config, resolve_id
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions import SessionRow
 from mimird.setup_command import child_environment, run_setup
@@ -498,7 +498,7 @@ class SessionService:
     async def list(self, ctx: CallContext, params: SessionListParams) -> SessionList:
         project_id = None
         if params.project is not msgspec.UNSET:
-            project_id = (await self._store.read(get_project, params.project)).id
+            project_id = await self._store.read(resolve_id, params.project)
         unset = msgspec.UNSET
         f = sessions.ListFilter(
             project_id=project_id,

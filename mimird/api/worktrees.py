@@ -14,7 +14,7 @@ import trio
 from mimird import sessions, worktrees
 from mimird.api.sessions import SessionService, snapshot_ref
 from mimird.config import Settings
-from mimird.projects import get_project, list_projects
+from mimird.projects import list_projects, resolve_id
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions import SessionRow
 from mimird.store import Store
@@ -86,7 +86,7 @@ class WorktreeService:
     async def _rows(self, project: str | msgspec.UnsetType) -> list[SessionRow]:
         project_id = None
         if project is not msgspec.UNSET:
-            project_id = (await self._store.read(get_project, project)).id
+            project_id = await self._store.read(resolve_id, project)
         return await self._store.read(sessions.with_workspaces, project_id)
 
     async def _orphans(self, known: set[str]) -> list[Path]:
@@ -114,7 +114,7 @@ class WorktreeService:
     async def _projects_in_scope(self, project: str | msgspec.UnsetType) -> list[Project]:
         found = await self._store.read(lambda conn: list_projects(conn, include_archived=True))
         if project is not msgspec.UNSET:
-            wanted = (await self._store.read(get_project, project)).id
+            wanted = await self._store.read(resolve_id, project)
             found = [p for p in found if p.id == wanted]
         return found
 

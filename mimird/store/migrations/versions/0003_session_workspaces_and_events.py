@@ -42,6 +42,9 @@ def upgrade() -> None:
             batch_op.f("ix_sessions_project_id_id"), ["project_id", "id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_sessions_status_id"), ["status", "id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_sessions_project_id_status"), ["project_id", "status"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_sessions_updated_at"), ["updated_at"], unique=False)
 
     op.create_table(
@@ -67,6 +70,7 @@ def downgrade() -> None:
     op.drop_table("events")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_sessions_updated_at"))
+        batch_op.drop_index(batch_op.f("ix_sessions_project_id_status"))
         batch_op.drop_index(batch_op.f("ix_sessions_status_id"))
         batch_op.drop_index(batch_op.f("ix_sessions_project_id_id"))
         batch_op.create_index("ix_sessions_project_id", ["project_id"], unique=False)
