@@ -81,6 +81,7 @@ class SessionRow:
     snapshot_commit: str | None
     failure: str | None
     last_seq: int
+    process_group: int | None
     created_at: str
     updated_at: str
 
@@ -132,6 +133,7 @@ _SESSION_COLUMNS: Final = (
     "snapshot_commit",
     "failure",
     "last_seq",
+    "process_group",
 )
 # The column order is spelled out because _row unpacks rows by position.
 _select = sa.select(
@@ -164,6 +166,7 @@ def _row(row: Sequence[Any]) -> SessionRow:
         snapshot_commit,
         failure,
         last_seq,
+        process_group,
         project_name,
         project_path,
     ) = row
@@ -187,6 +190,7 @@ def _row(row: Sequence[Any]) -> SessionRow:
         snapshot_commit=snapshot_commit,
         failure=failure,
         last_seq=last_seq,
+        process_group=process_group,
         created_at=created_at,
         updated_at=updated_at,
     )

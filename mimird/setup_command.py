@@ -64,9 +64,11 @@ async def run_setup(
     env: dict[str, str],
     secrets: set[str],
     on_output: Callable[[str], Awaitable[None]],
+    on_start: Callable[[int], Awaitable[None]] | None = None,
 ) -> SetupResult:
     """Run ``command`` to completion, handing its (scrubbed) output to ``on_output``
-    as it comes. Cancellation kills the whole process group."""
+    as it comes and its process group id to ``on_start`` first. Cancellation kills
+    the whole process group."""
     process = await trio.lowlevel.open_process(
         ["/bin/sh", "-c", command],
         cwd=str(cwd),
@@ -77,6 +79,10 @@ async def run_setup(
         start_new_session=True,
     )
     tail = ""
+    if on_start is not None:
+        # The group id (= the leader's pid, start_new_session) is recorded before any
+        # output is read, so that a crash from here on leaves a trace to reap.
+        await on_start(process.pid)
     # Incremental: a multi-byte character split across two reads stays whole.
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     try:

@@ -386,11 +386,9 @@ class SessionService:
             else policy.render_template(effective.values["branch_template"], **placeholders)
         )
         await self._git(worktrees.check_branch_name, root, branch)
-        location = Path(
-            policy.render_template(effective.values["worktree_location"], **placeholders)
-        )
-        path = location if location.is_absolute() else self._settings.worktrees_dir / location
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # git makes the leading directories, and add_worktree removes those it made
+        # if it fails: nothing of a failed create stays behind.
+        path = self._workspace_path(effective, placeholders)
         await self._git(worktrees.add_worktree, root, path, branch, base_commit)
         try:
             copied = await self._git(
@@ -428,13 +426,9 @@ class SessionService:
         placeholders: dict[str, str],
         values: dict[str, Any],
     ) -> SessionRow:
-        location = Path(
-            policy.render_template(effective.values["worktree_location"], **placeholders)
-        )
-        path = location if location.is_absolute() else self._settings.worktrees_dir / location
+        path = self._workspace_path(effective, placeholders)
         if path.exists():
             raise AlreadyExists(f"{path} already exists", field="path")
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             await trio.to_thread.run_sync(
                 lambda: shutil.copytree(root, path, symlinks=True), limiter=self._git_limiter
@@ -454,7 +448,14 @@ class SessionService:
         async def journal_output(text: str) -> None:
             await self._store.write(journal.append, row.id, "setup_output", {"text": text})
 
-        await self._store.write(journal.append, row.id, "setup_started", {"command": command})
+        async def record_group(pgid: int) -> None:
+            await self._store.write(
+                sessions.update,
+                row.id,
+                {"process_group": pgid},
+                event=("setup_started", {"command": command}),
+            )
+
         try:
             result = await run_setup(
                 command,
@@ -462,6 +463,7 @@ class SessionService:
                 child_environment(effective.env()),
                 effective.secret_values(),
                 journal_output,
+                record_group,
             )
         except OSError as exc:
             failure = f"setup command could not start: {exc.strerror or exc}"
@@ -471,7 +473,7 @@ class SessionService:
                 "failed",
                 action="set up",
                 reason="setup_failed",
-                values={"failure": failure},
+                values={"failure": failure, "process_group": None},
             )
         finished = [("setup_finished", {"exit_code": result.exit_code})]
         if result.ok:
@@ -481,6 +483,7 @@ class SessionService:
                 "created",
                 action="set up",
                 reason="setup_succeeded",
+                values={"process_group": None},
                 events=finished,
             )
         failure = f"setup command exited with {result.exit_code}:\n{result.tail}"
@@ -491,7 +494,7 @@ class SessionService:
             "failed",
             action="set up",
             reason="setup_failed",
-            values={"failure": failure},
+            values={"failure": failure, "process_group": None},
             events=finished,
         )
 
@@ -505,10 +508,10 @@ class SessionService:
             statuses=tuple(params.status) if params.status is not unset else None,
             agent=params.agent if params.agent is not unset else None,
             text=params.text if params.text is not unset else None,
-            created_after=_bound(params.created_after),
-            created_before=_bound(params.created_before),
-            updated_after=_bound(params.updated_after),
-            updated_before=_bound(params.updated_before),
+            created_after=_bound(params.created_after, "created_after"),
+            created_before=_bound(params.created_before, "created_before"),
+            updated_after=_bound(params.updated_after, "updated_after"),
+            updated_before=_bound(params.updated_before, "updated_before"),
             include_archived=params.include_archived,
             include_deleted=params.include_deleted,
             cursor=params.cursor.lower() if params.cursor is not unset else None,
@@ -603,11 +606,14 @@ class SessionService:
         return row.to_wire()
 
     async def delete(self, ctx: CallContext, params: SessionDeleteParams) -> SessionRemoved:
-        row, _check = await self._check_workspace(await self._find(params.session))
-        sessions.check_transition(row.id, row.status, "deleted", "delete")
+        found = await self._find(params.session)
         snapshot: worktrees.Snapshot | None = None
         values: dict[str, Any] = {}
-        async with self._lock(row.project_id):
+        async with self._lock(found.project_id):
+            # Read and check again under the lock: a second delete of the same session
+            # that waited here must find it deleted, not redo the removal.
+            row, _ = await self._check_workspace(await self._find(found.id))
+            sessions.check_transition(row.id, row.status, "deleted", "delete")
             # A session from before workspaces existed (schema 0002) has no path.
             has_worktree = row.workspace_kind == "worktree" and bool(row.workspace_path)
             if has_worktree and row.workspace_state != "removed":
@@ -670,21 +676,30 @@ class SessionService:
         )
         return SessionRemoved(session=row.to_wire(), snapshot=wire_snapshot)
 
+    def _workspace_path(self, effective: policy.Effective, placeholders: dict[str, str]) -> Path:
+        """Where a new session's workspace goes: worktree_location, under the worktrees
+        directory unless absolute."""
+        location = Path(
+            policy.render_template(effective.values["worktree_location"], **placeholders)
+        )
+        return location if location.is_absolute() else self._settings.worktrees_dir / location
+
     def _trash(self, session_id: str) -> Path:
         return self._settings.state_dir / "trash" / session_id
 
     async def restore(self, ctx: CallContext, params: SessionRefParams) -> Session:
-        row = await self._find(params.session)
-        if row.status not in ("archived", "deleted"):
-            raise InvalidState(
-                f"cannot restore session {row.id}: it is {row.status} (only deleted or "
-                "archived sessions can be restored)",
-                field="session",
-                id=row.id,
-                detail={"status": row.status, "wanted": "created"},
-            )
+        found = await self._find(params.session)
         values: dict[str, Any] = {}
-        async with self._lock(row.project_id):
+        async with self._lock(found.project_id):
+            row = await self._find(found.id)
+            if row.status not in ("archived", "deleted"):
+                raise InvalidState(
+                    f"cannot restore session {row.id}: it is {row.status} (only deleted or "
+                    "archived sessions can be restored)",
+                    field="session",
+                    id=row.id,
+                    detail={"status": row.status, "wanted": "created"},
+                )
             if row.workspace_state == "removed":
                 path = Path(row.workspace_path)
                 if await trio.Path(path).exists():
@@ -732,11 +747,12 @@ class SessionService:
         return row.to_wire()
 
     async def repair(self, ctx: CallContext, params: SessionRefParams) -> Session:
-        row, check = await self._check_workspace(await self._find(params.session))
-        if check is None or check.state == "ok":
-            return self._wire(row, check)
-        assert row.branch is not None
-        async with self._lock(row.project_id):
+        found = await self._find(params.session)
+        async with self._lock(found.project_id):
+            row, check = await self._check_workspace(await self._find(found.id))
+            if check is None or check.state == "ok":
+                return self._wire(row, check)
+            assert row.branch is not None
             if check.state == "moved" and check.actual_path is not None:
                 values: dict[str, Any] = {
                     "workspace_path": str(check.actual_path),
@@ -777,8 +793,17 @@ def _insert_created(conn: Any, values: dict[str, Any], workspace: dict[str, Any]
     return sessions.find(conn, row.id)
 
 
-def _bound(value: str | msgspec.UnsetType) -> str | None:
-    """A time filter as a string comparable with stored timestamps."""
+def _bound(value: str | msgspec.UnsetType, field: str) -> str | None:
+    """A time filter in the stored timestamps' exact format, so that comparing the
+    strings compares the times (``2026-11-22`` is that day at 00:00 UTC)."""
     if value is msgspec.UNSET:
         return None
-    return value.rstrip("Z")
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidParams(
+            f"{field}: {value!r} is not a valid date or time", field=field
+        ) from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -11,7 +11,7 @@ import msgspec
 import structlog
 import trio
 
-from mimird import sessions, worktrees
+from mimird import reaper, sessions, worktrees
 from mimird.api.sessions import SessionService, snapshot_ref
 from mimird.config import Settings
 from mimird.projects import list_projects, resolve_id
@@ -214,6 +214,15 @@ class WorktreeService:
         """At start-up: sessions cut short by a crash, and every worktree checked
         against the disk and git. Returns how many worktrees are in each state."""
 
+        # Setup commands the previous daemon started and did not see finish.
+        for row in await self._store.read(sessions.in_status, ("preparing",)):
+            if row.process_group is not None:
+                killed = await trio.to_thread.run_sync(
+                    reaper.reap, row.process_group, Path(row.workspace_path)
+                )
+                if killed:
+                    log.warning("orphan_processes_reaped", session_id=row.id, pids=killed)
+
         def interrupt(conn: Any) -> list[str]:
             stuck = sessions.in_status(conn, ("preparing",))
             for row in stuck:
@@ -223,7 +232,10 @@ class WorktreeService:
                     "failed",
                     action="recover",
                     reason="daemon_stopped_during_setup",
-                    values={"failure": "mimird stopped while the setup command was running"},
+                    values={
+                        "failure": "mimird stopped while the setup command was running",
+                        "process_group": None,
+                    },
                 )
             running = sessions.in_status(conn, ("starting", "running", "awaiting_permission"))
             for row in running:

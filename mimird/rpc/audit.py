@@ -32,8 +32,14 @@ def _params_text(raw_params: bytes, params: Any) -> str:
 
 
 def _target(params: Any, result: Any) -> str | None:
-    """What the call acted on: the id of the result, else the object the params name."""
-    for candidate in (getattr(result, "id", None), getattr(params, "project", None)):
+    """What the call acted on: the id of the result (or of the session it holds),
+    else the object the params name, as the caller named it."""
+    for candidate in (
+        getattr(result, "id", None),
+        getattr(getattr(result, "session", None), "id", None),
+        getattr(params, "session", None),
+        getattr(params, "project", None),
+    ):
         if isinstance(candidate, str):
             return candidate
     return None

@@ -94,6 +94,9 @@ sessions = sa.Table(
     sa.Column("failure", sa.Text, nullable=True),
     # The seq of the session's newest event: the next one gets last_seq + 1.
     sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
+    # The process group mimird started for this session (its setup command) and
+    # that may still run: a start after a crash reaps it.
+    sa.Column("process_group", sa.Integer, nullable=True),
 )
 # Lists go newest first (by id) within a project or a status: with id in the
 # index, SQLite walks it in order instead of sorting every match.

@@ -37,6 +37,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("snapshot_commit", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("failure", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("last_seq", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("process_group", sa.Integer(), nullable=True))
         batch_op.drop_index("ix_sessions_project_id")
         batch_op.create_index(
             batch_op.f("ix_sessions_project_id_id"), ["project_id", "id"], unique=False
@@ -75,6 +76,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_sessions_project_id_id"))
         batch_op.create_index("ix_sessions_project_id", ["project_id"], unique=False)
         for column in (
+            "process_group",
             "last_seq",
             "failure",
             "snapshot_commit",
