@@ -1060,17 +1060,18 @@ def _changes(
     return files, text
 
 
-def worktree_status(path: Path, base_commit: str) -> WorktreeStatus:
-    """HEAD, dirtiness, ahead/behind and change counts against the base commit. Four git
-    calls; the worktree's index is never written."""
+def worktree_status(path: Path, base_commit: str, *, upstream: str | None = None) -> WorktreeStatus:
+    """HEAD, dirtiness and change counts against the base commit; ahead/behind against
+    ``upstream`` (the base branch's tip now, which may have moved on) or else the base
+    commit. Four git calls; the worktree's index is never written."""
     _rev_arg(base_commit, "base_commit")
+    compare = upstream or base_commit
+    _rev_arg(compare, "upstream")
     with _git_errors(f"cannot read the status of {path}"):
         state = repo_state(path)
         ahead = behind = 0
         if state.head_commit is not None:
-            counted = _git(
-                path, "rev-list", "--left-right", "--count", f"{base_commit}...HEAD", "--"
-            )
+            counted = _git(path, "rev-list", "--left-right", "--count", f"{compare}...HEAD", "--")
             left, right = counted.split()
             behind, ahead = int(left), int(right)
         files, _ = _changes(path, base_commit, patch=False)

@@ -537,6 +537,18 @@ async def test_get_counts_commits_ahead_of_and_behind_the_base(
     )
 
 
+async def test_get_counts_commits_behind_the_base_branch_as_it_moves_on(
+    client: TrioClient, project: dict[str, Any], repo: Path
+) -> None:
+    session = await create(client, project)
+    write(repo, {"upstream.txt": "new on main\n"})
+    commit_all(repo, "main moves on")
+    status = (await get(client, session))["git"]
+    assert (status["ahead"], status["behind"]) == (0, 1)
+    # The diff stats stay those of the session's own work, against its base commit.
+    assert status["files_changed"] == 0
+
+
 async def test_update_changes_title_task_and_config(
     client: TrioClient, project: dict[str, Any]
 ) -> None:

@@ -20,7 +20,7 @@ import trio
 
 from mimird import journal, policy, sessions, worktrees
 from mimird.config import Settings
-from mimird.errors import AlreadyExists, InvalidParams, InvalidState
+from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError
 from mimird.projects import get_project, raw_config, resolve_id
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions import SessionRow
@@ -126,6 +126,16 @@ class SessionService:
                 event=("workspace_state_changed", data),
             )
         return row, check
+
+    async def _upstream(self, row: SessionRow) -> str | None:
+        """The base branch's tip now (ahead/behind is measured against it), if the
+        session was based on a branch that still exists."""
+        if not row.base_ref or row.base_ref == row.base_commit:
+            return None
+        try:
+            return await self._git(worktrees.resolve_commit, Path(row.project_path), row.base_ref)
+        except MimirError:
+            return None
 
     @staticmethod
     def _wire(row: SessionRow, check: worktrees.WorkspaceCheck | None) -> Session:
@@ -525,7 +535,10 @@ class SessionService:
         session = self._wire(row, check)
         if row.workspace_state == "ok" and row.base_commit and row.workspace_kind != "private":
             status = await self._git(
-                worktrees.worktree_status, Path(row.workspace_path), row.base_commit
+                worktrees.worktree_status,
+                Path(row.workspace_path),
+                row.base_commit,
+                upstream=await self._upstream(row),
             )
             session = msgspec.structs.replace(
                 session,
