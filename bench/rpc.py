@@ -35,17 +35,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
 import msgspec
+from common import installed, mimir_env, percentile
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 RESULTS_DIR: Final = BENCH_DIR / "results"
 ECHO_SERVER: Final = BENCH_DIR / "echo_server.py"
-BIN_DIR: Final = Path(sys.executable).parent
 
 METHOD: Final = "daemon.status"
 RECEIVE_SIZE: Final = 64 * 1024
@@ -56,9 +56,6 @@ STOP_TIMEOUT_S: Final = 10.0
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 THROUGHPUT_TARGET: Final = 0.5
 MIMIRCTL_TARGET_MS: Final = 100.0
-#: Environment variables of the caller that must not leak into the daemon under test.
-_FOREIGN_ENV: Final = ("MIMIR_", "XDG_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_")
-
 
 # ---- servers ------------------------------------------------------------------------
 
@@ -168,31 +165,11 @@ def echo_server(root: Path) -> Iterator[Server]:
         _stop(proc)
 
 
-def mimir_env(root: Path) -> dict[str, str]:
-    """The environment of a mimird (and its mimirctl) living entirely inside ``root``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_ENV)}
-    env.update(
-        HOME=str(root / "home"),
-        MIMIR_RUNTIME_DIR=str(root / "run"),
-        MIMIR_DATA_DIR=str(root / "data"),
-        MIMIR_STATE_DIR=str(root / "state"),
-    )
-    return env
-
-
-def _installed(command: str) -> list[str]:
-    """The console script next to this interpreter (the venv's), else ``python -m``."""
-    script = BIN_DIR / command
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", command]
-
-
 @contextlib.contextmanager
 def mimird_server(root: Path) -> Iterator[Server]:
     (root / "home").mkdir()
     log_path = root / "mimird.log"
-    proc = _spawn([*_installed("mimird"), "--log-level", "warning"], mimir_env(root), log_path)
+    proc = _spawn([*installed("mimird"), "--log-level", "warning"], mimir_env(root), log_path)
     server = Server(
         name="mimird",
         description=f"the real daemon, method {METHOD}",
@@ -313,14 +290,6 @@ def drive(server: Server, clients: int, warmup_s: float, duration_s: float, roun
         client_cpu_us=client_cpu / answered * 1e6,
         latencies_ns=latencies,
     )
-
-
-def percentile(sorted_values: Sequence[int], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(0, min(len(sorted_values) - 1, round(fraction * len(sorted_values)) - 1))
-    return float(sorted_values[rank])
 
 
 @dataclass
@@ -495,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
             print("timing mimirctl status ...")
             startup = time_commands(
                 {
-                    "mimirctl status": [*_installed("mimirctl"), "status"],
+                    "mimirctl status": [*installed("mimirctl"), "status"],
                     "python -c pass": [sys.executable, "-c", "pass"],
                 },
                 mimir_env(root),

@@ -57,6 +57,7 @@ from typing import Any, Final
 
 import msgspec
 import sqlalchemy as sa
+from common import installed, mimir_env, percentile
 
 from mimird import sessions as session_db
 from mimird.sessions import ListFilter
@@ -64,7 +65,6 @@ from mimird.wire.types import SessionList
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 RESULTS_DIR: Final = BENCH_DIR / "results"
-BIN_DIR: Final = Path(sys.executable).parent
 
 PROJECT: Final = "bench"
 SCALES: Final = (100, 1_000, 10_000)
@@ -79,7 +79,6 @@ CALL_TIMEOUT_S: Final = 120.0
 STOP_TIMEOUT_S: Final = 30.0
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 #: Environment variables of the caller that must not leak into the daemon under test.
-_FOREIGN_ENV: Final = ("MIMIR_", "XDG_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_", "GIT_")
 _GIT_ENV: Final = {
     "GIT_AUTHOR_NAME": "Bench",
     "GIT_AUTHOR_EMAIL": "bench@localhost",
@@ -147,26 +146,6 @@ def make_repository(repo: Path, files: int) -> int:
     git(repo, "add", "--all")
     git(repo, "commit", "--quiet", "--no-gpg-sign", "-m", "bench repository")
     return int(git(repo, "ls-files", "-z").count("\0"))
-
-
-def mimir_env(root: Path) -> dict[str, str]:
-    """The environment of a mimird living entirely inside ``root``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_ENV)}
-    env.update(
-        HOME=str(root / "home"),
-        MIMIR_RUNTIME_DIR=str(root / "run"),
-        MIMIR_DATA_DIR=str(root / "data"),
-        MIMIR_STATE_DIR=str(root / "state"),
-    )
-    return env
-
-
-def _installed(command: str) -> list[str]:
-    """The console script next to this interpreter (the venv's), else ``python -m``."""
-    script = BIN_DIR / command
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", command]
 
 
 class RpcError(Exception):
@@ -259,7 +238,7 @@ def running_mimird(root: Path) -> Iterator[Daemon]:
     log_path = root / "mimird.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [*_installed("mimird"), "--log-level", "warning"],
+            [*installed("mimird"), "--log-level", "warning"],
             env=mimir_env(root),
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -411,14 +390,6 @@ class Op:
     cpu_ns: int = 0
     rows: int = 0
     response_bytes: int = 0
-
-
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(0, min(len(sorted_values) - 1, round(fraction * len(sorted_values)) - 1))
-    return float(sorted_values[rank])
 
 
 def check_op(daemon: Daemon, op: Op) -> None:
