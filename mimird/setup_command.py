@@ -9,36 +9,22 @@ the whole group is killed if the daemon stops meanwhile.
 from __future__ import annotations
 
 import codecs
-import contextlib
-import os
-import signal
 import subprocess
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import trio
 
-#: Variables of the daemon's environment a child may see. Everything else
-#: (NOTIFY_SOCKET, LISTEN_*, MIMIR_DB_KEY, ...) stays with the daemon.
-ENV_ALLOWLIST: Final = frozenset(
-    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR"}
-)
+from mimird.processes import stop_group
+
 OUTPUT_CHUNK: Final = 64 * 1024
 #: How much of the output's end a failure message quotes.
 FAILURE_TAIL_LINES: Final = 20
 #: Output kept to find those lines in.
 TAIL_KEEP_CHARS: Final = 64 * 1024
 KILL_GRACE_S: Final = 5.0
-
-
-def child_environment(
-    layered: Mapping[str, str], base: Mapping[str, str] = os.environ
-) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if k in ENV_ALLOWLIST or k.startswith("LC_")}
-    env.update(layered)
-    return env
 
 
 def scrub(text: str, secrets: set[str]) -> str:
@@ -106,16 +92,7 @@ async def run_setup(
                     break
         exit_code = await process.wait()
     finally:
-        with trio.move_on_after(KILL_GRACE_S, shield=True):
-            _kill_group(process.pid, signal.SIGTERM)
-            if process.returncode is None:
-                with trio.move_on_after(KILL_GRACE_S / 2):
-                    await process.wait()
-        # A final sweep: members of the group that outlived the leader.
-        _kill_group(process.pid, signal.SIGKILL)
+        # Whatever the command left in its group (a background job) goes with it,
+        # also when the daemon is cancelled meanwhile.
+        await stop_group(process, eof_grace=0, term_grace=KILL_GRACE_S)
     return SetupResult(exit_code=exit_code, tail="\n".join(tail.splitlines()[-FAILURE_TAIL_LINES:]))
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import trio
 
-from mimird.setup_command import child_environment, run_setup
+from mimird.processes import child_environment
+from mimird.setup_command import run_setup
 
 SECRET = "supersecret42"
 

@@ -21,10 +21,11 @@ import trio
 from mimird import journal, policy, sessions, worktrees
 from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError
+from mimird.processes import child_environment
 from mimird.projects import get_project, raw_config, resolve_id
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions import SessionRow
-from mimird.setup_command import child_environment, run_setup
+from mimird.setup_command import run_setup
 from mimird.store import Store
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import (
