@@ -699,6 +699,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_session_commands(commands, common)
     _add_worktree_commands(commands, common)
+    _add_agent_commands(commands, common)
     return parser
 
 
@@ -822,6 +823,37 @@ def _add_worktree_commands(commands: Any, common: argparse.ArgumentParser) -> No
     prune.add_argument("--project", "-p", help="only this project's (id or name)")
     prune.add_argument("--dry-run", "-n", action="store_true", help="only say what would go")
     prune.set_defaults(run=cmd_worktree_prune)
+
+
+def _add_agent_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    agent = commands.add_parser("agent", parents=[common], help="the agents sessions can use")
+    agent_commands = agent.add_subparsers(dest="agent_command", metavar="COMMAND", required=True)
+    ls = agent_commands.add_parser(
+        "ls", parents=[common], help="every agent kind, its command, and whether it is installed"
+    )
+    ls.set_defaults(run=cmd_agent_ls)
+
+
+def cmd_agent_ls(client: Client, args: argparse.Namespace) -> int:
+    result = client.call("agent.list")
+
+    def human(r: dict[str, Any]) -> str:
+        return render.table(
+            ["NAME", "FOUND", "COMMAND", "SOURCE", "PATH"],
+            [
+                [
+                    a["name"],
+                    "yes" if a["found"] else "no",
+                    " ".join([a["command"], *a["args"]]),
+                    a["source"],
+                    a["path"] or "-",
+                ]
+                for a in r["agents"]
+            ],
+        )
+
+    _emit(args, result, human)
+    return EXIT_OK
 
 
 def _report(error: RpcError) -> int:

@@ -8,10 +8,11 @@ result every part of the daemon receives.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -60,6 +61,15 @@ class LogSection(_Section, frozen=True):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class AgentSection(_Section, frozen=True):
+    """``[agents.<name>]``: how to start an ACP agent (adds a kind, or replaces a preset)."""
+
+    command: Annotated[str, Meta(min_length=1)]
+    args: list[str] = msgspec.field(default_factory=list)
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    description: str = ""
+
+
 class ConfigFile(_Section, frozen=True):
     paths: PathsSection = PathsSection()
     database: DatabaseSection = DatabaseSection()
@@ -68,6 +78,7 @@ class ConfigFile(_Section, frozen=True):
     #: Session configuration defaults (agent, env, tool_policy, ...), checked by
     #: ``mimird.policy.parse_layer``: the layer above the built-in defaults.
     defaults: dict[str, Any] = msgspec.field(default_factory=dict)
+    agents: dict[str, AgentSection] = msgspec.field(default_factory=dict)
 
 
 class Secret:
@@ -103,6 +114,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log: LogSection
     #: The config file's ``[defaults]``, parsed; empty without a file.
     defaults: ConfigLayer = ConfigLayer()
+    #: The config file's ``[agents.<name>]`` sections.
+    agents: dict[str, AgentSection] = msgspec.field(default_factory=dict)
 
     @property
     def backup_dir(self) -> Path:
@@ -142,17 +155,39 @@ def parse_config_file(path: Path) -> ConfigFile:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    # Map entries are checked one by one: msgspec names a bad entry of a map only
+    # as "[...]", and the error must name the key.
+    agents = data.pop("agents", {})
+    file = _convert(path, data, ConfigFile, "")
+    if not isinstance(agents, dict):
+        raise ConfigError(f"{path}: key 'agents': expected a table of [agents.<name>] sections")
+    sections = {}
+    for name, section in agents.items():
+        if not _AGENT_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{path}: key 'agents.{name}': agent names use letters, digits, '.', '_', '-'"
+            )
+        sections[name] = _convert(path, section, AgentSection, f"agents.{name}")
+    file = msgspec.structs.replace(file, agents=sections)
+    parse_defaults(path, file)
+    return file
+
+
+_AGENT_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,100}")
+T = TypeVar("T")
+
+
+def _convert(path: Path, data: Any, kind: type[T], prefix: str) -> T:
     try:
-        file = msgspec.convert(data, ConfigFile)
+        return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:
         key, reason = describe_validation_error(exc)
         if reason.startswith("Object contains unknown field"):
             reason = "unknown key"
         elif reason.startswith("Object missing required field"):
             reason = "required key is missing"
-        raise ConfigError(f"{path}: key '{key or '(top level)'}': {reason}") from None
-    parse_defaults(path, file)
-    return file
+        full = ".".join(part for part in (prefix, key) if part) or "(top level)"
+        raise ConfigError(f"{path}: key '{full}': {reason}") from None
 
 
 def parse_defaults(path: Path, file: ConfigFile) -> ConfigLayer:
@@ -289,4 +324,5 @@ def load_settings(overrides: Overrides, env: MutableMapping[str, str] | None = N
         rpc=file.rpc,
         log=log,
         defaults=defaults,
+        agents=dict(file.agents),
     )

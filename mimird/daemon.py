@@ -19,6 +19,7 @@ import trio
 
 from mimird import __version__, systemd
 from mimird.api import (
+    AgentService,
     DaemonService,
     ProjectService,
     SessionService,
@@ -120,6 +121,7 @@ async def run_daemon(
                 ProjectService(store, session_service),
                 session_service,
                 worktree_service,
+                AgentService(settings),
             )
             server = RpcServer(
                 listen_socket,

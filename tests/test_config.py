@@ -63,7 +63,7 @@ def run_mimird(dirs: DaemonDirs, *args: str) -> subprocess.CompletedProcess[str]
             ["key 'rpc.max_frame_byte'", "unknown key"],
             id="unknown-key",
         ),
-        pytest.param("[agents]\nx = 1\n", ["key 'agents'", "unknown key"], id="unknown-section"),
+        pytest.param("[agentz]\nx = 1\n", ["key 'agentz'", "unknown key"], id="unknown-section"),
         pytest.param(
             '[rpc]\nmax_frame_bytes = "16 MiB"\n',
             ["key 'rpc.max_frame_bytes'", "Expected `int`, got `str`"],

@@ -3,6 +3,7 @@ place that decides which methods exist."""
 
 from __future__ import annotations
 
+from mimird.api.agents import AgentService
 from mimird.api.daemon import DaemonService
 from mimird.api.projects import ProjectService
 from mimird.api.sessions import SessionService
@@ -15,11 +16,19 @@ def build_registry(
     projects: ProjectService,
     sessions: SessionService,
     worktrees: WorktreeService,
+    agents: AgentService,
 ) -> Registry:
     registry = Registry()
-    for service in (daemon, projects, sessions, worktrees):
+    for service in (daemon, projects, sessions, worktrees, agents):
         service.register(registry)
     return registry
 
 
-__all__ = ["DaemonService", "ProjectService", "SessionService", "WorktreeService", "build_registry"]
+__all__ = [
+    "AgentService",
+    "DaemonService",
+    "ProjectService",
+    "SessionService",
+    "WorktreeService",
+    "build_registry",
+]

@@ -371,3 +371,23 @@ class WorktreePruned(Result):
     removed: list[WorktreeInfo]
     snapshots: list[Snapshot]
     dry_run: bool
+
+
+# ---- agent.* -----------------------------------------------------------------------
+
+
+class AgentKind(Result):
+    name: str
+    #: The command run (for a preset with several candidates: the one found, else the first).
+    command: str
+    args: list[str]
+    #: preset (built into Mimir) or config (an [agents.<name>] section of the config file).
+    source: Literal["preset", "config"]
+    #: Whether the command is on the daemon's PATH.
+    found: bool
+    path: str | None
+    description: str
+
+
+class AgentList(Result):
+    agents: list[AgentKind]

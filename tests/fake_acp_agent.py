@@ -1,0 +1,160 @@
+"""A scripted ACP agent, run as a real subprocess by tests (stdlib only, no trio).
+
+Usage: ``python fake_acp_agent.py SCENARIO.json`` (or ``FAKE_ACP_SCENARIO=...``).
+The scenario is a JSON object:
+
+- ``record``: a file to which every line received on stdin is appended;
+- ``results``: ``{method: result}`` overriding the default answers (``null`` allowed);
+- ``before``/``after``: ``{method: [step, ...]}`` played before/after answering
+  ``initialize``, ``session/new`` or ``session/prompt``;
+- ``ignore_eof``: keep running after stdin closes; ``ignore_sigterm``: ignore SIGTERM.
+
+Steps (``{"do": ..., ...}``):
+
+- ``chunks`` (``count``, ``text``): that many ``agent_message_chunk`` updates, texts ``text0``...;
+- ``tool_call``: a ``tool_call`` then a ``tool_call_update`` (completed);
+- ``request`` (``method``, ``params``, optional ``id``, ``cancel_after_s``): a request to
+  the client; waits for its answer, after sending ``$/cancel_request`` for it if asked;
+- ``huge`` (``bytes``): one update whose text is that long;
+- ``raw`` (``line``): writes the line as is;
+- ``sleep`` (``s``); ``crash`` (``exit_code``); ``hang`` (reads and records until EOF);
+- ``wait_cancel``: reads until ``$/cancel_request`` or ``session/cancel`` arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+SESSION_ID = "sess-1"
+DEFAULT_RESULTS: dict[str, Any] = {
+    "initialize": {"protocolVersion": 1, "agentCapabilities": {}, "authMethods": []},
+    "session/new": {"sessionId": SESSION_ID},
+    "session/prompt": {"stopReason": "end_turn"},
+}
+
+
+class Agent:
+    def __init__(self, scenario: dict[str, Any]) -> None:
+        self.scenario = scenario
+        self.record = scenario.get("record")
+        self.next_id = 0
+
+    def send(self, message: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    def update(self, update: dict[str, Any]) -> None:
+        params = {"sessionId": SESSION_ID, "update": update}
+        self.send({"jsonrpc": "2.0", "method": "session/update", "params": params})
+
+    def receive(self) -> dict[str, Any] | None:
+        """The next message from stdin (recorded), or None at EOF."""
+        while True:
+            line = sys.stdin.readline()
+            if not line:
+                return None
+            if self.record:
+                with open(self.record, "a") as file:
+                    file.write(line if line.endswith("\n") else line + "\n")
+            if line.strip():
+                message: dict[str, Any] = json.loads(line)
+                return message
+
+    def at_eof(self) -> None:
+        if self.scenario.get("ignore_eof"):
+            while True:
+                time.sleep(3600)
+        sys.exit(0)
+
+    def wait_for(self, done: Any) -> dict[str, Any]:
+        while True:
+            message = self.receive()
+            if message is None:
+                self.at_eof()
+                raise SystemExit(0)
+            if done(message):
+                return message
+
+    def play(self, step: dict[str, Any]) -> None:
+        kind = step["do"]
+        if kind == "chunks":
+            for i in range(step.get("count", 1)):
+                text = f"{step.get('text', 'chunk')}{i}"
+                content = {"type": "text", "text": text}
+                self.update({"sessionUpdate": "agent_message_chunk", "content": content})
+        elif kind == "tool_call":
+            self.update({"sessionUpdate": "tool_call", "toolCallId": "t1", "title": "Edit"})
+            self.update(
+                {"sessionUpdate": "tool_call_update", "toolCallId": "t1", "status": "completed"}
+            )
+        elif kind == "request":
+            request_id = step.get("id", self.next_id)
+            self.next_id += 1
+            self.send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "method": step["method"],
+                    "params": step.get("params", {}),
+                }
+            )
+            if "cancel_after_s" in step:
+                time.sleep(step["cancel_after_s"])
+                params = {"requestId": request_id}
+                self.send({"jsonrpc": "2.0", "method": "$/cancel_request", "params": params})
+            self.wait_for(lambda m: "method" not in m and m.get("id") == request_id)
+        elif kind == "huge":
+            text = "x" * step["bytes"]
+            content = {"type": "text", "text": text}
+            self.update({"sessionUpdate": "agent_message_chunk", "content": content})
+        elif kind == "raw":
+            sys.stdout.write(step["line"] + "\n")
+            sys.stdout.flush()
+        elif kind == "sleep":
+            time.sleep(step["s"])
+        elif kind == "crash":
+            os._exit(step.get("exit_code", 1))
+        elif kind == "hang":
+            self.wait_for(lambda m: False)
+        elif kind == "wait_cancel":
+            self.wait_for(lambda m: m.get("method") in ("$/cancel_request", "session/cancel"))
+        else:
+            raise ValueError(f"unknown step {kind!r}")
+
+    def run(self) -> None:
+        results = {**DEFAULT_RESULTS, **self.scenario.get("results", {})}
+        while True:
+            message = self.receive()
+            if message is None:
+                self.at_eof()
+                return
+            method = message.get("method")
+            if "id" not in message or method is None:
+                continue  # notifications and stray answers are only recorded
+            for step in self.scenario.get("before", {}).get(method, []):
+                self.play(step)
+            if method in results:
+                self.send({"jsonrpc": "2.0", "id": message["id"], "result": results[method]})
+            else:
+                error = {"code": -32601, "message": f"method not found: {method}"}
+                self.send({"jsonrpc": "2.0", "id": message["id"], "error": error})
+            for step in self.scenario.get("after", {}).get(method, []):
+                self.play(step)
+
+
+def main() -> None:
+    path = sys.argv[1] if len(sys.argv) > 1 else os.environ["FAKE_ACP_SCENARIO"]
+    with open(path) as file:
+        scenario = json.load(file)
+    if scenario.get("ignore_sigterm"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Agent(scenario).run()
+
+
+if __name__ == "__main__":
+    main()
