@@ -1,0 +1,68 @@
+"""A bounded log file per session for what its agent writes on stderr.
+
+Agents can be chatty, and a runaway one must not fill the disk: the file is
+capped, and when it is full it becomes ``<name>.1`` (the one older generation
+kept) and a new file starts. ``tail`` reads the last lines across both, for
+failure messages ("exited with 1: <last lines>") and ``mimirctl logs``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+import trio
+
+DEFAULT_MAX_BYTES: Final = 1024 * 1024
+READ_CHUNK: Final = 64 * 1024
+
+
+class BoundedLog:
+    """Append-only, at most ``max_bytes`` in the current file plus one rotated file.
+
+    Synchronous and not thread-safe: one writer (the pump) owns it."""
+
+    def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
+        self.path = path
+        self.max_bytes = max_bytes
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    @property
+    def rotated(self) -> Path:
+        return self.path.with_name(self.path.name + ".1")
+
+    def write(self, data: bytes | bytearray) -> None:
+        while data:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            room = self.max_bytes - size
+            if room <= 0:
+                os.replace(self.path, self.rotated)
+                continue
+            part, data = data[:room], data[room:]
+            # 0o600: an agent's stderr may hold anything, secrets included.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, part)
+            finally:
+                os.close(fd)
+
+    def tail(self, lines: int) -> list[str]:
+        """The last ``lines`` lines (decoded leniently), oldest first."""
+        text = b""
+        for path in (self.rotated, self.path):
+            try:
+                text += path.read_bytes()
+            except FileNotFoundError:
+                continue
+        found = text.decode("utf-8", errors="replace").splitlines()
+        return found[-lines:] if lines > 0 else []
+
+
+async def pump(stream: trio.abc.ReceiveStream, log: BoundedLog) -> None:
+    """Copy ``stream`` (an agent's stderr) into ``log`` until it ends; the pipe is
+    drained continuously, so the agent never blocks on a full stderr."""
+    while chunk := await stream.receive_some(READ_CHUNK):
+        await trio.to_thread.run_sync(log.write, chunk)
