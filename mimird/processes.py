@@ -45,6 +45,25 @@ def kill_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live processes (zombies aside) of group ``pgid``, found in /proc."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields 3 (state) and 5 (group), counted after the command name, which
+        # may hold spaces and parentheses.
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            members.append(int(entry))
+    return members
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process (zombies aside) is left in group ``pgid``."""
     try:
@@ -54,18 +73,7 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     # killpg(0) also succeeds for zombies nobody reaped yet: look closer.
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
-    return False
+    return bool(group_members(pgid))
 
 
 async def _wait_group_gone(process: trio.Process, grace: float) -> bool:
@@ -112,6 +120,7 @@ __all__ = [
     "ENV_ALLOWLIST",
     "child_environment",
     "group_alive",
+    "group_members",
     "kill_group",
     "stop_group",
 ]

@@ -13,15 +13,7 @@ import os
 import signal
 from pathlib import Path
 
-
-def _pgrp(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # Field 5 is the process group; split after the command name, which may hold spaces.
-    return int(stat[stat.rindex(b")") + 2 :].split()[2])
+from mimird.processes import group_members
 
 
 def _cwd(pid: int) -> Path | None:
@@ -35,12 +27,10 @@ def leftovers(pgid: int, workspace: Path) -> list[int]:
     """Live processes of group ``pgid`` working inside ``workspace``."""
     root = workspace.resolve()
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or _pgrp(int(entry)) != pgid:
-            continue
-        cwd = _cwd(int(entry))
+    for pid in group_members(pgid):
+        cwd = _cwd(pid)
         if cwd is not None and (cwd == root or root in cwd.parents):
-            found.append(int(entry))
+            found.append(pid)
     return found
 
 
