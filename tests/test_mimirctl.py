@@ -33,6 +33,7 @@ from tests.helpers import (
 
 RUN_TIMEOUT_S: Final = 30
 EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_NOT_RUNNING: Final = 3
 EXIT_NOT_FOUND: Final = 4

@@ -30,15 +30,17 @@ from tests.helpers import (
     run_mimirctl,
     short_tmpdir,
 )
-from tests.test_mimirctl import HEAVY_MODULES, imported_modules
-
-RUN_TIMEOUT_S: Final = 30
-EXIT_OK: Final = 0
-EXIT_ERROR: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_NOT_RUNNING: Final = 3
-EXIT_NOT_FOUND: Final = 4
-EXIT_INVALID_STATE: Final = 6
+from tests.test_mimirctl import (
+    EXIT_ERROR,
+    EXIT_INVALID_STATE,
+    EXIT_NOT_FOUND,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_USAGE,
+    HEAVY_MODULES,
+    RUN_TIMEOUT_S,
+    imported_modules,
+)
 
 #: Where --json goes: before the command words, between them, or after them.
 JSON_POSITIONS: Final = ["before", "between", "after"]
