@@ -61,6 +61,25 @@ class LogSection(_Section, frozen=True):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class SupervisionSection(_Section, frozen=True):
+    """``[supervision]``: how agent processes are started, restarted and stopped."""
+
+    #: Restarts after unexpected exits before the session is failed.
+    max_restarts: Annotated[int, Meta(ge=0, le=100)] = 3
+    #: The first restart waits this long; each next one twice as long, up to the max.
+    backoff_initial_s: Annotated[float, Meta(ge=0, le=3600)] = 1.0
+    backoff_max_s: Annotated[float, Meta(ge=0, le=3600)] = 30.0
+    #: An agent that ran this long before exiting starts again with a clean count.
+    stable_after_s: Annotated[float, Meta(ge=0, le=86400)] = 60.0
+    #: How long ``initialize`` plus ``session/new`` (or ``session/load``) may take.
+    start_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 120.0
+    #: After ``session/cancel``, how long the agent has to end the turn before it
+    #: is restarted.
+    cancel_grace_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+    #: Stopping: wait this long after closing stdin, and again after SIGTERM.
+    stop_grace_s: Annotated[float, Meta(gt=0, le=600)] = 3.0
+
+
 class AgentSection(_Section, frozen=True):
     """``[agents.<name>]``: how to start an ACP agent (adds a kind, or replaces a preset)."""
 
@@ -75,6 +94,7 @@ class ConfigFile(_Section, frozen=True):
     database: DatabaseSection = DatabaseSection()
     rpc: RpcSection = RpcSection()
     log: LogSection = LogSection()
+    supervision: SupervisionSection = SupervisionSection()
     #: Session configuration defaults (agent, env, tool_policy, ...), checked by
     #: ``mimird.policy.parse_layer``: the layer above the built-in defaults.
     defaults: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -112,6 +132,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database: DatabaseSection
     rpc: RpcSection
     log: LogSection
+    supervision: SupervisionSection = SupervisionSection()
     #: The config file's ``[defaults]``, parsed; empty without a file.
     defaults: ConfigLayer = ConfigLayer()
     #: The config file's ``[agents.<name>]`` sections.
@@ -323,6 +344,7 @@ def load_settings(overrides: Overrides, env: MutableMapping[str, str] | None = N
         database=file.database,
         rpc=file.rpc,
         log=log,
+        supervision=file.supervision,
         defaults=defaults,
         agents=dict(file.agents),
     )

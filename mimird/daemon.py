@@ -18,11 +18,14 @@ import structlog
 import trio
 
 from mimird import __version__, systemd
+from mimird.agent_host import AgentManager
 from mimird.api import (
     AgentService,
     DaemonService,
+    EventService,
     ProjectService,
     SessionService,
+    TurnService,
     WorktreeService,
     build_registry,
 )
@@ -33,6 +36,7 @@ from mimird.instance import (
     ensure_private_dir,
     instance_lock,
 )
+from mimird.journal import Journal
 from mimird.rpc.audit import AuditLog
 from mimird.rpc.dispatch import Dispatcher
 from mimird.rpc.server import CredentialsFn, RpcServer, peer_credentials
@@ -116,48 +120,61 @@ async def run_daemon(
             session_service = SessionService(store, settings)
             worktree_service = WorktreeService(store, settings, session_service)
             await worktree_service.reconcile()
-            registry = build_registry(
-                daemon_service,
-                ProjectService(store, session_service),
-                session_service,
-                worktree_service,
-                AgentService(settings),
-            )
-            server = RpcServer(
-                listen_socket,
-                Dispatcher(registry, AuditLog(store)),
-                settings.rpc,
-                credentials=credentials,
-            )
-            try:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(server.serve)
-                    if watchdog_interval:
-                        nursery.start_soon(systemd.run_watchdog, notifier, watchdog_interval)
-                    notifier.notify(
-                        READY=1, STATUS=f"serving on {settings.socket_path}", MAINPID=os.getpid()
-                    )
-                    log.info(
-                        "daemon_ready",
-                        socket=str(settings.socket_path),
-                        socket_activated=activated,
-                        schema_revision=store.revision,
-                        recovered_from_crash=store.recovered_from_crash,
-                        methods=len(registry),
-                    )
-                    task_status.started(
-                        Running(
-                            socket_path=settings.socket_path,
-                            database_path=settings.database_path,
-                            pid=os.getpid(),
+            async with (
+                Journal.open(store) as journal,
+                AgentManager.open(store, journal, settings) as agents,
+            ):
+                session_service.agents = agents
+                registry = build_registry(
+                    daemon_service,
+                    ProjectService(store, session_service),
+                    session_service,
+                    worktree_service,
+                    AgentService(settings),
+                    TurnService(session_service, agents),
+                    EventService(journal, session_service),
+                )
+                server = RpcServer(
+                    listen_socket,
+                    Dispatcher(registry, AuditLog(store)),
+                    settings.rpc,
+                    credentials=credentials,
+                )
+                try:
+                    async with trio.open_nursery() as nursery:
+                        await nursery.start(server.serve)
+                        if watchdog_interval:
+                            nursery.start_soon(systemd.run_watchdog, notifier, watchdog_interval)
+                        notifier.notify(
+                            READY=1,
+                            STATUS=f"serving on {settings.socket_path}",
+                            MAINPID=os.getpid(),
                         )
-                    )
-                    await shutdown.wait()
-                    notifier.notify(STOPPING=1, STATUS="shutting down")
-                    log.info("daemon_stopping", grace_s=SHUTDOWN_GRACE_S)
-                    await server.drain(SHUTDOWN_GRACE_S)
-                    nursery.cancel_scope.cancel()
-            finally:
-                with trio.move_on_after(1, shield=True):
-                    await server.aclose()
+                        log.info(
+                            "daemon_ready",
+                            socket=str(settings.socket_path),
+                            socket_activated=activated,
+                            schema_revision=store.revision,
+                            recovered_from_crash=store.recovered_from_crash,
+                            methods=len(registry),
+                        )
+                        task_status.started(
+                            Running(
+                                socket_path=settings.socket_path,
+                                database_path=settings.database_path,
+                                pid=os.getpid(),
+                            )
+                        )
+                        await shutdown.wait()
+                        notifier.notify(STOPPING=1, STATUS="shutting down")
+                        log.info("daemon_stopping", grace_s=SHUTDOWN_GRACE_S)
+                        # No new work from here on; running turns are cancelled and
+                        # agents stopped, so that their calls can answer within the grace.
+                        await server.stop_accepting()
+                        await agents.stop_all("daemon_shutdown")
+                        await server.drain(SHUTDOWN_GRACE_S)
+                        nursery.cancel_scope.cancel()
+                finally:
+                    with trio.move_on_after(1, shield=True):
+                        await server.aclose()
     log.info("daemon_stopped")

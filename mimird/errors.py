@@ -58,6 +58,12 @@ class Forbidden(MimirError):
     code = ErrorCode.FORBIDDEN
 
 
+class AgentUnavailable(MimirError):
+    """The agent cannot be found, cannot start, or went away."""
+
+    code = ErrorCode.AGENT_UNAVAILABLE
+
+
 class Busy(MimirError):
     code = ErrorCode.BUSY
 

@@ -1,61 +1,470 @@
-"""The journal: every event of every session, in order.
+"""The journal: every event of every session, durable first, then fanned out.
 
-This is the synchronous core used inside write transactions: an event is
-appended in the same transaction as the state change it records, with the
-session's next ``seq`` (kept in ``sessions.last_seq``, so numbering is gapless
-and needs no scan). Batching, live fan-out and replay to subscribers build on
-this.
+Two ways in, one way out:
+
+- :func:`append` journals one event inside the caller's write transaction (a
+  status change and its event commit together);
+- :class:`Journal` owns a writer task that takes events from producers (agent
+  hosts) through a bounded channel and appends whatever has queued up in one
+  transaction: a fast agent is not slowed by one commit per chunk, and a slow
+  disk slows the agent (its stdout is not read) instead of filling memory.
+
+Either way the event is recorded on the write connection (``conn.info``), and
+:class:`~mimird.store.Store` hands the list to :meth:`Journal.publish` after
+the commit and before the next write can start. So subscribers see only
+committed events, and see them in commit order, which is ``id`` order and, per
+session, ``seq`` order.
+
+A subscriber is a cursor plus a bounded queue. Live events go into the queue;
+a full queue is dropped and the subscriber catches up from the database, page
+by page, until it reaches the live head (DESIGN.md, "The journal"). No producer
+ever waits for a subscriber. Stored events are forwarded as the JSON text that
+is in the database, never decoded and encoded again.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import msgspec
 import sqlalchemy as sa
+import structlog
+import trio
 
+from mimird import search
+from mimird.store.database import after_commit
 from mimird.store.schema import events, sessions
 from mimird.timeutil import utc_now
-from mimird.wire.types import Event
+
+log = structlog.get_logger("mimird.journal")
 
 _ENCODER = msgspec.json.Encoder()
 
+#: Producers block (backpressure) when this many events wait to be written.
+QUEUE_SIZE: Final = 8192
+#: At most this many events per transaction.
+BATCH_MAX: Final = 1024
+#: A subscriber that falls this many events behind is caught up from the database.
+SUBSCRIBER_QUEUE: Final = 2048
+#: Events read per page while catching up.
+CATCH_UP_PAGE: Final = 1000
+#: How long the writer waits before retrying a batch the database refused.
+RETRY_S: Final = 1.0
 
-def append(conn: sa.Connection, session_id: str, kind: str, data: dict[str, Any]) -> int:
-    """Append one event; returns its seq. Call inside a write transaction."""
+
+class _WireEvent(msgspec.Struct):
+    id: int
+    session_id: str
+    seq: int
+    kind: str
+    data: msgspec.Raw
+    created_at: str
+
+
+@dataclass(slots=True)
+class Committed:
+    """One stored event: what a subscriber receives."""
+
+    id: int
+    session_id: str
+    seq: int
+    kind: str
+    #: The event's data as the JSON text stored in the database.
+    data: str
+    created_at: str
+    _wire: bytes | None = field(default=None, repr=False)
+
+    def wire(self) -> bytes:
+        """The event as a JSON object (data inline, not re-encoded); computed once."""
+        if self._wire is None:
+            self._wire = _ENCODER.encode(
+                _WireEvent(
+                    self.id,
+                    self.session_id,
+                    self.seq,
+                    self.kind,
+                    msgspec.Raw(self.data.encode()),
+                    self.created_at,
+                )
+            )
+        return self._wire
+
+    def decoded(self) -> dict[str, Any]:
+        data: dict[str, Any] = msgspec.json.decode(self.data)
+        return data
+
+
+def _pending(conn: sa.Connection) -> list[Committed]:
+    pending: list[Committed] = after_commit(conn)
+    return pending
+
+
+def append(
+    conn: sa.Connection,
+    session_id: str,
+    kind: str,
+    data: dict[str, Any],
+    *,
+    text: str | None = None,
+) -> int:
+    """Append one event; returns its seq. Call inside a write transaction.
+    ``text``, when given, is indexed for search."""
     seq = conn.execute(
         sa.update(sessions)
         .where(sessions.c.id == session_id)
         .values(last_seq=sessions.c.last_seq + 1)
         .returning(sessions.c.last_seq)
     ).scalar_one()
-    conn.execute(
-        sa.insert(events).values(
-            session_id=session_id,
-            seq=seq,
-            kind=kind,
-            data=_ENCODER.encode(data).decode(),
-            created_at=utc_now(),
-        )
-    )
+    encoded = _ENCODER.encode(data).decode()
+    created_at = utc_now()
+    event_id = conn.execute(
+        sa.insert(events)
+        .values(session_id=session_id, seq=seq, kind=kind, data=encoded, created_at=created_at)
+        .returning(events.c.id)
+    ).scalar_one()
+    if text:
+        search.index(conn, [(event_id, text)])
+    _pending(conn).append(Committed(event_id, session_id, int(seq), kind, encoded, created_at))
     return int(seq)
 
 
-def page(conn: sa.Connection, session_id: str, *, after_seq: int, limit: int) -> list[Event]:
-    rows = conn.execute(
-        sa.select(events)
-        .where(events.c.session_id == session_id, events.c.seq > after_seq)
-        .order_by(events.c.seq)
-        .limit(limit)
-    )
-    return [
-        Event(
-            id=row.id,
-            session_id=row.session_id,
-            seq=row.seq,
-            kind=row.kind,
-            data=msgspec.json.decode(row.data),
-            created_at=row.created_at,
+@dataclass(slots=True)
+class Pending:
+    """An event handed to the writer task."""
+
+    session_id: str
+    kind: str
+    data: Any
+    #: Text to index for search, if any.
+    text: str | None = None
+
+
+_INSERT: Final = (
+    "INSERT INTO events (session_id, seq, kind, data, created_at) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def append_batch(conn: sa.Connection, batch: Sequence[Pending]) -> int:
+    """Append a batch in the caller's transaction; returns how many were stored.
+    Events of a session that no longer exists are dropped (and logged)."""
+    counts: dict[str, int] = {}
+    for item in batch:
+        counts[item.session_id] = counts.get(item.session_id, 0) + 1
+    next_seq: dict[str, int] = {}
+    for session_id, count in counts.items():
+        last = conn.execute(
+            sa.update(sessions)
+            .where(sessions.c.id == session_id)
+            .values(last_seq=sessions.c.last_seq + count)
+            .returning(sessions.c.last_seq)
+        ).scalar_one_or_none()
+        if last is None:
+            log.warning("events_dropped_for_missing_session", session_id=session_id, count=count)
+            continue
+        next_seq[session_id] = int(last) - count + 1
+    created_at = utc_now()
+    rows: list[tuple[str, int, str, str, str]] = []
+    texts: list[tuple[int, str]] = []
+    kept: list[tuple[Pending, str]] = []
+    for item in batch:
+        seq = next_seq.get(item.session_id)
+        if seq is None:
+            continue
+        next_seq[item.session_id] = seq + 1
+        encoded = _ENCODER.encode(item.data).decode()
+        rows.append((item.session_id, seq, item.kind, encoded, created_at))
+        kept.append((item, encoded))
+    if not rows:
+        return 0
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(_INSERT, rows)
+        # One writer and no concurrent inserts: the rowids of a batch are consecutive.
+        last_id = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
+    finally:
+        cursor.close()
+    first_id = last_id - len(rows) + 1
+    pending = _pending(conn)
+    for offset, ((item, encoded), row) in enumerate(zip(kept, rows, strict=True)):
+        event_id = first_id + offset
+        if item.text:
+            texts.append((event_id, item.text))
+        pending.append(Committed(event_id, row[0], row[1], row[2], encoded, created_at))
+    if texts:
+        search.index(conn, texts)
+    return len(rows)
+
+
+_COLUMNS: Final = "id, session_id, seq, kind, data, created_at"
+
+
+def _fetch(conn: sa.Connection, sql: str, args: tuple[Any, ...]) -> list[Committed]:
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        return [Committed(*row) for row in cursor.execute(sql, args)]
+    finally:
+        cursor.close()
+
+
+def page_committed(
+    conn: sa.Connection, session_id: str | None, *, after: int, limit: int
+) -> list[Committed]:
+    """Stored events after a cursor: ``seq`` within a session, the global ``id`` otherwise."""
+    if session_id is not None:
+        return _fetch(
+            conn,
+            f"SELECT {_COLUMNS} FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (session_id, after, limit),
         )
-        for row in rows
-    ]
+    return _fetch(
+        conn, f"SELECT {_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+    )
+
+
+def head(conn: sa.Connection, session_id: str | None) -> int:
+    """The cursor of the newest stored event (0 if none)."""
+    if session_id is not None:
+        value = conn.execute(
+            sa.select(sessions.c.last_seq).where(sessions.c.id == session_id)
+        ).scalar_one_or_none()
+    else:
+        value = conn.execute(sa.select(sa.func.max(events.c.id))).scalar_one_or_none()
+    return int(value or 0)
+
+
+def page(conn: sa.Connection, session_id: str, *, after_seq: int, limit: int) -> list[Committed]:
+    return page_committed(conn, session_id, after=after_seq, limit=limit)
+
+
+Sender = Callable[[list[bytes]], Awaitable[None]]
+
+
+class Subscription:
+    """One subscriber: a cursor, a bounded queue of live events, and the task
+    that sends them (:meth:`run`)."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        sub_id: int,
+        session_id: str | None,
+        cursor: int,
+        *,
+        queue_size: int,
+    ) -> None:
+        self.id = sub_id
+        self.session_id = session_id
+        #: seq of the last event sent (session subscriptions), else its global id.
+        self.cursor = cursor
+        self._journal = journal
+        self._queue: deque[Committed] = deque()
+        self._queue_size = queue_size
+        #: False while catching up from the database: live events are not queued.
+        self._live = False
+        self._wake = trio.Event()
+        self.caught_up = 0  # times it fell behind and was caught up (for tests, stats)
+        self._prefix = b'{"jsonrpc":"2.0","method":"event","params":{"subscription":%d,"event":' % (
+            sub_id
+        )
+
+    def _key(self, event: Committed) -> int:
+        return event.seq if self.session_id is not None else event.id
+
+    def offer(self, batch: list[Committed]) -> None:
+        """Called by :meth:`Journal.publish`: never blocks, never fails."""
+        if not self._live:
+            return
+        if len(self._queue) + len(batch) > self._queue_size:
+            self._live = False
+            self._queue.clear()
+            self.caught_up += 1
+        else:
+            self._queue.extend(batch)
+        self._wake.set()
+
+    def _frames(self, batch: list[Committed]) -> list[bytes]:
+        frames = []
+        for event in batch:
+            key = self._key(event)
+            if key <= self.cursor:
+                continue  # already sent (the seam between replay and live)
+            frames.append(self._prefix + event.wire() + b"}}")
+            self.cursor = key
+        return frames
+
+    async def _read_page(self) -> list[Committed]:
+        found: list[Committed] = await self._journal.store.read(
+            page_committed, self.session_id, after=self.cursor, limit=CATCH_UP_PAGE
+        )
+        return found
+
+    async def run(self, send: Sender) -> None:
+        """Send everything after the cursor, then live events, until cancelled."""
+        while True:
+            if not self._live:
+                stored = await self._read_page()
+                if stored:
+                    await send(self._frames(stored))
+                if len(stored) == CATCH_UP_PAGE:
+                    continue
+                # Go live first, then read once more: an event committed before this
+                # point is in the database, one committed after it is in the queue;
+                # the cursor drops the overlap.
+                self._live = True
+                self._queue.clear()
+                stored = await self._read_page()
+                if stored:
+                    await send(self._frames(stored))
+                if len(stored) == CATCH_UP_PAGE:
+                    self._live = False
+                    continue
+            if not self._queue:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            batch = list(self._queue)
+            self._queue.clear()
+            if (
+                self.session_id is not None
+                and batch[0].seq > self.cursor + 1
+                and self._key(batch[0]) > self.cursor
+            ):
+                # A gap can only mean a missed publish: fetch it from the database.
+                self._live = False
+                continue
+            frames = self._frames(batch)
+            if frames:
+                await send(frames)
+
+
+class Journal:
+    """Owner of appends from producers and of the subscribers. Open with
+    ``async with Journal.open(store) as journal``."""
+
+    def __init__(self, store: Any, *, queue_size: int = QUEUE_SIZE) -> None:
+        self.store = store
+        self._send, self._receive = trio.open_memory_channel[Pending | trio.Event](queue_size)
+        self._by_session: dict[str, set[Subscription]] = {}
+        self._all: set[Subscription] = set()
+        self._sub_ids = itertools.count(1)
+        self.written = 0
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, store: Any, *, queue_size: int = QUEUE_SIZE) -> AsyncIterator[Journal]:
+        journal = cls(store, queue_size=queue_size)
+        store.on_commit = journal.publish
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(journal._write_loop)
+                try:
+                    yield journal
+                finally:
+                    # Producers are gone: write what they left, then end the writer.
+                    journal._send.close()
+        finally:
+            store.on_commit = None
+
+    # ---- producers ----------------------------------------------------------------
+
+    async def submit(
+        self, session_id: str, kind: str, data: Any, *, text: str | None = None
+    ) -> None:
+        """Queue an event for the writer; waits only when the writer is behind."""
+        await self._send.send(Pending(session_id, kind, data, text))
+
+    async def flush(self) -> None:
+        """Return once every event submitted before this call is committed and published."""
+        done = trio.Event()
+        await self._send.send(done)
+        await done.wait()
+
+    async def _write_loop(self) -> None:
+        async for first in self._receive:
+            batch: list[Pending] = []
+            markers: list[trio.Event] = []
+            item: Pending | trio.Event = first
+            while True:
+                if isinstance(item, trio.Event):
+                    markers.append(item)
+                else:
+                    batch.append(item)
+                if len(batch) >= BATCH_MAX:
+                    break
+                try:
+                    item = self._receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            if batch:
+                await self._write(batch)
+            for marker in markers:
+                marker.set()
+
+    async def _write(self, batch: list[Pending]) -> None:
+        while True:
+            try:
+                with trio.CancelScope(shield=True):
+                    self.written += await self.store.write(append_batch, batch)
+                return
+            except Exception as exc:  # never drop events: retry
+                log.error("journal_write_failed", error=str(exc), events=len(batch))
+                await trio.sleep(RETRY_S)
+
+    # ---- subscribers ---------------------------------------------------------------
+
+    def publish(self, batch: list[Committed]) -> None:
+        """Hand committed events to the subscribers (the store calls this)."""
+        if len(batch) == 1 or not self._by_session:
+            per_session: dict[str, list[Committed]] = {}
+            if self._by_session:
+                per_session[batch[0].session_id] = batch
+        else:
+            per_session = {}
+            for event in batch:
+                per_session.setdefault(event.session_id, []).append(event)
+        for session_id, events_of in per_session.items():
+            for sub in self._by_session.get(session_id, ()):
+                sub.offer(events_of)
+        for sub in self._all:
+            sub.offer(batch)
+
+    async def subscribe(
+        self,
+        session_id: str | None,
+        *,
+        after: int | None,
+        queue_size: int = SUBSCRIBER_QUEUE,
+    ) -> Subscription:
+        """A new subscription from ``after`` (seq within the session, else the global
+        id); ``None`` means from now on. Run it with :meth:`Subscription.run`."""
+        if after is None:
+            after = await self.store.read(head, session_id)
+        sub = Subscription(self, next(self._sub_ids), session_id, after, queue_size=queue_size)
+        if session_id is None:
+            self._all.add(sub)
+        else:
+            self._by_session.setdefault(session_id, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub.session_id is None:
+            self._all.discard(sub)
+            return
+        subs = self._by_session.get(sub.session_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_session[sub.session_id]
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._all) + sum(len(s) for s in self._by_session.values())

@@ -29,11 +29,24 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "preparing": frozenset({"created", "failed", "interrupted"}),
     "created": frozenset({"starting", "stopped", "archived", "deleted"}),
     "starting": frozenset({"idle", "failed", "stopped", "interrupted"}),
-    "idle": frozenset({"running", "stopped", "failed", "budget_exceeded", "archived", "deleted"}),
-    "running": frozenset(
-        {"idle", "awaiting_permission", "stopped", "failed", "interrupted", "budget_exceeded"}
+    # starting again: the agent exited and is being restarted.
+    "idle": frozenset(
+        {"running", "starting", "stopped", "failed", "interrupted", "budget_exceeded"}
     ),
-    "awaiting_permission": frozenset({"running", "stopped", "failed", "interrupted"}),
+    "running": frozenset(
+        {
+            "idle",
+            "awaiting_permission",
+            "starting",
+            "stopped",
+            "failed",
+            "interrupted",
+            "budget_exceeded",
+        }
+    ),
+    "awaiting_permission": frozenset(
+        {"running", "idle", "starting", "stopped", "failed", "interrupted"}
+    ),
     "stopped": frozenset({"starting", "archived", "deleted"}),
     "failed": frozenset({"starting", "archived", "deleted"}),
     "interrupted": frozenset({"starting", "stopped", "archived", "deleted"}),
@@ -43,6 +56,8 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 }
 #: Statuses in which an agent may be working in the workspace.
 ACTIVE: Final = frozenset({"starting", "running", "awaiting_permission"})
+#: Statuses in which the session's agent process is up (or coming up).
+AGENT_UP: Final = frozenset({"starting", "idle", "running", "awaiting_permission"})
 #: Shortest id prefix accepted, like git's abbreviated hashes.
 MIN_PREFIX: Final = 4
 
@@ -82,6 +97,7 @@ class SessionRow:
     failure: str | None
     last_seq: int
     process_group: int | None
+    agent_state: dict[str, Any] | None
     created_at: str
     updated_at: str
 
@@ -107,6 +123,7 @@ class SessionRow:
             ),
             config=mask_config(self.config),
             failure=self.failure,
+            agent_state=self.agent_state,
             last_seq=self.last_seq,
             created_at=self.created_at,
             updated_at=self.updated_at,
@@ -134,6 +151,7 @@ _SESSION_COLUMNS: Final = (
     "failure",
     "last_seq",
     "process_group",
+    "agent_state",
 )
 # The column order is spelled out because _row unpacks rows by position.
 _select = sa.select(
@@ -167,6 +185,7 @@ def _row(row: Sequence[Any]) -> SessionRow:
         failure,
         last_seq,
         process_group,
+        agent_state,
         project_name,
         project_path,
     ) = row
@@ -191,6 +210,7 @@ def _row(row: Sequence[Any]) -> SessionRow:
         failure=failure,
         last_seq=last_seq,
         process_group=process_group,
+        agent_state=msgspec.json.decode(agent_state) if agent_state else None,
         created_at=created_at,
         updated_at=updated_at,
     )
@@ -247,8 +267,9 @@ def update(
     *,
     event: tuple[str, dict[str, Any]] | None = None,
 ) -> SessionRow:
-    if "config" in values:
-        values = {**values, "config": msgspec.json.encode(values["config"]).decode()}
+    for name in ("config", "agent_state"):
+        if name in values and values[name] is not None:
+            values = {**values, name: msgspec.json.encode(values[name]).decode()}
     conn.execute(
         sa.update(sessions)
         .where(sessions.c.id == session_id)
@@ -285,6 +306,54 @@ def transition(
     return update(
         conn, session_id, {**(values or {}), "status": target}, event=("status_changed", data)
     )
+
+
+def transition_if(
+    conn: sa.Connection,
+    session_id: str,
+    target: SessionStatus,
+    *,
+    only_from: frozenset[str],
+    reason: str = "",
+    values: dict[str, Any] | None = None,
+    events: Sequence[tuple[str, dict[str, Any]]] = (),
+) -> SessionRow | None:
+    """Journal ``events``; then, if the session is in one of ``only_from``, move it
+    to ``target`` (a legal move, checked) with ``values``. For the agent host, whose
+    view of the status may be overtaken (a stop, a crash). None if it is gone."""
+    current = conn.execute(
+        sa.select(sessions.c.status).where(sessions.c.id == session_id)
+    ).scalar_one_or_none()
+    if current is None:
+        return None
+    for kind, event_data in events:
+        journal.append(conn, session_id, kind, event_data)
+    if current not in only_from or current == target:
+        if values:
+            return update(conn, session_id, values)
+        return find(conn, session_id)
+    return transition(
+        conn, session_id, target, action=f"move to {target}", reason=reason, values=values
+    )
+
+
+def prompt_started(conn: sa.Connection, session_id: str, data: dict[str, Any], *, text: str) -> int:
+    """Journal the user's prompt (indexed for search) and mark the turn running."""
+    seq = journal.append(conn, session_id, "prompt", data, text=text)
+    transition_if(conn, session_id, "running", only_from=frozenset({"idle"}), reason="prompt")
+    return seq
+
+
+def turn_ended(conn: sa.Connection, session_id: str, data: dict[str, Any]) -> int:
+    seq = journal.append(conn, session_id, "turn_ended", data)
+    transition_if(
+        conn,
+        session_id,
+        "idle",
+        only_from=frozenset({"running", "awaiting_permission"}),
+        reason="turn_ended",
+    )
+    return seq
 
 
 @dataclass(frozen=True, slots=True)

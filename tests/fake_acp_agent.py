@@ -7,6 +7,8 @@ The scenario is a JSON object:
 - ``results``: ``{method: result}`` overriding the default answers (``null`` allowed);
 - ``before``/``after``: ``{method: [step, ...]}`` played before/after answering
   ``initialize``, ``session/new`` or ``session/prompt``;
+- ``prompts``: ``[[step, ...], ...]``: the steps played before answering the first,
+  second, ... ``session/prompt`` (after any ``before`` steps);
 - ``ignore_eof``: keep running after stdin closes; ``ignore_sigterm``: ignore SIGTERM.
 
 Steps (``{"do": ..., ...}``):
@@ -18,7 +20,12 @@ Steps (``{"do": ..., ...}``):
 - ``huge`` (``bytes``): one update whose text is that long;
 - ``raw`` (``line``): writes the line as is;
 - ``sleep`` (``s``); ``crash`` (``exit_code``); ``hang`` (reads and records until EOF);
-- ``wait_cancel``: reads until ``$/cancel_request`` or ``session/cancel`` arrives.
+- ``wait_cancel``: reads until ``$/cancel_request`` or ``session/cancel`` arrives;
+- ``stop_reason`` (``value``): the stopReason of the prompt being answered;
+- ``echo``: one chunk with the prompt's text.
+
+Any step with ``once`` (a file path) is played only if that file does not exist
+yet, and creates it: a crash that happens once, not again after the restart.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ class Agent:
         self.scenario = scenario
         self.record = scenario.get("record")
         self.next_id = 0
+        self.prompts = 0
+        self.stop_reason: str | None = None
+        self.prompt_text = ""
 
     def send(self, message: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(message) + "\n")
@@ -81,8 +91,19 @@ class Agent:
                 return message
 
     def play(self, step: dict[str, Any]) -> None:
+        once = step.get("once")
+        if once is not None:
+            if os.path.exists(once):
+                return
+            with open(once, "w"):
+                pass
         kind = step["do"]
-        if kind == "chunks":
+        if kind == "stop_reason":
+            self.stop_reason = step["value"]
+        elif kind == "echo":
+            content = {"type": "text", "text": self.prompt_text}
+            self.update({"sessionUpdate": "agent_message_chunk", "content": content})
+        elif kind == "chunks":
             for i in range(step.get("count", 1)):
                 text = f"{step.get('text', 'chunk')}{i}"
                 content = {"type": "text", "text": text}
@@ -138,7 +159,19 @@ class Agent:
                 continue  # notifications and stray answers are only recorded
             for step in self.scenario.get("before", {}).get(method, []):
                 self.play(step)
-            if method in results:
+            if method == "session/prompt":
+                blocks = message.get("params", {}).get("prompt", [])
+                self.prompt_text = " ".join(b.get("text", "") for b in blocks)
+                scripted = self.scenario.get("prompts", [])
+                if self.prompts < len(scripted):
+                    for step in scripted[self.prompts]:
+                        self.play(step)
+                self.prompts += 1
+            if method == "session/prompt" and self.stop_reason is not None:
+                result = {"stopReason": self.stop_reason}
+                self.stop_reason = None
+                self.send({"jsonrpc": "2.0", "id": message["id"], "result": result})
+            elif method in results:
                 self.send({"jsonrpc": "2.0", "id": message["id"], "result": results[method]})
             else:
                 error = {"code": -32601, "message": f"method not found: {method}"}

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from mimird.api.agents import AgentService
 from mimird.api.daemon import DaemonService
+from mimird.api.events import EventService
 from mimird.api.projects import ProjectService
 from mimird.api.sessions import SessionService
+from mimird.api.turns import TurnService
 from mimird.api.worktrees import WorktreeService
 from mimird.rpc.registry import Registry
 
@@ -17,9 +19,11 @@ def build_registry(
     sessions: SessionService,
     worktrees: WorktreeService,
     agents: AgentService,
+    turns: TurnService,
+    events: EventService,
 ) -> Registry:
     registry = Registry()
-    for service in (daemon, projects, sessions, worktrees, agents):
+    for service in (daemon, projects, sessions, worktrees, agents, turns, events):
         service.register(registry)
     return registry
 
@@ -27,8 +31,10 @@ def build_registry(
 __all__ = [
     "AgentService",
     "DaemonService",
+    "EventService",
     "ProjectService",
     "SessionService",
+    "TurnService",
     "WorktreeService",
     "build_registry",
 ]

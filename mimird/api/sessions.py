@@ -19,6 +19,7 @@ import structlog
 import trio
 
 from mimird import journal, policy, sessions, worktrees
+from mimird.agent_host import AgentManager
 from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError
 from mimird.processes import child_environment
@@ -30,6 +31,7 @@ from mimird.store import Store
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import (
     ConfigEntry,
+    Event,
     EventList,
     FileDiff,
     GitStatus,
@@ -71,6 +73,8 @@ class SessionService:
         self._settings = settings
         self._git_limiter = trio.CapacityLimiter(GIT_THREADS)
         self._project_locks: dict[str, trio.Lock] = {}
+        #: Set once the agent manager runs: archive and delete stop the agent first.
+        self.agents: AgentManager | None = None
 
     # ---- plumbing -------------------------------------------------------------
 
@@ -82,6 +86,22 @@ class SessionService:
 
     async def _find(self, ref: str) -> SessionRow:
         return await self._store.read(sessions.find, ref)
+
+    async def find(self, ref: str) -> SessionRow:
+        """A session by id or unique prefix (not found / ambiguous are errors)."""
+        return await self._find(ref)
+
+    async def effective(self, row: SessionRow) -> policy.Effective:
+        """The session's configuration merged from its layers."""
+        return await self._effective(row)
+
+    def refuse_drifted(self, row: SessionRow, action: str) -> None:
+        """Raise invalid_state when the session's workspace is not usable."""
+        self._refuse_drifted(row, action)
+
+    async def _stop_agent(self, session_id: str, reason: str) -> None:
+        if self.agents is not None:
+            await self.agents.stop(session_id, reason=reason)
 
     def _layers(
         self, project_config: dict[str, Any], session_config: dict[str, Any]
@@ -614,6 +634,7 @@ class SessionService:
 
     async def archive(self, ctx: CallContext, params: SessionRefParams) -> Session:
         row = await self._find(params.session)
+        await self._stop_agent(row.id, "archived")
         row = await self._store.write(
             sessions.transition, row.id, "archived", action="archive", reason="archived"
         )
@@ -621,6 +642,7 @@ class SessionService:
 
     async def delete(self, ctx: CallContext, params: SessionDeleteParams) -> SessionRemoved:
         found = await self._find(params.session)
+        await self._stop_agent(found.id, "deleted")
         snapshot: worktrees.Snapshot | None = None
         values: dict[str, Any] = {}
         async with self._lock(found.project_id):
@@ -796,7 +818,19 @@ class SessionService:
         found = await self._store.read(
             lambda conn: journal.page(conn, row.id, after_seq=params.after_seq, limit=params.limit)
         )
-        return EventList(events=found)
+        return EventList(
+            events=[
+                Event(
+                    id=e.id,
+                    session_id=e.session_id,
+                    seq=e.seq,
+                    kind=e.kind,
+                    data=msgspec.Raw(e.data.encode()),
+                    created_at=e.created_at,
+                )
+                for e in found
+            ]
+        )
 
 
 def _insert_created(conn: Any, values: dict[str, Any], workspace: dict[str, Any]) -> SessionRow:

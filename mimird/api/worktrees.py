@@ -214,8 +214,10 @@ class WorktreeService:
         """At start-up: sessions cut short by a crash, and every worktree checked
         against the disk and git. Returns how many worktrees are in each state."""
 
-        # Setup commands the previous daemon started and did not see finish.
-        for row in await self._store.read(sessions.in_status, ("preparing",)):
+        # Setup commands and agents the previous daemon started and did not stop.
+        for row in await self._store.read(
+            sessions.in_status, ("preparing", *sorted(sessions.AGENT_UP))
+        ):
             if row.process_group is not None:
                 killed = await trio.to_thread.run_sync(
                     reaper.reap, row.process_group, Path(row.workspace_path)
@@ -237,10 +239,19 @@ class WorktreeService:
                         "process_group": None,
                     },
                 )
-            running = sessions.in_status(conn, ("starting", "running", "awaiting_permission"))
+            running = sessions.in_status(conn, tuple(sorted(sessions.AGENT_UP)))
             for row in running:
+                facts: list[tuple[str, dict[str, Any]]] = []
+                if row.status in ("running", "awaiting_permission"):
+                    facts.append(("turn_ended", {"stop_reason": "interrupted"}))
                 sessions.transition(
-                    conn, row.id, "interrupted", action="recover", reason="daemon_restarted"
+                    conn,
+                    row.id,
+                    "interrupted",
+                    action="recover",
+                    reason="daemon_restarted",
+                    values={"process_group": None},
+                    events=facts,
                 )
             return [row.id for row in stuck + running]
 

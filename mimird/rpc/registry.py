@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import msgspec
+import trio
 
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import Params
@@ -34,10 +35,28 @@ class PeerCredentials(NamedTuple):
     gid: int
 
 
+@dataclass(eq=False, slots=True)
+class Connection:
+    """What a method may do with the connection it was called on: send it
+    notifications from tasks of its own (subscriptions)."""
+
+    id: int
+    #: Write whole messages (without their newlines) to the client, in order.
+    send_many: Callable[[list[bytes]], Awaitable[None]]
+    #: Tasks started here end when the connection closes.
+    nursery: trio.Nursery
+    #: Per connection state owned by services (e.g. its subscriptions), by name.
+    state: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class CallContext:
     peer: PeerCredentials
     conn_id: int
+    connection: Connection | None = None
+    #: Run once this call's response has been sent (e.g. start a subscription's
+    #: stream, so that the client has its id before the first notification).
+    after_response: list[Callable[[], None]] | None = None
 
 
 Handler = Callable[[CallContext, Any], Awaitable[Any]]

@@ -14,6 +14,7 @@ block the accept loop or another connection.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import itertools
 import math
@@ -29,7 +30,7 @@ import trio
 from mimird.config import RpcSection
 from mimird.rpc.dispatch import Call, Dispatcher, encode_error
 from mimird.rpc.framing import FrameReader, FrameTooLarge
-from mimird.rpc.registry import CallContext, PeerCredentials
+from mimird.rpc.registry import CallContext, Connection, PeerCredentials
 from mimird.wire.errors import ErrorCode
 
 log = structlog.get_logger("mimird.rpc")
@@ -66,6 +67,17 @@ class _Sender:
             self.sending_since = trio.current_time()
             try:
                 await self._stream.send_all(message + b"\n")
+            finally:
+                self.sending_since = math.inf
+
+    async def send_many(self, messages: list[bytes]) -> None:
+        if not messages:
+            return
+        messages.append(b"")
+        async with self._lock:
+            self.sending_since = trio.current_time()
+            try:
+                await self._stream.send_all(b"\n".join(messages))
             finally:
                 self.sending_since = math.inf
 
@@ -114,11 +126,15 @@ class RpcServer:
                     continue
                 nursery.start_soon(self._serve_connection, stream)
 
+    async def stop_accepting(self) -> None:
+        """Accept no more connections, and answer new calls with "shutting down"."""
+        self._closing = True
+        await self._listener.aclose()
+
     async def drain(self, grace: float) -> None:
         """Stop accepting, answer new calls with "shutting down", and wait up to
         ``grace`` seconds for the calls in progress to finish."""
-        self._closing = True
-        await self._listener.aclose()
+        await self.stop_accepting()
         with trio.move_on_after(grace):
             while self._active_calls:
                 self._idle = trio.Event()
@@ -157,6 +173,9 @@ class RpcServer:
         async with trio.open_nursery() as connection:
             connection.start_soon(
                 sender.watch_stalls, options.write_stall_timeout_s, connection.cancel_scope
+            )
+            ctx = dataclasses.replace(
+                ctx, connection=Connection(ctx.conn_id, sender.send_many, connection)
             )
             async with trio.open_nursery() as handlers:
                 # Caught inside the nursery: out of it, the error would come wrapped in an
@@ -212,15 +231,20 @@ class RpcServer:
     async def _execute(
         self, prepared: Call | list[bytes | Call], ctx: CallContext, sender: _Sender
     ) -> None:
+        after: list[Callable[[], None]] = []
         self._active_calls += 1
         try:
-            response = await self._dispatcher.execute(prepared, ctx)
+            response = await self._dispatcher.execute(
+                prepared, CallContext(ctx.peer, ctx.conn_id, ctx.connection, after)
+            )
         finally:
             self._active_calls -= 1
             if not self._active_calls and self._idle is not None:
                 self._idle.set()
         if response is not None:
             await sender.send(response)
+        for callback in after:
+            callback()
 
     async def _execute_in_task(
         self,

@@ -14,7 +14,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Concatenate, Final, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -34,6 +34,15 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 CLOSE_TIMEOUT_S: Final = 30.0
+#: A write function appends here (``conn.info``) what is to be published once its
+#: transaction commits: the journal's events (see ``Store.on_commit``).
+COMMITTED_KEY: Final = "mimir.committed"
+
+
+def after_commit(conn: sa.Connection) -> list[Any]:
+    """The list of things ``conn``'s transaction publishes when it commits."""
+    pending: list[Any] = conn.info.setdefault(COMMITTED_KEY, [])
+    return pending
 
 
 class Store:
@@ -60,6 +69,12 @@ class Store:
         self._writer = writer
         self._reader = reader
         self._write_limiter = trio.CapacityLimiter(1)
+        #: Held from the start of a write until its events are published, so that
+        #: subscribers see events in commit order.
+        self._write_lock = trio.Lock()
+        #: Called (in the trio thread, before the next write starts) with the journal
+        #: events a write committed; set by the journal.
+        self.on_commit: Callable[[list[Any]], None] | None = None
         self._read_limiter = trio.CapacityLimiter(reader_threads)
         #: Bumped after every committed write; lets callers cache derived data.
         self.generation = 0
@@ -193,11 +208,18 @@ class Store:
         """Run ``fn(connection, *args, **kwargs)`` in one ``BEGIN IMMEDIATE`` transaction.
 
         Commits if ``fn`` returns, rolls back if it raises. Exactly one write runs
-        at a time."""
-        result = await trio.to_thread.run_sync(
-            self._write_sync, lambda conn: fn(conn, *args, **kwargs), limiter=self._write_limiter
-        )
-        self.generation += 1
+        at a time. The journal events it appended are published once it committed."""
+        async with self._write_lock:
+            # Not abandoned on cancel: the result (and the events) arrive even when
+            # the caller is cancelled meanwhile, so what committed is published.
+            result, committed = await trio.to_thread.run_sync(
+                self._write_sync,
+                lambda conn: fn(conn, *args, **kwargs),
+                limiter=self._write_limiter,
+            )
+            self.generation += 1
+            if committed and self.on_commit is not None:
+                self.on_commit(committed)
         return result
 
     def _read_sync(self, fn: Callable[[sa.Connection], T]) -> T:
@@ -209,10 +231,14 @@ class Store:
         except sa.exc.DBAPIError as exc:
             raise _storage_error(exc) from exc
 
-    def _write_sync(self, fn: Callable[[sa.Connection], T]) -> T:
+    def _write_sync(self, fn: Callable[[sa.Connection], T]) -> tuple[T, list[Any]]:
         try:
             with self._writer.begin() as conn:
-                return fn(conn)
+                try:
+                    result = fn(conn)
+                finally:
+                    committed = conn.info.pop(COMMITTED_KEY, None) or []
+            return result, committed
         except MimirError:
             raise
         except sa.exc.DBAPIError as exc:

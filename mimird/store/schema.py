@@ -97,6 +97,9 @@ sessions = sa.Table(
     # The process group mimird started for this session (its setup command) and
     # that may still run: a start after a crash reaps it.
     sa.Column("process_group", sa.Integer, nullable=True),
+    # What the agent said about itself: capabilities, its ACP session id, modes,
+    # models and config options (JSON), kept for resume.
+    sa.Column("agent_state", sa.Text, nullable=True),
 )
 # Lists go newest first (by id) within a project or a status: with id in the
 # index, SQLite walks it in order instead of sorting every match.

@@ -211,6 +211,9 @@ class Session(Result):
     config: dict[str, Any]
     #: Why the session failed (exit code, last lines of output), when it did.
     failure: str | None
+    #: What the agent said about itself when it last started: protocol_version,
+    #: agent_info, capabilities, acp_session_id, modes, models, config_options.
+    agent_state: dict[str, Any] | None
     last_seq: int
     created_at: str
     updated_at: str
@@ -330,7 +333,8 @@ class Event(Result):
     session_id: str
     seq: int
     kind: str
-    data: dict[str, Any]
+    #: A JSON object; its fields depend on ``kind``.
+    data: msgspec.Raw
     created_at: str
 
 
@@ -391,3 +395,114 @@ class AgentKind(Result):
 
 class AgentList(Result):
     agents: list[AgentKind]
+
+
+# ---- session.prompt / cancel / stop / resume / logs ------------------------------------
+
+ContentBlock = Annotated[
+    dict[str, Any],
+    Meta(description="An ACP content block, e.g. {'type': 'text', 'text': '...'}."),
+]
+
+
+class SessionPromptParams(Params):
+    session: SessionRef
+    #: The prompt as plain text; or give ``content``.
+    text: Annotated[str, Meta(min_length=1, max_length=10_000_000)] | UnsetType = UNSET
+    #: The prompt as ACP content blocks (text, resource_link, resource, image, ...).
+    content: Annotated[list[ContentBlock], Meta(min_length=1, max_length=1000)] | UnsetType = UNSET
+
+
+class PromptResult(Result):
+    session: str
+    #: ACP's stop reason: end_turn, max_tokens, max_turn_requests, refusal, cancelled.
+    stop_reason: str
+    #: seq of the journaled prompt and of the turn's end.
+    prompt_seq: int
+    end_seq: int
+    #: Token usage as the agent reported it, if it did.
+    usage: Any = None
+
+
+class SessionCancelled(Result):
+    session: str
+    #: False when no turn was running.
+    cancelled: bool
+
+
+class SessionLogsParams(Params):
+    session: SessionRef
+    lines: Annotated[int, Meta(ge=1, le=100_000)] = 100
+
+
+class SessionLogs(Result):
+    session: str
+    #: The agent's stderr log file (capped; one older generation kept as <path>.1).
+    path: str
+    lines: list[str]
+
+
+# ---- permission.* ------------------------------------------------------------------------
+
+PermissionKind = Literal["allow_once", "allow_always", "reject_once", "reject_always"]
+
+
+class PermissionListParams(Params):
+    session: SessionRef | UnsetType = UNSET
+
+
+class PermissionRequest(Result):
+    id: str
+    session_id: str
+    #: The tool call the agent wants to run (ACP ToolCallUpdate), as the agent sent it.
+    tool_call: Any
+    #: The agent's options: each with optionId, name and kind.
+    options: list[dict[str, Any]]
+    requested_at: str
+
+
+class PermissionList(Result):
+    permissions: list[PermissionRequest]
+
+
+class PermissionRespondParams(Params):
+    permission: Annotated[str, Meta(min_length=1, max_length=64)]
+    #: The option to select, by its id; or give ``kind``.
+    option_id: Annotated[str, Meta(min_length=1, max_length=1000)] | UnsetType = UNSET
+    #: Select the option of this kind (an ``*_always`` falls back to ``*_once``).
+    kind: PermissionKind | UnsetType = UNSET
+
+
+class PermissionAnswered(Result):
+    permission: str
+    session_id: str
+    option_id: str
+
+
+# ---- subscribe / unsubscribe -------------------------------------------------------------
+
+
+class SubscribeParams(Params):
+    #: Only this session's events; all sessions' events when absent.
+    session: SessionRef | UnsetType = UNSET
+    #: Replay the session's events after this seq (needs ``session``).
+    after_seq: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
+    #: Replay events after this global event id.
+    after_id: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
+
+
+class Subscribed(Result):
+    subscription: int
+    session_id: str | None
+    #: "seq" for a session subscription, "id" for all sessions.
+    cursor_kind: Literal["seq", "id"]
+    #: Events after this cursor are sent, stored ones first, then live ones.
+    cursor: int
+
+
+class UnsubscribeParams(Params):
+    subscription: Annotated[int, Meta(ge=1)]
+
+
+class Unsubscribed(Result):
+    subscription: int
