@@ -18,11 +18,20 @@ run: $(VENV)/.installed
 # Install everything (Python packages and the Debian packages the tests need),
 # then run the whole test suite.
 test: $(VENV)/.installed-test system-deps
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not agents" $(PYTEST_ARGS)
 
 # The same suite without the slow tier (real daemons started many times).
 test-fast: $(VENV)/.installed-test
-	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not slow and not agents" $(PYTEST_ARGS)
+
+# Real ACP agents from npm, pinned in .ci/agents (opencode: ~350 MB, once).
+.PHONY: install-agents test-agents
+install-agents:
+	@bash .ci/install-agents
+
+# The agents tier: real agents (opencode) driven over ACP against a fake LLM server.
+test-agents: $(VENV)/.installed-test install-agents
+	$(BIN)/pytest -q -m agents tests/agents $(PYTEST_ARGS)
 
 check: lint typecheck
 
