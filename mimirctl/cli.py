@@ -29,7 +29,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Final
 
-from mimirctl import render
+from mimirctl import render, stream
 from mimirctl.client import (
     Client,
     ClientError,
@@ -700,6 +700,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_session_commands(commands, common)
     _add_worktree_commands(commands, common)
     _add_agent_commands(commands, common)
+    stream.add_commands(commands, common, Command)
     return parser
 
 

@@ -96,6 +96,8 @@ class Client:
             raise ClientError(f"cannot connect to {socket_path}: {exc.strerror}") from None
         self._sock = sock
         self._file = sock.makefile("rb")
+        #: Notifications read while waiting for a response, oldest first.
+        self.notifications: list[dict[str, Any]] = []
 
     def close(self) -> None:
         self._file.close()
@@ -107,31 +109,57 @@ class Client:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        """The method's result (decoded JSON), or :class:`RpcError`."""
+    def send(self, method: str, params: dict[str, Any] | None = None) -> int:
+        """Send a request without waiting; returns its id (see :meth:`read`)."""
         request_id = next(self._ids)
         request = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
         try:
             self._sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+        except OSError as exc:
+            raise ConnectionLost(f"connection to mimird lost: {exc.strerror or exc}") from None
+        return request_id
+
+    def set_timeout(self, timeout: float | None) -> None:
+        self._sock.settimeout(timeout)
+
+    def read(self, waiting_for: str = "mimird") -> dict[str, Any]:
+        """The next message: a response or a notification (``method`` set)."""
+        try:
             line = self._file.readline()
         except TimeoutError:
-            raise ConnectionLost(f"mimird did not answer {method} in time") from None
+            raise ConnectionLost(f"{waiting_for} did not answer in time") from None
         except OSError as exc:
             raise ConnectionLost(f"connection to mimird lost: {exc.strerror or exc}") from None
         if not line:
             raise ConnectionLost("mimird closed the connection (is it shutting down?)")
         try:
-            response = json.loads(line)
+            message = json.loads(line)
         except ValueError:
             raise ConnectionLost(
                 f"mimird sent something that is not JSON: {line[:200]!r}"
             ) from None
-        if not isinstance(response, dict):
+        if not isinstance(message, dict):
             raise ConnectionLost(f"mimird sent something that is not a response: {line[:200]!r}")
+        return message
+
+    @staticmethod
+    def result(response: dict[str, Any]) -> Any:
+        """A response's result, or its error raised as :class:`RpcError`."""
         if isinstance(error := response.get("error"), dict):
             raise RpcError(error.get("code", 0), error.get("message", "error"), error.get("data"))
-        if response.get("id") != request_id:
-            raise ConnectionLost(
-                f"mimird answered request {response.get('id')}, expected {request_id}"
-            )
         return response.get("result")
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """The method's result (decoded JSON), or :class:`RpcError`. Notifications
+        that arrive meanwhile are kept in ``notifications``."""
+        request_id = self.send(method, params)
+        while True:
+            message = self.read(method)
+            if "method" in message:
+                self.notifications.append(message)
+                continue
+            if message.get("id") != request_id:
+                raise ConnectionLost(
+                    f"mimird answered request {message.get('id')}, expected {request_id}"
+                )
+            return self.result(message)

@@ -241,8 +241,28 @@ def head(conn: sa.Connection, session_id: str | None) -> int:
     return int(value or 0)
 
 
-def page(conn: sa.Connection, session_id: str, *, after_seq: int, limit: int) -> list[Committed]:
-    return page_committed(conn, session_id, after=after_seq, limit=limit)
+def page(
+    conn: sa.Connection,
+    session_id: str,
+    *,
+    after_seq: int,
+    limit: int,
+    before_seq: int | None = None,
+    kind: str | None = None,
+    newest_first: bool = False,
+) -> list[Committed]:
+    """A page of one session's events, filtered, in seq order (or newest first)."""
+    sql = f"SELECT {_COLUMNS} FROM events WHERE session_id = ? AND seq > ?"
+    args: list[Any] = [session_id, after_seq]
+    if before_seq is not None:
+        sql += " AND seq < ?"
+        args.append(before_seq)
+    if kind is not None:
+        sql += " AND kind = ?"
+        args.append(kind)
+    sql += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ?"
+    args.append(limit)
+    return _fetch(conn, sql, tuple(args))
 
 
 Sender = Callable[[list[bytes]], Awaitable[None]]

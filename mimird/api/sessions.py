@@ -816,7 +816,15 @@ class SessionService:
     async def events(self, ctx: CallContext, params: SessionEventsParams) -> EventList:
         row = await self._find(params.session)
         found = await self._store.read(
-            lambda conn: journal.page(conn, row.id, after_seq=params.after_seq, limit=params.limit)
+            lambda conn: journal.page(
+                conn,
+                row.id,
+                after_seq=params.after_seq,
+                limit=params.limit,
+                before_seq=None if params.before_seq is msgspec.UNSET else params.before_seq,
+                kind=None if params.kind is msgspec.UNSET else params.kind,
+                newest_first=params.newest_first,
+            )
         )
         return EventList(
             events=[

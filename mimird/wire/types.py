@@ -325,6 +325,12 @@ class SessionConfig(Result):
 class SessionEventsParams(Params):
     session: SessionRef
     after_seq: Annotated[int, Meta(ge=0)] = 0
+    #: Only events before this seq.
+    before_seq: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    #: Only events of this kind (e.g. "prompt").
+    kind: Annotated[str, Meta(min_length=1, max_length=100)] | UnsetType = UNSET
+    #: Newest first (the page then ends at after_seq instead of starting there).
+    newest_first: bool = False
     limit: Annotated[int, Meta(ge=1, le=10_000)] = 1000
 
 
