@@ -22,6 +22,7 @@ from mimird.api import (
     AgentService,
     DaemonService,
     ProjectService,
+    SearchService,
     SessionService,
     WorktreeService,
     build_registry,
@@ -122,6 +123,7 @@ async def run_daemon(
                 session_service,
                 worktree_service,
                 AgentService(settings),
+                SearchService(store),
             )
             server = RpcServer(
                 listen_socket,

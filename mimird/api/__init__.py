@@ -6,6 +6,7 @@ from __future__ import annotations
 from mimird.api.agents import AgentService
 from mimird.api.daemon import DaemonService
 from mimird.api.projects import ProjectService
+from mimird.api.search import SearchService
 from mimird.api.sessions import SessionService
 from mimird.api.worktrees import WorktreeService
 from mimird.rpc.registry import Registry
@@ -17,9 +18,10 @@ def build_registry(
     sessions: SessionService,
     worktrees: WorktreeService,
     agents: AgentService,
+    search: SearchService,
 ) -> Registry:
     registry = Registry()
-    for service in (daemon, projects, sessions, worktrees, agents):
+    for service in (daemon, projects, sessions, worktrees, agents, search):
         service.register(registry)
     return registry
 
@@ -28,6 +30,7 @@ __all__ = [
     "AgentService",
     "DaemonService",
     "ProjectService",
+    "SearchService",
     "SessionService",
     "WorktreeService",
     "build_registry",
