@@ -624,6 +624,42 @@ def cmd_worktree_prune(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---- search -------------------------------------------------------------------
+
+
+def highlight_marks(stream: Any = None) -> tuple[str, str]:
+    """Bold on a terminal (unless NO_COLOR is set), brackets in a pipe or a file."""
+    stream = sys.stdout if stream is None else stream
+    if stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb":
+        return render.BOLD
+    return render.BRACKETS
+
+
+def cmd_search(client: Client, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"query": " ".join(args.query), "limit": args.limit}
+    if args.project is not None:
+        params["project"] = args.project
+    if args.session is not None:
+        params["session"] = args.session
+    result = client.call("search", params)
+
+    def human(r: dict[str, Any]) -> str:
+        if not r["hits"]:
+            return "no matches"
+        marks = highlight_marks()
+        rows = [[render.short_id(h["session_id"]), str(h["seq"]), h["kind"]] for h in r["hits"]]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        return "\n".join(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+            + "  "
+            + render.snippet(hit["snippet"], marks)
+            for row, hit in zip(rows, r["hits"], strict=True)
+        )
+
+    _emit(args, result, human)
+    return EXIT_OK
+
+
 # ---- argument parsing -----------------------------------------------------------
 
 
@@ -701,7 +737,28 @@ def _parser() -> argparse.ArgumentParser:
     _add_worktree_commands(commands, common)
     _add_agent_commands(commands, common)
     stream.add_commands(commands, common, Command)
+    _add_search_command(commands, common)
     return parser
+
+
+def _add_search_command(commands: Any, common: argparse.ArgumentParser) -> None:
+    search = commands.add_parser(
+        "search",
+        parents=[common],
+        help="search the journal of every session",
+        description="Full-text search over every session's journal, best matches first. "
+        'Words must all match; "quoted phrases" (quote them for the shell too) match as '
+        "phrases; word* matches a prefix; any other character is literal text. Each hit: "
+        "session id, seq, kind, and an excerpt with the matches in bold (in [brackets] when "
+        "the output is not a terminal).",
+    )
+    search.add_argument("query", nargs="+", metavar="QUERY", help="what to search for")
+    search.add_argument("--project", "-p", help="only this project's sessions (id or name)")
+    search.add_argument("--session", "-s", metavar="ID", help="only this session (id or prefix)")
+    search.add_argument(
+        "--limit", "-n", type=int, default=20, metavar="N", help="at most N hits (1-200)"
+    )
+    search.set_defaults(run=cmd_search)
 
 
 def _add_session_commands(commands: Any, common: argparse.ArgumentParser) -> None:

@@ -16,6 +16,12 @@ SHORT_COMMIT: Final = 7
 ELLIPSIS: Final = "…"
 _BARE_KEY: Final = re.compile(r"^[A-Za-z0-9_-]+$")
 _BARE_VALUE: Final = re.compile(r"^[^\s\"'=]+$")
+#: How a search hit's matches are shown: bold on a terminal, brackets otherwise.
+BOLD: Final = ("\x1b[1m", "\x1b[22m")
+BRACKETS: Final = ("[", "]")
+# Control characters (C0, DEL, C1) in an event's text, terminal escapes among them,
+# never reach the terminal: runs of them and of whitespace become one space.
+_UNPRINTABLE_RUN: Final = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -169,3 +175,12 @@ def compact(data: Mapping[str, Any]) -> str:
             text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         parts.append(f"{key}={text}")
     return " ".join(parts)
+
+
+def snippet(parts: Sequence[Mapping[str, Any]], marks: tuple[str, str] = BRACKETS) -> str:
+    """A search hit's excerpt on one line, each matched part between ``marks``."""
+    out = []
+    for part in parts:
+        text = _UNPRINTABLE_RUN.sub(" ", part["text"])
+        out.append(f"{marks[0]}{text}{marks[1]}" if part["match"] else text)
+    return "".join(out).strip()

@@ -24,6 +24,7 @@ from mimird.api import (
     DaemonService,
     EventService,
     ProjectService,
+    SearchService,
     SessionService,
     TurnService,
     WorktreeService,
@@ -133,6 +134,7 @@ async def run_daemon(
                     AgentService(settings),
                     TurnService(session_service, agents),
                     EventService(journal, session_service),
+                    SearchService(store),
                 )
                 server = RpcServer(
                     listen_socket,

@@ -105,8 +105,11 @@ def current_revision(engine: sa.Engine) -> str | None:
 
 
 def schema_differences(engine: sa.Engine, metadata: sa.MetaData = schema.metadata) -> list[Any]:
+    """What differs between the database and ``metadata``, with the filter the
+    migrations use: the FTS5 search index, made by hand, is checked by its own tests."""
     with engine.connect() as conn:
-        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": schema.include_name})
+        differences = compare_metadata(context, metadata)
         conn.rollback()
     return list(differences)
 
@@ -227,6 +230,96 @@ def test_revision_downgrades_and_upgrades_again(dirs: DaemonDirs, revision: str)
         upgrade(engine, "head")
         assert current_revision(engine) == head_revision()
         assert schema_differences(engine) == []
+
+
+def insert_0003_events(engine: sa.Engine, project_id: str, count: int) -> list[tuple[Any, ...]]:
+    """A session with ``count`` events as revision 0003 stores them; the events' rows."""
+    session_id = IdGenerator().new()
+    now = "2026-01-01T00:00:00.000000Z"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO sessions (id, project_id, title, status, created_at, updated_at, "
+            "last_seq) VALUES (?, ?, 'old', 'created', ?, ?, ?)",
+            (session_id, project_id, now, now, count),
+        )
+        for seq in range(1, count + 1):
+            conn.exec_driver_sql(
+                "INSERT INTO events (session_id, seq, kind, data, created_at) "
+                "VALUES (?, ?, 'status_changed', '{}', ?)",
+                (session_id, seq, now),
+            )
+    return event_rows(engine)
+
+
+def event_rows(engine: sa.Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        rows = [tuple(row) for row in conn.exec_driver_sql("SELECT * FROM events ORDER BY id")]
+        conn.rollback()
+    return rows
+
+
+def events_sql(engine: sa.Engine) -> str:
+    with engine.connect() as conn:
+        sql = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+        ).scalar_one()
+        conn.rollback()
+    return str(sql)
+
+
+def search_objects(engine: sa.Engine) -> list[tuple[str, str]]:
+    """The search index's tables and trigger in sqlite_master, as (type, name)."""
+    with engine.connect() as conn:
+        found = conn.exec_driver_sql(
+            "SELECT type, name FROM sqlite_master WHERE name LIKE 'events_fts%' ORDER BY name"
+        ).all()
+        conn.rollback()
+    return [(kind, name) for kind, name in found]
+
+
+def test_upgrade_to_0004_keeps_every_event_and_its_id(dirs: DaemonDirs) -> None:
+    with migrated(dirs.database, "0003") as engine:
+        project_id = insert_old_project(engine, "legacy", str(dirs.root / "legacy"))
+        before = insert_0003_events(engine, project_id, 3)
+        upgrade(engine, "0004")
+        assert event_rows(engine) == before
+        assert "AUTOINCREMENT" in events_sql(engine)
+
+
+def test_upgrade_to_0004_makes_event_ids_never_reused(dirs: DaemonDirs) -> None:
+    with migrated(dirs.database, "0003") as engine:
+        project_id = insert_old_project(engine, "legacy", str(dirs.root / "legacy"))
+        before = insert_0003_events(engine, project_id, 3)
+        upgrade(engine, "0004")
+        newest_id, session_id = before[-1][0], before[-1][1]
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM events WHERE id = ?", (newest_id,))
+            conn.exec_driver_sql(
+                "INSERT INTO events (session_id, seq, kind, data, created_at) "
+                "VALUES (?, 99, 'status_changed', '{}', '2026-01-02T00:00:00.000000Z')",
+                (session_id,),
+            )
+        assert event_rows(engine)[-1][0] == newest_id + 1
+
+
+def test_upgrade_to_0004_makes_the_search_index_and_its_trigger(dirs: DaemonDirs) -> None:
+    with migrated(dirs.database, "0004") as engine:
+        objects = search_objects(engine)
+    assert ("table", schema.SEARCH_TABLE) in objects
+    assert ("trigger", schema.SEARCH_DELETE_TRIGGER) in objects
+
+
+def test_downgrade_from_0004_keeps_the_events_and_drops_the_index(dirs: DaemonDirs) -> None:
+    with migrated(dirs.database, "0003") as engine:
+        project_id = insert_old_project(engine, "legacy", str(dirs.root / "legacy"))
+        before = insert_0003_events(engine, project_id, 3)
+        upgrade(engine, "0004")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO events_fts (rowid, text) SELECT id, kind FROM events")
+        downgrade(engine, "0003")
+        assert event_rows(engine) == before
+        assert search_objects(engine) == []
+        assert "AUTOINCREMENT" not in events_sql(engine)
 
 
 # ---- upgrades at start-up, and their backups -------------------------------------------

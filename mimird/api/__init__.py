@@ -7,6 +7,7 @@ from mimird.api.agents import AgentService
 from mimird.api.daemon import DaemonService
 from mimird.api.events import EventService
 from mimird.api.projects import ProjectService
+from mimird.api.search import SearchService
 from mimird.api.sessions import SessionService
 from mimird.api.turns import TurnService
 from mimird.api.worktrees import WorktreeService
@@ -21,9 +22,10 @@ def build_registry(
     agents: AgentService,
     turns: TurnService,
     events: EventService,
+    search: SearchService,
 ) -> Registry:
     registry = Registry()
-    for service in (daemon, projects, sessions, worktrees, agents, turns, events):
+    for service in (daemon, projects, sessions, worktrees, agents, turns, events, search):
         service.register(registry)
     return registry
 
@@ -33,6 +35,7 @@ __all__ = [
     "DaemonService",
     "EventService",
     "ProjectService",
+    "SearchService",
     "SessionService",
     "TurnService",
     "WorktreeService",

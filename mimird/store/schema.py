@@ -2,9 +2,15 @@
 
 This metadata is what the Alembic migrations must produce: a test compares
 the migrated database with it, so a change here without a migration fails.
+The full-text index of the journal is the one exception: an FTS5 virtual table
+cannot be said in Core, so migration 0004 makes it (and its trigger) in SQL,
+and :func:`include_name` keeps it out of the comparison and of autogenerate.
 """
 
 from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Final, Literal
 
 import sqlalchemy as sa
 
@@ -110,7 +116,10 @@ sa.Index(None, sessions.c.project_id, sessions.c.status)
 sa.Index(None, sessions.c.updated_at)
 
 # The journal: every event of every session, in order. (session_id, seq) is
-# unique and gapless per session; id orders everything.
+# unique and gapless per session; id orders everything. A client keeps an event
+# id as its cursor, so ids are never reused (AUTOINCREMENT): without it SQLite
+# hands out max(id) + 1, and deleting the newest session's events would let the
+# next event take an id some client has already seen.
 events = sa.Table(
     "events",
     metadata,
@@ -126,4 +135,37 @@ events = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("created_at", sa.Text, nullable=False),
     sa.UniqueConstraint("session_id", "seq"),
+    sqlite_autoincrement=True,
 )
+
+#: The full-text index of the journal (migration 0004): an FTS5 table with one
+#: column, ``text``, whose rowid is the event's id (see mimird/search.py).
+#: FTS5 keeps its data in shadow tables named ``events_fts_*``.
+SEARCH_TABLE: Final = "events_fts"
+#: Deletes an event's row of the index with the event (a session's events go
+#: by ON DELETE CASCADE, which fires it too).
+SEARCH_DELETE_TRIGGER: Final = "events_fts_after_delete"
+
+
+NameKind = Literal[
+    "schema",
+    "table",
+    "column",
+    "index",
+    "unique_constraint",
+    "foreign_key_constraint",
+    "check_constraint",
+]
+ParentNames = MutableMapping[
+    Literal["schema_name", "table_name", "schema_qualified_table_name"], str | None
+]
+
+
+def include_name(name: str | None, type_: NameKind, parent_names: ParentNames) -> bool:
+    """Alembic's filter for what it compares with this metadata: everything but
+    the FTS5 index (and its shadow tables) and SQLite's own ``sqlite_sequence``."""
+    if type_ != "table" or name is None:
+        return True
+    return not (
+        name == SEARCH_TABLE or name.startswith(f"{SEARCH_TABLE}_") or name == "sqlite_sequence"
+    )

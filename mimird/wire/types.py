@@ -512,3 +512,54 @@ class UnsubscribeParams(Params):
 
 class Unsubscribed(Result):
     subscription: int
+
+
+# ---- search ------------------------------------------------------------------------
+
+SearchQuery = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=4096,
+        description=(
+            'Words (all must match), "quoted phrases", word* for a prefix; anything else '
+            "is literal text."
+        ),
+    ),
+]
+
+
+class SearchParams(Params):
+    query: SearchQuery
+    project: ProjectRef | UnsetType = UNSET
+    session: SessionRef | UnsetType = UNSET
+    limit: Annotated[int, Meta(ge=1, le=200)] = 20
+
+
+class SnippetPart(Result):
+    text: str
+    #: Whether this part is a match of the query (show it highlighted).
+    match: bool
+
+
+class SearchHit(Result):
+    event_id: int
+    session_id: str
+    project_id: str
+    #: The project's name.
+    project: str
+    session_title: str
+    session_status: SessionStatus
+    seq: int
+    kind: str
+    created_at: str
+    #: Relevance (FTS5's bm25, negated): larger is better; only for comparing the
+    #: hits of one search.
+    score: float
+    #: An excerpt of the event's text around the matches, as parts; joined, they
+    #: are the excerpt ("…" where the text was cut).
+    snippet: list[SnippetPart]
+
+
+class SearchResult(Result):
+    hits: list[SearchHit]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from mimird.store.schema import metadata
+from mimird.store.schema import include_name, metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -19,6 +19,7 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=True,  # SQLite alters tables by copy-and-move
     compare_type=True,
+    include_name=include_name,  # the FTS5 index is made by hand (schema.py says why)
 )
 with context.begin_transaction():
     context.run_migrations()
