@@ -56,6 +56,8 @@ FAILURE_TAIL_LINES: Final = 20
 RESOURCE_NOT_FOUND: Final = -32002
 #: Files larger than this are not served to agents (they would be one huge line).
 MAX_FILE_BYTES: Final = 32 * 1024 * 1024
+#: Written to the stderr log before each start of the agent.
+START_MARKER: Final = "--- mimird"
 PERMISSION_KINDS: Final = ("allow_once", "allow_always", "reject_once", "reject_always")
 
 
@@ -189,7 +191,13 @@ class Permission:
 class Turn:
     started_at: float = field(default_factory=time.monotonic)
     cancel_requested: bool = False
+    #: Whether session/prompt went out (a cancel before it ends the turn at once).
+    sent: bool = False
     done: trio.Event = field(default_factory=trio.Event)
+
+
+def _cancelled(turn: Turn) -> bool:
+    return turn.cancel_requested
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +370,7 @@ class AgentHost:
         await self._event(
             "agent_starting", {"attempt": attempt, "command": argv[0], "args": argv[1:]}
         )
-        self.log.write(f"--- mimird {__version__}: starting {' '.join(argv)} ---\n".encode())
+        self.log.write(f"{START_MARKER} {__version__}: starting {' '.join(argv)} ---\n".encode())
         try:
             process = await trio.lowlevel.open_process(
                 argv,
@@ -414,8 +422,12 @@ class AgentHost:
             with trio.CancelScope(shield=True):
                 await stop_group(process, eof_grace=0.01, term_grace=0.5)
         code, sig, described = _exit_reason(process.returncode)
-        tail = [scrub(line, self.secrets) for line in self.log.tail(FAILURE_TAIL_LINES)]
-        tail = [line for line in tail if not line.startswith("--- mimird ")]
+        tail = self.log.tail(FAILURE_TAIL_LINES)
+        # Only what this attempt wrote: the lines after the last start marker.
+        markers = [i for i, line in enumerate(tail) if line.startswith(START_MARKER)]
+        if markers:
+            tail = tail[markers[-1] + 1 :]
+        tail = [scrub(line, self.secrets) for line in tail]
         reason = f"agent {self.command.kind} {described}"
         if not expected and self.agent_state.get("_start_error"):
             reason += f" ({self.agent_state.pop('_start_error')})"
@@ -572,7 +584,11 @@ class AgentHost:
             prompt_seq = await self._write(
                 sessions.prompt_started, self.session_id, {"content": content}, text=text
             )
+            if _cancelled(turn):  # while it waited for the agent or the journal
+                return await self._end_turn(prompt_seq, "cancelled", None, None)
             try:
+                # Queued synchronously: a session/cancel sent after this line follows it.
+                turn.sent = True
                 result = await conn.request(
                     "session/prompt", {"sessionId": self.acp_session_id, "prompt": content}
                 )
@@ -634,7 +650,7 @@ class AgentHost:
         for permission in list(self.permissions.values()):
             self._answer(permission, {"outcome": "cancelled"}, "cancelled")
         conn = self.conn
-        if conn is not None:
+        if conn is not None and turn.sent:
             with contextlib.suppress(AcpConnectionClosed):
                 await conn.notify("session/cancel", {"sessionId": self.acp_session_id})
         self.manager.nursery.start_soon(

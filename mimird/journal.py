@@ -291,10 +291,17 @@ class Subscription:
         #: False while catching up from the database: live events are not queued.
         self._live = False
         self._wake = trio.Event()
+        self._closed = False
         self.caught_up = 0  # times it fell behind and was caught up (for tests, stats)
         self._prefix = b'{"jsonrpc":"2.0","method":"event","params":{"subscription":%d,"event":' % (
             sub_id
         )
+
+    def close(self) -> None:
+        """End :meth:`run` at its next step, never in the middle of a send (a
+        cancelled send would leave half a line on the connection)."""
+        self._closed = True
+        self._wake.set()
 
     def _key(self, event: Committed) -> int:
         return event.seq if self.session_id is not None else event.id
@@ -328,8 +335,8 @@ class Subscription:
         return found
 
     async def run(self, send: Sender) -> None:
-        """Send everything after the cursor, then live events, until cancelled."""
-        while True:
+        """Send everything after the cursor, then live events, until closed."""
+        while not self._closed:
             if not self._live:
                 stored = await self._read_page()
                 if stored:
@@ -349,7 +356,8 @@ class Subscription:
                     continue
             if not self._queue:
                 self._wake = trio.Event()
-                await self._wake.wait()
+                if not self._closed:
+                    await self._wake.wait()
                 continue
             batch = list(self._queue)
             self._queue.clear()

@@ -60,7 +60,7 @@ class EventService:
                 "(the global event id) works with or without one. Events arrive exactly once, in "
                 "order, also for a client that reads slowly (it is caught up from the database)."
             ),
-            errors=(ErrorCode.NOT_FOUND, ErrorCode.BUSY),
+            errors=(ErrorCode.NOT_FOUND,),
         )
         registry.add(
             "unsubscribe",
@@ -72,8 +72,8 @@ class EventService:
         )
 
     @staticmethod
-    def _subscriptions(connection: Connection) -> dict[int, trio.CancelScope]:
-        subs: dict[int, trio.CancelScope] = connection.state.setdefault(_STATE_KEY, {})
+    def _subscriptions(connection: Connection) -> dict[int, Subscription]:
+        subs: dict[int, Subscription] = connection.state.setdefault(_STATE_KEY, {})
         return subs
 
     async def subscribe(self, ctx: CallContext, params: SubscribeParams) -> Subscribed:
@@ -106,13 +106,11 @@ class EventService:
             if session_id is not None:
                 after = await self._journal.store.read(_seq_at, session_id, after)
         sub = await self._journal.subscribe(session_id, after=after)
-        scope = trio.CancelScope()
-        active[sub.id] = scope
+        active[sub.id] = sub
 
         async def run() -> None:
             try:
-                with scope:
-                    await sub.run(connection.send_many)
+                await sub.run(connection.send_many)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
             except MimirError as exc:
@@ -131,14 +129,14 @@ class EventService:
 
     async def unsubscribe(self, ctx: CallContext, params: UnsubscribeParams) -> Unsubscribed:
         active = self._subscriptions(ctx.connection) if ctx.connection is not None else {}
-        scope = active.pop(params.subscription, None)
-        if scope is None:
+        sub = active.pop(params.subscription, None)
+        if sub is None:
             raise NotFound(
                 f"this connection has no subscription {params.subscription}",
                 field="subscription",
                 id=str(params.subscription),
             )
-        scope.cancel()
+        sub.close()
         return Unsubscribed(subscription=params.subscription)
 
 

@@ -17,6 +17,7 @@ from mimird.api.sessions import SessionService
 from mimird.errors import InvalidParams, InvalidState
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions import SessionRow
+from mimird.setup_command import scrub
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import (
     PermissionAnswered,
@@ -230,7 +231,11 @@ class TurnService:
     async def logs(self, ctx: CallContext, params: SessionLogsParams) -> SessionLogs:
         row = await self._sessions.find(params.session)
         path = self._agents.log_path(row.id)
-        lines = await trio.to_thread.run_sync(_tail, path, params.lines)
+        secrets = (await self._sessions.effective(row)).secret_values()
+        lines = [
+            scrub(line, secrets)
+            for line in await trio.to_thread.run_sync(_tail, path, params.lines)
+        ]
         return SessionLogs(session=row.id, path=str(path), lines=lines)
 
     async def permission_list(
