@@ -30,8 +30,18 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "created": frozenset({"starting", "stopped", "archived", "deleted"}),
     "starting": frozenset({"idle", "failed", "stopped", "interrupted"}),
     # starting again: the agent exited and is being restarted.
+    # Archived or deleted: the agent is stopped first (SessionService).
     "idle": frozenset(
-        {"running", "starting", "stopped", "failed", "interrupted", "budget_exceeded"}
+        {
+            "running",
+            "starting",
+            "stopped",
+            "failed",
+            "interrupted",
+            "budget_exceeded",
+            "archived",
+            "deleted",
+        }
     ),
     "running": frozenset(
         {

@@ -264,10 +264,11 @@ def insert_old_session(database: Path, project_id: str, status: str) -> str:
 
 @pytest.fixture
 def old_database(dirs: DaemonDirs) -> tuple[str, str]:
-    """A database at revision 0002 with a project and an idle session: their ids."""
+    """A database at revision 0002 with a project and a created session: their ids.
+    (An idle one would come back interrupted: idle means its agent was running.)"""
     with migrated(dirs.database, SESSIONS_REVISION) as engine:
         project_id = insert_old_project(engine, "legacy", str(dirs.root / "legacy"))
-    return project_id, insert_old_session(dirs.database, project_id, "idle")
+    return project_id, insert_old_session(dirs.database, project_id, "created")
 
 
 def test_a_session_in_a_revision_0002_database_is_intact_after_the_upgrade(
@@ -287,7 +288,7 @@ def test_a_session_in_a_revision_0002_database_is_intact_after_the_upgrade(
     )
     assert (session["title"], session["status"], session["last_seq"]) == (
         "from before workspaces",
-        "idle",
+        "created",
         0,
     )
     assert (session["created_at"], session["updated_at"]) == (
@@ -323,6 +324,8 @@ def test_a_running_session_in_a_revision_0002_database_is_interrupted_at_start(
         session = rpc(dirs, "session.get", {"session": session_id})
         found = rpc(dirs, "session.events", {"session": session_id})["events"]
     assert session["status"] == "interrupted"
-    assert [(e["seq"], e["kind"], e["data"]["to"]) for e in found] == [
-        (1, "status_changed", "interrupted")
+    assert [(e["seq"], e["kind"], e["data"].get("to")) for e in found] == [
+        (1, "turn_ended", None),
+        (2, "status_changed", "interrupted"),
     ]
+    assert found[0]["data"] == {"stop_reason": "interrupted"}
