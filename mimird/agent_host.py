@@ -42,7 +42,7 @@ from mimird.agents import PRESETS
 from mimird.config import AgentSection, Settings, SupervisionSection
 from mimird.errors import AgentUnavailable, Busy, InvalidParams, InvalidState, NotFound
 from mimird.processes import child_environment, stop_group
-from mimird.setup_command import scrub
+from mimird.setup_command import FAILURE_TAIL_LINES, scrub
 from mimird.store import Store
 from mimird.timeutil import utc_now
 from mimird.wire.types import SessionStatus
@@ -50,8 +50,6 @@ from mimird.wire.types import SessionStatus
 log = structlog.get_logger("mimird.agents")
 
 ACP_PROTOCOL_VERSION: Final = 1
-#: Lines of stderr shown in a failure.
-FAILURE_TAIL_LINES: Final = 20
 #: ACP "resource not found", for a file read of a missing file.
 RESOURCE_NOT_FOUND: Final = -32002
 #: Files larger than this are not served to agents (they would be one huge line).
@@ -146,30 +144,30 @@ def _read_text(path: Path, line: int | None, limit: int | None) -> str:
 
 
 def _write_text(path: Path, content: str) -> int:
-    """Write atomically (temp file + rename), keeping an existing file's mode."""
+    """Write atomically (temp file + rename), keeping an existing file's mode; a new
+    file gets 0o666 less the umask, applied by the kernel (reading the umask would
+    mean setting it, for every thread of the daemon)."""
     data = content.encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode = path.stat().st_mode & 0o7777
+        mode: int | None = path.stat().st_mode & 0o7777
     except FileNotFoundError:
-        mode = 0o666 & ~_umask()
+        mode = None
     tmp = path.with_name(f".{path.name}.mimir-{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # left over from a write that failed half way
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(tmp, flags, 0o666 if mode is None else mode)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode)
+        if mode is not None:
+            os.fchmod(fd, mode)
     finally:
         os.close(fd)
     os.replace(tmp, path)
     return len(data)
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 @dataclass(eq=False)
@@ -239,6 +237,8 @@ class AgentHost:
         #: Set when the host has ended (stopped, or failed past its restarts).
         self.finished = False
         self.failure: str | None = None
+        #: Why the last attempt's ACP start failed, for the exit reason.
+        self._start_error: str | None = None
         self._changed = trio.Event()
         self._stop_requested = False
         self._stop_scope: trio.CancelScope | None = None
@@ -329,8 +329,9 @@ class AgentHost:
                         else reason
                     )
                     log.warning("agent_failed", session_id=self.session_id, reason=reason)
-                    await self._fail_turn_and_move(
+                    await self._move(
                         "failed",
+                        only_from=sessions.AGENT_UP,
                         reason="agent_failed",
                         values={"failure": self.failure, "process_group": None},
                     )
@@ -353,16 +354,6 @@ class AgentHost:
             self.ready = False
             self._signal()
             self.stopped.set()
-
-    async def _fail_turn_and_move(
-        self, target: str, *, reason: str, values: dict[str, Any]
-    ) -> None:
-        await self._move(
-            target,
-            only_from=frozenset({"starting", "idle", "running", "awaiting_permission"}),
-            reason=reason,
-            values=values,
-        )
 
     async def _run_once(self, attempt: int) -> str:
         """One life of the agent process; returns why it ended (if not asked to)."""
@@ -429,10 +420,11 @@ class AgentHost:
             tail = tail[markers[-1] + 1 :]
         tail = [scrub(line, self.secrets) for line in tail]
         reason = f"agent {self.command.kind} {described}"
-        if not expected and self.agent_state.get("_start_error"):
-            reason += f" ({self.agent_state.pop('_start_error')})"
+        start_error, self._start_error = self._start_error, None
+        if not expected and start_error:
+            reason += f" ({start_error})"
         if tail and not expected:
-            reason += ":\n" + "\n".join(tail[-FAILURE_TAIL_LINES:])
+            reason += ":\n" + "\n".join(tail)
         await self._event(
             "agent_exited",
             {
@@ -499,15 +491,11 @@ class AgentHost:
                         )
                     self.acp_session_id = result["sessionId"]
         except (AcpError, TypeError) as exc:
-            self.agent_state["_start_error"] = f"ACP start failed: {exc}"
-            await self._event("agent_start_failed", {"reason": str(exc)})
-            await self._stop_process_for_restart()
+            await self._start_failed(f"ACP start failed: {exc}", str(exc))
             return None
         except trio.TooSlowError:
             reason = f"no answer to initialize/session/new within {self.options.start_timeout_s} s"
-            self.agent_state["_start_error"] = reason
-            await self._event("agent_start_failed", {"reason": reason})
-            await self._stop_process_for_restart()
+            await self._start_failed(reason, reason)
             return None
         except AcpConnectionClosed:
             return None
@@ -548,7 +536,10 @@ class AgentHost:
         self._signal()
         return self.agent_state
 
-    async def _stop_process_for_restart(self) -> None:
+    async def _start_failed(self, reason: str, journaled: str) -> None:
+        """The agent runs but did not start its ACP session: stop it for a restart."""
+        self._start_error = reason
+        await self._event("agent_start_failed", {"reason": journaled})
         if self.process is not None:
             await stop_group(self.process, eof_grace=0.5, term_grace=self.options.stop_grace_s)
 
@@ -788,16 +779,20 @@ class AgentHost:
             return await self._write_file(params)
         raise MethodNotFound(method)
 
+    async def _confined(self, op: str, params: dict[str, Any]) -> Path:
+        """The request's path inside the workspace; a refusal is journaled."""
+        try:
+            return await trio.to_thread.run_sync(confine, self.root, params.get("path"))
+        except AcpError as exc:
+            await self._event(
+                "file_refused", {"op": op, "path": params.get("path"), "reason": exc.message}
+            )
+            raise
+
     async def _read_file(self, params: Any) -> Any:
         if not isinstance(params, dict):
             raise AcpError(-32602, "params must be an object")
-        try:
-            path = await trio.to_thread.run_sync(confine, self.root, params.get("path"))
-        except AcpError as exc:
-            await self._event(
-                "file_refused", {"op": "read", "path": params.get("path"), "reason": exc.message}
-            )
-            raise
+        path = await self._confined("read", params)
         line, limit = params.get("line"), params.get("limit")
         try:
             text = await trio.to_thread.run_sync(
@@ -824,13 +819,7 @@ class AgentHost:
     async def _write_file(self, params: Any) -> Any:
         if not isinstance(params, dict) or not isinstance(params.get("content"), str):
             raise AcpError(-32602, "fs/write_text_file needs path and content")
-        try:
-            path = await trio.to_thread.run_sync(confine, self.root, params.get("path"))
-        except AcpError as exc:
-            await self._event(
-                "file_refused", {"op": "write", "path": params.get("path"), "reason": exc.message}
-            )
-            raise
+        path = await self._confined("write", params)
         try:
             size = await trio.to_thread.run_sync(_write_text, path, params["content"])
         except OSError as exc:
@@ -959,7 +948,7 @@ class AgentManager:
                     sessions.transition_if,
                     host.session_id,
                     "failed",
-                    only_from=frozenset({"starting", "idle", "running", "awaiting_permission"}),
+                    only_from=sessions.AGENT_UP,
                     reason="agent_host_crashed",
                     values={"failure": host.failure},
                     events=(),
@@ -980,7 +969,7 @@ class AgentManager:
             sessions.transition_if,
             session_id,
             target,
-            only_from=frozenset({"starting", "idle", "running", "awaiting_permission"}),
+            only_from=sessions.AGENT_UP,
             reason=reason,
             values={"process_group": None},
             events=(),

@@ -15,6 +15,12 @@ from tests.agent_support import Client, agent_world, new_session, received
 from tests.helpers import DaemonDirs
 
 
+def _umask() -> int:
+    """This process's umask, read without setting it (other threads are running)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(ln for ln in status.splitlines() if ln.startswith("Umask:")).split()[1], 8)
+
+
 async def test_prompt_runs_a_turn_and_streams_its_updates(dirs: DaemonDirs) -> None:
     scenario = {"prompts": [[{"do": "chunks", "count": 3, "text": "hi"}, {"do": "tool_call"}]]}
     async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
@@ -119,6 +125,7 @@ async def test_permission_request_is_parked_until_a_client_answers(dirs: DaemonD
             assert again["code"] in (ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE)
         workspace = session["workspace"]["path"]
         assert (Path(workspace) / "a.txt").read_text() == "hello\n"
+        assert (Path(workspace) / "a.txt").stat().st_mode & 0o777 == 0o666 & ~_umask()
         answers = [m for m in received(world) if "result" in m]
         assert {"outcome": {"outcome": "selected", "optionId": "yes"}} in [
             a["result"] for a in answers
