@@ -736,7 +736,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_session_commands(commands, common)
     _add_worktree_commands(commands, common)
     _add_agent_commands(commands, common)
-    stream.add_commands(commands, common, Command)
+    stream.add_commands(commands, common)
     _add_search_command(commands, common)
     return parser
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any, Final, TextIO
 
 from mimirctl import render
-from mimirctl.client import Client, RpcError
+from mimirctl.client import Client
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -342,10 +342,7 @@ def cmd_permission_answer(client: Client, args: argparse.Namespace) -> int:
         params["kind"] = "allow_always" if args.always else "allow_once"
     else:
         params["kind"] = "reject_always" if args.always else "reject_once"
-    try:
-        result = client.call("permission.respond", params)
-    except RpcError:
-        raise
+    result = client.call("permission.respond", params)
     if args.json:
         _emit_json(result)
     else:
@@ -353,7 +350,7 @@ def cmd_permission_answer(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_commands(commands: Any, common: argparse.ArgumentParser, command_type: Any) -> None:
+def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     """Top-level commands: prompt, attach, log, cancel, stop, resume, logs, permission."""
 
     def command(name: str, run: Any, summary: str) -> argparse.ArgumentParser:
@@ -410,4 +407,3 @@ def add_commands(commands: Any, common: argparse.ArgumentParser, command_type: A
         answer.add_argument("--always", action="store_true", help="the *_always option")
         answer.add_argument("--option", metavar="OPTION_ID", help="this exact option")
         answer.set_defaults(run=cmd_permission_answer)
-    del command_type

@@ -361,11 +361,7 @@ class Subscription:
                 continue
             batch = list(self._queue)
             self._queue.clear()
-            if (
-                self.session_id is not None
-                and batch[0].seq > self.cursor + 1
-                and self._key(batch[0]) > self.cursor
-            ):
+            if self.session_id is not None and batch[0].seq > self.cursor + 1:
                 # A gap can only mean a missed publish: fetch it from the database.
                 self._live = False
                 continue
@@ -451,12 +447,8 @@ class Journal:
 
     def publish(self, batch: list[Committed]) -> None:
         """Hand committed events to the subscribers (the store calls this)."""
-        if len(batch) == 1 or not self._by_session:
-            per_session: dict[str, list[Committed]] = {}
-            if self._by_session:
-                per_session[batch[0].session_id] = batch
-        else:
-            per_session = {}
+        per_session: dict[str, list[Committed]] = {}
+        if self._by_session:
             for event in batch:
                 per_session.setdefault(event.session_id, []).append(event)
         for session_id, events_of in per_session.items():
