@@ -1,18 +1,31 @@
 """What the benchmarks share: a daemon's environment inside a temp dir, the
-installed commands, percentiles. Imported by the bench scripts, which run as
+installed commands, a mimird process started and stopped, git with a fixed
+identity, CPU time of a process's threads, percentiles. Imported by the bench scripts, which run as
 ``python bench/<name>.py`` (so this directory is on sys.path)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
 BIN_DIR: Final = Path(sys.executable).parent
 #: Environment variables of the caller that must not leak into the daemon under test.
 FOREIGN_ENV: Final = ("MIMIR_", "XDG_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_", "GIT_")
+#: How long a stopping mimird gets after SIGTERM before it is killed.
+STOP_TIMEOUT_S: Final = 30.0
+GIT_ENV: Final = {
+    "GIT_AUTHOR_NAME": "Bench",
+    "GIT_AUTHOR_EMAIL": "bench@localhost",
+    "GIT_COMMITTER_NAME": "Bench",
+    "GIT_COMMITTER_EMAIL": "bench@localhost",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 
 def mimir_env(root: Path) -> dict[str, str]:
@@ -33,6 +46,58 @@ def installed(command: str) -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", command]
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        env={**os.environ, **GIT_ENV},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)}: {done.stderr.decode(errors='replace')}")
+    return done.stdout.decode()
+
+
+@contextlib.contextmanager
+def mimird_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The installed mimird, its output in ``log_path``; SIGTERM (then SIGKILL) at the end."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [*installed("mimird"), "--log-level", "warning"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C on the bench reaches mimird only through us
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        proc.wait()
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def threads_cpu_ns(pid: int) -> int:
+    """CPU time so far of a process's threads (nanoseconds, from each one's schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a worker thread that just exited
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:

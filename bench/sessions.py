@@ -57,7 +57,7 @@ from typing import Any, Final
 
 import msgspec
 import sqlalchemy as sa
-from common import installed, mimir_env, percentile
+from common import git, log_tail, mimir_env, mimird_process, percentile, threads_cpu_ns
 
 from mimird import sessions as session_db
 from mimird.sessions import ListFilter
@@ -76,16 +76,8 @@ CREATE_RATIO_TARGET: Final = 1.5
 RECEIVE_SIZE: Final = 256 * 1024
 READY_TIMEOUT_S: Final = 60.0
 CALL_TIMEOUT_S: Final = 120.0
-STOP_TIMEOUT_S: Final = 30.0
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 #: Environment variables of the caller that must not leak into the daemon under test.
-_GIT_ENV: Final = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@localhost",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@localhost",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 _ALPHABET: Final = "0123456789abcdefghjkmnpqrstvwxyz"
 
 #: Bulk rows: statuses in these proportions (archived and deleted are hidden by default).
@@ -116,19 +108,6 @@ FILTER_STATUS: Final = "failed"
 
 
 # ---- the environment: repository, daemon ---------------------------------------------
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        env={**os.environ, **_GIT_ENV},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)}: {done.stderr.decode(errors='replace')}")
-    return done.stdout.decode()
 
 
 def make_repository(repo: Path, files: int) -> int:
@@ -162,17 +141,12 @@ class Daemon:
     next_id: int = 0
 
     def log_tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return log_tail(self.log_path, lines)
 
     def cpu_ns(self) -> int:
         """CPU time of the daemon's threads (nanoseconds, from each thread's schedstat)
         plus that of the children it has waited for (git; clock ticks, from its stat)."""
-        threads = 0
-        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-            with contextlib.suppress(OSError):  # a worker thread that just exited
-                threads += int((task / "schedstat").read_text().split()[0])
+        threads = threads_cpu_ns(self.proc.pid)
         with open(f"/proc/{self.proc.pid}/stat") as stat:
             fields = stat.read().rpartition(")")[2].split()
         # cutime and cstime are fields 16 and 17 of proc(5); fields[0] here is field 3.
@@ -236,34 +210,19 @@ def _wait_ready(daemon: Daemon) -> None:
 def running_mimird(root: Path) -> Iterator[Daemon]:
     (root / "home").mkdir()
     log_path = root / "mimird.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*installed("mimird"), "--log-level", "warning"],
-            env=mimir_env(root),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C on the bench reaches mimird only through us
+    with mimird_process(mimir_env(root), log_path) as proc:
+        daemon = Daemon(
+            proc=proc,
+            socket_path=root / "run" / "mimird.sock",
+            database=root / "data" / "mimir.db",
+            log_path=log_path,
         )
-    daemon = Daemon(
-        proc=proc,
-        socket_path=root / "run" / "mimird.sock",
-        database=root / "data" / "mimir.db",
-        log_path=log_path,
-    )
-    try:
-        _wait_ready(daemon)
-        yield daemon
-    finally:
-        if daemon.sock is not None:
-            daemon.sock.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        proc.wait()
+        try:
+            _wait_ready(daemon)
+            yield daemon
+        finally:
+            if daemon.sock is not None:
+                daemon.sock.close()
 
 
 # ---- bulk rows ------------------------------------------------------------------------

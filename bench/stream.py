@@ -58,7 +58,15 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-from common import installed, mimir_env, percentile
+from common import (
+    STOP_TIMEOUT_S,
+    git,
+    log_tail,
+    mimir_env,
+    mimird_process,
+    percentile,
+    threads_cpu_ns,
+)
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 RESULTS_DIR: Final = BENCH_DIR / "results"
@@ -72,18 +80,9 @@ READY_TIMEOUT_S: Final = 60.0
 CALL_TIMEOUT_S: Final = 120.0
 #: A poll that sees nothing for this long means the daemon is stuck or gone.
 STALL_TIMEOUT_S: Final = 60.0
-STOP_TIMEOUT_S: Final = 30.0
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 DURABLE_TARGET: Final = 20_000.0
 REPLAY_TARGET: Final = 100_000.0
-
-_GIT_ENV: Final = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@localhost",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@localhost",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 
 # ---- wire shapes the readers decode (only the fields they need) ------------------------
@@ -132,19 +131,6 @@ _UPDATE: Final = msgspec.json.Decoder(_UpdateData)
 
 
 # ---- the environment: repository, config, daemon ------------------------------------
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        env={**os.environ, **_GIT_ENV},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)}: {done.stderr.decode(errors='replace')}")
-    return done.stdout.decode()
 
 
 def make_repository(repo: Path) -> None:
@@ -225,17 +211,11 @@ class Daemon:
     agent_pids: set[int] = field(default_factory=set)
 
     def log_tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return log_tail(self.log_path, lines)
 
     def cpu_ns(self) -> int:
         """CPU time of the daemon's threads so far (nanoseconds, from their schedstat)."""
-        total = 0
-        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-            with contextlib.suppress(OSError):  # a worker thread that just exited
-                total += int((task / "schedstat").read_text().split()[0])
-        return total
+        return threads_cpu_ns(self.proc.pid)
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         if self.sock is None:
@@ -288,35 +268,24 @@ def running_mimird(root: Path, config: Path) -> Iterator[Daemon]:
     log_path = root / "mimird.log"
     env = mimir_env(root)
     env["MIMIR_CONFIG"] = str(config)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*installed("mimird"), "--log-level", "warning"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C on the bench reaches mimird only through us
-        )
-    daemon = Daemon(
-        proc=proc,
-        socket_path=root / "run" / "mimird.sock",
-        database=root / "data" / "mimir.db",
-        log_path=log_path,
-    )
+    agent_pids: set[int] = set()
     try:
-        _wait_ready(daemon)
-        yield daemon
-    finally:
-        if daemon.sock is not None:
-            daemon.sock.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        with mimird_process(env, log_path) as proc:
+            daemon = Daemon(
+                proc=proc,
+                socket_path=root / "run" / "mimird.sock",
+                database=root / "data" / "mimir.db",
+                log_path=log_path,
+                agent_pids=agent_pids,
+            )
             try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        proc.wait()
-        left = _kill_leftovers(daemon.agent_pids)
+                _wait_ready(daemon)
+                yield daemon
+            finally:
+                if daemon.sock is not None:
+                    daemon.sock.close()
+    finally:
+        left = _kill_leftovers(agent_pids)
         if left:
             print(f"warning: agent processes {left} outlived mimird (killed)", file=sys.stderr)
 
