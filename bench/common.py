@@ -10,9 +10,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, Protocol
+
+import msgspec
 
 BIN_DIR: Final = Path(sys.executable).parent
 #: Environment variables of the caller that must not leak into the daemon under test.
@@ -83,6 +86,41 @@ def mimird_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
             except subprocess.TimeoutExpired:
                 proc.kill()
         proc.wait()
+
+
+class DaemonClient(Protocol):
+    """What :func:`wait_ready` needs of a bench's daemon handle."""
+
+    proc: subprocess.Popen[bytes]
+    socket_path: Path
+    sock: Any
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any: ...
+
+    def log_tail(self, lines: int = 20) -> str: ...
+
+
+def wait_ready(daemon: DaemonClient, timeout_s: float) -> None:
+    """Call daemon.status until this daemon (by pid) answers on its socket."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if daemon.proc.poll() is not None:
+            raise RuntimeError(
+                f"mimird exited with {daemon.proc.returncode} before it was ready:\n"
+                + daemon.log_tail()
+            )
+        try:
+            status = daemon.call("daemon.status")
+        except (OSError, RuntimeError, msgspec.DecodeError):
+            if daemon.sock is not None:
+                daemon.sock.close()
+                daemon.sock = None
+            time.sleep(0.05)
+            continue
+        if status["pid"] != daemon.proc.pid:
+            raise RuntimeError(f"another mimird answers on {daemon.socket_path}")
+        return
+    raise RuntimeError(f"mimird not ready after {timeout_s}s:\n{daemon.log_tail()}")
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

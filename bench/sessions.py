@@ -57,7 +57,7 @@ from typing import Any, Final
 
 import msgspec
 import sqlalchemy as sa
-from common import git, log_tail, mimir_env, mimird_process, percentile, threads_cpu_ns
+from common import git, log_tail, mimir_env, mimird_process, percentile, threads_cpu_ns, wait_ready
 
 from mimird import sessions as session_db
 from mimird.sessions import ListFilter
@@ -166,7 +166,9 @@ class Daemon:
 
     def exchange(self, request: bytes) -> bytes:
         """Send one request, return the whole answer line (undecoded)."""
-        assert self.sock is not None
+        if self.sock is None:
+            self.connect()
+            assert self.sock is not None
         self.sock.sendall(request)
         chunks = [self.sock.recv(RECEIVE_SIZE)]
         while chunks[-1][-1:] != b"\n":
@@ -183,29 +185,6 @@ class Daemon:
         return answer["result"]
 
 
-def _wait_ready(daemon: Daemon) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if daemon.proc.poll() is not None:
-            raise RuntimeError(
-                f"mimird exited with {daemon.proc.returncode} before it was ready:\n"
-                + daemon.log_tail()
-            )
-        try:
-            daemon.connect()
-            status = daemon.call("daemon.status")
-        except (OSError, msgspec.DecodeError):
-            if daemon.sock is not None:
-                daemon.sock.close()
-                daemon.sock = None
-            time.sleep(0.05)
-            continue
-        if status["pid"] != daemon.proc.pid:
-            raise RuntimeError(f"another mimird answers on {daemon.socket_path}")
-        return
-    raise RuntimeError(f"mimird not ready after {READY_TIMEOUT_S}s:\n{daemon.log_tail()}")
-
-
 @contextlib.contextmanager
 def running_mimird(root: Path) -> Iterator[Daemon]:
     (root / "home").mkdir()
@@ -218,7 +197,7 @@ def running_mimird(root: Path) -> Iterator[Daemon]:
             log_path=log_path,
         )
         try:
-            _wait_ready(daemon)
+            wait_ready(daemon, READY_TIMEOUT_S)
             yield daemon
         finally:
             if daemon.sock is not None:

@@ -66,6 +66,7 @@ from common import (
     mimird_process,
     percentile,
     threads_cpu_ns,
+    wait_ready,
 )
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
@@ -226,28 +227,6 @@ class Daemon:
         return _result(method, line)
 
 
-def _wait_ready(daemon: Daemon) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if daemon.proc.poll() is not None:
-            raise RuntimeError(
-                f"mimird exited with {daemon.proc.returncode} before it was ready:\n"
-                + daemon.log_tail()
-            )
-        try:
-            status = daemon.call("daemon.status")
-        except (OSError, RuntimeError, msgspec.DecodeError):
-            if daemon.sock is not None:
-                daemon.sock.close()
-                daemon.sock = None
-            time.sleep(0.05)
-            continue
-        if status["pid"] != daemon.proc.pid:
-            raise RuntimeError(f"another mimird answers on {daemon.socket_path}")
-        return
-    raise RuntimeError(f"mimird not ready after {READY_TIMEOUT_S}s:\n{daemon.log_tail()}")
-
-
 def _kill_leftovers(pids: set[int]) -> list[int]:
     """SIGKILL those of ``pids`` (agents this bench had mimird start) still alive."""
     left = []
@@ -279,7 +258,7 @@ def running_mimird(root: Path, config: Path) -> Iterator[Daemon]:
                 agent_pids=agent_pids,
             )
             try:
-                _wait_ready(daemon)
+                wait_ready(daemon, READY_TIMEOUT_S)
                 yield daemon
             finally:
                 if daemon.sock is not None:
