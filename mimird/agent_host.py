@@ -45,7 +45,6 @@ from mimird.processes import child_environment, stop_group
 from mimird.setup_command import FAILURE_TAIL_LINES, scrub
 from mimird.store import Store
 from mimird.timeutil import utc_now
-from mimird.wire.types import SessionStatus
 
 log = structlog.get_logger("mimird.agents")
 
@@ -957,24 +956,23 @@ class AgentManager:
             if self.hosts.get(host.session_id) is host:
                 del self.hosts[host.session_id]
 
-    async def stop(
-        self, session_id: str, *, reason: str, target: SessionStatus = "stopped"
-    ) -> bool:
+    async def stop(self, session_id: str, *, reason: str) -> sessions.SessionRow | None:
+        """Stop the session's agent; the session as it is then, or None if it had none."""
         host = self.get(session_id)
         if host is None:
-            return False
+            return None
         await host.stop(reason=reason)
         await self.journal.flush()
-        await self.store.write(
+        row: sessions.SessionRow | None = await self.store.write(
             sessions.transition_if,
             session_id,
-            target,
+            "stopped",
             only_from=sessions.AGENT_UP,
             reason=reason,
             values={"process_group": None},
             events=(),
         )
-        return True
+        return row
 
     async def stop_all(self, reason: str) -> None:
         hosts = [h for h in self.hosts.values() if not h.finished]

@@ -208,16 +208,16 @@ class TurnService:
     async def stop(self, ctx: CallContext, params: SessionRefParams) -> Session:
         row = await self._sessions.find(params.session)
         async with self._agents.lock(row.id):
-            if not await self._agents.stop(row.id, reason="stopped"):
-                row = await self._store.read(sessions.get, row.id)
-                if row.status in ("stopped", "failed"):
-                    return row.to_wire()
+            stopped = await self._agents.stop(row.id, reason="stopped")
+            if stopped is not None:
+                return stopped.to_wire()
+            # No agent runs: a session that never started one is marked stopped too.
+            row = await self._store.read(sessions.get, row.id)
+            if row.status not in ("stopped", "failed"):
                 row = await self._store.write(
                     sessions.transition, row.id, "stopped", action="stop", reason="stopped"
                 )
-                return row.to_wire()
-        row = await self._store.read(sessions.get, row.id)
-        return row.to_wire()
+            return row.to_wire()
 
     async def resume(self, ctx: CallContext, params: SessionRefParams) -> Session:
         row = await self._sessions.find(params.session)
