@@ -146,19 +146,21 @@ def _emit_json(event: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _events(client: Client, subscription: int) -> Iterator[dict[str, Any]]:
-    """Notifications of one subscription (queued ones first), forever."""
+def _messages(client: Client) -> Iterator[dict[str, Any]]:
+    """Every message on the connection (those already read first), forever."""
     while True:
-        if client.notifications:
-            message = client.notifications.pop(0)
-        else:
-            message = client.read("the event stream")
-        if message.get("method") == "event":
-            params = message.get("params") or {}
-            if params.get("subscription") == subscription:
-                yield params["event"]
-        elif "method" not in message:
-            client.notifications.append(message)  # a response: the caller's business
+        yield client.notifications.pop(0) if client.notifications else client.read()
+
+
+def _event_of(message: dict[str, Any], subscription: int) -> dict[str, Any] | None:
+    """The event a message carries for ``subscription``, if it carries one."""
+    if message.get("method") != "event":
+        return None
+    params = message.get("params") or {}
+    if params.get("subscription") != subscription:
+        return None
+    event: dict[str, Any] = params["event"]
+    return event
 
 
 def cmd_prompt(client: Client, args: argparse.Namespace) -> int:
@@ -184,13 +186,9 @@ def cmd_prompt(client: Client, args: argparse.Namespace) -> int:
     result: dict[str, Any] | None = None
     last_seq = 0
     try:
-        while True:
-            message = client.notifications.pop(0) if client.notifications else client.read()
-            if message.get("method") == "event":
-                params = message.get("params") or {}
-                if params.get("subscription") != sub["subscription"]:
-                    continue
-                event = params["event"]
+        for message in _messages(client):
+            event = _event_of(message, sub["subscription"])
+            if event is not None:
                 last_seq = event["seq"]
                 if args.json:
                     _emit_json(event)
@@ -207,6 +205,7 @@ def cmd_prompt(client: Client, args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         renderer.finish()
+    assert result is not None  # the loop ends only at the turn's end
     if args.json:
         _emit_json({"result": result})
     if result["stop_reason"] in ("end_turn", "max_tokens", "max_turn_requests", "refusal"):
@@ -234,7 +233,10 @@ def cmd_attach(client: Client, args: argparse.Namespace) -> int:
     client.set_timeout(None)
     renderer = Renderer()
     try:
-        for event in _events(client, sub["subscription"]):
+        for message in _messages(client):
+            event = _event_of(message, sub["subscription"])
+            if event is None:
+                continue  # no request of ours is outstanding: nothing else matters
             if args.json:
                 _emit_json(event)
             else:

@@ -187,3 +187,9 @@ def test_mimirctl_prompt_streams_the_reply_and_exits_0(dirs: DaemonDirs) -> None
         stopped = run_mimirctl(dirs, "stop", session["id"])
         assert stopped.returncode == 0, stopped.stderr
         assert "stopped" in stopped.stdout
+        # attach replays the last turn, and ends since the agent is at rest.
+        attached = run_mimirctl(dirs, "attach", session["id"], timeout=30)
+        assert attached.returncode == 0, attached.stderr
+        assert attached.stdout.startswith("> hello there\n")
+        assert "[turn ended: end_turn]" in attached.stdout
+        assert attached.stdout.rstrip().endswith("[session stopped]")
