@@ -63,21 +63,18 @@ class _Sender:
         self.sending_since = math.inf
 
     async def send(self, message: bytes) -> None:
-        async with self._lock:
-            self.sending_since = trio.current_time()
-            try:
-                await self._stream.send_all(message + b"\n")
-            finally:
-                self.sending_since = math.inf
+        await self._write(message + b"\n")
 
     async def send_many(self, messages: list[bytes]) -> None:
-        if not messages:
-            return
-        messages.append(b"")
+        """Several messages in one write (a subscription's batch of events)."""
+        if messages:
+            await self._write(b"\n".join(messages) + b"\n")
+
+    async def _write(self, data: bytes) -> None:
         async with self._lock:
             self.sending_since = trio.current_time()
             try:
-                await self._stream.send_all(b"\n".join(messages))
+                await self._stream.send_all(data)
             finally:
                 self.sending_since = math.inf
 
