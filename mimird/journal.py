@@ -220,11 +220,7 @@ def page_committed(
 ) -> list[Committed]:
     """Stored events after a cursor: ``seq`` within a session, the global ``id`` otherwise."""
     if session_id is not None:
-        return _fetch(
-            conn,
-            f"SELECT {_COLUMNS} FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (session_id, after, limit),
-        )
+        return page(conn, session_id, after_seq=after, limit=limit)
     return _fetch(
         conn, f"SELECT {_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
     )
@@ -238,6 +234,16 @@ def head(conn: sa.Connection, session_id: str | None) -> int:
         ).scalar_one_or_none()
     else:
         value = conn.execute(sa.select(sa.func.max(events.c.id))).scalar_one_or_none()
+    return int(value or 0)
+
+
+def seq_at(conn: sa.Connection, session_id: str, event_id: int) -> int:
+    """The seq of the session's last event with a global id up to ``event_id``."""
+    value = conn.execute(
+        sa.select(sa.func.max(events.c.seq)).where(
+            events.c.session_id == session_id, events.c.id <= event_id
+        )
+    ).scalar_one_or_none()
     return int(value or 0)
 
 

@@ -193,3 +193,24 @@ def test_mimirctl_prompt_streams_the_reply_and_exits_0(dirs: DaemonDirs) -> None
         assert attached.stdout.startswith("> hello there\n")
         assert "[turn ended: end_turn]" in attached.stdout
         assert attached.stdout.rstrip().endswith("[session stopped]")
+
+
+async def test_after_id_cursors_for_one_session_and_for_all(dirs: DaemonDirs) -> None:
+    scenario = {"prompts": [[{"do": "chunks", "count": 5}]]}
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
+        session_id = await new_session(world, c)
+        await c.call("session.prompt", {"session": session_id, "text": "go"})
+        stored = (await c.call("session.events", {"session": session_id}))["events"]
+        third = stored[2]
+        one = await c.call("subscribe", {"session": session_id, "after_id": third["id"]})
+        assert (one["cursor_kind"], one["cursor"]) == ("seq", 3)
+        every = await c.call("subscribe", {"after_id": third["id"]})
+        assert (every["cursor_kind"], every["cursor"]) == ("id", third["id"])
+        await c.wait_for(lambda e: e["seq"] == stored[-1]["seq"])
+        await trio.sleep(0.2)
+        got_one = [p["event"]["seq"] for p in c.events if p["subscription"] == one["subscription"]]
+        got_all = [p["event"]["id"] for p in c.events if p["subscription"] == every["subscription"]]
+        assert got_one == [e["seq"] for e in stored[3:]]
+        assert got_all == [e["id"] for e in stored[3:]]
+        error = await c.error("subscribe", {"after_seq": 1})
+        assert error["data"]["field"] == "after_seq"

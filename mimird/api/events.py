@@ -13,15 +13,13 @@ from __future__ import annotations
 from typing import Final
 
 import msgspec
-import sqlalchemy as sa
 import structlog
 import trio
 
 from mimird.api.sessions import SessionService
 from mimird.errors import InvalidParams, InvalidState, MimirError, NotFound
-from mimird.journal import Journal, Subscription
+from mimird.journal import Journal, Subscription, seq_at
 from mimird.rpc.registry import CallContext, Connection, Registry
-from mimird.store.schema import events
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import Subscribed, SubscribeParams, Unsubscribed, UnsubscribeParams
 
@@ -30,16 +28,6 @@ log = structlog.get_logger("mimird.rpc")
 #: Subscriptions one connection may hold at once.
 MAX_SUBSCRIPTIONS: Final = 64
 _STATE_KEY: Final = "subscriptions"
-
-
-def _seq_at(conn: sa.Connection, session_id: str, after_id: int) -> int:
-    """The seq of the session's last event with an id up to ``after_id``."""
-    value = conn.execute(
-        sa.select(sa.func.max(events.c.seq)).where(
-            events.c.session_id == session_id, events.c.id <= after_id
-        )
-    ).scalar_one_or_none()
-    return int(value or 0)
 
 
 class EventService:
@@ -104,7 +92,7 @@ class EventService:
         elif params.after_id is not msgspec.UNSET:
             after = params.after_id
             if session_id is not None:
-                after = await self._journal.store.read(_seq_at, session_id, after)
+                after = await self._journal.store.read(seq_at, session_id, after)
         sub = await self._journal.subscribe(session_id, after=after)
         active[sub.id] = sub
 
