@@ -25,6 +25,7 @@ is in the database, never decoded and encoded again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -144,9 +145,18 @@ class Pending:
     text: str | None = None
 
 
-_INSERT: Final = (
-    "INSERT INTO events (session_id, seq, kind, data, created_at) VALUES (?, ?, ?, ?, ?)"
-)
+#: Rows per INSERT statement: one statement binds 5 values per row, and 200 rows
+#: stay under SQLite's oldest limit on bound values (999).
+_ROWS_PER_INSERT: Final = 200
+
+
+@functools.cache
+def _insert(rows: int) -> str:
+    """A multi-row INSERT: one statement per chunk instead of one per row (with
+    ``executemany`` the writer thread gives up and retakes the GIL on every row,
+    which the busy trio thread makes expensive)."""
+    values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+    return f"INSERT INTO events (session_id, seq, kind, data, created_at) VALUES {values}"
 
 
 def append_batch(conn: sa.Connection, batch: Sequence[Pending]) -> int:
@@ -183,17 +193,20 @@ def append_batch(conn: sa.Connection, batch: Sequence[Pending]) -> int:
         return 0
     driver = conn.connection.driver_connection
     assert driver is not None
+    ids: list[int] = []
     cursor = driver.cursor()
     try:
-        cursor.executemany(_INSERT, rows)
-        # One writer and no concurrent inserts: the rowids of a batch are consecutive.
-        last_id = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            chunk = rows[start : start + _ROWS_PER_INSERT]
+            cursor.execute(_insert(len(chunk)), [value for row in chunk for value in row])
+            # One writer and no concurrent inserts: the rowids of a statement are
+            # consecutive, ending at last_insert_rowid().
+            last_id = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
+            ids.extend(range(last_id - len(chunk) + 1, last_id + 1))
     finally:
         cursor.close()
-    first_id = last_id - len(rows) + 1
     pending = _pending(conn)
-    for offset, ((item, encoded), row) in enumerate(zip(kept, rows, strict=True)):
-        event_id = first_id + offset
+    for event_id, (item, encoded), row in zip(ids, kept, rows, strict=True):
         if item.text:
             texts.append((event_id, item.text))
         pending.append(Committed(event_id, row[0], row[1], row[2], encoded, created_at))
@@ -410,7 +423,12 @@ class Journal:
         self, session_id: str, kind: str, data: Any, *, text: str | None = None
     ) -> None:
         """Queue an event for the writer; waits only when the writer is behind."""
-        await self._send.send(Pending(session_id, kind, data, text))
+        pending = Pending(session_id, kind, data, text)
+        try:
+            # The common case, without send's checkpoint (~10 µs per event).
+            self._send.send_nowait(pending)
+        except trio.WouldBlock:
+            await self._send.send(pending)
 
     async def flush(self) -> None:
         """Return once every event submitted before this call is committed and published."""
