@@ -47,7 +47,7 @@ log = structlog.get_logger("mimird.journal")
 _ENCODER = msgspec.json.Encoder()
 
 #: Producers block (backpressure) when this many events wait to be written.
-QUEUE_SIZE: Final = 8192
+QUEUE_SIZE: Final = 2048
 #: At most this many events per transaction.
 BATCH_MAX: Final = 1024
 #: A subscriber that falls this many events behind is caught up from the database.
