@@ -56,6 +56,8 @@ SUBSCRIBER_QUEUE: Final = 2048
 CATCH_UP_PAGE: Final = 1000
 #: How long the writer waits before retrying a batch the database refused.
 RETRY_S: Final = 1.0
+#: Once the journal is closing, a batch the database refuses this many times is given up.
+CLOSING_RETRIES: Final = 5
 
 
 class _WireEvent(msgspec.Struct):
@@ -400,6 +402,7 @@ class Journal:
         self._all: set[Subscription] = set()
         self._sub_ids = itertools.count(1)
         self.written = 0
+        self._closing = False
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -413,6 +416,7 @@ class Journal:
                     yield journal
                 finally:
                     # Producers are gone: write what they left, then end the writer.
+                    journal._closing = True
                     journal._send.close()
         finally:
             store.on_commit = None
@@ -437,6 +441,13 @@ class Journal:
         await done.wait()
 
     async def _write_loop(self) -> None:
+        # Shielded: the writer ends when its channel is closed, after the producers
+        # are gone, never by cancellation. Parts that stop when the daemon is
+        # cancelled (agent hosts journaling their exit, flushing) still need it.
+        with trio.CancelScope(shield=True):
+            await self._write_all()
+
+    async def _write_all(self) -> None:
         async for first in self._receive:
             batch: list[Pending] = []
             markers: list[trio.Event] = []
@@ -458,13 +469,19 @@ class Journal:
                 marker.set()
 
     async def _write(self, batch: list[Pending]) -> None:
+        failures = 0
         while True:
             try:
-                with trio.CancelScope(shield=True):
-                    self.written += await self.store.write(append_batch, batch)
+                self.written += await self.store.write(append_batch, batch)
                 return
-            except Exception as exc:  # never drop events: retry
+            except Exception as exc:  # never drop events while running: retry
+                failures += 1
                 log.error("journal_write_failed", error=str(exc), events=len(batch))
+                if self._closing and failures >= CLOSING_RETRIES:
+                    # The daemon is stopping and the database keeps refusing: give
+                    # up rather than never stop (the log says what was lost).
+                    log.error("journal_events_lost", events=len(batch), error=str(exc))
+                    return
                 await trio.sleep(RETRY_S)
 
     # ---- subscribers ---------------------------------------------------------------

@@ -18,7 +18,8 @@ Steps (``{"do": ..., ...}``):
 - ``request`` (``method``, ``params``, optional ``id``, ``cancel_after_s``): a request to
   the client; waits for its answer, after sending ``$/cancel_request`` for it if asked;
 - ``huge`` (``bytes``): one update whose text is that long;
-- ``raw`` (``line``): writes the line as is;
+- ``raw`` (``line``): writes the line as is; ``stderr`` (``text``): writes a line to stderr;
+- ``update`` (``update``): one ``session/update`` with that update object;
 - ``sleep`` (``s``); ``crash`` (``exit_code``); ``hang`` (reads and records until EOF);
 - ``wait_cancel``: reads until ``$/cancel_request`` or ``session/cancel`` arrives;
 - ``stop_reason`` (``value``): the stopReason of the prompt being answered;
@@ -138,6 +139,11 @@ class Agent:
             sys.stdout.flush()
         elif kind == "sleep":
             time.sleep(step["s"])
+        elif kind == "stderr":
+            sys.stderr.write(step["text"] + "\n")
+            sys.stderr.flush()
+        elif kind == "update":
+            self.update(step["update"])
         elif kind == "crash":
             os._exit(step.get("exit_code", 1))
         elif kind == "hang":
