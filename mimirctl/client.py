@@ -17,6 +17,8 @@ from typing import Any, Final
 from mimird import paths
 
 DEFAULT_TIMEOUT_S: Final = 60.0
+#: Bytes asked of the socket per read.
+RECV_SIZE: Final = 1 << 16
 
 
 class ClientError(Exception):
@@ -95,13 +97,25 @@ class Client:
             sock.close()
             raise ClientError(f"cannot connect to {socket_path}: {exc.strerror}") from None
         self._sock = sock
-        self._file = sock.makefile("rb")
-        #: Notifications read while waiting for a response, oldest first.
+        # Our own buffer rather than sock.makefile(): a caller that waits on the socket
+        # with select() must know whether a whole message is already read (buffered).
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of _buffer known to hold no newline
+        #: Messages read but not handled yet, oldest first: the notifications that
+        #: arrived while :meth:`call` waited for its response, and whatever a command
+        #: put aside to handle later.
         self.notifications: list[dict[str, Any]] = []
 
     def close(self) -> None:
-        self._file.close()
         self._sock.close()
+
+    def fileno(self) -> int:
+        """The socket's file descriptor, for select()."""
+        return self._sock.fileno()
+
+    def buffered(self) -> bool:
+        """Whether :meth:`read` has a whole message without reading the socket."""
+        return self._buffer.find(b"\n", self._scanned) >= 0
 
     def __enter__(self) -> Client:
         return self
@@ -124,14 +138,20 @@ class Client:
 
     def read(self, waiting_for: str = "mimird") -> dict[str, Any]:
         """The next message: a response or a notification (``method`` set)."""
-        try:
-            line = self._file.readline()
-        except TimeoutError:
-            raise ConnectionLost(f"{waiting_for} did not answer in time") from None
-        except OSError as exc:
-            raise ConnectionLost(f"connection to mimird lost: {exc.strerror or exc}") from None
-        if not line:
-            raise ConnectionLost("mimird closed the connection (is it shutting down?)")
+        while (end := self._buffer.find(b"\n", self._scanned)) < 0:
+            self._scanned = len(self._buffer)
+            try:
+                data = self._sock.recv(RECV_SIZE)
+            except TimeoutError:
+                raise ConnectionLost(f"{waiting_for} did not answer in time") from None
+            except OSError as exc:
+                raise ConnectionLost(f"connection to mimird lost: {exc.strerror or exc}") from None
+            if not data:
+                raise ConnectionLost("mimird closed the connection (is it shutting down?)")
+            self._buffer += data
+        line = bytes(self._buffer[: end + 1])
+        del self._buffer[: end + 1]  # cheap: a bytearray drops its head without copying
+        self._scanned = 0
         try:
             message = json.loads(line)
         except ValueError:

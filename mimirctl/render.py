@@ -177,6 +177,11 @@ def compact(data: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+def printable(text: str) -> str:
+    """``text`` on one line, without control characters (terminal escapes among them)."""
+    return _UNPRINTABLE_RUN.sub(" ", text).strip()
+
+
 def snippet(parts: Sequence[Mapping[str, Any]], marks: tuple[str, str] = BRACKETS) -> str:
     """A search hit's excerpt on one line, each matched part between ``marks``."""
     out = []

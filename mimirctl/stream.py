@@ -4,7 +4,8 @@
 Streaming reads the socket in a plain blocking loop: a subscription's ``event``
 notifications and the responses to our own requests arrive on one connection,
 told apart by ``method``. Rendering is line-oriented and stateless per event,
-so that ``attach`` from the middle of a turn prints sensibly.
+so that ``attach`` from the middle of a turn prints sensibly. On a terminal,
+``prompt`` and ``attach`` ask how to answer permission requests (``mimirctl.ask``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import json
 import signal
 import sys
 from collections.abc import Iterator
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from mimirctl import render
 from mimirctl.client import Client
+
+if TYPE_CHECKING:
+    from mimirctl.ask import PermissionAsker
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -78,14 +82,7 @@ class Renderer:
             extra = f": {data['error']}" if data.get("error") else ""
             self._line(self._style(f"[turn ended: {reason}{extra}]", "2"))
         elif kind == "permission_requested":
-            title = data.get("title") or (data.get("tool_call") or {}).get("title") or "a tool"
-            options = ", ".join(
-                f"{o.get('kind')} ({o.get('optionId')})" for o in data.get("options", [])
-            )
-            self._line(
-                self._style(f"? permission {data.get('permission')} for {title}: {options}", "33")
-            )
-            self._line(f"  answer: mimirctl permission allow {data.get('permission')}   (or deny)")
+            self.permission_request(data, hint=True)
         elif kind == "permission_answered":
             self._line(
                 self._style(
@@ -113,6 +110,40 @@ class Renderer:
             self._line(self._style(f"  refused {data.get('op')} of {data.get('path')}", "31"))
         elif kind == "setup_output":
             self._line(self._style(str(data.get("text", "")).rstrip("\n"), "2"))
+
+    def permission_request(self, data: dict[str, Any], *, hint: bool) -> None:
+        """A permission request and its options on one line; with ``hint``, how to
+        answer it."""
+        title = data.get("title") or (data.get("tool_call") or {}).get("title") or "a tool"
+        options = ", ".join(
+            f"{o.get('kind')} ({o.get('optionId')})" for o in data.get("options", [])
+        )
+        self._line(
+            self._style(f"? permission {data.get('permission')} for {title}: {options}", "33")
+        )
+        if hint:
+            self._line(f"  answer: mimirctl permission allow {data.get('permission')}   (or deny)")
+
+    # What PermissionAsker (mimirctl.ask) writes around the user's input.
+
+    def question_line(self, text: str) -> None:
+        self._line(self._style(text, "33"))
+
+    def note(self, text: str, style: str | None = "2") -> None:
+        self._line(self._style(text, style) if style else text)
+
+    def question(self, text: str) -> None:
+        """``text`` with the cursor left after it, for the user to type there."""
+        if self._midline:
+            self.out.write("\n")
+        self.out.write(self._style(text, "1"))
+        self.out.flush()
+        self._midline = True
+        self._section = None
+
+    def typed_line(self) -> None:
+        """The user ended a line: the terminal's echo went to the next one."""
+        self._midline = False
 
     def update(self, update: dict[str, Any]) -> None:
         kind = update.get("sessionUpdate")
@@ -163,6 +194,17 @@ def _event_of(message: dict[str, Any], subscription: int) -> dict[str, Any] | No
     return event
 
 
+def _asker(
+    client: Client, args: argparse.Namespace, renderer: Renderer, sub: int
+) -> PermissionAsker | None:
+    """A :class:`PermissionAsker` when the user is at a terminal and wants to be asked."""
+    if args.json or args.no_ask or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return None
+    from mimirctl.ask import PermissionAsker  # termios, select: only when asking
+
+    return PermissionAsker(client, renderer, sub, sys.stdin.fileno())
+
+
 def cmd_prompt(client: Client, args: argparse.Namespace) -> int:
     text = args.text
     if text == "-":
@@ -172,6 +214,7 @@ def cmd_prompt(client: Client, args: argparse.Namespace) -> int:
     client.set_timeout(None)
     prompt_id = client.send("session.prompt", {"session": session["id"], "text": text})
     renderer = Renderer()
+    asker = _asker(client, args, renderer, sub["subscription"])
     cancelled = False
 
     def on_interrupt(signum: int, frame: Any) -> None:
@@ -192,6 +235,8 @@ def cmd_prompt(client: Client, args: argparse.Namespace) -> int:
                 last_seq = event["seq"]
                 if args.json:
                     _emit_json(event)
+                elif asker is not None and event["kind"] == "permission_requested":
+                    asker.ask(event)
                 else:
                     renderer.event(event)
             elif message.get("id") == prompt_id:
@@ -232,6 +277,7 @@ def cmd_attach(client: Client, args: argparse.Namespace) -> int:
     sub = client.call("subscribe", {"session": session["id"], "after_seq": after})
     client.set_timeout(None)
     renderer = Renderer()
+    asker = _asker(client, args, renderer, sub["subscription"])
     try:
         for message in _messages(client):
             event = _event_of(message, sub["subscription"])
@@ -239,6 +285,8 @@ def cmd_attach(client: Client, args: argparse.Namespace) -> int:
                 continue  # no request of ours is outstanding: nothing else matters
             if args.json:
                 _emit_json(event)
+            elif asker is not None and event["kind"] == "permission_requested":
+                asker.ask(event)
             else:
                 renderer.event(event)
             if (
@@ -374,6 +422,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         )
     )
     prompt.add_argument("text", help="the prompt ('-' reads it from stdin)")
+    no_ask = "on a terminal, only print permission requests (do not ask how to answer them)"
+    prompt.add_argument("--no-ask", action="store_true", help=no_ask)
 
     attach = ref(command("attach", cmd_attach, "follow a session live (default: its last turn)"))
     attach.add_argument("--after", type=int, metavar="SEQ", help="from the event after SEQ")
@@ -384,6 +434,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep following after the agent stops (until Ctrl-C)",
     )
+    attach.add_argument("--no-ask", action="store_true", help=no_ask)
 
     log = ref(command("log", cmd_log, "print a session's history: prompts, replies, tools"))
     log.add_argument("--after", type=int, default=0, metavar="SEQ", help="events after SEQ")
