@@ -267,7 +267,12 @@ def daemon_process(
     try:
         yield daemon
     finally:
-        daemon.kill()
+        # Gracefully, so that it stops the agents it started (an agent that ignores
+        # EOF would outlive a SIGKILLed daemon); SIGKILL if that does not work.
+        try:
+            daemon.terminate(timeout=20)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
 
 
 def run_mimirctl(
