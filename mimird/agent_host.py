@@ -24,7 +24,6 @@ import contextlib
 import errno
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -41,7 +40,7 @@ from mimird.agent_log import BoundedLog, pump
 from mimird.agents import PRESETS
 from mimird.config import AgentSection, Settings, SupervisionSection
 from mimird.errors import AgentUnavailable, Busy, InvalidParams, InvalidState, NotFound
-from mimird.processes import child_environment, stop_group
+from mimird.processes import child_environment, exit_status, stop_group
 from mimird.setup_command import FAILURE_TAIL_LINES, scrub
 from mimird.store import Store
 from mimird.timeutil import utc_now
@@ -105,10 +104,10 @@ def _exit_reason(returncode: int | None) -> tuple[int | None, str | None, str]:
     """(exit code, signal name, description) of a finished process."""
     if returncode is None:
         return None, None, "did not exit"
-    if returncode < 0:
-        name = signal.Signals(-returncode).name
+    code, name = exit_status(returncode)
+    if name is not None:
         return None, name, f"was killed by {name}"
-    return returncode, None, f"exited with code {returncode}"
+    return code, None, f"exited with code {returncode}"
 
 
 def confine(workspace: Path, path: Any, field_name: str = "path") -> Path:
