@@ -18,7 +18,9 @@ Steps (``{"do": ..., ...}``):
 - ``request`` (``method``, ``params``, optional ``id``, ``cancel_after_s``, ``wait``): a
   request to the client; waits for its answer (unless ``wait`` is false), after sending
   ``$/cancel_request`` for it if asked. A string ``"$<id>"`` anywhere in ``params`` is
-  replaced by the ``terminalId`` of the answer to request ``<id>``;
+  replaced by the ``terminalId`` of the answer to request ``<id>``. With ``until`` (a
+  string), the request is made again every 20 ms until its answer contains that text
+  (10 s at most);
 - ``await`` (``ids``): reads until the answers to those requests have arrived;
 - ``script``: plays the steps given as a JSON list in the prompt's text;
 - ``huge`` (``bytes``): one update whose text is that long;
@@ -131,6 +133,15 @@ class Agent:
             self.update(
                 {"sessionUpdate": "tool_call_update", "toolCallId": "t1", "status": "completed"}
             )
+        elif kind == "request" and "until" in step:
+            once = {k: v for k, v in step.items() if k != "until"}
+            deadline = time.monotonic() + 10
+            while True:
+                self.play(once)
+                answer = self.answers.get(once.get("id", self.next_id - 1))
+                if step["until"] in json.dumps(answer) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
         elif kind == "request":
             request_id = step.get("id", self.next_id)
             self.next_id += 1

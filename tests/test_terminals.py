@@ -342,8 +342,7 @@ async def test_kill_ends_the_command_and_keeps_its_terminal(dirs: DaemonDirs) ->
             c,
             session_id,
             create("c", "sh", "-c", "echo started; exec sleep 1000"),
-            {"do": "sleep", "s": 0.3},
-            call("running", "output", "c"),
+            {**call("running", "output", "c"), "until": "started"},
             call("k", "kill", "c"),
             call("o", "output", "c"),
             call("w", "wait_for_exit", "c"),
@@ -569,6 +568,17 @@ async def test_terminals_end_when_their_agent_crashes(dirs: DaemonDirs) -> None:
         await c.until("session.get", {"session": session_id}, lambda s: s["status"] == "idle")
         [exited] = await events(c, session_id, "terminal_exited")
         assert exited["signal"] == "SIGTERM"
+
+
+async def test_terminals_end_when_the_daemon_shuts_down(dirs: DaemonDirs) -> None:
+    async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
+        session_id = await new_session(world, c)
+        await play(c, session_id, create("c", "sleep", "1000"))
+        [started] = await events(c, session_id, "terminal_started")
+        assert group_alive(started["pid"])
+    with killing([started["pid"]]):
+        assert not group_alive(started["pid"]), "stopped before the daemon was done"
+        assert recorded_groups(dirs) == []
 
 
 # ---- a crash of the daemon ----------------------------------------------------------
