@@ -5,7 +5,9 @@ group of its own, with the allowlisted environment plus the layered env; it
 speaks ACP to it (``initialize``, then ``session/new`` or ``session/load``),
 journals everything the agent sends, and answers its requests: permission
 requests are parked until a client answers them, file reads and writes are
-served inside the workspace only.
+served inside the workspace only, and commands the agent asks for (ACP
+terminals, see :mod:`mimird.terminals`) run in the workspace and end with the
+agent.
 
 Supervision follows supervisor's model: an agent that exits unexpectedly (while
 starting or later) is restarted after an exponential backoff; an agent that ran
@@ -24,7 +26,6 @@ import contextlib
 import errno
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -35,13 +36,13 @@ from typing import Any, Final
 import structlog
 import trio
 
-from mimird import __version__, journal, sessions
+from mimird import __version__, journal, sessions, terminals
 from mimird.acp import AcpConnection, AcpConnectionClosed, AcpError, MethodNotFound
 from mimird.agent_log import BoundedLog, pump
 from mimird.agents import PRESETS
 from mimird.config import AgentSection, Settings, SupervisionSection
 from mimird.errors import AgentUnavailable, Busy, InvalidParams, InvalidState, NotFound
-from mimird.processes import child_environment, stop_group
+from mimird.processes import child_environment, exit_status, stop_group
 from mimird.setup_command import FAILURE_TAIL_LINES, scrub
 from mimird.store import Store
 from mimird.timeutil import utc_now
@@ -105,13 +106,18 @@ def _exit_reason(returncode: int | None) -> tuple[int | None, str | None, str]:
     """(exit code, signal name, description) of a finished process."""
     if returncode is None:
         return None, None, "did not exit"
-    if returncode < 0:
-        name = signal.Signals(-returncode).name
+    code, name = exit_status(returncode)
+    if name is not None:
         return None, name, f"was killed by {name}"
-    return returncode, None, f"exited with code {returncode}"
+    return code, None, f"exited with code {returncode}"
 
 
-def confine(workspace: Path, path: Any, field_name: str = "path") -> Path:
+def confine(
+    workspace: Path,
+    path: Any,
+    field_name: str = "path",
+    refusal: str = "Mimir only serves files inside it",
+) -> Path:
     """``path`` resolved (symlinks and ``..``) and checked to lie inside the
     workspace. Relative paths are taken relative to the workspace."""
     if not isinstance(path, str) or not path or "\0" in path:
@@ -124,7 +130,7 @@ def confine(workspace: Path, path: Any, field_name: str = "path") -> Path:
     if resolved != root and root not in resolved.parents:
         raise AcpError(
             -32602,
-            f"{path} is outside the session's workspace {root}; Mimir only serves files inside it",
+            f"{path} is outside the session's workspace {root}; {refusal}",
         )
     return resolved
 
@@ -243,6 +249,8 @@ class AgentHost:
         self._stop_scope: trio.CancelScope | None = None
         self.turn: Turn | None = None
         self.permissions: dict[str, Permission] = {}
+        #: The commands the agent runs through Mimir, in the current life of the agent.
+        self.terminals: terminals.Terminals | None = None
         #: Updates that ``session/load`` replays are history already journaled.
         self._loading = False
         self._message: dict[str, Any] | None = None
@@ -385,7 +393,11 @@ class AgentHost:
                 assert process.stdout is not None
                 assert process.stdin is not None
                 nursery.start_soon(pump, process.stderr, self.log)
-                async with AcpConnection.open(process.stdout, process.stdin, self) as conn:
+                # Left after the connection: the agent's terminals stop after the agent.
+                async with (
+                    self._terminals() as self.terminals,
+                    AcpConnection.open(process.stdout, process.stdin, self) as conn,
+                ):
                     with trio.CancelScope() as self._stop_scope:
                         if self._stop_requested:
                             self._stop_scope.cancel()
@@ -409,6 +421,7 @@ class AgentHost:
         finally:
             self.conn = None
             self.ready = False
+            self.terminals = None
             with trio.CancelScope(shield=True):
                 await stop_group(process, eof_grace=0.01, term_grace=0.5)
         code, sig, described = _exit_reason(process.returncode)
@@ -443,6 +456,19 @@ class AgentHost:
         )
         return reason
 
+    def _terminals(self) -> contextlib.AbstractAsyncContextManager[terminals.Terminals]:
+        return terminals.Terminals.open(
+            self.session_id,
+            self.root,
+            self.command.env,
+            self.manager.store,
+            self.manager.journal,
+            self.secrets,
+            max_terminals=self.options.max_terminals,
+            max_output_bytes=self.options.terminal_output_bytes,
+            stop_grace_s=self.options.stop_grace_s,
+        )
+
     async def _start_acp(self, conn: AcpConnection, attempt: int) -> dict[str, Any] | None:
         began = time.monotonic()
         try:
@@ -453,7 +479,7 @@ class AgentHost:
                         "protocolVersion": ACP_PROTOCOL_VERSION,
                         "clientCapabilities": {
                             "fs": {"readTextFile": True, "writeTextFile": True},
-                            "terminal": False,
+                            "terminal": True,
                         },
                         "clientInfo": {"name": "mimir", "title": "Mimir", "version": __version__},
                     },
@@ -776,7 +802,43 @@ class AgentHost:
             return await self._read_file(params)
         if method == "fs/write_text_file":
             return await self._write_file(params)
+        if method in terminals.METHODS:
+            return await self._terminal(method, params)
         raise MethodNotFound(method)
+
+    async def _terminal(self, method: str, params: Any) -> Any:
+        if not isinstance(params, dict):
+            raise AcpError(-32602, "params must be an object")
+        session = params.get("sessionId")
+        if session is not None and session != self.acp_session_id:
+            raise AcpError(
+                -32602, f"sessionId {session!r} is not this agent's session {self.acp_session_id!r}"
+            )
+        held = self.terminals
+        if held is None:
+            raise AcpError(-32603, "the session's agent is stopping; no terminals")
+        cwd = self.root
+        if method == "terminal/create" and params.get("cwd") is not None:
+            try:
+                cwd = await trio.to_thread.run_sync(self._terminal_cwd, params.get("cwd"))
+            except AcpError as exc:
+                await self._event(
+                    "terminal_refused",
+                    {
+                        "command": scrub(str(params.get("command")), self.secrets),
+                        "cwd": params.get("cwd"),
+                        "reason": exc.message,
+                    },
+                )
+                raise
+        return await held.handle(method, params, cwd)
+
+    def _terminal_cwd(self, cwd: Any) -> Path:
+        """A terminal's working directory: inside the workspace, and a directory."""
+        resolved = confine(self.root, cwd, "cwd", "terminals run only inside it")
+        if not resolved.is_dir():
+            raise AcpError(-32602, f"cwd {cwd} is not a directory")
+        return resolved
 
     async def _confined(self, op: str, params: dict[str, Any]) -> Path:
         """The request's path inside the workspace; a refusal is journaled."""

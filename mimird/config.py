@@ -78,6 +78,11 @@ class SupervisionSection(_Section, frozen=True):
     cancel_grace_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0
     #: Stopping: wait this long after closing stdin, and again after SIGTERM.
     stop_grace_s: Annotated[float, Meta(gt=0, le=600)] = 3.0
+    #: Terminals (ACP ``terminal/*``) an agent may hold at once, running or not
+    #: yet released.
+    max_terminals: Annotated[int, Meta(ge=1, le=1000)] = 16
+    #: The most output kept per terminal (the newest), whatever the agent asks for.
+    terminal_output_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 1 << 20
 
 
 class AgentSection(_Section, frozen=True):

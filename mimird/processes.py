@@ -39,6 +39,16 @@ def child_environment(
     return env
 
 
+def exit_status(returncode: int) -> tuple[int | None, str | None]:
+    """(exit code, signal name) of a finished child: one of them is None."""
+    if returncode >= 0:
+        return returncode, None
+    try:
+        return None, signal.Signals(-returncode).name
+    except ValueError:  # a real-time signal has no name of its own
+        return None, f"SIG{-returncode}"
+
+
 def kill_group(pgid: int, sig: signal.Signals) -> None:
     """Signal every process of group ``pgid``; a group that is gone is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -119,6 +129,7 @@ async def stop_group(
 __all__ = [
     "ENV_ALLOWLIST",
     "child_environment",
+    "exit_status",
     "group_alive",
     "group_members",
     "kill_group",

@@ -15,8 +15,14 @@ Steps (``{"do": ..., ...}``):
 
 - ``chunks`` (``count``, ``text``): that many ``agent_message_chunk`` updates, texts ``text0``...;
 - ``tool_call``: a ``tool_call`` then a ``tool_call_update`` (completed);
-- ``request`` (``method``, ``params``, optional ``id``, ``cancel_after_s``): a request to
-  the client; waits for its answer, after sending ``$/cancel_request`` for it if asked;
+- ``request`` (``method``, ``params``, optional ``id``, ``cancel_after_s``, ``wait``): a
+  request to the client; waits for its answer (unless ``wait`` is false), after sending
+  ``$/cancel_request`` for it if asked. A string ``"$<id>"`` anywhere in ``params`` is
+  replaced by the ``terminalId`` of the answer to request ``<id>``. With ``until`` (a
+  string), the request is made again every 20 ms until its answer contains that text
+  (10 s at most);
+- ``await`` (``ids``): reads until the answers to those requests have arrived;
+- ``script``: plays the steps given as a JSON list in the prompt's text;
 - ``huge`` (``bytes``): one update whose text is that long;
 - ``raw`` (``line``): writes the line as is; ``stderr`` (``text``): writes a line to stderr;
 - ``update`` (``update``): one ``session/update`` with that update object;
@@ -54,6 +60,8 @@ class Agent:
         self.prompts = 0
         self.stop_reason: str | None = None
         self.prompt_text = ""
+        #: The client's answers to our requests, by request id.
+        self.answers: dict[Any, dict[str, Any]] = {}
 
     def send(self, message: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(message) + "\n")
@@ -74,6 +82,8 @@ class Agent:
                     file.write(line if line.endswith("\n") else line + "\n")
             if line.strip():
                 message: dict[str, Any] = json.loads(line)
+                if "method" not in message and "id" in message:
+                    self.answers[message["id"]] = message
                 return message
 
     def at_eof(self) -> None:
@@ -90,6 +100,16 @@ class Agent:
                 raise SystemExit(0)
             if done(message):
                 return message
+
+    def substitute(self, value: Any) -> Any:
+        """``value`` with each ``"$<id>"`` string replaced by the terminalId of that answer."""
+        if isinstance(value, str) and value.startswith("$") and value[1:] in self.answers:
+            return self.answers[value[1:]].get("result", {}).get("terminalId")
+        if isinstance(value, dict):
+            return {k: self.substitute(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.substitute(v) for v in value]
+        return value
 
     def play(self, step: dict[str, Any]) -> None:
         once = step.get("once")
@@ -114,22 +134,40 @@ class Agent:
             self.update(
                 {"sessionUpdate": "tool_call_update", "toolCallId": "t1", "status": "completed"}
             )
+        elif kind == "request" and "until" in step:
+            once = {k: v for k, v in step.items() if k != "until"}
+            deadline = time.monotonic() + 10
+            while True:
+                self.play(once)
+                answer = self.answers.get(once.get("id", self.next_id - 1))
+                if step["until"] in json.dumps(answer) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
         elif kind == "request":
             request_id = step.get("id", self.next_id)
             self.next_id += 1
+            self.answers.pop(request_id, None)  # an id used again
             self.send(
                 {
                     "jsonrpc": "2.0",
                     "id": request_id,
                     "method": step["method"],
-                    "params": step.get("params", {}),
+                    "params": self.substitute(step.get("params", {})),
                 }
             )
             if "cancel_after_s" in step:
                 time.sleep(step["cancel_after_s"])
                 params = {"requestId": request_id}
                 self.send({"jsonrpc": "2.0", "method": "$/cancel_request", "params": params})
-            self.wait_for(lambda m: "method" not in m and m.get("id") == request_id)
+            if step.get("wait", True):
+                self.wait_for(lambda m: request_id in self.answers)
+        elif kind == "await":
+            ids = step["ids"]
+            if not all(i in self.answers for i in ids):
+                self.wait_for(lambda m: all(i in self.answers for i in ids))
+        elif kind == "script":
+            for scripted in json.loads(self.prompt_text):
+                self.play(scripted)
         elif kind == "huge":
             text = "x" * step["bytes"]
             content = {"type": "text", "text": text}

@@ -47,7 +47,7 @@ async def test_prompt_runs_a_turn_and_streams_its_updates(dirs: DaemonDirs) -> N
         # The agent was started in the workspace, in its own process group.
         init = next(m for m in received(world) if m.get("method") == "initialize")
         caps = init["params"]["clientCapabilities"]
-        assert caps == {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": False}
+        assert caps == {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}
         new = next(m for m in received(world) if m.get("method") == "session/new")
         assert new["params"]["cwd"] == session["workspace"]["path"]
         pid = session["agent_state"]["pid"]

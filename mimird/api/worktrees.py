@@ -11,7 +11,7 @@ import msgspec
 import structlog
 import trio
 
-from mimird import reaper, sessions, worktrees
+from mimird import reaper, sessions, terminals, worktrees
 from mimird.api.sessions import SessionService, snapshot_ref
 from mimird.config import Settings
 from mimird.projects import list_projects, resolve_id
@@ -224,6 +224,21 @@ class WorktreeService:
                 )
                 if killed:
                     log.warning("orphan_processes_reaped", session_id=row.id, pids=killed)
+        # Commands agents ran through Mimir (terminals), whatever their session's status.
+        left = await self._store.read(terminals.recorded)
+        for terminal in left:
+            killed = await trio.to_thread.run_sync(
+                reaper.reap, terminal.process_group, terminal.workspace
+            )
+            if killed:
+                log.warning(
+                    "orphan_terminal_reaped",
+                    session_id=terminal.session_id,
+                    terminal=terminal.id,
+                    pids=killed,
+                )
+        if left:
+            await self._store.write(terminals.forget_after_crash, left)
 
         def interrupt(conn: Any) -> list[str]:
             stuck = sessions.in_status(conn, ("preparing",))

@@ -138,6 +138,25 @@ events = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# Commands that agents run through Mimir (ACP terminals), while their process
+# group may be alive: a start after a crash reaps what is left of them. A row
+# goes when its group is gone (the command and everything it started exited,
+# or was stopped).
+terminals = sa.Table(
+    "terminals",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column(
+        "session_id",
+        sa.Text,
+        sa.ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("process_group", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Text, nullable=False),
+)
+sa.Index(None, terminals.c.session_id)
+
 #: The full-text index of the journal (migration 0004): an FTS5 table with one
 #: column, ``text``, whose rowid is the event's id (see mimird/search.py).
 #: FTS5 keeps its data in shadow tables named ``events_fts_*``.
