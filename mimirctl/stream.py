@@ -108,6 +108,18 @@ class Renderer:
             self._line(self._style(f"  wrote {data.get('path')} ({data.get('bytes')} bytes)", "2"))
         elif kind == "file_refused":
             self._line(self._style(f"  refused {data.get('op')} of {data.get('path')}", "31"))
+        elif kind == "terminal_started":
+            line = render.printable(" ".join([str(data.get("command")), *data.get("args", [])]))
+            where = f" (in {data['cwd']})" if data.get("cwd") not in (None, "", ".") else ""
+            self._line(self._style(f"  $ {line}{where}", "2"))
+        elif kind == "terminal_exited":
+            how = data.get("signal") or f"code {data.get('exit_code')}"
+            crash = ", after a crash of mimird" if data.get("after_crash") else ""
+            self._line(self._style(f"  [command exited: {how}{crash}]", "2"))
+        elif kind == "terminal_refused":
+            self._line(
+                self._style(f"  refused to run {data.get('command')}: {data.get('reason')}", "31")
+            )
         elif kind == "setup_output":
             self._line(self._style(str(data.get("text", "")).rstrip("\n"), "2"))
 

@@ -33,7 +33,7 @@ from tests.agent_support import (
     received,
     write_config,
 )
-from tests.helpers import DaemonDirs, blocking_call, daemon_process
+from tests.helpers import DaemonDirs, blocking_call, daemon_process, run_mimirctl
 from tests.test_sessions import make_repo
 
 ACP_SESSION: Final = "sess-1"
@@ -249,6 +249,25 @@ async def test_a_command_runs_in_the_workspace_and_reports_its_exit_and_output(
         # A command line is found by search, like a tool call's title.
         hits = (await c.call("search", {"query": '"echo oops"'}))["hits"]
         assert "terminal_started" in [h["kind"] for h in hits]
+
+
+async def test_mimirctl_log_shows_the_commands_and_how_they_ended(dirs: DaemonDirs) -> None:
+    async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
+        session_id = await new_session(world, c)
+        root = await workspace(c, session_id)
+        await play(
+            c,
+            session_id,
+            create("c1", "sh", "-c", "exit 4"),
+            call("w1", "wait_for_exit", "c1"),
+            call("r1", "release", "c1"),
+            create("c2", "true", cwd=str(root.parent)),
+        )
+        done = await trio.to_thread.run_sync(run_mimirctl, dirs, "log", session_id)
+        assert done.returncode == 0, done.stderr
+        assert "$ sh -c exit 4" in done.stdout
+        assert "[command exited: code 4]" in done.stdout
+        assert "refused to run true:" in done.stdout
 
 
 async def test_waiting_for_a_command_does_not_hold_up_the_agents_other_requests(
