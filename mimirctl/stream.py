@@ -37,8 +37,13 @@ class Renderer:
     """Prints events for a human: agent text as it streams, tool calls with their
     status, the plan, permission requests, and where each turn ended."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+    def __init__(
+        self, out: TextIO = sys.stdout, err: TextIO = sys.stderr, *, hints: bool = True
+    ) -> None:
         self.out = out
+        #: Whether a permission request is followed by the command that answers it
+        #: (not in the history, where its answer follows).
+        self.hints = hints
         self.err = err
         self.tty = out.isatty()
         self._midline = False
@@ -82,7 +87,7 @@ class Renderer:
             extra = f": {data['error']}" if data.get("error") else ""
             self._line(self._style(f"[turn ended: {reason}{extra}]", "2"))
         elif kind == "permission_requested":
-            self.permission_request(data, hint=True)
+            self.permission_request(data, hint=self.hints)
         elif kind == "permission_answered":
             self._line(
                 self._style(
@@ -100,6 +105,9 @@ class Renderer:
             self._line(self._style(f"[agent exited unexpectedly: {how}]", "31"))
             for line in data.get("stderr_tail", [])[-5:]:
                 self._line(self._style(f"  {line}", "2"))
+        elif kind == "agent_started":
+            how = ", its ACP session loaded" if data.get("loaded") else ""
+            self._line(self._style(f"[agent started{how}]", "2"))
         elif kind == "agent_restarting":
             self._line(self._style(f"[restarting the agent in {data.get('delay_s')} s]", "2"))
         elif kind == "agent_start_failed":
@@ -319,7 +327,7 @@ def cmd_log(client: Client, args: argparse.Namespace) -> int:
     """The history: prompts, the agent's messages, tool calls, turn ends."""
     session = client.call("session.get", {"session": args.session})
     after = args.after
-    renderer = Renderer()
+    renderer = Renderer(hints=False)
     while True:
         page = client.call(
             "session.events", {"session": session["id"], "after_seq": after, "limit": 1000}

@@ -174,6 +174,7 @@ def test_mimirctl_prompt_streams_the_reply_and_exits_0(dirs: DaemonDirs) -> None
         done = run_mimirctl(dirs, "prompt", session["id"][:8], "hello there", timeout=60)
         assert done.returncode == 0, done.stderr
         assert "hello there" in done.stdout
+        assert "[agent started]" in done.stdout, "the first prompt starts the agent"
         assert "⚙ Edit [pending]" in done.stdout
         assert "chunk0chunk1" in done.stdout
         assert "[turn ended: end_turn]" in done.stdout

@@ -237,6 +237,16 @@ async def test_no_ask_only_prints_how_to_answer(dirs: DaemonDirs) -> None:
             assert await term.exit_code() == 0
         assert QUESTION not in screen
         assert answers(world) == [{"outcome": "selected", "optionId": "yes"}]
+        # The history shows the request and its answer, not how to answer it.
+        history = await trio.run_process(
+            [sys.executable, "-m", "mimirctl", "log", session_id],
+            env=dirs.env(),
+            capture_stdout=True,
+        )
+        shown = history.stdout.decode()
+        assert f"? permission {request['id']} for Write a.txt" in shown
+        assert f"permission {request['id']}: selected yes" in shown
+        assert "answer: mimirctl permission allow" not in shown
 
 
 async def test_without_a_terminal_prompt_only_prints_how_to_answer(dirs: DaemonDirs) -> None:
