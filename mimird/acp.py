@@ -19,6 +19,7 @@ fields included, because real agents send fields newer than any schema.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +36,9 @@ MAX_LINE_BYTES: Final = 64 * 1024 * 1024
 RECEIVE_SIZE: Final = 64 * 1024
 #: How much of a bad line ``on_protocol_error`` gets to see.
 PREVIEW_CHARS: Final = 200
+#: How much of a line that is too long, or not JSON, is searched for its id and
+#: method, to answer it with an error rather than leave its sender waiting.
+ENVELOPE_BYTES: Final = 64 * 1024
 #: How long a cancelled :meth:`AcpConnection.request` may spend queueing its
 #: ``$/cancel_request``.
 CANCEL_NOTIFY_TIMEOUT_S: Final = 1.0
@@ -150,9 +154,50 @@ def _preview(data: bytes | bytearray) -> str:
 
 
 class _LineTooLong(Exception):
-    def __init__(self, preview: str) -> None:
+    def __init__(self, head: bytes | bytearray) -> None:
         super().__init__("line too long")
-        self.preview = preview
+        self.head = bytes(head[:ENVELOPE_BYTES])
+        self.preview = _preview(head)
+
+
+_json_decoder: Final = json.JSONDecoder()
+
+
+def _envelope(head: bytes) -> tuple[RequestId, str | None]:
+    """The top-level ``id`` and ``method`` of a message, read from the start of its
+    line: the members before the line is cut short or stops being JSON. Either
+    is None when it was not found there (or has a type JSON-RPC does not allow)."""
+    text = head[:ENVELOPE_BYTES].decode("utf-8", "replace")
+    found: dict[str, Any] = {}
+    pos = len(text) - len(text.lstrip())
+    if not text.startswith("{", pos):
+        return None, None
+    pos += 1
+    try:
+        while len(found) < 2:
+            pos += len(text[pos:]) - len(text[pos:].lstrip())
+            if not text.startswith('"', pos):
+                break
+            key, pos = _json_decoder.raw_decode(text, pos)
+            pos += len(text[pos:]) - len(text[pos:].lstrip())
+            if not text.startswith(":", pos):
+                break
+            pos += 1
+            pos += len(text[pos:]) - len(text[pos:].lstrip())
+            value, pos = _json_decoder.raw_decode(text, pos)
+            if key in ("id", "method"):
+                found.setdefault(key, value)
+            pos += len(text[pos:]) - len(text[pos:].lstrip())
+            if not text.startswith(",", pos):
+                break
+            pos += 1
+    except ValueError:  # cut short, or not JSON from here on
+        pass
+    request_id = found.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
+        request_id = None
+    method = found.get("method")
+    return request_id, method if isinstance(method, str) else None
 
 
 class _LineReader:
@@ -184,18 +229,18 @@ class _LineReader:
                     self._skipping = False
                     continue
                 if len(line) > self._max:
-                    raise _LineTooLong(_preview(line))
+                    raise _LineTooLong(line)
                 return line
             pending = len(self._buffer) - self._start
             if self._skipping:
                 self._buffer.clear()
                 self._start = pending = 0
             elif pending > self._max:
-                preview = _preview(self._buffer[self._start :])
+                too_long = _LineTooLong(self._buffer[self._start : self._start + ENVELOPE_BYTES])
                 self._buffer.clear()
                 self._start = self._scanned = 0
                 self._skipping = True
-                raise _LineTooLong(preview)
+                raise too_long
             if self._eof:
                 if pending and not self._skipping:
                     line = bytes(self._buffer[self._start :])
@@ -380,9 +425,9 @@ class AcpConnection:
                 try:
                     line = await reader.next_line()
                 except _LineTooLong as exc:
-                    await self._handler.on_protocol_error(
-                        exc.preview, f"line longer than {self._max_line_bytes} bytes, skipped"
-                    )
+                    reason = f"line longer than {self._max_line_bytes} bytes, skipped"
+                    await self._handler.on_protocol_error(exc.preview, reason)
+                    self._unreadable(exc.head, INVALID_REQUEST, f"message too large: {reason}")
                     continue
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     self._close(f"the agent's stdout failed ({exc or type(exc).__name__})")
@@ -405,6 +450,7 @@ class AcpConnection:
             )
         except msgspec.DecodeError as exc:
             await self._handler.on_protocol_error(_preview(line), f"not a JSON-RPC object: {exc}")
+            self._unreadable(line, PARSE_ERROR, f"not a JSON-RPC object: {exc}")
             return
         if isinstance(message.method, str):
             if isinstance(message.id, UnsetType):
@@ -426,6 +472,22 @@ class AcpConnection:
                 scope.cancel()
             return
         await self._handler.on_notification(method, params)
+
+    def _unreadable(self, head: bytes, code: int, reason: str) -> None:
+        """A message that cannot be read: if its start says it is a request, answer
+        it with an error; if it is the answer to one of ours, fail that request.
+        Either way nobody waits for ever on a message that was skipped."""
+        request_id, method = _envelope(head)
+        if request_id is None:
+            return
+        if method is not None:
+            if request_id not in self._handling:
+                self._answer(_ErrorResponse(id=request_id, error=_ErrorObject(code, reason)))
+            return
+        pending = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
+        if pending is not None:
+            pending.error = AcpError(code, f"the agent's answer was unreadable: {reason}")
+            pending.done.set()
 
     async def _on_response(self, line: bytes, message: _Incoming) -> None:
         request_id = message.id

@@ -18,11 +18,14 @@ import pytest
 import trio
 
 from mimird.acp import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
     REQUEST_CANCELLED,
     AcpConnection,
     AcpConnectionClosed,
     AcpError,
     MethodNotFound,
+    _envelope,
 )
 
 FAKE_AGENT: Final = Path(__file__).with_name("fake_acp_agent.py")
@@ -231,6 +234,86 @@ async def test_oversized_line_is_skipped_with_bounded_memory(tmp_path: Path) -> 
     assert preview.startswith('{"jsonrpc"')
     assert "longer than" in reason
     assert peak < 6 * limit
+
+
+async def test_an_oversized_request_from_the_agent_is_answered_with_an_error(
+    tmp_path: Path,
+) -> None:
+    """The agent waits for an answer to every request: one skipped for its size
+    gets an error under its id (read from the line's start), and the turn goes on."""
+    handler = RecordingHandler()
+    limit = 256 * 1024
+    big = {
+        "do": "request",
+        "id": "big-1",
+        "method": "fs/write_text_file",
+        "params": {"sessionId": "sess-1", "path": "a.txt", "content": "x" * (2 * limit)},
+    }
+    scenario = prompt_steps(big, {"do": "chunks", "count": 1, "text": "after"})
+    async with running_agent(tmp_path, scenario, handler, max_line_bytes=limit) as agent:
+        await agent.start_session()
+        assert await agent.connection.request("session/prompt", PROMPT) == {
+            "stopReason": "end_turn"
+        }
+    assert handler.requests == [], "never handled"
+    [answer] = [m for m in agent.received() if m.get("id") == "big-1"]
+    assert answer["error"]["code"] == INVALID_REQUEST
+    assert "too large" in answer["error"]["message"]
+    assert handler.texts() == ["after0"]
+
+
+async def test_an_oversized_answer_fails_our_request_instead_of_leaving_it_waiting(
+    tmp_path: Path,
+) -> None:
+    handler = RecordingHandler()
+    limit = 256 * 1024
+    scenario = {"results": {"session/new": {"sessionId": "s", "blob": "x" * (2 * limit)}}}
+    async with running_agent(tmp_path, scenario, handler, max_line_bytes=limit) as agent:
+        await agent.connection.request("initialize", {"protocolVersion": 1})
+        with pytest.raises(AcpError) as caught:
+            await agent.connection.request("session/new", NEW_SESSION)
+        assert caught.value.code == INVALID_REQUEST
+        assert "unreadable" in caught.value.message
+        # The connection is still usable.
+        assert await agent.connection.request("session/prompt", PROMPT) == {
+            "stopReason": "end_turn"
+        }
+
+
+async def test_a_request_that_is_not_json_past_its_method_gets_a_parse_error(
+    tmp_path: Path,
+) -> None:
+    handler = RecordingHandler()
+    broken = '{"jsonrpc": "2.0", "id": 7, "method": "fs/read_text_file", "params": {"path": '
+    # The agent goes on only once it has the answer to request 7.
+    scenario = prompt_steps({"do": "raw", "line": broken}, {"do": "await", "ids": [7]})
+    async with running_agent(tmp_path, scenario, handler) as agent:
+        await agent.start_session()
+        await agent.connection.request("session/prompt", PROMPT)
+    [answer] = [m for m in agent.received() if m.get("id") == 7]
+    assert answer["error"]["code"] == PARSE_ERROR
+    assert handler.requests == []
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        ('{"jsonrpc":"2.0","id":3,"method":"fs/x","params":{"content":"xx', (3, "fs/x")),
+        ('  { "method" : "m" , "id" : "a\\"b" , "params"', ('a"b', "m")),
+        ('{"jsonrpc":"2.0","id":4,"result":{"a":', (4, None)),
+        # An "id" inside params is not the message's; the real one comes too late.
+        ('{"method":"m","params":{"id":9,"text":"xx', (None, "m")),
+        ('{"id":true,"method":1}', (None, None)),
+        ('{"id":null,"method":"m"}', (None, "m")),
+        ("[1, 2]", (None, None)),
+        ("not json", (None, None)),
+        ("", (None, None)),
+    ],
+)
+def test_the_envelope_is_read_from_the_start_of_a_line(
+    head: str, expected: tuple[Any, Any]
+) -> None:
+    assert _envelope(head.encode()) == expected
 
 
 async def test_malformed_lines_are_reported_and_skipped(tmp_path: Path) -> None:
