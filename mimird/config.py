@@ -78,6 +78,8 @@ class SupervisionSection(_Section, frozen=True):
     cancel_grace_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0
     #: Stopping: wait this long after closing stdin, and again after SIGTERM.
     stop_grace_s: Annotated[float, Meta(gt=0, le=600)] = 3.0
+    #: A session's setup command is stopped (and the session failed) after this long.
+    setup_timeout_s: Annotated[float, Meta(gt=0, le=86400)] = 1800.0
     #: Terminals (ACP ``terminal/*``) an agent may hold at once, running or not
     #: yet released.
     max_terminals: Annotated[int, Meta(ge=1, le=1000)] = 16

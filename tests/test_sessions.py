@@ -24,6 +24,7 @@ import msgspec
 import pytest
 import trio
 
+from mimird.processes import group_alive
 from mimird.wire.errors import ErrorCode
 from tests.helpers import (
     DaemonDirs,
@@ -1761,6 +1762,65 @@ async def test_a_session_deleted_while_its_setup_runs_stays_deleted(
         assert final["status"] == "deleted"
         assert final["workspace"]["state"] == "removed"
         assert not workspace(session).exists()
+
+
+async def _setup_pid(pidfile: Path) -> int:
+    """The pid the setup command wrote (polled: nothing says when it has)."""
+    path = trio.Path(pidfile)
+    while not (await path.exists() and (text := await path.read_text()).strip()):  # noqa: ASYNC110
+        await trio.sleep(POLL_S)
+    return int(text)
+
+
+async def test_cancel_ends_a_running_setup_command_and_fails_the_session(
+    daemon: InProcessDaemon, client: TrioClient, repo: Path, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "setup.pid"
+    # A command that would never end by itself, with a child that ignores SIGTERM.
+    command = f"echo $$ > {pidfile}; (trap '' TERM; sleep 1000) & while true; do sleep 0.05; done"
+    project = await add_project(client, repo, config={"setup_command": command})
+    answers: list[dict[str, Any]] = []
+
+    async def create_slowly() -> None:
+        async with TrioClient.connect(daemon.socket) as own:
+            answers.append(await own.call_raw("session.create", {"project": project["id"]}))
+
+    with trio.fail_after(CALL_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(create_slowly)
+            session = await wait_until_preparing(client)
+            pgid = await _setup_pid(pidfile)
+            cancelled = await call(client, "session.cancel", {"session": session["id"]})
+            assert cancelled == {"session": session["id"], "cancelled": True}
+    [answer] = answers
+    assert answer["result"]["status"] == "failed"
+    assert answer["result"]["failure"] == "setup command cancelled (session.cancel)"
+    assert not group_alive(pgid), "the whole group of the setup command is gone"
+    found = await events(client, session)
+    [finished] = [e for e in found if e["kind"] == "setup_finished"]
+    assert finished["data"] == {"exit_code": None, "ended": "cancelled"}
+    # Nothing runs any more: a second cancel has nothing to cancel.
+    again = await call(client, "session.cancel", {"session": session["id"]})
+    assert again["cancelled"] is False
+
+
+async def test_a_setup_command_that_runs_too_long_is_stopped(
+    dirs: DaemonDirs, repo: Path, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "setup.pid"
+    config = "[supervision]\nsetup_timeout_s = 0.5\n"
+    async with daemon_with_config(dirs, config) as client:
+        project = await add_project(
+            client, repo, config={"setup_command": f"echo $$ > {pidfile}; sleep 1000"}
+        )
+        with trio.fail_after(CALL_TIMEOUT_S):
+            session = await create(client, project)
+        assert session["status"] == "failed"
+        assert "timed out after 0.5 s" in session["failure"]
+        assert not group_alive(await _setup_pid(pidfile))
+        found = await events(client, session)
+        [finished] = [e for e in found if e["kind"] == "setup_finished"]
+        assert finished["data"] == {"exit_code": None, "ended": "timed_out"}
 
 
 # ---- concurrency -----------------------------------------------------------------------------

@@ -75,6 +75,9 @@ class SessionService:
         self._project_locks: dict[str, trio.Lock] = {}
         #: Set once the agent manager runs: archive and delete stop the agent first.
         self.agents: AgentManager | None = None
+        #: The setup commands running now, by session: session.cancel ends them.
+        self._setups: dict[str, trio.CancelScope] = {}
+        self._setups_cancelled: set[str] = set()
 
     # ---- plumbing -------------------------------------------------------------
 
@@ -86,6 +89,15 @@ class SessionService:
 
     async def _find(self, ref: str) -> SessionRow:
         return await self._store.read(sessions.find, ref)
+
+    def cancel_setup(self, session_id: str) -> bool:
+        """End the session's setup command if one runs (the session is then failed)."""
+        scope = self._setups.get(session_id)
+        if scope is None:
+            return False
+        self._setups_cancelled.add(session_id)
+        scope.cancel()
+        return True
 
     async def find(self, ref: str) -> SessionRow:
         """A session by id or unique prefix (not found / ambiguous are errors)."""
@@ -487,15 +499,18 @@ class SessionService:
                 event=("setup_started", {"command": command}),
             )
 
+        timeout = self._settings.supervision.setup_timeout_s
+        scope = self._setups[row.id] = trio.CancelScope(relative_deadline=timeout)
         try:
-            result = await run_setup(
-                command,
-                Path(row.workspace_path),
-                child_environment(effective.env()),
-                effective.secret_values(),
-                journal_output,
-                record_group,
-            )
+            with scope:
+                result = await run_setup(
+                    command,
+                    Path(row.workspace_path),
+                    child_environment(effective.env()),
+                    effective.secret_values(),
+                    journal_output,
+                    record_group,
+                )
         except OSError as exc:
             failure = f"setup command could not start: {exc.strerror or exc}"
             return await self._store.write(
@@ -505,6 +520,28 @@ class SessionService:
                 action="set up",
                 reason="setup_failed",
                 values={"failure": failure, "process_group": None},
+            )
+        finally:
+            del self._setups[row.id]
+            cancelled = row.id in self._setups_cancelled
+            self._setups_cancelled.discard(row.id)
+        if scope.cancelled_caught:
+            # run_setup has stopped the command's whole group on its way out.
+            ended = "cancelled" if cancelled else "timed_out"
+            failure = (
+                "setup command cancelled (session.cancel)"
+                if cancelled
+                else f"setup command timed out after {timeout:g} s ([supervision] setup_timeout_s)"
+            )
+            log.warning("session_setup_ended", session_id=row.id, failure=failure)
+            return await self._store.write(
+                sessions.transition,
+                row.id,
+                "failed",
+                action="set up",
+                reason="setup_failed",
+                values={"failure": failure, "process_group": None},
+                events=[("setup_finished", {"exit_code": None, "ended": ended})],
             )
         finished = [("setup_finished", {"exit_code": result.exit_code})]
         if result.ok:

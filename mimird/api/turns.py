@@ -199,6 +199,9 @@ class TurnService:
 
     async def cancel(self, ctx: CallContext, params: SessionRefParams) -> SessionCancelled:
         row = await self._sessions.find(params.session)
+        if row.status == "preparing":
+            # No agent yet: what runs is the setup command.
+            return SessionCancelled(session=row.id, cancelled=self._sessions.cancel_setup(row.id))
         host = self._agents.get(row.id)
         if host is None or host.turn is None:
             return SessionCancelled(session=row.id, cancelled=False)
