@@ -354,11 +354,13 @@ def _session_line(s: dict[str, Any]) -> str:
 
 
 def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
-    result = client.call("session.cancel", {"session": args.session})
+    session = client.call("session.get", {"session": args.session})
+    result = client.call("session.cancel", {"session": session["id"]})
+    what = "setup command" if session["status"] == "preparing" else "turn"
     if args.json:
         _emit_json(result)
     else:
-        print("turn cancelled" if result["cancelled"] else "no turn was running")
+        print(f"{what} cancelled" if result["cancelled"] else f"no {what} was running")
     return EXIT_OK
 
 

@@ -182,6 +182,8 @@ def test_mimirctl_prompt_streams_the_reply_and_exits_0(dirs: DaemonDirs) -> None
         kinds = [json.loads(line)["kind"] for line in as_json.stdout.splitlines()]
         assert "prompt" in kinds
         assert "turn_ended" in kinds
+        idle = run_mimirctl(dirs, "cancel", session["id"])
+        assert idle.stdout == "no turn was running\n", idle.stderr
         logs = run_mimirctl(dirs, "logs", session["id"])
         assert logs.returncode == 0
         assert "starting" in logs.stdout
