@@ -26,6 +26,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -135,11 +136,53 @@ def confine(
     return resolved
 
 
-def _read_text(path: Path, line: int | None, limit: int | None) -> str:
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise AcpError(-32602, f"{path} is {size} bytes; at most {MAX_FILE_BYTES} are served")
-    text = path.read_text(encoding="utf-8", errors="replace")
+_DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+#: A path whose directories are not plain ones when opened: not a directory, or a
+#: symlink swapped in after :func:`confine` checked the path.
+_SWAPPED: Final = (
+    "{}: a part of the path is not a directory (or became a symlink after it was checked); refused"
+)
+
+
+def _open_dir(workspace: Path, directory: Path, *, create: bool = False) -> int:
+    """A file descriptor of ``directory``, a path :func:`confine` resolved inside
+    ``workspace``, opened one component at a time without following symlinks
+    (``create``: making the missing ones). A component swapped for a symlink after
+    :func:`confine` resolved the path fails the open (``ELOOP``) instead of leading
+    out of the workspace."""
+    root = os.path.realpath(workspace)
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in directory.relative_to(root).parts:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=fd)
+            inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_text(workspace: Path, path: Path, line: int | None, limit: int | None) -> str:
+    parent = _open_dir(workspace, path.parent)
+    try:
+        fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    finally:
+        os.close(parent)
+    with open(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if info.st_size > MAX_FILE_BYTES:
+            raise AcpError(
+                -32602, f"{path} is {info.st_size} bytes; at most {MAX_FILE_BYTES} are served"
+            )
+        text = file.read(MAX_FILE_BYTES + 1).decode("utf-8", errors="replace")
     if line is None and limit is None:
         return text
     lines = text.splitlines(keepends=True)
@@ -148,30 +191,38 @@ def _read_text(path: Path, line: int | None, limit: int | None) -> str:
     return "".join(lines[start:end])
 
 
-def _write_text(path: Path, content: str) -> int:
-    """Write atomically (temp file + rename), keeping an existing file's mode; a new
-    file gets 0o666 less the umask, applied by the kernel (reading the umask would
-    mean setting it, for every thread of the daemon)."""
+def _write_text(workspace: Path, path: Path, content: str) -> int:
+    """Write atomically (temp file + rename, both inside the directory opened by
+    :func:`_open_dir`), keeping an existing file's mode; a new file gets 0o666 less
+    the umask, applied by the kernel (reading the umask would mean setting it, for
+    every thread of the daemon)."""
     data = content.encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    parent = _open_dir(workspace, path.parent, create=True)
     try:
-        mode: int | None = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = None
-    tmp = path.with_name(f".{path.name}.mimir-{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)  # left over from a write that failed half way
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-    fd = os.open(tmp, flags, 0o666 if mode is None else mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if mode is not None:
-            os.fchmod(fd, mode)
+        try:
+            info = os.stat(path.name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            mode: int | None = None
+        else:
+            if stat.S_ISLNK(info.st_mode):  # swapped in since it was resolved
+                raise OSError(errno.ELOOP, "is a symlink")
+            mode = info.st_mode & 0o7777
+        tmp = f".{path.name}.mimir-{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=parent)  # left over from a write that failed half way
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(tmp, flags, 0o666 if mode is None else mode, dir_fd=parent)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if mode is not None:
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path.name, src_dir_fd=parent, dst_dir_fd=parent)
     finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        os.close(parent)
     return len(data)
 
 
@@ -858,6 +909,7 @@ class AgentHost:
         try:
             text = await trio.to_thread.run_sync(
                 _read_text,
+                self.root,
                 path,
                 line if isinstance(line, int) else None,
                 limit if isinstance(limit, int) else None,
@@ -867,6 +919,8 @@ class AgentHost:
         except IsADirectoryError:
             raise AcpError(-32602, f"{params.get('path')} is a directory") from None
         except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise AcpError(-32602, _SWAPPED.format(params.get("path"))) from None
             raise AcpError(-32603, f"cannot read {params.get('path')}: {exc.strerror}") from None
         await self._event(
             "file_read",
@@ -882,10 +936,10 @@ class AgentHost:
             raise AcpError(-32602, "fs/write_text_file needs path and content")
         path = await self._confined("write", params)
         try:
-            size = await trio.to_thread.run_sync(_write_text, path, params["content"])
+            size = await trio.to_thread.run_sync(_write_text, self.root, path, params["content"])
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise AcpError(-32602, f"{params.get('path')} is a symlink") from None
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise AcpError(-32602, _SWAPPED.format(params.get("path"))) from None
             raise AcpError(-32603, f"cannot write {params.get('path')}: {exc.strerror}") from None
         await self._event(
             "file_written",
