@@ -23,6 +23,10 @@ import trio
 ENV_ALLOWLIST: Final = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR"}
 )
+#: Set in every child's environment to the id of the session it works for: it is
+#: inherited by what the child starts, wherever that goes, so that the reaper can
+#: tell a leftover of ours from a stranger that got a recycled group id.
+SESSION_ENV: Final = "MIMIR_SESSION"
 #: How often a stop looks whether the group is empty yet.
 GROUP_POLL_S: Final = 0.05
 EOF_GRACE_S: Final = 2.0
@@ -128,6 +132,7 @@ async def stop_group(
 
 __all__ = [
     "ENV_ALLOWLIST",
+    "SESSION_ENV",
     "child_environment",
     "exit_status",
     "group_alive",

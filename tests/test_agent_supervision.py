@@ -200,6 +200,7 @@ async def test_the_agent_never_sees_the_daemons_notify_socket_or_database_key(
         names = {entry.split(b"=", 1)[0].decode() for entry in environ.split(b"\0") if entry}
         assert not names & {"NOTIFY_SOCKET", "LISTEN_FDS", "MIMIR_DB_KEY"}
         assert b"not-for-agents" not in environ
+        assert f"MIMIR_SESSION={session_id}".encode() in environ.split(b"\0")
         assert {"PATH", "HOME"} <= names
         assert (
             os.readlink(f"/proc/{session['agent_state']['pid']}/cwd")

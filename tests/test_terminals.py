@@ -616,7 +616,8 @@ def test_a_terminal_left_by_a_killed_daemon_is_reaped_at_the_next_start(dirs: Da
     with daemon_process(dirs) as daemon:
         project = _rpc(dirs, "project.add", {"path": str(repo)})
         session = _rpc(dirs, "session.create", {"project": project["id"], "title": "t"})
-        steps = [create("c", "sleep", "1000")]
+        # Out of the workspace: the reaper knows it by its MIMIR_SESSION, not its cwd.
+        steps = [create("c", "sh", "-c", "cd / && sleep 1000")]
         _rpc(dirs, "session.prompt", {"session": session["id"], "text": json.dumps(steps)})
         found = _rpc(dirs, "session.events", {"session": session["id"]})["events"]
         [started] = [e["data"] for e in found if e["kind"] == "terminal_started"]

@@ -22,7 +22,7 @@ from mimird import journal, policy, sessions, worktrees
 from mimird.agent_host import AgentManager
 from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError
-from mimird.processes import child_environment
+from mimird.processes import SESSION_ENV, child_environment
 from mimird.projects import get_project, raw_config, resolve_id
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions import SessionRow
@@ -506,7 +506,7 @@ class SessionService:
                 result = await run_setup(
                     command,
                     Path(row.workspace_path),
-                    child_environment(effective.env()),
+                    child_environment({**effective.env(), SESSION_ENV: row.id}),
                     effective.secret_values(),
                     journal_output,
                     record_group,

@@ -15,6 +15,7 @@ from mimird.agent_host import AgentHost, AgentManager, resolve_command
 from mimird.agent_log import BoundedLog
 from mimird.api.sessions import SessionService
 from mimird.errors import InvalidParams, InvalidState
+from mimird.processes import SESSION_ENV
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions import SessionRow
 from mimird.setup_command import scrub
@@ -166,7 +167,10 @@ class TurnService:
             effective = await self._sessions.effective(row)
             kind = row.agent or effective.values["agent"]
             command = await trio.to_thread.run_sync(
-                resolve_command, kind, self._settings.agents, effective.env()
+                resolve_command,
+                kind,
+                self._settings.agents,
+                {**effective.env(), SESSION_ENV: row.id},
             )
             resume = row.status != "created"
             return await self._agents.start(row, command, effective.secret_values(), resume=resume)

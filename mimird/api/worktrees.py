@@ -220,7 +220,7 @@ class WorktreeService:
         ):
             if row.process_group is not None:
                 killed = await trio.to_thread.run_sync(
-                    reaper.reap, row.process_group, Path(row.workspace_path)
+                    reaper.reap, row.process_group, Path(row.workspace_path), row.id
                 )
                 if killed:
                     log.warning("orphan_processes_reaped", session_id=row.id, pids=killed)
@@ -228,7 +228,7 @@ class WorktreeService:
         left = await self._store.read(terminals.recorded)
         for terminal in left:
             killed = await trio.to_thread.run_sync(
-                reaper.reap, terminal.process_group, terminal.workspace
+                reaper.reap, terminal.process_group, terminal.workspace, terminal.session_id
             )
             if killed:
                 log.warning(
