@@ -81,10 +81,16 @@ class SessionService:
 
     # ---- plumbing -------------------------------------------------------------
 
-    async def _git(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    # The workspace operations that WorktreeService shares: git in a bounded set of
+    # threads, one lock per project (git's own locks are not made for concurrent
+    # worktree changes), and drift detection.
+
+    async def git(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a git operation (a function of :mod:`mimird.worktrees`) in a thread."""
         return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._git_limiter)
 
-    def _lock(self, project_id: str) -> trio.Lock:
+    def project_lock(self, project_id: str) -> trio.Lock:
+        """The lock held while a project's worktrees change."""
         return self._project_locks.setdefault(project_id, trio.Lock())
 
     async def _find(self, ref: str) -> SessionRow:
@@ -131,7 +137,7 @@ class SessionService:
         project_config = await self._store.read(raw_config, row.project_id)
         return self._layers(project_config, row.config)
 
-    async def _check_workspace(
+    async def check_workspace(
         self, row: SessionRow
     ) -> tuple[SessionRow, worktrees.WorkspaceCheck | None]:
         """Detect drift of a worktree session; record a changed state (journaled)."""
@@ -142,7 +148,7 @@ class SessionService:
             or not row.workspace_path
         ):
             return row, None
-        check = await self._git(
+        check = await self.git(
             worktrees.check_worktree, Path(row.project_path), Path(row.workspace_path), row.branch
         )
         if check.state != row.workspace_state:
@@ -166,7 +172,7 @@ class SessionService:
         if not row.base_ref or row.base_ref == row.base_commit:
             return None
         try:
-            return await self._git(worktrees.resolve_commit, Path(row.project_path), row.base_ref)
+            return await self.git(worktrees.resolve_commit, Path(row.project_path), row.base_ref)
         except MimirError:
             return None
 
@@ -372,13 +378,13 @@ class SessionService:
             "workspace_kind": kind,
             "status": "preparing" if effective.values["setup_command"] else "created",
         }
-        async with self._lock(project.id):
+        async with self.project_lock(project.id):
             if kind == "worktree":
                 row = await self._create_worktree(
                     project, root, params, effective, placeholders, values
                 )
             elif kind == "in_place":
-                state = await self._git(worktrees.repo_state, root) if project.is_git else None
+                state = await self.git(worktrees.repo_state, root) if project.is_git else None
                 values.update(
                     workspace_path=str(root),
                     branch=state.branch if state else None,
@@ -402,10 +408,10 @@ class SessionService:
         placeholders: dict[str, str],
         values: dict[str, Any],
     ) -> SessionRow:
-        state = await self._git(worktrees.repo_state, root)
+        state = await self.git(worktrees.repo_state, root)
         if params.base_ref is not msgspec.UNSET:
             base_ref: str = params.base_ref
-            base_commit = await self._git(worktrees.resolve_commit, root, base_ref)
+            base_commit = await self.git(worktrees.resolve_commit, root, base_ref)
         else:
             if state.head_commit is None:
                 raise InvalidState(
@@ -428,13 +434,13 @@ class SessionService:
             if params.branch is not msgspec.UNSET
             else policy.render_template(effective.values["branch_template"], **placeholders)
         )
-        await self._git(worktrees.check_branch_name, root, branch)
+        await self.git(worktrees.check_branch_name, root, branch)
         # git makes the leading directories, and add_worktree removes those it made
         # if it fails: nothing of a failed create stays behind.
         path = self._workspace_path(effective, placeholders)
-        await self._git(worktrees.add_worktree, root, path, branch, base_commit)
+        await self.git(worktrees.add_worktree, root, path, branch, base_commit)
         try:
-            copied = await self._git(
+            copied = await self.git(
                 worktrees.copy_files, root, path, list(effective.values["copy_files"])
             )
             values.update(
@@ -451,7 +457,7 @@ class SessionService:
         except BaseException:
             # Nothing of a failed create may stay behind: not the worktree, not the branch.
             with trio.CancelScope(shield=True):
-                await self._git(
+                await self.git(
                     worktrees.remove_worktree,
                     root,
                     path,
@@ -589,10 +595,10 @@ class SessionService:
         return SessionList(sessions=[row.to_wire() for row in rows], next_cursor=next_cursor)
 
     async def get(self, ctx: CallContext, params: SessionRefParams) -> Session:
-        row, check = await self._check_workspace(await self._find(params.session))
+        row, check = await self.check_workspace(await self._find(params.session))
         session = self._wire(row, check)
         if row.workspace_state == "ok" and row.base_commit and row.workspace_kind != "private":
-            status = await self._git(
+            status = await self.git(
                 worktrees.worktree_status,
                 Path(row.workspace_path),
                 row.base_commit,
@@ -628,7 +634,7 @@ class SessionService:
         return row.to_wire()
 
     async def diff(self, ctx: CallContext, params: SessionDiffParams) -> SessionDiff:
-        row, _ = await self._check_workspace(await self._find(params.session))
+        row, _ = await self.check_workspace(await self._find(params.session))
         self._refuse_drifted(row, "diff")
         if row.base_commit is None or row.workspace_kind == "private":
             raise InvalidState(
@@ -637,7 +643,7 @@ class SessionService:
                 field="session",
                 id=row.id,
             )
-        changes, patch = await self._git(
+        changes, patch = await self.git(
             worktrees.diff, Path(row.workspace_path), row.base_commit, patch=params.patch
         )
         files = [
@@ -682,10 +688,10 @@ class SessionService:
         await self._stop_agent(found.id, "deleted")
         snapshot: worktrees.Snapshot | None = None
         values: dict[str, Any] = {}
-        async with self._lock(found.project_id):
+        async with self.project_lock(found.project_id):
             # Read and check again under the lock: a second delete of the same session
             # that waited here must find it deleted, not redo the removal.
-            row, _ = await self._check_workspace(await self._find(found.id))
+            row, _ = await self.check_workspace(await self._find(found.id))
             sessions.check_transition(row.id, row.status, "deleted", "delete")
             # A session from before workspaces existed (schema 0002) has no path.
             has_worktree = row.workspace_kind == "worktree" and bool(row.workspace_path)
@@ -695,7 +701,7 @@ class SessionService:
                     and not params.force
                 ):
                     self._refuse_drifted(row, "delete")
-                snapshot = await self._git(
+                snapshot = await self.git(
                     worktrees.remove_worktree,
                     Path(row.project_path),
                     Path(row.workspace_path),
@@ -763,7 +769,7 @@ class SessionService:
     async def restore(self, ctx: CallContext, params: SessionRefParams) -> Session:
         found = await self._find(params.session)
         values: dict[str, Any] = {}
-        async with self._lock(found.project_id):
+        async with self.project_lock(found.project_id):
             row = await self._find(found.id)
             if row.status not in ("archived", "deleted"):
                 raise InvalidState(
@@ -788,7 +794,7 @@ class SessionService:
                             field="session",
                             id=row.id,
                         )
-                    await self._git(
+                    await self.git(
                         worktrees.restore_worktree,
                         Path(row.project_path),
                         path,
@@ -821,8 +827,8 @@ class SessionService:
 
     async def repair(self, ctx: CallContext, params: SessionRefParams) -> Session:
         found = await self._find(params.session)
-        async with self._lock(found.project_id):
-            row, check = await self._check_workspace(await self._find(found.id))
+        async with self.project_lock(found.project_id):
+            row, check = await self.check_workspace(await self._find(found.id))
             if check is None or check.state == "ok":
                 return self._wire(row, check)
             assert row.branch is not None
@@ -834,13 +840,13 @@ class SessionService:
                 event = ("workspace_repaired", {"adopted_path": str(check.actual_path)})
             elif check.state == "missing":
                 root = Path(row.project_path)
-                await self._git(worktrees.prune_worktree_admin, root)
-                await self._git(
+                await self.git(worktrees.prune_worktree_admin, root)
+                await self.git(
                     worktrees.restore_worktree,
                     root,
                     Path(row.workspace_path),
                     branch=row.branch,
-                    snapshot_commit=await self._git(worktrees.resolve_commit, root, row.branch),
+                    snapshot_commit=await self.git(worktrees.resolve_commit, root, row.branch),
                 )
                 values = {"workspace_state": "ok"}
                 event = ("workspace_repaired", {"recreated_from_branch": row.branch})

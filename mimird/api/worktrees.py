@@ -104,7 +104,7 @@ class WorktreeService:
                 if (path / ".git").is_file() and str(path) not in known
             )
 
-        return await self._sessions._git(scan)
+        return await self._sessions.git(scan)
 
     async def _known_paths(self) -> set[str]:
         """Workspace paths of every session of every project that still has one."""
@@ -129,7 +129,7 @@ class WorktreeService:
         for candidate in await self._projects_in_scope(project):
             if not candidate.is_git or not await trio.Path(candidate.path).is_dir():
                 continue
-            listed = await self._sessions._git(worktrees.list_git_worktrees, Path(candidate.path))
+            listed = await self._sessions.git(worktrees.list_git_worktrees, Path(candidate.path))
             paths = {w.path.resolve() for w in listed}
             owned += [(orphan, candidate) for orphan in orphans if orphan.resolve() in paths]
         return sorted(owned, key=lambda pair: pair[0])
@@ -139,7 +139,7 @@ class WorktreeService:
         checked = []
         for row in rows:
             if row.workspace_state != "removed" and row.status != "deleted":
-                row, _ = await self._sessions._check_workspace(row)
+                row, _ = await self._sessions.check_workspace(row)
             checked.append(_info(row))
         if params.project is msgspec.UNSET:
             orphans = await self._orphans(await self._known_paths())
@@ -158,8 +158,8 @@ class WorktreeService:
             removed.append(_info(row))
             if params.dry_run:
                 continue
-            async with self._sessions._lock(row.project_id):
-                snap = await self._sessions._git(
+            async with self._sessions.project_lock(row.project_id):
+                snap = await self._sessions.git(
                     worktrees.remove_worktree,
                     Path(row.project_path),
                     Path(row.workspace_path),
@@ -190,8 +190,8 @@ class WorktreeService:
             )
             if params.dry_run:
                 continue
-            async with self._sessions._lock(owner.id):
-                snap = await self._sessions._git(
+            async with self._sessions.project_lock(owner.id):
+                snap = await self._sessions.git(
                     worktrees.remove_worktree,
                     Path(owner.path),
                     orphan,
@@ -206,7 +206,7 @@ class WorktreeService:
         if not params.dry_run:
             for project in await self._projects_in_scope(params.project):
                 if project.is_git and await trio.Path(project.path).is_dir():
-                    await self._sessions._git(worktrees.prune_worktree_admin, Path(project.path))
+                    await self._sessions.git(worktrees.prune_worktree_admin, Path(project.path))
         log.info("worktrees_pruned", removed=len(removed), dry_run=params.dry_run)
         return WorktreePruned(removed=removed, snapshots=snapshots, dry_run=params.dry_run)
 
@@ -277,7 +277,7 @@ class WorktreeService:
         for row in await self._store.read(sessions.with_workspaces, None):
             if row.status == "deleted" or row.workspace_state == "removed":
                 continue
-            row, _ = await self._sessions._check_workspace(row)
+            row, _ = await self._sessions.check_workspace(row)
             states[row.workspace_state] = states.get(row.workspace_state, 0) + 1
         orphans = await self._orphans(
             {r.workspace_path for r in await self._store.read(sessions.with_workspaces, None)}
