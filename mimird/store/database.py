@@ -3,7 +3,7 @@
 Every database function is a plain sync function that takes a SQLAlchemy
 ``Connection`` and returns plain data; ``Store.read``/``Store.write`` run it in
 a worker thread. Writes are serialised through a single connection (pool of
-one, ``BEGIN IMMEDIATE``) behind a ``CapacityLimiter(1)``. A cancelled caller
+one, ``BEGIN IMMEDIATE``) behind a ``trio.Lock``. A cancelled caller
 waits for its thread to finish (``abandon_on_cancel=False``), so a write that
 was cancelled may still have committed: writes must be idempotent.
 """
@@ -68,9 +68,8 @@ class Store:
         self.ids = IdGenerator()
         self._writer = writer
         self._reader = reader
-        self._write_limiter = trio.CapacityLimiter(1)
-        #: Held from the start of a write until its events are published, so that
-        #: subscribers see events in commit order.
+        #: One write at a time, held from its start until its events are published,
+        #: so that subscribers see events in commit order.
         self._write_lock = trio.Lock()
         #: Called (in the trio thread, before the next write starts) with the journal
         #: events a write committed; set by the journal.
@@ -213,9 +212,7 @@ class Store:
             # Not abandoned on cancel: the result (and the events) arrive even when
             # the caller is cancelled meanwhile, so what committed is published.
             result, committed = await trio.to_thread.run_sync(
-                self._write_sync,
-                lambda conn: fn(conn, *args, **kwargs),
-                limiter=self._write_limiter,
+                self._write_sync, lambda conn: fn(conn, *args, **kwargs)
             )
             self.generation += 1
             if committed and self.on_commit is not None:
