@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 import trio
 
 from mimird.config import Overrides, Settings, load_settings
@@ -286,3 +287,34 @@ def run_mimirctl(
         timeout=timeout,
         check=False,
     )
+
+
+def module_daemon_fixtures() -> tuple[Any, Any, Any]:
+    """Fixtures for a test module whose tests share one real mimird process:
+    ``ctl_dirs`` and ``mimird_process`` (module-scoped) and ``dirs`` (the
+    module's directories, with the daemon running), replacing conftest's
+    per-test ``dirs``. Assign them at module level::
+
+        ctl_dirs, mimird_process, dirs = module_daemon_fixtures()
+    """
+
+    @pytest.fixture(scope="module")
+    def ctl_dirs() -> Iterator[DaemonDirs]:
+        with short_tmpdir() as root:
+            dirs = DaemonDirs(root)
+            # dirs.env() names this file explicitly, and mimird refuses a missing one.
+            dirs.config.write_text("")
+            (dirs.root / "home").mkdir()
+            yield dirs
+
+    @pytest.fixture(scope="module")
+    def mimird_process(ctl_dirs: DaemonDirs) -> Iterator[DaemonProcess]:
+        with daemon_process(ctl_dirs) as process:
+            yield process
+
+    @pytest.fixture
+    def dirs(ctl_dirs: DaemonDirs, mimird_process: DaemonProcess) -> DaemonDirs:
+        """The module's daemon directories, with the daemon running."""
+        return ctl_dirs
+
+    return ctl_dirs, mimird_process, dirs

@@ -15,7 +15,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,7 +25,7 @@ from tests.helpers import (
     DaemonDirs,
     DaemonProcess,
     blocking_call,
-    daemon_process,
+    module_daemon_fixtures,
     run_mimirctl,
     short_tmpdir,
 )
@@ -49,27 +48,7 @@ _names = itertools.count()
 # ---- fixtures and helpers ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ctl_dirs() -> Iterator[DaemonDirs]:
-    with short_tmpdir() as root:
-        dirs = DaemonDirs(root)
-        # dirs.env() names this file explicitly, and mimird refuses a missing one.
-        dirs.config.write_text("")
-        (dirs.root / "home").mkdir()
-        yield dirs
-
-
-@pytest.fixture(scope="module")
-def mimird_process(ctl_dirs: DaemonDirs) -> Iterator[DaemonProcess]:
-    with daemon_process(ctl_dirs) as process:
-        yield process
-        process.terminate()
-
-
-@pytest.fixture
-def dirs(ctl_dirs: DaemonDirs, mimird_process: DaemonProcess) -> DaemonDirs:
-    """The module's daemon directories, with the daemon running."""
-    return ctl_dirs
+ctl_dirs, mimird_process, dirs = module_daemon_fixtures()
 
 
 def unique(stem: str) -> str:

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,9 +23,9 @@ from mimirctl import render
 from mimirctl.cli import time_arg
 from tests.helpers import (
     DaemonDirs,
-    DaemonProcess,
     blocking_call,
     daemon_process,
+    module_daemon_fixtures,
     run_mimirctl,
     short_tmpdir,
 )
@@ -56,26 +55,7 @@ SESSION_LS_HEADERS: Final = ["ID", "PROJECT", "STATUS", "WORKSPACE", "BRANCH", "
 # ---- fixtures and helpers ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ctl_dirs() -> Iterator[DaemonDirs]:
-    with short_tmpdir() as root:
-        dirs = DaemonDirs(root)
-        dirs.config.write_text("")  # dirs.env() names it, and mimird refuses a missing one
-        (dirs.root / "home").mkdir()
-        yield dirs
-
-
-@pytest.fixture(scope="module")
-def mimird_process(ctl_dirs: DaemonDirs) -> Iterator[DaemonProcess]:
-    with daemon_process(ctl_dirs) as process:
-        yield process
-        process.terminate()
-
-
-@pytest.fixture
-def dirs(ctl_dirs: DaemonDirs, mimird_process: DaemonProcess) -> DaemonDirs:
-    """The module's daemon directories, with the daemon running."""
-    return ctl_dirs
+ctl_dirs, mimird_process, dirs = module_daemon_fixtures()
 
 
 @pytest.fixture
