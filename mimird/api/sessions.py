@@ -12,7 +12,7 @@ import datetime as dt
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
 import msgspec
 import structlog
@@ -47,6 +47,7 @@ from mimird.wire.types import (
     SessionListParams,
     SessionRefParams,
     SessionRemoved,
+    SessionStatus,
     SessionUpdateParams,
     Snapshot,
 )
@@ -54,6 +55,8 @@ from mimird.wire.types import (
 log = structlog.get_logger("mimird.sessions")
 
 T = TypeVar("T")
+#: An event journaled with a status change: (kind, data).
+_Fact: TypeAlias = tuple[str, dict[str, Any]]
 
 #: Git work at once across all projects (each is a few processes and disk I/O).
 GIT_THREADS: Final = 4
@@ -505,6 +508,19 @@ class SessionService:
                 event=("setup_started", {"command": command}),
             )
 
+        async def end(
+            status: SessionStatus, reason: str, failure: str | None, *events: _Fact
+        ) -> SessionRow:
+            return await self._store.write(
+                sessions.transition,
+                row.id,
+                status,
+                action="set up",
+                reason=reason,
+                values={"failure": failure, "process_group": None},
+                events=events,
+            )
+
         timeout = self._settings.supervision.setup_timeout_s
         scope = self._setups[row.id] = trio.CancelScope(relative_deadline=timeout)
         try:
@@ -519,58 +535,28 @@ class SessionService:
                 )
         except OSError as exc:
             failure = f"setup command could not start: {exc.strerror or exc}"
-            return await self._store.write(
-                sessions.transition,
-                row.id,
-                "failed",
-                action="set up",
-                reason="setup_failed",
-                values={"failure": failure, "process_group": None},
-            )
+            return await end("failed", "setup_failed", failure)
         finally:
             del self._setups[row.id]
             cancelled = row.id in self._setups_cancelled
             self._setups_cancelled.discard(row.id)
         if scope.cancelled_caught:
             # run_setup has stopped the command's whole group on its way out.
-            ended = "cancelled" if cancelled else "timed_out"
             failure = (
                 "setup command cancelled (session.cancel)"
                 if cancelled
                 else f"setup command timed out after {timeout:g} s ([supervision] setup_timeout_s)"
             )
             log.warning("session_setup_ended", session_id=row.id, failure=failure)
-            return await self._store.write(
-                sessions.transition,
-                row.id,
-                "failed",
-                action="set up",
-                reason="setup_failed",
-                values={"failure": failure, "process_group": None},
-                events=[("setup_finished", {"exit_code": None, "ended": ended})],
-            )
-        finished = [("setup_finished", {"exit_code": result.exit_code})]
+            ended = "cancelled" if cancelled else "timed_out"
+            stopped: _Fact = ("setup_finished", {"exit_code": None, "ended": ended})
+            return await end("failed", "setup_failed", failure, stopped)
+        finished: _Fact = ("setup_finished", {"exit_code": result.exit_code})
         if result.ok:
-            return await self._store.write(
-                sessions.transition,
-                row.id,
-                "created",
-                action="set up",
-                reason="setup_succeeded",
-                values={"process_group": None},
-                events=finished,
-            )
-        failure = f"setup command exited with {result.exit_code}:\n{result.tail}"
+            return await end("created", "setup_succeeded", None, finished)
         log.warning("session_setup_failed", session_id=row.id, exit_code=result.exit_code)
-        return await self._store.write(
-            sessions.transition,
-            row.id,
-            "failed",
-            action="set up",
-            reason="setup_failed",
-            values={"failure": failure, "process_group": None},
-            events=finished,
-        )
+        failure = f"setup command exited with {result.exit_code}:\n{result.tail}"
+        return await end("failed", "setup_failed", failure, finished)
 
     async def list(self, ctx: CallContext, params: SessionListParams) -> SessionList:
         project_id = None
