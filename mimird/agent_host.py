@@ -508,7 +508,7 @@ class AgentHost:
         return reason
 
     def _terminals(self) -> contextlib.AbstractAsyncContextManager[terminals.Terminals]:
-        return terminals.Terminals.open(
+        return terminals.Terminals(
             self.session_id,
             self.root,
             self.command.env,
@@ -518,7 +518,7 @@ class AgentHost:
             max_terminals=self.options.max_terminals,
             max_output_bytes=self.options.terminal_output_bytes,
             stop_grace_s=self.options.stop_grace_s,
-        )
+        ).running()
 
     async def _start_acp(self, conn: AcpConnection, attempt: int) -> dict[str, Any] | None:
         began = time.monotonic()

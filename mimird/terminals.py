@@ -8,8 +8,8 @@ and forgets the id). Each command runs in the session's workspace, with the
 agent's environment, stdin from /dev/null and stdout and stderr merged into one
 bounded buffer, in a process group of its own.
 
-A :class:`Terminals` set belongs to one life of one agent: it is an async
-context manager whose nursery runs a watcher per command, and leaving it stops
+A :class:`Terminals` set belongs to one life of one agent: its ``running()``
+block owns a nursery that runs a watcher per command, and leaving it stops
 every group it started (``processes.stop_group``: SIGTERM, SIGKILL, a final
 sweep). So terminals die with their agent: when it stops, restarts or crashes,
 when the session is stopped, archived or deleted, and when the daemon shuts
@@ -167,7 +167,8 @@ def _request_env(value: Any) -> dict[str, str]:
 
 
 class Terminals:
-    """The terminals of one life of one session's agent; open with :meth:`open`."""
+    """The terminals of one life of one session's agent; run them with
+    ``async with Terminals(...).running() as terminals``."""
 
     def __init__(
         self,
@@ -181,7 +182,6 @@ class Terminals:
         max_terminals: int,
         max_output_bytes: int,
         stop_grace_s: float,
-        nursery: trio.Nursery,
     ) -> None:
         self.session_id = session_id
         self.root = root
@@ -192,44 +192,20 @@ class Terminals:
         self.max_terminals = max_terminals
         self.max_output_bytes = max_output_bytes
         self.stop_grace_s = stop_grace_s
-        self._nursery = nursery
+        self._nursery: trio.Nursery | None = None
         self._terminals: dict[str, Terminal] = {}
         self._closing = False
 
-    @classmethod
     @contextlib.asynccontextmanager
-    async def open(
-        cls,
-        session_id: str,
-        root: Path,
-        env: Mapping[str, str],
-        store: Store,
-        journal_: journal.Journal,
-        secrets: set[str],
-        *,
-        max_terminals: int,
-        max_output_bytes: int,
-        stop_grace_s: float,
-    ) -> AsyncIterator[Terminals]:
+    async def running(self) -> AsyncIterator[Terminals]:
         """Leaving the block stops every command still held (shielded, bounded)."""
         async with trio.open_nursery() as nursery:
-            terminals = cls(
-                session_id,
-                root,
-                env,
-                store,
-                journal_,
-                secrets,
-                max_terminals=max_terminals,
-                max_output_bytes=max_output_bytes,
-                stop_grace_s=stop_grace_s,
-                nursery=nursery,
-            )
+            self._nursery = nursery
             try:
-                yield terminals
+                yield self
             finally:
                 with trio.CancelScope(shield=True):
-                    await terminals._close()
+                    await self._close()
                 nursery.cancel_scope.cancel()
 
     def __len__(self) -> int:
@@ -346,6 +322,7 @@ class Terminals:
                 text=" ".join(shown),
             )
             # After terminal_started went to the journal: the watcher journals the exit.
+            assert self._nursery is not None, "use Terminals.running()"
             self._nursery.start_soon(self._watch, terminal)
         log.info(
             "terminal_started",
