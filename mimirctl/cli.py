@@ -736,6 +736,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_session_commands(commands, common)
     _add_worktree_commands(commands, common)
     _add_agent_commands(commands, common)
+    _add_db_commands(commands, common)
     stream.add_commands(commands, common)
     _add_search_command(commands, common)
     return parser
@@ -890,6 +891,51 @@ def _add_agent_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "ls", parents=[common], help="every agent kind, its command, and whether it is installed"
     )
     ls.set_defaults(run=cmd_agent_ls)
+
+
+def _add_db_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    db = commands.add_parser("db", parents=[common], help="the daemon's database")
+    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    check = db_commands.add_parser(
+        "check", parents=[common], help="check the database's integrity (exits 1 on a problem)"
+    )
+    check.add_argument(
+        "--full", action="store_true", help="SQLite's integrity_check (slower, also indexes)"
+    )
+    check.set_defaults(run=cmd_db_check)
+    backup = db_commands.add_parser(
+        "backup", parents=[common], help="copy the database while mimird runs"
+    )
+    backup.add_argument(
+        "path", nargs="?", help="where to (must not exist; default: the state dir's backups/)"
+    )
+    backup.set_defaults(run=cmd_db_backup)
+
+
+def cmd_db_check(client: Client, args: argparse.Namespace) -> int:
+    client.set_timeout(None)  # a full check of a big database takes a while
+    result = client.call("db.check", {"full": args.full})
+
+    def human(r: dict[str, Any]) -> str:
+        if r["ok"]:
+            return f"database ok ({r['kind']} check, {r['duration_ms']:.0f} ms)"
+        return "\n".join([f"database has problems ({r['kind']} check):", *r["problems"]])
+
+    _emit(args, result, human)
+    return EXIT_OK if result["ok"] else EXIT_ERROR
+
+
+def cmd_db_backup(client: Client, args: argparse.Namespace) -> int:
+    client.set_timeout(None)
+    params = {} if args.path is None else {"path": os.path.abspath(args.path)}
+    result = client.call("db.backup", params)
+
+    def human(r: dict[str, Any]) -> str:
+        encrypted = ", encrypted" if r["encrypted"] else ""
+        return f"backed up to {r['path']} ({render.human_bytes(r['bytes'])}{encrypted})"
+
+    _emit(args, result, human)
+    return EXIT_OK
 
 
 def cmd_agent_ls(client: Client, args: argparse.Namespace) -> int:

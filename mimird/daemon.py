@@ -22,6 +22,7 @@ from mimird.agent_host import AgentManager
 from mimird.api import (
     AgentService,
     DaemonService,
+    DbService,
     EventService,
     ProjectService,
     SearchService,
@@ -135,6 +136,7 @@ async def run_daemon(
                     TurnService(session_service, agents),
                     EventService(journal, session_service),
                     SearchService(store),
+                    DbService(store, settings),
                 )
                 server = RpcServer(
                     listen_socket,

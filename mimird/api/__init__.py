@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mimird.api.agents import AgentService
 from mimird.api.daemon import DaemonService
+from mimird.api.db import DbService
 from mimird.api.events import EventService
 from mimird.api.projects import ProjectService
 from mimird.api.search import SearchService
@@ -23,9 +24,10 @@ def build_registry(
     turns: TurnService,
     events: EventService,
     search: SearchService,
+    db: DbService,
 ) -> Registry:
     registry = Registry()
-    for service in (daemon, projects, sessions, worktrees, agents, turns, events, search):
+    for service in (daemon, projects, sessions, worktrees, agents, turns, events, search, db):
         service.register(registry)
     return registry
 
@@ -33,6 +35,7 @@ def build_registry(
 __all__ = [
     "AgentService",
     "DaemonService",
+    "DbService",
     "EventService",
     "ProjectService",
     "SearchService",

@@ -59,8 +59,11 @@ class Store:
         reader_threads: int,
         run_id: int,
         recovered_from_crash: bool,
+        connect_to: Callable[[Path], Connect],
     ) -> None:
         self.path = path
+        #: A connect function for any file with this database's key (backups).
+        self._connect_to = connect_to
         self.encrypted = encrypted
         self.revision = revision
         self.run_id = run_id
@@ -162,6 +165,7 @@ class Store:
             reader_threads=options.reader_threads,
             run_id=run_id,
             recovered_from_crash=bool(unfinished),
+            connect_to=connect_to,
         )
 
     def _close_sync(self) -> None:
@@ -241,6 +245,33 @@ class Store:
         except sa.exc.DBAPIError as exc:
             raise _storage_error(exc) from exc
 
+    async def backup(self, target: Path) -> int:
+        """Copy the live database to ``target`` (which must not exist) with SQLite's
+        online backup API, encrypted as the database is; returns its size. Writes go
+        on meanwhile: the copy is the database as of one moment."""
+        return await trio.to_thread.run_sync(self._backup_sync, target)
+
+    def _backup_sync(self, target: Path) -> int:
+        # Built beside the target and linked into place: a backup that fails half
+        # way leaves nothing, and an existing file is never overwritten.
+        tmp = target.with_name(f".{target.name}.mimir-{os.getpid()}.tmp")
+        try:
+            # Made here first, so that the copy is private from its first byte.
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            migrate.backup_database(self._connect_to(self.path), self._connect_to(tmp))
+            os.link(tmp, target)
+            return target.stat().st_size
+        except sa.exc.DBAPIError as exc:
+            raise _storage_error(exc) from exc
+        finally:
+            for leftover in (
+                tmp,
+                tmp.with_name(tmp.name + "-wal"),
+                tmp.with_name(tmp.name + "-shm"),
+            ):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
+
     def size_bytes(self) -> int:
         total = 0
         for suffix in ("", "-wal"):
@@ -272,14 +303,30 @@ def _record_start(engine: sa.Engine) -> tuple[int, int]:
         return int(run_id[0]), int(unfinished)
 
 
+#: At most this many problems are reported by a check.
+MAX_PROBLEMS: Final = 100
+
+
+def integrity_problems(conn: sa.Connection, *, full: bool = False) -> list[str]:
+    """What SQLite finds wrong with the database: ``quick_check`` (or, ``full``,
+    ``integrity_check``, which also checks that indexes match their tables) and
+    ``foreign_key_check``. Empty when all is well."""
+    pragma = "integrity_check" if full else "quick_check"
+    rows = [str(r[0]) for r in conn.exec_driver_sql(f"PRAGMA {pragma}({MAX_PROBLEMS})")]
+    problems = [] if rows == ["ok"] else rows
+    for table, rowid, parent, _ in conn.exec_driver_sql("PRAGMA foreign_key_check"):
+        problems.append(f"row {rowid} of {table} refers to a missing row of {parent}")
+    return problems[:MAX_PROBLEMS]
+
+
 def _quick_check(engine: sa.Engine, path: Path) -> None:
     with engine.connect() as conn:
-        rows = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
+        problems = integrity_problems(conn)
         conn.rollback()
-    if rows != ["ok"]:
+    if problems:
         raise StartupError(
             f"database {path} failed its integrity check after an unclean shutdown: "
-            f"{'; '.join(rows[:5])}. Restore a backup (see 'mimird --help') or run "
+            f"{'; '.join(problems[:5])}. Restore a backup (see 'mimird --help') or run "
             f"'sqlite3 {path} .recover'"
         )
     log.info("database_checked", result="ok")

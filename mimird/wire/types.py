@@ -563,3 +563,34 @@ class SearchHit(Result):
 
 class SearchResult(Result):
     hits: list[SearchHit]
+
+
+# ---- db.* ------------------------------------------------------------------------------
+
+
+class DbCheckParams(Params):
+    #: SQLite's integrity_check (every index against its table) instead of quick_check.
+    full: bool = False
+
+
+class DbCheck(Result):
+    ok: bool
+    #: ``quick`` or ``full``.
+    kind: Literal["quick", "full"]
+    #: What SQLite reported (at most 100 lines); empty when ok.
+    problems: list[str]
+    duration_ms: float
+
+
+class DbBackupParams(Params):
+    #: An absolute path for the copy, which must not exist yet; by default a new file
+    #: in the state directory's ``backups/``.
+    path: Annotated[str, Meta(min_length=1, max_length=4096)] | UnsetType = UNSET
+
+
+class DbBackup(Result):
+    path: str
+    bytes: int
+    #: Whether the copy is encrypted (it is when the database is, with the same key).
+    encrypted: bool
+    duration_ms: float

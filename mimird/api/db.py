@@ -1,0 +1,93 @@
+"""``db.check`` and ``db.backup``: the database's integrity, and copies of it
+made while the daemon runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import msgspec
+import trio
+
+from mimird.config import Settings
+from mimird.errors import AlreadyExists, InvalidParams
+from mimird.rpc.registry import CallContext, Registry
+from mimird.store import Store
+from mimird.store.database import integrity_problems
+from mimird.wire.errors import ErrorCode
+from mimird.wire.types import DbBackup, DbBackupParams, DbCheck, DbCheckParams
+
+#: Manual backups in the backups directory are named so, beside the ones made
+#: before migrations (``mimir-pre-migration-*``); they are never rotated away.
+BACKUP_PREFIX = "mimir-backup-"
+
+
+class DbService:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store = store
+        self._backup_dir = settings.backup_dir
+
+    def register(self, registry: Registry) -> None:
+        registry.add(
+            "db.check",
+            self.check,
+            params=DbCheckParams,
+            result=DbCheck,
+            summary="Check the database's integrity while the daemon runs (SQLite's "
+            "quick_check, or integrity_check with full, and foreign_key_check).",
+            concurrent=True,
+        )
+        registry.add(
+            "db.backup",
+            self.backup,
+            params=DbBackupParams,
+            result=DbBackup,
+            summary="Copy the database while the daemon runs, consistent as of one moment, "
+            "encrypted as the database is.",
+            description="The copy is made beside its path and linked into place, so a "
+            "failed backup leaves nothing and an existing file is never overwritten.",
+            errors=(ErrorCode.ALREADY_EXISTS, ErrorCode.STORAGE_ERROR),
+            mutating=True,
+            concurrent=True,
+        )
+
+    async def check(self, ctx: CallContext, params: DbCheckParams) -> DbCheck:
+        began = time.perf_counter()
+        problems = await self._store.read(integrity_problems, full=params.full)
+        return DbCheck(
+            ok=not problems,
+            kind="full" if params.full else "quick",
+            problems=problems,
+            duration_ms=round((time.perf_counter() - began) * 1000, 1),
+        )
+
+    async def backup(self, ctx: CallContext, params: DbBackupParams) -> DbBackup:
+        if params.path is msgspec.UNSET:
+            await trio.Path(self._backup_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            target = self._backup_dir / f"{BACKUP_PREFIX}{stamp}.db"
+        else:
+            target = await trio.to_thread.run_sync(_target, params.path)
+        began = time.perf_counter()
+        size = await self._store.backup(target)
+        return DbBackup(
+            path=str(target),
+            bytes=size,
+            encrypted=self._store.encrypted,
+            duration_ms=round((time.perf_counter() - began) * 1000, 1),
+        )
+
+
+def _target(path: str) -> Path:
+    target = Path(path)
+    if not target.is_absolute() or "\0" in path:
+        raise InvalidParams(f"path must be absolute, got {path!r}", field="path")
+    if os.path.lexists(target):
+        raise AlreadyExists(f"{target} already exists; a backup never overwrites", field="path")
+    if not target.parent.is_dir():
+        raise InvalidParams(f"{target.parent} is not a directory", field="path")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise InvalidParams(f"{target.parent} is not writable by mimird", field="path")
+    return target
