@@ -22,9 +22,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from mimird.config import DatabaseSection, Secret
-from mimird.errors import StorageError
+from mimird.errors import StartupError, StorageError
 from mimird.ids import IdGenerator
 from mimird.store import Store, schema
+from mimird.store.database import integrity_problems
 from mimird.store.engine import SQLITE_HEADER, connector, make_engine
 from mimird.store.migrate import BACKUP_PREFIX, alembic_config, head_revision
 from tests.helpers import (
@@ -36,6 +37,7 @@ from tests.helpers import (
     in_process_daemon,
     start_daemon_process,
 )
+from tests.test_search import add_project, add_session, journal_texts
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -627,3 +629,61 @@ def test_key_from_the_environment_is_wiped_from_proc_environ(
         environ = Path(f"/proc/{daemon.proc.pid}/environ").read_bytes()
     assert KEY.encode() not in environ
     assert b"MIMIR_DB_KEY=" in environ  # the name stays, only the value is wiped
+
+
+# ---- integrity after an unclean shutdown -------------------------------------------------
+
+
+def tear_a_page_as_if_killed(path: Path) -> None:
+    """Mark the last run as never stopped (so the next start checks the database)
+    and overwrite a page in the middle of the file, as a torn write would."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("UPDATE daemon_runs SET status = 'running'")
+        conn.commit()
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    with open(path, "r+b") as f:
+        f.seek(page_size * (pages // 2))
+        f.write(b"\xff" * page_size)
+
+
+async def test_a_database_damaged_by_a_crash_is_refused_with_where_the_backups_are(
+    dirs: DaemonDirs,
+) -> None:
+    async with open_store(dirs) as store:
+
+        def fill(conn: sa.Connection) -> None:
+            session_id = add_session(conn, add_project(conn, "api"))
+            journal_texts(conn, session_id, [f"text number {n} " * 20 for n in range(400)])
+
+        await store.write(fill)
+    tear_a_page_as_if_killed(dirs.database)
+    with pytest.raises(StartupError) as refused:
+        async with open_store(dirs):
+            pass
+    message = str(refused.value)
+    assert "failed its integrity check after an unclean shutdown" in message
+    assert str(dirs.state / "backups") in message
+    assert "mimirctl db backup" in message
+
+
+async def test_the_check_reports_damage_that_stops_sqlite_itself(dirs: DaemonDirs) -> None:
+    """What db.check runs: damage is a finding, never an error of the check."""
+    async with open_store(dirs) as store:
+
+        def fill(conn: sa.Connection) -> None:
+            session_id = add_session(conn, add_project(conn, "api"))
+            journal_texts(conn, session_id, [f"text number {n} " * 20 for n in range(400)])
+
+        await store.write(fill)
+        assert await store.read(integrity_problems) == []
+    tear_a_page_as_if_killed(dirs.database)
+    engine = sa.create_engine(f"sqlite:///{dirs.database}")
+    try:
+        with engine.connect() as conn:
+            for full in (False, True):
+                problems = integrity_problems(conn, full=full)
+                assert problems, "the torn page is found"
+                assert len(problems) <= 100
+    finally:
+        engine.dispose()

@@ -151,7 +151,7 @@ class Store:
             run_id, unfinished = _record_start(writer)
             if unfinished:
                 log.warning("unclean_shutdown_detected", previous_runs=unfinished)
-                _quick_check(writer, path)
+                _quick_check(writer, path, backup_dir)
         except BaseException:
             writer.dispose()
             reader.dispose()
@@ -312,21 +312,27 @@ def integrity_problems(conn: sa.Connection, *, full: bool = False) -> list[str]:
     ``integrity_check``, which also checks that indexes match their tables) and
     ``foreign_key_check``. Empty when all is well."""
     pragma = "integrity_check" if full else "quick_check"
-    rows = [str(r[0]) for r in conn.exec_driver_sql(f"PRAGMA {pragma}({MAX_PROBLEMS})")]
-    problems = [] if rows == ["ok"] else rows
-    for table, rowid, parent, _ in conn.exec_driver_sql("PRAGMA foreign_key_check"):
-        problems.append(f"row {rowid} of {table} refers to a missing row of {parent}")
+    try:
+        rows = [str(r[0]) for r in conn.exec_driver_sql(f"PRAGMA {pragma}({MAX_PROBLEMS})")]
+        problems = [] if rows == ["ok"] else rows
+        for table, rowid, parent, _ in conn.exec_driver_sql("PRAGMA foreign_key_check"):
+            problems.append(f"row {rowid} of {table} refers to a missing row of {parent}")
+    except sa.exc.DatabaseError as exc:
+        # Damage bad enough that SQLite stops the check itself ("database disk image
+        # is malformed") is a finding too, not an error of the check.
+        return [f"SQLite stopped the check: {exc.orig}"]
     return problems[:MAX_PROBLEMS]
 
 
-def _quick_check(engine: sa.Engine, path: Path) -> None:
+def _quick_check(engine: sa.Engine, path: Path, backup_dir: Path) -> None:
     with engine.connect() as conn:
         problems = integrity_problems(conn)
         conn.rollback()
     if problems:
         raise StartupError(
             f"database {path} failed its integrity check after an unclean shutdown: "
-            f"{'; '.join(problems[:5])}. Restore a backup (see 'mimird --help') or run "
-            f"'sqlite3 {path} .recover'"
+            f"{'; '.join(problems[:5])}. Put a backup (from {backup_dir}, or your own "
+            f"'mimirctl db backup') in its place, removing {path.name}-wal and "
+            f"{path.name}-shm, or run 'sqlite3 {path} .recover'"
         )
     log.info("database_checked", result="ok")
