@@ -44,7 +44,7 @@ from mimird.agents import PRESETS
 from mimird.config import AgentSection, Settings, SupervisionSection
 from mimird.errors import AgentUnavailable, Busy, InvalidParams, InvalidState, NotFound
 from mimird.processes import child_environment, exit_status, stop_group
-from mimird.setup_command import FAILURE_TAIL_LINES, scrub
+from mimird.setup_command import FAILURE_TAIL_LINES, scrub, scrub_value
 from mimird.store import Store
 from mimird.timeutil import utc_now
 
@@ -342,6 +342,11 @@ class AgentHost:
             return await self.manager.store.write(fn, *args, **kwargs)
 
     async def _event(self, kind: str, data: dict[str, Any], text: str | None = None) -> None:
+        # Secrets never reach the journal (DESIGN.md invariant 9), whatever the agent
+        # echoes back: masked in every string of the event and in its indexed text.
+        if self.secrets:
+            data = scrub_value(data, self.secrets)
+            text = None if text is None else scrub(text, self.secrets)
         await self.manager.journal.submit(self.session_id, kind, data, text=text)
 
     async def _move(
@@ -363,7 +368,7 @@ class AgentHost:
             only_from=only_from,
             reason=reason,
             values=values or {},
-            events=events,
+            events=tuple((kind, scrub_value(data, self.secrets)) for kind, data in events),
         )
 
     # ---- supervision ---------------------------------------------------------------
@@ -649,7 +654,10 @@ class AgentHost:
             conn = await self.wait_ready()
             await self.manager.journal.flush()
             prompt_seq = await self._write(
-                sessions.prompt_started, self.session_id, {"content": content}, text=text
+                sessions.prompt_started,
+                self.session_id,
+                {"content": scrub_value(content, self.secrets)},
+                text=scrub(text, self.secrets),
             )
             if _cancelled(turn):  # while it waited for the agent or the journal
                 return await self._end_turn(prompt_seq, "cancelled", None, None)
@@ -788,7 +796,8 @@ class AgentHost:
         permission = Permission(
             id=self.manager.store.ids.new(),
             session_id=self.session_id,
-            tool_call=params.get("toolCall"),
+            # What clients are shown (permission.list): secrets masked.
+            tool_call=scrub_value(params.get("toolCall"), self.secrets),
             options=options,
             requested_at=utc_now(),
         )
@@ -796,8 +805,8 @@ class AgentHost:
         self.manager.permissions[permission.id] = permission
         try:
             title = (
-                (params.get("toolCall") or {}).get("title")
-                if isinstance(params.get("toolCall"), dict)
+                permission.tool_call.get("title")
+                if isinstance(permission.tool_call, dict)
                 else None
             )
             await self._move(

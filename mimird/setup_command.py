@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -32,6 +32,20 @@ def scrub(text: str, secrets: set[str]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def scrub_value(value: Any, secrets: set[str]) -> Any:
+    """``value`` (a JSON value) with every secret in its strings, keys included,
+    replaced by ``***``; the value itself when there is nothing to hide."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {scrub(str(k), secrets): scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_value(item, secrets) for item in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -306,3 +306,70 @@ async def test_a_daemon_cancelled_by_an_internal_error_still_stops_its_agents(
     async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
         session = await c.call("session.get", {"session": session_id})
         assert session["status"] == "stopped"
+
+
+async def test_secrets_the_agent_echoes_never_reach_the_journal(dirs: DaemonDirs) -> None:
+    """DESIGN.md invariant 9: a secret env value the agent (or the user) writes back
+    is masked in every event, in search, and in permission.list; the agent itself
+    still gets what was sent."""
+    secret = "s3cr3t-t0ken-4f9a"
+    say = {
+        "sessionUpdate": "agent_message_chunk",
+        "content": {"type": "text", "text": f"the token is {secret}."},
+    }
+    # Split across two chunks: only the joined message can mask it whole.
+    first = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": " and "}}
+    half = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": secret[:7]}}
+    rest = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": secret[7:]}}
+    tool = {
+        "sessionUpdate": "tool_call",
+        "toolCallId": "t1",
+        "title": f"curl -H 'Authorization: {secret}'",
+        "rawInput": {"command": f"curl -H 'Authorization: {secret}'", secret: "as a key"},
+    }
+    ask = {
+        "do": "request",
+        "method": "session/request_permission",
+        "params": {
+            "sessionId": "sess-1",
+            "toolCall": {"toolCallId": "t1", "title": f"run with {secret}"},
+            "options": [{"optionId": "yes", "name": "Allow", "kind": "allow_once"}],
+        },
+    }
+    steps = [{"do": "update", "update": u} for u in (say, first, half, rest, tool)] + [ask]
+    async with (
+        agent_world(dirs, {"prompts": [steps]}) as world,
+        Client.connect(world.daemon.socket) as c,
+    ):
+        env = {"API_TOKEN": {"value": secret, "secret": True}}
+        session = await c.call(
+            "session.create", {"project": world.project, "title": "t", "config": {"env": env}}
+        )
+        session_id = session["id"]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                c.call, "session.prompt", {"session": session_id, "text": f"use {secret}"}
+            )
+            listed = await c.until("permission.list", {}, lambda r: r["permissions"])
+            assert secret not in json.dumps(listed)
+            assert listed["permissions"][0]["tool_call"]["title"] == "run with ***"
+            await c.call(
+                "permission.respond",
+                {"permission": listed["permissions"][0]["id"], "kind": "allow_once"},
+            )
+        stored = await events_of(c, session_id)
+        assert secret not in json.dumps(stored)
+        assert secret[:7] not in json.dumps([e for e in stored if e["kind"] != "update"])
+        messages = [e["data"]["text"] for e in stored if e["kind"] == "message"]
+        assert messages == ["the token is ***. and ***"]
+        prompt = next(e for e in stored if e["kind"] == "prompt")
+        assert prompt["data"]["content"] == [{"type": "text", "text": "use ***"}]
+        tool_event = next(e for e in stored if e["data"].get("update", {}).get("toolCallId"))
+        assert tool_event["data"]["update"]["rawInput"] == {
+            "command": "curl -H 'Authorization: ***'",
+            "***": "as a key",
+        }
+        for query in (secret, "s3cr3t*"):
+            assert (await c.call("search", {"query": query}))["hits"] == []
+        sent = next(m for m in received(world) if m.get("method") == "session/prompt")
+        assert sent["params"]["prompt"] == [{"type": "text", "text": f"use {secret}"}]
