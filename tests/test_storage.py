@@ -634,6 +634,12 @@ def test_key_from_the_environment_is_wiped_from_proc_environ(
 # ---- integrity after an unclean shutdown -------------------------------------------------
 
 
+def fill_pages(conn: sa.Connection) -> None:
+    """Enough journal (400 texts) for a database of many pages."""
+    session_id = add_session(conn, add_project(conn, "api"))
+    journal_texts(conn, session_id, [f"text number {n} " * 20 for n in range(400)])
+
+
 def tear_a_page_as_if_killed(path: Path) -> None:
     """Mark the last run as never stopped (so the next start checks the database)
     and overwrite a page in the middle of the file, as a torn write would."""
@@ -651,12 +657,7 @@ async def test_a_database_damaged_by_a_crash_is_refused_with_where_the_backups_a
     dirs: DaemonDirs,
 ) -> None:
     async with open_store(dirs) as store:
-
-        def fill(conn: sa.Connection) -> None:
-            session_id = add_session(conn, add_project(conn, "api"))
-            journal_texts(conn, session_id, [f"text number {n} " * 20 for n in range(400)])
-
-        await store.write(fill)
+        await store.write(fill_pages)
     tear_a_page_as_if_killed(dirs.database)
     with pytest.raises(StartupError) as refused:
         async with open_store(dirs):
@@ -670,12 +671,7 @@ async def test_a_database_damaged_by_a_crash_is_refused_with_where_the_backups_a
 async def test_the_check_reports_damage_that_stops_sqlite_itself(dirs: DaemonDirs) -> None:
     """What db.check runs: damage is a finding, never an error of the check."""
     async with open_store(dirs) as store:
-
-        def fill(conn: sa.Connection) -> None:
-            session_id = add_session(conn, add_project(conn, "api"))
-            journal_texts(conn, session_id, [f"text number {n} " * 20 for n in range(400)])
-
-        await store.write(fill)
+        await store.write(fill_pages)
         assert await store.read(integrity_problems) == []
     tear_a_page_as_if_killed(dirs.database)
     engine = sa.create_engine(f"sqlite:///{dirs.database}")
