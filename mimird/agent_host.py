@@ -41,6 +41,7 @@ from mimird import __version__, journal, sessions, terminals
 from mimird.acp import AcpConnection, AcpConnectionClosed, AcpError, MethodNotFound
 from mimird.agent_log import BoundedLog, pump
 from mimird.agents import PRESETS
+from mimird.chunk_mask import ChunkMasker
 from mimird.config import AgentSection, Settings, SupervisionSection
 from mimird.errors import AgentUnavailable, Busy, InvalidParams, InvalidState, NotFound
 from mimird.processes import child_environment, exit_status, stop_group
@@ -305,6 +306,8 @@ class AgentHost:
         #: Updates that ``session/load`` replays are history already journaled.
         self._loading = False
         self._message: dict[str, Any] | None = None
+        #: Holds back a message chunk while it may end with part of a secret.
+        self._masker: ChunkMasker[Any] = ChunkMasker(secrets)
         self.stopped = trio.Event()
 
     # ---- state ----------------------------------------------------------------------
@@ -978,14 +981,22 @@ class AgentHost:
                         self._message = {"role": role, "id": message_id, "parts": []}
                     assert self._message is not None
                     self._message["parts"].append(chunk)
+                    if self.secrets:
+                        for held, masked in self._masker.feed(params, chunk):
+                            await self._event("update", _with_chunk_text(held, masked))
+                        return
         else:
             await self._flush_message()
             if kind in ("tool_call", "tool_call_update") and isinstance(update, dict):
                 title = update.get("title")
                 text = title if isinstance(title, str) else None
+        for held, masked in self._masker.flush():  # chunks held back go first
+            await self._event("update", _with_chunk_text(held, masked))
         await self._event("update", params, text=text)
 
     async def _flush_message(self) -> None:
+        for held, masked in self._masker.flush():
+            await self._event("update", _with_chunk_text(held, masked))
         message, self._message = self._message, None
         if message is None:
             return
@@ -1001,6 +1012,14 @@ class AgentHost:
             "agent_protocol_error",
             {"reason": reason, "preview": scrub(line_preview, self.secrets)},
         )
+
+
+def _with_chunk_text(params: Any, text: str) -> Any:
+    """A message chunk's update with its text replaced (by its masked form)."""
+    update = params["update"]
+    if update["content"]["text"] == text:
+        return params
+    return {**params, "update": {**update, "content": {**update["content"], "text": text}}}
 
 
 class AgentManager:

@@ -317,7 +317,7 @@ async def test_secrets_the_agent_echoes_never_reach_the_journal(dirs: DaemonDirs
         "sessionUpdate": "agent_message_chunk",
         "content": {"type": "text", "text": f"the token is {secret}."},
     }
-    # Split across two chunks: only the joined message can mask it whole.
+    # Split across two chunks: each piece must be masked in its own update.
     first = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": " and "}}
     half = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": secret[:7]}}
     rest = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": secret[7:]}}
@@ -359,7 +359,16 @@ async def test_secrets_the_agent_echoes_never_reach_the_journal(dirs: DaemonDirs
             )
         stored = await events_of(c, session_id)
         assert secret not in json.dumps(stored)
-        assert secret[:7] not in json.dumps([e for e in stored if e["kind"] != "update"])
+        # Not even in pieces: each chunk of the split secret is masked in its update.
+        assert secret[:7] not in json.dumps(stored)
+        assert secret[7:] not in json.dumps(stored)
+        chunks = [
+            e["data"]["update"]["content"]["text"]
+            for e in stored
+            if e["kind"] == "update"
+            and e["data"]["update"]["sessionUpdate"] == "agent_message_chunk"
+        ]
+        assert chunks == ["the token is ***.", " and ", "***", "***"]
         messages = [e["data"]["text"] for e in stored if e["kind"] == "message"]
         assert messages == ["the token is ***. and ***"]
         prompt = next(e for e in stored if e["kind"] == "prompt")
