@@ -1,11 +1,13 @@
 """What the benchmarks share: a daemon's environment inside a temp dir, the
 installed commands, a mimird process started and stopped, git with a fixed
-identity, CPU time of a process's threads, percentiles. Imported by the bench scripts, which run as
-``python bench/<name>.py`` (so this directory is on sys.path)."""
+identity, CPU time of a process's threads, percentiles, the report written out.
+Imported by the bench scripts, which run as ``python bench/<name>.py`` (so this
+directory is on sys.path)."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import signal
 import subprocess
@@ -144,3 +146,17 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
         return float("nan")
     rank = max(0, min(len(sorted_values) - 1, round(fraction * len(sorted_values)) - 1))
     return float(sorted_values[rank])
+
+
+def write_report(
+    report: Any, text: str, out_dir: Path, name: str, started: datetime.datetime
+) -> Path:
+    """Print the human table, then keep the whole report as
+    ``<out_dir>/<name>-<UTC timestamp>.json``; returns that file."""
+    print()
+    print(text)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_bytes(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
+    print(f"\nwrote {out}")
+    return out

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-from common import installed, mimir_env, percentile
+from common import installed, mimir_env, percentile, write_report
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 RESULTS_DIR: Final = BENCH_DIR / "results"
@@ -532,12 +532,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in runs
         ],
     }
-    print()
-    print(render(report))
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"rpc-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_bytes(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
-    print(f"\nwrote {out}")
+    write_report(report, render(report), args.out, "rpc", started)
     errors = sum(s.errors for s in summaries)
     if errors:
         print(f"error: {errors} requests were answered with an error", file=sys.stderr)

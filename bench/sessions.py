@@ -57,7 +57,16 @@ from typing import Any, Final
 
 import msgspec
 import sqlalchemy as sa
-from common import git, log_tail, mimir_env, mimird_process, percentile, threads_cpu_ns, wait_ready
+from common import (
+    git,
+    log_tail,
+    mimir_env,
+    mimird_process,
+    percentile,
+    threads_cpu_ns,
+    wait_ready,
+    write_report,
+)
 
 from mimird import sessions as session_db
 from mimird.sessions import ListFilter
@@ -721,12 +730,7 @@ def main(argv: list[str] | None = None) -> int:
         "scales": scales,
         "create": create,
     }
-    print()
-    print(render(report))
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"sessions-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_bytes(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
-    print(f"\nwrote {out}")
+    write_report(report, render(report), args.out, "sessions", started)
     return 0
 
 

@@ -67,6 +67,7 @@ from common import (
     percentile,
     threads_cpu_ns,
     wait_ready,
+    write_report,
 )
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
@@ -831,12 +832,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": rounds,
         "paced": paced,
     }
-    print()
-    print(render(report))
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"stream-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_bytes(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
-    print(f"\nwrote {out}")
+    write_report(report, render(report), args.out, "stream", started)
     if failures:
         print("error: some subscriber missed, repeated or reordered events", file=sys.stderr)
         return 1
