@@ -9,8 +9,6 @@ import contextlib
 import os
 import sqlite3
 import stat
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,6 +21,7 @@ from mimird.config import DatabaseSection, Secret
 from mimird.store import Store, schema
 from mimird.wire.errors import ErrorCode
 from tests.helpers import DaemonDirs, InProcessDaemon, TrioClient, run_mimirctl
+from tests.test_mimirctl import mimirctl_in
 from tests.test_search import KEY, add_project, add_session, journal_texts, open_store
 
 pytestmark = pytest.mark.timeout(60)
@@ -183,26 +182,14 @@ async def test_mimirctl_db_backup_takes_a_path_relative_to_where_it_runs(
     daemon: InProcessDaemon, client: TrioClient, tmp_path: Path
 ) -> None:
     done = await trio.to_thread.run_sync(
-        lambda: run_mimirctl_in(daemon.dirs, tmp_path, "db", "backup", "here.db")
+        lambda: mimirctl_in(daemon.dirs, tmp_path, "db", "backup", "here.db")
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"backed up to {tmp_path / 'here.db'} (")
     again = await trio.to_thread.run_sync(
-        lambda: run_mimirctl_in(daemon.dirs, tmp_path, "db", "backup", "here.db")
+        lambda: mimirctl_in(daemon.dirs, tmp_path, "db", "backup", "here.db")
     )
     assert again.returncode == 5, "already exists"
     checked = await trio.to_thread.run_sync(run_mimirctl, daemon.dirs, "db", "check", "--full")
     assert checked.returncode == 0
     assert checked.stdout.startswith("database ok (full check, ")
-
-
-def run_mimirctl_in(dirs: DaemonDirs, cwd: Path, *args: str) -> Any:
-    return subprocess.run(
-        [sys.executable, "-m", "mimirctl", *args],
-        env=dirs.env(),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )

@@ -38,7 +38,9 @@ from tests.test_mimirctl import (
     EXIT_USAGE,
     HEAVY_MODULES,
     RUN_TIMEOUT_S,
+    failed,
     imported_modules,
+    ok,
 )
 
 #: Where --json goes: before the command words, between them, or after them.
@@ -81,21 +83,6 @@ def rpc(dirs: DaemonDirs, method: str, params: Any = None) -> Any:
 
 def ctl(dirs: DaemonDirs, *args: str) -> subprocess.CompletedProcess[str]:
     return run_mimirctl(dirs, *args, timeout=RUN_TIMEOUT_S)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert (result.returncode, result.stderr) == (EXIT_OK, ""), result
-    return result.stdout
-
-
-def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
-    """The one-line message of a command that must fail with this exit code."""
-    assert result.returncode == code, result
-    assert result.stdout == "", result
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("mimirctl: "), result.stderr
-    return lines[0]
 
 
 def git(cwd: Path, *args: str) -> str:
