@@ -73,8 +73,8 @@ class PermissionAsker:
         if not options:  # nothing to choose from: someone must answer it by kind
             self.renderer.permission_request(data, hint=True)
             return
-        title = data.get("title") or (data.get("tool_call") or {}).get("title") or "a tool"
-        self.renderer.question_line(f"? permission {permission} for {render.printable(str(title))}")
+        title = render.printable(render.permission_title(data))
+        self.renderer.question_line(f"? permission {permission} for {title}")
         by_number = {str(n): option for n, option in enumerate(options, 1)}
         names = {
             n: str(o.get("name") or o.get("kind") or o.get("optionId"))

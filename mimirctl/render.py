@@ -177,6 +177,11 @@ def compact(data: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+def permission_title(data: Mapping[str, Any]) -> str:
+    """What a ``permission_requested`` event asks about: its tool call's title."""
+    return str(data.get("title") or (data.get("tool_call") or {}).get("title") or "a tool")
+
+
 def printable(text: str) -> str:
     """``text`` on one line, without control characters (terminal escapes among them)."""
     return _UNPRINTABLE_RUN.sub(" ", text).strip()

@@ -134,7 +134,7 @@ class Renderer:
     def permission_request(self, data: dict[str, Any], *, hint: bool) -> None:
         """A permission request and its options on one line; with ``hint``, how to
         answer it."""
-        title = data.get("title") or (data.get("tool_call") or {}).get("title") or "a tool"
+        title = render.permission_title(data)
         options = ", ".join(
             f"{o.get('kind')} ({o.get('optionId')})" for o in data.get("options", [])
         )
