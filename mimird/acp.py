@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final, Protocol, TypeAlias
@@ -161,6 +162,14 @@ class _LineTooLong(Exception):
 
 
 _json_decoder: Final = json.JSONDecoder()
+_JSON_SPACE: Final = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_space(text: str, pos: int) -> int:
+    """Where the next JSON token may start: ``pos`` past any JSON whitespace."""
+    found = _JSON_SPACE.match(text, pos)
+    assert found is not None  # "*": it matches the empty string too
+    return found.end()
 
 
 def _envelope(head: bytes) -> tuple[RequestId, str | None]:
@@ -169,28 +178,25 @@ def _envelope(head: bytes) -> tuple[RequestId, str | None]:
     is None when it was not found there (or has a type JSON-RPC does not allow)."""
     text = head[:ENVELOPE_BYTES].decode("utf-8", "replace")
     found: dict[str, Any] = {}
-    pos = len(text) - len(text.lstrip())
+    pos = _skip_space(text, 0)
     if not text.startswith("{", pos):
         return None, None
-    pos += 1
     try:
         while len(found) < 2:
-            pos += len(text[pos:]) - len(text[pos:].lstrip())
+            pos = _skip_space(text, pos + 1)
             if not text.startswith('"', pos):
                 break
             key, pos = _json_decoder.raw_decode(text, pos)
-            pos += len(text[pos:]) - len(text[pos:].lstrip())
+            pos = _skip_space(text, pos)
             if not text.startswith(":", pos):
                 break
-            pos += 1
-            pos += len(text[pos:]) - len(text[pos:].lstrip())
+            pos = _skip_space(text, pos + 1)
             value, pos = _json_decoder.raw_decode(text, pos)
             if key in ("id", "method"):
                 found.setdefault(key, value)
-            pos += len(text[pos:]) - len(text[pos:].lstrip())
+            pos = _skip_space(text, pos)
             if not text.startswith(",", pos):
                 break
-            pos += 1
     except ValueError:  # cut short, or not JSON from here on
         pass
     request_id = found.get("id")
