@@ -982,21 +982,23 @@ class AgentHost:
                     assert self._message is not None
                     self._message["parts"].append(chunk)
                     if self.secrets:
-                        for held, masked in self._masker.feed(params, chunk):
-                            await self._event("update", _with_chunk_text(held, masked))
+                        await self._journal_chunks(self._masker.feed(params, chunk))
                         return
         else:
             await self._flush_message()
             if kind in ("tool_call", "tool_call_update") and isinstance(update, dict):
                 title = update.get("title")
                 text = title if isinstance(title, str) else None
-        for held, masked in self._masker.flush():  # chunks held back go first
-            await self._event("update", _with_chunk_text(held, masked))
+        await self._journal_chunks(self._masker.flush())  # chunks held back go first
         await self._event("update", params, text=text)
 
+    async def _journal_chunks(self, released: list[tuple[Any, str]]) -> None:
+        """Journal message chunks the masker released, each with its masked text."""
+        for params, text in released:
+            await self._event("update", _with_chunk_text(params, text))
+
     async def _flush_message(self) -> None:
-        for held, masked in self._masker.flush():
-            await self._event("update", _with_chunk_text(held, masked))
+        await self._journal_chunks(self._masker.flush())
         message, self._message = self._message, None
         if message is None:
             return
