@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -19,7 +18,7 @@ import pytest
 import trio
 
 from mimird.wire.errors import ErrorCode
-from tests.helpers import DaemonDirs, InProcessDaemon, TrioClient
+from tests.helpers import DaemonDirs, TrioClient
 
 DEADLINE_S: Final = 10.0
 
@@ -35,12 +34,6 @@ def project_dir(dirs: DaemonDirs, name: str) -> Path:
     path = dirs.root / "projects" / name
     path.mkdir(parents=True)
     return path
-
-
-@pytest.fixture
-async def client(daemon: InProcessDaemon) -> AsyncIterator[TrioClient]:
-    async with TrioClient.connect(daemon.socket) as connected:
-        yield connected
 
 
 async def call(client: TrioClient, method: str, params: Any = None) -> dict[str, Any]:

@@ -29,12 +29,6 @@ pytestmark = pytest.mark.timeout(60)
 SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
 
-@pytest.fixture
-async def client(daemon: InProcessDaemon) -> Any:
-    async with TrioClient.connect(daemon.socket) as connected:
-        yield connected
-
-
 def plain_rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         return conn.execute(sql).fetchall()

@@ -11,7 +11,6 @@ import contextlib
 import os
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -121,12 +120,6 @@ async def counts(client: TrioClient) -> dict[str, int]:
     status = await call(client, "daemon.status")
     result: dict[str, int] = status["counts"]
     return result
-
-
-@pytest.fixture
-async def client(daemon: InProcessDaemon) -> AsyncIterator[TrioClient]:
-    async with TrioClient.connect(daemon.socket) as connected:
-        yield connected
 
 
 # ---- project.add: where the root is ----------------------------------------------

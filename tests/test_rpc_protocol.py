@@ -91,12 +91,6 @@ async def assert_still_answers(client: TrioClient) -> None:
 
 
 @pytest.fixture
-async def client(daemon: InProcessDaemon) -> AsyncIterator[TrioClient]:
-    async with TrioClient.connect(daemon.socket) as connected:
-        yield connected
-
-
-@pytest.fixture
 async def small_frames(dirs: DaemonDirs) -> AsyncIterator[InProcessDaemon]:
     """A daemon whose frame limit is 4096 bytes."""
     dirs.config.write_text(f"[rpc]\nmax_frame_bytes = {SMALL_FRAME_LIMIT}\n")

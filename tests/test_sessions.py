@@ -188,12 +188,6 @@ async def daemon_with_config(dirs: DaemonDirs, config: str) -> AsyncIterator[Tri
 
 
 @pytest.fixture
-async def client(daemon: InProcessDaemon) -> AsyncIterator[TrioClient]:
-    async with TrioClient.connect(daemon.socket) as connected:
-        yield connected
-
-
-@pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo")
 
