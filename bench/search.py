@@ -9,7 +9,7 @@ Run as ``.venv/bin/python bench/search.py`` (or ``make bench-search``). What it 
    words are in a third of all texts and most are rare), sprinkled with identifiers
    (``snake_case``, ``dotted.names``). Events are inserted as ``journal.append`` stores them and
    indexed with ``search.index`` in the same transaction, as the journal's writer does;
-2. times ``mimird.search.search`` in this process, on a connection opened like the daemon's
+2. times ``mimird.journal.search.search`` in this process, on a connection opened like the daemon's
    readers, for query classes from cheap to dear: a rare word, a word in ~1 % of texts, a word in
    ~30 % (bm25 ranks every match), two words, a phrase, a prefix, the common word filtered to one
    project and to one session. Each class runs R rounds (default 200) of queries, interleaved
@@ -42,9 +42,9 @@ import sqlalchemy as sa
 import trio
 from common import installed, mimir_env, percentile
 
-from mimird import search
 from mimird.config import DatabaseSection
 from mimird.ids import IdGenerator
+from mimird.journal import search
 from mimird.store import Store, schema
 from mimird.store.engine import connector, make_engine
 
@@ -349,7 +349,7 @@ def main() -> int:
         classes = query_classes(frequencies, args.events, made, rng)
         results = {
             "in_process": report(
-                "mimird.search.search in process (limit 20)",
+                "mimird.journal.search.search in process (limit 20)",
                 time_in_process(path, classes, args.rounds),
             )
         }

@@ -19,7 +19,7 @@ Run as ``.venv/bin/python bench/sessions.py`` (or ``make bench-sessions``). What
    status and diff stats in its worktree). The calls run in interleaved blocks (order
    rotating per round) and the daemon's CPU time (its threads and the git processes it
    waited for) is read per block. For each list it also times, in this process,
-   ``mimird.sessions.list_page`` (SQLAlchemy and row decoding), that plus the wire
+   ``mimird.sessions.records.list_page`` (SQLAlchemy and row decoding), that plus the wire
    encoding, and the very SQL it ran alone through ``sqlite3``, with SQLite's plan, to
    show where the time goes;
 4. with 10,000 sessions in the database, times ``session.create`` against ``git worktree
@@ -68,8 +68,8 @@ from common import (
     write_report,
 )
 
-from mimird import sessions as session_db
-from mimird.sessions import ListFilter
+from mimird.sessions import records as session_db
+from mimird.sessions.records import ListFilter
 from mimird.wire.types import SessionList
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
@@ -331,7 +331,7 @@ class Op:
     method: str
     params: dict[str, Any]
     calls: int
-    #: For session.list: the same query as mimird.sessions.ListFilter, for the breakdown.
+    #: For session.list: the same query as mimird.sessions.records.ListFilter, for the breakdown.
     list_filter: ListFilter | None = None
     latencies_ns: list[int] = field(default_factory=list, repr=False)
     cpu_ns: int = 0
@@ -398,7 +398,7 @@ def summarize(op: Op) -> dict[str, Any]:
 
 
 def breakdown(database: Path, ops: list[Op], runs: int) -> dict[str, dict[str, Any]]:
-    """Each list op, in this process: ``mimird.sessions.list_page`` (SQLAlchemy, row
+    """Each list op, in this process: ``mimird.sessions.records.list_page`` (SQLAlchemy, row
     decoding), that plus the wire encoding mimird does, and the very SQL it ran
     (captured from SQLAlchemy) alone through ``sqlite3``, rows as tuples. Medians in ms,
     and SQLite's plan for that SQL."""

@@ -2,7 +2,7 @@
 
 Usage: ``python bench/stream_baseline.py COUNT -- AGENT_ARGV...``. A trio program
 that starts the agent, speaks ACP to it through mimird's own
-:class:`mimird.acp.AcpConnection` (``initialize``, ``session/new``, then one
+:class:`mimird.agents.acp.AcpConnection` (``initialize``, ``session/new``, then one
 ``session/prompt``), and counts the ``session/update`` notifications: no journal,
 no database, no subscribers. Each update's embedded ``time.monotonic_ns()`` is
 compared to the time the handler sees it. Prints one JSON object on stdout: how
@@ -21,7 +21,7 @@ from typing import Any
 import trio
 from common import percentile
 
-from mimird.acp import AcpConnection
+from mimird.agents.acp import AcpConnection
 
 
 class Counter:

@@ -18,7 +18,7 @@ import structlog
 import trio
 
 from mimird import __version__, systemd
-from mimird.agent_host import AgentManager
+from mimird.agents.host import AgentManager
 from mimird.api import (
     AgentService,
     DaemonService,
@@ -38,7 +38,7 @@ from mimird.instance import (
     ensure_private_dir,
     instance_lock,
 )
-from mimird.journal import Journal
+from mimird.journal.writer import Journal
 from mimird.rpc.audit import AuditLog
 from mimird.rpc.dispatch import Dispatcher
 from mimird.rpc.server import CredentialsFn, RpcServer, peer_credentials

@@ -28,6 +28,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from mimird.errors import InvalidParams
+from mimird.secrets import MASK
 
 LayerName = Literal["builtin", "defaults", "project", "session"]
 #: Precedence of the layers, lowest first.
@@ -47,7 +48,7 @@ DEFAULT_AGENT: Final = "opencode"
 DEFAULT_BRANCH_TEMPLATE: Final = "mimir/{slug}-{short_id}"
 DEFAULT_WORKTREE_LOCATION: Final = "{project}/{slug}-{short_id}"
 #: What a secret value is replaced with wherever configuration is shown.
-SECRET_MASK: Final = "***"
+SECRET_MASK: Final = MASK
 
 MAX_NAME_LENGTH: Final = 100
 MAX_TEMPLATE_LENGTH: Final = 1000

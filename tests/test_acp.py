@@ -17,7 +17,7 @@ from typing import Any, Final
 import pytest
 import trio
 
-from mimird.acp import (
+from mimird.agents.acp import (
     INVALID_REQUEST,
     PARSE_ERROR,
     REQUEST_CANCELLED,

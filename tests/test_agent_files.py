@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mimird.acp import AcpError
-from mimird.agent_host import _read_text, _write_text, confine
+from mimird.agents.acp import AcpError
+from mimird.agents.host import _read_text, _write_text, confine
 
 #: The kernel's words for ELOOP and ENOTDIR, and Mimir's for a swapped file.
 REFUSED = "symbolic links|Not a directory|is a symlink"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import trio
 
-from mimird.agent_log import BoundedLog, pump
+from mimird.agents.stderr_log import BoundedLog, pump
 
 
 def test_the_log_never_holds_more_than_its_cap_plus_one_rotated_file(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-from mimird.agents import PRESETS, agent_kinds
+from mimird.agents.presets import PRESETS, agent_kinds
 from mimird.config import AgentSection, Overrides, load_settings
 from mimird.errors import ConfigError
 from tests.helpers import DaemonDirs, TrioClient, in_process_daemon

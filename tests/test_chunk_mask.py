@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mimird.chunk_mask import ChunkMasker
+from mimird.secrets import ChunkMasker
 
 SECRET = "sk-abc123"
 

@@ -20,7 +20,7 @@ from mimird import policy
 from mimird.api.sessions import SNAPSHOT_REF_PREFIX
 from mimird.api.worktrees import ORPHAN_REF_PREFIX
 from mimird.rpc.registry import COMMON_ERRORS
-from mimird.sessions import TRANSITIONS
+from mimird.sessions.records import TRANSITIONS
 from mimird.wire.errors import ErrorCode
 from mimird.wire.protocol import PROTOCOL_VERSION
 from mimird.wire.types import SessionStatus, WorkspaceKind, WorkspaceState

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mimird import reaper
 from mimird.processes import SESSION_ENV, group_alive, kill_group
+from mimird.sessions import reaper
 
 SESSION = "01sessionid"
 

@@ -1042,7 +1042,9 @@ async def test_copy_files_copies_ignored_files_into_the_new_worktree(
     assert (workspace(session) / ".env").read_text() == "TOKEN=local\n"
 
 
-@pytest.mark.parametrize("target", ["mimird.worktrees.copy_files", "mimird.sessions.insert"])
+@pytest.mark.parametrize(
+    "target", ["mimird.workspaces.git.copy_files", "mimird.sessions.records.insert"]
+)
 async def test_create_that_fails_after_the_worktree_was_made_leaves_nothing(
     client: TrioClient,
     dirs: DaemonDirs,

@@ -9,7 +9,7 @@ from pathlib import Path
 import trio
 
 from mimird.processes import child_environment
-from mimird.setup_command import run_setup
+from mimird.sessions.setup import run_setup
 
 SECRET = "supersecret42"
 

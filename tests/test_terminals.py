@@ -23,8 +23,8 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mimird.agents.terminals import OutputBuffer
 from mimird.processes import group_alive, group_members
-from mimird.terminals import OutputBuffer
 from tests.agent_support import (
     AgentWorld,
     Client,

@@ -1,4 +1,4 @@
-"""mimird.worktrees: session worktrees, snapshots, restores, drift checks and diffs.
+"""mimird.workspaces.git: session worktrees, snapshots, restores, drift checks and diffs.
 
 Every test works on real git repositories made in a temporary directory. git runs
 with no global or system config, so no user identity is configured anywhere: the
@@ -16,9 +16,9 @@ from typing import Final
 
 import pytest
 
-from mimird import worktrees
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, NotFound
-from mimird.worktrees import (
+from mimird.workspaces import git as worktrees
+from mimird.workspaces.git import (
     add_worktree,
     branch_exists,
     check_branch_name,

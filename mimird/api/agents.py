@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from mimird.agents import agent_kinds
+from mimird.agents.presets import agent_kinds
 from mimird.config import Settings
 from mimird.rpc.registry import CallContext, Registry
 from mimird.wire.types import AgentList, EmptyParams

@@ -18,7 +18,7 @@ import trio
 
 from mimird.api.sessions import SessionService
 from mimird.errors import InvalidParams, InvalidState, MimirError, NotFound
-from mimird.journal import Journal, Subscription, seq_at
+from mimird.journal.writer import Journal, Subscription, seq_at
 from mimird.rpc.registry import CallContext, Connection, Registry
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import Subscribed, SubscribeParams, Unsubscribed, UnsubscribeParams

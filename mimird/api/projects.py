@@ -8,7 +8,7 @@ import trio
 from mimird import policy, projects
 from mimird.api.sessions import SessionService
 from mimird.rpc.registry import CallContext, Registry
-from mimird.sessions import live_session_ids
+from mimird.sessions.records import live_session_ids
 from mimird.store import Store
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import (

@@ -5,9 +5,10 @@ from __future__ import annotations
 import msgspec
 import sqlalchemy as sa
 
-from mimird import search, sessions
+from mimird.journal import search
 from mimird.projects import resolve_id
 from mimird.rpc.registry import CallContext, Registry
+from mimird.sessions import records as sessions
 from mimird.store import Store
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import SearchHit, SearchParams, SearchResult

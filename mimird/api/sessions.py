@@ -18,15 +18,17 @@ import msgspec
 import structlog
 import trio
 
-from mimird import journal, policy, sessions, worktrees
-from mimird.agent_host import AgentManager
+from mimird import policy
+from mimird.agents.host import AgentManager
 from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError
+from mimird.journal import writer as journal
 from mimird.processes import SESSION_ENV, child_environment
 from mimird.projects import get_project, raw_config, resolve_id
 from mimird.rpc.registry import CallContext, Registry
-from mimird.sessions import SessionRow
-from mimird.setup_command import run_setup
+from mimird.sessions import records as sessions
+from mimird.sessions.records import SessionRow
+from mimird.sessions.setup import run_setup
 from mimird.store import Store
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import (
@@ -51,8 +53,9 @@ from mimird.wire.types import (
     SessionUpdateParams,
     Snapshot,
 )
+from mimird.workspaces import git as worktrees
 
-log = structlog.get_logger("mimird.sessions")
+log = structlog.get_logger("mimird.sessions.records")
 
 T = TypeVar("T")
 #: An event journaled with a status change: (kind, data).
@@ -89,7 +92,7 @@ class SessionService:
     # worktree changes), and drift detection.
 
     async def git(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a git operation (a function of :mod:`mimird.worktrees`) in a thread."""
+        """Run a git operation (a function of :mod:`mimird.workspaces.git`) in a thread."""
         return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._git_limiter)
 
     def project_lock(self, project_id: str) -> trio.Lock:

@@ -10,15 +10,15 @@ from typing import Any
 import msgspec
 import trio
 
-from mimird import sessions
-from mimird.agent_host import AgentHost, AgentManager, resolve_command
-from mimird.agent_log import BoundedLog
+from mimird.agents.host import AgentHost, AgentManager, resolve_command
+from mimird.agents.stderr_log import BoundedLog
 from mimird.api.sessions import SessionService
 from mimird.errors import InvalidParams, InvalidState
 from mimird.processes import SESSION_ENV
 from mimird.rpc.registry import CallContext, Registry
-from mimird.sessions import SessionRow
-from mimird.setup_command import scrub
+from mimird.secrets import scrub
+from mimird.sessions import records as sessions
+from mimird.sessions.records import SessionRow
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import (
     PermissionAnswered,

@@ -11,12 +11,14 @@ import msgspec
 import structlog
 import trio
 
-from mimird import reaper, sessions, terminals, worktrees
+from mimird.agents import terminals
 from mimird.api.sessions import SessionService, snapshot_ref
 from mimird.config import Settings
 from mimird.projects import list_projects, resolve_id
 from mimird.rpc.registry import CallContext, Registry
-from mimird.sessions import SessionRow
+from mimird.sessions import reaper
+from mimird.sessions import records as sessions
+from mimird.sessions.records import SessionRow
 from mimird.store import Store
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import (
@@ -28,8 +30,9 @@ from mimird.wire.types import (
     WorktreePruned,
     WorktreePruneParams,
 )
+from mimird.workspaces import git as worktrees
 
-log = structlog.get_logger("mimird.worktrees")
+log = structlog.get_logger("mimird.workspaces.git")
 
 
 def stamp() -> str:

@@ -1,5 +1,5 @@
 """The real opencode (`opencode acp`, pinned in .ci/agents) driven over ACP by
-mimird.acp.AcpConnection, with a fake LLM server standing in for the model."""
+mimird.agents.acp.AcpConnection, with a fake LLM server standing in for the model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Final
 import pytest
 import trio
 
-from mimird.acp import INVALID_PARAMS, AcpConnection, AcpError, MethodNotFound
+from mimird.agents.acp import INVALID_PARAMS, AcpConnection, AcpError, MethodNotFound
 from mimird.processes import group_alive, stop_group
 from tests.agents.opencode_env import OpencodeHome
 from tests.fake_llm import FakeLlm, Text, ToolCall

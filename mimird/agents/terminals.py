@@ -32,15 +32,15 @@ import sqlalchemy as sa
 import structlog
 import trio
 
-from mimird import journal
-from mimird.acp import INVALID_PARAMS, AcpError
+from mimird.agents.acp import INVALID_PARAMS, AcpError
+from mimird.journal import writer as journal
 from mimird.processes import exit_status, group_alive, stop_group
-from mimird.setup_command import scrub
+from mimird.secrets import scrub
 from mimird.store import Store
 from mimird.store.schema import sessions, terminals
 from mimird.timeutil import utc_now
 
-log = structlog.get_logger("mimird.terminals")
+log = structlog.get_logger("mimird.agents.terminals")
 
 READ_SIZE: Final = 64 * 1024
 #: After the command exited, how long its last output may take to arrive. A

@@ -6,7 +6,7 @@ speaks ACP to it (``initialize``, then ``session/new`` or ``session/load``),
 journals everything the agent sends, and answers its requests: permission
 requests are parked until a client answers them, file reads and writes are
 served inside the workspace only, and commands the agent asks for (ACP
-terminals, see :mod:`mimird.terminals`) run in the workspace and end with the
+terminals, see :mod:`mimird.agents.terminals`) run in the workspace and end with the
 agent.
 
 Supervision follows supervisor's model: an agent that exits unexpectedly (while
@@ -37,19 +37,22 @@ from typing import Any, Final
 import structlog
 import trio
 
-from mimird import __version__, journal, sessions, terminals
-from mimird.acp import AcpConnection, AcpConnectionClosed, AcpError, MethodNotFound
-from mimird.agent_log import BoundedLog, pump
-from mimird.agents import PRESETS
-from mimird.chunk_mask import ChunkMasker
+from mimird import __version__
+from mimird.agents import terminals
+from mimird.agents.acp import AcpConnection, AcpConnectionClosed, AcpError, MethodNotFound
+from mimird.agents.presets import PRESETS
+from mimird.agents.stderr_log import BoundedLog, pump
 from mimird.config import AgentSection, Settings, SupervisionSection
 from mimird.errors import AgentUnavailable, Busy, InvalidParams, InvalidState, NotFound
+from mimird.journal import writer as journal
 from mimird.processes import child_environment, exit_status, stop_group
-from mimird.setup_command import FAILURE_TAIL_LINES, scrub, scrub_value
+from mimird.secrets import ChunkMasker, scrub, scrub_value
+from mimird.sessions import records as sessions
+from mimird.sessions.setup import FAILURE_TAIL_LINES
 from mimird.store import Store
 from mimird.timeutil import utc_now
 
-log = structlog.get_logger("mimird.agents")
+log = structlog.get_logger("mimird.agents.presets")
 
 ACP_PROTOCOL_VERSION: Final = 1
 #: ACP "resource not found", for a file read of a missing file.

@@ -37,12 +37,12 @@ import sqlalchemy as sa
 import structlog
 import trio
 
-from mimird import search
+from mimird.journal import search
 from mimird.store.database import after_commit
 from mimird.store.schema import events, sessions
 from mimird.timeutil import utc_now
 
-log = structlog.get_logger("mimird.journal")
+log = structlog.get_logger("mimird.journal.writer")
 
 _ENCODER = msgspec.json.Encoder()
 

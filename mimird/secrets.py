@@ -1,4 +1,6 @@
-"""Masking secrets in streamed text whose pieces are journaled one by one.
+"""Masking secrets: in text and JSON values (:func:`scrub`, :func:`scrub_value`), with
+the one mask string (:data:`MASK`), and in streamed text whose pieces are journaled
+one by one (:class:`ChunkMasker`).
 
 An agent streams its messages in chunks, and each chunk is journaled as its own
 event. A secret split across chunks ("sk-ab" + "cd12") is in none of them whole,
@@ -14,11 +16,55 @@ released item and its masked text is the caller's business.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
+
+import msgspec
 
 MASK: Final = "***"
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def scrub(text: str, secrets: set[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+@functools.lru_cache(maxsize=64)
+def _json_forms(secrets: frozenset[str]) -> tuple[bytes, ...]:
+    """Each secret as it appears inside a JSON string (quotes and backslashes escaped)."""
+    return tuple(_ENCODER.encode(secret)[1:-1] for secret in secrets if secret)
+
+
+def scrub_value(value: Any, secrets: set[str]) -> Any:
+    """``value`` (a JSON value) with every secret in its strings, keys included,
+    replaced by ``***``; the value itself when there is nothing to hide."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    # Most values hold no secret: one encode and a byte search (~1 µs) says so
+    # without rebuilding the value (~5 µs for an agent's update).
+    encoded = _ENCODER.encode(value)
+    if not any(form in encoded for form in _json_forms(frozenset(secrets))):
+        return value
+    return _rebuilt(value, secrets)
+
+
+def _rebuilt(value: Any, secrets: set[str]) -> Any:
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {scrub(str(k), secrets): _rebuilt(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rebuilt(item, secrets) for item in value]
+    return value
+
 
 T = TypeVar("T")
 

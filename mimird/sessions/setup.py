@@ -9,17 +9,16 @@ the whole group is killed if the daemon stops meanwhile.
 from __future__ import annotations
 
 import codecs
-import functools
 import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-import msgspec
 import trio
 
 from mimird.processes import stop_group
+from mimird.secrets import scrub
 
 OUTPUT_CHUNK: Final = 64 * 1024
 #: How much of the output's end a failure message quotes.
@@ -27,47 +26,6 @@ FAILURE_TAIL_LINES: Final = 20
 #: Output kept to find those lines in.
 TAIL_KEEP_CHARS: Final = 64 * 1024
 KILL_GRACE_S: Final = 5.0
-
-
-_ENCODER = msgspec.json.Encoder()
-
-
-def scrub(text: str, secrets: set[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-@functools.lru_cache(maxsize=64)
-def _json_forms(secrets: frozenset[str]) -> tuple[bytes, ...]:
-    """Each secret as it appears inside a JSON string (quotes and backslashes escaped)."""
-    return tuple(_ENCODER.encode(secret)[1:-1] for secret in secrets if secret)
-
-
-def scrub_value(value: Any, secrets: set[str]) -> Any:
-    """``value`` (a JSON value) with every secret in its strings, keys included,
-    replaced by ``***``; the value itself when there is nothing to hide."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        return scrub(value, secrets)
-    # Most values hold no secret: one encode and a byte search (~1 µs) says so
-    # without rebuilding the value (~5 µs for an agent's update).
-    encoded = _ENCODER.encode(value)
-    if not any(form in encoded for form in _json_forms(frozenset(secrets))):
-        return value
-    return _rebuilt(value, secrets)
-
-
-def _rebuilt(value: Any, secrets: set[str]) -> Any:
-    if isinstance(value, str):
-        return scrub(value, secrets)
-    if isinstance(value, dict):
-        return {scrub(str(k), secrets): _rebuilt(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rebuilt(item, secrets) for item in value]
-    return value
 
 
 @dataclass(frozen=True, slots=True)
