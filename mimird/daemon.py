@@ -17,7 +17,7 @@ from typing import Final
 import structlog
 import trio
 
-from mimird import __version__, systemd
+from mimird import __version__, policy, systemd
 from mimird.agents.host import AgentManager
 from mimird.api import (
     AgentService,
@@ -140,7 +140,7 @@ async def run_daemon(
                 )
                 server = RpcServer(
                     listen_socket,
-                    Dispatcher(registry, AuditLog(store)),
+                    Dispatcher(registry, AuditLog(store, policy.mask_config)),
                     settings.rpc,
                     credentials=credentials,
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -9,7 +10,6 @@ import sqlalchemy as sa
 import structlog
 
 from mimird.errors import MimirError
-from mimird.policy import mask_config
 from mimird.rpc.registry import CallContext
 from mimird.store import Store
 from mimird.store.schema import audit_log
@@ -21,7 +21,11 @@ log = structlog.get_logger("mimird.audit")
 MAX_PARAMS_CHARS: Final = 64 * 1024
 
 
-def _params_text(raw_params: bytes, params: Any) -> str:
+#: Masks the secrets of a ``config`` param (the layered config's secret env values).
+ConfigMasker = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _params_text(raw_params: bytes, params: Any, mask_config: ConfigMasker) -> str:
     """The params as stored in the audit log: secret env values in a config masked."""
     config = getattr(params, "config", None)
     if not isinstance(config, dict):
@@ -46,8 +50,12 @@ def _target(params: Any, result: Any) -> str | None:
 
 
 class AuditLog:
-    def __init__(self, store: Store) -> None:
+    """Writes one row per mutating call. What a secret looks like is the config's
+    business, not the transport's: the daemon passes ``mask_config`` in."""
+
+    def __init__(self, store: Store, mask_config: ConfigMasker) -> None:
         self._store = store
+        self._mask_config = mask_config
 
     async def record(
         self,
@@ -65,7 +73,7 @@ class AuditLog:
             "pid": ctx.peer.pid,
             "method": method,
             "target": _target(params, result),
-            "params": _params_text(raw_params, params)[:MAX_PARAMS_CHARS],
+            "params": _params_text(raw_params, params, self._mask_config)[:MAX_PARAMS_CHARS],
             "outcome": "ok" if error is None else "error",
             "error_code": None if error is None else int(error.code),
             "error_message": None if error is None else error.message,
