@@ -38,7 +38,7 @@ from mimird.instance import (
     ensure_private_dir,
     instance_lock,
 )
-from mimird.journal.writer import Journal
+from mimird.journal import Journal
 from mimird.rpc.audit import AuditLog
 from mimird.rpc.dispatch import Dispatcher
 from mimird.rpc.server import CredentialsFn, RpcServer, peer_credentials

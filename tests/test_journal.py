@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from mimird.journal import writer as journal
+from mimird import journal
 from mimird.store import schema
 from tests.helpers import DaemonDirs
 from tests.test_search import add_project, add_session, fts_rowids, open_store

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 
 from mimirctl import render
 from mimirctl.cli import highlight_marks
+from mimird import journal
 from mimird.config import DatabaseSection, Secret
 from mimird.errors import InvalidParams
 from mimird.ids import IdGenerator
 from mimird.journal import search
-from mimird.journal import writer as journal
 from mimird.sessions import records as sessions
 from mimird.store import Store, schema
 from mimird.store.engine import connector, make_engine

@@ -37,14 +37,13 @@ from typing import Any, Final
 import structlog
 import trio
 
-from mimird import __version__
+from mimird import __version__, journal
 from mimird.agents import terminals
 from mimird.agents.acp import AcpConnection, AcpConnectionClosed, AcpError, MethodNotFound
 from mimird.agents.presets import PRESETS
 from mimird.agents.stderr_log import BoundedLog, pump
 from mimird.config import AgentSection, Settings, SupervisionSection
 from mimird.errors import AgentUnavailable, Busy, InvalidParams, InvalidState, NotFound
-from mimird.journal import writer as journal
 from mimird.processes import child_environment, exit_status, stop_group
 from mimird.secrets import ChunkMasker, scrub, scrub_value
 from mimird.sessions import records as sessions

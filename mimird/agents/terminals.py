@@ -32,8 +32,8 @@ import sqlalchemy as sa
 import structlog
 import trio
 
+from mimird import journal
 from mimird.agents.acp import INVALID_PARAMS, AcpError
-from mimird.journal import writer as journal
 from mimird.processes import exit_status, group_alive, stop_group
 from mimird.secrets import scrub
 from mimird.store import Store

@@ -18,7 +18,7 @@ import trio
 
 from mimird.api.sessions import SessionService
 from mimird.errors import InvalidParams, InvalidState, MimirError, NotFound
-from mimird.journal.writer import Journal, Subscription, seq_at
+from mimird.journal import Committed, Journal, Subscription, seq_at
 from mimird.rpc.registry import CallContext, Connection, Registry
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import Subscribed, SubscribeParams, Unsubscribed, UnsubscribeParams
@@ -96,9 +96,14 @@ class EventService:
         sub = await self._journal.subscribe(session_id, after=after)
         active[sub.id] = sub
 
+        prefix = b'{"jsonrpc":"2.0","method":"event","params":{"subscription":%d,"event":' % sub.id
+
+        def notification(event: Committed) -> bytes:
+            return prefix + event.wire() + b"}}"
+
         async def run() -> None:
             try:
-                await sub.run(connection.send_many)
+                await sub.run(connection.send_many, notification)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
             except MimirError as exc:

@@ -18,11 +18,10 @@ import msgspec
 import structlog
 import trio
 
-from mimird import policy
+from mimird import journal, policy
 from mimird.agents.host import AgentManager
 from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError
-from mimird.journal import writer as journal
 from mimird.processes import SESSION_ENV, child_environment
 from mimird.projects import get_project, raw_config, resolve_id
 from mimird.rpc.registry import CallContext, Registry

@@ -1,2 +1,36 @@
-"""The journal: durable appends with per-session ``seq``, fan-out to
-subscribers, replay, and full-text search."""
+"""The journal: every event of every session, durable first, then fanned out.
+
+- :mod:`~mimird.journal.events`: appending events inside a write transaction
+  (per-session ``seq``, gapless) and reading them back as stored JSON;
+- :mod:`~mimird.journal.writer`: the :class:`Journal` owner, whose writer task
+  batches producers' events into transactions and publishes each commit;
+- :mod:`~mimird.journal.subscriptions`: a cursor plus a bounded queue per
+  subscriber, catching up from the database when it falls behind;
+- :mod:`~mimird.journal.search`: the full-text index over the events.
+"""
+
+from mimird.journal.events import (
+    Committed,
+    Pending,
+    append,
+    append_batch,
+    head,
+    page,
+    page_committed,
+    seq_at,
+)
+from mimird.journal.subscriptions import Subscription
+from mimird.journal.writer import Journal
+
+__all__ = [
+    "Committed",
+    "Journal",
+    "Pending",
+    "Subscription",
+    "append",
+    "append_batch",
+    "head",
+    "page",
+    "page_committed",
+    "seq_at",
+]

@@ -1,394 +1,37 @@
-"""The journal: every event of every session, durable first, then fanned out.
+"""The journal's owner: appends from producers, and fan-out to subscribers.
 
-Two ways in, one way out:
-
-- :func:`append` journals one event inside the caller's write transaction (a
-  status change and its event commit together);
-- :class:`Journal` owns a writer task that takes events from producers (agent
-  hosts) through a bounded channel and appends whatever has queued up in one
-  transaction: a fast agent is not slowed by one commit per chunk, and a slow
-  disk slows the agent (its stdout is not read) instead of filling memory.
-
-Either way the event is recorded on the write connection (``conn.info``), and
-:class:`~mimird.store.Store` hands the list to :meth:`Journal.publish` after
-the commit and before the next write can start. So subscribers see only
-committed events, and see them in commit order, which is ``id`` order and, per
-session, ``seq`` order.
-
-A subscriber is a cursor plus a bounded queue. Live events go into the queue;
-a full queue is dropped and the subscriber catches up from the database, page
-by page, until it reaches the live head (DESIGN.md, "The journal"). No producer
-ever waits for a subscriber. Stored events are forwarded as the JSON text that
-is in the database, never decoded and encoded again.
+:class:`Journal` owns a writer task that takes events from producers (agent
+hosts) through a bounded channel and appends whatever has queued up in one
+transaction (:func:`~mimird.journal.events.append_batch`): a fast agent is not
+slowed by one commit per chunk, and a slow disk slows the agent (its stdout is
+not read) instead of filling memory. After each commit the store hands the
+committed events to :meth:`Journal.publish`, before the next write can start,
+which offers them to the subscribers (:mod:`mimird.journal.subscriptions`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
-import msgspec
-import sqlalchemy as sa
 import structlog
 import trio
 
-from mimird.journal import search
-from mimird.store.database import after_commit
-from mimird.store.schema import events, sessions
-from mimird.timeutil import utc_now
+from mimird.journal.events import Committed, Pending, append_batch, head
+from mimird.journal.subscriptions import SUBSCRIBER_QUEUE, Subscription
 
-log = structlog.get_logger("mimird.journal.writer")
-
-_ENCODER = msgspec.json.Encoder()
+log = structlog.get_logger("mimird.journal")
 
 #: Producers block (backpressure) when this many events wait to be written.
 QUEUE_SIZE: Final = 2048
 #: At most this many events per transaction.
 BATCH_MAX: Final = 1024
-#: A subscriber that falls this many events behind is caught up from the database.
-SUBSCRIBER_QUEUE: Final = 2048
-#: Events read per page while catching up.
-CATCH_UP_PAGE: Final = 1000
 #: How long the writer waits before retrying a batch the database refused.
 RETRY_S: Final = 1.0
 #: Once the journal is closing, a batch the database refuses this many times is given up.
 CLOSING_RETRIES: Final = 5
-
-
-class _WireEvent(msgspec.Struct):
-    id: int
-    session_id: str
-    seq: int
-    kind: str
-    data: msgspec.Raw
-    created_at: str
-
-
-@dataclass(slots=True)
-class Committed:
-    """One stored event: what a subscriber receives."""
-
-    id: int
-    session_id: str
-    seq: int
-    kind: str
-    #: The event's data as the JSON text stored in the database.
-    data: str
-    created_at: str
-    _wire: bytes | None = field(default=None, repr=False)
-
-    def wire(self) -> bytes:
-        """The event as a JSON object (data inline, not re-encoded); computed once."""
-        if self._wire is None:
-            self._wire = _ENCODER.encode(
-                _WireEvent(
-                    self.id,
-                    self.session_id,
-                    self.seq,
-                    self.kind,
-                    msgspec.Raw(self.data.encode()),
-                    self.created_at,
-                )
-            )
-        return self._wire
-
-    def decoded(self) -> dict[str, Any]:
-        data: dict[str, Any] = msgspec.json.decode(self.data)
-        return data
-
-
-def _pending(conn: sa.Connection) -> list[Committed]:
-    pending: list[Committed] = after_commit(conn)
-    return pending
-
-
-def append(
-    conn: sa.Connection,
-    session_id: str,
-    kind: str,
-    data: dict[str, Any],
-    *,
-    text: str | None = None,
-) -> int:
-    """Append one event; returns its seq. Call inside a write transaction.
-    ``text``, when given, is indexed for search."""
-    seq = conn.execute(
-        sa.update(sessions)
-        .where(sessions.c.id == session_id)
-        .values(last_seq=sessions.c.last_seq + 1)
-        .returning(sessions.c.last_seq)
-    ).scalar_one()
-    encoded = _ENCODER.encode(data).decode()
-    created_at = utc_now()
-    event_id = conn.execute(
-        sa.insert(events)
-        .values(session_id=session_id, seq=seq, kind=kind, data=encoded, created_at=created_at)
-        .returning(events.c.id)
-    ).scalar_one()
-    if text:
-        search.index(conn, [(event_id, text)])
-    _pending(conn).append(Committed(event_id, session_id, int(seq), kind, encoded, created_at))
-    return int(seq)
-
-
-@dataclass(slots=True)
-class Pending:
-    """An event handed to the writer task."""
-
-    session_id: str
-    kind: str
-    data: Any
-    #: Text to index for search, if any.
-    text: str | None = None
-
-
-#: Rows per INSERT statement: one statement binds 5 values per row, and 200 rows
-#: stay under SQLite's oldest limit on bound values (999).
-_ROWS_PER_INSERT: Final = 200
-
-
-@functools.cache
-def _insert(rows: int) -> str:
-    """A multi-row INSERT: one statement per chunk instead of one per row (with
-    ``executemany`` the writer thread gives up and retakes the GIL on every row,
-    which the busy trio thread makes expensive)."""
-    values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
-    return f"INSERT INTO events (session_id, seq, kind, data, created_at) VALUES {values}"
-
-
-def append_batch(conn: sa.Connection, batch: Sequence[Pending]) -> int:
-    """Append a batch in the caller's transaction; returns how many were stored.
-    Events of a session that no longer exists are dropped (and logged)."""
-    counts: dict[str, int] = {}
-    for item in batch:
-        counts[item.session_id] = counts.get(item.session_id, 0) + 1
-    next_seq: dict[str, int] = {}
-    for session_id, count in counts.items():
-        last = conn.execute(
-            sa.update(sessions)
-            .where(sessions.c.id == session_id)
-            .values(last_seq=sessions.c.last_seq + count)
-            .returning(sessions.c.last_seq)
-        ).scalar_one_or_none()
-        if last is None:
-            log.warning("events_dropped_for_missing_session", session_id=session_id, count=count)
-            continue
-        next_seq[session_id] = int(last) - count + 1
-    created_at = utc_now()
-    rows: list[tuple[str, int, str, str, str]] = []
-    texts: list[tuple[int, str]] = []
-    kept: list[tuple[Pending, str]] = []
-    for item in batch:
-        seq = next_seq.get(item.session_id)
-        if seq is None:
-            continue
-        next_seq[item.session_id] = seq + 1
-        encoded = _ENCODER.encode(item.data).decode()
-        rows.append((item.session_id, seq, item.kind, encoded, created_at))
-        kept.append((item, encoded))
-    if not rows:
-        return 0
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    ids: list[int] = []
-    cursor = driver.cursor()
-    try:
-        for start in range(0, len(rows), _ROWS_PER_INSERT):
-            chunk = rows[start : start + _ROWS_PER_INSERT]
-            cursor.execute(_insert(len(chunk)), [value for row in chunk for value in row])
-            # One writer and no concurrent inserts: the rowids of a statement are
-            # consecutive, ending at last_insert_rowid().
-            last_id = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
-            ids.extend(range(last_id - len(chunk) + 1, last_id + 1))
-    finally:
-        cursor.close()
-    pending = _pending(conn)
-    for event_id, (item, encoded), row in zip(ids, kept, rows, strict=True):
-        if item.text:
-            texts.append((event_id, item.text))
-        pending.append(Committed(event_id, row[0], row[1], row[2], encoded, created_at))
-    if texts:
-        search.index(conn, texts)
-    return len(rows)
-
-
-_COLUMNS: Final = "id, session_id, seq, kind, data, created_at"
-
-
-def _fetch(conn: sa.Connection, sql: str, args: tuple[Any, ...]) -> list[Committed]:
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    cursor = driver.cursor()
-    try:
-        return [Committed(*row) for row in cursor.execute(sql, args)]
-    finally:
-        cursor.close()
-
-
-def page_committed(
-    conn: sa.Connection, session_id: str | None, *, after: int, limit: int
-) -> list[Committed]:
-    """Stored events after a cursor: ``seq`` within a session, the global ``id`` otherwise."""
-    if session_id is not None:
-        return page(conn, session_id, after_seq=after, limit=limit)
-    return _fetch(
-        conn, f"SELECT {_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
-    )
-
-
-def head(conn: sa.Connection, session_id: str | None) -> int:
-    """The cursor of the newest stored event (0 if none)."""
-    if session_id is not None:
-        value = conn.execute(
-            sa.select(sessions.c.last_seq).where(sessions.c.id == session_id)
-        ).scalar_one_or_none()
-    else:
-        value = conn.execute(sa.select(sa.func.max(events.c.id))).scalar_one_or_none()
-    return int(value or 0)
-
-
-def seq_at(conn: sa.Connection, session_id: str, event_id: int) -> int:
-    """The seq of the session's last event with a global id up to ``event_id``."""
-    value = conn.execute(
-        sa.select(sa.func.max(events.c.seq)).where(
-            events.c.session_id == session_id, events.c.id <= event_id
-        )
-    ).scalar_one_or_none()
-    return int(value or 0)
-
-
-def page(
-    conn: sa.Connection,
-    session_id: str,
-    *,
-    after_seq: int,
-    limit: int,
-    before_seq: int | None = None,
-    kind: str | None = None,
-    newest_first: bool = False,
-) -> list[Committed]:
-    """A page of one session's events, filtered, in seq order (or newest first)."""
-    sql = f"SELECT {_COLUMNS} FROM events WHERE session_id = ? AND seq > ?"
-    args: list[Any] = [session_id, after_seq]
-    if before_seq is not None:
-        sql += " AND seq < ?"
-        args.append(before_seq)
-    if kind is not None:
-        sql += " AND kind = ?"
-        args.append(kind)
-    sql += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ?"
-    args.append(limit)
-    return _fetch(conn, sql, tuple(args))
-
-
-Sender = Callable[[list[bytes]], Awaitable[None]]
-
-
-class Subscription:
-    """One subscriber: a cursor, a bounded queue of live events, and the task
-    that sends them (:meth:`run`)."""
-
-    def __init__(
-        self,
-        journal: Journal,
-        sub_id: int,
-        session_id: str | None,
-        cursor: int,
-        *,
-        queue_size: int,
-    ) -> None:
-        self.id = sub_id
-        self.session_id = session_id
-        #: seq of the last event sent (session subscriptions), else its global id.
-        self.cursor = cursor
-        self._journal = journal
-        self._queue: deque[Committed] = deque()
-        self._queue_size = queue_size
-        #: False while catching up from the database: live events are not queued.
-        self._live = False
-        self._wake = trio.Event()
-        self._closed = False
-        self.caught_up = 0  # times it fell behind and was caught up (for tests, stats)
-        self._prefix = b'{"jsonrpc":"2.0","method":"event","params":{"subscription":%d,"event":' % (
-            sub_id
-        )
-
-    def close(self) -> None:
-        """End :meth:`run` at its next step, never in the middle of a send (a
-        cancelled send would leave half a line on the connection)."""
-        self._closed = True
-        self._wake.set()
-
-    def _key(self, event: Committed) -> int:
-        return event.seq if self.session_id is not None else event.id
-
-    def offer(self, batch: list[Committed]) -> None:
-        """Called by :meth:`Journal.publish`: never blocks, never fails."""
-        if not self._live:
-            return
-        if len(self._queue) + len(batch) > self._queue_size:
-            self._live = False
-            self._queue.clear()
-            self.caught_up += 1
-        else:
-            self._queue.extend(batch)
-        self._wake.set()
-
-    def _frames(self, batch: list[Committed]) -> list[bytes]:
-        frames = []
-        for event in batch:
-            key = self._key(event)
-            if key <= self.cursor:
-                continue  # already sent (the seam between replay and live)
-            frames.append(self._prefix + event.wire() + b"}}")
-            self.cursor = key
-        return frames
-
-    async def _read_page(self) -> list[Committed]:
-        found: list[Committed] = await self._journal.store.read(
-            page_committed, self.session_id, after=self.cursor, limit=CATCH_UP_PAGE
-        )
-        return found
-
-    async def run(self, send: Sender) -> None:
-        """Send everything after the cursor, then live events, until closed."""
-        while not self._closed:
-            if not self._live:
-                stored = await self._read_page()
-                if stored:
-                    await send(self._frames(stored))
-                if len(stored) == CATCH_UP_PAGE:
-                    continue
-                # Go live first, then read once more: an event committed before this
-                # point is in the database, one committed after it is in the queue;
-                # the cursor drops the overlap.
-                self._live = True
-                self._queue.clear()
-                stored = await self._read_page()
-                if stored:
-                    await send(self._frames(stored))
-                if len(stored) == CATCH_UP_PAGE:
-                    self._live = False
-                    continue
-            if not self._queue:
-                self._wake = trio.Event()
-                if not self._closed:
-                    await self._wake.wait()
-                continue
-            batch = list(self._queue)
-            self._queue.clear()
-            if self.session_id is not None and batch[0].seq > self.cursor + 1:
-                # A gap can only mean a missed publish: fetch it from the database.
-                self._live = False
-                continue
-            frames = self._frames(batch)
-            if frames:
-                await send(frames)
 
 
 class Journal:
@@ -509,7 +152,9 @@ class Journal:
         id); ``None`` means from now on. Run it with :meth:`Subscription.run`."""
         if after is None:
             after = await self.store.read(head, session_id)
-        sub = Subscription(self, next(self._sub_ids), session_id, after, queue_size=queue_size)
+        sub = Subscription(
+            self.store, next(self._sub_ids), session_id, after, queue_size=queue_size
+        )
         if session_id is None:
             self._all.add(sub)
         else:

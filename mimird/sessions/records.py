@@ -15,9 +15,9 @@ from typing import Any, Final
 import msgspec
 import sqlalchemy as sa
 
+from mimird import journal
 from mimird.errors import InvalidParams, InvalidState, NotFound
 from mimird.ids import ID_LENGTH
-from mimird.journal import writer as journal
 from mimird.policy import mask_config
 from mimird.store.schema import projects, sessions
 from mimird.timeutil import utc_now
