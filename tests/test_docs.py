@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
+import msgspec
 import pytest
 import trio
 
@@ -21,6 +22,7 @@ from mimird.api.sessions import SNAPSHOT_REF_PREFIX
 from mimird.api.worktrees import ORPHAN_REF_PREFIX
 from mimird.rpc.registry import COMMON_ERRORS
 from mimird.sessions.records import TRANSITIONS
+from mimird.wire import events
 from mimird.wire.errors import ErrorCode
 from mimird.wire.protocol import PROTOCOL_VERSION
 from mimird.wire.types import SessionStatus, WorkspaceKind, WorkspaceState
@@ -337,3 +339,17 @@ def test_openrpc_lists_every_error_code_in_its_components(openrpc: dict[str, Any
 
 def test_openrpc_info_carries_the_protocol_version(openrpc: dict[str, Any]) -> None:
     assert openrpc["info"]["x-protocol-version"] == PROTOCOL_VERSION
+
+
+def test_every_event_kind_is_in_the_event_table_with_its_data_fields(
+    sections: dict[str, str],
+) -> None:
+    rows = {row[0].strip("`"): row for row in tables(sections["Event kinds"])["kind"]}
+    assert set(rows) == set(events.KINDS), (
+        f"kinds documented but not in mimird.wire.events: {set(rows) - events.KINDS}; "
+        f"in the code but not documented: {events.KINDS - set(rows)}"
+    )
+    for kind, data_type in events.DATA_TYPES.items():
+        fields = [field.encode_name for field in msgspec.structs.fields(data_type)]
+        missing = [name for name in fields if f"`{name}`" not in rows[kind][2]]
+        assert not missing, f"{kind}: data fields not in its row of 'Event kinds': {missing}"

@@ -1,0 +1,326 @@
+"""Mimir's own event kinds: what each kind's ``data`` holds, as wire types.
+
+Producers build one of these structs (``StatusChanged(from_="idle", to="running",
+reason="prompt")``) and the journal stores its encoding as the event's ``data``
+under its :attr:`EventData.KIND`. Clients decode a whole event object (``id``,
+``session_id``, ``seq``, ``kind``, ``data``, ``created_at``) with
+:func:`decode_event`: a tagged union on ``kind`` (msgspec ``tag_field="kind"``),
+tolerant of members it does not know, and falling back to the untyped
+:class:`~mimird.wire.types.Event` for a kind it does not know (a newer mimird).
+
+Two kinds carry what the agent sent verbatim (``update``, the params of ACP's
+``session/update``; ``agent_notification``): their data is a plain object, so
+nothing an agent sends is lost to a struct that does not know its fields.
+
+Standard library and msgspec only: ``mimirctl`` imports this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Final, Literal, Union
+
+import msgspec
+
+from mimird.wire.types import Event
+
+
+class EventData(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Base of the ``data`` of one kind of event. Fields with a default are left out
+    of the stored JSON when they hold it (the docs say "only when ..." for them)."""
+
+    KIND: ClassVar[str]
+
+
+# ---- sessions and workspaces ----------------------------------------------------------
+
+
+class SessionCreated(EventData):
+    KIND: ClassVar[str] = "session_created"
+    status: str
+
+
+class WorkspaceCreated(EventData):
+    KIND: ClassVar[str] = "workspace_created"
+    kind: str
+    path: str
+    branch: str | None = None
+    base_commit: str | None = None
+    copied: list[str] | None = None
+    copy_of: str | None = None
+
+
+class SetupStarted(EventData):
+    KIND: ClassVar[str] = "setup_started"
+    command: str
+
+
+class SetupOutput(EventData):
+    KIND: ClassVar[str] = "setup_output"
+    text: str
+
+
+class SetupFinished(EventData):
+    KIND: ClassVar[str] = "setup_finished"
+    #: ``None`` when the command was stopped.
+    exit_code: int | None
+    #: Only when stopped.
+    ended: Literal["cancelled", "timed_out"] | None = None
+
+
+class StatusChanged(EventData):
+    KIND: ClassVar[str] = "status_changed"
+    from_: str = msgspec.field(name="from")
+    to: str
+    reason: str | None
+
+
+class SessionUpdated(EventData):
+    KIND: ClassVar[str] = "session_updated"
+    fields: list[str]
+
+
+class WorkspaceStateChanged(EventData):
+    KIND: ClassVar[str] = "workspace_state_changed"
+    from_: str = msgspec.field(name="from")
+    to: str
+    actual_path: str | None
+    actual_branch: str | None
+
+
+class SnapshotTaken(EventData):
+    KIND: ClassVar[str] = "snapshot_taken"
+    ref: str
+    commit: str
+    files: int
+
+
+class WorkspaceRemoved(EventData):
+    KIND: ClassVar[str] = "workspace_removed"
+    path: str | None = None
+    branch_deleted: bool | None = None
+    #: True when ``worktree.prune`` removed it.
+    pruned: bool | None = None
+
+
+class WorkspaceRestored(EventData):
+    KIND: ClassVar[str] = "workspace_restored"
+    path: str
+    snapshot_commit: str | None
+
+
+class WorkspaceRepaired(EventData):
+    KIND: ClassVar[str] = "workspace_repaired"
+    adopted_path: str | None = None
+    recreated_from_branch: str | None = None
+
+
+# ---- the agent process ----------------------------------------------------------------
+
+
+class AgentStarting(EventData):
+    KIND: ClassVar[str] = "agent_starting"
+    attempt: int
+    command: str
+    args: list[str]
+
+
+class AgentStarted(EventData):
+    KIND: ClassVar[str] = "agent_started"
+    pid: int | None
+    acp_session_id: str | None
+    loaded: bool
+    agent_info: Any = None
+    protocol_version: Any = None
+    startup_ms: int | None = None
+
+
+class AgentStartFailed(EventData):
+    KIND: ClassVar[str] = "agent_start_failed"
+    reason: str
+
+
+class AgentExited(EventData):
+    KIND: ClassVar[str] = "agent_exited"
+    exit_code: int | None
+    signal: str | None
+    expected: bool
+    stderr_tail: list[str]
+
+
+class AgentRestarting(EventData):
+    KIND: ClassVar[str] = "agent_restarting"
+    attempt: int
+    delay_s: float
+    reason: str
+
+
+# ---- turns ----------------------------------------------------------------------------
+
+
+class Prompt(EventData):
+    KIND: ClassVar[str] = "prompt"
+    content: list[dict[str, Any]]
+
+
+class Message(EventData):
+    KIND: ClassVar[str] = "message"
+    role: Literal["agent", "thought"] | str
+    text: str
+    message_id: str | None = None
+
+
+class TurnEnded(EventData):
+    KIND: ClassVar[str] = "turn_ended"
+    stop_reason: str
+    usage: Any = None
+    error: str | None = None
+
+
+class CancelRequested(EventData):
+    KIND: ClassVar[str] = "cancel_requested"
+
+
+class CancelTimedOut(EventData):
+    KIND: ClassVar[str] = "cancel_timed_out"
+    grace_s: float
+
+
+# ---- permissions ----------------------------------------------------------------------
+
+
+class PermissionRequested(EventData):
+    KIND: ClassVar[str] = "permission_requested"
+    permission: str
+    tool_call: Any
+    options: list[dict[str, Any]]
+    title: str | None
+
+
+class PermissionAnswered(EventData):
+    KIND: ClassVar[str] = "permission_answered"
+    permission: str
+    outcome: str | None
+    option_id: str | None
+    by: str
+
+
+# ---- what the agent had Mimir do ------------------------------------------------------
+
+
+class FileRead(EventData):
+    KIND: ClassVar[str] = "file_read"
+    path: str
+    chars: int
+
+
+class FileWritten(EventData):
+    KIND: ClassVar[str] = "file_written"
+    path: str
+    bytes: int
+
+
+class FileRefused(EventData):
+    KIND: ClassVar[str] = "file_refused"
+    op: Literal["read", "write"] | str
+    path: Any
+    reason: str
+
+
+class TerminalStarted(EventData):
+    KIND: ClassVar[str] = "terminal_started"
+    terminal: str
+    command: str
+    args: list[str]
+    cwd: str
+    pid: int
+
+
+class TerminalExited(EventData):
+    KIND: ClassVar[str] = "terminal_exited"
+    terminal: str
+    exit_code: int | None
+    signal: str | None
+    #: Only when the next start after a crash of mimird found it.
+    after_crash: bool | None = None
+
+
+class TerminalRefused(EventData):
+    KIND: ClassVar[str] = "terminal_refused"
+    command: str
+    cwd: Any
+    reason: str
+
+
+class AgentProtocolError(EventData):
+    KIND: ClassVar[str] = "agent_protocol_error"
+    reason: str
+    preview: str
+
+
+#: The kinds whose data is what the agent sent, verbatim: a plain JSON object.
+VERBATIM_KINDS: Final = frozenset({"update", "agent_notification"})
+
+
+def _all_kinds() -> dict[str, type[EventData]]:
+    found: dict[str, type[EventData]] = {}
+    pending = list(EventData.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        assert cls.KIND not in found, f"two structs for event kind {cls.KIND!r}"
+        found[cls.KIND] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+#: Every kind with a typed ``data``, by name.
+DATA_TYPES: Final[dict[str, type[EventData]]] = _all_kinds()
+#: Every kind Mimir journals.
+KINDS: Final = frozenset(DATA_TYPES) | VERBATIM_KINDS
+
+
+class _EventBase(msgspec.Struct, kw_only=True, tag_field="kind"):
+    id: int
+    session_id: str
+    seq: int
+    created_at: str
+
+
+def _event_type(kind: str, data: Any) -> type[_EventBase]:
+    name = "".join(part.title() for part in kind.split("_")) + "Event"
+    made = msgspec.defstruct(
+        name, [("data", data)], bases=(_EventBase,), tag=kind, kw_only=True, module=__name__
+    )
+    assert issubclass(made, _EventBase)
+    return made
+
+
+#: One event struct per kind (``data`` typed by kind), the union :func:`decode_event` decodes.
+EVENT_TYPES: Final[dict[str, type[_EventBase]]] = {
+    **{kind: _event_type(kind, data) for kind, data in DATA_TYPES.items()},
+    **{kind: _event_type(kind, dict[str, Any]) for kind in sorted(VERBATIM_KINDS)},
+}
+_DECODER: Final = msgspec.json.Decoder(Union[tuple(EVENT_TYPES.values())])  # noqa: UP007
+_FALLBACK: Final = msgspec.json.Decoder(Event)
+
+
+def decode_event(line: bytes | str) -> Any:
+    """One event object, its ``data`` typed by its kind (an ``<Kind>Event`` struct
+    from :data:`EVENT_TYPES`); a kind this module does not know decodes as the
+    untyped :class:`~mimird.wire.types.Event`. Members a struct does not know are
+    skipped. Raises :class:`msgspec.ValidationError` when a known kind's data does
+    not fit it."""
+    try:
+        return _DECODER.decode(line)
+    except msgspec.ValidationError:
+        event = _FALLBACK.decode(line)
+        if event.kind in KINDS:
+            raise
+        return event
+
+
+def kind_and_data(event: EventData) -> tuple[str, bytes]:
+    """What the journal stores for ``event``: its kind and its data's JSON."""
+    return event.KIND, _ENCODER.encode(event)
+
+
+_ENCODER: Final = msgspec.json.Encoder()
