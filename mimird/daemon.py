@@ -18,7 +18,7 @@ import structlog
 import trio
 
 from mimird import __version__, systemd
-from mimird.agents.host import AgentManager
+from mimird.agents.manager import AgentManager
 from mimird.api import (
     AgentService,
     DaemonService,

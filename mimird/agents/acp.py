@@ -22,13 +22,15 @@ import itertools
 import json
 import math
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final, Protocol, TypeAlias
 
 import msgspec
 import trio
 from msgspec import UNSET, UnsetType
+
+from mimird.errors import InvalidParams, MimirError, NotFound
 
 #: A line longer than this is skipped (and reported). Real agents send whole
 #: files and base64 images in one line, so this is far above any real message;
@@ -49,6 +51,8 @@ INVALID_REQUEST: Final = -32600
 METHOD_NOT_FOUND: Final = -32601
 INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
+#: ACP's "resource not found", e.g. for a file read of a missing file.
+RESOURCE_NOT_FOUND: Final = -32002
 #: ACP's "request cancelled", the answer to a request ended by ``$/cancel_request``.
 REQUEST_CANCELLED: Final = -32800
 CANCEL_REQUEST_METHOD: Final = "$/cancel_request"
@@ -72,6 +76,26 @@ class MethodNotFound(AcpError):
 
     def __init__(self, method: str) -> None:
         super().__init__(METHOD_NOT_FOUND, f"method not found: {method}")
+
+
+#: Mimir's domain errors as ACP errors: the first class in this order that an
+#: error is an instance of gives its code. Anything else is an internal error.
+_DOMAIN_CODES: Final[tuple[tuple[type[MimirError], int], ...]] = (
+    (NotFound, RESOURCE_NOT_FOUND),
+    (InvalidParams, INVALID_PARAMS),
+)
+
+
+@contextmanager
+def map_exceptions() -> Iterator[None]:
+    """Turn Mimir's domain errors (the file sandbox's :class:`OutsideWorkspace`,
+    ...) raised inside the block into :class:`AcpError` for the agent: the one
+    place where they become ACP error objects (httpcore's ``map_exceptions``)."""
+    try:
+        yield
+    except MimirError as exc:
+        code = next((c for cls, c in _DOMAIN_CODES if isinstance(exc, cls)), INTERNAL_ERROR)
+        raise AcpError(code, exc.message) from exc
 
 
 class AcpConnectionClosed(Exception):

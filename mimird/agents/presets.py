@@ -8,12 +8,15 @@ session could not start.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
 from mimird.config import AgentSection
+from mimird.errors import AgentUnavailable
+from mimird.processes import child_environment
 from mimird.wire.types import AgentKind
 
 
@@ -72,3 +75,46 @@ def agent_kinds(configured: Mapping[str, AgentSection], path: str | None = None)
             description=section.description,
         )
     return [kinds[name] for name in sorted(kinds)]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCommand:
+    kind: str
+    argv: list[str]
+    env: dict[str, str]
+
+
+def resolve_command(
+    kind: str, configured: Mapping[str, AgentSection], layered_env: Mapping[str, str]
+) -> AgentCommand:
+    """The command line and environment for an agent kind, found on the PATH the
+    agent will get. Raises :class:`AgentUnavailable` when it cannot be found."""
+    kind_env: dict[str, str] = {}
+    if kind in configured:
+        section = configured[kind]
+        candidates: tuple[str, ...] = (section.command,)
+        args = list(section.args)
+        kind_env = dict(section.env)
+    elif kind in PRESETS:
+        preset = PRESETS[kind]
+        candidates, args, kind_env = preset.commands, list(preset.args), dict(preset.env)
+    else:
+        known = ", ".join(sorted({*PRESETS, *configured}))
+        raise AgentUnavailable(
+            f"unknown agent kind {kind!r}; known kinds: {known} (add one as [agents.{kind}] "
+            "in the config file)",
+            field="agent",
+            id=kind,
+        )
+    env = child_environment({**kind_env, **layered_env})
+    search_path = env.get("PATH", os.defpath)
+    for candidate in candidates:
+        found = shutil.which(candidate, path=search_path)
+        if found is not None:
+            return AgentCommand(kind, [found, *args], env)
+    raise AgentUnavailable(
+        f"agent {kind!r}: command {' or '.join(repr(c) for c in candidates)} not found on "
+        f"PATH ({search_path}); install it, or set [agents.{kind}] command in the config file",
+        field="agent",
+        id=kind,
+    )

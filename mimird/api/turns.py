@@ -10,7 +10,10 @@ from typing import Any
 import msgspec
 import trio
 
-from mimird.agents.host import AgentHost, AgentManager, resolve_command
+from mimird.agents import permissions
+from mimird.agents.host import AgentHost
+from mimird.agents.manager import AgentManager
+from mimird.agents.presets import resolve_command
 from mimird.agents.stderr_log import BoundedLog
 from mimird.api.sessions import SessionService
 from mimird.errors import InvalidParams, InvalidState
@@ -259,10 +262,8 @@ class TurnService:
                 options=p.options,
                 requested_at=p.requested_at,
             )
-            for p in self._agents.permissions.values()
-            if (session_id is None or p.session_id == session_id) and not p.answered.is_set()
+            for p in self._agents.permissions.unanswered(session_id)
         ]
-        pending.sort(key=lambda p: p.id)
         return PermissionList(permissions=pending)
 
     async def permission_respond(
@@ -280,7 +281,7 @@ class TurnService:
                 field="permission",
                 id=permission.id,
             )
-        chosen = host.respond(permission, option_id, kind, f"client pid {ctx.peer.pid}")
+        chosen = permissions.respond(permission, option_id, kind, f"client pid {ctx.peer.pid}")
         return PermissionAnswered(
             permission=permission.id, session_id=permission.session_id, option_id=chosen
         )
