@@ -347,7 +347,10 @@ class AcpConnection:
 
         Leaving the block cancels the connection's tasks (handlers included) and
         fails requests still waiting with :class:`AcpConnectionClosed`; it does
-        not close the streams or stop the agent."""
+        not close the streams or stop the agent.
+
+        Cancellation: as leaving the block; handlers the agent's requests started
+        are cancelled (the agent gets no answer to them)."""
         async with trio.open_nursery() as nursery:
             connection = cls(receive, send, handler, nursery, max_line_bytes)
             nursery.start_soon(connection._read_loop)
@@ -364,7 +367,9 @@ class AcpConnection:
 
     async def wait_closed(self) -> None:
         """Return once the agent's output has ended, after everything read before
-        the end was handed to the handler."""
+        the end was handed to the handler.
+
+        Cancellation: nothing happens; the connection goes on."""
         await self._reader_done.wait()
 
     async def request(self, method: str, params: Any = None) -> Any:
@@ -372,9 +377,10 @@ class AcpConnection:
         empty result and are returned as they came).
 
         Raises :class:`AcpError` for an error answer and
-        :class:`AcpConnectionClosed` if the connection ends first. If the caller
-        is cancelled while waiting, ``$/cancel_request`` is sent for the request
-        and its eventual answer is ignored."""
+        :class:`AcpConnectionClosed` if the connection ends first.
+
+        Cancellation: the request was queued (whole) or not at all; if it was,
+        ``$/cancel_request`` is queued for it and its eventual answer is ignored."""
         request_id = next(self._ids)
         pending = _Pending()
         self._pending[request_id] = pending
@@ -397,10 +403,12 @@ class AcpConnection:
 
     async def notify(self, method: str, params: Any = None) -> None:
         """Send a notification (after everything queued before it) and return once
-        it was written. If the caller is cancelled meanwhile, the line is still
-        written whole later: a cancelled write never leaves half a line.
+        it was written.
 
-        Raises :class:`AcpConnectionClosed` once the connection has ended."""
+        Raises :class:`AcpConnectionClosed` once the connection has ended.
+
+        Cancellation: the line is still written whole later (it was queued before
+        the first await): a cancelled write never leaves half a line."""
         written = _Written()
         self._queue(_Notification(method=method, params=_params(params)), written)
         self._unwritten.add(written)

@@ -65,8 +65,8 @@ class ClientMethods:
     async def on_request(self, method: str, params: Any) -> Any:
         """Answer one request of the agent (the ACP connection's ``on_request``).
 
-        Cancellation (``$/cancel_request`` from the agent, or the connection
-        ending): what the method had done stays done and journaled; a parked
+        Cancellation: (``$/cancel_request`` from the agent, or the connection
+        ending) what the method had done stays done and journaled; a parked
         permission request is withdrawn (see :func:`permissions.park`)."""
         handler = self.methods.get(method)
         if handler is None:

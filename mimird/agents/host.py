@@ -244,8 +244,9 @@ class AgentHost:
     async def run(self) -> None:
         """Start the agent and keep it running until stopped or failed for good.
 
-        Cancellation (its owner's nursery cancelled): the process group is stopped
-        (shielded), ``agent_exited`` journaled, and the host ends ``stopped``."""
+        Cancellation: (its owner's nursery cancelled) the process group is stopped
+        (shielded), and the host ends ``stopped``; ``agent_exited`` may be missing,
+        start-up reconciliation tells what became of the session."""
         try:
             given_up = await supervise(
                 self._run_once,
@@ -498,15 +499,22 @@ class AgentHost:
     # ---- turns and permissions, for the API ------------------------------------------
 
     async def prompt(self, content: list[Any], text: str) -> TurnResult:
-        """See :meth:`Turns.prompt` (cancellation included)."""
+        """See :meth:`Turns.prompt`.
+
+        Cancellation: as :meth:`Turns.prompt` (a journaled prompt always gets its
+        ``turn_ended``)."""
         return await self.turns.prompt(content, text)
 
     async def cancel(self, *, grace: float | None = None) -> None:
-        """See :meth:`Turns.cancel` (cancellation included)."""
+        """See :meth:`Turns.cancel`.
+
+        Cancellation: as :meth:`Turns.cancel`."""
         await self.turns.cancel(grace=grace)
 
     async def ask_permission(self, params: Any) -> Any:
-        """``session/request_permission`` (see :func:`permissions.park`)."""
+        """``session/request_permission`` (see :func:`permissions.park`).
+
+        Cancellation: the request is withdrawn, as :func:`permissions.park` says."""
         return await park(
             self._permissions,
             self.recorder,
@@ -520,12 +528,21 @@ class AgentHost:
     # ---- the ACP handler: what the agent sends ----------------------------------------
 
     async def on_request(self, method: str, params: Any) -> Any:
+        """A request of the agent, answered by its :class:`ClientMethods`.
+
+        Cancellation: as :meth:`ClientMethods.on_request`."""
         return await self.client_methods.on_request(method, params)
 
     async def on_notification(self, method: str, params: Any) -> None:
+        """A notification of the agent, journaled by its :class:`Updates`.
+
+        Cancellation: as :meth:`Updates.on_notification`."""
         await self.updates.on_notification(method, params)
 
     async def on_protocol_error(self, line_preview: str, reason: str) -> None:
+        """A line of the agent that was skipped, journaled.
+
+        Cancellation: the event was submitted or not."""
         await self.updates.on_protocol_error(line_preview, reason)
 
 

@@ -42,6 +42,11 @@ class AgentManager:
     async def open(
         cls, store: Store, journal_: journal.Journal, settings: Settings
     ) -> AsyncIterator[AgentManager]:
+        """The manager, running its hosts in a nursery of its own.
+
+        Cancellation: leaving the block, however, stops every agent (shielded:
+        turns cancelled and journaled, process groups stopped), then cancels the
+        hosts' tasks."""
         async with trio.open_nursery() as nursery:
             manager = cls(store, journal_, settings, nursery)
             try:

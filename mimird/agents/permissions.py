@@ -137,8 +137,8 @@ async def park(
     ``cancelled()`` says whether the turn is being cancelled: then the request is
     answered ``cancelled`` at once.
 
-    Cancellation (the agent withdrew it with ``$/cancel_request``, or the agent's
-    connection ended): the request leaves the registry, ``permission_answered`` is
+    Cancellation: (the agent withdrew it with ``$/cancel_request``, or the agent's
+    connection ended) the request leaves the registry, ``permission_answered`` is
     journaled with outcome ``withdrawn`` (shielded), and the session goes back to
     ``running`` unless other requests of it still wait."""
     if not isinstance(params, dict) or not isinstance(params.get("options"), list):

@@ -198,7 +198,9 @@ class Terminals:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Terminals]:
-        """Leaving the block stops every command still held (shielded, bounded)."""
+        """Leaving the block stops every command still held (shielded, bounded).
+
+        Cancellation: as leaving the block; every group started is stopped."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
@@ -217,7 +219,11 @@ class Terminals:
 
     async def handle(self, method: str, params: dict[str, Any], cwd: Path) -> Any:
         """Answer one ``terminal/*`` request; ``cwd`` is the confined working
-        directory for ``terminal/create`` (the caller checked it)."""
+        directory for ``terminal/create`` (the caller checked it).
+
+        Cancellation: a command that was started is held (and journaled) whatever
+        cancels the request, so that it is stopped with the agent; a wait for its
+        exit or output just ends."""
         if method == "terminal/create":
             return await self._create(params, cwd)
         terminal = self._find(params)

@@ -101,7 +101,9 @@ class Updates:
         await self._recorder.event("message", data, text=text)
 
     async def on_protocol_error(self, line_preview: str, reason: str) -> None:
-        """Journal a line of the agent that was skipped."""
+        """Journal a line of the agent that was skipped.
+
+        Cancellation: the event was submitted or not."""
         log.warning("agent_protocol_error", session_id=self._recorder.session_id, reason=reason)
         await self._recorder.event(
             "agent_protocol_error",
