@@ -4,7 +4,7 @@ journaled gets its ``turn_ended`` (stop reason ``cancelled``), the agent is told
 the session's status is truthful, and the agent takes the next prompt.
 
 The daemon is real (in-process, real agent subprocess, real SQLite); the call is
-made on its own TurnService, inside a cancel scope the test cancels, which is what
+made on its own PromptService, inside a cancel scope the test cancels, which is what
 the RPC server does when it drops a connection (its write-stall watcher, shutdown).
 """
 
@@ -22,7 +22,7 @@ import trio
 
 import mimird.agents
 import mimird.daemon
-from mimird.api.turns import TurnService
+from mimird.api.prompts import PromptService
 from mimird.rpc.registry import CallContext, PeerCredentials
 from mimird.wire.types import SessionPromptParams
 from tests.agent_support import Client, agent_world, new_session, received
@@ -43,23 +43,23 @@ PERMISSION = {
 @contextlib.asynccontextmanager
 async def turns_of_a_daemon(
     dirs: DaemonDirs, scenario: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[tuple[Any, Client, TurnService]]:
-    """A daemon playing ``scenario``, a client, and the daemon's TurnService."""
-    services: list[TurnService] = []
+) -> AsyncIterator[tuple[Any, Client, PromptService]]:
+    """A daemon playing ``scenario``, a client, and the daemon's PromptService."""
+    services: list[PromptService] = []
 
-    class Kept(TurnService):
+    class Kept(PromptService):
         def __init__(self, *args: Any) -> None:
             super().__init__(*args)
             services.append(self)
 
-    monkeypatch.setattr(mimird.daemon, "TurnService", Kept)
+    monkeypatch.setattr(mimird.daemon, "PromptService", Kept)
     async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
         (service,) = services
         yield world, c, service
 
 
 async def prompt_cancelled(
-    service: TurnService, session_id: str, when: Callable[[], Awaitable[object]] | None
+    service: PromptService, session_id: str, when: Callable[[], Awaitable[object]] | None
 ) -> bool:
     """Run a prompt and cancel it once ``when()`` returns (None: before it starts).
     True if the prompt was still running when cancelled."""
