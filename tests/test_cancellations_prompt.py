@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -201,3 +202,46 @@ def test_every_public_async_method_of_the_agent_owners_says_what_cancellation_do
                 ):
                     silent.append(f"{module.name}: {owner}.{node.name}")
     assert not silent, f"no 'Cancellation:' paragraph: {silent}"
+
+
+async def test_a_prompt_whose_connection_stalls_ends_cancelled_when_it_is_dropped(
+    dirs: DaemonDirs,
+) -> None:
+    # The agent floods the turn with updates; the client that prompted subscribed to
+    # them and never reads, so the server's write-stall watcher drops its connection,
+    # cancelling the session.prompt it was running.
+    flood = [{"do": "huge", "bytes": 1 << 20} for _ in range(16)]
+    scenario = {"prompts": [[*flood, {"do": "wait_cancel"}]]}
+    async with agent_world(dirs, scenario, rpc={"write_stall_timeout_s": 0.5}) as world:
+        async with Client.connect(world.daemon.socket) as c:
+            session_id = await new_session(world, c)
+            await c.call("session.resume", {"session": session_id})
+        stalled = await trio.open_unix_socket(str(world.daemon.socket))
+        async with stalled:
+            requests = [
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "subscribe",
+                    "params": {"session": session_id},
+                },
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "session.prompt",
+                    "params": {"session": session_id, "text": "flood"},
+                },
+            ]
+            await stalled.send_all(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+            async with Client.connect(world.daemon.socket) as c:
+                found = await c.until(
+                    "session.events",
+                    {"session": session_id, "kind": "turn_ended"},
+                    lambda r: r["events"],
+                )
+                assert [e["data"] for e in found["events"]] == [{"stop_reason": "cancelled"}]
+                await c.until(
+                    "session.get", {"session": session_id}, lambda s: s["status"] == "idle"
+                )
+                assert "session/cancel" in [m.get("method") for m in received(world)]
+                await assert_takes_the_next_prompt(c, session_id)
