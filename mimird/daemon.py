@@ -18,16 +18,17 @@ import structlog
 import trio
 
 from mimird import __version__, policy, systemd
-from mimird.agents.host import AgentManager
+from mimird.agents.manager import AgentManager
 from mimird.api import (
     AgentService,
     DaemonService,
     DbService,
     EventService,
+    PermissionService,
     ProjectService,
+    PromptService,
     SearchService,
     SessionService,
-    TurnService,
     WorktreeService,
     build_registry,
 )
@@ -133,7 +134,8 @@ async def run_daemon(
                     session_service,
                     worktree_service,
                     AgentService(settings),
-                    TurnService(session_service, agents),
+                    PromptService(session_service, agents),
+                    PermissionService(session_service, agents),
                     EventService(journal, session_service),
                     SearchService(store),
                     DbService(store, settings),

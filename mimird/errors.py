@@ -46,8 +46,25 @@ class NotFound(MimirError):
     code = ErrorCode.NOT_FOUND
 
 
+class FileMissing(NotFound):
+    """A file the agent asked for does not exist in the workspace."""
+
+
 class AlreadyExists(MimirError):
     code = ErrorCode.ALREADY_EXISTS
+
+
+class OutsideWorkspace(InvalidParams):
+    """A path that is not a path, leads out of the session's workspace, or had a
+    part swapped for a symlink after it was checked (the file sandbox refuses it)."""
+
+
+class FileRefused(InvalidParams):
+    """A file inside the workspace that is not served: a directory, or too large."""
+
+
+class FileAccessFailed(MimirError):
+    """The operating system failed a read or write inside the workspace."""
 
 
 class InvalidState(MimirError):

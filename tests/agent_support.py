@@ -23,7 +23,11 @@ FAKE_AGENT = Path(__file__).with_name("fake_acp_agent.py")
 
 
 def write_config(
-    dirs: DaemonDirs, scenario: dict[str, Any], *, supervision: dict[str, Any] | None = None
+    dirs: DaemonDirs,
+    scenario: dict[str, Any],
+    *,
+    supervision: dict[str, Any] | None = None,
+    rpc: dict[str, Any] | None = None,
 ) -> Path:
     """Config with an [agents.fake] kind playing ``scenario``; returns the scenario file."""
     dirs.root.mkdir(parents=True, exist_ok=True)
@@ -49,6 +53,8 @@ def write_config(
         f"command = {json.dumps(sys.executable)}",
         f"args = [{json.dumps(str(FAKE_AGENT))}, {json.dumps(str(scenario_path))}]",
     ]
+    if rpc:
+        lines += ["", "[rpc]", *(f"{k} = {json.dumps(v)}" for k, v in rpc.items())]
     dirs.config.write_text("\n".join(lines) + "\n")
     return scenario_path
 
@@ -164,10 +170,11 @@ async def agent_world(
     scenario: dict[str, Any],
     *,
     supervision: dict[str, Any] | None = None,
+    rpc: dict[str, Any] | None = None,
 ) -> AsyncIterator[AgentWorld]:
     record = dirs.root / "received.jsonl"
     scenario = {"record": str(record), **scenario}
-    scenario_path = write_config(dirs, scenario, supervision=supervision)
+    scenario_path = write_config(dirs, scenario, supervision=supervision, rpc=rpc)
     repo = make_repo(dirs.root / "repo")
     async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as client:
         project = await client.call("project.add", {"path": str(repo), "name": "demo"})

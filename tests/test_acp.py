@@ -25,8 +25,8 @@ from mimird.agents.acp import (
     AcpConnectionClosed,
     AcpError,
     MethodNotFound,
-    _envelope,
 )
+from mimird.wire.jsonrpc import envelope
 
 FAKE_AGENT: Final = Path(__file__).with_name("fake_acp_agent.py")
 DEADLINE_S: Final = 20.0
@@ -313,7 +313,7 @@ async def test_a_request_that_is_not_json_past_its_method_gets_a_parse_error(
 def test_the_envelope_is_read_from_the_start_of_a_line(
     head: str, expected: tuple[Any, Any]
 ) -> None:
-    assert _envelope(head.encode()) == expected
+    assert envelope(head.encode()) == expected
 
 
 async def test_malformed_lines_are_reported_and_skipped(tmp_path: Path) -> None:

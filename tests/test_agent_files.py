@@ -10,11 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from mimird.agents.acp import AcpError
-from mimird.agents.host import _read_text, _write_text, confine
+from mimird.errors import OutsideWorkspace
+from mimird.workspaces.files import confine, read_text, write_text
 
-#: The kernel's words for ELOOP and ENOTDIR, and Mimir's for a swapped file.
-REFUSED = "symbolic links|Not a directory|is a symlink"
+#: Mimir's words for a path whose parts were swapped after the check.
+REFUSED = "a part of the path is not a directory"
+
+
+def _errno(refusal: OutsideWorkspace) -> int | None:
+    """The errno of the OS error the sandbox turned into ``refusal``."""
+    cause = refusal.__cause__
+    assert isinstance(cause, OSError), cause
+    return cause.errno
 
 
 @pytest.fixture
@@ -41,9 +48,9 @@ def swap_for_symlink(path: Path, target: Path) -> None:
 
 def test_reads_and_writes_inside_the_workspace(workspace: Path) -> None:
     path = confine(workspace, "src/a.txt")
-    assert _read_text(workspace, path, None, None) == "inside\n"
+    assert read_text(workspace, path, None, None) == "inside\n"
     new = confine(workspace, "src/deeper/new.txt")
-    assert _write_text(workspace, new, "made\n") == 5
+    assert write_text(workspace, new, "made\n") == 5
     assert (workspace / "src" / "deeper" / "new.txt").read_text() == "made\n"
 
 
@@ -51,7 +58,7 @@ def test_a_symlink_inside_the_workspace_is_followed_by_confine(workspace: Path) 
     (workspace / "link").symlink_to(workspace / "src")
     path = confine(workspace, "link/a.txt")
     assert path == (workspace / "src" / "a.txt").resolve()
-    assert _read_text(workspace, path, None, None) == "inside\n"
+    assert read_text(workspace, path, None, None) == "inside\n"
 
 
 def test_a_directory_swapped_for_a_symlink_after_the_check_is_refused(
@@ -60,12 +67,12 @@ def test_a_directory_swapped_for_a_symlink_after_the_check_is_refused(
     read = confine(workspace, "src/a.txt")
     write = confine(workspace, "src/a.txt")
     swap_for_symlink(workspace / "src", outside)
-    with pytest.raises(OSError, match=REFUSED) as reading:
-        _read_text(workspace, read, None, None)
-    assert reading.value.errno in (errno.ELOOP, errno.ENOTDIR)
-    with pytest.raises(OSError, match=REFUSED) as writing:
-        _write_text(workspace, write, "overwritten\n")
-    assert writing.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    with pytest.raises(OutsideWorkspace, match=REFUSED) as reading:
+        read_text(workspace, read, None, None)
+    assert _errno(reading.value) in (errno.ELOOP, errno.ENOTDIR)
+    with pytest.raises(OutsideWorkspace, match=REFUSED) as writing:
+        write_text(workspace, write, "overwritten\n")
+    assert _errno(writing.value) in (errno.ELOOP, errno.ENOTDIR)
     assert (outside / "a.txt").read_text() == "secret\n"
     assert sorted(os.listdir(outside)) == ["a.txt"], "no temp file left outside either"
 
@@ -75,18 +82,18 @@ def test_a_file_swapped_for_a_symlink_after_the_check_is_refused(
 ) -> None:
     path = confine(workspace, "src/a.txt")
     swap_for_symlink(workspace / "src" / "a.txt", outside / "a.txt")
-    with pytest.raises(OSError, match=REFUSED) as reading:
-        _read_text(workspace, path, None, None)
-    assert reading.value.errno == errno.ELOOP
-    with pytest.raises(OSError, match=REFUSED) as writing:
-        _write_text(workspace, path, "overwritten\n")
-    assert writing.value.errno == errno.ELOOP
+    with pytest.raises(OutsideWorkspace, match=REFUSED) as reading:
+        read_text(workspace, path, None, None)
+    assert _errno(reading.value) == errno.ELOOP
+    with pytest.raises(OutsideWorkspace, match=REFUSED) as writing:
+        write_text(workspace, path, "overwritten\n")
+    assert _errno(writing.value) == errno.ELOOP
     assert (outside / "a.txt").read_text() == "secret\n"
 
 
 def test_confine_refuses_what_resolves_outside(workspace: Path, outside: Path) -> None:
     (workspace / "out").symlink_to(outside)
     for path in ("out/a.txt", "../outside/a.txt", str(outside / "a.txt")):
-        with pytest.raises(AcpError) as refused:
+        with pytest.raises(OutsideWorkspace) as refused:
             confine(workspace, path)
         assert "outside the session's workspace" in refused.value.message

@@ -382,3 +382,48 @@ async def test_secrets_the_agent_echoes_never_reach_the_journal(dirs: DaemonDirs
             assert (await c.call("search", {"query": query}))["hits"] == []
         sent = next(m for m in received(world) if m.get("method") == "session/prompt")
         assert sent["params"]["prompt"] == [{"type": "text", "text": f"use {secret}"}]
+
+
+async def test_every_change_of_the_agent_process_state_is_journaled_in_order(
+    dirs: DaemonDirs,
+) -> None:
+    crash = {"do": "crash", "exit_code": 3, "once": str(dirs.root / "crashed")}
+    scenario = {"before": {"session/new": [crash]}}
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
+        session_id = await new_session(world, c)
+        await c.call("session.resume", {"session": session_id})
+        await c.call("session.stop", {"session": session_id})
+        changes = [
+            (e["data"]["from"], e["data"]["to"])
+            for e in await events_of(c, session_id)
+            if e["kind"] == "process_state_changed"
+        ]
+    assert changes == [
+        ("stopped", "starting"),
+        ("starting", "backoff"),
+        ("backoff", "starting"),
+        ("starting", "running"),
+        ("running", "stopping"),
+        ("stopping", "stopped"),
+    ]
+
+
+async def test_an_agent_given_up_ends_fatal(dirs: DaemonDirs) -> None:
+    scenario = {"before": {"initialize": [{"do": "crash", "exit_code": 2}]}}
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
+        session_id = await new_session(world, c)
+        await c.error("session.resume", {"session": session_id})
+        states = [
+            e["data"]["to"]
+            for e in await events_of(c, session_id)
+            if e["kind"] == "process_state_changed"
+        ]
+    # max_restarts = 2 in these tests: three lives, two waits, then given up.
+    assert states == [
+        "starting",
+        "backoff",
+        "starting",
+        "backoff",
+        "starting",
+        "fatal",
+    ]

@@ -1,19 +1,25 @@
 """Agent kinds: how to start each ACP agent Mimir knows.
 
 Presets cover the common agents; the config file adds or overrides kinds under
-``[agents.<name>]`` (command, args, env, description). A kind whose command is
-not on the daemon's PATH is listed, marked not found, so that users see why a
-session could not start.
+``[agents.<name>]`` (command, args, env, description). One resolver finds a
+kind's command, on the PATH the agent gets (the daemon's allowlisted environment,
+the kind's env, then the layered config env): starting an agent
+(:func:`resolve_command`) and ``agent.list`` (:func:`agent_kinds`) both use it, so
+a kind listed as found is one that starts. A kind whose command is not found is
+listed, marked not found, so that users see why a session could not start.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from mimird.config import AgentSection
+from mimird.errors import AgentUnavailable
+from mimird.processes import child_environment
 from mimird.wire.types import AgentKind
 
 
@@ -42,33 +48,99 @@ PRESETS: Final[dict[str, Preset]] = {
 }
 
 
-def agent_kinds(configured: Mapping[str, AgentSection], path: str | None = None) -> list[AgentKind]:
-    """Every kind, presets first overridden by the config file's, sorted by name.
+@dataclass(frozen=True, slots=True)
+class AgentCommand:
+    kind: str
+    argv: list[str]
+    env: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """What a kind says about starting it: from a preset or the config file."""
+
+    candidates: tuple[str, ...]
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+    source: Literal["preset", "config"]
+    description: str
+
+
+def _spec(kind: str, configured: Mapping[str, AgentSection]) -> _Spec | None:
+    if kind in configured:
+        section = configured[kind]
+        return _Spec(
+            (section.command,), tuple(section.args), section.env, "config", section.description
+        )
+    if kind in PRESETS:
+        preset = PRESETS[kind]
+        return _Spec(preset.commands, preset.args, preset.env, "preset", preset.description)
+    return None
+
+
+def _resolve(spec: _Spec, layered_env: Mapping[str, str]) -> tuple[str, str | None, dict[str, str]]:
+    """(command, where it was found or None, the agent's environment): the first
+    candidate found on the PATH of the environment the agent gets (the daemon's
+    allowlisted environment, the kind's env, then the layered env)."""
+    env = child_environment({**spec.env, **layered_env})
+    search_path = env.get("PATH", os.defpath)
+    for candidate in spec.candidates:
+        found = shutil.which(candidate, path=search_path)
+        if found is not None:
+            return candidate, found, env
+    return spec.candidates[0], None, env
+
+
+def resolve_command(
+    kind: str, configured: Mapping[str, AgentSection], layered_env: Mapping[str, str]
+) -> AgentCommand:
+    """The command line and environment for an agent kind, found on the PATH the
+    agent will get. Raises :class:`AgentUnavailable` when it cannot be found.
     Sync (it looks at PATH): run it in a thread."""
-    kinds: dict[str, AgentKind] = {}
-    for name, preset in PRESETS.items():
-        found = next(
-            ((c, where) for c in preset.commands if (where := shutil.which(c, path=path))), None
+    spec = _spec(kind, configured)
+    if spec is None:
+        known = ", ".join(sorted({*PRESETS, *configured}))
+        raise AgentUnavailable(
+            f"unknown agent kind {kind!r}; known kinds: {known} (add one as [agents.{kind}] "
+            "in the config file)",
+            field="agent",
+            id=kind,
         )
-        command = found[0] if found else preset.commands[0]
-        kinds[name] = AgentKind(
-            name=name,
-            command=command,
-            args=list(preset.args),
-            source="preset",
-            found=found is not None,
-            path=found[1] if found else None,
-            description=preset.description,
+    _, found, env = _resolve(spec, layered_env)
+    if found is None:
+        search_path = env.get("PATH", os.defpath)
+        raise AgentUnavailable(
+            f"agent {kind!r}: command {' or '.join(repr(c) for c in spec.candidates)} not found "
+            f"on PATH ({search_path}); install it, or set [agents.{kind}] command in the config "
+            "file",
+            field="agent",
+            id=kind,
         )
-    for name, section in configured.items():
-        where = shutil.which(section.command, path=path)
-        kinds[name] = AgentKind(
-            name=name,
-            command=section.command,
-            args=list(section.args),
-            source="config",
-            found=where is not None,
-            path=where,
-            description=section.description,
+    return AgentCommand(kind, [found, *spec.args], env)
+
+
+def agent_kinds(
+    configured: Mapping[str, AgentSection], layered_env: Mapping[str, str] | None = None
+) -> list[AgentKind]:
+    """Every kind, presets first overridden by the config file's, sorted by name,
+    each found (or not) exactly as :func:`resolve_command` would find it with
+    ``layered_env`` (``agent.list`` gives the config file's ``[defaults]`` env).
+    Sync (it looks at PATH): run it in a thread."""
+    layered = layered_env or {}
+    kinds: list[AgentKind] = []
+    for name in sorted({*PRESETS, *configured}):
+        spec = _spec(name, configured)
+        assert spec is not None
+        command, found, _ = _resolve(spec, layered)
+        kinds.append(
+            AgentKind(
+                name=name,
+                command=command,
+                args=list(spec.args),
+                source=spec.source,
+                found=found is not None,
+                path=found,
+                description=spec.description,
+            )
         )
-    return [kinds[name] for name in sorted(kinds)]
+    return kinds

@@ -63,6 +63,9 @@ class BoundedLog:
 
 async def pump(stream: trio.abc.ReceiveStream, log: BoundedLog) -> None:
     """Copy ``stream`` (an agent's stderr) into ``log`` until it ends; the pipe is
-    drained continuously, so the agent never blocks on a full stderr."""
+    drained continuously, so the agent never blocks on a full stderr.
+
+    Cancellation: what was received is in the log (a chunk is written whole, in a
+    thread); the rest of the stream is left unread."""
     while chunk := await stream.receive_some(READ_CHUNK):
         await trio.to_thread.run_sync(log.write, chunk)

@@ -33,7 +33,7 @@ import structlog
 import trio
 
 from mimird import journal
-from mimird.agents.acp import INVALID_PARAMS, AcpError
+from mimird.agents.acp import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, AcpError
 from mimird.processes import exit_status, group_alive, stop_group
 from mimird.secrets import scrub
 from mimird.store import Store
@@ -198,7 +198,9 @@ class Terminals:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Terminals]:
-        """Leaving the block stops every command still held (shielded, bounded)."""
+        """Leaving the block stops every command still held (shielded, bounded).
+
+        Cancellation: as leaving the block; every group started is stopped."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
@@ -217,7 +219,11 @@ class Terminals:
 
     async def handle(self, method: str, params: dict[str, Any], cwd: Path) -> Any:
         """Answer one ``terminal/*`` request; ``cwd`` is the confined working
-        directory for ``terminal/create`` (the caller checked it)."""
+        directory for ``terminal/create`` (the caller checked it).
+
+        Cancellation: a command that was started is held (and journaled) whatever
+        cancels the request, so that it is stopped with the agent; a wait for its
+        exit or output just ends."""
         if method == "terminal/create":
             return await self._create(params, cwd)
         terminal = self._find(params)
@@ -241,7 +247,7 @@ class Terminals:
             await self._end(terminal)
             await self._forget([terminal.id])
             return {}
-        raise AcpError(-32601, f"method not found: {method}")
+        raise AcpError(METHOD_NOT_FOUND, f"method not found: {method}")
 
     def _find(self, params: dict[str, Any]) -> Terminal:
         terminal_id = params.get("terminalId")
@@ -270,10 +276,10 @@ class Terminals:
             raise _invalid("outputByteLimit must not be negative")
         limit = self.max_output_bytes if limit is None else min(limit, self.max_output_bytes)
         if self.closing():
-            raise AcpError(-32603, "the session's agent is stopping; no new terminals")
+            raise AcpError(INTERNAL_ERROR, "the session's agent is stopping; no new terminals")
         if len(self._terminals) >= self.max_terminals:
             raise AcpError(
-                -32603,
+                INTERNAL_ERROR,
                 f"this session already holds {len(self._terminals)} terminals, the most Mimir "
                 "allows ([supervision] max_terminals); release finished ones with "
                 "terminal/release",
@@ -296,7 +302,7 @@ class Terminals:
                 raise _invalid(f"cannot start {command}: {exc.strerror or exc}") from None
             if self.closing():  # the agent stopped while the command was being started
                 await stop_group(process, eof_grace=0, term_grace=self.stop_grace_s)
-                raise AcpError(-32603, "the session's agent is stopping; no new terminals")
+                raise AcpError(INTERNAL_ERROR, "the session's agent is stopping; no new terminals")
             relative = str(cwd.relative_to(self.root))
             terminal = Terminal(
                 terminal_id, process, OutputBuffer(limit), command, list(args), relative

@@ -7,10 +7,11 @@ from mimird.api.agents import AgentService
 from mimird.api.daemon import DaemonService
 from mimird.api.db import DbService
 from mimird.api.events import EventService
+from mimird.api.permissions import PermissionService
 from mimird.api.projects import ProjectService
+from mimird.api.prompts import PromptService
 from mimird.api.search import SearchService
 from mimird.api.sessions import SessionService
-from mimird.api.turns import TurnService
 from mimird.api.worktrees import WorktreeService
 from mimird.rpc.registry import Registry
 
@@ -21,13 +22,25 @@ def build_registry(
     sessions: SessionService,
     worktrees: WorktreeService,
     agents: AgentService,
-    turns: TurnService,
+    prompts: PromptService,
+    permissions: PermissionService,
     events: EventService,
     search: SearchService,
     db: DbService,
 ) -> Registry:
     registry = Registry()
-    for service in (daemon, projects, sessions, worktrees, agents, turns, events, search, db):
+    for service in (
+        daemon,
+        projects,
+        sessions,
+        worktrees,
+        agents,
+        prompts,
+        permissions,
+        events,
+        search,
+        db,
+    ):
         service.register(registry)
     return registry
 
@@ -37,10 +50,11 @@ __all__ = [
     "DaemonService",
     "DbService",
     "EventService",
+    "PermissionService",
     "ProjectService",
+    "PromptService",
     "SearchService",
     "SessionService",
-    "TurnService",
     "WorktreeService",
     "build_registry",
 ]

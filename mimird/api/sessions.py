@@ -19,7 +19,7 @@ import structlog
 import trio
 
 from mimird import journal, policy
-from mimird.agents.host import AgentManager
+from mimird.agents.manager import AgentManager
 from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError
 from mimird.processes import SESSION_ENV, child_environment

@@ -117,6 +117,14 @@ class WorkspaceRepaired(EventData):
 # ---- the agent process ----------------------------------------------------------------
 
 
+class ProcessStateChanged(EventData):
+    KIND: ClassVar[str] = "process_state_changed"
+    from_: str = msgspec.field(name="from")
+    to: Literal["stopped", "starting", "running", "backoff", "stopping", "fatal"] | str
+    #: When there is one.
+    reason: str | None = None
+
+
 class AgentStarting(EventData):
     KIND: ClassVar[str] = "agent_starting"
     attempt: int

@@ -1,0 +1,93 @@
+"""The ACP handshake: ``initialize``, then ``session/load`` (to go on with the
+agent's earlier ACP session, when it can) or ``session/new``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import structlog
+
+from mimird import __version__
+from mimird.agents.acp import INTERNAL_ERROR, AcpConnection, AcpError
+
+log = structlog.get_logger("mimird.agents.handshake")
+
+ACP_PROTOCOL_VERSION: Final = 1
+CLIENT_CAPABILITIES: Final = {
+    "fs": {"readTextFile": True, "writeTextFile": True},
+    "terminal": True,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """What the agent said while starting its session."""
+
+    #: ``initialize``'s result (``{}`` if it was not an object).
+    init: dict[str, Any]
+    capabilities: Any
+    #: ``session/load``'s or ``session/new``'s result (``{}`` if not an object).
+    session: dict[str, Any]
+    acp_session_id: str | None
+    #: Whether ``session/load`` continued the earlier ACP session.
+    loaded: bool
+
+
+async def handshake(
+    conn: AcpConnection,
+    workspace: Path,
+    *,
+    load: str | None,
+    replaying: Callable[[], AbstractContextManager[None]],
+) -> Handshake:
+    """Initialize the agent and start its ACP session in ``workspace``: load the
+    session ``load`` if given and the agent can, else (or if loading fails) a new one.
+    ``replaying()`` is held while ``session/load`` replays history.
+
+    Raises :class:`AcpError` (or ``TypeError`` for answers of the wrong shape) when
+    the agent refuses, and :class:`~mimird.agents.acp.AcpConnectionClosed` when it
+    goes away. Cancellation: requests still waiting are abandoned (the connection
+    sends ``$/cancel_request``); the agent is left half started, for the caller
+    to stop."""
+    init = await conn.request(
+        "initialize",
+        {
+            "protocolVersion": ACP_PROTOCOL_VERSION,
+            "clientCapabilities": CLIENT_CAPABILITIES,
+            "clientInfo": {"name": "mimir", "title": "Mimir", "version": __version__},
+        },
+    )
+    init = init if isinstance(init, dict) else {}
+    capabilities = init.get("agentCapabilities") or {}
+    can_load = bool(isinstance(capabilities, dict) and capabilities.get("loadSession"))
+    loaded = False
+    acp_session_id = load
+    result: Any = None
+    if load and can_load:
+        with replaying():
+            try:
+                result = await conn.request(
+                    "session/load",
+                    {"sessionId": load, "cwd": str(workspace), "mcpServers": []},
+                )
+                loaded = True
+            except AcpError as exc:
+                log.warning("agent_session_load_failed", error=str(exc))
+                result = None
+    if not loaded:
+        result = await conn.request("session/new", {"cwd": str(workspace), "mcpServers": []})
+        if not isinstance(result, dict) or not isinstance(result.get("sessionId"), str):
+            raise AcpError(INTERNAL_ERROR, f"session/new answered without a sessionId: {result!r}")
+        acp_session_id = result["sessionId"]
+    return Handshake(
+        init=init,
+        capabilities=capabilities,
+        session=result if isinstance(result, dict) else {},
+        acp_session_id=acp_session_id,
+        loaded=loaded,
+    )

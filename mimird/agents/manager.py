@@ -1,0 +1,295 @@
+"""The owner of every agent host: opened with ``async with AgentManager.open(...)``,
+it runs the hosts in its nursery; leaving it stops every agent, cancelling running
+turns first. It also holds the one registry of pending permission requests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import structlog
+import trio
+
+from mimird import journal, policy
+from mimird.agents import permissions as permissions_
+from mimird.agents.host import AgentHost
+from mimird.agents.permissions import Permission, PermissionRegistry
+from mimird.agents.presets import AgentCommand, resolve_command
+from mimird.agents.recorder import Recorder
+from mimird.agents.stderr_log import BoundedLog
+from mimird.agents.turns import TurnResult
+from mimird.config import Settings
+from mimird.errors import InvalidState
+from mimird.processes import SESSION_ENV
+from mimird.secrets import scrub
+from mimird.sessions import records as sessions
+from mimird.sessions.records import SessionRow
+from mimird.store import Store
+
+log = structlog.get_logger("mimird.agents.manager")
+
+#: Statuses from which a prompt starts the agent by itself.
+STARTS_ON_PROMPT: Final = frozenset({"created", "stopped", "interrupted"})
+#: Statuses from which session.resume starts the agent.
+RESUMABLE: Final = frozenset({"created", "stopped", "interrupted", "failed", "budget_exceeded"})
+
+
+class SessionConfigs(Protocol):
+    """What starting an agent needs to know of its session (SessionService)."""
+
+    def refuse_drifted(self, row: SessionRow, action: str) -> None: ...
+
+    async def effective(self, row: SessionRow) -> policy.Effective: ...
+
+
+class AgentManager:
+    """Owner of every agent host. Open with ``async with AgentManager.open(...)``."""
+
+    def __init__(
+        self, store: Store, journal_: journal.Journal, settings: Settings, nursery: trio.Nursery
+    ) -> None:
+        self.store = store
+        self.journal = journal_
+        self.settings = settings
+        self.nursery = nursery
+        self.hosts: dict[str, AgentHost] = {}
+        self.permissions = PermissionRegistry()
+        self._starting: dict[str, trio.Lock] = {}
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, store: Store, journal_: journal.Journal, settings: Settings
+    ) -> AsyncIterator[AgentManager]:
+        """The manager, running its hosts in a nursery of its own.
+
+        Cancellation: leaving the block, however, stops every agent (shielded:
+        turns cancelled and journaled, process groups stopped), then cancels the
+        hosts' tasks."""
+        async with trio.open_nursery() as nursery:
+            manager = cls(store, journal_, settings, nursery)
+            try:
+                yield manager
+            finally:
+                with trio.CancelScope(shield=True):
+                    await manager.stop_all("daemon_shutdown")
+                nursery.cancel_scope.cancel()
+
+    def log_path(self, session_id: str) -> Path:
+        return self.settings.state_dir / "agent-logs" / f"{session_id}.log"
+
+    def get(self, session_id: str) -> AgentHost | None:
+        host = self.hosts.get(session_id)
+        return None if host is None or host.finished else host
+
+    def lock(self, session_id: str) -> trio.Lock:
+        return self._starting.setdefault(session_id, trio.Lock())
+
+    async def start(
+        self, row: sessions.SessionRow, command: AgentCommand, secrets: set[str], *, resume: bool
+    ) -> AgentHost:
+        """Start a host for a session that has none (the caller holds ``lock``).
+
+        Cancellation: none; the session is marked ``starting`` (shielded) and the
+        host started before a cancel is seen."""
+        host = AgentHost(
+            row=row,
+            command=command,
+            recorder=Recorder(row.id, self.store, self.journal, secrets),
+            permissions=self.permissions,
+            ids=self.store.ids,
+            options=self.settings.supervision,
+            log_path=self.log_path(row.id),
+            nursery=self.nursery,
+            resume=resume,
+        )
+        self.hosts[row.id] = host
+        await host.recorder.write(
+            sessions.transition,
+            row.id,
+            "starting",
+            action="start the agent of",
+            reason="agent_starting",
+            values={"agent": command.kind, "failure": None},
+        )
+        self.nursery.start_soon(self._run_host, host)
+        return host
+
+    async def _run_host(self, host: AgentHost) -> None:
+        try:
+            await host.run()
+        except Exception:
+            log.exception("agent_host_crashed", session_id=host.session_id)
+            host.failure = "internal error in mimird's agent host (see the daemon's log)"
+            with trio.CancelScope(shield=True):
+                await self.store.write(
+                    sessions.transition_if,
+                    host.session_id,
+                    "failed",
+                    only_from=sessions.AGENT_UP,
+                    reason="agent_host_crashed",
+                    values={"failure": host.failure},
+                    events=(),
+                )
+        finally:
+            if self.hosts.get(host.session_id) is host:
+                del self.hosts[host.session_id]
+
+    async def stop(self, session_id: str, *, reason: str) -> sessions.SessionRow | None:
+        """Stop the session's agent; the session as it is then, or None if it had none.
+
+        Cancellation: the agent is stopped anyway (see :meth:`AgentHost.stop`); the
+        session may not be marked ``stopped`` yet (its status says ``starting`` or
+        ``idle`` until the next start's reconciliation)."""
+        host = self.get(session_id)
+        if host is None:
+            return None
+        await host.stop()
+        await self.journal.flush()
+        row: sessions.SessionRow | None = await self.store.write(
+            sessions.transition_if,
+            session_id,
+            "stopped",
+            only_from=sessions.AGENT_UP,
+            reason=reason,
+            values={"process_group": None},
+            events=(),
+        )
+        return row
+
+    async def stop_all(self, reason: str) -> None:
+        """Stop every agent, concurrently.
+
+        Cancellation: as :meth:`stop`, for each."""
+        hosts = [h for h in self.hosts.values() if not h.finished]
+        if not hosts:
+            return
+        log.info("agents_stopping", count=len(hosts), reason=reason)
+        async with trio.open_nursery() as nursery:
+            for host in hosts:
+                nursery.start_soon(self._stop_for, host.session_id, reason)
+
+    async def _stop_for(self, session_id: str, reason: str) -> None:
+        await self.stop(session_id, reason=reason)
+
+    # ---- what the API asks of agents -------------------------------------------------
+
+    async def ensure_running(
+        self, row: SessionRow, configs: SessionConfigs, *, allowed: frozenset[str]
+    ) -> AgentHost:
+        """The session's host, started first if it has none and its status is in
+        ``allowed`` (else :class:`InvalidState`); the agent may still be starting.
+
+        Cancellation: before the start, nothing happened; once it began, the host
+        is started (see :meth:`start`)."""
+        async with self.lock(row.id):
+            host = self.get(row.id)
+            if host is not None:
+                return host
+            row = await self.store.read(sessions.get, row.id)
+            if row.status not in allowed:
+                raise InvalidState(
+                    f"cannot start the agent of session {row.id}: it is {row.status}"
+                    + (" ('mimirctl resume' starts it again)" if row.status == "failed" else ""),
+                    field="session",
+                    id=row.id,
+                    detail={"status": row.status},
+                )
+            configs.refuse_drifted(row, "start the agent of")
+            effective = await configs.effective(row)
+            kind = row.agent or effective.values["agent"]
+            command = await trio.to_thread.run_sync(
+                resolve_command,
+                kind,
+                self.settings.agents,
+                {**effective.env(), SESSION_ENV: row.id},
+            )
+            resume = row.status != "created"
+            return await self.start(row, command, effective.secret_values(), resume=resume)
+
+    async def prompt(
+        self, row: SessionRow, configs: SessionConfigs, content: list[Any], text: str
+    ) -> TurnResult:
+        """Run one turn of the session's agent (started first when the session is
+        created, stopped or interrupted) and return how it ended.
+
+        Cancellation: as :meth:`Turns.prompt`: a journaled prompt always gets its
+        ``turn_ended`` and the session leaves ``running``."""
+        host = await self.ensure_running(row, configs, allowed=STARTS_ON_PROMPT)
+        return await host.prompt(content, text)
+
+    async def cancel_turn(self, session_id: str) -> bool:
+        """Cancel the session's running turn; False if none runs.
+
+        Cancellation: as :meth:`Turns.cancel`."""
+        host = self.get(session_id)
+        if host is None or host.turn is None:
+            return False
+        await host.cancel()
+        return True
+
+    async def stop_session(self, session_id: str) -> SessionRow:
+        """Stop the session's agent; a session that never started one is marked
+        stopped too. Returns the session as it is then.
+
+        Cancellation: as :meth:`stop`; the status may still say what it said."""
+        async with self.lock(session_id):
+            stopped = await self.stop(session_id, reason="stopped")
+            if stopped is not None:
+                return stopped
+            row: SessionRow = await self.store.read(sessions.get, session_id)
+            if row.status not in ("stopped", "failed"):
+                row = await self.store.write(
+                    sessions.transition, session_id, "stopped", action="stop", reason="stopped"
+                )
+            return row
+
+    async def resume(self, row: SessionRow, configs: SessionConfigs) -> SessionRow:
+        """Start the session's agent if it is not running, and return the session
+        once the agent is ready.
+
+        Cancellation: the agent goes on starting (see :meth:`ensure_running`)."""
+        host = self.get(row.id)
+        if host is None:
+            host = await self.ensure_running(row, configs, allowed=RESUMABLE)
+        await host.wait_ready()
+        found: SessionRow = await self.store.read(sessions.get, row.id)
+        return found
+
+    async def stderr_tail(
+        self, session_id: str, lines: int, secrets: set[str]
+    ) -> tuple[Path, list[str]]:
+        """The agent's stderr log and its last ``lines`` lines, secrets masked.
+
+        Cancellation: nothing happened (the read in its thread finishes unseen)."""
+        path = self.log_path(session_id)
+        tail = await trio.to_thread.run_sync(_tail, path, lines)
+        return path, [scrub(line, secrets) for line in tail]
+
+    def pending_permissions(self, session_id: str | None = None) -> list[Permission]:
+        """Permission requests still waiting for an answer, by id."""
+        return self.permissions.unanswered(session_id)
+
+    def respond(
+        self, permission_id: str, option_id: str | None, kind: str | None, by: str
+    ) -> tuple[Permission, str]:
+        """Answer a pending permission request; returns it and the option chosen."""
+        permission = self.permissions.find(permission_id)
+        if self.get(permission.session_id) is None:
+            raise InvalidState(
+                f"the agent that asked permission {permission.id} is gone",
+                field="permission",
+                id=permission.id,
+            )
+        return permission, permissions_.respond(permission, option_id, kind, by)
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    if not path.exists() and not path.with_name(path.name + ".1").exists():
+        return []
+    return BoundedLog(path).tail(lines)
+
+
+__all__ = ["AgentManager"]

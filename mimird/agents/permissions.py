@@ -1,0 +1,202 @@
+"""Permission requests agents park until a client answers them: one registry for
+every session (``permission.list`` and ``permission.respond`` read it), and the
+flow of one request (journaled, the session ``awaiting_permission`` meanwhile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+
+from mimird.agents.acp import INVALID_PARAMS, AcpError
+from mimird.agents.recorder import Recorder
+from mimird.errors import InvalidParams, InvalidState, NotFound
+from mimird.timeutil import utc_now
+
+PERMISSION_KINDS: Final = ("allow_once", "allow_always", "reject_once", "reject_always")
+#: The outcome an agent gets when its request is cancelled (by session.cancel or
+#: because the turn ended).
+CANCELLED: Final = {"outcome": "cancelled"}
+
+
+@dataclass(eq=False)
+class Permission:
+    """A permission request from an agent, parked until a client answers it."""
+
+    id: str
+    session_id: str
+    tool_call: Any
+    options: list[dict[str, Any]]
+    requested_at: str
+    answered: trio.Event = field(default_factory=trio.Event)
+    #: The ACP outcome sent to the agent once answered.
+    outcome: dict[str, Any] | None = None
+    answered_by: str | None = None
+
+
+class PermissionRegistry:
+    """Every pending permission request of every session, by id."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Permission] = {}
+
+    def add(self, permission: Permission) -> None:
+        self._pending[permission.id] = permission
+
+    def remove(self, permission: Permission) -> None:
+        self._pending.pop(permission.id, None)
+
+    def of_session(self, session_id: str) -> list[Permission]:
+        return [p for p in self._pending.values() if p.session_id == session_id]
+
+    def unanswered(self, session_id: str | None = None) -> list[Permission]:
+        """Requests still waiting for an answer (of one session, or all), by id."""
+        found = [
+            p
+            for p in self._pending.values()
+            if (session_id is None or p.session_id == session_id) and not p.answered.is_set()
+        ]
+        return sorted(found, key=lambda p: p.id)
+
+    def find(self, permission_id: str) -> Permission:
+        permission = self._pending.get(permission_id)
+        if permission is None:
+            raise NotFound(
+                f"no pending permission request {permission_id!r} (it may have been answered "
+                "or withdrawn already)",
+                field="permission",
+                id=permission_id,
+            )
+        return permission
+
+    def cancel_session(self, session_id: str, by: str) -> None:
+        """Answer every request of a session ``cancelled``."""
+        for permission in self.of_session(session_id):
+            answer(permission, dict(CANCELLED), by)
+
+
+def answer(permission: Permission, outcome: dict[str, Any], by: str) -> bool:
+    """Give ``permission`` its outcome; False if it had one already (the first wins)."""
+    if permission.answered.is_set():
+        return False
+    permission.outcome = outcome
+    permission.answered_by = by
+    permission.answered.set()
+    return True
+
+
+def respond(permission: Permission, option_id: str | None, kind: str | None, by: str) -> str:
+    """A client's answer, by option id or by kind (``*_always`` falls back to
+    ``*_once``); returns the option id chosen."""
+    options = permission.options
+    chosen: dict[str, Any] | None = None
+    if option_id is not None:
+        chosen = next((o for o in options if o.get("optionId") == option_id), None)
+        if chosen is None:
+            ids = ", ".join(str(o.get("optionId")) for o in options)
+            raise InvalidParams(
+                f"permission {permission.id} has no option {option_id!r}; options: {ids}",
+                field="option_id",
+            )
+    elif kind is not None:
+        chosen = next((o for o in options if o.get("kind") == kind), None)
+        if chosen is None and kind.endswith("_always"):
+            chosen = next(
+                (o for o in options if o.get("kind") == kind.replace("always", "once")), None
+            )
+        if chosen is None:
+            kinds = ", ".join(sorted({str(o.get("kind")) for o in options}))
+            raise InvalidParams(
+                f"permission {permission.id} offers no {kind} option; kinds offered: {kinds}",
+                field="kind",
+            )
+    if chosen is None:
+        raise InvalidParams("give option_id or kind", field="kind")
+    if not answer(permission, {"outcome": "selected", "optionId": chosen.get("optionId")}, by):
+        raise InvalidState(
+            f"permission {permission.id} was already answered ({permission.answered_by})",
+            field="permission",
+            id=permission.id,
+        )
+    return str(chosen.get("optionId"))
+
+
+async def park(
+    registry: PermissionRegistry,
+    recorder: Recorder,
+    permission_id: str,
+    params: Any,
+    *,
+    cancelled: Callable[[], bool],
+) -> dict[str, Any]:
+    """Serve ``session/request_permission``: journal the request, move the session
+    to ``awaiting_permission``, wait for the answer and return it (ACP's result).
+    ``cancelled()`` says whether the turn is being cancelled: then the request is
+    answered ``cancelled`` at once.
+
+    Cancellation: (the agent withdrew it with ``$/cancel_request``, or the agent's
+    connection ended) the request leaves the registry, ``permission_answered`` is
+    journaled with outcome ``withdrawn`` (shielded), and the session goes back to
+    ``running`` unless other requests of it still wait."""
+    if not isinstance(params, dict) or not isinstance(params.get("options"), list):
+        raise AcpError(INVALID_PARAMS, "session/request_permission needs options")
+    options = [o for o in params["options"] if isinstance(o, dict)]
+    session_id = recorder.session_id
+    permission = Permission(
+        id=permission_id,
+        session_id=session_id,
+        # What clients are shown (permission.list): secrets masked.
+        tool_call=recorder.scrub_value(params.get("toolCall")),
+        options=options,
+        requested_at=utc_now(),
+    )
+    registry.add(permission)
+    try:
+        title = (
+            permission.tool_call.get("title") if isinstance(permission.tool_call, dict) else None
+        )
+        await recorder.move(
+            "awaiting_permission",
+            only_from=frozenset({"running"}),
+            reason="permission_requested",
+            events=(
+                (
+                    "permission_requested",
+                    {
+                        "permission": permission.id,
+                        "tool_call": permission.tool_call,
+                        "options": options,
+                        "title": title,
+                    },
+                ),
+            ),
+        )
+        if cancelled():
+            answer(permission, dict(CANCELLED), "cancelled")
+        await permission.answered.wait()
+        return {"outcome": permission.outcome}
+    finally:
+        registry.remove(permission)
+        with trio.CancelScope(shield=True):
+            outcome = permission.outcome or {"outcome": "withdrawn"}
+            await recorder.move(
+                "running",
+                only_from=frozenset({"awaiting_permission"})
+                if not registry.of_session(session_id)
+                else frozenset(),
+                reason="permission_answered",
+                events=(
+                    (
+                        "permission_answered",
+                        {
+                            "permission": permission.id,
+                            "outcome": outcome.get("outcome"),
+                            "option_id": outcome.get("optionId"),
+                            "by": permission.answered_by or "agent_withdrew",
+                        },
+                    ),
+                ),
+            )

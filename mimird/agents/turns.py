@@ -1,0 +1,243 @@
+"""Prompt turns: one ``session/prompt`` at a time per agent, from the journaled
+prompt to the journaled ``turn_ended``, with ``session.cancel`` and a watchdog for
+agents that do not end a cancelled turn.
+
+Whatever ends a turn (the agent's answer, an error answer, the agent exiting, a
+cancel, or the caller cancelled at any await) ``turn_ended`` is journaled once and
+the session leaves ``running``/``awaiting_permission``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import structlog
+import trio
+
+from mimird.agents.acp import AcpConnection, AcpConnectionClosed, AcpError
+from mimird.agents.permissions import CANCELLED, PermissionRegistry, answer
+from mimird.agents.recorder import Recorder
+from mimird.agents.updates import Updates
+from mimird.config import SupervisionSection
+from mimird.errors import AgentUnavailable, Busy, InvalidState
+from mimird.sessions import records as sessions
+
+log = structlog.get_logger("mimird.agents.turns")
+
+#: How long the shielded cleanup of a cancelled prompt may take (telling the
+#: agent, journaling ``turn_ended``).
+CLEANUP_TIMEOUT_S: Final = 5.0
+#: How long telling the agent ``session/cancel`` may wait for its stdin.
+CANCEL_NOTIFY_TIMEOUT_S: Final = 1.0
+
+
+@dataclass(eq=False)
+class Turn:
+    started_at: float = field(default_factory=trio.current_time)
+    cancel_requested: bool = False
+    #: Whether session/prompt went out (a cancel before it ends the turn at once).
+    sent: bool = False
+    #: Whether turn_ended is journaled.
+    ended: bool = False
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    stop_reason: str
+    usage: Any
+    prompt_seq: int
+    end_seq: int
+
+
+class AgentLink(Protocol):
+    """What turns need of the agent's host."""
+
+    @property
+    def acp_session_id(self) -> str | None: ...
+
+    @property
+    def conn(self) -> AcpConnection | None: ...
+
+    async def wait_ready(self) -> AcpConnection: ...
+
+    async def restart_unresponsive(self, grace: float) -> None: ...
+
+
+class Turns:
+    """The turns of one agent."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        permissions: PermissionRegistry,
+        updates: Updates,
+        options: SupervisionSection,
+        nursery: trio.Nursery,
+        agent: AgentLink,
+    ) -> None:
+        self._recorder = recorder
+        self._permissions = permissions
+        self._updates = updates
+        self._options = options
+        self._nursery = nursery
+        self._agent = agent
+        self.current: Turn | None = None
+
+    @property
+    def session_id(self) -> str:
+        return self._recorder.session_id
+
+    async def prompt(self, content: list[Any], text: str) -> TurnResult:
+        """Journal the prompt, send it to the agent (starting first if needed) and
+        return once the turn ended. Raises :class:`Busy` while another turn runs,
+        :class:`AgentUnavailable` when the agent is gone or answered with an error.
+
+        Cancellation: before the prompt is journaled, nothing happened. After, the
+        agent is told (``$/cancel_request`` and ``session/cancel``), pending
+        permission requests are answered ``cancelled``, and ``turn_ended`` (stop
+        reason ``cancelled``) is journaled and the session moved to ``idle``, in a
+        shielded cleanup bounded by :data:`CLEANUP_TIMEOUT_S`."""
+        if self.current is not None:
+            raise Busy(
+                f"session {self.session_id} is running a turn; wait for it to end or cancel it "
+                "('mimirctl cancel')",
+                field="session",
+                id=self.session_id,
+            )
+        turn = self.current = Turn()
+        prompt_seq: int | None = None
+        try:
+            conn = await self._agent.wait_ready()
+            await self._recorder.flush()
+            prompt_seq = await self._recorder.write(
+                sessions.prompt_started,
+                self.session_id,
+                {"content": self._recorder.scrub_value(content)},
+                text=self._recorder.scrub(text),
+            )
+            assert prompt_seq is not None
+            if turn.cancel_requested:  # while it waited for the agent or the journal
+                return await self._end(turn, prompt_seq, "cancelled", None, None)
+            return await self._send(turn, conn, prompt_seq, content)
+        except BaseException as exc:
+            if prompt_seq is not None and not turn.ended:
+                # Cancelled (or failed) at an await after the prompt was journaled.
+                with trio.move_on_after(CLEANUP_TIMEOUT_S, shield=True):
+                    await self._abandon(turn, prompt_seq, exc)
+            raise
+        finally:
+            turn.done.set()
+            if self.current is turn:
+                self.current = None
+
+    async def _send(
+        self, turn: Turn, conn: AcpConnection, prompt_seq: int, content: list[Any]
+    ) -> TurnResult:
+        try:
+            # Queued synchronously: a session/cancel sent after this line follows it.
+            turn.sent = True
+            result = await conn.request(
+                "session/prompt", {"sessionId": self._agent.acp_session_id, "prompt": content}
+            )
+        except AcpConnectionClosed:
+            if turn.cancel_requested:
+                return await self._end(turn, prompt_seq, "cancelled", None, None)
+            await self._end(turn, prompt_seq, "error", None, "the agent exited during the turn")
+            raise AgentUnavailable(
+                f"the agent of session {self.session_id} exited during the turn; "
+                "it is being restarted (see 'mimirctl logs')",
+                field="session",
+                id=self.session_id,
+            ) from None
+        except AcpError as exc:
+            await self._end(turn, prompt_seq, "error", None, f"{exc.message} (code {exc.code})")
+            raise AgentUnavailable(
+                f"the agent answered the prompt with an error: {exc.message} (code {exc.code})",
+                field="session",
+                id=self.session_id,
+                detail={"code": exc.code, "data": exc.data},
+            ) from None
+        result = result if isinstance(result, dict) else {}
+        stop_reason = result.get("stopReason")
+        if not isinstance(stop_reason, str):
+            stop_reason = "cancelled" if turn.cancel_requested else "end_turn"
+        return await self._end(turn, prompt_seq, stop_reason, result.get("usage"), None)
+
+    async def _abandon(self, turn: Turn, prompt_seq: int, exc: BaseException) -> None:
+        """The caller of a turn went away (or its code failed) before the turn ended:
+        tell the agent, and journal the end."""
+        cancelled = isinstance(exc, trio.Cancelled)
+        turn.cancel_requested = True
+        conn = self._agent.conn
+        if conn is not None and turn.sent and not conn.closed:
+            with (
+                contextlib.suppress(AcpConnectionClosed),
+                trio.move_on_after(CANCEL_NOTIFY_TIMEOUT_S),
+            ):
+                await conn.notify("session/cancel", {"sessionId": self._agent.acp_session_id})
+        log.info(
+            "turn_abandoned",
+            session_id=self.session_id,
+            error=None if cancelled else repr(exc),
+        )
+        await self._end(
+            turn,
+            prompt_seq,
+            "cancelled" if cancelled else "error",
+            None,
+            None if cancelled else f"internal error in mimird: {exc!r}",
+        )
+
+    async def _end(
+        self, turn: Turn, prompt_seq: int, stop_reason: str, usage: Any, error: str | None
+    ) -> TurnResult:
+        await self._updates.flush_message()
+        self._permissions.cancel_session(self.session_id, "turn_ended")
+        data: dict[str, Any] = {"stop_reason": stop_reason}
+        if usage is not None:
+            data["usage"] = usage
+        if error is not None:
+            data["error"] = error
+        await self._recorder.flush()
+        seq: int = await self._recorder.write(sessions.turn_ended, self.session_id, data)
+        turn.ended = True
+        return TurnResult(stop_reason, usage, prompt_seq, seq)
+
+    async def cancel(self, *, grace: float | None = None) -> None:
+        """Cancel the running turn: ``session/cancel`` to the agent, its pending
+        permission requests answered ``cancelled``; an agent that has not ended the
+        turn ``grace`` seconds later (``cancel_grace_s``) is restarted. Raises
+        :class:`InvalidState` when no turn runs.
+
+        Cancellation: the turn is marked cancelled at once (so the turn ends
+        ``cancelled``); the agent may not have been told yet."""
+        turn = self.current
+        if turn is None:
+            raise InvalidState(
+                f"session {self.session_id} has no turn running",
+                field="session",
+                id=self.session_id,
+            )
+        if turn.cancel_requested:
+            return
+        turn.cancel_requested = True
+        await self._recorder.event("cancel_requested", {})
+        for permission in self._permissions.of_session(self.session_id):
+            answer(permission, dict(CANCELLED), "cancelled")
+        conn = self._agent.conn
+        if conn is not None and turn.sent:
+            with contextlib.suppress(AcpConnectionClosed):
+                await conn.notify("session/cancel", {"sessionId": self._agent.acp_session_id})
+        self._nursery.start_soon(
+            self._watchdog, turn, self._options.cancel_grace_s if grace is None else grace
+        )
+
+    async def _watchdog(self, turn: Turn, grace: float) -> None:
+        with trio.move_on_after(grace):
+            await turn.done.wait()
+            return
+        if self.current is turn:
+            await self._agent.restart_unresponsive(grace)
