@@ -25,7 +25,16 @@ import importlib
 import sys
 from typing import Any, Final
 
-from mimirctl.client import Client, ClientError, DaemonNotRunning, RpcError, resolve_socket
+from mimirctl.client import (
+    SKEW_CODES,
+    Client,
+    ClientError,
+    DaemonNotRunning,
+    ProtocolMismatch,
+    RpcError,
+    check_protocol,
+    resolve_socket,
+)
 from mimirctl.commands import (
     EXIT_ALREADY_EXISTS,
     EXIT_ERROR,
@@ -127,11 +136,26 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _run(run: Command, client: Client, args: argparse.Namespace) -> int:
+    """``run``, and when it fails in a way a protocol skew explains, the check of
+    which protocol mimird speaks (raised as :class:`ProtocolMismatch`)."""
+    try:
+        return run(client, args)
+    except RpcError as exc:
+        if exc.code in SKEW_CODES and (skew := check_protocol(client)):
+            raise ProtocolMismatch(f"{exc.message}\nmimirctl: {skew}") from None
+        raise
+    except (KeyError, TypeError) as exc:
+        # A result without a field this mimirctl reads, or of another shape.
+        if skew := check_protocol(client):
+            raise ProtocolMismatch(
+                f"mimird's answer is not what this mimirctl expects ({exc!r})\nmimirctl: {skew}"
+            ) from None
+        raise
+
+
 def _report(error: RpcError) -> int:
-    message = error.message
-    if error.code == ErrorCode.METHOD_NOT_FOUND:
-        message += " (mimird may be older than this mimirctl: restart it)"
-    print(f"mimirctl: {message}", file=sys.stderr)
+    print(f"mimirctl: {error.message}", file=sys.stderr)
     try:
         return EXIT_CODES.get(ErrorCode(error.code), EXIT_ERROR)
     except ValueError:
@@ -154,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"at least {MIN_ID_PREFIX} characters (as 'mimirctl session ls' shows them)"
             )
         with Client(resolve_socket(getattr(args, "socket", None))) as client:
-            return run(client, args)
+            return _run(run, client, args)
     except DaemonNotRunning as exc:
         print(f"mimirctl: {exc}", file=sys.stderr)
         return EXIT_NOT_RUNNING

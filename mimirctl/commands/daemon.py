@@ -6,9 +6,8 @@ import argparse
 from typing import Any
 
 from mimirctl import render
-from mimirctl.client import Client
+from mimirctl.client import Client, protocol_skew
 from mimirctl.commands import EXIT_OK, add_command, emit
-from mimird.wire.codes import PROTOCOL_VERSION
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
@@ -36,11 +35,8 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
                 ("connections", c["connections"]),
             ]
         )
-        if s["protocol_version"] != PROTOCOL_VERSION:
-            text += (
-                f"\nwarning: mimird speaks protocol {s['protocol_version']}, this mimirctl "
-                f"{PROTOCOL_VERSION}: restart mimird after upgrading"
-            )
+        if skew := protocol_skew(s):
+            text += f"\nwarning: {skew}"
         return text
 
     emit(args, status, human)
