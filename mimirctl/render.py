@@ -9,7 +9,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final, TextIO
 
 #: Characters of an id shown in tables; `session show` and friends print it whole.
@@ -215,12 +215,19 @@ class Renderer:
     status, the plan, permission requests, and where each turn ended."""
 
     def __init__(
-        self, out: TextIO = sys.stdout, err: TextIO = sys.stderr, *, hints: bool = True
+        self,
+        out: TextIO = sys.stdout,
+        err: TextIO = sys.stderr,
+        *,
+        replayed_until: int = 0,
+        pending: Collection[str] = (),
     ) -> None:
+        """Events after seq ``replayed_until`` are live; those up to it are history,
+        where a permission request is followed by the command that answers it only
+        if it is still ``pending`` (the others' answers follow in the history)."""
         self.out = out
-        #: Whether a permission request is followed by the command that answers it
-        #: (not in the history, where its answer follows).
-        self.hints = hints
+        self.replayed_until = replayed_until
+        self.pending = frozenset(pending)
         self.err = err
         self.tty = out.isatty()
         self._midline = False
@@ -264,7 +271,9 @@ class Renderer:
             extra = f": {data['error']}" if data.get("error") else ""
             self._line(self._style(f"[turn ended: {reason}{extra}]", "2"))
         elif kind == "permission_requested":
-            self.permission_request(data, hint=self.hints)
+            live = int(event.get("seq", 0)) > self.replayed_until
+            hint = live or str(data.get("permission")) in self.pending
+            self.permission_request(data, hint=hint)
         elif kind == "permission_answered":
             self._line(
                 self._style(

@@ -32,10 +32,15 @@ def emit_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+def next_message(client: Client) -> dict[str, Any]:
+    """The next message on the connection: one read already (put aside) first."""
+    return client.notifications.pop(0) if client.notifications else client.read()
+
+
 def messages(client: Client) -> Iterator[dict[str, Any]]:
-    """Every message on the connection (those already read first), forever."""
+    """Every message on the connection, forever."""
     while True:
-        yield client.notifications.pop(0) if client.notifications else client.read()
+        yield next_message(client)
 
 
 def event_of(message: dict[str, Any], subscription: int) -> dict[str, Any] | None:

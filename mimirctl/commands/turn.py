@@ -16,14 +16,21 @@ from typing import Any, Final
 from mimirctl.client import Client
 from mimirctl.commands import EXIT_ERROR, EXIT_OK, add_command
 from mimirctl.render import Renderer
-from mimirctl.stream import asker, emit_json, event_of, history, messages
+from mimirctl.stream import (
+    asker,
+    emit_json,
+    event_of,
+    history,
+    messages,
+    next_message,
+    pending_permissions,
+)
 
 #: Exit code of ``prompt`` when the turn ended but not with end_turn.
 EXIT_TURN_CANCELLED: Final = 130
-#: Statuses in which a session's agent will produce no more events by itself.
-_AT_REST: Final = frozenset(
-    {"created", "stopped", "failed", "interrupted", "archived", "deleted", "budget_exceeded"}
-)
+#: Statuses in which a session is not at rest: a setup command or a turn runs, a
+#: permission request waits for an answer, or the agent is starting.
+_BUSY: Final = frozenset({"preparing", "starting", "running", "awaiting_permission"})
 
 
 def cmd_prompt(client: Client, args: argparse.Namespace) -> int:
@@ -88,6 +95,9 @@ def _last_turn_cursor(client: Client, session_id: str) -> int:
 
 
 def cmd_attach(client: Client, args: argparse.Namespace) -> int:
+    """Replay from ``after`` (default: the last turn's prompt), then follow live.
+    Without ``--follow``, end once the replay is done and the agent is at rest: no
+    turn running, no permission request waiting, nothing starting."""
     session = client.call("session.get", {"session": args.session})
     if args.all:
         after = 0
@@ -95,12 +105,20 @@ def cmd_attach(client: Client, args: argparse.Namespace) -> int:
         after = args.after
     else:
         after = _last_turn_cursor(client, session["id"])
+    # Listed after session.get: a request journaled up to its last_seq and not
+    # listed now was answered (the daemon drops a request before it journals the
+    # answer); one journaled later is live, and is hinted as it comes.
+    pending = pending_permissions(client, session["id"])
     sub = client.call("subscribe", {"session": session["id"], "after_seq": after})
     client.set_timeout(None)
-    renderer = Renderer()
+    renderer = Renderer(replayed_until=session["last_seq"], pending=pending)
     asking = asker(client, args, renderer, sub["subscription"])
+    #: The status as of the last event seen once the replay is done.
+    status = session["status"]
+    seen = after
     try:
-        for message in messages(client):
+        while args.follow or seen < session["last_seq"] or status in _BUSY:
+            message = next_message(client)
             event = event_of(message, sub["subscription"])
             if event is None:
                 continue  # no request of ours is outstanding: nothing else matters
@@ -110,13 +128,9 @@ def cmd_attach(client: Client, args: argparse.Namespace) -> int:
                 asking.ask(event)
             else:
                 renderer.event(event)
-            if (
-                not args.follow
-                and event["kind"] == "status_changed"
-                and event["data"].get("to") in _AT_REST
-                and event["seq"] >= session["last_seq"]
-            ):
-                break
+            seen = event["seq"]
+            if event["kind"] == "status_changed" and seen > session["last_seq"]:
+                status = event["data"].get("to")
     except KeyboardInterrupt:
         pass
     finally:
@@ -127,7 +141,8 @@ def cmd_attach(client: Client, args: argparse.Namespace) -> int:
 def cmd_log(client: Client, args: argparse.Namespace) -> int:
     """The history: prompts, the agent's messages, tool calls, turn ends."""
     session = client.call("session.get", {"session": args.session})
-    renderer = Renderer(hints=False)
+    pending = pending_permissions(client, session["id"])
+    renderer = Renderer(replayed_until=session["last_seq"], pending=pending)
     for event in history(client, session["id"], args.after):
         if args.json:
             emit_json(event)
