@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Final
 
 from mimirctl import render
 from mimirctl.client import Client
 from mimirctl.commands import EXIT_OK, add_command, add_group, emit
 from mimirctl.stream import emit_json
+
+#: Statuses in which a session's agent process is up (or coming up).
+_AGENT_UP: Final = frozenset({"starting", "idle", "running", "awaiting_permission"})
 
 
 def cmd_agent_ls(client: Client, args: argparse.Namespace) -> int:
@@ -48,10 +51,51 @@ def cmd_stop(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _events(client: Client, session_id: str, **params: Any) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = client.call(
+        "session.events", {"session": session_id, "kind": "agent_started", **params}
+    )["events"]
+    return events
+
+
+def conversation_line(client: Client, before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Whether the agent that ``session.resume`` started loaded its conversation
+    (ACP ``session/load``) or started a fresh one, and why, as the journal tells:
+    the ``agent_started`` event after ``before`` (the session as it was), the one
+    before it, and the capabilities the agent announced (``agent_state``)."""
+    started = _events(client, after["id"], after_seq=before["last_seq"], limit=1)
+    if not started:
+        if before["status"] in _AGENT_UP:
+            return "agent: it was running already (its conversation goes on)"
+        return "agent: not started"
+    data = started[0]["data"]
+    if data.get("loaded"):
+        return f"agent: conversation loaded (session/load of {data.get('acp_session_id')})"
+    earlier = _events(
+        client, after["id"], before_seq=before["last_seq"] + 1, newest_first=True, limit=1
+    )
+    if not earlier or not earlier[0]["data"].get("acp_session_id"):
+        return "agent: started fresh (session/new): it had no conversation to load yet"
+    capabilities = (after.get("agent_state") or {}).get("capabilities") or {}
+    if not capabilities.get("loadSession"):
+        return (
+            "agent: started fresh (session/new): the agent cannot load its earlier "
+            "conversation (it does not offer session/load)"
+        )
+    why = data.get("load_error") or "mimird's log says why (agent_session_load_failed)"
+    previous = earlier[0]["data"]["acp_session_id"]
+    return f"agent: started fresh (session/new): session/load of {previous} failed: {why}"
+
+
 def cmd_resume(client: Client, args: argparse.Namespace) -> int:
     client.set_timeout(None)
-    session = client.call("session.resume", {"session": args.session})
-    emit_json(session) if args.json else print(_session_line(session))
+    before = client.call("session.get", {"session": args.session})
+    session = client.call("session.resume", {"session": before["id"]})
+    if args.json:
+        emit_json(session)
+    else:
+        print(_session_line(session))
+        print(conversation_line(client, before, session))
     return EXIT_OK
 
 
