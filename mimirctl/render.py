@@ -4,27 +4,31 @@ the commands share (short ids, ages, TOML-ish config values), and the
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
 import sys
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Final, TextIO
+from collections.abc import Mapping, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see mimirctl.cli)
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Collection
+    from typing import Any, Final, TextIO
 
 #: Characters of an id shown in tables; `session show` and friends print it whole.
 SHORT_ID: Final = 10
 #: Characters of a commit hash shown (git's own default abbreviation).
 SHORT_COMMIT: Final = 7
 ELLIPSIS: Final = "…"
-_BARE_KEY: Final = re.compile(r"^[A-Za-z0-9_-]+$")
-_BARE_VALUE: Final = re.compile(r"^[^\s\"'=]+$")
+_BARE_KEY: Final = r"^[A-Za-z0-9_-]+$"
+_BARE_VALUE: Final = r"^[^\s\"'=]+$"
 #: How a search hit's matches are shown: bold on a terminal, brackets otherwise.
 BOLD: Final = ("\x1b[1m", "\x1b[22m")
 BRACKETS: Final = ("[", "]")
 # Control characters (C0, DEL, C1) in an event's text, terminal escapes among them,
 # never reach the terminal: runs of them and of whitespace become one space.
-_UNPRINTABLE_RUN: Final = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
+_UNPRINTABLE_RUN: Final = r"[\s\x00-\x1f\x7f-\x9f]+"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -102,6 +106,8 @@ def first_line(text: str) -> str:
 
 def parse_timestamp(value: str) -> dt.datetime:
     """A daemon timestamp (ISO 8601 UTC, ``Z``-suffixed or naive) as an aware datetime."""
+    import datetime as dt  # only where times are shown: it costs start-up time
+
     when = dt.datetime.fromisoformat(value.removesuffix("Z"))
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
 
@@ -109,6 +115,8 @@ def parse_timestamp(value: str) -> dt.datetime:
 def age(value: str, now: dt.datetime | None = None) -> str:
     """How long ago a daemon timestamp was: ``42s ago``, ``5m ago``, ``3h ago``,
     ``6d ago``; the date itself after a month."""
+    import datetime as dt
+
     try:
         when = parse_timestamp(value)
     except ValueError:
@@ -128,7 +136,7 @@ def age(value: str, now: dt.datetime | None = None) -> str:
 
 
 def toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
+    return key if re.match(_BARE_KEY, key) else json.dumps(key, ensure_ascii=False)
 
 
 def toml_value(value: Any) -> str:
@@ -172,7 +180,7 @@ def compact(data: Mapping[str, Any]) -> str:
     are plain words."""
     parts = []
     for key, value in data.items():
-        if isinstance(value, str) and _BARE_VALUE.match(value):
+        if isinstance(value, str) and re.match(_BARE_VALUE, value):
             text = value
         else:
             text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -187,14 +195,14 @@ def permission_title(data: Mapping[str, Any]) -> str:
 
 def printable(text: str) -> str:
     """``text`` on one line, without control characters (terminal escapes among them)."""
-    return _UNPRINTABLE_RUN.sub(" ", text).strip()
+    return re.sub(_UNPRINTABLE_RUN, " ", text).strip()
 
 
 def snippet(parts: Sequence[Mapping[str, Any]], marks: tuple[str, str] = BRACKETS) -> str:
     """A search hit's excerpt on one line, each matched part between ``marks``."""
     out = []
     for part in parts:
-        text = _UNPRINTABLE_RUN.sub(" ", part["text"])
+        text = re.sub(_UNPRINTABLE_RUN, " ", part["text"])
         out.append(f"{marks[0]}{text}{marks[1]}" if part["match"] else text)
     return "".join(out).strip()
 

@@ -10,11 +10,17 @@ on the command line (see ``cli.WORDS``).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any, Final
 
 from mimirctl import render
-from mimirctl.client import Client
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see mimirctl.cli)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Final
+
+    from mimirctl.client import Client
+
+    Command = Callable[[Client, argparse.Namespace], int]
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -23,8 +29,6 @@ EXIT_NOT_RUNNING: Final = 3
 EXIT_NOT_FOUND: Final = 4
 EXIT_ALREADY_EXISTS: Final = 5
 EXIT_INVALID_STATE: Final = 6
-
-Command = Callable[[Client, argparse.Namespace], int]
 
 
 class UsageError(Exception):

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from mimirctl import render
-from mimirctl.client import Client, protocol_skew
+from mimirctl.client import protocol_skew
 from mimirctl.commands import EXIT_OK, add_command, emit
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see mimirctl.cli)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mimirctl.client import Client
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
