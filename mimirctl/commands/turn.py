@@ -113,7 +113,7 @@ def cmd_attach(client: Client, args: argparse.Namespace) -> int:
     client.set_timeout(None)
     renderer = Renderer(replayed_until=session["last_seq"], pending=pending)
     asking = asker(client, args, renderer, sub["subscription"])
-    #: The status as of the last event seen once the replay is done.
+    # The status as of the last event seen, once the replay is done.
     status = session["status"]
     seen = after
     try:
