@@ -28,7 +28,7 @@ from mimirctl import render
 from mimirctl.client import Client, RpcError
 
 if TYPE_CHECKING:
-    from mimirctl.stream import Renderer
+    from mimirctl.render import Renderer
 
 #: Bytes read from the terminal at a time (a line of input, in line mode).
 READ_SIZE: Final = 1024

@@ -1,27 +1,34 @@
-"""Human-readable output: aligned tables, key/value blocks, and the small
-formatters the commands share (short ids, ages, TOML-ish config values)."""
+"""Human-readable output: aligned tables, key/value blocks, the small formatters
+the commands share (short ids, ages, TOML-ish config values), and the
+:class:`Renderer` that prints a session's events as they stream."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see mimirctl.cli)
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Collection
+    from typing import Any, Final, TextIO
 
 #: Characters of an id shown in tables; `session show` and friends print it whole.
 SHORT_ID: Final = 10
 #: Characters of a commit hash shown (git's own default abbreviation).
 SHORT_COMMIT: Final = 7
 ELLIPSIS: Final = "…"
-_BARE_KEY: Final = re.compile(r"^[A-Za-z0-9_-]+$")
-_BARE_VALUE: Final = re.compile(r"^[^\s\"'=]+$")
+_BARE_KEY: Final = r"^[A-Za-z0-9_-]+$"
+_BARE_VALUE: Final = r"^[^\s\"'=]+$"
 #: How a search hit's matches are shown: bold on a terminal, brackets otherwise.
 BOLD: Final = ("\x1b[1m", "\x1b[22m")
 BRACKETS: Final = ("[", "]")
 # Control characters (C0, DEL, C1) in an event's text, terminal escapes among them,
 # never reach the terminal: runs of them and of whitespace become one space.
-_UNPRINTABLE_RUN: Final = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
+_UNPRINTABLE_RUN: Final = r"[\s\x00-\x1f\x7f-\x9f]+"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -99,6 +106,8 @@ def first_line(text: str) -> str:
 
 def parse_timestamp(value: str) -> dt.datetime:
     """A daemon timestamp (ISO 8601 UTC, ``Z``-suffixed or naive) as an aware datetime."""
+    import datetime as dt  # only where times are shown: it costs start-up time
+
     when = dt.datetime.fromisoformat(value.removesuffix("Z"))
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
 
@@ -106,6 +115,8 @@ def parse_timestamp(value: str) -> dt.datetime:
 def age(value: str, now: dt.datetime | None = None) -> str:
     """How long ago a daemon timestamp was: ``42s ago``, ``5m ago``, ``3h ago``,
     ``6d ago``; the date itself after a month."""
+    import datetime as dt
+
     try:
         when = parse_timestamp(value)
     except ValueError:
@@ -125,7 +136,7 @@ def age(value: str, now: dt.datetime | None = None) -> str:
 
 
 def toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
+    return key if re.match(_BARE_KEY, key) else json.dumps(key, ensure_ascii=False)
 
 
 def toml_value(value: Any) -> str:
@@ -169,7 +180,7 @@ def compact(data: Mapping[str, Any]) -> str:
     are plain words."""
     parts = []
     for key, value in data.items():
-        if isinstance(value, str) and _BARE_VALUE.match(value):
+        if isinstance(value, str) and re.match(_BARE_VALUE, value):
             text = value
         else:
             text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -184,13 +195,192 @@ def permission_title(data: Mapping[str, Any]) -> str:
 
 def printable(text: str) -> str:
     """``text`` on one line, without control characters (terminal escapes among them)."""
-    return _UNPRINTABLE_RUN.sub(" ", text).strip()
+    return re.sub(_UNPRINTABLE_RUN, " ", text).strip()
 
 
 def snippet(parts: Sequence[Mapping[str, Any]], marks: tuple[str, str] = BRACKETS) -> str:
     """A search hit's excerpt on one line, each matched part between ``marks``."""
     out = []
     for part in parts:
-        text = _UNPRINTABLE_RUN.sub(" ", part["text"])
+        text = re.sub(_UNPRINTABLE_RUN, " ", part["text"])
         out.append(f"{marks[0]}{text}{marks[1]}" if part["match"] else text)
     return "".join(out).strip()
+
+
+def highlight_marks(stream: Any = None) -> tuple[str, str]:
+    """Bold on a terminal (unless NO_COLOR is set), brackets in a pipe or a file."""
+    stream = sys.stdout if stream is None else stream
+    if stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb":
+        return BOLD
+    return BRACKETS
+
+
+# ---- a session's events ---------------------------------------------------------------
+
+
+class Renderer:
+    """Prints events for a human: agent text as it streams, tool calls with their
+    status, the plan, permission requests, and where each turn ended."""
+
+    def __init__(
+        self,
+        out: TextIO = sys.stdout,
+        err: TextIO = sys.stderr,
+        *,
+        replayed_until: int = 0,
+        pending: Collection[str] = (),
+    ) -> None:
+        """Events after seq ``replayed_until`` are live; those up to it are history,
+        where a permission request is followed by the command that answers it only
+        if it is still ``pending`` (the others' answers follow in the history)."""
+        self.out = out
+        self.replayed_until = replayed_until
+        self.pending = frozenset(pending)
+        self.err = err
+        self.tty = out.isatty()
+        self._midline = False
+        self._tools: dict[str, str] = {}
+        self._section: str | None = None
+
+    def _style(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.tty else text
+
+    def _line(self, text: str) -> None:
+        if self._midline:
+            self.out.write("\n")
+            self._midline = False
+        self.out.write(text + "\n")
+        self.out.flush()
+        self._section = None
+
+    def _stream(self, section: str, text: str) -> None:
+        if self._section != section:
+            if self._midline:
+                self.out.write("\n")
+            if section == "thought":
+                self.out.write(self._style("(thinking) ", "2"))
+            self._section = section
+        self.out.write(self._style(text, "2") if section == "thought" else text)
+        self._midline = not text.endswith("\n")
+        self.out.flush()
+
+    def event(self, event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        data = event.get("data") or {}
+        if kind == "update":
+            self.update(data.get("update") or {})
+        elif kind == "prompt":
+            text = " ".join(
+                b.get("text", "") for b in data.get("content", []) if isinstance(b, dict)
+            )
+            self._line(self._style(f"> {text}", "1"))
+        elif kind == "turn_ended":
+            reason = data.get("stop_reason")
+            extra = f": {data['error']}" if data.get("error") else ""
+            self._line(self._style(f"[turn ended: {reason}{extra}]", "2"))
+        elif kind == "permission_requested":
+            live = int(event.get("seq", 0)) > self.replayed_until
+            hint = live or str(data.get("permission")) in self.pending
+            self.permission_request(data, hint=hint)
+        elif kind == "permission_answered":
+            self._line(
+                self._style(
+                    f"  permission {data.get('permission')}: {data.get('outcome')}"
+                    + (f" {data['option_id']}" if data.get("option_id") else "")
+                    + f" (by {data.get('by')})",
+                    "2",
+                )
+            )
+        elif kind == "status_changed":
+            if data.get("to") in ("failed", "stopped", "interrupted"):
+                self._line(self._style(f"[session {data.get('to')}]", "2"))
+        elif kind == "agent_exited" and not data.get("expected"):
+            how = data.get("signal") or f"code {data.get('exit_code')}"
+            self._line(self._style(f"[agent exited unexpectedly: {how}]", "31"))
+            for line in data.get("stderr_tail", [])[-5:]:
+                self._line(self._style(f"  {line}", "2"))
+        elif kind == "agent_started":
+            how = ", its ACP session loaded" if data.get("loaded") else ""
+            self._line(self._style(f"[agent started{how}]", "2"))
+        elif kind == "agent_restarting":
+            self._line(self._style(f"[restarting the agent in {data.get('delay_s')} s]", "2"))
+        elif kind == "agent_start_failed":
+            self._line(self._style(f"[agent failed to start: {data.get('reason')}]", "31"))
+        elif kind == "file_written":
+            self._line(self._style(f"  wrote {data.get('path')} ({data.get('bytes')} bytes)", "2"))
+        elif kind == "file_refused":
+            self._line(self._style(f"  refused {data.get('op')} of {data.get('path')}", "31"))
+        elif kind == "terminal_started":
+            line = printable(" ".join([str(data.get("command")), *data.get("args", [])]))
+            where = f" (in {data['cwd']})" if data.get("cwd") not in (None, "", ".") else ""
+            self._line(self._style(f"  $ {line}{where}", "2"))
+        elif kind == "terminal_exited":
+            how = data.get("signal") or f"code {data.get('exit_code')}"
+            crash = ", after a crash of mimird" if data.get("after_crash") else ""
+            self._line(self._style(f"  [command exited: {how}{crash}]", "2"))
+        elif kind == "terminal_refused":
+            self._line(
+                self._style(f"  refused to run {data.get('command')}: {data.get('reason')}", "31")
+            )
+        elif kind == "setup_output":
+            self._line(self._style(str(data.get("text", "")).rstrip("\n"), "2"))
+
+    def permission_request(self, data: dict[str, Any], *, hint: bool) -> None:
+        """A permission request and its options on one line; with ``hint``, how to
+        answer it."""
+        title = permission_title(data)
+        options = ", ".join(
+            f"{o.get('kind')} ({o.get('optionId')})" for o in data.get("options", [])
+        )
+        self._line(
+            self._style(f"? permission {data.get('permission')} for {title}: {options}", "33")
+        )
+        if hint:
+            self._line(f"  answer: mimirctl permission allow {data.get('permission')}   (or deny)")
+
+    # What PermissionAsker (mimirctl.ask) writes around the user's input.
+
+    def question_line(self, text: str) -> None:
+        self._line(self._style(text, "33"))
+
+    def note(self, text: str, style: str | None = "2") -> None:
+        self._line(self._style(text, style) if style else text)
+
+    def question(self, text: str) -> None:
+        """``text`` with the cursor left after it, for the user to type there."""
+        if self._midline:
+            self.out.write("\n")
+        self.out.write(self._style(text, "1"))
+        self.out.flush()
+        self._midline = True
+        self._section = None
+
+    def typed_line(self) -> None:
+        """The user ended a line: the terminal's echo went to the next one."""
+        self._midline = False
+
+    def update(self, update: dict[str, Any]) -> None:
+        kind = update.get("sessionUpdate")
+        if kind in ("agent_message_chunk", "agent_thought_chunk"):
+            content = update.get("content") or {}
+            if content.get("type") == "text":
+                section = "agent" if kind == "agent_message_chunk" else "thought"
+                self._stream(section, str(content.get("text", "")))
+        elif kind in ("tool_call", "tool_call_update"):
+            tool_id = str(update.get("toolCallId"))
+            title = update.get("title") or self._tools.get(tool_id) or "tool"
+            self._tools[tool_id] = title
+            status = update.get("status")
+            if kind == "tool_call" or status:
+                self._line(self._style(f"  ⚙ {title} [{status or 'pending'}]", "36"))
+        elif kind == "plan":
+            self._line(self._style("  plan:", "36"))
+            for entry in update.get("entries", []):
+                mark = {"completed": "x", "in_progress": ">"}.get(entry.get("status"), " ")
+                self._line(f"    [{mark}] {entry.get('content')}")
+
+    def finish(self) -> None:
+        if self._midline:
+            self.out.write("\n")
+            self._midline = False
+        self.out.flush()

@@ -20,7 +20,7 @@ from typing import Any, Final
 import pytest
 
 from mimirctl import render
-from mimirctl.cli import time_arg
+from mimirctl.commands.session import time_arg
 from tests.helpers import (
     DaemonDirs,
     blocking_call,

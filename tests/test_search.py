@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mimirctl import render
-from mimirctl.cli import highlight_marks
+from mimirctl.render import highlight_marks
 from mimird import journal
 from mimird.config import DatabaseSection, Secret
 from mimird.errors import InvalidParams

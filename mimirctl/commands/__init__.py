@@ -1,0 +1,70 @@
+"""mimirctl's commands, one module per noun; what they share is here.
+
+Each module has ``add_commands(commands, common)``, which adds its top-level
+words to the parser, and a ``cmd_*`` function per command that takes the
+connected :class:`~mimirctl.client.Client` and the parsed arguments and returns
+the exit code. ``mimirctl.cli`` imports only the module that owns the word given
+on the command line (see ``cli.WORDS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mimirctl import render
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see mimirctl.cli)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Final
+
+    from mimirctl.client import Client
+
+    Command = Callable[[Client, argparse.Namespace], int]
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_NOT_RUNNING: Final = 3
+EXIT_NOT_FOUND: Final = 4
+EXIT_ALREADY_EXISTS: Final = 5
+EXIT_INVALID_STATE: Final = 6
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done: exit 2."""
+
+
+def add_command(
+    commands: Any,
+    common: argparse.ArgumentParser,
+    name: str,
+    run: Command | None,
+    summary: str,
+    *,
+    session: bool = False,
+) -> argparse.ArgumentParser:
+    """A (sub)command named ``name`` under ``commands`` that runs ``run``, with the
+    common options, ``summary`` as its help and description, and with ``session``
+    a first argument ``ID`` naming a session."""
+    sub: argparse.ArgumentParser = commands.add_parser(
+        name, parents=[common], help=summary, description=summary[0].upper() + summary[1:] + "."
+    )
+    if session:
+        sub.add_argument("session", metavar="ID", help="session id or unique prefix (4+)")
+    if run is not None:
+        sub.set_defaults(run=run)
+    return sub
+
+
+def add_group(
+    commands: Any, common: argparse.ArgumentParser, name: str, summary: str, **kwargs: Any
+) -> Any:
+    """A noun (``project``, ``session`` ...) whose verbs are added to what it returns."""
+    group = commands.add_parser(name, parents=[common], help=summary, **kwargs)
+    return group.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+
+
+def emit(args: argparse.Namespace, value: Any, human: Callable[[Any], str]) -> None:
+    """The result as JSON with ``--json``, as ``human`` makes it otherwise."""
+    print(render.json_text(value) if args.json else human(value))
