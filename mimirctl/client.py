@@ -17,6 +17,7 @@ import os
 
 from mimird import paths
 from mimird.wire.codes import PROTOCOL_VERSION, ErrorCode
+from mimird.wire.lines import END, NEED_DATA, LineSplitter, TooLong
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see mimirctl.cli)
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ PROTOCOL_CHECK_TIMEOUT_S: Final = 5.0
 SKEW_CODES: Final = frozenset({ErrorCode.METHOD_NOT_FOUND, ErrorCode.INVALID_PARAMS})
 #: Bytes asked of the socket per read.
 RECV_SIZE: Final = 1 << 16
+#: A message from mimird longer than this ends the connection (a page of events
+#: holding agents' long messages can be large, but not this large).
+MAX_MESSAGE_BYTES: Final = 1 << 30
 
 
 class ClientError(Exception):
@@ -112,10 +116,9 @@ class Client:
             sock.close()
             raise ClientError(f"cannot connect to {socket_path}: {exc.strerror}") from None
         self._sock = sock
-        # Our own buffer rather than sock.makefile(): a caller that waits on the socket
+        # Our own splitter rather than sock.makefile(): a caller that waits on the socket
         # with select() must know whether a whole message is already read (buffered).
-        self._buffer = bytearray()
-        self._scanned = 0  # bytes of _buffer known to hold no newline
+        self._lines = LineSplitter(MAX_MESSAGE_BYTES)
         #: Messages read but not handled yet, oldest first: the notifications that
         #: arrived while :meth:`call` waited for its response, and whatever a command
         #: put aside to handle later.
@@ -130,7 +133,7 @@ class Client:
 
     def buffered(self) -> bool:
         """Whether :meth:`read` has a whole message without reading the socket."""
-        return self._buffer.find(b"\n", self._scanned) >= 0
+        return self._lines.has_line()
 
     def __enter__(self) -> Client:
         return self
@@ -153,20 +156,24 @@ class Client:
 
     def read(self, waiting_for: str = "mimird") -> dict[str, Any]:
         """The next message: a response or a notification (``method`` set)."""
-        while (end := self._buffer.find(b"\n", self._scanned)) < 0:
-            self._scanned = len(self._buffer)
+        ended = False
+        while (line := self._lines.next_event()) is NEED_DATA:
             try:
                 data = self._sock.recv(RECV_SIZE)
             except TimeoutError:
                 raise ConnectionLost(f"{waiting_for} did not answer in time") from None
             except OSError as exc:
                 raise ConnectionLost(f"connection to mimird lost: {exc.strerror or exc}") from None
-            if not data:
-                raise ConnectionLost("mimird closed the connection (is it shutting down?)")
-            self._buffer += data
-        line = bytes(self._buffer[: end + 1])
-        del self._buffer[: end + 1]  # cheap: a bytearray drops its head without copying
-        self._scanned = 0
+            self._lines.feed(data)
+            ended = not data
+        # A line given only once the stream ended had no newline: it was cut short.
+        if line is END or ended:
+            raise ConnectionLost("mimird closed the connection (is it shutting down?)")
+        if isinstance(line, TooLong):
+            raise ConnectionLost(
+                f"mimird sent a message longer than {MAX_MESSAGE_BYTES} bytes: {line.head[:200]!r}"
+            )
+        assert isinstance(line, bytes)
         try:
             message = json.loads(line)
         except ValueError:
