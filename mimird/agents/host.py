@@ -61,6 +61,8 @@ RESOURCE_NOT_FOUND: Final = -32002
 MAX_FILE_BYTES: Final = 32 * 1024 * 1024
 #: Written to the stderr log before each start of the agent.
 START_MARKER: Final = "--- mimird"
+#: A message's chunks are joined by this many at a time while it streams.
+MESSAGE_PARTS_JOINED: Final = 1024
 PERMISSION_KINDS: Final = ("allow_once", "allow_always", "reject_once", "reject_always")
 
 
@@ -981,9 +983,20 @@ class AgentHost:
                     current = self._message
                     if current is None or current["role"] != role or current["id"] != message_id:
                         await self._flush_message()
-                        self._message = {"role": role, "id": message_id, "parts": []}
+                        self._message = {
+                            "role": role,
+                            "id": message_id,
+                            "parts": [],
+                            "blocks": [],
+                        }
                     assert self._message is not None
-                    self._message["parts"].append(chunk)
+                    parts = self._message["parts"]
+                    parts.append(chunk)
+                    if len(parts) >= MESSAGE_PARTS_JOINED:
+                        # Joined as they come: a long message is a few large blocks,
+                        # freed whole, not a small string per chunk all over the heap.
+                        self._message["blocks"].append("".join(parts))
+                        parts.clear()
                     if self.secrets:
                         await self._journal_chunks(self._masker.feed(params, chunk))
                         return
@@ -1005,7 +1018,7 @@ class AgentHost:
         message, self._message = self._message, None
         if message is None:
             return
-        text = "".join(message["parts"])
+        text = "".join([*message["blocks"], *message["parts"]])
         data: dict[str, Any] = {"role": message["role"], "text": text}
         if message["id"] is not None:
             data["message_id"] = message["id"]

@@ -37,8 +37,9 @@ import sqlalchemy as sa
 import structlog
 import trio
 
+from mimird import memory
 from mimird.journal import search
-from mimird.store.database import after_commit
+from mimird.store.database import LARGE_VALUE, after_commit, insert_releasing
 from mimird.store.schema import events, sessions
 from mimird.timeutil import utc_now
 
@@ -58,6 +59,9 @@ CATCH_UP_PAGE: Final = 1000
 RETRY_S: Final = 1.0
 #: Once the journal is closing, a batch the database refuses this many times is given up.
 CLOSING_RETRIES: Final = 5
+#: Once this much event data (characters) was written, the writer gives freed memory
+#: back to the system (:func:`mimird.memory.trim`) the next time it has nothing queued.
+TRIM_AFTER: Final = 16 * 1024 * 1024
 
 
 class _WireEvent(msgspec.Struct):
@@ -152,13 +156,16 @@ class Pending:
 _ROWS_PER_INSERT: Final = 200
 
 
+_INSERT_COLUMNS: Final = ("session_id", "seq", "kind", "data", "created_at")
+
+
 @functools.cache
 def _insert(rows: int) -> str:
     """A multi-row INSERT: one statement per chunk instead of one per row (with
     ``executemany`` the writer thread gives up and retakes the GIL on every row,
     which the busy trio thread makes expensive)."""
     values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
-    return f"INSERT INTO events (session_id, seq, kind, data, created_at) VALUES {values}"
+    return f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) VALUES {values}"
 
 
 def append_batch(conn: sa.Connection, batch: Sequence[Pending]) -> int:
@@ -195,16 +202,9 @@ def append_batch(conn: sa.Connection, batch: Sequence[Pending]) -> int:
         return 0
     driver = conn.connection.driver_connection
     assert driver is not None
-    ids: list[int] = []
     cursor = driver.cursor()
     try:
-        for start in range(0, len(rows), _ROWS_PER_INSERT):
-            chunk = rows[start : start + _ROWS_PER_INSERT]
-            cursor.execute(_insert(len(chunk)), [value for row in chunk for value in row])
-            # One writer and no concurrent inserts: the rowids of a statement are
-            # consecutive, ending at last_insert_rowid().
-            last_id = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
-            ids.extend(range(last_id - len(chunk) + 1, last_id + 1))
+        ids = _insert_rows(cursor, rows)
     finally:
         cursor.close()
     pending = _pending(conn)
@@ -215,6 +215,39 @@ def append_batch(conn: sa.Connection, batch: Sequence[Pending]) -> int:
     if texts:
         search.index(conn, texts)
     return len(rows)
+
+
+def _insert_rows(cursor: Any, rows: list[tuple[str, int, str, str, str]]) -> list[int]:
+    """Insert the rows in order; their ids. Small rows go up to
+    :data:`_ROWS_PER_INSERT` per statement; a row whose data is large (an agent's
+    whole message) goes alone through :func:`insert_releasing`, so that no cached
+    statement keeps its text after the batch."""
+    ids: list[int] = []
+    small: list[tuple[str, int, str, str, str]] = []
+
+    def insert_small() -> None:
+        for start in range(0, len(small), _ROWS_PER_INSERT):
+            chunk = small[start : start + _ROWS_PER_INSERT]
+            cursor.execute(_insert(len(chunk)), [value for row in chunk for value in row])
+            # One writer and no concurrent inserts: the rowids of a statement are
+            # consecutive, ending at last_insert_rowid().
+            last_id = _last_id(cursor)
+            ids.extend(range(last_id - len(chunk) + 1, last_id + 1))
+        small.clear()
+
+    for row in rows:
+        if len(row[3]) < LARGE_VALUE:
+            small.append(row)
+            continue
+        insert_small()
+        insert_releasing(cursor, "events", _INSERT_COLUMNS, row)
+        ids.append(_last_id(cursor))
+    insert_small()
+    return ids
+
+
+def _last_id(cursor: Any) -> int:
+    return int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
 
 
 _COLUMNS: Final = "id, session_id, seq, kind, data, created_at"
@@ -402,6 +435,8 @@ class Journal:
         self._all: set[Subscription] = set()
         self._sub_ids = itertools.count(1)
         self.written = 0
+        #: Characters of event data published since the last :func:`memory.trim`.
+        self._untrimmed = 0
         self._closing = False
 
     @classmethod
@@ -467,6 +502,15 @@ class Journal:
                 await self._write(batch)
             for marker in markers:
                 marker.set()
+            del batch, markers, item, first  # no reference to the events past here
+            if (
+                self._untrimmed >= TRIM_AFTER
+                and self._receive.statistics().current_buffer_used == 0
+            ):
+                # Idle after a lot of data (the end of a long message): give back the
+                # memory its parts, copies and encodings held.
+                self._untrimmed = 0
+                await trio.to_thread.run_sync(memory.trim)
 
     async def _write(self, batch: list[Pending]) -> None:
         failures = 0
@@ -488,6 +532,7 @@ class Journal:
 
     def publish(self, batch: list[Committed]) -> None:
         """Hand committed events to the subscribers (the store calls this)."""
+        self._untrimmed += sum(len(event.data) for event in batch)
         per_session: dict[str, list[Committed]] = {}
         if self._by_session:
             for event in batch:

@@ -11,8 +11,9 @@ was cancelled may still have committed: writes must be idempotent.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
@@ -37,6 +38,34 @@ CLOSE_TIMEOUT_S: Final = 30.0
 #: A write function appends here (``conn.info``) what is to be published once its
 #: transaction commits: the journal's events (see ``Store.on_commit``).
 COMMITTED_KEY: Final = "mimir.committed"
+
+
+#: A value at least this long (characters or bytes) is inserted by
+#: :func:`insert_releasing`, so that no cached statement keeps a copy of it.
+LARGE_VALUE: Final = 64 * 1024
+
+
+def insert_releasing(
+    cursor: Any, table: str, columns: Sequence[str], values: Sequence[Any]
+) -> None:
+    """Insert one row with a DBAPI cursor, and leave SQLite holding none of its values.
+
+    SQLite keeps the values bound to a prepared statement until they are bound
+    again (``sqlite3_reset`` does not clear them), and Python's ``sqlite3`` keeps up
+    to 128 prepared statements per connection: a 20 MB agent message bound once
+    stayed in memory for as long as its statement stayed cached, a new 20 MB for
+    each statement it went through. Here the statement is an ``INSERT ... SELECT
+    ... WHERE ?`` run a second time with NULLs and a false condition, which inserts
+    nothing and replaces the bindings. ``last_insert_rowid()`` is the row's id after
+    the call. Blocking; call it in the store's worker thread."""
+    cursor.execute(_insert_select(table, tuple(columns)), (*values, 1))
+    cursor.execute(_insert_select(table, tuple(columns)), (None,) * len(values) + (0,))
+
+
+@functools.cache
+def _insert_select(table: str, columns: tuple[str, ...]) -> str:
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {marks} WHERE ?"
 
 
 def after_commit(conn: sa.Connection) -> list[Any]:
