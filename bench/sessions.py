@@ -19,7 +19,7 @@ Run as ``.venv/bin/python bench/sessions.py`` (or ``make bench-sessions``). What
    status and diff stats in its worktree). The calls run in interleaved blocks (order
    rotating per round) and the daemon's CPU time (its threads and the git processes it
    waited for) is read per block. For each list it also times, in this process,
-   ``mimird.sessions.records.list_page`` (SQLAlchemy and row decoding), that plus the wire
+   ``mimird.sessions.records.list_page`` (its query and row decoding), that plus the wire
    encoding, and the very SQL it ran alone through ``sqlite3``, with SQLite's plan, to
    show where the time goes;
 4. with 10,000 sessions in the database, times ``session.create`` against ``git worktree
@@ -398,19 +398,28 @@ def summarize(op: Op) -> dict[str, Any]:
 
 
 def breakdown(database: Path, ops: list[Op], runs: int) -> dict[str, dict[str, Any]]:
-    """Each list op, in this process: ``mimird.sessions.records.list_page`` (SQLAlchemy, row
+    """Each list op, in this process: ``mimird.sessions.records.list_page`` (query, row
     decoding), that plus the wire encoding mimird does, and the very SQL it ran
-    (captured from SQLAlchemy) alone through ``sqlite3``, rows as tuples. Medians in ms,
+    (captured at the DBAPI cursor) alone through ``sqlite3``, rows as tuples. Medians in ms,
     and SQLite's plan for that SQL."""
     uri = f"file:{database}?mode=ro"
     raw = sqlite3.connect(uri, uri=True)
-    engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
     captured: list[tuple[str, Any]] = []
 
-    def capture(*args: Any) -> None:
-        captured.append((args[2], args[3]))  # (conn, cursor, statement, parameters, ...)
+    class Cursor(sqlite3.Cursor):
+        """Records every statement, whether SQLAlchemy or list_page's own code runs it."""
 
-    sa.event.listen(engine, "before_cursor_execute", capture)
+        def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
+            captured.append((sql, parameters))
+            return super().execute(sql, parameters)
+
+    class Connection(sqlite3.Connection):
+        def cursor(self, factory: Any = Cursor) -> Any:
+            return super().cursor(factory)
+
+    engine = sa.create_engine(
+        "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, factory=Connection)
+    )
     encoder = msgspec.json.Encoder()
     clock = time.perf_counter_ns
     found: dict[str, dict[str, Any]] = {}
@@ -422,7 +431,7 @@ def breakdown(database: Path, ops: list[Op], runs: int) -> dict[str, dict[str, A
                 captured.clear()
                 session_db.list_page(conn, op.list_filter)
                 conn.rollback()
-                sql, parameters = captured[-1]
+                sql, parameters = next(c for c in reversed(captured) if "FROM sessions" in c[0])
                 samples: dict[str, list[int]] = {"sql": [], "list_page": [], "encoded": []}
                 for timed in [False] * 5 + [True] * runs:
                     start = clock()
@@ -534,8 +543,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(row.format(op["name"], *cells, f"{last / first:.2f}x"))
     lines += [
         "",
-        "where the time of a list goes, p50 ms: SQL alone (sqlite3) / list_page (+ SQLAlchemy,",
-        "row decoding) / + to_wire and JSON encoding, in this process; then over the socket",
+        "where the time of a list goes, p50 ms: SQL alone (sqlite3) / list_page (+ building the",
+        "query, row decoding) / + to_wire and JSON encoding, in this process; then over the socket",
     ]
     for name in scales[0]["breakdown"]:
         cells = []

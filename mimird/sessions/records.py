@@ -386,13 +386,32 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+#: session.list's query, written out: it runs on the DBAPI cursor, without
+#: SQLAlchemy's statement building and compilation (~0.3 ms) and its per-row work.
+_LIST_SELECT: Final = (
+    "SELECT "
+    + ", ".join(f"sessions.{name}" for name in _SESSION_COLUMNS)
+    + ", projects.name, projects.path FROM sessions"
+    " JOIN projects ON projects.id = sessions.project_id"
+)
+_LIST_BOUNDS: Final = (
+    ("created_after", "sessions.created_at > ?"),
+    ("created_before", "sessions.created_at < ?"),
+    ("updated_after", "sessions.updated_at > ?"),
+    ("updated_before", "sessions.updated_at < ?"),
+)
+
+
 def list_page(conn: sa.Connection, f: ListFilter) -> tuple[list[SessionRow], str | None]:
     """Newest first, by id (ids sort by creation); ``cursor`` is the last id seen."""
-    query = _select
+    where: list[str] = []
+    args: list[Any] = []
     if f.project_id is not None:
-        query = query.where(sessions.c.project_id == f.project_id)
+        where.append("sessions.project_id = ?")
+        args.append(f.project_id)
     if f.statuses:
-        query = query.where(sessions.c.status.in_(f.statuses))
+        where.append(f"sessions.status IN ({', '.join('?' * len(f.statuses))})")
+        args.extend(f.statuses)
     else:
         hidden = [
             s
@@ -400,28 +419,35 @@ def list_page(conn: sa.Connection, f: ListFilter) -> tuple[list[SessionRow], str
             if not shown
         ]
         if hidden:
-            query = query.where(sessions.c.status.not_in(hidden))
+            where.append(f"sessions.status NOT IN ({', '.join('?' * len(hidden))})")
+            args.extend(hidden)
     if f.agent is not None:
-        query = query.where(sessions.c.agent == f.agent)
+        where.append("sessions.agent = ?")
+        args.append(f.agent)
     if f.text is not None:
+        where.append("(sessions.title LIKE ? ESCAPE '\\' OR sessions.task LIKE ? ESCAPE '\\')")
         pattern = _like(f.text)
-        query = query.where(
-            sa.or_(
-                sessions.c.title.like(pattern, escape="\\"),
-                sessions.c.task.like(pattern, escape="\\"),
-            )
-        )
-    for column, bound, op in (
-        (sessions.c.created_at, f.created_after, ">"),
-        (sessions.c.created_at, f.created_before, "<"),
-        (sessions.c.updated_at, f.updated_after, ">"),
-        (sessions.c.updated_at, f.updated_before, "<"),
-    ):
+        args.extend((pattern, pattern))
+    for name, condition in _LIST_BOUNDS:
+        bound = getattr(f, name)
         if bound is not None:
-            query = query.where(column > bound if op == ">" else column < bound)
+            where.append(condition)
+            args.append(bound)
     if f.cursor is not None:
-        query = query.where(sessions.c.id < f.cursor)
-    rows = conn.execute(query.order_by(sessions.c.id.desc()).limit(f.limit + 1)).all()
+        where.append("sessions.id < ?")
+        args.append(f.cursor)
+    sql = _LIST_SELECT
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY sessions.id DESC LIMIT ?"
+    args.append(f.limit + 1)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        rows = cursor.execute(sql, args).fetchall()
+    finally:
+        cursor.close()
     page = [_row(r) for r in rows[: f.limit]]
     next_cursor = page[-1].id if len(rows) > f.limit else None
     return page, next_cursor
