@@ -54,7 +54,7 @@ READY_TIMEOUT_S: Final = 30.0
 STALL_TIMEOUT_S: Final = 10.0
 STOP_TIMEOUT_S: Final = 10.0
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
-THROUGHPUT_TARGET: Final = 0.5
+THROUGHPUT_TARGET: Final = 0.7
 MIMIRCTL_TARGET_MS: Final = 100.0
 
 # ---- servers ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Final
 import structlog
 import trio
 
-from mimird import __version__, policy, systemd
+from mimird import __version__, memory, policy, systemd
 from mimird.agents.manager import AgentManager
 from mimird.api import (
     AgentService,
@@ -79,6 +79,7 @@ async def run_daemon(
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until ``shutdown`` is set. Raises :class:`StartupError` if it cannot start."""
+    memory.configure()  # before the store's worker threads take arenas of their own
     notifier = systemd.Notifier(settings.notify_socket)
     started_at = utc_now()
     socket_lock, database_lock = settings.lock_paths

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -21,6 +21,9 @@ from mimird.agents.recorder import Recorder
 from mimird.secrets import ChunkMasker
 
 log = structlog.get_logger("mimird.agents.updates")
+
+#: A message's chunks are joined by this many at a time while it streams.
+MESSAGE_PARTS_JOINED: Final = 1024
 
 
 class Updates:
@@ -66,9 +69,20 @@ class Updates:
                     current = self._message
                     if current is None or current["role"] != role or current["id"] != message_id:
                         await self.flush_message()
-                        self._message = {"role": role, "id": message_id, "parts": []}
+                        self._message = {
+                            "role": role,
+                            "id": message_id,
+                            "parts": [],
+                            "blocks": [],
+                        }
                     assert self._message is not None
-                    self._message["parts"].append(chunk)
+                    parts = self._message["parts"]
+                    parts.append(chunk)
+                    if len(parts) >= MESSAGE_PARTS_JOINED:
+                        # Joined as they come: a long message is a few large blocks,
+                        # freed whole, not a small string per chunk all over the heap.
+                        self._message["blocks"].append("".join(parts))
+                        parts.clear()
                     if self._recorder.secrets:
                         await self._journal_chunks(self._masker.feed(params, chunk))
                         return
@@ -94,7 +108,7 @@ class Updates:
         message, self._message = self._message, None
         if message is None:
             return
-        text = "".join(message["parts"])
+        text = "".join([*message["blocks"], *message["parts"]])
         data: dict[str, Any] = {"role": message["role"], "text": text}
         if message["id"] is not None:
             data["message_id"] = message["id"]

@@ -579,8 +579,8 @@ class SessionService:
             cursor=params.cursor.lower() if params.cursor is not unset else None,
             limit=params.limit,
         )
-        rows, next_cursor = await self._store.read(sessions.list_page, f)
-        return SessionList(sessions=[row.to_wire() for row in rows], next_cursor=next_cursor)
+        page, next_cursor = await self._store.read(sessions.list_wire_page, f)
+        return SessionList(sessions=page, next_cursor=next_cursor)
 
     async def get(self, ctx: CallContext, params: SessionRefParams) -> Session:
         row, check = await self.check_workspace(await self._find(params.session))

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 import structlog
 
 from mimird.journal import search
-from mimird.store.database import after_commit
+from mimird.store.database import LARGE_VALUE, after_commit, insert_releasing
 from mimird.store.schema import events, sessions
 from mimird.timeutil import utc_now
 from mimird.wire.types import Event
@@ -116,13 +116,16 @@ class Pending:
 _ROWS_PER_INSERT: Final = 200
 
 
+_INSERT_COLUMNS: Final = ("session_id", "seq", "kind", "data", "created_at")
+
+
 @functools.cache
 def _insert(rows: int) -> str:
     """A multi-row INSERT: one statement per chunk instead of one per row (with
     ``executemany`` the writer thread gives up and retakes the GIL on every row,
     which the busy trio thread makes expensive)."""
     values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
-    return f"INSERT INTO events (session_id, seq, kind, data, created_at) VALUES {values}"
+    return f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) VALUES {values}"
 
 
 def append_batch(conn: sa.Connection, batch: Sequence[Pending]) -> int:
@@ -159,16 +162,9 @@ def append_batch(conn: sa.Connection, batch: Sequence[Pending]) -> int:
         return 0
     driver = conn.connection.driver_connection
     assert driver is not None
-    ids: list[int] = []
     cursor = driver.cursor()
     try:
-        for start in range(0, len(rows), _ROWS_PER_INSERT):
-            chunk = rows[start : start + _ROWS_PER_INSERT]
-            cursor.execute(_insert(len(chunk)), [value for row in chunk for value in row])
-            # One writer and no concurrent inserts: the rowids of a statement are
-            # consecutive, ending at last_insert_rowid().
-            last_id = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
-            ids.extend(range(last_id - len(chunk) + 1, last_id + 1))
+        ids = _insert_rows(cursor, rows)
     finally:
         cursor.close()
     pending = _pending(conn)
@@ -179,6 +175,39 @@ def append_batch(conn: sa.Connection, batch: Sequence[Pending]) -> int:
     if texts:
         search.index(conn, texts)
     return len(rows)
+
+
+def _insert_rows(cursor: Any, rows: list[tuple[str, int, str, str, str]]) -> list[int]:
+    """Insert the rows in order; their ids. Small rows go up to
+    :data:`_ROWS_PER_INSERT` per statement; a row whose data is large (an agent's
+    whole message) goes alone through :func:`insert_releasing`, so that no cached
+    statement keeps its text after the batch."""
+    ids: list[int] = []
+    small: list[tuple[str, int, str, str, str]] = []
+
+    def insert_small() -> None:
+        for start in range(0, len(small), _ROWS_PER_INSERT):
+            chunk = small[start : start + _ROWS_PER_INSERT]
+            cursor.execute(_insert(len(chunk)), [value for row in chunk for value in row])
+            # One writer and no concurrent inserts: the rowids of a statement are
+            # consecutive, ending at last_insert_rowid().
+            last_id = _last_id(cursor)
+            ids.extend(range(last_id - len(chunk) + 1, last_id + 1))
+        small.clear()
+
+    for row in rows:
+        if len(row[3]) < LARGE_VALUE:
+            small.append(row)
+            continue
+        insert_small()
+        insert_releasing(cursor, "events", _INSERT_COLUMNS, row)
+        ids.append(_last_id(cursor))
+    insert_small()
+    return ids
+
+
+def _last_id(cursor: Any) -> int:
+    return int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
 
 
 _COLUMNS: Final = "id, session_id, seq, kind, data, created_at"

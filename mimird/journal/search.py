@@ -30,6 +30,7 @@ from typing import Final
 import sqlalchemy as sa
 
 from mimird.errors import InvalidParams
+from mimird.store.database import LARGE_VALUE, insert_releasing
 from mimird.wire.types import SearchHit, SnippetPart
 
 #: Marks FTS5 puts around each matched token in a snippet. Control characters that
@@ -56,13 +57,41 @@ _INSERT: Final = sa.text("INSERT INTO events_fts (rowid, text) VALUES (:id, :tex
 def index(conn: sa.Connection, entries: Iterable[tuple[int, str]]) -> None:
     """Add ``(event_id, text)`` rows to the search index; texts with nothing but
     whitespace are skipped. Call in the transaction that inserts the events."""
-    rows = [
-        {"id": event_id, "text": text.translate(_NOT_INDEXABLE)}
-        for event_id, text in entries
-        if text and not text.isspace()
-    ]
+    rows = []
+    large = []
+    for event_id, text in entries:
+        if not text or text.isspace():
+            continue
+        if len(text) < LARGE_VALUE:
+            rows.append({"id": event_id, "text": text.translate(_NOT_INDEXABLE)})
+        else:
+            large.append((event_id, text.translate(_NOT_INDEXABLE)))
     if rows:
         conn.execute(_INSERT, rows)
+    if large:
+        _index_large(conn, large)
+
+
+#: A rowid no event has (their ids start at 1): the empty row :func:`_index_large`
+#: adds and removes in the same transaction.
+_SCRATCH_ROWID: Final = -1
+
+
+def _index_large(conn: sa.Connection, entries: list[tuple[int, str]]) -> None:
+    """Index long texts (an agent's whole message) so that no prepared statement
+    keeps a copy of them afterwards: ours are released by ``insert_releasing``, and
+    FTS5's own statement that stores the text in ``events_fts_content`` is made to
+    bind an empty text instead, by adding and removing an empty row."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        for event_id, text in entries:
+            insert_releasing(cursor, "events_fts", ("rowid", "text"), (event_id, text))
+        cursor.execute("INSERT INTO events_fts (rowid, text) VALUES (?, '')", (_SCRATCH_ROWID,))
+        cursor.execute("DELETE FROM events_fts WHERE rowid = ?", (_SCRATCH_ROWID,))
+    finally:
+        cursor.close()
 
 
 # ---- the query language ------------------------------------------------------------

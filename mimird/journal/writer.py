@@ -19,6 +19,7 @@ from typing import Any, Final
 import structlog
 import trio
 
+from mimird import memory
 from mimird.journal.events import Committed, Pending, append_batch, head
 from mimird.journal.subscriptions import SUBSCRIBER_QUEUE, Subscription
 
@@ -32,6 +33,9 @@ BATCH_MAX: Final = 1024
 RETRY_S: Final = 1.0
 #: Once the journal is closing, a batch the database refuses this many times is given up.
 CLOSING_RETRIES: Final = 5
+#: Once this much event data (characters) was written, the writer gives freed memory
+#: back to the system (:func:`mimird.memory.trim`) the next time it has nothing queued.
+TRIM_AFTER: Final = 16 * 1024 * 1024
 
 
 class Journal:
@@ -45,6 +49,8 @@ class Journal:
         self._all: set[Subscription] = set()
         self._sub_ids = itertools.count(1)
         self.written = 0
+        #: Characters of event data published since the last :func:`memory.trim`.
+        self._untrimmed = 0
         self._closing = False
 
     @classmethod
@@ -110,6 +116,15 @@ class Journal:
                 await self._write(batch)
             for marker in markers:
                 marker.set()
+            del batch, markers, item, first  # no reference to the events past here
+            if (
+                self._untrimmed >= TRIM_AFTER
+                and self._receive.statistics().current_buffer_used == 0
+            ):
+                # Idle after a lot of data (the end of a long message): give back the
+                # memory its parts, copies and encodings held.
+                self._untrimmed = 0
+                await trio.to_thread.run_sync(memory.trim)
 
     async def _write(self, batch: list[Pending]) -> None:
         failures = 0
@@ -131,6 +146,7 @@ class Journal:
 
     def publish(self, batch: list[Committed]) -> None:
         """Hand committed events to the subscribers (the store calls this)."""
+        self._untrimmed += sum(len(event.data) for event in batch)
         per_session: dict[str, list[Committed]] = {}
         if self._by_session:
             for event in batch:

@@ -91,31 +91,36 @@ class Dispatcher:
         self._audit = audit
 
     def prepare(self, frame: bytes) -> Prepared:
-        try:
-            # msgspec checks UTF-8 only in the strings it decodes (not in skipped or
-            # Raw values), and raises UnicodeDecodeError rather than a DecodeError.
-            frame.decode()
-        except UnicodeDecodeError as exc:
-            return encode_error(None, ErrorCode.PARSE_ERROR, f"frame is not valid UTF-8: {exc}")
+        if not frame.isascii():  # ASCII is UTF-8; the check copies nothing
+            try:
+                # msgspec checks UTF-8 only in the strings it decodes (not in skipped or
+                # Raw values), and raises UnicodeDecodeError rather than a DecodeError.
+                frame.decode()
+            except UnicodeDecodeError as exc:
+                return encode_error(None, ErrorCode.PARSE_ERROR, f"frame is not valid UTF-8: {exc}")
+        if frame[:1] == b"{":  # the common case, without a stripped copy of the frame
+            return self._prepare_one(frame)
         if frame.lstrip(_WHITESPACE)[:1] == b"[":
             return self._prepare_batch(frame)
         return self._prepare_one(frame)
 
     @staticmethod
     def is_concurrent(prepared: Call | list[bytes | Call]) -> bool:
-        items = prepared if isinstance(prepared, list) else [prepared]
+        if isinstance(prepared, Call):
+            return prepared.method.concurrent
+        items = prepared
         return any(isinstance(item, Call) and item.method.concurrent for item in items)
 
     async def execute(self, prepared: Call | list[bytes | Call], ctx: CallContext) -> bytes | None:
         """Run the call(s); the bytes to send back, or None when nothing is owed."""
         if isinstance(prepared, Call):
-            response = await self._call(prepared, ctx)
+            response = await self.call(prepared, ctx)
             return None if prepared.notification else response
         responses = []
         for item in prepared:
             if isinstance(item, bytes):
                 responses.append(item)
-            elif (response := await self._call(item, ctx)) is not None and not item.notification:
+            elif (response := await self.call(item, ctx)) is not None and not item.notification:
                 responses.append(response)
         if not responses:
             return None  # a batch of notifications gets no answer at all
@@ -185,9 +190,11 @@ class Dispatcher:
             )
         error = None
         raw_params = b"{}" if request.params is UNSET else bytes(request.params)
-        if raw_params.strip(_WHITESPACE) == b"null":
+        if raw_params[:1] == b"{":
+            pass  # the common case, without stripped copies
+        elif raw_params.strip(_WHITESPACE) == b"null":
             raw_params = b"{}"
-        if raw_params.lstrip(_WHITESPACE)[:1] != b"{":
+        if raw_params[:1] != b"{" and raw_params.lstrip(_WHITESPACE)[:1] != b"{":
             error = encode_error(
                 request_id,
                 ErrorCode.INVALID_PARAMS,
@@ -220,7 +227,8 @@ class Dispatcher:
             notification=notification,
         )
 
-    async def _call(self, call: Call, ctx: CallContext) -> bytes:
+    async def call(self, call: Call, ctx: CallContext) -> bytes:
+        """Run one call; its response (owed only if it is not a notification)."""
         method, params, raw_params = call.method, call.params, call.raw_params
         try:
             result = await method.handler(ctx, params)

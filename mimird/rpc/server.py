@@ -42,6 +42,8 @@ ACCEPT_BACKOFF_S: Final = 0.1
 #: How often, as a fraction of the stall timeout, a connection checks its sends.
 STALL_CHECKS_PER_TIMEOUT: Final = 4
 SHUTTING_DOWN_MESSAGE: Final = "mimird is shutting down; retry once it is back"
+#: The bytes a blank line may hold (skipped without an answer).
+_BLANK: Final = b" \t\r"
 
 CredentialsFn = Callable[[socket.socket], PeerCredentials]
 
@@ -58,25 +60,43 @@ class _Sender:
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self._stream = stream
-        self._lock = trio.StrictFIFOLock()
+        # A FIFO lock of our own: a flag, and a parking lot for the rare writer that
+        # finds it taken (a subscription's events while an answer is written).
+        # trio's Lock would cost a scheduler round per acquire, and registering a
+        # parking-lot breaker per acquire; responses are written once per request.
+        self._busy = False
+        self._waiting = trio.lowlevel.ParkingLot()
         #: trio.current_time() when the send in progress started, +inf when idle.
         self.sending_since = math.inf
 
     async def send(self, message: bytes) -> None:
-        await self._write(message + b"\n")
+        await self.write(message + b"\n")
 
     async def send_many(self, messages: list[bytes]) -> None:
         """Several messages in one write (a subscription's batch of events)."""
         if messages:
-            await self._write(b"\n".join(messages) + b"\n")
+            await self.write(b"\n".join(messages) + b"\n")
 
-    async def _write(self, data: bytes) -> None:
-        async with self._lock:
+    async def write(self, data: bytes) -> None:
+        """Write ``data`` after the writes before it. Cancelled while waiting for
+        its turn, nothing was written; cancelled in ``send_all`` (the checkpoint
+        when the turn was free), a part may have been, and the connection is closed
+        by whoever cancelled it."""
+        if self._busy or self._waiting:
+            await self._waiting.park()  # woken by the writer before us, with the turn
+        else:
+            self._busy = True
+        try:
             self.sending_since = trio.current_time()
             try:
                 await self._stream.send_all(data)
             finally:
                 self.sending_since = math.inf
+        finally:
+            if self._waiting:
+                self._waiting.unpark()  # the turn goes to the next writer, still busy
+            else:
+                self._busy = False
 
     async def watch_stalls(self, stall_timeout: float, connection: trio.CancelScope) -> None:
         while True:
@@ -171,8 +191,12 @@ class RpcServer:
             connection.start_soon(
                 sender.watch_stalls, options.write_stall_timeout_s, connection.cancel_scope
             )
+            # One context for the calls run inline, one at a time: its after_response
+            # list is emptied after each call (tasks get contexts of their own).
             ctx = dataclasses.replace(
-                ctx, connection=Connection(ctx.conn_id, sender.send_many, connection)
+                ctx,
+                connection=Connection(ctx.conn_id, sender.send_many, connection),
+                after_response=[],
             )
             async with trio.open_nursery() as handlers:
                 # Caught inside the nursery: out of it, the error would come wrapped in an
@@ -206,7 +230,7 @@ class RpcServer:
                 return
             if frame is None:
                 return
-            if not frame.strip(b" \t\r"):
+            if frame[:1] in _BLANK and not frame.strip(_BLANK):
                 continue  # a blank line; other control bytes get a parse error
             prepared = dispatcher.prepare(frame)
             if prepared is None:
@@ -221,27 +245,38 @@ class RpcServer:
                     await sender.send(refusal)
             elif dispatcher.is_concurrent(prepared):
                 await inflight.acquire()
-                handlers.start_soon(self._execute_in_task, prepared, ctx, sender, inflight)
+                own = CallContext(ctx.peer, ctx.conn_id, ctx.connection, [])
+                handlers.start_soon(self._execute_in_task, prepared, own, sender, inflight)
             else:
                 await self._execute(prepared, ctx, sender)
 
     async def _execute(
         self, prepared: Call | list[bytes | Call], ctx: CallContext, sender: _Sender
     ) -> None:
-        after: list[Callable[[], None]] = []
-        self._active_calls += 1
+        """Run the call(s), send the answer, then run what the call asked to run after
+        it (``ctx.after_response``, a list this empties, whatever happens)."""
+        after = ctx.after_response
+        assert after is not None
         try:
-            response = await self._dispatcher.execute(
-                prepared, CallContext(ctx.peer, ctx.conn_id, ctx.connection, after)
-            )
+            response: bytes | None
+            self._active_calls += 1
+            try:
+                if isinstance(prepared, Call):  # one coroutine less than execute()
+                    response = await self._dispatcher.call(prepared, ctx)
+                    if prepared.notification:
+                        response = None
+                else:
+                    response = await self._dispatcher.execute(prepared, ctx)
+            finally:
+                self._active_calls -= 1
+                if not self._active_calls and self._idle is not None:
+                    self._idle.set()
+            if response is not None:
+                await sender.write(response + b"\n")
+            for callback in after:
+                callback()
         finally:
-            self._active_calls -= 1
-            if not self._active_calls and self._idle is not None:
-                self._idle.set()
-        if response is not None:
-            await sender.send(response)
-        for callback in after:
-            callback()
+            after.clear()
 
     async def _execute_in_task(
         self,

@@ -11,8 +11,9 @@ was cancelled may still have committed: writes must be idempotent.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
@@ -37,6 +38,34 @@ CLOSE_TIMEOUT_S: Final = 30.0
 #: A write function appends here (``conn.info``) what is to be published once its
 #: transaction commits: the journal's events (see ``Store.on_commit``).
 COMMITTED_KEY: Final = "mimir.committed"
+
+
+#: A value at least this long (characters or bytes) is inserted by
+#: :func:`insert_releasing`, so that no cached statement keeps a copy of it.
+LARGE_VALUE: Final = 64 * 1024
+
+
+def insert_releasing(
+    cursor: Any, table: str, columns: Sequence[str], values: Sequence[Any]
+) -> None:
+    """Insert one row with a DBAPI cursor, and leave SQLite holding none of its values.
+
+    SQLite keeps the values bound to a prepared statement until they are bound
+    again (``sqlite3_reset`` does not clear them), and Python's ``sqlite3`` keeps up
+    to 128 prepared statements per connection: a 20 MB agent message bound once
+    stayed in memory for as long as its statement stayed cached, a new 20 MB for
+    each statement it went through. Here the statement is an ``INSERT ... SELECT
+    ... WHERE ?`` run a second time with NULLs and a false condition, which inserts
+    nothing and replaces the bindings. ``last_insert_rowid()`` is the row's id after
+    the call. Blocking; call it in the store's worker thread."""
+    cursor.execute(_insert_select(table, tuple(columns)), (*values, 1))
+    cursor.execute(_insert_select(table, tuple(columns)), (None,) * len(values) + (0,))
+
+
+@functools.cache
+def _insert_select(table: str, columns: tuple[str, ...]) -> str:
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {marks} WHERE ?"
 
 
 def after_commit(conn: sa.Connection) -> list[Any]:
@@ -78,6 +107,9 @@ class Store:
         #: events a write committed; set by the journal.
         self.on_commit: Callable[[list[Any]], None] | None = None
         self._read_limiter = trio.CapacityLimiter(reader_threads)
+        #: Reader connections between two reads. The limiter bounds reads in flight,
+        #: so these and the ones in use are never more than the reader pool holds.
+        self._idle_readers: list[sa.Connection] = []
         #: Bumped after every committed write; lets callers cache derived data.
         self.generation = 0
 
@@ -188,6 +220,8 @@ class Store:
         except sa.exc.DBAPIError as exc:
             log.error("database_close_failed", error=str(exc.orig))
         finally:
+            while self._idle_readers:
+                self._idle_readers.pop().close()
             self._reader.dispose()
             self._writer.dispose()
 
@@ -224,9 +258,22 @@ class Store:
         return result
 
     def _read_sync(self, fn: Callable[[sa.Connection], T]) -> T:
+        # A connection kept between reads (its transaction ended by a rollback) instead
+        # of one checked out of the pool and reset each time: ~25 µs less per read.
+        # One that saw an error goes back to the pool, which resets or replaces it.
         try:
-            with self._reader.connect() as conn:
-                return fn(conn)
+            try:
+                conn = self._idle_readers.pop()  # list.pop and append are atomic
+            except IndexError:
+                conn = self._reader.connect()
+            try:
+                result = fn(conn)
+                conn.rollback()
+            except BaseException:
+                conn.close()
+                raise
+            self._idle_readers.append(conn)
+            return result
         except MimirError:
             raise
         except sa.exc.DBAPIError as exc:
