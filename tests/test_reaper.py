@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mimird.processes import SESSION_ENV, group_alive, kill_group
-from mimird.sessions import reaper
+from mimird.sessions import recovery as reaper
 
 SESSION = "01sessionid"
 
