@@ -27,29 +27,25 @@ import trio
 from mimird.processes import group_alive
 from mimird.wire.errors import ErrorCode
 from tests.helpers import (
+    GIT_ENV,
+    GIT_IDENTITY,
+    GIT_TIMEOUT_S,
+    README,
     DaemonDirs,
     InProcessDaemon,
     TrioClient,
     blocking_call,
     daemon_process,
+    git,
     in_process_daemon,
+    make_repo,
     run_mimirctl,
+    write,
 )
 
 pytestmark = pytest.mark.timeout(60)
 
 CALL_TIMEOUT_S: Final = 30
-GIT_TIMEOUT_S: Final = 30
-GIT_ENV: Final = {
-    **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    # Reading (`git status`) must not refresh the index the tests compare byte for byte.
-    "GIT_OPTIONAL_LOCKS": "0",
-}
-GIT_IDENTITY: Final = ("-c", "user.name=t", "-c", "user.email=t@t")
-README: Final = "hello\n"
-APP: Final = "def main():\n    return 1\n"
 #: A secret that must never show itself, and one for the session layer.
 PROJECT_SECRET: Final = "hunter2-project-7f3a9c"
 SESSION_SECRET: Final = "swordfish-session-4b1e8d"
@@ -58,40 +54,6 @@ POLL_S: Final = 0.05
 
 
 # ---- git -------------------------------------------------------------------------------------
-
-
-def git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", *GIT_IDENTITY, *args],
-        cwd=cwd,
-        env=GIT_ENV,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=GIT_TIMEOUT_S,
-    )
-    assert result.returncode == 0, f"git {' '.join(args)} failed: {result.stderr}"
-    return result.stdout
-
-
-def write(root: Path, files: dict[str, str | bytes]) -> None:
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
-
-
-def make_repo(path: Path, files: dict[str, str | bytes] | None = None) -> Path:
-    """A git repository on branch main with one commit of ``files``; its resolved root."""
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    write(path, files if files is not None else {"README.md": README, "src/app.py": APP})
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "initial")
-    return path.resolve()
 
 
 def commit_all(root: Path, message: str) -> str:

@@ -33,8 +33,7 @@ from tests.agent_support import (
     received,
     write_config,
 )
-from tests.helpers import DaemonDirs, blocking_call, daemon_process, run_mimirctl
-from tests.test_sessions import make_repo
+from tests.helpers import DaemonDirs, blocking_call, daemon_process, make_repo, run_mimirctl
 
 ACP_SESSION: Final = "sess-1"
 INVALID_PARAMS: Final = -32602
