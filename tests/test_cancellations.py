@@ -23,15 +23,16 @@ import trio
 from mimird import projects
 from mimird.api.sessions import SessionService
 from mimird.config import Settings
+from mimird.journal import writer as journal
 from mimird.rpc.registry import CallContext
-from mimird.sessions import intents, records
+from mimird.sessions import intents, records, recovery
 from mimird.sessions.lifecycle import Sessions
 from mimird.sessions.records import SessionRow
 from mimird.store import Store
 from mimird.wire.types import SessionCreateParams, SessionRefParams
 from mimird.workspaces import git as worktrees
-from mimird.workspaces.provision import GIT_THREADS, Workspaces
-from tests.helpers import DaemonDirs, git, make_repo
+from mimird.workspaces.provision import GIT_THREADS, Workspaces, snapshot_ref
+from tests.helpers import DaemonDirs, git, make_repo, write
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -411,3 +412,152 @@ def _resolve(target: str) -> Callable[..., Any]:
     module = __import__(module_name, fromlist=[name])
     fn: Callable[..., Any] = getattr(module, name)
     return fn
+
+
+# ---- a crash between the change on disk and its record: the next start settles it ------
+
+
+async def test_start_after_a_crash_mid_create_rolls_the_worktree_back_and_says_so(
+    owner: Sessions, store: Store, repo: Path, settings: Settings, project_id: str
+) -> None:
+    # What a kill after git's worktree add leaves: the intent, the worktree, no row.
+    path = settings.worktrees_dir / "repo" / "half-made"
+    base = git(repo, "rev-parse", "HEAD").strip()
+    session_id = "0" * 26
+    values: dict[str, Any] = {
+        "id": session_id,
+        "project_id": project_id,
+        "title": "",
+        "task": "t",
+        "agent": None,
+        "config": {},
+        "workspace_kind": "worktree",
+        "status": "created",
+        "workspace_path": str(path),
+        "branch": "mimir/half-made",
+        "base_ref": "main",
+        "base_commit": base,
+    }
+    data = {
+        "kind": "worktree",
+        "root": str(repo),
+        "path": str(path),
+        "branch": "mimir/half-made",
+        "base_commit": base,
+        "values": values,
+    }
+    await store.write(intents.begin, session_id, "create", data)
+    await trio.to_thread.run_sync(worktrees.add_worktree, repo, path, "mimir/half-made", base)
+    await recovery.recover(store, owner)
+    row = await owner.find(session_id)
+    assert (row.status, row.workspace_state) == ("failed", "removed")
+    events = await store.read(lambda conn: journal.page(conn, row.id, after_seq=0, limit=10))
+    assert "workspace_rolled_back" in [e.kind for e in events]
+    await assert_row_agrees_with_disk(store, repo, settings)
+    assert branches(repo) == {"main"}
+
+
+async def test_start_after_a_crash_mid_create_leaves_a_directory_it_did_not_make(
+    owner: Sessions, store: Store, repo: Path, settings: Settings, project_id: str
+) -> None:
+    # The user put files where the create meant to go while mimird was down.
+    path = settings.worktrees_dir / "repo" / "users"
+    await trio.to_thread.run_sync(lambda: write(path, {"notes.txt": "mine\n"}))
+    data = {
+        "kind": "worktree",
+        "root": str(repo),
+        "path": str(path),
+        "branch": "main",
+        "base_commit": git(repo, "rev-parse", "HEAD").strip(),
+        "values": {"id": "1" * 26, "project_id": project_id, "task": "t"},
+    }
+    await store.write(intents.begin, "1" * 26, "create", data)
+    await recovery.recover(store, owner)
+    assert await trio.Path(path / "notes.txt").read_text() == "mine\n"
+    assert branches(repo) == {"main"}
+    assert await store.read(intents.pending) == []
+
+
+async def test_start_after_a_crash_mid_delete_records_a_worktree_git_removed(
+    owner: Sessions, store: Store, repo: Path, settings: Settings, project_id: str
+) -> None:
+    row = await made(owner, project_id, repo)
+    await store.write(
+        intents.begin,
+        row.id,
+        "delete",
+        {
+            "kind": "worktree",
+            "root": str(repo),
+            "path": row.workspace_path,
+            "branch": row.branch,
+            "snapshot_ref": snapshot_ref(row.id),
+            "delete_branch": False,
+            "force": False,
+        },
+    )
+    await owner.workspaces.remove(row, force=False, delete_branch=False)
+    await recovery.recover(store, owner)
+    deleted = await owner.find(row.id)
+    assert (deleted.status, deleted.workspace_state) == ("deleted", "removed")
+    assert deleted.snapshot_commit is not None
+    await assert_row_agrees_with_disk(store, repo, settings)
+    restored = await owner.restore(row.id)
+    assert await trio.Path(restored.workspace_path, "README.md").read_text() == "changed\n"
+
+
+async def test_start_after_a_crash_before_a_delete_removed_anything_keeps_the_session(
+    owner: Sessions, store: Store, repo: Path, settings: Settings, project_id: str
+) -> None:
+    row = await made(owner, project_id, repo)
+    await store.write(
+        intents.begin,
+        row.id,
+        "delete",
+        {
+            "kind": "worktree",
+            "root": str(repo),
+            "path": row.workspace_path,
+            "branch": row.branch,
+            "snapshot_ref": snapshot_ref(row.id),
+            "delete_branch": True,
+            "force": False,
+        },
+    )
+    await recovery.recover(store, owner)
+    kept = await owner.find(row.id)
+    assert (kept.status, kept.workspace_state) == ("created", "ok")
+    assert await trio.Path(kept.workspace_path, "README.md").read_text() == "changed\n"
+    await assert_row_agrees_with_disk(store, repo, settings)
+
+
+async def test_start_after_a_crash_mid_restore_undoes_it_and_restore_works_again(
+    owner: Sessions, store: Store, repo: Path, settings: Settings, project_id: str
+) -> None:
+    row = await made(owner, project_id, repo)
+    deleted, _ = await owner.delete(row.id, delete_branch=True)
+    assert deleted.snapshot_commit is not None
+    assert deleted.branch is not None
+    await store.write(
+        intents.begin,
+        row.id,
+        "restore",
+        {
+            "kind": "worktree",
+            "root": str(repo),
+            "path": row.workspace_path,
+            "branch": row.branch,
+            "branch_existed": False,
+            "branch_start": await trio.to_thread.run_sync(
+                worktrees.restore_branch_start, repo, deleted.snapshot_commit
+            ),
+        },
+    )
+    await owner.workspaces.restore(deleted)
+    await recovery.recover(store, owner)
+    undone = await owner.find(row.id)
+    assert (undone.status, undone.workspace_state) == ("deleted", "removed")
+    await assert_row_agrees_with_disk(store, repo, settings)
+    assert branches(repo) == {"main"}
+    restored = await owner.restore(row.id)
+    assert await trio.Path(restored.workspace_path, "README.md").read_text() == "changed\n"
