@@ -387,3 +387,11 @@ def make_repo(
         git(path, "add", "-A")
         git(path, "commit", "-q", "--allow-empty", "-m", "initial")
     return path.resolve()
+
+
+async def add_project(client: TrioClient, path: Path, **params: Any) -> dict[str, Any]:
+    """Register ``path`` as a project over ``client``'s connection (``params``: the
+    other fields of project.add); the project."""
+    with trio.fail_after(READY_TIMEOUT_S):
+        result: dict[str, Any] = await client.call("project.add", {"path": str(path), **params})
+    return result
