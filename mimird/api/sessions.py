@@ -94,11 +94,15 @@ class SessionService:
         return self.owner.setups.cancel(session_id)
 
     async def find(self, ref: str) -> SessionRow:
-        """A session by id or unique prefix (not found / ambiguous are errors)."""
+        """A session by id or unique prefix (not found / ambiguous are errors).
+
+        Cancellation: nothing changes."""
         return await self.owner.find(ref)
 
     async def effective(self, row: SessionRow) -> policy.Effective:
-        """The session's configuration merged from its layers."""
+        """The session's configuration merged from its layers.
+
+        Cancellation: nothing changes."""
         return await self.owner.effective(row)
 
     def refuse_drifted(self, row: SessionRow, action: str) -> None:
@@ -108,7 +112,9 @@ class SessionService:
     async def check_workspace(
         self, row: SessionRow
     ) -> tuple[SessionRow, worktrees.WorkspaceCheck | None]:
-        """Detect drift of a worktree session; record a changed state (journaled)."""
+        """Detect drift of a worktree session; record a changed state (journaled).
+
+        Cancellation: see :meth:`Sessions.check_workspace`."""
         return await self.owner.check_workspace(row)
 
     def register(self, registry: Registry) -> None:

@@ -15,7 +15,7 @@ import trio
 from mimird.config import Settings
 from mimird.projects import list_projects
 from mimird.sessions import records
-from mimird.sessions.lifecycle import Sessions
+from mimird.sessions.lifecycle import RECORD_GRACE_S, Sessions
 from mimird.sessions.records import SessionRow
 from mimird.store import Store
 from mimird.wire.types import Project
@@ -124,9 +124,8 @@ class Inventory:
         delete cut short) and orphans, each snapshotted first; then git's records
         of worktrees whose directories are gone.
 
-        Cancellation: each removal runs to its end in its thread and is recorded
-        after; a cancel between the two leaves a deleted session whose row says
-        its worktree is there while it is not: the next prune records it."""
+        Cancellation: each removal runs to its end in its thread and its record is
+        shielded (bounded by RECORD_GRACE_S): a cancel lands between two worktrees."""
         pruned = Pruned(sessions=[], orphans=[], snapshots=[])
         # 1. Worktrees of deleted sessions that are still on disk (a delete that was cut short).
         for row in await self.rows(project_id):
@@ -148,9 +147,15 @@ class Inventory:
                 if snap is not None:
                     values.update(snapshot_ref=snap.ref, snapshot_commit=snap.commit)
                     pruned.snapshots.append(snap)
-                await self._store.write(
-                    records.update, row.id, values, event=("workspace_removed", {"pruned": True})
-                )
+                # Shielded: the worktree is gone, so the row must say so (a later prune
+                # of a row that still named it would save the branch tip over the snapshot).
+                with trio.move_on_after(RECORD_GRACE_S, shield=True):
+                    await self._store.write(
+                        records.update,
+                        row.id,
+                        values,
+                        event=("workspace_removed", {"pruned": True}),
+                    )
         # 2. Orphans: worktrees of registered projects that no session of any project owns.
         for orphan, owner in await self.owned_orphans(project_id):
             pruned.orphans.append((orphan, owner))

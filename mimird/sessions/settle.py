@@ -86,8 +86,8 @@ async def _row(store: Store, session_id: str) -> records.SessionRow | None:
         return None
 
 
-def _exists(path: str | Path) -> bool:
-    return os.path.lexists(path)
+async def _exists(path: str | Path) -> bool:
+    return await trio.to_thread.run_sync(os.path.lexists, path)
 
 
 # ---- create -----------------------------------------------------------------------------
@@ -116,9 +116,9 @@ async def _create(
         )
     else:
         # A private copy's path did not exist before the create (it refuses one that does).
-        existed = _exists(path)
+        existed = await _exists(path)
         await trio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))
-        rolled.update(directory_removed=existed and not _exists(path))
+        rolled.update(directory_removed=existed and not await _exists(path))
     if not after_crash:
         await store.write(intents.clear, intent.session_id)
         return "undone"
@@ -187,7 +187,7 @@ async def _delete(
     values: dict[str, Any] = {"workspace_state": "removed"}
     facts: list[tuple[str, dict[str, Any]]] = []
     if data["kind"] == "worktree":
-        if _exists(path):
+        if await _exists(path):
             # git had not removed it: the row, which still names it, is right.
             await store.write(intents.clear, intent.session_id)
             return "undone"
@@ -208,8 +208,8 @@ async def _delete(
         )
     else:
         trash = workspaces.trash(intent.session_id)
-        if _exists(path):
-            if _exists(trash):
+        if await _exists(path):
+            if await _exists(trash):
                 # A move across file systems cut short: the copy in the trash is partial.
                 await trio.to_thread.run_sync(lambda: shutil.rmtree(trash, ignore_errors=True))
             await store.write(intents.clear, intent.session_id)
@@ -252,7 +252,7 @@ async def _restore(
         rolled.update(directory_removed=removed, branch_deleted=branch_deleted)
     else:
         trash = workspaces.trash(intent.session_id)
-        if _exists(path) and not _exists(trash):
+        if await _exists(path) and not await _exists(trash):
 
             def finish(conn: Any) -> None:
                 intents.clear(conn, intent.session_id)
@@ -268,7 +268,7 @@ async def _restore(
 
             await store.write(finish)
             return "finished"
-        if _exists(path):
+        if await _exists(path):
             # A move across file systems cut short: the copy at the path is partial.
             await trio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))
             rolled.update(directory_removed=True)

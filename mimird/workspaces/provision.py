@@ -221,17 +221,11 @@ class Workspaces:
         """Copy a project that is not a git repository to ``path`` (which must not exist).
 
         Cancellation: the copy runs to its end in its thread; the caller's intent
-        says the path is its own, so a cut-short copy is removed by
-        :meth:`discard_copy` (or at the next start)."""
+        says the path is its own, so a copy cut short is removed when the intent
+        is settled (at once, or at the next start)."""
         if await trio.Path(path).exists():
             raise AlreadyExists(f"{path} already exists", field="path")
         await self.git(shutil.copytree, root, path, symlinks=True)
-
-    async def discard_copy(self, path: Path) -> None:
-        """Remove a private copy this daemon made (the caller knows it is its own).
-
-        Cancellation: runs to its end in its thread."""
-        await trio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))
 
     async def remove(
         self, row: SessionRow, *, force: bool, delete_branch: bool
