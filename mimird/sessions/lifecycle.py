@@ -24,7 +24,7 @@ import trio
 from mimird import policy
 from mimird.agents.host import AgentManager
 from mimird.config import Settings
-from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError
+from mimird.errors import AlreadyExists, InvalidParams, InvalidState, StorageError
 from mimird.journal import writer as journal
 from mimird.projects import get_project, raw_config
 from mimird.sessions import intents, records
@@ -44,10 +44,6 @@ SHORT_ID_LENGTH: Final = 8
 #: How long the step that records an operation's outcome may hold off a cancel
 #: (one write through the store's single writer).
 RECORD_GRACE_S: Final = 10.0
-
-
-class RecordCutShort(MimirError):
-    """The outcome could not be recorded in time; the intent stays for the next start."""
 
 
 class Sessions:
@@ -125,7 +121,11 @@ class Sessions:
         with trio.move_on_after(RECORD_GRACE_S, shield=True):
             row: SessionRow = await self._store.write(fn, *args)
             return row
-        raise RecordCutShort("the outcome could not be recorded in time; the next start settles it")
+        # The intent stays: the caller settles it by the disk, or the next start does.
+        raise StorageError(
+            f"the database did not record the outcome within {RECORD_GRACE_S:g} s; "
+            "it is settled from what is on disk"
+        )
 
     async def _settle(self, intent: Intent) -> None:
         await settle_shielded(self._store, self.workspaces, intent)
