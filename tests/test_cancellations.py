@@ -506,6 +506,42 @@ async def test_start_after_a_crash_mid_delete_records_a_worktree_git_removed(
     assert await trio.Path(restored.workspace_path, "README.md").read_text() == "changed\n"
 
 
+async def test_start_after_a_crash_mid_removal_finishes_the_delete_from_its_snapshot(
+    owner: Sessions, store: Store, repo: Path, settings: Settings, project_id: str
+) -> None:
+    # A kill while git removed the worktree, after the snapshot: the worktree is half
+    # emptied, and the work is only whole in the snapshot.
+    row = await made(owner, project_id, repo)
+    await store.write(
+        intents.begin,
+        row.id,
+        "delete",
+        {
+            "kind": "worktree",
+            "root": str(repo),
+            "path": row.workspace_path,
+            "branch": row.branch,
+            "snapshot_ref": snapshot_ref(row.id),
+            "delete_branch": True,
+            "force": False,
+            "snapshot_before": None,
+        },
+    )
+    saved = await trio.to_thread.run_sync(
+        worktrees.snapshot, Path(row.workspace_path), snapshot_ref(row.id), "work"
+    )
+    await trio.Path(row.workspace_path, "README.md").unlink()
+    await recovery.recover(store, owner)
+    deleted = await owner.find(row.id)
+    assert (deleted.status, deleted.workspace_state) == ("deleted", "removed")
+    assert deleted.snapshot_commit == saved.commit
+    await assert_row_agrees_with_disk(store, repo, settings)
+    # The branch stays: whether it could go was not checked before the crash.
+    assert row.branch in branches(repo)
+    restored = await owner.restore(row.id)
+    assert await trio.Path(restored.workspace_path, "README.md").read_text() == "changed\n"
+
+
 async def test_start_after_a_crash_before_a_delete_removed_anything_keeps_the_session(
     owner: Sessions, store: Store, repo: Path, settings: Settings, project_id: str
 ) -> None:

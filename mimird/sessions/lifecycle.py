@@ -13,6 +13,7 @@ once by :mod:`.settle`; a crash anywhere is settled at the next start.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 from typing import Any, Final
@@ -24,7 +25,7 @@ import trio
 from mimird import policy
 from mimird.agents.host import AgentManager
 from mimird.config import Settings
-from mimird.errors import AlreadyExists, InvalidParams, InvalidState, StorageError
+from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError, StorageError
 from mimird.journal import writer as journal
 from mimird.projects import get_project, raw_config
 from mimird.sessions import intents, records
@@ -365,6 +366,14 @@ class Sessions:
             if removing_worktree or removing_copy:
                 if removing_worktree and not force and row.workspace_state in FOREIGN_WORKSPACE:
                     refuse_drifted(row, "delete")
+                snapshot_before = None
+                if removing_worktree and not force:
+                    # What the snapshot ref held before: if a crash cuts this delete
+                    # short, a moved ref says the work was saved (see settle).
+                    with contextlib.suppress(MimirError):
+                        snapshot_before = await self.workspaces.git(
+                            worktrees.resolve_commit, Path(row.project_path), snapshot_ref(row.id)
+                        )
                 intent = await self._begin(
                     row.id,
                     "delete",
@@ -376,6 +385,7 @@ class Sessions:
                         "snapshot_ref": snapshot_ref(row.id),
                         "delete_branch": delete_branch,
                         "force": force,
+                        "snapshot_before": snapshot_before,
                     },
                 )
             try:

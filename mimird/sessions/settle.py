@@ -187,10 +187,6 @@ async def _delete(
     values: dict[str, Any] = {"workspace_state": "removed"}
     facts: list[tuple[str, dict[str, Any]]] = []
     if data["kind"] == "worktree":
-        if await _exists(path):
-            # git had not removed it: the row, which still names it, is right.
-            await store.write(intents.clear, intent.session_id)
-            return "undone"
         root = Path(data["root"])
         commit = None
         if not data["force"]:
@@ -198,6 +194,25 @@ async def _delete(
                 commit = await workspaces.git(worktrees.resolve_commit, root, data["snapshot_ref"])
             except MimirError:
                 commit = None
+        if await _exists(path):
+            # The snapshot comes first, the removal after it. A snapshot ref that moved
+            # since the intent was written means this delete saved the work and a
+            # crash may have cut git's removal short (a worktree half emptied): the
+            # delete is finished. Otherwise nothing was removed and the row is right.
+            saved = commit is not None and commit != data.get("snapshot_before")
+            if not (after_crash and saved):
+                await store.write(intents.clear, intent.session_id)
+                return "undone"
+            # The branch is kept: whether it held commits the snapshot does not was
+            # the part of the delete that may not have run.
+            await workspaces.git(
+                worktrees.remove_worktree,
+                root,
+                path,
+                branch=data["branch"],
+                snapshot_ref=None,
+                force=True,
+            )
         if commit is not None:
             values.update(snapshot_ref=data["snapshot_ref"], snapshot_commit=commit)
             facts.append(
