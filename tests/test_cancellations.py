@@ -23,6 +23,7 @@ import trio
 from mimird import projects
 from mimird.api.sessions import SessionService
 from mimird.config import Settings
+from mimird.errors import AlreadyExists
 from mimird.journal import writer as journal
 from mimird.rpc.registry import CallContext
 from mimird.sessions import intents, records, recovery
@@ -32,7 +33,7 @@ from mimird.store import Store
 from mimird.wire.types import SessionCreateParams, SessionRefParams
 from mimird.workspaces import git as worktrees
 from mimird.workspaces.provision import GIT_THREADS, Workspaces, snapshot_ref
-from tests.helpers import DaemonDirs, git, make_repo, write
+from tests.helpers import README, DaemonDirs, git, make_repo, write
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -277,6 +278,36 @@ async def test_create_cancelled_while_git_adds_the_worktree_removes_it_and_its_b
     assert branches(repo) == {"main"}
     assert worktree_paths(repo) == set()
     await assert_row_agrees_with_disk(store, repo, settings)
+
+
+async def test_create_leaves_alone_a_worktree_someone_made_at_its_path_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+    owner: Sessions,
+    store: Store,
+    repo: Path,
+    settings: Settings,
+    project_id: str,
+) -> None:
+    # Between the create's check of the path and git's add, someone else puts a
+    # worktree of the same repository there: the failed create must not remove it.
+    theirs: list[Path] = []
+
+    def add_theirs_first(root: Path, path: Path, branch: str, base_commit: str) -> None:
+        git(root, "worktree", "add", "-q", "-b", "theirs", str(path))
+        theirs.append(path)
+        real_add(root, path, branch, base_commit)
+
+    real_add = worktrees.add_worktree
+    monkeypatch.setattr("mimird.workspaces.git.add_worktree", add_theirs_first)
+    with pytest.raises(AlreadyExists):
+        await owner.create(create_params(project_id))
+    monkeypatch.undo()
+    [path] = theirs
+    assert await trio.Path(path, ".git").is_file()
+    assert await trio.Path(path, "README.md").read_text() == README
+    assert "theirs" in branches(repo)
+    assert await store.read(intents.pending) == []
+    assert await rows(store) == []
 
 
 # ---- delete and restore -----------------------------------------------------------------

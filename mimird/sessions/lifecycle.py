@@ -128,6 +128,11 @@ class Sessions:
             "it is settled from what is on disk"
         )
 
+    async def _forget(self, intent: Intent) -> None:
+        """Clear an intent whose operation changed nothing (shielded, bounded)."""
+        with trio.move_on_after(RECORD_GRACE_S, shield=True):
+            await self._store.write(intents.clear, intent.session_id)
+
     async def _settle(self, intent: Intent) -> None:
         await settle_shielded(self._store, self.workspaces, intent)
 
@@ -271,6 +276,14 @@ class Sessions:
             # git makes the leading directories, and add_worktree removes those it made
             # if it fails: nothing of a failed add stays behind.
             await self.workspaces.git(worktrees.add_worktree, root, path, branch, base_commit)
+        except AlreadyExists:
+            # Someone made the path or the branch since the check: theirs, untouched.
+            await self._forget(intent)
+            raise
+        except BaseException:
+            await self._settle(intent)
+            raise
+        try:
             copied = await self.workspaces.git(
                 worktrees.copy_files, root, path, list(effective.values["copy_files"])
             )
@@ -304,6 +317,14 @@ class Sessions:
         )
         try:
             await self.workspaces.make_copy(root, path)
+        except AlreadyExists:
+            # Nothing was copied, and what is at the path is someone else's.
+            await self._forget(intent)
+            raise
+        except BaseException:
+            await self._settle(intent)
+            raise
+        try:
             return await self._record(
                 _insert_created, values, {"path": str(path), "copy_of": str(root)}
             )

@@ -223,9 +223,11 @@ class Workspaces:
         Cancellation: the copy runs to its end in its thread; the caller's intent
         says the path is its own, so a copy cut short is removed when the intent
         is settled (at once, or at the next start)."""
-        if await trio.Path(path).exists():
-            raise AlreadyExists(f"{path} already exists", field="path")
-        await self.git(shutil.copytree, root, path, symlinks=True)
+        try:
+            await self.git(shutil.copytree, root, path, symlinks=True)
+        except FileExistsError:
+            # Someone made it since the caller looked: it is not the copy's.
+            raise AlreadyExists(f"{path} already exists", field="path") from None
 
     async def remove(
         self, row: SessionRow, *, force: bool, delete_branch: bool
