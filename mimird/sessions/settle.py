@@ -30,8 +30,10 @@ from mimird.workspaces.provision import Workspaces
 
 log = structlog.get_logger("mimird.sessions.settle")
 
-#: How long a settle (git work and one write) may hold off a cancel.
-SETTLE_GRACE_S: Final = 30.0
+#: How long a settle (git work and one write) may hold off a cancel. A thread that
+#: runs git is not abandoned: the bound applies between steps; what it cuts short
+#: is left in the intent for the next start.
+SETTLE_GRACE_S: Final = 10.0
 
 Outcome = Literal["finished", "undone"]
 
