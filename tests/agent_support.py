@@ -16,8 +16,7 @@ from typing import Any
 import msgspec
 import trio
 
-from tests.helpers import DaemonDirs, InProcessDaemon, in_process_daemon
-from tests.test_sessions import make_repo
+from tests.helpers import DaemonDirs, InProcessDaemon, in_process_daemon, make_repo
 
 FAKE_AGENT = Path(__file__).with_name("fake_acp_agent.py")
 

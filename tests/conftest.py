@@ -1,10 +1,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.helpers import DaemonDirs, InProcessDaemon, TrioClient, in_process_daemon, short_tmpdir
+from tests.helpers import (
+    DaemonDirs,
+    InProcessDaemon,
+    TrioClient,
+    add_project,
+    in_process_daemon,
+    make_repo,
+    short_tmpdir,
+)
 
 
 @pytest.fixture
@@ -25,3 +35,15 @@ async def client(daemon: InProcessDaemon) -> AsyncIterator[TrioClient]:
     """A connection to the test's daemon."""
     async with TrioClient.connect(daemon.socket) as connected:
         yield connected
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository on main with one commit (README.md, src/app.py)."""
+    return make_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+async def project(client: TrioClient, repo: Path) -> dict[str, Any]:
+    """``repo`` registered as a project with the test's daemon."""
+    return await add_project(client, repo)

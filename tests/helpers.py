@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,28 @@ from mimird.daemon import Running, run_daemon
 from mimird.rpc.server import CredentialsFn, peer_credentials
 
 READY_TIMEOUT_S = 20.0
+GIT_TIMEOUT_S = 30.0
+#: The tests' own git: no user or system configuration, and an identity for commits.
+GIT_ENV = {
+    **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    # Reading (`git status`) must not refresh the index the tests compare byte for byte.
+    "GIT_OPTIONAL_LOCKS": "0",
+}
+GIT_IDENTITY = (
+    "-c",
+    "user.name=Test",
+    "-c",
+    "user.email=test@mimir.invalid",
+    "-c",
+    "init.defaultBranch=main",
+    "-c",
+    "advice.detachedHead=false",
+)
+#: What make_repo commits unless told otherwise.
+README = "hello\n"
+APP = "def main():\n    return 1\n"
 
 
 @dataclass
@@ -318,3 +340,58 @@ def module_daemon_fixtures() -> tuple[Any, Any, Any]:
         return ctl_dirs
 
     return ctl_dirs, mimird_process, dirs
+
+
+# ---- git repositories ------------------------------------------------------------
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run the tests' own git (see GIT_ENV, GIT_IDENTITY); its stdout. Fails the test
+    with git's message if git fails."""
+    result = subprocess.run(
+        ["git", *GIT_IDENTITY, *args],
+        cwd=cwd,
+        env=GIT_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=GIT_TIMEOUT_S,
+    )
+    assert result.returncode == 0, f"git {' '.join(args)} failed: {result.stderr}"
+    return result.stdout
+
+
+def write(root: Path, files: Mapping[str, str | bytes]) -> None:
+    """Write ``files`` (relative path → text or bytes) under ``root``."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+
+
+def make_repo(
+    path: Path,
+    files: Mapping[str, str | bytes] | None = None,
+    *,
+    commit: bool = True,
+) -> Path:
+    """A git repository on branch main holding ``files`` (README.md and src/app.py if
+    None), committed unless ``commit`` is false; its resolved root."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    write(path, files if files is not None else {"README.md": README, "src/app.py": APP})
+    if commit:
+        git(path, "add", "-A")
+        git(path, "commit", "-q", "--allow-empty", "-m", "initial")
+    return path.resolve()
+
+
+async def add_project(client: TrioClient, path: Path, **params: Any) -> dict[str, Any]:
+    """Register ``path`` as a project over ``client``'s connection (``params``: the
+    other fields of project.add); the project."""
+    with trio.fail_after(READY_TIMEOUT_S):
+        result: dict[str, Any] = await client.call("project.add", {"path": str(path), **params})
+    return result

@@ -20,8 +20,7 @@ import trio
 from mimird.processes import group_alive
 from mimird.wire.errors import ErrorCode
 from tests.agent_support import Client, agent_world, new_session, received, write_config
-from tests.helpers import DaemonDirs, blocking_call, daemon_process, in_process_daemon
-from tests.test_sessions import make_repo
+from tests.helpers import DaemonDirs, blocking_call, daemon_process, in_process_daemon, make_repo
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,14 +18,13 @@ import trio
 
 from mimirctl.cli import EXIT_CODES
 from mimird import policy
-from mimird.api.sessions import SNAPSHOT_REF_PREFIX
-from mimird.api.worktrees import ORPHAN_REF_PREFIX
 from mimird.rpc.registry import COMMON_ERRORS
-from mimird.sessions.records import TRANSITIONS
+from mimird.sessions.states import TRANSITIONS
 from mimird.wire import events
 from mimird.wire.errors import ErrorCode
 from mimird.wire.protocol import PROTOCOL_VERSION
 from mimird.wire.types import SessionStatus, WorkspaceKind, WorkspaceState
+from mimird.workspaces.provision import ORPHAN_REF_PREFIX, SNAPSHOT_REF_PREFIX
 from tests.helpers import DaemonDirs, TrioClient, in_process_daemon, short_tmpdir
 
 API_DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"

@@ -15,9 +15,9 @@ from tests.helpers import (
     DaemonDirs,
     blocking_call,
     daemon_process,
+    make_repo,
     run_mimirctl,
 )
-from tests.test_sessions import make_repo
 
 CHUNKS = 3000
 

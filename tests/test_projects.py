@@ -8,9 +8,7 @@ into the SQLite file (WAL) because no API creates them yet.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Any, Final
 
@@ -18,33 +16,12 @@ import pytest
 import trio
 
 from mimird.wire.errors import ErrorCode
-from tests.helpers import InProcessDaemon, TrioClient
+from tests.helpers import InProcessDaemon, TrioClient, git, make_repo
 
 CALL_TIMEOUT_S: Final = 10
-GIT_TIMEOUT_S: Final = 30
-GIT_ENV: Final = {
-    **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Mimir Test",
-    "GIT_AUTHOR_EMAIL": "test@mimir.invalid",
-    "GIT_COMMITTER_NAME": "Mimir Test",
-    "GIT_COMMITTER_EMAIL": "test@mimir.invalid",
-}
 
 
 # ---- helpers ----------------------------------------------------------------------
-
-
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "init.defaultBranch=main", *args],
-        cwd=cwd,
-        env=GIT_ENV,
-        check=True,
-        capture_output=True,
-        timeout=GIT_TIMEOUT_S,
-    )
 
 
 def make_dir(path: Path, files: dict[str, str] | None = None) -> Path:
@@ -54,16 +31,6 @@ def make_dir(path: Path, files: dict[str, str] | None = None) -> Path:
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(text)
     return path.resolve()
-
-
-def make_repo(path: Path, files: dict[str, str] | None = None, *, commit: bool = False) -> Path:
-    """A git repository with the given files (committed if asked); its resolved root."""
-    root = make_dir(path, files)
-    git(root, "init", "-q")
-    if commit:
-        git(root, "add", "-A")
-        git(root, "commit", "-q", "--allow-empty", "-m", "initial")
-    return root
 
 
 def insert_sessions(database: Path, project_id: str, count: int) -> list[str]:
@@ -128,7 +95,7 @@ async def counts(client: TrioClient) -> dict[str, int]:
 async def test_adding_a_subdirectory_registers_the_repository_root(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    root = make_repo(tmp_path / "repo", {"src/pkg/mod.py": ""})
+    root = make_repo(tmp_path / "repo", {"src/pkg/mod.py": ""}, commit=False)
     project = await add(client, root / "src" / "pkg")
     assert project["path"] == str(root)
     assert project["is_git"] is True
@@ -137,7 +104,7 @@ async def test_adding_a_subdirectory_registers_the_repository_root(
 async def test_adding_a_repository_root_registers_it_as_git(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", {}, commit=False)
     project = await add(client, root)
     assert (project["path"], project["is_git"]) == (str(root), True)
 
@@ -145,7 +112,9 @@ async def test_adding_a_repository_root_registers_it_as_git(
 async def test_the_type_is_detected_at_the_root_when_adding_a_subdirectory(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    root = make_repo(tmp_path / "repo", {"go.mod": "module example.com/x\n", "cmd/x/main.go": ""})
+    root = make_repo(
+        tmp_path / "repo", {"go.mod": "module example.com/x\n", "cmd/x/main.go": ""}, commit=False
+    )
     project = await add(client, root / "cmd" / "x")
     assert project["type"] == "go"
 
@@ -169,7 +138,7 @@ async def test_a_subdirectory_outside_git_is_registered_as_given(
 async def test_a_symlinked_path_registers_the_directory_it_points_to(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", {}, commit=False)
     link = tmp_path / "link"
     link.symlink_to(root, target_is_directory=True)
     project = await add(client, link)
@@ -177,7 +146,7 @@ async def test_a_symlinked_path_registers_the_directory_it_points_to(
 
 
 async def test_a_linked_worktree_registers_its_own_root(client: TrioClient, tmp_path: Path) -> None:
-    main = make_repo(tmp_path / "main", commit=True)
+    main = make_repo(tmp_path / "main", {})
     git(main, "worktree", "add", "-q", "-b", "feature", str(tmp_path / "feature"))
     worktree = (tmp_path / "feature").resolve()
     (worktree / "sub").mkdir()
@@ -188,7 +157,7 @@ async def test_a_linked_worktree_registers_its_own_root(client: TrioClient, tmp_
 async def test_a_linked_worktree_and_its_main_checkout_are_separate_projects(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    main = make_repo(tmp_path / "main", commit=True)
+    main = make_repo(tmp_path / "main", {})
     git(main, "worktree", "add", "-q", "-b", "feature", str(tmp_path / "feature"))
     first = await add(client, main)
     second = await add(client, tmp_path / "feature")
@@ -238,7 +207,7 @@ async def test_a_linked_worktree_and_its_main_checkout_are_separate_projects(
 async def test_the_project_type_is_detected_from_marker_files(
     client: TrioClient, tmp_path: Path, files: dict[str, str], expected: str
 ) -> None:
-    root = make_repo(tmp_path / "repo", files)
+    root = make_repo(tmp_path / "repo", files, commit=False)
     project = await add(client, root)
     assert project["type"] == expected
 
@@ -255,7 +224,7 @@ async def test_a_marker_that_is_a_directory_does_not_decide_the_type(
 
 
 async def test_the_name_defaults_to_the_directory_name(client: TrioClient, tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "hello-world", {"lib/x.py": ""})
+    root = make_repo(tmp_path / "hello-world", {"lib/x.py": ""}, commit=False)
     project = await add(client, root / "lib")
     assert project["name"] == "hello-world"
 
@@ -263,7 +232,7 @@ async def test_the_name_defaults_to_the_directory_name(client: TrioClient, tmp_p
 async def test_a_new_project_has_the_given_name_description_and_config(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", {}, commit=False)
     config = {"agent": "opencode", "token_budget": 5000, "env": {"A": "1"}}
     project = await add(client, root, name="My Repo", description="the thing", config=config)
     assert (project["name"], project["description"], project["config"]) == (
@@ -274,7 +243,7 @@ async def test_a_new_project_has_the_given_name_description_and_config(
 
 
 async def test_a_new_project_is_active_without_sessions(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     assert (project["archived"], project["sessions"], project["description"]) == (False, 0, "")
     assert project["config"] == {}
     assert project["created_at"] == project["updated_at"]
@@ -284,7 +253,10 @@ async def test_an_added_project_is_returned_by_get_as_added(
     client: TrioClient, tmp_path: Path
 ) -> None:
     project = await add(
-        client, make_repo(tmp_path / "repo"), description="d", config={"agent": "k1"}
+        client,
+        make_repo(tmp_path / "repo", {}, commit=False),
+        description="d",
+        config={"agent": "k1"},
     )
     assert await call(client, "project.get", {"project": project["id"]}) == project
 
@@ -303,7 +275,7 @@ async def test_an_added_project_is_returned_by_get_as_added(
 async def test_an_invalid_name_is_invalid_params(
     client: TrioClient, tmp_path: Path, name: str
 ) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", {}, commit=False)
     error = await rejected(client, "project.add", {"path": str(root), "name": name})
     assert error["code"] == ErrorCode.INVALID_PARAMS
     assert error["data"]["field"] == "name"
@@ -312,7 +284,9 @@ async def test_an_invalid_name_is_invalid_params(
 async def test_a_name_with_inner_spaces_and_unicode_is_accepted(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"), name="Mímir — the well")
+    project = await add(
+        client, make_repo(tmp_path / "repo", {}, commit=False), name="Mímir — the well"
+    )
     assert project["name"] == "Mímir — the well"
 
 
@@ -322,7 +296,7 @@ async def test_a_name_with_inner_spaces_and_unicode_is_accepted(
 async def test_adding_the_same_path_twice_is_already_exists_with_the_existing_id(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", {}, commit=False)
     existing = await add(client, root)
     error = await rejected(client, "project.add", {"path": str(root), "name": "other"})
     assert error["code"] == ErrorCode.ALREADY_EXISTS
@@ -332,7 +306,7 @@ async def test_adding_the_same_path_twice_is_already_exists_with_the_existing_id
 async def test_adding_a_subdirectory_of_a_registered_repository_is_already_exists(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    root = make_repo(tmp_path / "repo", {"src/x.py": ""})
+    root = make_repo(tmp_path / "repo", {"src/x.py": ""}, commit=False)
     existing = await add(client, root)
     error = await rejected(client, "project.add", {"path": str(root / "src"), "name": "other"})
     assert error["code"] == ErrorCode.ALREADY_EXISTS
@@ -342,8 +316,8 @@ async def test_adding_a_subdirectory_of_a_registered_repository_is_already_exist
 async def test_adding_with_a_taken_name_is_already_exists_on_the_name(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    existing = await add(client, make_repo(tmp_path / "one"), name="shared")
-    second = make_repo(tmp_path / "two")
+    existing = await add(client, make_repo(tmp_path / "one", {}, commit=False), name="shared")
+    second = make_repo(tmp_path / "two", {}, commit=False)
     error = await rejected(client, "project.add", {"path": str(second), "name": "shared"})
     assert error["code"] == ErrorCode.ALREADY_EXISTS
     assert (error["data"]["field"], error["data"]["id"]) == ("name", existing["id"])
@@ -352,8 +326,10 @@ async def test_adding_with_a_taken_name_is_already_exists_on_the_name(
 async def test_a_default_name_that_is_taken_is_already_exists(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    existing = await add(client, make_repo(tmp_path / "a" / "app"))
-    error = await rejected(client, "project.add", {"path": str(make_repo(tmp_path / "b" / "app"))})
+    existing = await add(client, make_repo(tmp_path / "a" / "app", {}, commit=False))
+    error = await rejected(
+        client, "project.add", {"path": str(make_repo(tmp_path / "b" / "app", {}, commit=False))}
+    )
     assert error["code"] == ErrorCode.ALREADY_EXISTS
     assert error["data"]["id"] == existing["id"]
 
@@ -369,7 +345,7 @@ async def test_a_path_that_does_not_exist_is_invalid_params_on_the_path(
 async def test_a_path_to_a_file_is_invalid_params_on_the_path(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    root = make_repo(tmp_path / "repo", {"README.md": "hi\n"})
+    root = make_repo(tmp_path / "repo", {"README.md": "hi\n"}, commit=False)
     error = await rejected(client, "project.add", {"path": str(root / "README.md")})
     assert error["code"] == ErrorCode.INVALID_PARAMS
     assert error["data"]["field"] == "path"
@@ -404,7 +380,7 @@ async def test_a_bare_repository_is_refused(
 async def test_a_config_that_is_not_an_object_is_invalid_params(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", {}, commit=False)
     error = await rejected(client, "project.add", {"path": str(root), "config": ["agent"]})
     assert error["code"] == ErrorCode.INVALID_PARAMS
     assert error["data"]["field"] == "config"
@@ -413,7 +389,7 @@ async def test_a_config_that_is_not_an_object_is_invalid_params(
 async def test_a_project_can_be_added_again_after_removal(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", {}, commit=False)
     first = await add(client, root)
     await call(client, "project.remove", {"project": first["id"]})
     second = await add(client, root)
@@ -430,14 +406,14 @@ async def test_list_is_empty_on_a_fresh_daemon(client: TrioClient) -> None:
 
 async def test_list_is_ordered_by_name(client: TrioClient, tmp_path: Path) -> None:
     for name in ["mango", "apple", "zucchini", "kiwi"]:
-        await add(client, make_repo(tmp_path / name))
+        await add(client, make_repo(tmp_path / name, {}, commit=False))
     listed = await call(client, "project.list")
     assert [p["name"] for p in listed["projects"]] == ["apple", "kiwi", "mango", "zucchini"]
 
 
 async def test_list_hides_archived_projects(client: TrioClient, tmp_path: Path) -> None:
-    kept = await add(client, make_repo(tmp_path / "kept"))
-    hidden = await add(client, make_repo(tmp_path / "hidden"))
+    kept = await add(client, make_repo(tmp_path / "kept", {}, commit=False))
+    hidden = await add(client, make_repo(tmp_path / "hidden", {}, commit=False))
     await call(client, "project.update", {"project": hidden["id"], "archived": True})
     listed = await call(client, "project.list", {"include_archived": False})
     assert [p["id"] for p in listed["projects"]] == [kept["id"]]
@@ -446,8 +422,8 @@ async def test_list_hides_archived_projects(client: TrioClient, tmp_path: Path) 
 async def test_list_includes_archived_projects_when_asked(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    await add(client, make_repo(tmp_path / "kept"))
-    hidden = await add(client, make_repo(tmp_path / "hidden"))
+    await add(client, make_repo(tmp_path / "kept", {}, commit=False))
+    hidden = await add(client, make_repo(tmp_path / "hidden", {}, commit=False))
     await call(client, "project.update", {"project": hidden["id"], "archived": True})
     listed = await call(client, "project.list", {"include_archived": True})
     assert [(p["name"], p["archived"]) for p in listed["projects"]] == [
@@ -457,7 +433,7 @@ async def test_list_includes_archived_projects_when_asked(
 
 
 async def test_list_entries_equal_what_get_returns(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     listed = await call(client, "project.list")
     assert listed["projects"] == [await call(client, "project.get", {"project": project["id"]})]
 
@@ -466,12 +442,12 @@ async def test_list_entries_equal_what_get_returns(client: TrioClient, tmp_path:
 
 
 async def test_get_finds_a_project_by_id(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     assert await call(client, "project.get", {"project": project["id"]}) == project
 
 
 async def test_get_finds_a_project_by_name(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"), name="by-name")
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False), name="by-name")
     assert await call(client, "project.get", {"project": "by-name"}) == project
 
 
@@ -479,26 +455,26 @@ async def test_get_finds_a_project_whose_name_looks_like_an_id(
     client: TrioClient, tmp_path: Path
 ) -> None:
     id_like = "0" * 26
-    project = await add(client, make_repo(tmp_path / "repo"), name=id_like)
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False), name=id_like)
     assert await call(client, "project.get", {"project": id_like}) == project
 
 
 async def test_get_finds_archived_projects(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     await call(client, "project.update", {"project": project["id"], "archived": True})
     found = await call(client, "project.get", {"project": project["name"]})
     assert (found["id"], found["archived"]) == (project["id"], True)
 
 
 async def test_get_of_an_unknown_project_is_not_found(client: TrioClient, tmp_path: Path) -> None:
-    await add(client, make_repo(tmp_path / "repo"))
+    await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     error = await rejected(client, "project.get", {"project": "nope"})
     assert error["code"] == ErrorCode.NOT_FOUND
     assert error["data"]["id"] == "nope"
 
 
 async def test_get_of_a_removed_project_is_not_found(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     await call(client, "project.remove", {"project": project["id"]})
     error = await rejected(client, "project.get", {"project": project["id"]})
     assert error["code"] == ErrorCode.NOT_FOUND
@@ -514,21 +490,23 @@ async def test_get_without_a_project_is_invalid_params(client: TrioClient) -> No
 
 
 async def test_update_changes_the_name(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     updated = await call(client, "project.update", {"project": project["id"], "name": "renamed"})
     assert updated["name"] == "renamed"
     assert await call(client, "project.get", {"project": "renamed"}) == updated
 
 
 async def test_update_frees_the_old_name(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"), name="old")
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False), name="old")
     await call(client, "project.update", {"project": project["id"], "name": "new"})
-    other = await add(client, make_repo(tmp_path / "other"), name="old")
+    other = await add(client, make_repo(tmp_path / "other", {}, commit=False), name="old")
     assert other["name"] == "old"
 
 
 async def test_update_changes_the_description(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"), description="before")
+    project = await add(
+        client, make_repo(tmp_path / "repo", {}, commit=False), description="before"
+    )
     updated = await call(
         client, "project.update", {"project": project["id"], "description": "after"}
     )
@@ -537,7 +515,9 @@ async def test_update_changes_the_description(client: TrioClient, tmp_path: Path
 
 async def test_update_replaces_the_config_as_a_whole(client: TrioClient, tmp_path: Path) -> None:
     project = await add(
-        client, make_repo(tmp_path / "repo"), config={"agent": "a1", "token_budget": 2}
+        client,
+        make_repo(tmp_path / "repo", {}, commit=False),
+        config={"agent": "a1", "token_budget": 2},
     )
     updated = await call(
         client, "project.update", {"project": project["id"], "config": {"copy_files": [".env"]}}
@@ -546,13 +526,13 @@ async def test_update_replaces_the_config_as_a_whole(client: TrioClient, tmp_pat
 
 
 async def test_update_archives_a_project(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     updated = await call(client, "project.update", {"project": project["id"], "archived": True})
     assert updated["archived"] is True
 
 
 async def test_update_unarchives_a_project(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     await call(client, "project.update", {"project": project["id"], "archived": True})
     updated = await call(client, "project.update", {"project": project["id"], "archived": False})
     assert updated["archived"] is False
@@ -561,7 +541,7 @@ async def test_update_unarchives_a_project(client: TrioClient, tmp_path: Path) -
 
 
 async def test_update_works_by_name(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"), name="by-name")
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False), name="by-name")
     updated = await call(client, "project.update", {"project": "by-name", "description": "x"})
     assert (updated["id"], updated["description"]) == (project["id"], "x")
 
@@ -570,7 +550,11 @@ async def test_update_leaves_fields_that_are_left_out_unchanged(
     client: TrioClient, tmp_path: Path
 ) -> None:
     project = await add(
-        client, make_repo(tmp_path / "repo"), name="n", description="d", config={"agent": "v"}
+        client,
+        make_repo(tmp_path / "repo", {}, commit=False),
+        name="n",
+        description="d",
+        config={"agent": "v"},
     )
     updated = await call(client, "project.update", {"project": project["id"], "description": "e"})
     unchanged = {k: v for k, v in project.items() if k not in ("description", "updated_at")}
@@ -582,20 +566,20 @@ async def test_update_leaves_fields_that_are_left_out_unchanged(
 async def test_update_moves_updated_at_but_not_created_at(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     updated = await call(client, "project.update", {"project": project["id"], "description": "x"})
     assert updated["created_at"] == project["created_at"]
     assert updated["updated_at"] > project["updated_at"]
 
 
 async def test_update_with_no_fields_changes_nothing(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     assert await call(client, "project.update", {"project": project["id"]}) == project
     assert await call(client, "project.get", {"project": project["id"]}) == project
 
 
 async def test_update_to_its_own_name_is_allowed(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"), name="same")
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False), name="same")
     updated = await call(client, "project.update", {"project": project["id"], "name": "same"})
     assert updated["name"] == "same"
 
@@ -603,8 +587,8 @@ async def test_update_to_its_own_name_is_allowed(client: TrioClient, tmp_path: P
 async def test_update_to_a_taken_name_is_already_exists_and_changes_nothing(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    taken = await add(client, make_repo(tmp_path / "one"), name="taken")
-    project = await add(client, make_repo(tmp_path / "two"), name="mine")
+    taken = await add(client, make_repo(tmp_path / "one", {}, commit=False), name="taken")
+    project = await add(client, make_repo(tmp_path / "two", {}, commit=False), name="mine")
     error = await rejected(
         client,
         "project.update",
@@ -618,7 +602,7 @@ async def test_update_to_a_taken_name_is_already_exists_and_changes_nothing(
 async def test_update_to_an_invalid_name_is_invalid_params_and_changes_nothing(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     error = await rejected(client, "project.update", {"project": project["id"], "name": "a/b"})
     assert error["code"] == ErrorCode.INVALID_PARAMS
     assert error["data"]["field"] == "name"
@@ -628,7 +612,9 @@ async def test_update_to_an_invalid_name_is_invalid_params_and_changes_nothing(
 async def test_update_with_a_config_that_is_not_an_object_is_invalid_params(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"), config={"agent": "k1"})
+    project = await add(
+        client, make_repo(tmp_path / "repo", {}, commit=False), config={"agent": "k1"}
+    )
     error = await rejected(client, "project.update", {"project": project["id"], "config": "k=2"})
     assert error["code"] == ErrorCode.INVALID_PARAMS
     assert error["data"]["field"] == "config"
@@ -638,7 +624,7 @@ async def test_update_with_a_config_that_is_not_an_object_is_invalid_params(
 async def test_update_with_an_unknown_field_is_invalid_params(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     error = await rejected(client, "project.update", {"project": project["id"], "path": "/"})
     assert error["code"] == ErrorCode.INVALID_PARAMS
     assert error["data"]["field"] == "path"
@@ -647,7 +633,7 @@ async def test_update_with_an_unknown_field_is_invalid_params(
 async def test_update_of_an_unknown_project_is_not_found(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    await add(client, make_repo(tmp_path / "repo"))
+    await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     error = await rejected(client, "project.update", {"project": "ghost", "description": "x"})
     assert error["code"] == ErrorCode.NOT_FOUND
     assert error["data"]["id"] == "ghost"
@@ -657,14 +643,14 @@ async def test_update_of_an_unknown_project_is_not_found(
 
 
 async def test_remove_unregisters_the_project(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     removed = await call(client, "project.remove", {"project": project["id"]})
     assert removed == {"id": project["id"], "name": project["name"], "sessions_removed": 0}
     assert await call(client, "project.list", {"include_archived": True}) == {"projects": []}
 
 
 async def test_remove_leaves_the_files_on_disk(client: TrioClient, tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "repo", {"keep.txt": "data\n"})
+    root = make_repo(tmp_path / "repo", {"keep.txt": "data\n"}, commit=False)
     project = await add(client, root)
     await call(client, "project.remove", {"project": project["name"]})
     assert (root / "keep.txt").read_text() == "data\n"
@@ -672,7 +658,7 @@ async def test_remove_leaves_the_files_on_disk(client: TrioClient, tmp_path: Pat
 
 
 async def test_remove_works_on_an_archived_project(client: TrioClient, tmp_path: Path) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     await call(client, "project.update", {"project": project["id"], "archived": True})
     removed = await call(client, "project.remove", {"project": project["id"]})
     assert removed["id"] == project["id"]
@@ -681,7 +667,7 @@ async def test_remove_works_on_an_archived_project(client: TrioClient, tmp_path:
 async def test_sessions_in_the_database_are_counted_on_the_project(
     client: TrioClient, daemon: InProcessDaemon, tmp_path: Path
 ) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     insert_sessions(daemon.dirs.database, project["id"], 3)
     found = await call(client, "project.get", {"project": project["id"]})
     assert found["sessions"] == 3
@@ -690,7 +676,7 @@ async def test_sessions_in_the_database_are_counted_on_the_project(
 async def test_remove_is_refused_while_the_project_has_sessions(
     client: TrioClient, daemon: InProcessDaemon, tmp_path: Path
 ) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     insert_sessions(daemon.dirs.database, project["id"], 2)
     error = await rejected(client, "project.remove", {"project": project["id"]})
     assert error["code"] == ErrorCode.INVALID_STATE
@@ -701,7 +687,7 @@ async def test_remove_is_refused_while_the_project_has_sessions(
 async def test_remove_with_force_removes_the_project_with_its_sessions(
     client: TrioClient, daemon: InProcessDaemon, tmp_path: Path
 ) -> None:
-    project = await add(client, make_repo(tmp_path / "repo"))
+    project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     insert_sessions(daemon.dirs.database, project["id"], 2)
     removed = await call(client, "project.remove", {"project": project["id"], "force": True})
     assert removed == {"id": project["id"], "name": project["name"], "sessions_removed": 2}
@@ -713,8 +699,8 @@ async def test_remove_with_force_removes_the_project_with_its_sessions(
 async def test_remove_with_force_leaves_other_projects_sessions_alone(
     client: TrioClient, daemon: InProcessDaemon, tmp_path: Path
 ) -> None:
-    doomed = await add(client, make_repo(tmp_path / "doomed"))
-    kept = await add(client, make_repo(tmp_path / "kept"))
+    doomed = await add(client, make_repo(tmp_path / "doomed", {}, commit=False))
+    kept = await add(client, make_repo(tmp_path / "kept", {}, commit=False))
     insert_sessions(daemon.dirs.database, doomed["id"], 1)
     insert_sessions(daemon.dirs.database, kept["id"], 2)
     await call(client, "project.remove", {"project": doomed["id"], "force": True})
@@ -726,7 +712,7 @@ async def test_remove_with_force_leaves_other_projects_sessions_alone(
 async def test_remove_of_an_unknown_project_is_not_found(
     client: TrioClient, tmp_path: Path
 ) -> None:
-    await add(client, make_repo(tmp_path / "repo"))
+    await add(client, make_repo(tmp_path / "repo", {}, commit=False))
     error = await rejected(client, "project.remove", {"project": "ghost", "force": True})
     assert error["code"] == ErrorCode.NOT_FOUND
     assert error["data"]["id"] == "ghost"
@@ -748,14 +734,14 @@ async def test_status_counts_active_and_archived_projects(
     client: TrioClient, tmp_path: Path
 ) -> None:
     for name in ["a", "b", "c"]:
-        await add(client, make_repo(tmp_path / name))
+        await add(client, make_repo(tmp_path / name, {}, commit=False))
     await call(client, "project.update", {"project": "b", "archived": True})
     found = await counts(client)
     assert (found["projects"], found["archived_projects"]) == (2, 1)
 
 
 async def test_status_counts_follow_unarchiving(client: TrioClient, tmp_path: Path) -> None:
-    await add(client, make_repo(tmp_path / "a"))
+    await add(client, make_repo(tmp_path / "a", {}, commit=False))
     await call(client, "project.update", {"project": "a", "archived": True})
     await call(client, "project.update", {"project": "a", "archived": False})
     found = await counts(client)
@@ -765,8 +751,8 @@ async def test_status_counts_follow_unarchiving(client: TrioClient, tmp_path: Pa
 async def test_status_counts_sessions(
     client: TrioClient, daemon: InProcessDaemon, tmp_path: Path
 ) -> None:
-    first = await add(client, make_repo(tmp_path / "a"))
-    second = await add(client, make_repo(tmp_path / "b"))
+    first = await add(client, make_repo(tmp_path / "a", {}, commit=False))
+    second = await add(client, make_repo(tmp_path / "b", {}, commit=False))
     insert_sessions(daemon.dirs.database, first["id"], 2)
     insert_sessions(daemon.dirs.database, second["id"], 1)
     assert (await counts(client))["sessions"] == 3
@@ -775,8 +761,8 @@ async def test_status_counts_sessions(
 async def test_status_counts_drop_after_a_forced_removal(
     client: TrioClient, daemon: InProcessDaemon, tmp_path: Path
 ) -> None:
-    doomed = await add(client, make_repo(tmp_path / "a"))
-    await add(client, make_repo(tmp_path / "b"))
+    doomed = await add(client, make_repo(tmp_path / "a", {}, commit=False))
+    await add(client, make_repo(tmp_path / "b", {}, commit=False))
     insert_sessions(daemon.dirs.database, doomed["id"], 2)
     await call(client, "project.remove", {"project": doomed["id"], "force": True})
     found = await counts(client)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mimird.processes import SESSION_ENV, group_alive, kill_group
-from mimird.sessions import reaper
+from mimird.sessions import recovery
 
 SESSION = "01sessionid"
 
@@ -68,9 +68,9 @@ def test_only_the_sessions_own_processes_are_reaped(
     workspace.mkdir()
     elsewhere.mkdir()
     process = spawn(groups, workspace if where == "workspace" else elsewhere, env)
-    found = reaper.leftovers(process.pid, workspace, SESSION)
+    found = recovery.leftovers(process.pid, workspace, SESSION)
     assert found == ([process.pid] if ours else [])
-    assert reaper.reap(process.pid, workspace, SESSION) == found
+    assert recovery.reap(process.pid, workspace, SESSION) == found
     if ours:
         process.wait(10)
         assert not group_alive(process.pid)

@@ -22,8 +22,7 @@ import msgspec
 import pytest
 
 from mimird.ids import IdGenerator
-from tests.helpers import DaemonDirs, DaemonProcess, blocking_call, daemon_process
-from tests.test_sessions import make_repo
+from tests.helpers import DaemonDirs, DaemonProcess, blocking_call, daemon_process, make_repo
 from tests.test_storage import insert_old_project, migrated
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 from typing import Final
 
@@ -33,6 +32,7 @@ from mimird.workspaces.git import (
     snapshot,
     worktree_status,
 )
+from tests.helpers import git
 
 GIT_TIMEOUT_S: Final = 30
 SNAPSHOT_REF: Final = "refs/mimir/snapshots/s1"
@@ -59,29 +59,6 @@ def _no_user_git_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
 
 
 # ---- helpers ---------------------------------------------------------------------------
-
-
-def git(cwd: Path, *args: str) -> str:
-    """The test's own git, with an identity for its commits (the code under test has none)."""
-    return subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@mimir.invalid",
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "advice.detachedHead=false",
-            *args,
-        ],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=GIT_TIMEOUT_S,
-    ).stdout
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -691,7 +668,7 @@ def test_check_worktree_accepts_a_rebase_in_progress_on_its_branch(
     git(worktree, "commit", "-q", "-am", "on the branch")
     (repo / "README.md").write_text("main side\n")
     git(repo, "commit", "-q", "-am", "on main")
-    with pytest.raises(subprocess.CalledProcessError):
+    with pytest.raises(AssertionError, match="rebase main failed"):
         git(worktree, "rebase", "main")  # stops on the conflict, HEAD detached
     assert check_worktree(repo, worktree, BRANCH).state == "ok"
 

@@ -1,4 +1,5 @@
-"""``project.*``: register and manage project directories."""
+"""``project.*``: register and manage project directories: decode → :mod:`mimird.projects`
+(and the sessions owner, for a forced removal) → encode."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import msgspec
 import trio
 
 from mimird import policy, projects
+from mimird.api.methods import MethodTable
 from mimird.api.sessions import SessionService
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions.records import live_session_ids
@@ -20,8 +22,9 @@ from mimird.wire.types import (
     ProjectRemoved,
     ProjectRemoveParams,
     ProjectUpdateParams,
-    SessionDeleteParams,
 )
+
+_method = MethodTable()
 
 #: Detection touches the disk (and git's files); a few at a time is plenty.
 INSPECT_THREADS = 4
@@ -34,60 +37,21 @@ class ProjectService:
         self._inspect_limiter = trio.CapacityLimiter(INSPECT_THREADS)
 
     def register(self, registry: Registry) -> None:
-        registry.add(
-            "project.add",
-            self.add,
-            params=ProjectAddParams,
-            result=Project,
-            summary="Register a directory as a project.",
-            description=(
-                "The path must exist. Inside a git repository the repository's root is "
-                "registered, whatever subdirectory was given. The type is detected from marker "
-                "files; the name defaults to the directory's name and must be unique."
-            ),
-            mutating=True,
-            errors=(ErrorCode.ALREADY_EXISTS,),
-        )
-        registry.add(
-            "project.list",
-            self.list,
-            params=ProjectListParams,
-            result=ProjectList,
-            summary="List projects by name; archived ones only when asked.",
-        )
-        registry.add(
-            "project.get",
-            self.get,
-            params=ProjectGetParams,
-            result=Project,
-            summary="One project, by id or name.",
-            errors=(ErrorCode.NOT_FOUND,),
-        )
-        registry.add(
-            "project.update",
-            self.update,
-            params=ProjectUpdateParams,
-            result=Project,
-            summary="Change a project's name, description, config or archived flag.",
-            description="Fields left out are unchanged; config is replaced as a whole.",
-            mutating=True,
-            errors=(ErrorCode.NOT_FOUND, ErrorCode.ALREADY_EXISTS),
-        )
-        registry.add(
-            "project.remove",
-            self.remove,
-            params=ProjectRemoveParams,
-            result=ProjectRemoved,
-            summary="Unregister a project (its files are not touched).",
-            description=(
-                "Refused while the project has sessions (deleted ones aside), unless force is "
-                "true: then each session is deleted first, its work snapshotted and its worktree "
-                "removed, and the project goes with its sessions' records."
-            ),
-            mutating=True,
-            errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
-        )
+        _method.register(self, registry)
 
+    @_method(
+        "project.add",
+        params=ProjectAddParams,
+        result=Project,
+        summary="Register a directory as a project.",
+        description=(
+            "The path must exist. Inside a git repository the repository's root is "
+            "registered, whatever subdirectory was given. The type is detected from marker "
+            "files; the name defaults to the directory's name and must be unique."
+        ),
+        mutating=True,
+        errors=(ErrorCode.ALREADY_EXISTS,),
+    )
     async def add(self, ctx: CallContext, params: ProjectAddParams) -> Project:
         policy.parse_layer(params.config, "project")
         inspected = await trio.to_thread.run_sync(
@@ -104,15 +68,37 @@ class ProjectService:
             )
         )
 
+    @_method(
+        "project.list",
+        params=ProjectListParams,
+        result=ProjectList,
+        summary="List projects by name; archived ones only when asked.",
+    )
     async def list(self, ctx: CallContext, params: ProjectListParams) -> ProjectList:
         found = await self._store.read(
             lambda conn: projects.list_projects(conn, include_archived=params.include_archived)
         )
         return ProjectList(projects=found)
 
+    @_method(
+        "project.get",
+        params=ProjectGetParams,
+        result=Project,
+        summary="One project, by id or name.",
+        errors=(ErrorCode.NOT_FOUND,),
+    )
     async def get(self, ctx: CallContext, params: ProjectGetParams) -> Project:
         return await self._store.read(projects.get_project, params.project)
 
+    @_method(
+        "project.update",
+        params=ProjectUpdateParams,
+        result=Project,
+        summary="Change a project's name, description, config or archived flag.",
+        description="Fields left out are unchanged; config is replaced as a whole.",
+        mutating=True,
+        errors=(ErrorCode.NOT_FOUND, ErrorCode.ALREADY_EXISTS),
+    )
     async def update(self, ctx: CallContext, params: ProjectUpdateParams) -> Project:
         if params.config is not msgspec.UNSET:
             policy.parse_layer(params.config, "project")
@@ -123,13 +109,26 @@ class ProjectService:
         }
         return await self._store.write(projects.update_project, params.project, changes)
 
+    @_method(
+        "project.remove",
+        params=ProjectRemoveParams,
+        result=ProjectRemoved,
+        summary="Unregister a project (its files are not touched).",
+        description=(
+            "Refused while the project has sessions (deleted ones aside), unless force is "
+            "true: then each session is deleted first, its work snapshotted and its worktree "
+            "removed, and the project goes with its sessions' records."
+        ),
+        mutating=True,
+        errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
+    )
     async def remove(self, ctx: CallContext, params: ProjectRemoveParams) -> ProjectRemoved:
         if params.force and self._sessions is not None:
             # Forced removal still keeps invariant 4: each session's work is
             # snapshotted and its worktree removed first; a failure stops here.
             project = await self._store.read(projects.get_project, params.project)
             for session_id in await self._store.read(live_session_ids, project.id):
-                await self._sessions.delete(ctx, SessionDeleteParams(session=session_id))
+                await self._sessions.owner.delete(session_id)
         return await self._store.write(
             lambda conn: projects.remove_project(conn, params.project, force=params.force)
         )

@@ -1,4 +1,4 @@
-"""Sessions: the state machine and the database functions.
+"""Sessions: the records (database functions); the state machine is :mod:`.states`.
 
 Database functions are plain sync functions taking a connection (run by the
 store in a worker thread). Every status change goes through
@@ -16,71 +16,27 @@ import msgspec
 import sqlalchemy as sa
 
 from mimird import journal
-from mimird.errors import InvalidParams, InvalidState, NotFound
+from mimird.errors import InvalidParams, NotFound
 from mimird.ids import ID_LENGTH
 from mimird.policy import mask_config
+from mimird.sessions.states import (  # re-exported: the agent host and api use these names
+    ACTIVE as ACTIVE,
+)
+from mimird.sessions.states import (
+    AGENT_UP as AGENT_UP,
+)
+from mimird.sessions.states import (
+    TRANSITIONS as TRANSITIONS,
+)
+from mimird.sessions.states import (
+    check_transition as check_transition,
+)
 from mimird.store.schema import projects, sessions
 from mimird.timeutil import utc_now
 from mimird.wire.types import Session, SessionStatus, Workspace
 
-#: Which status may follow which. Anything else is an "invalid state" error.
-TRANSITIONS: Final[dict[str, frozenset[str]]] = {
-    # Not deleted while its setup command runs: the worktree would go from under it.
-    "preparing": frozenset({"created", "failed", "interrupted"}),
-    "created": frozenset({"starting", "stopped", "archived", "deleted"}),
-    "starting": frozenset({"idle", "failed", "stopped", "interrupted"}),
-    # starting again: the agent exited and is being restarted.
-    # Archived or deleted: the agent is stopped first (SessionService).
-    "idle": frozenset(
-        {
-            "running",
-            "starting",
-            "stopped",
-            "failed",
-            "interrupted",
-            "budget_exceeded",
-            "archived",
-            "deleted",
-        }
-    ),
-    "running": frozenset(
-        {
-            "idle",
-            "awaiting_permission",
-            "starting",
-            "stopped",
-            "failed",
-            "interrupted",
-            "budget_exceeded",
-        }
-    ),
-    "awaiting_permission": frozenset(
-        {"running", "idle", "starting", "stopped", "failed", "interrupted"}
-    ),
-    "stopped": frozenset({"starting", "archived", "deleted"}),
-    "failed": frozenset({"starting", "archived", "deleted"}),
-    "interrupted": frozenset({"starting", "stopped", "archived", "deleted"}),
-    "budget_exceeded": frozenset({"starting", "stopped", "archived", "deleted"}),
-    "archived": frozenset({"created", "deleted"}),
-    "deleted": frozenset({"created"}),
-}
-#: Statuses in which an agent may be working in the workspace.
-ACTIVE: Final = frozenset({"starting", "running", "awaiting_permission"})
-#: Statuses in which the session's agent process is up (or coming up).
-AGENT_UP: Final = frozenset({"starting", "idle", "running", "awaiting_permission"})
 #: Shortest id prefix accepted, like git's abbreviated hashes.
 MIN_PREFIX: Final = 4
-
-
-def check_transition(session_id: str, current: str, target: str, action: str) -> None:
-    if target not in TRANSITIONS.get(current, frozenset()):
-        allowed = ", ".join(sorted(s for s, nexts in TRANSITIONS.items() if target in nexts))
-        raise InvalidState(
-            f"cannot {action} session {session_id}: it is {current} (possible only when {allowed})",
-            field="session",
-            id=session_id,
-            detail={"status": current, "wanted": target},
-        )
 
 
 @dataclass(frozen=True, slots=True)

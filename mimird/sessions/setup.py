@@ -13,12 +13,23 @@ import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeAlias
 
+import structlog
 import trio
 
-from mimird.processes import stop_group
+from mimird import journal, policy
+from mimird.processes import SESSION_ENV, child_environment, stop_group
 from mimird.secrets import scrub
+from mimird.sessions import records
+from mimird.sessions.records import SessionRow
+from mimird.store import Store
+from mimird.wire.types import SessionStatus
+
+log = structlog.get_logger("mimird.sessions.setup")
+
+#: An event journaled with a status change: (kind, data).
+_Fact: TypeAlias = tuple[str, dict[str, Any]]
 
 OUTPUT_CHUNK: Final = 64 * 1024
 #: How much of the output's end a failure message quotes.
@@ -90,3 +101,94 @@ async def run_setup(
         # also when the daemon is cancelled meanwhile.
         await stop_group(process, eof_grace=0, term_grace=KILL_GRACE_S)
     return SetupResult(exit_code=exit_code, tail="\n".join(tail.splitlines()[-FAILURE_TAIL_LINES:]))
+
+
+class SetupCommands:
+    """The setup commands running now, one per session being prepared: runs them,
+    journals their output and outcome, and ends them on ``session.cancel``."""
+
+    def __init__(self, store: Store, timeout_s: float) -> None:
+        self._store = store
+        self._timeout_s = timeout_s
+        self._running: dict[str, trio.CancelScope] = {}
+        self._cancelled: set[str] = set()
+
+    def cancel(self, session_id: str) -> bool:
+        """End the session's setup command if one runs (the session is then failed)."""
+        scope = self._running.get(session_id)
+        if scope is None:
+            return False
+        self._cancelled.add(session_id)
+        scope.cancel()
+        return True
+
+    async def run(self, row: SessionRow, effective: policy.Effective) -> SessionRow:
+        """Run the session's setup command in its workspace; move the session from
+        ``preparing`` to ``created`` (exit 0) or ``failed`` (with the output's tail).
+
+        Cancellation: the command's whole process group is stopped and the
+        cancel propagates; the session stays ``preparing`` until the next start
+        marks it failed (``daemon_stopped_during_setup``). A ``session.cancel``
+        or the timeout is not a cancellation of this call: the session fails."""
+        command: str = effective.values["setup_command"]
+
+        async def journal_output(text: str) -> None:
+            await self._store.write(journal.append, row.id, "setup_output", {"text": text})
+
+        async def record_group(pgid: int) -> None:
+            await self._store.write(
+                records.update,
+                row.id,
+                {"process_group": pgid},
+                event=("setup_started", {"command": command}),
+            )
+
+        async def end(
+            status: SessionStatus, reason: str, failure: str | None, *events: _Fact
+        ) -> SessionRow:
+            return await self._store.write(
+                records.transition,
+                row.id,
+                status,
+                action="set up",
+                reason=reason,
+                values={"failure": failure, "process_group": None},
+                events=events,
+            )
+
+        timeout = self._timeout_s
+        scope = self._running[row.id] = trio.CancelScope(relative_deadline=timeout)
+        try:
+            with scope:
+                result = await run_setup(
+                    command,
+                    Path(row.workspace_path),
+                    child_environment({**effective.env(), SESSION_ENV: row.id}),
+                    effective.secret_values(),
+                    journal_output,
+                    record_group,
+                )
+        except OSError as exc:
+            failure = f"setup command could not start: {exc.strerror or exc}"
+            return await end("failed", "setup_failed", failure)
+        finally:
+            del self._running[row.id]
+            cancelled = row.id in self._cancelled
+            self._cancelled.discard(row.id)
+        if scope.cancelled_caught:
+            # run_setup has stopped the command's whole group on its way out.
+            failure = (
+                "setup command cancelled (session.cancel)"
+                if cancelled
+                else f"setup command timed out after {timeout:g} s ([supervision] setup_timeout_s)"
+            )
+            log.warning("session_setup_ended", session_id=row.id, failure=failure)
+            ended = "cancelled" if cancelled else "timed_out"
+            stopped: _Fact = ("setup_finished", {"exit_code": None, "ended": ended})
+            return await end("failed", "setup_failed", failure, stopped)
+        finished: _Fact = ("setup_finished", {"exit_code": result.exit_code})
+        if result.ok:
+            return await end("created", "setup_succeeded", None, finished)
+        log.warning("session_setup_failed", session_id=row.id, exit_code=result.exit_code)
+        failure = f"setup command exited with {result.exit_code}:\n{result.tail}"
+        return await end("failed", "setup_failed", failure, finished)

@@ -157,6 +157,20 @@ terminals = sa.Table(
 )
 sa.Index(None, terminals.c.session_id)
 
+# Multi-step workspace operations in progress (session.create, delete, restore):
+# written before the first change on disk, removed in the transaction that
+# records the outcome. A row left by a crash (or a cancel that outran the
+# shielded record step) tells the next start what to finish or undo.
+# session_id has no foreign key: a create's session row does not exist yet.
+workspace_intents = sa.Table(
+    "workspace_intents",
+    metadata,
+    sa.Column("session_id", sa.Text, primary_key=True),
+    sa.Column("operation", sa.Text, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+)
+
 #: The full-text index of the journal (migration 0004): an FTS5 table with one
 #: column, ``text``, whose rowid is the event's id (see mimird/search.py).
 #: FTS5 keeps its data in shadow tables named ``events_fts_*``.

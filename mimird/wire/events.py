@@ -114,6 +114,17 @@ class WorkspaceRepaired(EventData):
     recreated_from_branch: str | None = None
 
 
+class WorkspaceRolledBack(EventData):
+    KIND: ClassVar[str] = "workspace_rolled_back"
+    operation: Literal["create", "restore"] | str
+    path: str | None
+    directory_removed: bool
+    #: For a worktree.
+    branch_deleted: bool | None = None
+    #: For a create of a worktree.
+    branch: str | None = None
+
+
 # ---- the agent process ----------------------------------------------------------------
 
 

@@ -528,6 +528,42 @@ def _add_error(exc: _GitFailed, path: Path, new_branch: str | None) -> MimirErro
     )
 
 
+def discard_unfinished_worktree(
+    root: Path, path: Path, *, new_branch: str | None, branch_start: str | None
+) -> tuple[bool, bool]:
+    """Undo a ``git worktree add`` that a crash or a cancel cut short, after the
+    fact (the process that ran it is gone); returns (directory removed, branch deleted).
+
+    The caller knows ``path`` did not exist before (add refuses an existing path),
+    so what is there now is git's unless it is neither registered with ``root``,
+    linked to it, nor empty: then it is left alone. ``new_branch`` (made by the
+    add) is deleted only if it still points at ``branch_start`` and no worktree
+    has it checked out: a branch with commits on it, or in use, is kept.
+    """
+    _absolute(path)
+    common = _require_repo(root)
+    listed = list_git_worktrees(root)
+    registered = any(_same_path(w.path, path) for w in listed)
+    removed = False
+    if os.path.lexists(path):
+        empty = os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
+        if registered or empty or _linked_git_dir(common, path) is not None:
+            _discard_worktree(root, path)
+            removed = not os.path.lexists(path)
+    if registered and not os.path.lexists(path):
+        # A worktree cut short during its checkout stays locked ("initializing"),
+        # and git worktree prune keeps locked entries.
+        _run(root, ["worktree", "unlock", str(path)])
+        _run(root, ["worktree", "prune"])
+    deleted = False
+    if new_branch is not None and branch_start is not None:
+        in_use = any(w.branch == new_branch for w in list_git_worktrees(root))
+        if not in_use and _branch_tip(root, new_branch) == branch_start:
+            status, _, _ = _run(root, ["branch", "-D", "--", new_branch])
+            deleted = status == 0
+    return removed, deleted
+
+
 # ---- snapshots -------------------------------------------------------------------------
 
 
@@ -823,6 +859,12 @@ def _read_saved(root: Path, snapshot_commit: str) -> _SavedCommit:
     return _SavedCommit(
         commit=commit, tree=tree, base=parents[0] if parents else None, is_snapshot=True
     )
+
+
+def restore_branch_start(root: Path, snapshot_commit: str) -> str | None:
+    """Where :func:`restore_worktree` re-creates a branch that is gone: the snapshot's
+    base (None when it was taken on an unborn branch)."""
+    return _read_saved(root, snapshot_commit).base
 
 
 def restore_worktree(root: Path, path: Path, *, branch: str, snapshot_commit: str) -> None:

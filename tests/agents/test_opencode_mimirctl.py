@@ -14,8 +14,7 @@ import pytest
 
 from tests.agents.opencode_env import OpencodeHome
 from tests.fake_llm import FakeLlm, Text, ToolCall
-from tests.helpers import DaemonDirs, daemon_process, run_mimirctl
-from tests.test_sessions import make_repo
+from tests.helpers import DaemonDirs, daemon_process, make_repo, run_mimirctl
 
 pytestmark = pytest.mark.agents
 

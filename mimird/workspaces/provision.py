@@ -1,0 +1,329 @@
+"""A session's workspace on disk: making it (worktree, private copy, in place),
+removing it (snapshot first), restoring and repairing it, and detecting drift.
+
+:mod:`.git` does the git work, synchronously; this owner runs it in worker
+threads with two limiters: one for work that changes worktrees (serialised per
+project by :meth:`Workspaces.project_lock`, as git's own locks on refs and
+worktree admin files are not made for concurrent writers) and one for reads of
+git state (status, drift, diff), so that ``session.get`` never queues behind a
+``session.create`` that is checking out a large tree.
+
+Nothing here writes the database: the sessions owner records what happened.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import trio
+
+from mimird import policy
+from mimird.config import Settings
+from mimird.errors import AlreadyExists, InvalidState, MimirError
+from mimird.sessions.records import SessionRow
+from mimird.sessions.states import FOREIGN_WORKSPACE, USABLE_WORKSPACE
+from mimird.workspaces import git as worktrees
+
+T = TypeVar("T")
+
+#: Git work that changes worktrees, at once across all projects (each is a few
+#: processes and disk I/O).
+GIT_THREADS: Final = 4
+#: Reads of git state (status, drift checks, diffs) at once: their own threads, so
+#: they never wait behind worktree creation.
+GIT_READ_THREADS: Final = 4
+SNAPSHOT_REF_PREFIX: Final = "refs/mimir/snapshots/"
+ORPHAN_REF_PREFIX: Final = "refs/mimir/orphans/"
+
+_DRIFT_HINTS: Final = {
+    "missing": "its directory is gone; 'session repair' re-creates it from the branch",
+    "moved": "it was moved; 'session repair' adopts the new place",
+    "not_a_worktree": "the directory is no longer this repository's worktree; "
+    "move it away, then 'session repair' re-creates the worktree",
+    "removed": "its worktree was removed; 'session restore' brings it back",
+}
+
+
+def snapshot_ref(session_id: str) -> str:
+    """Where a session's work is saved when its worktree is removed."""
+    return f"{SNAPSHOT_REF_PREFIX}{session_id}"
+
+
+def refuse_drifted(row: SessionRow, action: str) -> None:
+    """Raise invalid_state when the session's worktree is not usable for ``action``."""
+    if row.workspace_kind == "worktree" and row.workspace_state not in USABLE_WORKSPACE:
+        hint = _DRIFT_HINTS.get(row.workspace_state, "")
+        if row.workspace_state == "wrong_branch":
+            hint = (
+                f"another branch is checked out in it; switch back to {row.branch} "
+                f"('git switch {row.branch}' in {row.workspace_path})"
+            )
+        raise InvalidState(
+            f"cannot {action} session {row.id}: its workspace is {row.workspace_state}: {hint}",
+            field="session",
+            id=row.id,
+            detail={"workspace_state": row.workspace_state},
+        )
+
+
+def has_worktree(row: SessionRow) -> bool:
+    """Whether the session's workspace is a git worktree (a session from before
+    workspaces existed, schema 0002, has no path)."""
+    return row.workspace_kind == "worktree" and bool(row.workspace_path)
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """What a repair changed: the row's new values and the fact to journal."""
+
+    values: dict[str, Any]
+    event: tuple[str, dict[str, Any]]
+
+
+class Workspaces:
+    """The owner of sessions' workspaces on disk (no tasks of its own: every call
+    runs its git work in a worker thread and returns)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._write_limiter = trio.CapacityLimiter(GIT_THREADS)
+        self._read_limiter = trio.CapacityLimiter(GIT_READ_THREADS)
+        self._project_locks: dict[str, trio.Lock] = {}
+
+    # ---- plumbing ---------------------------------------------------------------
+
+    async def git(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` (a function of :mod:`mimird.workspaces.git`, or other blocking
+        disk work) in a thread of the limiter for changes.
+
+        Cancellation: a cancel before the thread starts raises at once and nothing
+        ran; once started the thread is not abandoned: the call returns its result
+        and the cancel is delivered at the caller's next checkpoint."""
+        return await trio.to_thread.run_sync(
+            lambda: fn(*args, **kwargs), limiter=self._write_limiter
+        )
+
+    async def read_git(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Like :meth:`git`, for reads of git state, in their own threads.
+
+        Cancellation: as :meth:`git`."""
+        return await trio.to_thread.run_sync(
+            lambda: fn(*args, **kwargs), limiter=self._read_limiter
+        )
+
+    def project_lock(self, project_id: str) -> trio.Lock:
+        """The lock held while a project's worktrees change."""
+        return self._project_locks.setdefault(project_id, trio.Lock())
+
+    def path_for(self, effective: policy.Effective, placeholders: dict[str, str]) -> Path:
+        """Where a new session's workspace goes: worktree_location, under the
+        worktrees directory unless absolute."""
+        location = Path(
+            policy.render_template(effective.values["worktree_location"], **placeholders)
+        )
+        return location if location.is_absolute() else self._settings.worktrees_dir / location
+
+    def trash(self, session_id: str) -> Path:
+        """Where a deleted session's private copy is kept for restore."""
+        return self._settings.state_dir / "trash" / session_id
+
+    # ---- reads ------------------------------------------------------------------
+
+    async def check(self, row: SessionRow) -> worktrees.WorkspaceCheck | None:
+        """The worktree's state on disk now; None when there is no worktree to check.
+
+        Cancellation: as :meth:`read_git`; nothing changes."""
+        if (
+            row.workspace_kind != "worktree"
+            or row.workspace_state == "removed"
+            or not row.branch
+            or not row.workspace_path
+        ):
+            return None
+        return await self.read_git(
+            worktrees.check_worktree, Path(row.project_path), Path(row.workspace_path), row.branch
+        )
+
+    async def upstream(self, row: SessionRow) -> str | None:
+        """The base branch's tip now (ahead/behind is measured against it), if the
+        session was based on a branch that still exists.
+
+        Cancellation: nothing changes."""
+        if not row.base_ref or row.base_ref == row.base_commit:
+            return None
+        try:
+            return await self.read_git(
+                worktrees.resolve_commit, Path(row.project_path), row.base_ref
+            )
+        except MimirError:
+            return None
+
+    async def status(self, row: SessionRow) -> worktrees.WorktreeStatus | None:
+        """HEAD, dirtiness, ahead/behind and diff stats of a usable git workspace.
+
+        Cancellation: nothing changes."""
+        if row.workspace_state != "ok" or not row.base_commit or row.workspace_kind == "private":
+            return None
+        return await self.read_git(
+            worktrees.worktree_status,
+            Path(row.workspace_path),
+            row.base_commit,
+            upstream=await self.upstream(row),
+        )
+
+    async def diff(
+        self, row: SessionRow, *, patch: bool
+    ) -> tuple[list[worktrees.FileChange], str | None]:
+        """What the session changed against its base commit.
+
+        Cancellation: nothing changes."""
+        refuse_drifted(row, "diff")
+        if row.base_commit is None or row.workspace_kind == "private":
+            raise InvalidState(
+                f"session {row.id} has no git base to diff against "
+                f"(workspace {row.workspace_kind})",
+                field="session",
+                id=row.id,
+            )
+        return await self.read_git(
+            worktrees.diff, Path(row.workspace_path), row.base_commit, patch=patch
+        )
+
+    # ---- changes ----------------------------------------------------------------
+
+    async def check_new_worktree(self, root: Path, path: Path, branch: str) -> None:
+        """Raise unless a worktree can be made at ``path`` on a new ``branch``: neither
+        exists yet. Checked before a create writes its intent, so that whatever is
+        there later is the create's own (and undoing it touches nothing else).
+
+        Cancellation: nothing changes."""
+
+        def check() -> None:
+            if os.path.lexists(path):
+                raise AlreadyExists(
+                    f"{path} already exists; choose another path or remove it first", field="path"
+                )
+            worktrees.check_branch_name(root, branch)
+            if worktrees.branch_exists(root, branch):
+                raise AlreadyExists(
+                    f"branch {branch!r} already exists in {root}; choose another branch name",
+                    field="branch",
+                )
+
+        await self.read_git(check)
+
+    async def make_copy(self, root: Path, path: Path) -> None:
+        """Copy a project that is not a git repository to ``path`` (which must not exist).
+
+        Cancellation: the copy runs to its end in its thread; the caller's intent
+        says the path is its own, so a copy cut short is removed when the intent
+        is settled (at once, or at the next start)."""
+        try:
+            await self.git(shutil.copytree, root, path, symlinks=True)
+        except FileExistsError:
+            # Someone made it since the caller looked: it is not the copy's.
+            raise AlreadyExists(f"{path} already exists", field="path") from None
+
+    async def remove(
+        self, row: SessionRow, *, force: bool, delete_branch: bool
+    ) -> worktrees.Snapshot | None:
+        """Snapshot the session's work to its snapshot ref, then remove its worktree
+        (and the branch with ``delete_branch``). Refused for a workspace that
+        drifted to something else unless ``force``.
+
+        Cancellation: once the git work started it runs to its end (see :meth:`git`)."""
+        if row.workspace_state in FOREIGN_WORKSPACE and not force:
+            refuse_drifted(row, "delete")
+        return await self.git(
+            worktrees.remove_worktree,
+            Path(row.project_path),
+            Path(row.workspace_path),
+            branch=row.branch,
+            snapshot_ref=snapshot_ref(row.id),
+            delete_branch=delete_branch,
+            force=force,
+            message=f"mimir: work of session {row.id} ({row.title or row.task[:60]})",
+        )
+
+    async def move_to_trash(self, row: SessionRow) -> None:
+        """Move a private copy out of the way, kept for restore.
+
+        Cancellation: the move runs to its end in its thread."""
+        trash = self.trash(row.id)
+        await trio.to_thread.run_sync(lambda: trash.parent.mkdir(parents=True, exist_ok=True))
+        await self.git(shutil.move, row.workspace_path, trash)
+
+    async def check_restorable(self, row: SessionRow) -> None:
+        """Raise unless :meth:`restore` can bring the workspace back: nothing is at
+        its path, and a worktree has a snapshot to restore from.
+
+        Cancellation: nothing changes."""
+        path = Path(row.workspace_path)
+        if await trio.Path(path).exists():
+            raise AlreadyExists(
+                f"cannot restore session {row.id}: {path} exists; move it away first",
+                field="path",
+            )
+        if row.workspace_kind == "worktree" and (row.snapshot_commit is None or row.branch is None):
+            raise InvalidState(
+                f"session {row.id} has no snapshot to restore its work from (it was "
+                "deleted with force)",
+                field="session",
+                id=row.id,
+            )
+
+    async def restore(self, row: SessionRow) -> None:
+        """Bring a removed workspace back at its path: a worktree from its snapshot,
+        a private copy from the trash.
+
+        Cancellation: once the git work started it runs to its end (see :meth:`git`)."""
+        await self.check_restorable(row)
+        path = Path(row.workspace_path)
+        if row.workspace_kind == "worktree":
+            assert row.snapshot_commit is not None
+            assert row.branch is not None
+            await self.git(
+                worktrees.restore_worktree,
+                Path(row.project_path),
+                path,
+                branch=row.branch,
+                snapshot_commit=row.snapshot_commit,
+            )
+        elif row.workspace_kind == "private":
+            await self.git(shutil.move, self.trash(row.id), path)
+
+    async def repair(self, row: SessionRow, check: worktrees.WorkspaceCheck) -> Repair:
+        """Adopt a moved worktree, or re-create a missing one from its branch.
+
+        Cancellation: once the git work started it runs to its end."""
+        assert row.branch is not None
+        if check.state == "moved" and check.actual_path is not None:
+            return Repair(
+                {"workspace_path": str(check.actual_path), "workspace_state": "ok"},
+                ("workspace_repaired", {"adopted_path": str(check.actual_path)}),
+            )
+        if check.state == "missing":
+            root = Path(row.project_path)
+            branch = row.branch
+
+            def recreate() -> None:
+                worktrees.prune_worktree_admin(root)
+                worktrees.restore_worktree(
+                    root,
+                    Path(row.workspace_path),
+                    branch=branch,
+                    snapshot_commit=worktrees.resolve_commit(root, branch),
+                )
+
+            await self.git(recreate)
+            return Repair(
+                {"workspace_state": "ok"},
+                ("workspace_repaired", {"recreated_from_branch": row.branch}),
+            )
+        refuse_drifted(row, "repair")
+        raise AssertionError("unreachable")
