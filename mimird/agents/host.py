@@ -48,6 +48,7 @@ from mimird.ids import IdGenerator
 from mimird.processes import exit_status, stop_group
 from mimird.sessions import records as sessions
 from mimird.sessions.setup import FAILURE_TAIL_LINES
+from mimird.sessions.states import AGENT_READY, AGENT_UP
 
 log = structlog.get_logger("mimird.agents.host")
 
@@ -272,7 +273,7 @@ class AgentHost:
                 await self.change_state(ProcessState.FATAL, "too many failures")
                 await self.recorder.move(
                     "failed",
-                    only_from=sessions.AGENT_UP,
+                    only_from=AGENT_UP,
                     reason="agent_failed",
                     values={"failure": self.failure, "process_group": None},
                 )
@@ -291,7 +292,7 @@ class AgentHost:
         )
         await self.recorder.move(
             "starting",
-            only_from=frozenset({"idle", "running", "awaiting_permission"}),
+            only_from=AGENT_READY,
             reason="agent_restarting",
         )
         with trio.CancelScope() as self._stop_scope:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import structlog
 import trio
@@ -26,14 +26,10 @@ from mimird.processes import SESSION_ENV
 from mimird.secrets import scrub
 from mimird.sessions import records as sessions
 from mimird.sessions.records import SessionRow
+from mimird.sessions.states import AGENT_UP, RESUMABLE, STARTS_ON_PROMPT
 from mimird.store import Store
 
 log = structlog.get_logger("mimird.agents.manager")
-
-#: Statuses from which a prompt starts the agent by itself.
-STARTS_ON_PROMPT: Final = frozenset({"created", "stopped", "interrupted"})
-#: Statuses from which session.resume starts the agent.
-RESUMABLE: Final = frozenset({"created", "stopped", "interrupted", "failed", "budget_exceeded"})
 
 
 class SessionConfigs(Protocol):
@@ -128,7 +124,7 @@ class AgentManager:
                     sessions.transition_if,
                     host.session_id,
                     "failed",
-                    only_from=sessions.AGENT_UP,
+                    only_from=AGENT_UP,
                     reason="agent_host_crashed",
                     values={"failure": host.failure},
                     events=(),
@@ -152,7 +148,7 @@ class AgentManager:
             sessions.transition_if,
             session_id,
             "stopped",
-            only_from=sessions.AGENT_UP,
+            only_from=AGENT_UP,
             reason=reason,
             values={"process_group": None},
             events=(),

@@ -19,24 +19,11 @@ from mimird import journal
 from mimird.errors import InvalidParams, NotFound
 from mimird.ids import ID_LENGTH
 from mimird.policy import mask_config
-from mimird.sessions.states import (  # re-exported: the agent host and api use these names
-    ACTIVE as ACTIVE,
-)
-from mimird.sessions.states import (
-    AGENT_UP as AGENT_UP,
-)
-from mimird.sessions.states import (
-    TRANSITIONS as TRANSITIONS,
-)
-from mimird.sessions.states import (
-    check_transition as check_transition,
-)
+from mimird.sessions.states import check_transition
 from mimird.store.schema import projects, sessions
 from mimird.timeutil import utc_now
+from mimird.wire.formats import MIN_ID_PREFIX
 from mimird.wire.types import Session, SessionStatus, Workspace
-
-#: Shortest id prefix accepted, like git's abbreviated hashes.
-MIN_PREFIX: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +176,7 @@ def find(conn: sa.Connection, ref: str) -> SessionRow:
         row = conn.execute(_select.where(sessions.c.id == ref)).first()
         if row is not None:
             return _row(row)
-    elif len(ref) >= MIN_PREFIX:
+    elif len(ref) >= MIN_ID_PREFIX:
         # Ids only use [0-9a-z]: a prefix cannot smuggle LIKE wildcards, but escape anyway.
         pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = conn.execute(

@@ -64,6 +64,8 @@ SETTING_UP: Final = frozenset({"preparing"})
 ACTIVE: Final = frozenset({"starting", "running", "awaiting_permission"})
 #: Statuses in which the session's agent process is up (or coming up).
 AGENT_UP: Final = frozenset({"starting", "idle", "running", "awaiting_permission"})
+#: The agent is past its handshake: it takes prompts, or works on one.
+AGENT_READY: Final = AGENT_UP - {"starting"}
 #: A turn is in progress: a crash ends it as interrupted.
 IN_TURN: Final = frozenset({"running", "awaiting_permission"})
 #: Sessions whose workspace is still needed, whatever its state.
