@@ -44,7 +44,7 @@ async def test_published_events_are_the_stored_rows(dirs: DaemonDirs, count: int
             store.on_commit = record
             for n in range(count):
                 text = f"word{n}" if n % 7 == 0 else None
-                await jr.submit(session_ids[n % 3], "update", {"n": n}, text=text)
+                await jr.submit(session_ids[n % 3], journal.Verbatim("update", {"n": n}), text=text)
             await jr.flush()
 
         rows = await store.read(stored)

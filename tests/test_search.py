@@ -105,7 +105,7 @@ def journal_texts(
     """Append one event per text and index it, in the caller's transaction; the ids."""
     ids = []
     for text in texts:
-        seq = journal.append(conn, session_id, kind, {"text": text})
+        seq = journal.append(conn, session_id, journal.Verbatim(kind, {"text": text}))
         ids.append(
             conn.execute(
                 sa.select(schema.events.c.id).where(

@@ -29,6 +29,7 @@ from mimird.agents.acp import (
 )
 from mimird.agents.recorder import Recorder
 from mimird.errors import InvalidParams, OutsideWorkspace
+from mimird.wire import events
 from mimird.workspaces import files
 
 Handler = Callable[[Any], Awaitable[Any]]
@@ -99,12 +100,11 @@ class ClientMethods:
                 )
             except InvalidParams as exc:
                 await self._recorder.event(
-                    "terminal_refused",
-                    {
-                        "command": self._recorder.scrub(str(params.get("command"))),
-                        "cwd": params.get("cwd"),
-                        "reason": exc.message,
-                    },
+                    events.TerminalRefused(
+                        command=self._recorder.scrub(str(params.get("command"))),
+                        cwd=params.get("cwd"),
+                        reason=exc.message,
+                    )
                 )
                 raise
         return await held.handle(method, params, cwd)
@@ -115,7 +115,7 @@ class ClientMethods:
             return await trio.to_thread.run_sync(files.confine, self._root, params.get("path"))
         except OutsideWorkspace as exc:
             await self._recorder.event(
-                "file_refused", {"op": op, "path": params.get("path"), "reason": exc.message}
+                events.FileRefused(op=op, path=params.get("path"), reason=exc.message)
             )
             raise
 
@@ -133,7 +133,7 @@ class ClientMethods:
             str(params.get("path")),
         )
         await self._recorder.event(
-            "file_read", {"path": str(path.relative_to(self._root)), "chars": len(text)}
+            events.FileRead(path=str(path.relative_to(self._root)), chars=len(text))
         )
         return {"content": text}
 
@@ -145,7 +145,7 @@ class ClientMethods:
             files.write_text, self._root, path, params["content"], str(params.get("path"))
         )
         await self._recorder.event(
-            "file_written", {"path": str(path.relative_to(self._root)), "bytes": size}
+            events.FileWritten(path=str(path.relative_to(self._root)), bytes=size)
         )
         return None
 

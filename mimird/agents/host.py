@@ -49,6 +49,7 @@ from mimird.processes import exit_status, stop_group
 from mimird.sessions import records as sessions
 from mimird.sessions.setup import FAILURE_TAIL_LINES
 from mimird.sessions.states import AGENT_READY, AGENT_UP
+from mimird.wire import events
 
 log = structlog.get_logger("mimird.agents.host")
 
@@ -214,11 +215,9 @@ class AgentHost:
             raise AssertionError(f"agent process state {old.value} -> {new.value} is not legal")
         self.state = new
         self._signal()
-        data: dict[str, Any] = {"from": old.value, "to": new.value}
-        if reason:
-            data["reason"] = reason
+        changed = events.ProcessStateChanged(from_=old.value, to=new.value, reason=reason or None)
         with trio.move_on_after(JOURNAL_GRACE_S, shield=True):
-            await self.recorder.event("process_state_changed", data)
+            await self.recorder.event(changed)
 
     def _signal(self) -> None:
         self._changed.set()
@@ -288,7 +287,7 @@ class AgentHost:
     async def _restart(self, attempt: int, delay: float, reason: str) -> None:
         await self.change_state(ProcessState.BACKOFF, "exited")
         await self.recorder.event(
-            "agent_restarting", {"attempt": attempt, "delay_s": delay, "reason": reason}
+            events.AgentRestarting(attempt=attempt, delay_s=delay, reason=reason)
         )
         await self.recorder.move(
             "starting",
@@ -303,7 +302,7 @@ class AgentHost:
         argv = self.command.argv
         await self.change_state(ProcessState.STARTING)
         await self.recorder.event(
-            "agent_starting", {"attempt": attempt, "command": argv[0], "args": argv[1:]}
+            events.AgentStarting(attempt=attempt, command=argv[0], args=argv[1:])
         )
         self.log.write(f"{START_MARKER} {__version__}: starting {' '.join(argv)} ---\n".encode())
         try:
@@ -318,7 +317,7 @@ class AgentHost:
             )
         except OSError as exc:
             reason = f"cannot start {argv[0]}: {exc.strerror or exc}"
-            await self.recorder.event("agent_start_failed", {"reason": reason})
+            await self.recorder.event(events.AgentStartFailed(reason=reason))
             return reason
         self.process = process
         await self.recorder.write(sessions.update, self.session_id, {"process_group": process.pid})
@@ -388,13 +387,9 @@ class AgentHost:
         if tail and not expected:
             reason += ":\n" + "\n".join(tail)
         await self.recorder.event(
-            "agent_exited",
-            {
-                "exit_code": code,
-                "signal": sig,
-                "expected": expected,
-                "stderr_tail": [] if expected else tail,
-            },
+            events.AgentExited(
+                exit_code=code, signal=sig, expected=expected, stderr_tail=[] if expected else tail
+            )
         )
         await self.recorder.write(sessions.update, self.session_id, {"process_group": None})
         log.info(
@@ -459,16 +454,13 @@ class AgentHost:
             reason="agent_ready",
             values={"agent_state": self.agent_state, "failure": None},
             events=(
-                (
-                    "agent_started",
-                    {
-                        "pid": self.process.pid if self.process else None,
-                        "acp_session_id": self.acp_session_id,
-                        "loaded": done.loaded,
-                        "agent_info": init.get("agentInfo"),
-                        "protocol_version": init.get("protocolVersion"),
-                        "startup_ms": startup_ms,
-                    },
+                events.AgentStarted(
+                    pid=self.process.pid if self.process else None,
+                    acp_session_id=self.acp_session_id,
+                    loaded=done.loaded,
+                    agent_info=init.get("agentInfo"),
+                    protocol_version=init.get("protocolVersion"),
+                    startup_ms=startup_ms,
                 ),
             ),
         )
@@ -479,7 +471,7 @@ class AgentHost:
     async def _start_failed(self, reason: str, journaled: str) -> None:
         """The agent runs but did not start its ACP session: stop it for a restart."""
         self._start_error = reason
-        await self.recorder.event("agent_start_failed", {"reason": journaled})
+        await self.recorder.event(events.AgentStartFailed(reason=journaled))
         if self.process is not None:
             await stop_group(self.process, eof_grace=0.5, term_grace=self.options.stop_grace_s)
 
@@ -512,7 +504,7 @@ class AgentHost:
         if self.process is None or self._stop_requested:
             return
         log.warning("agent_cancel_timed_out", session_id=self.session_id, grace_s=grace)
-        await self.recorder.event("cancel_timed_out", {"grace_s": grace})
+        await self.recorder.event(events.CancelTimedOut(grace_s=grace))
         await stop_group(self.process, eof_grace=0.1, term_grace=self.options.stop_grace_s)
 
     # ---- turns and permissions, for the API ------------------------------------------

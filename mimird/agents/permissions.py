@@ -15,6 +15,7 @@ from mimird.agents.acp import INVALID_PARAMS, AcpError
 from mimird.agents.recorder import Recorder
 from mimird.errors import InvalidParams, InvalidState, NotFound
 from mimird.timeutil import utc_now
+from mimird.wire import events
 
 PERMISSION_KINDS: Final = ("allow_once", "allow_always", "reject_once", "reject_always")
 #: The outcome an agent gets when its request is cancelled (by session.cancel or
@@ -163,14 +164,11 @@ async def park(
             only_from=frozenset({"running"}),
             reason="permission_requested",
             events=(
-                (
-                    "permission_requested",
-                    {
-                        "permission": permission.id,
-                        "tool_call": permission.tool_call,
-                        "options": options,
-                        "title": title,
-                    },
+                events.PermissionRequested(
+                    permission=permission.id,
+                    tool_call=permission.tool_call,
+                    options=options,
+                    title=title,
                 ),
             ),
         )
@@ -189,14 +187,11 @@ async def park(
                 else frozenset(),
                 reason="permission_answered",
                 events=(
-                    (
-                        "permission_answered",
-                        {
-                            "permission": permission.id,
-                            "outcome": outcome.get("outcome"),
-                            "option_id": outcome.get("optionId"),
-                            "by": permission.answered_by or "agent_withdrew",
-                        },
+                    events.PermissionAnswered(
+                        permission=permission.id,
+                        outcome=outcome.get("outcome"),
+                        option_id=outcome.get("optionId"),
+                        by=permission.answered_by or "agent_withdrew",
                     ),
                 ),
             )

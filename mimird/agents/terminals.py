@@ -39,6 +39,7 @@ from mimird.secrets import scrub
 from mimird.store import Store
 from mimird.store.schema import sessions, terminals
 from mimird.timeutil import utc_now
+from mimird.wire import events
 
 log = structlog.get_logger("mimird.agents.terminals")
 
@@ -317,14 +318,13 @@ class Terminals:
             shown = [scrub(part, self.secrets) for part in (command, *args)]
             await self.journal.submit(
                 self.session_id,
-                "terminal_started",
-                {
-                    "terminal": terminal_id,
-                    "command": shown[0],
-                    "args": shown[1:],
-                    "cwd": relative,
-                    "pid": process.pid,
-                },
+                events.TerminalStarted(
+                    terminal=terminal_id,
+                    command=shown[0],
+                    args=shown[1:],
+                    cwd=relative,
+                    pid=process.pid,
+                ),
                 text=" ".join(shown),
             )
             # After terminal_started went to the journal: the watcher journals the exit.
@@ -376,12 +376,9 @@ class Terminals:
         with trio.CancelScope(shield=True):
             await self.journal.submit(
                 self.session_id,
-                "terminal_exited",
-                {
-                    "terminal": terminal.id,
-                    "exit_code": terminal.exit_code,
-                    "signal": terminal.signal,
-                },
+                events.TerminalExited(
+                    terminal=terminal.id, exit_code=terminal.exit_code, signal=terminal.signal
+                ),
             )
         log.info(
             "terminal_exited",
@@ -468,8 +465,9 @@ def forget_after_crash(conn: sa.Connection, found: list[Recorded]) -> None:
         journal.append(
             conn,
             terminal.session_id,
-            "terminal_exited",
-            {"terminal": terminal.id, "exit_code": None, "signal": None, "after_crash": True},
+            events.TerminalExited(
+                terminal=terminal.id, exit_code=None, signal=None, after_crash=True
+            ),
         )
     forget(conn, [t.id for t in found])
 

@@ -23,6 +23,7 @@ from mimird.agents.updates import Updates
 from mimird.config import SupervisionSection
 from mimird.errors import AgentUnavailable, Busy, InvalidState
 from mimird.sessions import records as sessions
+from mimird.wire import events
 
 log = structlog.get_logger("mimird.agents.turns")
 
@@ -115,7 +116,7 @@ class Turns:
             prompt_seq = await self._recorder.write(
                 sessions.prompt_started,
                 self.session_id,
-                {"content": self._recorder.scrub_value(content)},
+                events.Prompt(content=self._recorder.scrub_value(content)),
                 text=self._recorder.scrub(text),
             )
             assert prompt_seq is not None
@@ -196,13 +197,9 @@ class Turns:
     ) -> TurnResult:
         await self._updates.flush_message()
         self._permissions.cancel_session(self.session_id, "turn_ended")
-        data: dict[str, Any] = {"stop_reason": stop_reason}
-        if usage is not None:
-            data["usage"] = usage
-        if error is not None:
-            data["error"] = error
+        ended = events.TurnEnded(stop_reason=stop_reason, usage=usage, error=error)
         await self._recorder.flush()
-        seq: int = await self._recorder.write(sessions.turn_ended, self.session_id, data)
+        seq: int = await self._recorder.write(sessions.turn_ended, self.session_id, ended)
         turn.ended = True
         return TurnResult(stop_reason, usage, prompt_seq, seq)
 
@@ -224,7 +221,7 @@ class Turns:
         if turn.cancel_requested:
             return
         turn.cancel_requested = True
-        await self._recorder.event("cancel_requested", {})
+        await self._recorder.event(events.CancelRequested())
         for permission in self._permissions.of_session(self.session_id):
             answer(permission, dict(CANCELLED), "cancelled")
         conn = self._agent.conn

@@ -17,8 +17,10 @@ from typing import Any, Final
 
 import structlog
 
+from mimird import journal
 from mimird.agents.recorder import Recorder
 from mimird.secrets import ChunkMasker
+from mimird.wire import events
 
 log = structlog.get_logger("mimird.agents.updates")
 
@@ -52,7 +54,7 @@ class Updates:
         Cancellation: a chunk may be held in the message being gathered; the next
         :meth:`flush_message` journals it."""
         if method != "session/update":
-            await self._recorder.event("agent_notification", {"method": method, "params": params})
+            await self._recorder.event(events.AgentNotification(method=method, params=params))
             return
         if self._loading:
             return  # session/load replays history that is in the journal already
@@ -92,12 +94,12 @@ class Updates:
                 title = update.get("title")
                 text = title if isinstance(title, str) else None
         await self._journal_chunks(self._masker.flush())  # chunks held back go first
-        await self._recorder.event("update", params, text=text)
+        await self._recorder.event(journal.Verbatim("update", params), text=text)
 
     async def _journal_chunks(self, released: list[tuple[Any, str]]) -> None:
         """Journal message chunks the masker released, each with its masked text."""
         for params, text in released:
-            await self._recorder.event("update", _with_chunk_text(params, text))
+            await self._recorder.event(journal.Verbatim("update", _with_chunk_text(params, text)))
 
     async def flush_message(self) -> None:
         """Journal the chunks held back and the message being gathered, if any.
@@ -109,10 +111,8 @@ class Updates:
         if message is None:
             return
         text = "".join([*message["blocks"], *message["parts"]])
-        data: dict[str, Any] = {"role": message["role"], "text": text}
-        if message["id"] is not None:
-            data["message_id"] = message["id"]
-        await self._recorder.event("message", data, text=text)
+        done = events.Message(role=message["role"], text=text, message_id=message["id"])
+        await self._recorder.event(done, text=text)
 
     async def on_protocol_error(self, line_preview: str, reason: str) -> None:
         """Journal a line of the agent that was skipped.
@@ -120,8 +120,7 @@ class Updates:
         Cancellation: the event was submitted or not."""
         log.warning("agent_protocol_error", session_id=self._recorder.session_id, reason=reason)
         await self._recorder.event(
-            "agent_protocol_error",
-            {"reason": reason, "preview": self._recorder.scrub(line_preview)},
+            events.AgentProtocolError(reason=reason, preview=self._recorder.scrub(line_preview))
         )
 
 

@@ -11,10 +11,13 @@
 
 from mimird.journal.events import (
     Committed,
+    Fact,
     Pending,
+    Verbatim,
     append,
     append_batch,
     head,
+    kind_and_data,
     page,
     page_committed,
     seq_at,
@@ -24,12 +27,15 @@ from mimird.journal.writer import Journal
 
 __all__ = [
     "Committed",
+    "Fact",
     "Journal",
     "Pending",
     "Subscription",
+    "Verbatim",
     "append",
     "append_batch",
     "head",
+    "kind_and_data",
     "page",
     "page_committed",
     "seq_at",

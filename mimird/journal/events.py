@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import msgspec
 import sqlalchemy as sa
@@ -26,6 +26,7 @@ from mimird.journal import search
 from mimird.store.database import LARGE_VALUE, after_commit, insert_releasing
 from mimird.store.schema import events, sessions
 from mimird.timeutil import utc_now
+from mimird.wire.events import EventData
 from mimird.wire.types import Event
 
 log = structlog.get_logger("mimird.journal")
@@ -71,16 +72,31 @@ def _pending(conn: sa.Connection) -> list[Committed]:
     return pending
 
 
-def append(
-    conn: sa.Connection,
-    session_id: str,
-    kind: str,
-    data: dict[str, Any],
-    *,
-    text: str | None = None,
-) -> int:
+@dataclass(frozen=True, slots=True)
+class Verbatim:
+    """An event whose data is what an agent sent, kept as it came: one of
+    :data:`~mimird.wire.events.VERBATIM_KINDS` (no struct may drop a field of it)."""
+
+    kind: str
+    data: Any
+
+
+#: What producers journal: one of Mimir's typed events (:mod:`mimird.wire.events`),
+#: or what an agent sent, verbatim.
+Fact: TypeAlias = EventData | Verbatim
+
+
+def kind_and_data(fact: Fact) -> tuple[str, Any]:
+    """The kind a fact is stored under, and its data (a struct the encoder takes as it is)."""
+    if isinstance(fact, Verbatim):
+        return fact.kind, fact.data
+    return fact.KIND, fact
+
+
+def append(conn: sa.Connection, session_id: str, fact: Fact, *, text: str | None = None) -> int:
     """Append one event; returns its seq. Call inside a write transaction.
     ``text``, when given, is indexed for search."""
+    kind, data = kind_and_data(fact)
     seq = conn.execute(
         sa.update(sessions)
         .where(sessions.c.id == session_id)

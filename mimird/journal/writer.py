@@ -20,7 +20,14 @@ import structlog
 import trio
 
 from mimird import memory
-from mimird.journal.events import Committed, Pending, append_batch, head
+from mimird.journal.events import (
+    Committed,
+    Fact,
+    Pending,
+    append_batch,
+    head,
+    kind_and_data,
+)
 from mimird.journal.subscriptions import SUBSCRIBER_QUEUE, Subscription
 
 log = structlog.get_logger("mimird.journal")
@@ -72,10 +79,11 @@ class Journal:
 
     # ---- producers ----------------------------------------------------------------
 
-    async def submit(
-        self, session_id: str, kind: str, data: Any, *, text: str | None = None
-    ) -> None:
-        """Queue an event for the writer; waits only when the writer is behind."""
+    async def submit(self, session_id: str, fact: Fact, *, text: str | None = None) -> None:
+        """Queue an event for the writer; waits only when the writer is behind.
+
+        Cancellation: the event was queued or not; never half of it."""
+        kind, data = kind_and_data(fact)
         pending = Pending(session_id, kind, data, text)
         try:
             # The common case, without send's checkpoint (~10 µs per event).

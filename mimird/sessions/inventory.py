@@ -18,6 +18,7 @@ from mimird.sessions import records
 from mimird.sessions.lifecycle import RECORD_GRACE_S, Sessions
 from mimird.sessions.records import SessionRow
 from mimird.store import Store
+from mimird.wire import events
 from mimird.wire.types import Project
 from mimird.workspaces import git as worktrees
 from mimird.workspaces.provision import ORPHAN_REF_PREFIX, snapshot_ref
@@ -154,7 +155,7 @@ class Inventory:
                         records.update,
                         row.id,
                         values,
-                        event=("workspace_removed", {"pruned": True}),
+                        event=events.WorkspaceRemoved(pruned=True),
                     )
         # 2. Orphans: worktrees of registered projects that no session of any project owns.
         for orphan, owner in await self.owned_orphans(project_id):

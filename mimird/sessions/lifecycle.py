@@ -34,6 +34,7 @@ from mimird.sessions.settle import settle_shielded
 from mimird.sessions.setup import SetupCommands
 from mimird.sessions.states import FOREIGN_WORKSPACE, RESTORABLE, check_transition
 from mimird.store import Store
+from mimird.wire import events
 from mimird.wire.types import Project, SessionCreateParams
 from mimird.workspaces import git as worktrees
 from mimird.workspaces.provision import Workspaces, has_worktree, refuse_drifted, snapshot_ref
@@ -95,17 +96,15 @@ class Sessions:
         check = await self.workspaces.check(row)
         if check is None or check.state == row.workspace_state:
             return row, check
-        data: dict[str, Any] = {"from": row.workspace_state, "to": check.state}
-        if check.actual_path is not None:
-            data["actual_path"] = str(check.actual_path)
-        if check.actual_branch is not None:
-            data["actual_branch"] = check.actual_branch
-        log.warning("workspace_drift_detected", session_id=row.id, **data)
+        changed = events.WorkspaceStateChanged(
+            from_=row.workspace_state,
+            to=check.state,
+            actual_path=None if check.actual_path is None else str(check.actual_path),
+            actual_branch=check.actual_branch,
+        )
+        log.warning("workspace_drift_detected", session_id=row.id, **msgspec.to_builtins(changed))
         row = await self._store.write(
-            records.update,
-            row.id,
-            {"workspace_state": check.state},
-            event=("workspace_state_changed", data),
+            records.update, row.id, {"workspace_state": check.state}, event=changed
         )
         return row, check
 
@@ -211,7 +210,8 @@ class Sessions:
                     base_commit=state.head_commit if state else None,
                     base_ref=state.branch if state else None,
                 )
-                row = await self._store.write(_insert_created, values, {"path": str(root)})
+                created = events.WorkspaceCreated(kind=kind, path=str(root))
+                row = await self._store.write(_insert_created, values, created)
             else:
                 row = await self._create_private(root, effective, placeholders, values)
         log.info("session_created", session_id=row.id, project=project.name, workspace=kind)
@@ -286,13 +286,14 @@ class Sessions:
             copied = await self.workspaces.git(
                 worktrees.copy_files, root, path, list(effective.values["copy_files"])
             )
-            workspace = {
-                "path": str(path),
-                "branch": branch,
-                "base_commit": base_commit,
-                "copied": copied,
-            }
-            return await self._record(_insert_created, values, workspace)
+            created = events.WorkspaceCreated(
+                kind="worktree",
+                path=str(path),
+                branch=branch,
+                base_commit=base_commit,
+                copied=copied,
+            )
+            return await self._record(_insert_created, values, created)
         except BaseException:
             # Nothing of a failed create may stay behind: not the worktree, not the branch.
             await self._settle(intent)
@@ -324,9 +325,8 @@ class Sessions:
             await self._settle(intent)
             raise
         try:
-            return await self._record(
-                _insert_created, values, {"path": str(path), "copy_of": str(root)}
-            )
+            created = events.WorkspaceCreated(kind="private", path=str(path), copy_of=str(root))
+            return await self._record(_insert_created, values, created)
         except BaseException:
             await self._settle(intent)
             raise
@@ -343,7 +343,7 @@ class Sessions:
         Cancellation: the write commits or not; a retry is harmless."""
         if not changes:
             return row
-        event = ("session_updated", {"fields": sorted(changes)})
+        event = events.SessionUpdated(fields=sorted(changes))
         updated: SessionRow = await self._store.write(records.update, row.id, changes, event=event)
         return updated
 
@@ -420,23 +420,17 @@ class Sessions:
                     # A private copy is not in git: keep it, out of the way, for restore.
                     await self.workspaces.move_to_trash(row)
                     values["workspace_state"] = "removed"
-                facts: list[tuple[str, dict[str, Any]]] = []
+                facts: list[journal.Fact] = []
                 if snapshot is not None:
                     facts.append(
-                        (
-                            "snapshot_taken",
-                            {
-                                "ref": snapshot.ref,
-                                "commit": snapshot.commit,
-                                "files": snapshot.files,
-                            },
+                        events.SnapshotTaken(
+                            ref=snapshot.ref, commit=snapshot.commit, files=snapshot.files
                         )
                     )
                 if values.get("workspace_state") == "removed":
                     facts.append(
-                        (
-                            "workspace_removed",
-                            {"path": row.workspace_path, "branch_deleted": delete_branch},
+                        events.WorkspaceRemoved(
+                            path=row.workspace_path, branch_deleted=delete_branch
                         )
                     )
                 row = await self._record(
@@ -497,9 +491,8 @@ class Sessions:
                 facts = []
                 if values:
                     facts.append(
-                        (
-                            "workspace_restored",
-                            {"path": row.workspace_path, "snapshot_commit": row.snapshot_commit},
+                        events.WorkspaceRestored(
+                            path=row.workspace_path, snapshot_commit=row.snapshot_commit
                         )
                     )
                 row = await self._record(
@@ -530,12 +523,14 @@ class Sessions:
         return repaired, None
 
 
-def _insert_created(conn: Any, values: dict[str, Any], workspace: dict[str, Any]) -> SessionRow:
+def _insert_created(
+    conn: Any, values: dict[str, Any], workspace: events.WorkspaceCreated
+) -> SessionRow:
     """Insert the session row and journal its first events, and clear the create's
     intent, in one transaction."""
     row = records.insert(conn, values)
-    journal.append(conn, row.id, "session_created", {"status": row.status})
-    journal.append(conn, row.id, "workspace_created", {"kind": row.workspace_kind, **workspace})
+    journal.append(conn, row.id, events.SessionCreated(status=row.status))
+    journal.append(conn, row.id, workspace)
     intents.clear(conn, row.id)
     return records.find(conn, row.id)
 
@@ -546,7 +541,7 @@ def _record_transition(
     target: Any,
     action: str,
     values: dict[str, Any],
-    facts: list[tuple[str, dict[str, Any]]],
+    facts: list[journal.Fact],
 ) -> SessionRow:
     """Move the session (journaled after ``facts``) and clear its intent, in one transaction."""
     intents.clear(conn, session_id)

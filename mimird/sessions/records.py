@@ -22,6 +22,7 @@ from mimird.policy import mask_config
 from mimird.sessions.states import check_transition
 from mimird.store.schema import projects, sessions
 from mimird.timeutil import utc_now
+from mimird.wire.events import Prompt, StatusChanged, TurnEnded
 from mimird.wire.formats import MIN_ID_PREFIX
 from mimird.wire.types import Session, SessionStatus, Workspace
 
@@ -218,7 +219,7 @@ def update(
     session_id: str,
     values: dict[str, Any],
     *,
-    event: tuple[str, dict[str, Any]] | None = None,
+    event: journal.Fact | None = None,
 ) -> SessionRow:
     for name in ("config", "agent_state"):
         if name in values and values[name] is not None:
@@ -229,7 +230,7 @@ def update(
         .values(**values, updated_at=utc_now())
     )
     if event is not None:
-        journal.append(conn, session_id, *event)
+        journal.append(conn, session_id, event)
     return find(conn, session_id)
 
 
@@ -241,7 +242,7 @@ def transition(
     action: str,
     reason: str = "",
     values: dict[str, Any] | None = None,
-    events: Sequence[tuple[str, dict[str, Any]]] = (),
+    events: Sequence[journal.Fact] = (),
 ) -> SessionRow:
     """Move a session to ``target`` (checked against TRANSITIONS), journaled after
     ``events``, the facts that led to it, all in the caller's transaction."""
@@ -251,14 +252,10 @@ def transition(
     if current is None:
         raise NotFound(f"session {session_id} no longer exists", field="session", id=session_id)
     check_transition(session_id, current, target, action)
-    for kind, event_data in events:
-        journal.append(conn, session_id, kind, event_data)
-    data: dict[str, Any] = {"from": current, "to": target}
-    if reason:
-        data["reason"] = reason
-    return update(
-        conn, session_id, {**(values or {}), "status": target}, event=("status_changed", data)
-    )
+    for fact in events:
+        journal.append(conn, session_id, fact)
+    changed = StatusChanged(from_=current, to=target, reason=reason or None)
+    return update(conn, session_id, {**(values or {}), "status": target}, event=changed)
 
 
 def transition_if(
@@ -269,7 +266,7 @@ def transition_if(
     only_from: frozenset[str],
     reason: str = "",
     values: dict[str, Any] | None = None,
-    events: Sequence[tuple[str, dict[str, Any]]] = (),
+    events: Sequence[journal.Fact] = (),
 ) -> SessionRow | None:
     """Journal ``events``; then, if the session is in one of ``only_from``, move it
     to ``target`` (a legal move, checked) with ``values``. For the agent host, whose
@@ -279,8 +276,8 @@ def transition_if(
     ).scalar_one_or_none()
     if current is None:
         return None
-    for kind, event_data in events:
-        journal.append(conn, session_id, kind, event_data)
+    for fact in events:
+        journal.append(conn, session_id, fact)
     if current not in only_from or current == target:
         if values:
             return update(conn, session_id, values)
@@ -290,15 +287,15 @@ def transition_if(
     )
 
 
-def prompt_started(conn: sa.Connection, session_id: str, data: dict[str, Any], *, text: str) -> int:
+def prompt_started(conn: sa.Connection, session_id: str, prompt: Prompt, *, text: str) -> int:
     """Journal the user's prompt (indexed for search) and mark the turn running."""
-    seq = journal.append(conn, session_id, "prompt", data, text=text)
+    seq = journal.append(conn, session_id, prompt, text=text)
     transition_if(conn, session_id, "running", only_from=frozenset({"idle"}), reason="prompt")
     return seq
 
 
-def turn_ended(conn: sa.Connection, session_id: str, data: dict[str, Any]) -> int:
-    seq = journal.append(conn, session_id, "turn_ended", data)
+def turn_ended(conn: sa.Connection, session_id: str, ended: TurnEnded) -> int:
+    seq = journal.append(conn, session_id, ended)
     transition_if(
         conn,
         session_id,

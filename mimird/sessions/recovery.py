@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 import trio
 
+from mimird import journal
 from mimird.agents import terminals
 from mimird.processes import SESSION_ENV, group_members
 from mimird.sessions import intents, records
@@ -27,6 +28,7 @@ from mimird.sessions.lifecycle import Sessions
 from mimird.sessions.settle import settle_shielded
 from mimird.sessions.states import AGENT_UP, IN_TURN, SETTING_UP
 from mimird.store import Store
+from mimird.wire import events
 
 log = structlog.get_logger("mimird.sessions.recovery")
 
@@ -121,9 +123,9 @@ def _interrupt(conn: Any) -> list[str]:
         )
     running = records.in_status(conn, tuple(sorted(AGENT_UP)))
     for row in running:
-        facts: list[tuple[str, dict[str, Any]]] = []
+        facts: list[journal.Fact] = []
         if row.status in IN_TURN:
-            facts.append(("turn_ended", {"stop_reason": "interrupted"}))
+            facts.append(events.TurnEnded(stop_reason="interrupted"))
         records.transition(
             conn,
             row.id,

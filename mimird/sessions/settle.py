@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import msgspec
 import structlog
 import trio
 
@@ -25,6 +26,7 @@ from mimird.sessions import intents, records
 from mimird.sessions.intents import Intent
 from mimird.sessions.states import RESTORABLE, check_transition
 from mimird.store import Store
+from mimird.wire import events
 from mimird.workspaces import git as worktrees
 from mimird.workspaces.provision import Workspaces
 
@@ -104,7 +106,6 @@ async def _create(
         await store.write(intents.clear, intent.session_id)
         return "finished"
     path = Path(data["path"])
-    rolled: dict[str, Any] = {"operation": "create", "path": str(path)}
     if data["kind"] == "worktree":
         removed, branch_deleted = await workspaces.git(
             worktrees.discard_unfinished_worktree,
@@ -113,14 +114,22 @@ async def _create(
             new_branch=data["branch"],
             branch_start=data["base_commit"],
         )
-        rolled.update(
-            branch=data["branch"], directory_removed=removed, branch_deleted=branch_deleted
+        rolled = events.WorkspaceRolledBack(
+            operation="create",
+            path=str(path),
+            branch=data["branch"],
+            directory_removed=removed,
+            branch_deleted=branch_deleted,
         )
     else:
         # A private copy's path did not exist before the create (it refuses one that does).
         existed = await _exists(path)
         await trio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))
-        rolled.update(directory_removed=existed and not await _exists(path))
+        rolled = events.WorkspaceRolledBack(
+            operation="create",
+            path=str(path),
+            directory_removed=existed and not await _exists(path),
+        )
     if not after_crash:
         await store.write(intents.clear, intent.session_id)
         return "undone"
@@ -134,8 +143,8 @@ async def _create(
             "what it had made was removed (nothing of the project's was touched)",
         }
         records.insert(conn, values)
-        journal.append(conn, intent.session_id, "session_created", {"status": "failed"})
-        journal.append(conn, intent.session_id, "workspace_rolled_back", rolled)
+        journal.append(conn, intent.session_id, events.SessionCreated(status="failed"))
+        journal.append(conn, intent.session_id, rolled)
         intents.clear(conn, intent.session_id)
 
     await store.write(record)
@@ -149,7 +158,7 @@ def _record_deleted(
     conn: Any,
     session_id: str,
     values: dict[str, Any],
-    facts: list[tuple[str, dict[str, Any]]],
+    facts: list[journal.Fact],
 ) -> records.SessionRow:
     current = records.get(conn, session_id)
     intents.clear(conn, session_id)
@@ -160,12 +169,10 @@ def _record_deleted(
     except InvalidState:
         # The disk says deleted whatever the row said: the row follows the disk
         # (journaled as a status change like any other).
-        for kind, event in facts:
-            journal.append(conn, session_id, kind, event)
-        change = {"from": current.status, "to": "deleted", "reason": "recovered"}
-        return records.update(
-            conn, session_id, {**values, "status": "deleted"}, event=("status_changed", change)
-        )
+        for fact in facts:
+            journal.append(conn, session_id, fact)
+        change = events.StatusChanged(from_=current.status, to="deleted", reason="recovered")
+        return records.update(conn, session_id, {**values, "status": "deleted"}, event=change)
     return records.transition(
         conn,
         session_id,
@@ -187,7 +194,7 @@ async def _delete(
         return "finished"
     path = Path(data["path"])
     values: dict[str, Any] = {"workspace_state": "removed"}
-    facts: list[tuple[str, dict[str, Any]]] = []
+    facts: list[journal.Fact] = []
     if data["kind"] == "worktree":
         root = Path(data["root"])
         commit = None
@@ -217,9 +224,7 @@ async def _delete(
             )
         if commit is not None:
             values.update(snapshot_ref=data["snapshot_ref"], snapshot_commit=commit)
-            facts.append(
-                ("snapshot_taken", {"ref": data["snapshot_ref"], "commit": commit, "files": None})
-            )
+            facts.append(events.SnapshotTaken(ref=data["snapshot_ref"], commit=commit, files=None))
         branch_deleted = bool(data["delete_branch"]) and not (
             data["branch"] and await workspaces.git(worktrees.branch_exists, root, data["branch"])
         )
@@ -233,10 +238,7 @@ async def _delete(
             return "undone"
         branch_deleted = False
     facts.append(
-        (
-            "workspace_removed",
-            {"path": str(path), "branch_deleted": branch_deleted, "recovered": True},
-        )
+        events.WorkspaceRemoved(path=str(path), branch_deleted=branch_deleted, recovered=True)
     )
     await store.write(_record_deleted, intent.session_id, values, facts)
     return "finished"
@@ -254,7 +256,7 @@ async def _restore(
         await store.write(intents.clear, intent.session_id)
         return "finished"
     path = Path(data["path"])
-    rolled: dict[str, Any] = {"operation": "restore", "path": str(path)}
+    rolled = events.WorkspaceRolledBack(operation="restore", path=str(path))
     if data["kind"] == "worktree":
         # Whether or not the snapshot was applied in full, the worktree is the
         # snapshot's (or half of it): the snapshot ref still holds everything, so
@@ -266,7 +268,9 @@ async def _restore(
             new_branch=None if data.get("branch_existed", True) else data["branch"],
             branch_start=data.get("branch_start"),
         )
-        rolled.update(directory_removed=removed, branch_deleted=branch_deleted)
+        rolled = msgspec.structs.replace(
+            rolled, directory_removed=removed, branch_deleted=branch_deleted
+        )
     else:
         trash = workspaces.trash(intent.session_id)
         if await _exists(path) and not await _exists(trash):
@@ -280,7 +284,11 @@ async def _restore(
                     action="restore",
                     reason="restored",
                     values={"workspace_state": "ok"},
-                    events=[("workspace_restored", {"path": str(path), "recovered": True})],
+                    events=[
+                        events.WorkspaceRestored(
+                            path=str(path), snapshot_commit=None, recovered=True
+                        )
+                    ],
                 )
 
             await store.write(finish)
@@ -288,12 +296,12 @@ async def _restore(
         if await _exists(path):
             # A move across file systems cut short: the copy at the path is partial.
             await trio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))
-            rolled.update(directory_removed=True)
+            rolled = msgspec.structs.replace(rolled, directory_removed=True)
 
     def undo(conn: Any) -> None:
         intents.clear(conn, intent.session_id)
         if after_crash:
-            journal.append(conn, intent.session_id, "workspace_rolled_back", rolled)
+            journal.append(conn, intent.session_id, rolled)
 
     await store.write(undo)
     return "undone"

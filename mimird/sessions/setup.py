@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import Final, Literal
 
 import structlog
 import trio
@@ -24,12 +24,12 @@ from mimird.secrets import scrub
 from mimird.sessions import records
 from mimird.sessions.records import SessionRow
 from mimird.store import Store
+from mimird.wire import events
 from mimird.wire.types import SessionStatus
 
 log = structlog.get_logger("mimird.sessions.setup")
 
 #: An event journaled with a status change: (kind, data).
-_Fact: TypeAlias = tuple[str, dict[str, Any]]
 
 OUTPUT_CHUNK: Final = 64 * 1024
 #: How much of the output's end a failure message quotes.
@@ -133,18 +133,18 @@ class SetupCommands:
         command: str = effective.values["setup_command"]
 
         async def journal_output(text: str) -> None:
-            await self._store.write(journal.append, row.id, "setup_output", {"text": text})
+            await self._store.write(journal.append, row.id, events.SetupOutput(text=text))
 
         async def record_group(pgid: int) -> None:
             await self._store.write(
                 records.update,
                 row.id,
                 {"process_group": pgid},
-                event=("setup_started", {"command": command}),
+                event=events.SetupStarted(command=command),
             )
 
         async def end(
-            status: SessionStatus, reason: str, failure: str | None, *events: _Fact
+            status: SessionStatus, reason: str, failure: str | None, *facts: journal.Fact
         ) -> SessionRow:
             return await self._store.write(
                 records.transition,
@@ -153,7 +153,7 @@ class SetupCommands:
                 action="set up",
                 reason=reason,
                 values={"failure": failure, "process_group": None},
-                events=events,
+                events=facts,
             )
 
         timeout = self._timeout_s
@@ -183,10 +183,10 @@ class SetupCommands:
                 else f"setup command timed out after {timeout:g} s ([supervision] setup_timeout_s)"
             )
             log.warning("session_setup_ended", session_id=row.id, failure=failure)
-            ended = "cancelled" if cancelled else "timed_out"
-            stopped: _Fact = ("setup_finished", {"exit_code": None, "ended": ended})
+            ended: Literal["cancelled", "timed_out"] = "cancelled" if cancelled else "timed_out"
+            stopped = events.SetupFinished(exit_code=None, ended=ended)
             return await end("failed", "setup_failed", failure, stopped)
-        finished: _Fact = ("setup_finished", {"exit_code": result.exit_code})
+        finished = events.SetupFinished(exit_code=result.exit_code)
         if result.ok:
             return await end("created", "setup_succeeded", None, finished)
         log.warning("session_setup_failed", session_id=row.id, exit_code=result.exit_code)

@@ -8,9 +8,9 @@ under its :attr:`EventData.KIND`. Clients decode a whole event object (``id``,
 tolerant of members it does not know, and falling back to the untyped
 :class:`~mimird.wire.types.Event` for a kind it does not know (a newer mimird).
 
-Two kinds carry what the agent sent verbatim (``update``, the params of ACP's
-``session/update``; ``agent_notification``): their data is a plain object, so
-nothing an agent sends is lost to a struct that does not know its fields.
+One kind carries what the agent sent verbatim (``update``, the params of ACP's
+``session/update``): its data is a plain object, so nothing an agent sends is
+lost to a struct that does not know its fields.
 
 Standard library and msgspec only: ``mimirctl`` imports this module.
 """
@@ -71,7 +71,7 @@ class StatusChanged(EventData):
     KIND: ClassVar[str] = "status_changed"
     from_: str = msgspec.field(name="from")
     to: str
-    reason: str | None
+    reason: str | None = None
 
 
 class SessionUpdated(EventData):
@@ -83,15 +83,17 @@ class WorkspaceStateChanged(EventData):
     KIND: ClassVar[str] = "workspace_state_changed"
     from_: str = msgspec.field(name="from")
     to: str
-    actual_path: str | None
-    actual_branch: str | None
+    #: Where the worktree is now, and its branch, when the check found them.
+    actual_path: str | None = None
+    actual_branch: str | None = None
 
 
 class SnapshotTaken(EventData):
     KIND: ClassVar[str] = "snapshot_taken"
     ref: str
     commit: str
-    files: int
+    #: ``None`` when start-up recovery found the snapshot (the count was not kept).
+    files: int | None
 
 
 class WorkspaceRemoved(EventData):
@@ -100,12 +102,17 @@ class WorkspaceRemoved(EventData):
     branch_deleted: bool | None = None
     #: True when ``worktree.prune`` removed it.
     pruned: bool | None = None
+    #: True when start-up recovery finished a delete a crash cut short.
+    recovered: bool | None = None
 
 
 class WorkspaceRestored(EventData):
     KIND: ClassVar[str] = "workspace_restored"
     path: str
+    #: ``None`` when start-up recovery finished the restore.
     snapshot_commit: str | None
+    #: True when start-up recovery finished a restore a crash cut short.
+    recovered: bool | None = None
 
 
 class WorkspaceRepaired(EventData):
@@ -117,8 +124,8 @@ class WorkspaceRepaired(EventData):
 class WorkspaceRolledBack(EventData):
     KIND: ClassVar[str] = "workspace_rolled_back"
     operation: Literal["create", "restore"] | str
-    path: str | None
-    directory_removed: bool
+    path: str
+    directory_removed: bool | None = None
     #: For a worktree.
     branch_deleted: bool | None = None
     #: For a create of a worktree.
@@ -148,9 +155,9 @@ class AgentStarted(EventData):
     pid: int | None
     acp_session_id: str | None
     loaded: bool
-    agent_info: Any = None
-    protocol_version: Any = None
-    startup_ms: int | None = None
+    agent_info: Any
+    protocol_version: Any
+    startup_ms: int
 
 
 class AgentStartFailed(EventData):
@@ -210,16 +217,17 @@ class CancelTimedOut(EventData):
 class PermissionRequested(EventData):
     KIND: ClassVar[str] = "permission_requested"
     permission: str
+    #: The tool call and the options, as the agent sent them.
     tool_call: Any
-    options: list[dict[str, Any]]
-    title: str | None
+    options: Any
+    title: Any
 
 
 class PermissionAnswered(EventData):
     KIND: ClassVar[str] = "permission_answered"
     permission: str
-    outcome: str | None
-    option_id: str | None
+    outcome: Any
+    option_id: Any
     by: str
 
 
@@ -270,6 +278,13 @@ class TerminalRefused(EventData):
     reason: str
 
 
+class AgentNotification(EventData):
+    KIND: ClassVar[str] = "agent_notification"
+    method: str
+    #: As the agent sent them.
+    params: Any
+
+
 class AgentProtocolError(EventData):
     KIND: ClassVar[str] = "agent_protocol_error"
     reason: str
@@ -277,7 +292,7 @@ class AgentProtocolError(EventData):
 
 
 #: The kinds whose data is what the agent sent, verbatim: a plain JSON object.
-VERBATIM_KINDS: Final = frozenset({"update", "agent_notification"})
+VERBATIM_KINDS: Final = frozenset({"update"})
 
 
 def _all_kinds() -> dict[str, type[EventData]]:

@@ -27,6 +27,7 @@ from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidState, MimirError
 from mimird.sessions.records import SessionRow
 from mimird.sessions.states import FOREIGN_WORKSPACE, USABLE_WORKSPACE
+from mimird.wire import events
 from mimird.workspaces import git as worktrees
 
 T = TypeVar("T")
@@ -82,7 +83,7 @@ class Repair:
     """What a repair changed: the row's new values and the fact to journal."""
 
     values: dict[str, Any]
-    event: tuple[str, dict[str, Any]]
+    event: events.WorkspaceRepaired
 
 
 class Workspaces:
@@ -305,7 +306,7 @@ class Workspaces:
         if check.state == "moved" and check.actual_path is not None:
             return Repair(
                 {"workspace_path": str(check.actual_path), "workspace_state": "ok"},
-                ("workspace_repaired", {"adopted_path": str(check.actual_path)}),
+                events.WorkspaceRepaired(adopted_path=str(check.actual_path)),
             )
         if check.state == "missing":
             root = Path(row.project_path)
@@ -323,7 +324,7 @@ class Workspaces:
             await self.git(recreate)
             return Repair(
                 {"workspace_state": "ok"},
-                ("workspace_repaired", {"recreated_from_branch": row.branch}),
+                events.WorkspaceRepaired(recreated_from_branch=row.branch),
             )
         refuse_drifted(row, "repair")
         raise AssertionError("unreachable")
