@@ -55,6 +55,10 @@ MAX_TEMPLATE_LENGTH: Final = 1000
 #: Below Linux's MAX_ARG_STRLEN (128 KiB for one "NAME=value" string).
 MAX_VALUE_LENGTH: Final = 100_000
 MAX_PATTERNS: Final = 1000
+#: Linux's NAME_MAX: no file name, so no component of a copy_files pattern, is longer (bytes).
+MAX_NAME_BYTES: Final = 255
+#: Components of one copy_files pattern (pathlib's glob recurses once or twice per component).
+MAX_PATTERN_PARTS: Final = 100
 MAX_TOKEN_BUDGET: Final = (1 << 63) - 1
 
 _NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
@@ -280,8 +284,28 @@ def _parse_copy_files(key: str, value: Any) -> list[str]:
             raise _Invalid(where, f"{pattern!r} is absolute; patterns are relative to the project")
         if ".." in pattern.split("/"):
             raise _Invalid(where, f"{pattern!r} contains '..'; patterns stay inside the project")
+        if problem := _glob_problem(pattern):
+            raise _Invalid(where, problem)
         patterns.append(pattern)
     return patterns
+
+
+def _glob_problem(pattern: str) -> str | None:
+    """Why ``Path.glob`` would fail on ``pattern`` rather than match files, or None."""
+    parts = [part for part in pattern.split("/") if part not in ("", ".")]
+    if not parts:
+        return "names the project itself, not files in it"
+    if len(parts) > MAX_PATTERN_PARTS:
+        return f"has more than {MAX_PATTERN_PARTS} path components"
+    for part in parts:
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            return (
+                f"has a component longer than {MAX_NAME_BYTES} bytes, which no file name can be "
+                "(NAME_MAX)"
+            )
+        if "**" in part and part != "**":
+            return "'**' can only be a whole path component (e.g. 'config/**/*.local')"
+    return None
 
 
 _PARSERS: Final[dict[str, Callable[[str, Any], Any]]] = {

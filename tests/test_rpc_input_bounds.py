@@ -1,0 +1,212 @@
+"""Inputs found by fuzzing the socket that once got -32603 or a dropped connection.
+
+Each is sent to a real daemon over its socket; the answer must be a JSON-RPC error
+with a clear code and ``data.field`` naming the offending param, and nothing may be
+stored (no project, no session, no worktree, no changed config).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import pytest
+
+from mimird.errors import InvalidParams
+from mimird.wire.errors import ErrorCode
+from mimird.workspaces import git as worktrees
+from tests.helpers import DaemonDirs, InProcessDaemon, TrioClient
+
+GIT_TIMEOUT_S: Final = 30
+GIT_ENV: Final = {
+    **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_AUTHOR_NAME": "Mimir Test",
+    "GIT_AUTHOR_EMAIL": "test@mimir.invalid",
+    "GIT_COMMITTER_NAME": "Mimir Test",
+    "GIT_COMMITTER_EMAIL": "test@mimir.invalid",
+}
+#: Longer than any file name may be (NAME_MAX is 255 bytes).
+LONG_NAME: Final = "x" * 300
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env=GIT_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=GIT_TIMEOUT_S,
+    )
+    assert result.returncode == 0, f"git {' '.join(args)} failed: {result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture
+def repo(dirs: DaemonDirs) -> Path:
+    """A git repository on branch main with one commit, and an ignored .env."""
+    path = dirs.root / "repo"
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("# repo\n")
+    (path / ".gitignore").write_text(".env\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial")
+    (path / ".env").write_text("TOKEN=1\n")
+    return path.resolve()
+
+
+async def add_project(client: TrioClient, path: Path, **params: Any) -> dict[str, Any]:
+    result: dict[str, Any] = await client.call("project.add", {"path": str(path), **params})
+    return result
+
+
+async def call_error(client: TrioClient, method: str, params: Any) -> dict[str, Any]:
+    """The error a call must answer with: never internal_error, always with data."""
+    response = await client.call_raw(method, params)
+    assert "error" in response, response
+    error: dict[str, Any] = response["error"]
+    assert error["code"] != ErrorCode.INTERNAL_ERROR, error
+    assert error["data"]["kind"] == ErrorCode(error["code"]).kind
+    return error
+
+
+def stored(dirs: DaemonDirs) -> tuple[list[Any], list[Any]]:
+    """Every project (with its config) and every session row, as stored."""
+    with contextlib.closing(sqlite3.connect(f"file:{dirs.database}?mode=ro", uri=True)) as db:
+        projects = db.execute("SELECT id, name, config FROM projects ORDER BY id").fetchall()
+        sessions = db.execute("SELECT id, config FROM sessions ORDER BY id").fetchall()
+    return projects, sessions
+
+
+def worktree_dirs(dirs: DaemonDirs) -> list[Path]:
+    root = dirs.data / "worktrees"
+    return sorted(p for p in root.glob("*/*")) if root.exists() else []
+
+
+def store_project_config(dirs: DaemonDirs, project_id: str, config: dict[str, Any]) -> None:
+    """Write a project's config straight into the database, as an older mimird
+    (one that did not check it) could have stored it."""
+    with contextlib.closing(sqlite3.connect(dirs.database)) as db, db:
+        db.execute(
+            "UPDATE projects SET config = ? WHERE id = ?",
+            (msgspec.json.encode(config).decode(), project_id),
+        )
+
+
+# ---- 1. copy_files patterns that no file name can match -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (LONG_NAME, "255 bytes"),
+        (f"config/{LONG_NAME}.local", "255 bytes"),
+        ("é" * 200, "255 bytes"),
+        ("secrets**", "'**'"),
+        (".", "project itself"),
+        ("./", "project itself"),
+        ("/".join(["a"] * 500), "path components"),
+    ],
+)
+async def test_a_copy_files_pattern_glob_cannot_use_is_refused_when_the_config_is_set(
+    daemon: InProcessDaemon, client: TrioClient, repo: Path, pattern: str, reason: str
+) -> None:
+    config = {"copy_files": [".env", pattern]}
+    error = await call_error(client, "project.add", {"path": str(repo), "config": config})
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+    assert error["data"]["field"] == "config.copy_files.1"
+    assert reason in error["message"]
+    assert stored(daemon.dirs) == ([], [])
+
+    project = await add_project(client, repo)
+    before = stored(daemon.dirs)
+    update = {"project": project["id"], "config": config}
+    error = await call_error(client, "project.update", update)
+    assert error["data"]["field"] == "config.copy_files.1"
+    error = await call_error(client, "session.create", {"project": project["id"], "config": config})
+    assert error["data"]["field"] == "config.copy_files.1"
+    assert stored(daemon.dirs) == before
+    assert worktree_dirs(daemon.dirs) == []
+
+
+async def test_a_session_update_with_a_too_long_copy_files_name_is_refused(
+    daemon: InProcessDaemon, client: TrioClient, repo: Path
+) -> None:
+    project = await add_project(client, repo)
+    session = await client.call("session.create", {"project": project["id"]})
+    before = stored(daemon.dirs)
+    error = await call_error(
+        client,
+        "session.update",
+        {"session": session["id"], "config": {"copy_files": [LONG_NAME]}},
+    )
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+    assert error["data"]["field"] == "config.copy_files.0"
+    assert stored(daemon.dirs) == before
+
+
+async def test_a_stored_copy_files_pattern_no_file_name_can_match_fails_create_clearly(
+    daemon: InProcessDaemon, client: TrioClient, repo: Path
+) -> None:
+    project = await add_project(client, repo)
+    store_project_config(daemon.dirs, project["id"], {"copy_files": [".env", LONG_NAME]})
+    before = stored(daemon.dirs)
+
+    error = await call_error(client, "session.create", {"project": project["id"]})
+
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+    assert error["data"]["field"] == "config.copy_files.1"
+    assert error["message"].startswith("project config: key 'copy_files.1'")
+    assert stored(daemon.dirs) == before
+    assert worktree_dirs(daemon.dirs) == []
+    assert git(repo, "branch", "--list", "mimir/*") == ""
+
+
+async def test_a_file_copy_files_cannot_write_into_the_worktree_fails_create_clearly(
+    daemon: InProcessDaemon, client: TrioClient, repo: Path
+) -> None:
+    # The base commit has a file `conf` where the project now has an ignored directory
+    # `conf/` with a file: the copy cannot make the directory in the new worktree.
+    (repo / "conf").write_text("old\n")
+    git(repo, "add", "conf")
+    git(repo, "commit", "-q", "-m", "conf as a file")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "rm", "-q", "conf")
+    git(repo, "commit", "-q", "-m", "no conf")
+    (repo / ".gitignore").write_text(".env\nconf/\n")
+    git(repo, "commit", "-q", "-am", "ignore conf/")
+    (repo / "conf").mkdir()
+    (repo / "conf" / "local.toml").write_text("x = 1\n")
+    project = await add_project(client, repo, config={"copy_files": ["conf/local.toml"]})
+    before = stored(daemon.dirs)
+
+    error = await call_error(client, "session.create", {"project": project["id"], "base_ref": base})
+
+    assert error["code"] == ErrorCode.INVALID_STATE
+    assert error["data"]["field"] == "copy_files"
+    assert error["data"]["detail"]["path"] == "conf/local.toml"
+    assert "conf/local.toml" in error["message"]
+    assert stored(daemon.dirs) == before
+    assert worktree_dirs(daemon.dirs) == []
+
+
+@pytest.mark.parametrize("pattern", [LONG_NAME, f"conf/{LONG_NAME}", "a**", ".", "./"])
+def test_copy_files_answers_a_pattern_glob_cannot_use_with_invalid_params(
+    tmp_path: Path, pattern: str
+) -> None:
+    # What policy refuses can still reach the git module (a caller that skips policy).
+    (tmp_path / "source" / "conf").mkdir(parents=True)
+    (tmp_path / "target").mkdir()
+    with pytest.raises(InvalidParams) as raised:
+        worktrees.copy_files(tmp_path / "source", tmp_path / "target", [pattern])
+    assert raised.value.field == "copy_files"
+    assert list((tmp_path / "target").iterdir()) == []
