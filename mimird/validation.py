@@ -8,13 +8,14 @@ from typing import Final
 import msgspec
 
 _AT_PATH: Final = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
-_NAMED_FIELD: Final = re.compile(r"(?:unknown|missing required) field `(?P<name>[^`]+)`")
+#: msgspec's own messages, and those of the params' ``__post_init__`` ("invalid field `x`: ...").
+_NAMED_FIELD: Final = re.compile(r"(?:unknown|missing required|invalid) field `(?P<name>[^`]+)`")
 
 
 def describe_validation_error(error: msgspec.ValidationError) -> tuple[str | None, str]:
     """(offending field as a dotted path, or None for the whole value; msgspec's reason).
 
-    For an unknown or missing field the path names that field itself, not the
+    For an unknown, missing or invalid field the path names that field itself, not the
     object holding it: ``Object contains unknown field `x` - at `$.rpc``` gives
     ``("rpc.x", "Object contains unknown field `x`")``."""
     text = str(error)

@@ -210,3 +210,72 @@ def test_copy_files_answers_a_pattern_glob_cannot_use_with_invalid_params(
         worktrees.copy_files(tmp_path / "source", tmp_path / "target", [pattern])
     assert raised.value.field == "copy_files"
     assert list((tmp_path / "target").iterdir()) == []
+
+
+# ---- 2. free-form JSON nested deeper than code walking it can recurse -------------------
+
+
+def nested(depth: int, *, key: str | None = "a") -> Any:
+    """An object (or, with ``key=None``, an array) nesting ``depth`` levels."""
+    value: Any = {} if key is not None else []
+    for _ in range(depth - 1):
+        value = {key: value} if key is not None else [value]
+    return value
+
+
+DEEP: Final = 900
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "field"),
+    [
+        ("project.add", {"config": nested(DEEP)}, "config"),
+        ("project.add", {"config": {"copy_files": nested(DEEP, key=None)}}, "config"),
+        ("project.update", {"config": {"env": nested(DEEP)}}, "config"),
+        ("session.create", {"config": nested(DEEP)}, "config"),
+        ("session.update", {"config": nested(DEEP)}, "config"),
+        (
+            "session.prompt",
+            {"content": [{"type": "text", "text": "hi", "_meta": nested(DEEP)}]},
+            "content",
+        ),
+    ],
+)
+async def test_a_free_form_param_nested_too_deeply_is_invalid_params_naming_it(
+    daemon: InProcessDaemon,
+    client: TrioClient,
+    repo: Path,
+    method: str,
+    params: dict[str, Any],
+    field: str,
+) -> None:
+    project = await add_project(client, repo)
+    session = await client.call("session.create", {"project": project["id"]})
+    refs = {
+        "project.add": {"path": str(repo)},
+        "project.update": {"project": project["id"]},
+        "session.create": {"project": project["id"]},
+        "session.update": {"session": session["id"]},
+        "session.prompt": {"session": session["id"]},
+    }
+    before = stored(daemon.dirs)
+
+    error = await call_error(client, method, {**refs[method], **params})
+
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+    assert error["data"]["field"] == field
+    assert "more than 64 levels deep" in error["message"]
+    assert stored(daemon.dirs) == before
+    # The connection is still there, and so is the daemon.
+    assert (await client.call("daemon.status"))["pid"] == os.getpid()
+
+
+async def test_a_config_nested_to_the_limit_is_checked_by_policy_as_usual(
+    daemon: InProcessDaemon, client: TrioClient, repo: Path
+) -> None:
+    # 64 levels with config itself, the env map and the variable's long form.
+    config = {"env": {"A": {"value": nested(61)}}}
+    error = await call_error(client, "project.add", {"path": str(repo), "config": config})
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+    assert error["data"]["field"] == "config.env.A.value"
+    assert stored(daemon.dirs) == ([], [])

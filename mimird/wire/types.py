@@ -7,14 +7,42 @@ are tolerant so that an older client keeps decoding a newer daemon's answers.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+#: How deeply a free-form JSON param (a config, content blocks) may nest, the param
+#: itself counted: far more than any config or ACP content block needs, and far less
+#: than the interpreter's recursion limit, which code walking the value would reach.
+MAX_JSON_DEPTH: Final = 64
+
+
+def _depth_problem(value: Any) -> str | None:
+    """Why ``value`` nests too deeply, or None; iterative, so any depth is safe to check."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"nests objects or arrays more than {MAX_JSON_DEPTH} levels deep"
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return None
+
 
 class Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of every method's params."""
+    """Base of every method's params.
+
+    Decoding refuses a param that nests JSON more than ``MAX_JSON_DEPTH`` levels: the
+    ValueError raised here becomes msgspec's ValidationError, answered with -32602 and
+    ``data.field`` naming the param (``mimird.validation`` reads it from the message)."""
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, dict | list) and (problem := _depth_problem(value)):
+                raise ValueError(f"invalid field `{name}`: {problem}")
 
 
 class Result(msgspec.Struct, kw_only=True):
