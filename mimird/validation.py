@@ -8,6 +8,8 @@ from typing import Final
 import msgspec
 
 _AT_PATH: Final = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+#: msgspec's reason for a string that fails ``mimird.wire.types``' no-NUL pattern.
+_NO_NUL_MISMATCH: Final = r"Expected `str` matching regex '^[^\\x00]*$'"
 #: msgspec's own messages, and those of the params' ``__post_init__`` ("invalid field `x`: ...").
 _NAMED_FIELD: Final = re.compile(r"(?:unknown|missing required|invalid) field `(?P<name>[^`]+)`")
 
@@ -25,4 +27,6 @@ def describe_validation_error(error: msgspec.ValidationError) -> tuple[str | Non
     if named := _NAMED_FIELD.search(reason):
         path = f"{path}.{named.group('name')}" if path else named.group("name")
     path = path.replace("[", ".").replace("]", "")
+    if reason == _NO_NUL_MISMATCH:
+        reason = "Contains a NUL character, which no path or git name can hold"
     return (path or None), reason

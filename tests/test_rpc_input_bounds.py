@@ -279,3 +279,56 @@ async def test_a_config_nested_to_the_limit_is_checked_by_policy_as_usual(
     assert error["code"] == ErrorCode.INVALID_PARAMS
     assert error["data"]["field"] == "config.env.A.value"
     assert stored(daemon.dirs) == ([], [])
+
+
+# ---- 3. paths and git names the OS cannot take ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "field"),
+    [
+        ("project.add", {"path": "/tmp/a\0b"}, "path"),
+        ("session.create", {"base_ref": "main\0"}, "base_ref"),
+        ("session.create", {"branch": "topic\0x"}, "branch"),
+        ("db.backup", {"path": "/tmp/backup\0.db"}, "path"),
+    ],
+)
+async def test_a_nul_byte_in_a_path_or_git_name_is_invalid_params_naming_it(
+    daemon: InProcessDaemon,
+    client: TrioClient,
+    repo: Path,
+    method: str,
+    params: dict[str, Any],
+    field: str,
+) -> None:
+    project = await add_project(client, repo)
+    if method == "session.create":
+        params = {"project": project["id"], **params}
+    before = stored(daemon.dirs)
+
+    error = await call_error(client, method, params)
+
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+    assert error["data"]["field"] == field
+    assert "NUL" in error["message"]
+    assert stored(daemon.dirs) == before
+    assert worktree_dirs(daemon.dirs) == []
+
+
+async def test_a_path_under_an_unknown_users_home_is_invalid_params(
+    daemon: InProcessDaemon, client: TrioClient
+) -> None:
+    error = await call_error(client, "project.add", {"path": "~no-such-user-mimir/src"})
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+    assert error["data"]["field"] == "path"
+    assert stored(daemon.dirs) == ([], [])
+
+
+async def test_a_backup_name_longer_than_a_file_name_can_be_is_invalid_params(
+    daemon: InProcessDaemon, client: TrioClient
+) -> None:
+    target = daemon.dirs.root / ("b" * 250)
+    error = await call_error(client, "db.backup", {"path": str(target)})
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+    assert error["data"]["field"] == "path"
+    assert list(daemon.dirs.root.glob("*bbbb*")) == []

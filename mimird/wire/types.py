@@ -63,6 +63,11 @@ ProjectRef = Annotated[
 ]
 ProjectType = Literal["python", "go", "rust", "typescript", "javascript", "java", "unknown"]
 Description = Annotated[str, Meta(max_length=10_000)]
+#: A path on the daemon's machine: the OS takes no NUL byte in one.
+PathText = Annotated[
+    str,
+    Meta(min_length=1, max_length=4096, pattern=r"^[^\x00]*$", description="A path (no NUL)."),
+]
 ConfigObject = Annotated[
     dict[str, Any], Meta(description="Configuration overrides (a JSON object).")
 ]
@@ -122,7 +127,7 @@ class Project(Result):
 
 
 class ProjectAddParams(Params):
-    path: Annotated[str, Meta(min_length=1, max_length=4096)]
+    path: PathText
     name: ProjectName | UnsetType = UNSET
     description: Description = ""
     config: ConfigObject = msgspec.field(default_factory=dict)
@@ -198,7 +203,9 @@ Timestamp = Annotated[
 Title = Annotated[str, Meta(max_length=500)]
 Task = Annotated[str, Meta(max_length=100_000)]
 AgentName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
-BranchName = Annotated[str, Meta(min_length=1, max_length=250)]
+#: A git revision or branch name: git gets it as an argument, which cannot hold a NUL byte.
+GitName = Annotated[str, Meta(min_length=1, max_length=250, pattern=r"^[^\x00]*$")]
+BranchName = GitName
 
 
 class Workspace(Result):
@@ -254,7 +261,7 @@ class SessionCreateParams(Params):
     title: Title = ""
     task: Task = ""
     agent: AgentName | UnsetType = UNSET
-    base_ref: Annotated[str, Meta(min_length=1, max_length=250)] | UnsetType = UNSET
+    base_ref: GitName | UnsetType = UNSET
     branch: BranchName | UnsetType = UNSET
     workspace: Literal["worktree", "in_place"] | UnsetType = UNSET
     config: ConfigObject = msgspec.field(default_factory=dict)
@@ -613,7 +620,7 @@ class DbCheck(Result):
 class DbBackupParams(Params):
     #: An absolute path for the copy, which must not exist yet; by default a new file
     #: in the state directory's ``backups/``.
-    path: Annotated[str, Meta(min_length=1, max_length=4096)] | UnsetType = UNSET
+    path: PathText | UnsetType = UNSET
 
 
 class DbBackup(Result):
