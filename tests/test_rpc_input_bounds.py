@@ -332,3 +332,52 @@ async def test_a_backup_name_longer_than_a_file_name_can_be_is_invalid_params(
     assert error["code"] == ErrorCode.INVALID_PARAMS
     assert error["data"]["field"] == "path"
     assert list(daemon.dirs.root.glob("*bbbb*")) == []
+
+
+# ---- 4. integers beyond what SQLite holds ----------------------------------------------
+
+TOO_BIG: Final = (1 << 63, 1 << 70, 10**30)
+
+
+@pytest.mark.parametrize("value", TOO_BIG)
+@pytest.mark.parametrize(
+    ("method", "field"),
+    [
+        ("session.events", "after_seq"),
+        ("session.events", "before_seq"),
+        ("subscribe", "after_seq"),
+        ("subscribe", "after_id"),
+        ("unsubscribe", "subscription"),
+    ],
+)
+async def test_an_integer_param_beyond_sqlites_range_is_invalid_params_naming_it(
+    daemon: InProcessDaemon,
+    client: TrioClient,
+    repo: Path,
+    method: str,
+    field: str,
+    value: int,
+) -> None:
+    project = await add_project(client, repo)
+    session = await client.call("session.create", {"project": project["id"]})
+    params: dict[str, Any] = {field: value}
+    if method != "unsubscribe" and field != "after_id":
+        params["session"] = session["id"]
+
+    error = await call_error(client, method, params)
+
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+    assert error["data"]["field"] == field
+    assert "<= 9223372036854775807" in error["message"]
+
+
+async def test_the_largest_integer_sqlite_holds_is_a_valid_bound(
+    daemon: InProcessDaemon, client: TrioClient, repo: Path
+) -> None:
+    project = await add_project(client, repo)
+    session = await client.call("session.create", {"project": project["id"]})
+    biggest = (1 << 63) - 1
+    events = await client.call("session.events", {"session": session["id"], "after_seq": biggest})
+    assert events == {"events": []}
+    events = await client.call("session.events", {"session": session["id"], "before_seq": biggest})
+    assert [event["seq"] for event in events["events"]] == list(range(1, session["last_seq"] + 1))

@@ -16,6 +16,8 @@ from msgspec import UNSET, Meta, UnsetType
 #: itself counted: far more than any config or ACP content block needs, and far less
 #: than the interpreter's recursion limit, which code walking the value would reach.
 MAX_JSON_DEPTH: Final = 64
+#: The largest integer SQLite holds: no seq, event id or other counter exceeds it.
+MAX_INT: Final = (1 << 63) - 1
 
 
 def _depth_problem(value: Any) -> str | None:
@@ -206,6 +208,9 @@ AgentName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z
 #: A git revision or branch name: git gets it as an argument, which cannot hold a NUL byte.
 GitName = Annotated[str, Meta(min_length=1, max_length=250, pattern=r"^[^\x00]*$")]
 BranchName = GitName
+#: A seq, an event id, or another counter the database holds.
+Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
+PositiveCount = Annotated[int, Meta(ge=1, le=MAX_INT)]
 
 
 class Workspace(Result):
@@ -359,9 +364,9 @@ class SessionConfig(Result):
 
 class SessionEventsParams(Params):
     session: SessionRef
-    after_seq: Annotated[int, Meta(ge=0)] = 0
+    after_seq: Count = 0
     #: Only events before this seq.
-    before_seq: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    before_seq: PositiveCount | UnsetType = UNSET
     #: Only events of this kind (e.g. "prompt").
     kind: Annotated[str, Meta(min_length=1, max_length=100)] | UnsetType = UNSET
     #: Newest first (the page then ends at after_seq instead of starting there).
@@ -527,9 +532,9 @@ class SubscribeParams(Params):
     #: Only this session's events; all sessions' events when absent.
     session: SessionRef | UnsetType = UNSET
     #: Replay the session's events after this seq (needs ``session``).
-    after_seq: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
+    after_seq: Count | UnsetType = UNSET
     #: Replay events after this global event id.
-    after_id: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
+    after_id: Count | UnsetType = UNSET
 
 
 class Subscribed(Result):
@@ -542,7 +547,7 @@ class Subscribed(Result):
 
 
 class UnsubscribeParams(Params):
-    subscription: Annotated[int, Meta(ge=1)]
+    subscription: PositiveCount
 
 
 class Unsubscribed(Result):
