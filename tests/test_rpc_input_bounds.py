@@ -381,3 +381,51 @@ async def test_the_largest_integer_sqlite_holds_is_a_valid_bound(
     assert events == {"events": []}
     events = await client.call("session.events", {"session": session["id"], "before_seq": biggest})
     assert [event["seq"] for event in events["events"]] == list(range(1, session["last_seq"] + 1))
+
+
+# ---- 5. session.list cursors the daemon never gave --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "random text",
+        "bm90IGEgY3Vyc29yIGF0IGFsbA==",  # base64 of junk
+        "zzzzzzzzzzzzzzzzzzzzzzzzzz",  # 26 base32 characters, but more than 128 bits
+        "01m80mw6x197j0w44666p8g1d",  # one character short
+        "01m80mw6x197j0w44666p8g1dnx",  # one too many
+        "01m80mw6x197j0w44666p8g1du",  # 'u' is not Crockford base32
+        "",
+    ],
+)
+async def test_an_unreadable_session_list_cursor_is_invalid_params(
+    daemon: InProcessDaemon, client: TrioClient, repo: Path, cursor: str
+) -> None:
+    project = await add_project(client, repo)
+    await client.call("session.create", {"project": project["id"]})
+
+    error = await call_error(client, "session.list", {"cursor": cursor})
+
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+    assert error["data"]["field"] == "cursor"
+    assert "next_cursor" in error["message"]
+
+
+async def test_the_cursors_session_list_gives_page_through_every_session(
+    daemon: InProcessDaemon, client: TrioClient, repo: Path
+) -> None:
+    project = await add_project(client, repo)
+    created = [
+        (await client.call("session.create", {"project": project["id"], "title": f"s{i}"}))["id"]
+        for i in range(3)
+    ]
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 1}
+    while True:
+        page = await client.call("session.list", params)
+        seen += [session["id"] for session in page["sessions"]]
+        if page["next_cursor"] is None:
+            break
+        # Upper case is read as well: ids are case-insensitive where they are typed.
+        params["cursor"] = page["next_cursor"].upper()
+    assert seen == created[::-1]

@@ -18,6 +18,11 @@ from msgspec import UNSET, Meta, UnsetType
 MAX_JSON_DEPTH: Final = 64
 #: The largest integer SQLite holds: no seq, event id or other counter exceeds it.
 MAX_INT: Final = (1 << 63) - 1
+#: A string without NUL, which no path, argument or environment can hold.
+NO_NUL_PATTERN: Final = r"^[^\x00]*$"
+#: A session.list cursor, an id: 26 Crockford base32 characters (128 bits, so the first is
+#: at most 7), in any case.
+CURSOR_PATTERN: Final = r"^[0-7][0-9a-hjkmnp-tv-zA-HJKMNP-TV-Z]{25}$"
 
 
 def _depth_problem(value: Any) -> str | None:
@@ -68,7 +73,7 @@ Description = Annotated[str, Meta(max_length=10_000)]
 #: A path on the daemon's machine: the OS takes no NUL byte in one.
 PathText = Annotated[
     str,
-    Meta(min_length=1, max_length=4096, pattern=r"^[^\x00]*$", description="A path (no NUL)."),
+    Meta(min_length=1, max_length=4096, pattern=NO_NUL_PATTERN, description="A path (no NUL)."),
 ]
 ConfigObject = Annotated[
     dict[str, Any], Meta(description="Configuration overrides (a JSON object).")
@@ -206,11 +211,15 @@ Title = Annotated[str, Meta(max_length=500)]
 Task = Annotated[str, Meta(max_length=100_000)]
 AgentName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
 #: A git revision or branch name: git gets it as an argument, which cannot hold a NUL byte.
-GitName = Annotated[str, Meta(min_length=1, max_length=250, pattern=r"^[^\x00]*$")]
+GitName = Annotated[str, Meta(min_length=1, max_length=250, pattern=NO_NUL_PATTERN)]
 BranchName = GitName
 #: A seq, an event id, or another counter the database holds.
 Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
 PositiveCount = Annotated[int, Meta(ge=1, le=MAX_INT)]
+#: session.list's cursor: the id of the last session of the previous page.
+ListCursor = Annotated[
+    str, Meta(pattern=CURSOR_PATTERN, description="The next_cursor of the previous page.")
+]
 
 
 class Workspace(Result):
@@ -285,7 +294,7 @@ class SessionListParams(Params):
     include_archived: bool = False
     include_deleted: bool = False
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
-    cursor: Annotated[str, Meta(min_length=1, max_length=64)] | UnsetType = UNSET
+    cursor: ListCursor | UnsetType = UNSET
 
 
 class SessionList(Result):
