@@ -1,0 +1,511 @@
+"""Fuzzing a real mimird with the requests documented in docs/api.md (DESIGN.md, Invariant 7).
+
+Every ``>>>`` example of the API reference is parsed and sent again, mutated:
+values replaced (wrong types, huge integers, NUL bytes, over-long names, deep
+nesting), params dropped or added, ids and methods changed, requests batched.
+The daemon runs as a real process, with real git projects where the examples'
+paths point and a scripted ACP agent, so that many requests succeed and reach
+the code behind the params. Whatever is sent, each frame gets exactly the
+responses JSON-RPC specifies, none of them -32603, on a connection that is not
+dropped; afterwards the daemon is the same process and its database passes
+``db.check`` with ``full``.
+
+The daemon runs as root in CI containers: every path a request could make it
+write to or copy from is confined to the test's directory (``confine``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mimird.wire.errors import ErrorCode
+from tests.helpers import DaemonDirs, DaemonProcess, blocking_call, daemon_process
+from tests.test_rpc_fuzz import BLANK, check_response, expected_response
+from tests.test_rpc_input_bounds import git
+
+#: The whole run takes about a minute on a loaded two-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+API_DOC: Final = Path(__file__).parents[1] / "docs" / "api.md"
+FAKE_AGENT: Final = Path(__file__).with_name("fake_acp_agent.py")
+#: Where the examples' projects and backups live, replaced by the test's directories.
+DOC_ROOT: Final = "/tmp/mimir-docs"
+DOC_HOME: Final = "/home/me"
+#: Ids as the examples show them: a session's, or a prefix of one (at least 4 characters).
+DOC_ID: Final = re.compile(r'"(01m80[0-9a-z]{3,21})"')
+EXAMPLES: Final = int(os.environ.get("MIMIR_FUZZ_EXAMPLES", "2500"))
+#: A create with a setup command, a diff or a prompt to the scripted agent takes far less.
+DEADLINE_S: Final = 60.0
+FUZZ_SETTINGS: Final = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+#: Sessions made before fuzzing, which the examples' session ids are mapped to.
+POOL_SESSIONS: Final = 4
+#: Setup commands the fuzzer may leave in a config: anything else is replaced by the first.
+SAFE_COMMANDS: Final = ("echo fuzz", "echo installing; echo no network >&2; exit 3")
+#: Integers just inside and outside what params and SQLite take.
+EDGE_INTEGERS: Final = (
+    -1,
+    0,
+    1,
+    64,
+    65,
+    1000,
+    1001,
+    (1 << 31),
+    (1 << 63) - 1,
+    1 << 63,
+    1 << 64,
+    -(1 << 63) - 1,
+    10**30,
+)
+
+
+def documented_frames() -> list[str]:
+    """The ``>>>`` lines of docs/api.md, less the one standing for a 16 MiB frame."""
+    frames = []
+    for line in API_DOC.read_text().splitlines():
+        if line.startswith(">>> ") and "…" not in line:
+            frames.append(line.removeprefix(">>> "))
+    return frames
+
+
+@dataclass(frozen=True, repr=False)
+class World:
+    daemon: DaemonProcess
+    root: Path
+    #: Where project.add may point: the examples' projects, under the test's directory.
+    docs: Path
+    home: Path
+    frames: tuple[str, ...]
+    methods: tuple[str, ...]
+    param_names: tuple[str, ...]
+    refs: tuple[str, ...]
+    #: Any JSON value, leaning to the edges of what params take (built once: costly).
+    values: st.SearchStrategy[Any]
+
+    # Hypothesis prints dataclasses field by field; a failure report needs only this.
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+    @property
+    def socket(self) -> Path:
+        return self.daemon.dirs.socket
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """The examples that are single requests, decoded."""
+        return [
+            msgspec.json.decode(f) for f in self.frames if f.startswith("{") and f.endswith("}")
+        ]
+
+    def __repr__(self) -> str:
+        return f"World({self.root})"
+
+
+def write_config(dirs: DaemonDirs) -> None:
+    """A config whose default agent is the scripted one, answering every prompt at once."""
+    scenario = dirs.root / "scenario.json"
+    scenario.write_text("{}")
+    dirs.config.write_text(
+        "\n".join(
+            [
+                "[supervision]",
+                "max_restarts = 1",
+                "backoff_initial_s = 0.05",
+                "backoff_max_s = 0.1",
+                "start_timeout_s = 10",
+                "cancel_grace_s = 0.5",
+                "stop_grace_s = 0.5",
+                "[defaults]",
+                'agent = "fake"',
+                "[agents.fake]",
+                f"command = {json.dumps(sys.executable)}",
+                f"args = [{json.dumps(str(FAKE_AGENT))}, {json.dumps(str(scenario))}]",
+            ]
+        )
+        + "\n"
+    )
+
+
+def make_projects(docs: Path) -> None:
+    """The examples' projects: api (with a subdirectory pkg and an ignored .env) and web."""
+    for name, files in (
+        ("api", {"pyproject.toml": "[project]\n", "pkg/__init__.py": "", ".gitignore": ".env\n"}),
+        ("web", {"package.json": "{}\n"}),
+    ):
+        path = docs / "src" / name
+        for file, text in files.items():
+            (path / file).parent.mkdir(parents=True, exist_ok=True)
+            (path / file).write_text(text)
+        git(path, "init", "-q", "-b", "main")
+        git(path, "add", "-A")
+        git(path, "commit", "-q", "-m", "initial")
+    (docs / "src" / "api" / ".env").write_text("TOKEN=1\n")
+
+
+def call(world_socket: Path, method: str, params: Any) -> Any:
+    response = blocking_call(world_socket, method, params, timeout=DEADLINE_S)
+    assert "result" in response, response
+    return response["result"]
+
+
+@pytest.fixture
+def world(dirs: DaemonDirs) -> Iterator[World]:
+    dirs.root.mkdir(parents=True, exist_ok=True)
+    write_config(dirs)
+    docs, home = dirs.root / "docs", dirs.root / "home"
+    home.mkdir()
+    make_projects(docs)
+    with daemon_process(dirs) as daemon:
+        api = call(dirs.socket, "project.add", {"path": str(docs / "src" / "api")})
+        call(dirs.socket, "project.add", {"path": str(docs / "src" / "web")})
+        sessions = [
+            call(dirs.socket, "session.create", {"project": "api", "title": f"pool {i}"})["id"]
+            for i in range(POOL_SESSIONS)
+        ]
+        document = call(dirs.socket, "rpc.discover", None)
+        methods = tuple(method["name"] for method in document["methods"])
+        param_names = tuple(
+            sorted({p["name"] for method in document["methods"] for p in method["params"]})
+        )
+        # The examples' session ids (and prefixes) name the pool's sessions, so they succeed.
+        documented = documented_frames()
+        doc_ids = sorted({i for frame in documented for i in DOC_ID.findall(frame) if len(i) == 26})
+        mapping = {doc_id: sessions[n % POOL_SESSIONS] for n, doc_id in enumerate(doc_ids)}
+        frames = []
+        for frame in documented:
+            for doc_id in DOC_ID.findall(frame):
+                # A prefix stands for the documented id it starts; the real one is cut alike.
+                full = next((i for i in doc_ids if i.startswith(doc_id)), doc_id)
+                real = mapping.get(full, sessions[0])
+                frame = frame.replace(f'"{doc_id}"', f'"{real[: len(doc_id)]}"')
+            frames.append(frame.replace(DOC_ROOT, str(docs)).replace(DOC_HOME, str(home)))
+        refs = (*sessions, *(s[:12] for s in sessions), api["id"], "api", "web")
+        yield World(
+            daemon=daemon,
+            root=dirs.root,
+            docs=docs,
+            home=home,
+            frames=tuple(frames),
+            methods=methods,
+            param_names=param_names,
+            refs=refs,
+            values=json_values(docs, refs, param_names),
+        )
+
+
+# ---- keeping a root daemon inside the test's directory ---------------------------------------
+
+
+def _inside(path: str, directory: Path) -> bool:
+    if path == "~" or path.startswith("~/"):
+        path = str(directory.parent / "home") + path[1:]
+    normal = os.path.normpath(path)
+    return normal == str(directory) or normal.startswith(f"{directory}/")
+
+
+def _confine_request(request: Any, world: World) -> None:
+    if not isinstance(request, dict) or not isinstance(params := request.get("params"), dict):
+        return
+    path = params.get("path")
+    if isinstance(path, str) and path.startswith(("/", "~")):
+        # project.add reads (and a private workspace copies) the directory; db.backup writes.
+        allowed = world.docs if request.get("method") == "project.add" else world.root
+        if not _inside(path, allowed):
+            params["path"] = str(world.docs / "nowhere")
+    config = params.get("config")
+    if isinstance(config, dict):
+        command = config.get("setup_command")
+        if isinstance(command, str) and command not in SAFE_COMMANDS:
+            config["setup_command"] = SAFE_COMMANDS[0]
+        location = config.get("worktree_location")
+        if isinstance(location, str) and location.startswith(("/", "~")):
+            del config["worktree_location"]
+
+
+def confine(value: Any, world: World) -> Any:
+    """``value`` with every path a request could make the daemon touch kept under the
+    test's directory, and setup commands limited to harmless ones."""
+    for request in value if isinstance(value, list) else [value]:
+        _confine_request(request, world)
+    return value
+
+
+# ---- strategies ---------------------------------------------------------------------------
+
+
+def nested(value: Any, depth: int, as_list: bool) -> Any:
+    for _ in range(depth):
+        value = [value] if as_list else {"a": value}
+    return value
+
+
+def leaf_values(docs: Path, refs: tuple[str, ...]) -> st.SearchStrategy[Any]:
+    paths = [str(docs / "src" / "api"), str(docs / "src" / "api" / "pkg")]
+    return st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.sampled_from(EDGE_INTEGERS),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=16),
+        st.sampled_from(refs),
+        st.sampled_from(paths),
+        st.sampled_from(paths).map(lambda p: p + "\0"),
+        st.sampled_from(paths).map(lambda p: f"{p}/{'x' * 300}"),
+        st.sampled_from(
+            [
+                "",
+                "\0",
+                "x" * 300,
+                "x" * 5000,
+                "~",
+                "~nosuchuser/x",
+                "relative/path",
+                ".",
+                "..",
+                "*",
+                "**",
+                "a**",
+                "-x",
+                "main",
+                "HEAD~1",
+                "@{-1}",
+                "2026-11-22T10:00:00Z",
+                "2026-13-45",
+                "01m80mw6x197j0w44666p8g1dn",
+                "zzzzzzzzzzzzzzzzzzzzzzzzzz",
+                '"quoted',
+                "NEAR(a b)",
+                "é" * 200,
+                "\ud7ff\ue000",
+            ]
+        ),
+    )
+
+
+def json_values(
+    docs: Path, refs: tuple[str, ...], param_names: tuple[str, ...]
+) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        leaf_values(docs, refs),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(
+                st.text(max_size=8) | st.sampled_from(param_names), children, max_size=4
+            )
+        ),
+        max_leaves=10,
+    )
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The path of every value inside ``value`` (keys and indexes), itself first."""
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, (*prefix, index))
+
+
+def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {**value, head: _replace(value[head], rest, new)}
+    copy = list(value)
+    copy[head] = _replace(copy[head], rest, new)
+    return copy
+
+
+def _get(value: Any, path: tuple[Any, ...]) -> Any:
+    for step in path:
+        value = value[step]
+    return value
+
+
+@st.composite
+def mutated_request(draw: st.DrawFn, request: Any, world: World) -> Any:
+    """``request`` with one thing changed."""
+    if not isinstance(request, dict):
+        return draw(world.values)
+    request = dict(request)
+    params = request.get("params")
+    op = draw(
+        st.sampled_from(
+            [
+                "value",
+                "value",
+                "value",
+                "ref",
+                "add",
+                "drop",
+                "deepen",
+                "id",
+                "method",
+                "notification",
+            ]
+        )
+    )
+    if op in ("value", "deepen") and params is not None:
+        path = draw(st.sampled_from(list(_paths(params))))
+        if op == "value":
+            new = draw(world.values)
+        else:
+            depth = draw(st.sampled_from([1, 2, 30, 62, 63, 64, 65, 100, 500]))
+            new = nested(_get(params, path), depth, draw(st.booleans()))
+        request["params"] = _replace(params, path, new)
+    elif op == "ref" and isinstance(params, dict):
+        key = draw(st.sampled_from(["session", "project", "permission"]))
+        request["params"] = {**params, key: draw(st.sampled_from(world.refs))}
+    elif op == "add" and isinstance(params, dict):
+        key = draw(st.sampled_from(world.param_names) | st.text(max_size=8))
+        request["params"] = {**params, key: draw(world.values)}
+    elif op == "drop" and isinstance(params, dict) and params:
+        key = draw(st.sampled_from(sorted(params)))
+        request["params"] = {k: v for k, v in params.items() if k != key}
+    elif op == "id":
+        request["id"] = draw(
+            st.none()
+            | st.integers()
+            | st.sampled_from(EDGE_INTEGERS)
+            | st.text(max_size=8)
+            | world.values
+        )
+    elif op == "method":
+        request["method"] = draw(st.sampled_from(world.methods))
+    elif op == "notification":
+        request.pop("id", None)
+    return request
+
+
+@st.composite
+def fuzzed_frames(draw: st.DrawFn, world: World) -> bytes:
+    text = draw(st.sampled_from(world.frames))
+    try:
+        value: Any = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return text.encode()  # the example of a malformed frame, as documented
+    # A third of the frames unchanged or nearly, so that the state evolves as documented.
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 1, 1, 1, 2, 2, 3]))):
+        if isinstance(value, list) and value:
+            index = draw(st.integers(0, len(value) - 1))
+            value = [
+                *value[:index],
+                draw(mutated_request(value[index], world)),
+                *value[index + 1 :],
+            ]
+        else:
+            value = draw(mutated_request(value, world))
+    if draw(st.integers(0, 9)) == 0:
+        value = [value, *draw(st.lists(st.sampled_from(world.requests), max_size=3))]
+    try:
+        return msgspec.json.encode(confine(value, world))
+    except RecursionError:  # deepened past what the encoder takes: send the example as is
+        return text.encode()
+
+
+# ---- the oracle ------------------------------------------------------------------------------
+
+
+def exchange(world: World, frame: bytes) -> list[bytes]:
+    """Send ``frame`` on a new connection, half-close, and return the response lines
+    received before EOF (``event`` notifications of a subscription left out)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(DEADLINE_S)
+        sock.connect(str(world.socket))
+        sock.sendall(frame + b"\n")
+        sock.shutdown(socket.SHUT_WR)
+        received = bytearray()
+        while data := sock.recv(65536):
+            received += data
+    assert not received or received.endswith(b"\n"), bytes(received[-200:])
+    lines = bytes(received).split(b"\n")[:-1]
+    return [line for line in lines if not line.startswith(b'{"jsonrpc":"2.0","method":"event"')]
+
+
+def crash_reports(world: World) -> str:
+    """What the daemon logged about handlers that crashed (for the failure message)."""
+    return "\n".join(
+        line for line in world.daemon.stderr.splitlines() if "rpc_handler_crashed" in line
+    )[-4000:]
+
+
+def response_to_a_too_deep_frame(response: Any) -> bool:
+    return (
+        isinstance(response, dict)
+        and response.get("id") is None
+        and response.get("error", {}).get("code") == ErrorCode.PARSE_ERROR
+        and "too deeply" in response["error"]["message"]
+    )
+
+
+def assert_answered_without_internal_error(world: World, frame: bytes) -> list[str]:
+    """Check the answer to ``frame``; the kinds of its responses ("result" or the error's)."""
+    lines = exchange(world, frame)
+    expected = expected_response(frame)
+    if expected is None or not frame.strip(BLANK):
+        assert lines == [], lines
+        return []
+    assert len(lines) == 1, f"{len(lines)} responses to {frame[:300]!r}: {lines}"
+    response = msgspec.json.decode(lines[0])
+    if response_to_a_too_deep_frame(response):
+        # The daemon decodes on a deeper stack than this test: a frame this test could
+        # still decode may be past the daemon's nesting limit, which is a documented -32700.
+        return ["parse_error"]
+    items = response if expected.batch else [response]
+    if expected.batch:
+        assert isinstance(response, list), response
+        assert len(response) == len(expected.ids), response
+    ids = Counter(repr(request_id) for request_id in expected.ids)
+    for item in items:
+        check_response(item, ids)
+        code = item.get("error", {}).get("code")
+        assert code != ErrorCode.INTERNAL_ERROR, (
+            f"{frame[:500]!r} got {item}\n{crash_reports(world)}"
+        )
+    return [item["error"]["data"]["kind"] if "error" in item else "result" for item in items]
+
+
+# ---- the test ----------------------------------------------------------------------------------
+
+
+def test_every_documented_request_mutated_gets_specified_answers_and_no_internal_error(
+    world: World,
+) -> None:
+    outcomes: Counter[str] = Counter()
+
+    @FUZZ_SETTINGS
+    @given(frame=fuzzed_frames(world))
+    def check(frame: bytes) -> None:
+        outcomes.update(assert_answered_without_internal_error(world, frame))
+
+    check()
+    # For the record (pytest -s): how many requests succeeded, and which errors came back.
+    print(f"responses by kind: {dict(outcomes.most_common())}")
+
+    status = blocking_call(world.socket, "daemon.status")
+    assert status["result"]["pid"] == world.daemon.proc.pid
+    checked = blocking_call(world.socket, "db.check", {"full": True}, timeout=DEADLINE_S)
+    assert checked["result"]["ok"], checked
+    assert crash_reports(world) == ""
