@@ -16,6 +16,7 @@ write to or copy from is confined to the test's directory (``confine``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -55,6 +56,8 @@ FUZZ_SETTINGS: Final = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+#: Responses between two heals.
+HEAL_EVERY: Final = 50
 #: Sessions made before fuzzing, which the examples' session ids are mapped to.
 POOL_SESSIONS: Final = 4
 #: Setup commands the fuzzer may leave in a config: anything else is replaced by the first.
@@ -86,37 +89,52 @@ def documented_frames() -> list[str]:
     return frames
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)
 class World:
     daemon: DaemonProcess
     root: Path
     #: Where project.add may point: the examples' projects, under the test's directory.
     docs: Path
     home: Path
-    frames: tuple[str, ...]
+    #: The examples, each session id in them a slot of the pool (``fill`` puts the ids in).
+    templates: tuple[str, ...]
     methods: tuple[str, ...]
     param_names: tuple[str, ...]
-    refs: tuple[str, ...]
-    #: Any JSON value, leaning to the edges of what params take (built once: costly).
-    values: st.SearchStrategy[Any]
+    #: Sessions the examples name; ``heal`` replaces those fuzzing deleted for good.
+    pool: list[str]
+    #: The id of the project named api (the one at docs/src/api), as ``heal`` left it.
+    api_id: list[str]
 
     # Hypothesis prints dataclasses field by field; a failure report needs only this.
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))
 
+    def __repr__(self) -> str:
+        return f"World({self.root})"
+
     @property
     def socket(self) -> Path:
         return self.daemon.dirs.socket
 
-    @property
-    def requests(self) -> list[dict[str, Any]]:
+    def fill(self, template: str) -> str:
+        return SLOT.sub(lambda m: self.pool[int(m["slot"])][: int(m["length"])], template)
+
+    def refs(self) -> tuple[str, ...]:
+        """Ids and names that exist (as of the last heal); always REF_COUNT of them."""
+        return (*self.pool, *(s[:12] for s in self.pool), self.api_id[0], "api", "web")
+
+    def requests(self) -> list[Any]:
         """The examples that are single requests, decoded."""
         return [
-            msgspec.json.decode(f) for f in self.frames if f.startswith("{") and f.endswith("}")
+            msgspec.json.decode(self.fill(t))
+            for t in self.templates
+            if t.startswith("{") and t.endswith("}")
         ]
 
-    def __repr__(self) -> str:
-        return f"World({self.root})"
+
+#: A session id in a template: ``@@<slot>:<length>@@`` (a prefix when shorter than an id).
+SLOT: Final = re.compile(r"@@(?P<slot>\d+):(?P<length>\d+)@@")
+REF_COUNT: Final = 2 * POOL_SESSIONS + 3
 
 
 def write_config(dirs: DaemonDirs) -> None:
@@ -166,6 +184,60 @@ def call(world_socket: Path, method: str, params: Any) -> Any:
     return response["result"]
 
 
+def templates(documented: list[str], docs: Path, home: Path) -> tuple[str, ...]:
+    """The examples with their paths under the test's directory and their session ids
+    (and prefixes) as slots of the pool, spread over it."""
+    doc_ids = sorted({i for frame in documented for i in DOC_ID.findall(frame) if len(i) == 26})
+    slots = {doc_id: n % POOL_SESSIONS for n, doc_id in enumerate(doc_ids)}
+    result = []
+    for frame in documented:
+        for doc_id in DOC_ID.findall(frame):
+            # A prefix stands for the documented id it starts.
+            full = next((i for i in doc_ids if i.startswith(doc_id)), doc_id)
+            frame = frame.replace(f'"{doc_id}"', f'"@@{slots.get(full, 0)}:{len(doc_id)}@@"')
+        result.append(frame.replace(DOC_ROOT, str(docs)).replace(DOC_HOME, str(home)))
+    return tuple(result)
+
+
+def heal(world: World) -> None:
+    """Bring back what fuzzing took away for good, so that the examples keep reaching
+    real objects: the projects api and web (registered, named so, not archived), and
+    sessions in the pool's slots whose session is gone or deleted."""
+    for name in ("api", "web"):
+        path = str(world.docs / "src" / name)
+        found = blocking_call(world.socket, "project.get", {"project": name})
+        if "result" in found and found["result"]["path"] != path:
+            # Another project took the name: give it back.
+            moved = {
+                "project": found["result"]["id"],
+                "name": f"was-{name}-{found['result']['id']}",
+            }
+            call(world.socket, "project.update", moved)
+            found = {}
+        if "result" not in found:
+            added = blocking_call(world.socket, "project.add", {"path": path, "name": name})
+            project_id = (
+                added["result"]["id"] if "result" in added else added["error"]["data"]["id"]
+            )
+            found = {
+                "result": call(
+                    world.socket, "project.update", {"project": project_id, "name": name}
+                )
+            }
+        if found["result"]["archived"]:
+            call(world.socket, "project.update", {"project": name, "archived": False})
+        if name == "api":
+            world.api_id[0] = found["result"]["id"]
+    for slot, session_id in enumerate(world.pool):
+        got = blocking_call(world.socket, "session.get", {"session": session_id})
+        if "error" in got or got["result"]["status"] == "deleted":
+            params = {"project": "api", "title": f"pool {slot}"}
+            created = blocking_call(world.socket, "session.create", params, timeout=DEADLINE_S)
+            # Not when the checkout is in a state that refuses it: the next heal tries again.
+            if "result" in created:
+                world.pool[slot] = created["result"]["id"]
+
+
 @pytest.fixture
 def world(dirs: DaemonDirs) -> Iterator[World]:
     dirs.root.mkdir(parents=True, exist_ok=True)
@@ -174,41 +246,24 @@ def world(dirs: DaemonDirs) -> Iterator[World]:
     home.mkdir()
     make_projects(docs)
     with daemon_process(dirs) as daemon:
-        api = call(dirs.socket, "project.add", {"path": str(docs / "src" / "api")})
-        call(dirs.socket, "project.add", {"path": str(docs / "src" / "web")})
-        sessions = [
-            call(dirs.socket, "session.create", {"project": "api", "title": f"pool {i}"})["id"]
-            for i in range(POOL_SESSIONS)
-        ]
         document = call(dirs.socket, "rpc.discover", None)
         methods = tuple(method["name"] for method in document["methods"])
         param_names = tuple(
             sorted({p["name"] for method in document["methods"] for p in method["params"]})
         )
-        # The examples' session ids (and prefixes) name the pool's sessions, so they succeed.
-        documented = documented_frames()
-        doc_ids = sorted({i for frame in documented for i in DOC_ID.findall(frame) if len(i) == 26})
-        mapping = {doc_id: sessions[n % POOL_SESSIONS] for n, doc_id in enumerate(doc_ids)}
-        frames = []
-        for frame in documented:
-            for doc_id in DOC_ID.findall(frame):
-                # A prefix stands for the documented id it starts; the real one is cut alike.
-                full = next((i for i in doc_ids if i.startswith(doc_id)), doc_id)
-                real = mapping.get(full, sessions[0])
-                frame = frame.replace(f'"{doc_id}"', f'"{real[: len(doc_id)]}"')
-            frames.append(frame.replace(DOC_ROOT, str(docs)).replace(DOC_HOME, str(home)))
-        refs = (*sessions, *(s[:12] for s in sessions), api["id"], "api", "web")
-        yield World(
+        world = World(
             daemon=daemon,
             root=dirs.root,
             docs=docs,
             home=home,
-            frames=tuple(frames),
+            templates=templates(documented_frames(), docs, home),
             methods=methods,
             param_names=param_names,
-            refs=refs,
-            values=json_values(docs, refs, param_names),
+            pool=[""] * POOL_SESSIONS,
+            api_id=[""],
         )
+        heal(world)
+        yield world
 
 
 # ---- keeping a root daemon inside the test's directory ---------------------------------------
@@ -226,8 +281,9 @@ def _confine_request(request: Any, world: World) -> None:
         return
     path = params.get("path")
     if isinstance(path, str) and path.startswith(("/", "~")):
-        # project.add reads (and a private workspace copies) the directory; db.backup writes.
-        allowed = world.docs if request.get("method") == "project.add" else world.root
+        # project.add reads (and a private workspace copies) the directory; db.backup
+        # writes (not into a project, which would make its checkout dirty).
+        allowed = world.docs if request.get("method") == "project.add" else world.home
         if not _inside(path, allowed):
             params["path"] = str(world.docs / "nowhere")
     config = params.get("config")
@@ -257,8 +313,13 @@ def nested(value: Any, depth: int, as_list: bool) -> Any:
     return value
 
 
-def leaf_values(docs: Path, refs: tuple[str, ...]) -> st.SearchStrategy[Any]:
-    paths = [str(docs / "src" / "api"), str(docs / "src" / "api" / "pkg")]
+def ref_values(world: World) -> st.SearchStrategy[str]:
+    """An id or name that exists (as of the last heal)."""
+    return st.integers(0, REF_COUNT - 1).map(lambda index: world.refs()[index])
+
+
+def leaf_values(world: World) -> st.SearchStrategy[Any]:
+    paths = [str(world.docs / "src" / "api"), str(world.docs / "src" / "api" / "pkg")]
     return st.one_of(
         st.none(),
         st.booleans(),
@@ -266,7 +327,7 @@ def leaf_values(docs: Path, refs: tuple[str, ...]) -> st.SearchStrategy[Any]:
         st.sampled_from(EDGE_INTEGERS),
         st.floats(allow_nan=False, allow_infinity=False),
         st.text(max_size=16),
-        st.sampled_from(refs),
+        ref_values(world),
         st.sampled_from(paths),
         st.sampled_from(paths).map(lambda p: p + "\0"),
         st.sampled_from(paths).map(lambda p: f"{p}/{'x' * 300}"),
@@ -301,15 +362,15 @@ def leaf_values(docs: Path, refs: tuple[str, ...]) -> st.SearchStrategy[Any]:
     )
 
 
-def json_values(
-    docs: Path, refs: tuple[str, ...], param_names: tuple[str, ...]
-) -> st.SearchStrategy[Any]:
+@functools.cache
+def json_values(world: World) -> st.SearchStrategy[Any]:
+    """Any JSON value, leaning to the edges of what params take (built once: costly)."""
     return st.recursive(
-        leaf_values(docs, refs),
+        leaf_values(world),
         lambda children: (
             st.lists(children, max_size=4)
             | st.dictionaries(
-                st.text(max_size=8) | st.sampled_from(param_names), children, max_size=4
+                st.text(max_size=8) | st.sampled_from(world.param_names), children, max_size=4
             )
         ),
         max_leaves=10,
@@ -348,7 +409,7 @@ def _get(value: Any, path: tuple[Any, ...]) -> Any:
 def mutated_request(draw: st.DrawFn, request: Any, world: World) -> Any:
     """``request`` with one thing changed."""
     if not isinstance(request, dict):
-        return draw(world.values)
+        return draw(json_values(world))
     request = dict(request)
     params = request.get("params")
     op = draw(
@@ -370,17 +431,17 @@ def mutated_request(draw: st.DrawFn, request: Any, world: World) -> Any:
     if op in ("value", "deepen") and params is not None:
         path = draw(st.sampled_from(list(_paths(params))))
         if op == "value":
-            new = draw(world.values)
+            new = draw(json_values(world))
         else:
             depth = draw(st.sampled_from([1, 2, 30, 62, 63, 64, 65, 100, 500]))
             new = nested(_get(params, path), depth, draw(st.booleans()))
         request["params"] = _replace(params, path, new)
     elif op == "ref" and isinstance(params, dict):
         key = draw(st.sampled_from(["session", "project", "permission"]))
-        request["params"] = {**params, key: draw(st.sampled_from(world.refs))}
+        request["params"] = {**params, key: draw(ref_values(world))}
     elif op == "add" and isinstance(params, dict):
         key = draw(st.sampled_from(world.param_names) | st.text(max_size=8))
-        request["params"] = {**params, key: draw(world.values)}
+        request["params"] = {**params, key: draw(json_values(world))}
     elif op == "drop" and isinstance(params, dict) and params:
         key = draw(st.sampled_from(sorted(params)))
         request["params"] = {k: v for k, v in params.items() if k != key}
@@ -390,7 +451,7 @@ def mutated_request(draw: st.DrawFn, request: Any, world: World) -> Any:
             | st.integers()
             | st.sampled_from(EDGE_INTEGERS)
             | st.text(max_size=8)
-            | world.values
+            | json_values(world)
         )
     elif op == "method":
         request["method"] = draw(st.sampled_from(world.methods))
@@ -401,7 +462,7 @@ def mutated_request(draw: st.DrawFn, request: Any, world: World) -> Any:
 
 @st.composite
 def fuzzed_frames(draw: st.DrawFn, world: World) -> bytes:
-    text = draw(st.sampled_from(world.frames))
+    text = world.fill(draw(st.sampled_from(world.templates)))
     try:
         value: Any = msgspec.json.decode(text)
     except msgspec.DecodeError:
@@ -418,7 +479,7 @@ def fuzzed_frames(draw: st.DrawFn, world: World) -> bytes:
         else:
             value = draw(mutated_request(value, world))
     if draw(st.integers(0, 9)) == 0:
-        value = [value, *draw(st.lists(st.sampled_from(world.requests), max_size=3))]
+        value = [value, *draw(st.lists(st.sampled_from(world.requests()), max_size=3))]
     try:
         return msgspec.json.encode(confine(value, world))
     except RecursionError:  # deepened past what the encoder takes: send the example as is
@@ -494,11 +555,15 @@ def test_every_documented_request_mutated_gets_specified_answers_and_no_internal
     world: World,
 ) -> None:
     outcomes: Counter[str] = Counter()
+    healed = [0]
 
     @FUZZ_SETTINGS
     @given(frame=fuzzed_frames(world))
     def check(frame: bytes) -> None:
         outcomes.update(assert_answered_without_internal_error(world, frame))
+        if sum(outcomes.values()) // HEAL_EVERY > healed[0]:
+            healed[0] += 1
+            heal(world)
 
     check()
     # For the record (pytest -s): how many requests succeeded, and which errors came back.
