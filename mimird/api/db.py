@@ -83,7 +83,7 @@ class DbService:
             ) from None
         except OSError as exc:
             raise StorageError(
-                f"cannot write the backup {target}: {exc.strerror}",
+                f"cannot write the backup {target}: {exc.strerror or exc}",
                 field="path",
                 detail={"errno": errno.errorcode.get(exc.errno or 0, "")},
             ) from None

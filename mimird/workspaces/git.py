@@ -1123,8 +1123,9 @@ def copy_files(source_root: Path, target_root: Path, patterns: list[str]) -> lis
     whole. Files already in the target are left alone (never overwritten), and
     nothing under ``.git`` is copied. A pattern that escapes ``source_root``
     (absolute, ``..``, or a match through a symlink that resolves outside) is
-    InvalidParams, checked for every pattern before anything is copied. Returns the
-    relative paths copied.
+    InvalidParams, checked for every pattern before anything is copied; a file that
+    cannot be copied (an OSError) is InvalidState naming it. Returns the relative
+    paths copied.
     """
     source = os.path.realpath(source_root)
     target = os.path.realpath(target_root)
@@ -1136,7 +1137,7 @@ def copy_files(source_root: Path, target_root: Path, patterns: list[str]) -> lis
             matches = sorted(Path(source).glob(pattern))
         except (ValueError, OSError, RecursionError) as exc:
             # A pattern stored before policy checked it: too long a name, '**' in a word.
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
             raise InvalidParams(
                 f"copy_files pattern {pattern!r} cannot be used: {reason}; change the "
                 "copy_files config of the project or session",
@@ -1178,7 +1179,7 @@ def copy_files(source_root: Path, target_root: Path, patterns: list[str]) -> lis
             shutil.copystat(real, destination)
         except OSError as exc:
             raise InvalidState(
-                f"cannot copy {rel} (matched by copy_files) into {target}: {exc.strerror}",
+                f"cannot copy {rel} (matched by copy_files) into {target}: {exc.strerror or exc}",
                 field="copy_files",
                 detail={"path": rel, "errno": errno.errorcode.get(exc.errno or 0, "")},
             ) from None
