@@ -2,13 +2,14 @@
 
 Every ``>>>`` example of the API reference is parsed and sent again, mutated:
 values replaced (wrong types, huge integers, NUL bytes, over-long names, deep
-nesting), params dropped or added, ids and methods changed, requests batched.
-The daemon runs as a real process, with real git projects where the examples'
-paths point and a scripted ACP agent, so that many requests succeed and reach
-the code behind the params. Whatever is sent, each frame gets exactly the
-responses JSON-RPC specifies, none of them -32603, on a connection that is not
-dropped; afterwards the daemon is the same process and its database passes
-``db.check`` with ``full``.
+nesting), params dropped or added, ids and methods changed, requests batched,
+and now and then a few frames pipelined on one connection. The daemon runs as a
+real process, with real git projects where the examples' paths point and a
+scripted ACP agent, so that many requests succeed and reach the code behind the
+params. Whatever is sent, each frame gets exactly the responses JSON-RPC
+specifies (matched by id: concurrent methods answer out of order), none of them
+-32603, on a connection that is not dropped; afterwards the daemon is the same
+process and its database passes ``db.check`` with ``full``.
 
 The daemon runs as root in CI containers: every path a request could make it
 write to or copy from is confined to the test's directory (``confine``).
@@ -56,6 +57,8 @@ FUZZ_SETTINGS: Final = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+#: Frames sent together nest less deeply than this (far below the daemon's limit).
+PIPELINE_MAX_DEPTH: Final = 300
 #: Responses between two heals.
 HEAL_EVERY: Final = 50
 #: Sessions made before fuzzing, which the examples' session ids are mapped to.
@@ -489,13 +492,13 @@ def fuzzed_frames(draw: st.DrawFn, world: World) -> bytes:
 # ---- the oracle ------------------------------------------------------------------------------
 
 
-def exchange(world: World, frame: bytes) -> list[bytes]:
-    """Send ``frame`` on a new connection, half-close, and return the response lines
-    received before EOF (``event`` notifications of a subscription left out)."""
+def exchange(world: World, frames: list[bytes]) -> list[bytes]:
+    """Send ``frames`` on a new connection without waiting for answers, half-close, and
+    return the response lines received before EOF (``event`` notifications left out)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(DEADLINE_S)
         sock.connect(str(world.socket))
-        sock.sendall(frame + b"\n")
+        sock.sendall(b"".join(frame + b"\n" for frame in frames))
         sock.shutdown(socket.SHUT_WR)
         received = bytearray()
         while data := sock.recv(65536):
@@ -503,6 +506,23 @@ def exchange(world: World, frame: bytes) -> list[bytes]:
     assert not received or received.endswith(b"\n"), bytes(received[-200:])
     lines = bytes(received).split(b"\n")[:-1]
     return [line for line in lines if not line.startswith(b'{"jsonrpc":"2.0","method":"event"')]
+
+
+def nesting(frame: bytes) -> int:
+    """How deeply ``frame`` nests arrays and objects (0 when it is not JSON)."""
+    try:
+        stack = [(msgspec.json.decode(frame), 0)]
+    except (msgspec.DecodeError, RecursionError):
+        return 0
+    deepest = 0
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth + 1)
+            stack.extend(
+                (item, depth + 1) for item in (value.values() if isinstance(value, dict) else value)
+            )
+    return deepest
 
 
 def crash_reports(world: World) -> str:
@@ -521,32 +541,46 @@ def response_to_a_too_deep_frame(response: Any) -> bool:
     )
 
 
-def assert_answered_without_internal_error(world: World, frame: bytes) -> list[str]:
-    """Check the answer to ``frame``; the kinds of its responses ("result" or the error's)."""
-    lines = exchange(world, frame)
-    if len(lines) == 1 and response_to_a_too_deep_frame(msgspec.json.decode(lines[0])):
-        # The daemon decodes on a deeper stack than this test: a frame this test could
-        # still decode (even a notification) may be past the daemon's nesting limit,
-        # which is a documented -32700.
+def assert_answered_without_internal_error(world: World, frames: list[bytes]) -> list[str]:
+    """Send ``frames`` pipelined and check the answers: one line per frame that is owed
+    one, each well-formed, for the ids sent, none -32603. Returns the kinds of the
+    responses ("result" or the error's kind)."""
+    lines = exchange(world, frames)
+    # The daemon decodes on a deeper stack than this test: a frame this test could still
+    # decode (even a notification) may be past the daemon's nesting limit, which is a
+    # documented -32700.
+    if len(frames) == len(lines) == 1 and response_to_a_too_deep_frame(
+        msgspec.json.decode(lines[0])
+    ):
         return ["parse_error"]
-    expected = expected_response(frame)
-    if expected is None or not frame.strip(BLANK):
-        assert lines == [], lines
-        return []
-    assert len(lines) == 1, f"{len(lines)} responses to {frame[:300]!r}: {lines}"
-    response = msgspec.json.decode(lines[0])
-    items = response if expected.batch else [response]
-    if expected.batch:
-        assert isinstance(response, list), response
-        assert len(response) == len(expected.ids), response
-    ids = Counter(repr(request_id) for request_id in expected.ids)
-    for item in items:
-        check_response(item, ids)
-        code = item.get("error", {}).get("code")
-        assert code != ErrorCode.INTERNAL_ERROR, (
-            f"{frame[:500]!r} got {item}\n{crash_reports(world)}"
-        )
-    return [item["error"]["data"]["kind"] if "error" in item else "result" for item in items]
+    owed = [e for frame in frames if frame.strip(BLANK) and (e := expected_response(frame))]
+    assert len(lines) == len(owed), f"{len(lines)} responses to {frames!r:.600}: {lines}"
+    ids = Counter(repr(request_id) for e in owed for request_id in e.ids)
+    kinds = []
+    for line in lines:
+        # Concurrent methods answer out of order: responses are matched by id only.
+        response = msgspec.json.decode(line)
+        items = response if isinstance(response, list) else [response]
+        for item in items:
+            check_response(item, ids)
+            code = item.get("error", {}).get("code")
+            assert code != ErrorCode.INTERNAL_ERROR, (
+                f"{frames!r:.600} got {item}\n{crash_reports(world)}"
+            )
+            kinds.append(item["error"]["data"]["kind"] if "error" in item else "result")
+    return kinds
+
+
+@st.composite
+def pipelined_frames(draw: st.DrawFn, world: World) -> list[bytes]:
+    """Mostly one frame; sometimes a few, sent without waiting (so concurrent methods
+    overlap, and ids repeat), but never one so deep the daemon may refuse it as a frame."""
+    frames = [draw(fuzzed_frames(world))]
+    if draw(st.integers(0, 3)) == 0:
+        more = draw(st.lists(fuzzed_frames(world), min_size=1, max_size=3))
+        frames += [frame for frame in more if nesting(frame) < PIPELINE_MAX_DEPTH]
+        frames = frames if nesting(frames[0]) < PIPELINE_MAX_DEPTH else frames[:1]
+    return frames
 
 
 # ---- the test ----------------------------------------------------------------------------------
@@ -559,9 +593,9 @@ def test_every_documented_request_mutated_gets_specified_answers_and_no_internal
     healed = [0]
 
     @FUZZ_SETTINGS
-    @given(frame=fuzzed_frames(world))
-    def check(frame: bytes) -> None:
-        outcomes.update(assert_answered_without_internal_error(world, frame))
+    @given(frames=pipelined_frames(world))
+    def check(frames: list[bytes]) -> None:
+        outcomes.update(assert_answered_without_internal_error(world, frames))
         if sum(outcomes.values()) // HEAL_EVERY > healed[0]:
             healed[0] += 1
             heal(world)
