@@ -75,6 +75,16 @@ _SAMPLE_VALUES: Final = {
     "date": "20260101",
 }
 
+#: The longest values the placeholders can take (a project name has at most 128
+#: characters, a slug 40): a template is checked with them for names too long to make.
+_LONGEST_VALUES: Final = {
+    "slug": "s" * 40,
+    "short_id": "0" * 8,
+    "id": "0" * 26,
+    "project": "p" * 128,
+    "date": "20260101",
+}
+
 
 class EnvValue(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """An env value in its long form, ``{value = "...", secret = true}``."""
@@ -250,6 +260,8 @@ def _parse_branch_template(key: str, value: Any) -> str:
     template = _template(key, value)
     if problem := _ref_name_problem(template.format_map(_SAMPLE_VALUES)):
         raise _Invalid(key, f"does not make a valid git branch name: {problem}")
+    if problem := _long_name_problem(template):
+        raise _Invalid(key, problem)
     return template
 
 
@@ -257,7 +269,23 @@ def _parse_worktree_location(key: str, value: Any) -> str:
     template = _template(key, value)
     if ".." in template.format_map(_SAMPLE_VALUES).split("/"):
         raise _Invalid(key, "must not contain '..' components (give an absolute path instead)")
+    if problem := _long_name_problem(template):
+        raise _Invalid(key, problem)
     return template
+
+
+def _long_name_problem(template: str) -> str | None:
+    """Why a path or ref made from ``template`` could have a name no file can have, or None.
+
+    Both a worktree's directories and a branch's ref (a file under ``refs/heads``) are
+    files: each component must fit NAME_MAX, with the placeholders at their longest."""
+    parts = template.format_map(_LONGEST_VALUES).split("/")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in parts):
+        return (
+            f"can make a path component longer than {MAX_NAME_BYTES} bytes (with {{slug}} at "
+            "40 characters and {project} at 128), which no file name can be (NAME_MAX)"
+        )
+    return None
 
 
 def _parse_setup_command(key: str, value: Any) -> str | None:

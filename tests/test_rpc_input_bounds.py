@@ -429,3 +429,42 @@ async def test_the_cursors_session_list_gives_page_through_every_session(
         # Upper case is read as well: ids are case-insensitive where they are typed.
         params["cursor"] = page["next_cursor"].upper()
     assert seen == created[::-1]
+
+
+# ---- templates that make names no file can have ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "template"),
+    [
+        ("worktree_location", "x" * 300 + "/{short_id}"),
+        ("worktree_location", "{project}/" + "é" * 120 + "-{slug}"),
+        ("worktree_location", "{project}/" + "w" * 210 + "{slug}-{short_id}"),
+        ("branch_template", "mimir/" + "y" * 300 + "{short_id}"),
+    ],
+)
+async def test_a_template_that_can_make_a_name_longer_than_name_max_is_refused(
+    daemon: InProcessDaemon, client: TrioClient, repo: Path, key: str, template: str
+) -> None:
+    project = await add_project(client, repo)
+    before = stored(daemon.dirs)
+    for method, params in (
+        ("project.update", {"project": project["id"]}),
+        ("session.create", {"project": project["id"]}),
+    ):
+        error = await call_error(client, method, {**params, "config": {key: template}})
+        assert error["code"] == ErrorCode.INVALID_PARAMS
+        assert error["data"]["field"] == f"config.{key}"
+        assert "255 bytes" in error["message"]
+    assert stored(daemon.dirs) == before
+    assert worktree_dirs(daemon.dirs) == []
+
+
+async def test_a_template_whose_longest_names_fit_is_accepted(
+    daemon: InProcessDaemon, client: TrioClient, repo: Path
+) -> None:
+    # 200 + a 40-character slug + '-' + 8: 249 bytes.
+    location = "{project}/" + "w" * 200 + "{slug}-{short_id}"
+    project = await add_project(client, repo, config={"worktree_location": location})
+    session = await client.call("session.create", {"project": project["id"], "title": "t"})
+    assert Path(session["workspace"]["path"]).name == "w" * 200 + f"t-{session['id'][-8:]}"
