@@ -55,6 +55,10 @@ MAX_TEMPLATE_LENGTH: Final = 1000
 #: Below Linux's MAX_ARG_STRLEN (128 KiB for one "NAME=value" string).
 MAX_VALUE_LENGTH: Final = 100_000
 MAX_PATTERNS: Final = 1000
+#: Linux's NAME_MAX: no file name, so no component of a copy_files pattern, is longer (bytes).
+MAX_NAME_BYTES: Final = 255
+#: Components of one copy_files pattern (pathlib's glob recurses once or twice per component).
+MAX_PATTERN_PARTS: Final = 100
 MAX_TOKEN_BUDGET: Final = (1 << 63) - 1
 
 _NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
@@ -68,6 +72,16 @@ _SAMPLE_VALUES: Final = {
     "short_id": "01hx2k3m",
     "id": "01hx2k3m4n5p6q7r8s9t0vwxyz",
     "project": "project",
+    "date": "20260101",
+}
+
+#: The longest values the placeholders can take (a project name has at most 128
+#: characters, a slug 40): a template is checked with them for names too long to make.
+_LONGEST_VALUES: Final = {
+    "slug": "s" * 40,
+    "short_id": "0" * 8,
+    "id": "0" * 26,
+    "project": "p" * 128,
     "date": "20260101",
 }
 
@@ -246,6 +260,8 @@ def _parse_branch_template(key: str, value: Any) -> str:
     template = _template(key, value)
     if problem := _ref_name_problem(template.format_map(_SAMPLE_VALUES)):
         raise _Invalid(key, f"does not make a valid git branch name: {problem}")
+    if problem := _long_name_problem(template):
+        raise _Invalid(key, problem)
     return template
 
 
@@ -253,7 +269,23 @@ def _parse_worktree_location(key: str, value: Any) -> str:
     template = _template(key, value)
     if ".." in template.format_map(_SAMPLE_VALUES).split("/"):
         raise _Invalid(key, "must not contain '..' components (give an absolute path instead)")
+    if problem := _long_name_problem(template):
+        raise _Invalid(key, problem)
     return template
+
+
+def _long_name_problem(template: str) -> str | None:
+    """Why a path or ref made from ``template`` could have a name no file can have, or None.
+
+    Both a worktree's directories and a branch's ref (a file under ``refs/heads``) are
+    files: each component must fit NAME_MAX, with the placeholders at their longest."""
+    parts = template.format_map(_LONGEST_VALUES).split("/")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in parts):
+        return (
+            f"can make a path component longer than {MAX_NAME_BYTES} bytes (with {{slug}} at "
+            "40 characters and {project} at 128), which no file name can be (NAME_MAX)"
+        )
+    return None
 
 
 def _parse_setup_command(key: str, value: Any) -> str | None:
@@ -280,8 +312,28 @@ def _parse_copy_files(key: str, value: Any) -> list[str]:
             raise _Invalid(where, f"{pattern!r} is absolute; patterns are relative to the project")
         if ".." in pattern.split("/"):
             raise _Invalid(where, f"{pattern!r} contains '..'; patterns stay inside the project")
+        if problem := _glob_problem(pattern):
+            raise _Invalid(where, problem)
         patterns.append(pattern)
     return patterns
+
+
+def _glob_problem(pattern: str) -> str | None:
+    """Why ``Path.glob`` would fail on ``pattern`` rather than match files, or None."""
+    parts = [part for part in pattern.split("/") if part not in ("", ".")]
+    if not parts:
+        return "names the project itself, not files in it"
+    if len(parts) > MAX_PATTERN_PARTS:
+        return f"has more than {MAX_PATTERN_PARTS} path components"
+    for part in parts:
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            return (
+                f"has a component longer than {MAX_NAME_BYTES} bytes, which no file name can be "
+                "(NAME_MAX)"
+            )
+        if "**" in part and part != "**":
+            return "'**' can only be a whole path component (e.g. 'config/**/*.local')"
+    return None
 
 
 _PARSERS: Final[dict[str, Callable[[str, Any], Any]]] = {

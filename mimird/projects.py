@@ -68,7 +68,12 @@ def _package_json_uses_typescript(root: Path) -> bool:
 
 def inspect_path(text: str) -> Inspected:
     """Find the project root for a path given by a client. Sync: run in a thread."""
-    path = Path(text).expanduser()
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # "~user/..." for a user that does not exist
+        raise InvalidParams(
+            f"path {text!r} starts with a '~' that names no home directory", field="path"
+        ) from None
     if not path.is_absolute():
         raise InvalidParams(
             f"path {text!r} is relative; give an absolute path (mimirctl does this for you)",

@@ -4,6 +4,7 @@ made while the daemon runs."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import msgspec
 import trio
 
 from mimird.config import Settings
-from mimird.errors import AlreadyExists, InvalidParams
+from mimird.errors import AlreadyExists, InvalidParams, StorageError
 from mimird.rpc.registry import CallContext, Registry
 from mimird.store import Store
 from mimird.store.database import integrity_problems
@@ -22,6 +23,9 @@ from mimird.wire.types import DbBackup, DbBackupParams, DbCheck, DbCheckParams
 #: Manual backups in the backups directory are named so, beside the ones made
 #: before migrations (``mimir-pre-migration-*``); they are never rotated away.
 BACKUP_PREFIX = "mimir-backup-"
+#: Longest file name of a backup: its temporary copy (".NAME.mimir-PID.tmp-wal") must
+#: still fit in NAME_MAX (255 bytes).
+MAX_NAME_BYTES = 200
 
 
 class DbService:
@@ -71,7 +75,18 @@ class DbService:
         else:
             target = await trio.to_thread.run_sync(_target, params.path)
         began = time.perf_counter()
-        size = await self._store.backup(target)
+        try:
+            size = await self._store.backup(target)
+        except FileExistsError:
+            raise AlreadyExists(
+                f"{target} already exists; a backup never overwrites", field="path"
+            ) from None
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write the backup {target}: {exc.strerror or exc}",
+                field="path",
+                detail={"errno": errno.errorcode.get(exc.errno or 0, "")},
+            ) from None
         return DbBackup(
             path=str(target),
             bytes=size,
@@ -84,6 +99,12 @@ def _target(path: str) -> Path:
     target = Path(path)
     if not target.is_absolute() or "\0" in path:
         raise InvalidParams(f"path must be absolute, got {path!r}", field="path")
+    if len(os.fsencode(target.name)) > MAX_NAME_BYTES:
+        raise InvalidParams(
+            f"the backup's file name is longer than {MAX_NAME_BYTES} bytes (the copy is made "
+            "beside it under a longer name, which must fit NAME_MAX)",
+            field="path",
+        )
     if os.path.lexists(target):
         raise AlreadyExists(f"{target} already exists; a backup never overwrites", field="path")
     if not target.parent.is_dir():

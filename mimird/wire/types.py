@@ -7,14 +7,49 @@ are tolerant so that an older client keeps decoding a newer daemon's answers.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+#: How deeply a free-form JSON param (a config, content blocks) may nest, the param
+#: itself counted: far more than any config or ACP content block needs, and far less
+#: than the interpreter's recursion limit, which code walking the value would reach.
+MAX_JSON_DEPTH: Final = 64
+#: The largest integer SQLite holds: no seq, event id or other counter exceeds it.
+MAX_INT: Final = (1 << 63) - 1
+#: A string without NUL, which no path, argument or environment can hold.
+NO_NUL_PATTERN: Final = r"^[^\x00]*$"
+#: A session.list cursor, an id: 26 Crockford base32 characters (128 bits, so the first is
+#: at most 7), in any case.
+CURSOR_PATTERN: Final = r"^[0-7][0-9a-hjkmnp-tv-zA-HJKMNP-TV-Z]{25}$"
+
+
+def _depth_problem(value: Any) -> str | None:
+    """Why ``value`` nests too deeply, or None; iterative, so any depth is safe to check."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"nests objects or arrays more than {MAX_JSON_DEPTH} levels deep"
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return None
+
 
 class Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of every method's params."""
+    """Base of every method's params.
+
+    Decoding refuses a param that nests JSON more than ``MAX_JSON_DEPTH`` levels: the
+    ValueError raised here becomes msgspec's ValidationError, answered with -32602 and
+    ``data.field`` naming the param (``mimird.validation`` reads it from the message)."""
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, dict | list) and (problem := _depth_problem(value)):
+                raise ValueError(f"invalid field `{name}`: {problem}")
 
 
 class Result(msgspec.Struct, kw_only=True):
@@ -35,6 +70,11 @@ ProjectRef = Annotated[
 ]
 ProjectType = Literal["python", "go", "rust", "typescript", "javascript", "java", "unknown"]
 Description = Annotated[str, Meta(max_length=10_000)]
+#: A path on the daemon's machine: the OS takes no NUL byte in one.
+PathText = Annotated[
+    str,
+    Meta(min_length=1, max_length=4096, pattern=NO_NUL_PATTERN, description="A path (no NUL)."),
+]
 ConfigObject = Annotated[
     dict[str, Any], Meta(description="Configuration overrides (a JSON object).")
 ]
@@ -94,7 +134,7 @@ class Project(Result):
 
 
 class ProjectAddParams(Params):
-    path: Annotated[str, Meta(min_length=1, max_length=4096)]
+    path: PathText
     name: ProjectName | UnsetType = UNSET
     description: Description = ""
     config: ConfigObject = msgspec.field(default_factory=dict)
@@ -170,7 +210,16 @@ Timestamp = Annotated[
 Title = Annotated[str, Meta(max_length=500)]
 Task = Annotated[str, Meta(max_length=100_000)]
 AgentName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
-BranchName = Annotated[str, Meta(min_length=1, max_length=250)]
+#: A git revision or branch name: git gets it as an argument, which cannot hold a NUL byte.
+GitName = Annotated[str, Meta(min_length=1, max_length=250, pattern=NO_NUL_PATTERN)]
+BranchName = GitName
+#: A seq, an event id, or another counter the database holds.
+Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
+PositiveCount = Annotated[int, Meta(ge=1, le=MAX_INT)]
+#: session.list's cursor: the id of the last session of the previous page.
+ListCursor = Annotated[
+    str, Meta(pattern=CURSOR_PATTERN, description="The next_cursor of the previous page.")
+]
 
 
 class Workspace(Result):
@@ -226,7 +275,7 @@ class SessionCreateParams(Params):
     title: Title = ""
     task: Task = ""
     agent: AgentName | UnsetType = UNSET
-    base_ref: Annotated[str, Meta(min_length=1, max_length=250)] | UnsetType = UNSET
+    base_ref: GitName | UnsetType = UNSET
     branch: BranchName | UnsetType = UNSET
     workspace: Literal["worktree", "in_place"] | UnsetType = UNSET
     config: ConfigObject = msgspec.field(default_factory=dict)
@@ -245,7 +294,7 @@ class SessionListParams(Params):
     include_archived: bool = False
     include_deleted: bool = False
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
-    cursor: Annotated[str, Meta(min_length=1, max_length=64)] | UnsetType = UNSET
+    cursor: ListCursor | UnsetType = UNSET
 
 
 class SessionList(Result):
@@ -324,9 +373,9 @@ class SessionConfig(Result):
 
 class SessionEventsParams(Params):
     session: SessionRef
-    after_seq: Annotated[int, Meta(ge=0)] = 0
+    after_seq: Count = 0
     #: Only events before this seq.
-    before_seq: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    before_seq: PositiveCount | UnsetType = UNSET
     #: Only events of this kind (e.g. "prompt").
     kind: Annotated[str, Meta(min_length=1, max_length=100)] | UnsetType = UNSET
     #: Newest first (the page then ends at after_seq instead of starting there).
@@ -492,9 +541,9 @@ class SubscribeParams(Params):
     #: Only this session's events; all sessions' events when absent.
     session: SessionRef | UnsetType = UNSET
     #: Replay the session's events after this seq (needs ``session``).
-    after_seq: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
+    after_seq: Count | UnsetType = UNSET
     #: Replay events after this global event id.
-    after_id: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
+    after_id: Count | UnsetType = UNSET
 
 
 class Subscribed(Result):
@@ -507,7 +556,7 @@ class Subscribed(Result):
 
 
 class UnsubscribeParams(Params):
-    subscription: Annotated[int, Meta(ge=1)]
+    subscription: PositiveCount
 
 
 class Unsubscribed(Result):
@@ -585,7 +634,7 @@ class DbCheck(Result):
 class DbBackupParams(Params):
     #: An absolute path for the copy, which must not exist yet; by default a new file
     #: in the state directory's ``backups/``.
-    path: Annotated[str, Meta(min_length=1, max_length=4096)] | UnsetType = UNSET
+    path: PathText | UnsetType = UNSET
 
 
 class DbBackup(Result):

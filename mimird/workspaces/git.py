@@ -22,6 +22,7 @@ so that it cannot be taken for an option.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -1143,7 +1144,8 @@ def diff(
 
 def _check_pattern(pattern: str) -> None:
     pure = PurePosixPath(pattern)
-    if not pattern or "\0" in pattern or pure.is_absolute() or ".." in pure.parts:
+    # No parts ("." or "./"): pathlib's glob crashes instead of matching nothing.
+    if not pure.parts or "\0" in pattern or pure.is_absolute() or ".." in pure.parts:
         raise InvalidParams(
             f"copy_files pattern {pattern!r} must be a relative glob inside the project "
             "(no leading '/', no '..')",
@@ -1163,8 +1165,9 @@ def copy_files(source_root: Path, target_root: Path, patterns: list[str]) -> lis
     whole. Files already in the target are left alone (never overwritten), and
     nothing under ``.git`` is copied. A pattern that escapes ``source_root``
     (absolute, ``..``, or a match through a symlink that resolves outside) is
-    InvalidParams, checked for every pattern before anything is copied. Returns the
-    relative paths copied.
+    InvalidParams, checked for every pattern before anything is copied; a file that
+    cannot be copied (an OSError) is InvalidState naming it. Returns the relative
+    paths copied.
     """
     source = os.path.realpath(source_root)
     target = os.path.realpath(target_root)
@@ -1174,9 +1177,13 @@ def copy_files(source_root: Path, target_root: Path, patterns: list[str]) -> lis
     for pattern in patterns:
         try:
             matches = sorted(Path(source).glob(pattern))
-        except ValueError as exc:
+        except (ValueError, OSError, RecursionError) as exc:
+            # A pattern stored before policy checked it: too long a name, '**' in a word.
+            reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
             raise InvalidParams(
-                f"copy_files pattern {pattern!r} is not a valid glob: {exc}", field="copy_files"
+                f"copy_files pattern {pattern!r} cannot be used: {reason}; change the "
+                "copy_files config of the project or session",
+                field="copy_files",
             ) from None
         for match in matches:
             for rel in _files_under(source, match, pattern):
@@ -1201,15 +1208,23 @@ def copy_files(source_root: Path, target_root: Path, patterns: list[str]) -> lis
             )
         if os.path.lexists(destination):
             continue
-        os.makedirs(os.path.dirname(destination), exist_ok=True)
-        mode = os.stat(real).st_mode & 0o7777
         try:
-            fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-        except FileExistsError:
-            continue
-        with os.fdopen(fd, "wb") as out, open(real, "rb") as src:
-            shutil.copyfileobj(src, out)
-        shutil.copystat(real, destination)
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
+            mode = os.stat(real).st_mode & 0o7777
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                fd = os.open(destination, flags, mode)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "wb") as out, open(real, "rb") as src:
+                shutil.copyfileobj(src, out)
+            shutil.copystat(real, destination)
+        except OSError as exc:
+            raise InvalidState(
+                f"cannot copy {rel} (matched by copy_files) into {target}: {exc.strerror or exc}",
+                field="copy_files",
+                detail={"path": rel, "errno": errno.errorcode.get(exc.errno or 0, "")},
+            ) from None
         copied.append(rel)
     return copied
 
