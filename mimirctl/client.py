@@ -16,7 +16,7 @@ import json
 import os
 
 from mimird import paths
-from mimird.wire.codes import PROTOCOL_VERSION, ErrorCode
+from mimird.wire.codes import PROTOCOL_VERSION
 from mimird.wire.lines import END, NEED_DATA, LineSplitter, TooLong
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see mimirctl.cli)
@@ -28,7 +28,6 @@ DEFAULT_TIMEOUT_S: Final = 60.0
 PROTOCOL_CHECK_TIMEOUT_S: Final = 5.0
 #: Errors that a daemon of another protocol answers to requests it does not know:
 #: after one of them, mimirctl asks which protocol mimird speaks.
-SKEW_CODES: Final = frozenset({ErrorCode.METHOD_NOT_FOUND, ErrorCode.INVALID_PARAMS})
 #: Bytes asked of the socket per read.
 RECV_SIZE: Final = 1 << 16
 #: A message from mimird longer than this ends the connection (a page of events
@@ -233,15 +232,13 @@ def protocol_skew(status: Any) -> str | None:
 
 def check_protocol(client: Client) -> str | None:
     """Ask mimird which protocol it speaks (one ``daemon.status``): what
-    :func:`protocol_skew` says, or ``None`` when the protocols agree or mimird does
-    not answer the question (the error at hand is then the one to report).
-
-    mimirctl calls it only after a request failed in a way a protocol skew explains
-    (:data:`SKEW_CODES`, or a result without a field it reads), so that a command
-    that works costs no extra round trip."""
+    :func:`protocol_skew` says, or ``None`` when the protocols agree. A mimird that
+    does not answer the question in :data:`PROTOCOL_CHECK_TIMEOUT_S` is not the
+    mimird this mimirctl knows; a connection lost meanwhile is reported as such."""
     client.set_timeout(PROTOCOL_CHECK_TIMEOUT_S)
     try:
         status = client.call("daemon.status")
-    except ClientError:
-        return None
+    except RpcError:
+        status = None
+    client.set_timeout(DEFAULT_TIMEOUT_S)
     return protocol_skew(status)

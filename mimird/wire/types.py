@@ -12,6 +12,8 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from mimird.wire.formats import MIN_ID_PREFIX, TIMESTAMP_PATTERN
+
 #: How deeply a free-form JSON param (a config, content blocks) may nest, the param
 #: itself counted: far more than any config or ACP content block needs, and far less
 #: than the interpreter's recursion limit, which code walking the value would reach.
@@ -195,7 +197,7 @@ WorkspaceState = Literal["ok", "missing", "moved", "wrong_branch", "not_a_worktr
 SessionRef = Annotated[
     str,
     Meta(
-        min_length=4,
+        min_length=MIN_ID_PREFIX,
         max_length=64,
         description="A session's id, or a unique prefix of it (at least 4 characters).",
     ),
@@ -203,7 +205,7 @@ SessionRef = Annotated[
 Timestamp = Annotated[
     str,
     Meta(
-        pattern=r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z?)?$",
+        pattern=TIMESTAMP_PATTERN,
         description="ISO 8601 UTC, e.g. 2026-11-22T10:00:00Z (or just a date).",
     ),
 ]
