@@ -6,9 +6,12 @@ import trio
 
 from mimird import policy
 from mimird.agents.presets import agent_kinds
+from mimird.api.methods import MethodTable
 from mimird.config import Settings
 from mimird.rpc.registry import CallContext, Registry
 from mimird.wire.types import AgentList, EmptyParams
+
+_method = MethodTable()
 
 
 class AgentService:
@@ -16,16 +19,18 @@ class AgentService:
         self._settings = settings
 
     def register(self, registry: Registry) -> None:
-        registry.add(
-            "agent.list",
-            self.list,
-            params=EmptyParams,
-            result=AgentList,
-            summary="Every agent kind (presets and the config file's [agents.<name>]), with "
-            "its command and whether that command is on the PATH its agent gets (the "
-            "daemon's, or the one the config file's [defaults] env or the kind's env set).",
-        )
+        _method.register(self, registry)
 
+    @_method(
+        "agent.list",
+        params=EmptyParams,
+        result=AgentList,
+        summary=(
+            "Every agent kind (presets and the config file's [agents.<name>]), with "
+            "its command and whether that command is on the PATH its agent gets (the "
+            "daemon's, or the one the config file's [defaults] env or the kind's env set)."
+        ),
+    )
     async def list(self, ctx: CallContext, params: EmptyParams) -> AgentList:
         # The same PATH a session's agent gets, short of its project's and its own
         # config layers: what a session with no env of its own would start with.

@@ -9,12 +9,15 @@ from typing import Any
 import trio
 
 from mimird import __version__, projects
+from mimird.api.methods import MethodTable
 from mimird.config import Settings
 from mimird.rpc.openrpc import openrpc_document
 from mimird.rpc.registry import CallContext, Registry
 from mimird.store import Store
 from mimird.wire.protocol import PROTOCOL_VERSION
 from mimird.wire.types import DaemonCounts, DaemonPaths, DaemonStatus, EmptyParams
+
+_method = MethodTable()
 
 
 class DaemonService:
@@ -49,21 +52,14 @@ class DaemonService:
 
     def register(self, registry: Registry) -> None:
         self._registry = registry
-        registry.add(
-            "daemon.status",
-            self.status,
-            params=EmptyParams,
-            result=DaemonStatus,
-            summary="Version, protocol version, pid, uptime, paths, database size and counts.",
-        )
-        registry.add(
-            "rpc.discover",
-            self.discover,
-            params=EmptyParams,
-            result=dict[str, Any],
-            summary="The OpenRPC document describing every method, generated from its types.",
-        )
+        _method.register(self, registry)
 
+    @_method(
+        "daemon.status",
+        params=EmptyParams,
+        result=DaemonStatus,
+        summary="Version, protocol version, pid, uptime, paths, database size and counts.",
+    )
     async def status(self, ctx: CallContext, params: EmptyParams) -> DaemonStatus:
         generation = self._store.generation
         if generation != self._counts_generation:
@@ -90,6 +86,12 @@ class DaemonService:
             ),
         )
 
+    @_method(
+        "rpc.discover",
+        params=EmptyParams,
+        result=dict[str, Any],
+        summary="The OpenRPC document describing every method, generated from its types.",
+    )
     async def discover(self, ctx: CallContext, params: EmptyParams) -> dict[str, Any]:
         if self._openrpc is None:
             assert self._registry is not None

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 import trio
 
+from mimird.api.methods import MethodTable
 from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidParams, StorageError
 from mimird.rpc.registry import CallContext, Registry
@@ -28,35 +29,27 @@ BACKUP_PREFIX = "mimir-backup-"
 MAX_NAME_BYTES = 200
 
 
+_method = MethodTable()
+
+
 class DbService:
     def __init__(self, store: Store, settings: Settings) -> None:
         self._store = store
         self._backup_dir = settings.backup_dir
 
     def register(self, registry: Registry) -> None:
-        registry.add(
-            "db.check",
-            self.check,
-            params=DbCheckParams,
-            result=DbCheck,
-            summary="Check the database's integrity while the daemon runs (SQLite's "
-            "quick_check, or integrity_check with full, and foreign_key_check).",
-            concurrent=True,
-        )
-        registry.add(
-            "db.backup",
-            self.backup,
-            params=DbBackupParams,
-            result=DbBackup,
-            summary="Copy the database while the daemon runs, consistent as of one moment, "
-            "encrypted as the database is.",
-            description="The copy is made beside its path and linked into place, so a "
-            "failed backup leaves nothing and an existing file is never overwritten.",
-            errors=(ErrorCode.ALREADY_EXISTS, ErrorCode.STORAGE_ERROR),
-            mutating=True,
-            concurrent=True,
-        )
+        _method.register(self, registry)
 
+    @_method(
+        "db.check",
+        params=DbCheckParams,
+        result=DbCheck,
+        summary=(
+            "Check the database's integrity while the daemon runs (SQLite's "
+            "quick_check, or integrity_check with full, and foreign_key_check)."
+        ),
+        concurrent=True,
+    )
     async def check(self, ctx: CallContext, params: DbCheckParams) -> DbCheck:
         began = time.perf_counter()
         problems = await self._store.read(integrity_problems, full=params.full)
@@ -67,6 +60,22 @@ class DbService:
             duration_ms=round((time.perf_counter() - began) * 1000, 1),
         )
 
+    @_method(
+        "db.backup",
+        params=DbBackupParams,
+        result=DbBackup,
+        summary=(
+            "Copy the database while the daemon runs, consistent as of one moment, "
+            "encrypted as the database is."
+        ),
+        description=(
+            "The copy is made beside its path and linked into place, so a "
+            "failed backup leaves nothing and an existing file is never overwritten."
+        ),
+        errors=(ErrorCode.ALREADY_EXISTS, ErrorCode.STORAGE_ERROR),
+        mutating=True,
+        concurrent=True,
+    )
     async def backup(self, ctx: CallContext, params: DbBackupParams) -> DbBackup:
         if params.path is msgspec.UNSET:
             await trio.Path(self._backup_dir).mkdir(mode=0o700, parents=True, exist_ok=True)

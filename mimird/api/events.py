@@ -16,6 +16,7 @@ import msgspec
 import structlog
 import trio
 
+from mimird.api.methods import MethodTable
 from mimird.api.sessions import SessionService
 from mimird.errors import InvalidParams, InvalidState, MimirError, NotFound
 from mimird.journal import Committed, Journal, Subscription, seq_at
@@ -30,40 +31,37 @@ MAX_SUBSCRIPTIONS: Final = 64
 _STATE_KEY: Final = "subscriptions"
 
 
+_method = MethodTable()
+
+
 class EventService:
     def __init__(self, journal: Journal, sessions_: SessionService) -> None:
         self._journal = journal
         self._sessions = sessions_
 
     def register(self, registry: Registry) -> None:
-        registry.add(
-            "subscribe",
-            self.subscribe,
-            params=SubscribeParams,
-            result=Subscribed,
-            summary="Receive a session's (or every session's) events as 'event' notifications: "
-            "the stored ones after the cursor, then live ones.",
-            description=(
-                "Without a cursor only new events are sent. after_seq needs a session; after_id "
-                "(the global event id) works with or without one. Events arrive exactly once, in "
-                "order, also for a client that reads slowly (it is caught up from the database)."
-            ),
-            errors=(ErrorCode.NOT_FOUND,),
-        )
-        registry.add(
-            "unsubscribe",
-            self.unsubscribe,
-            params=UnsubscribeParams,
-            result=Unsubscribed,
-            summary="End a subscription of this connection.",
-            errors=(ErrorCode.NOT_FOUND,),
-        )
+        _method.register(self, registry)
 
     @staticmethod
     def _subscriptions(connection: Connection) -> dict[int, Subscription]:
         subs: dict[int, Subscription] = connection.state.setdefault(_STATE_KEY, {})
         return subs
 
+    @_method(
+        "subscribe",
+        params=SubscribeParams,
+        result=Subscribed,
+        summary=(
+            "Receive a session's (or every session's) events as 'event' notifications: "
+            "the stored ones after the cursor, then live ones."
+        ),
+        description=(
+            "Without a cursor only new events are sent. after_seq needs a session; after_id "
+            "(the global event id) works with or without one. Events arrive exactly once, in "
+            "order, also for a client that reads slowly (it is caught up from the database)."
+        ),
+        errors=(ErrorCode.NOT_FOUND,),
+    )
     async def subscribe(self, ctx: CallContext, params: SubscribeParams) -> Subscribed:
         connection = ctx.connection
         if connection is None or ctx.after_response is None:
@@ -120,6 +118,13 @@ class EventService:
             cursor=sub.cursor,
         )
 
+    @_method(
+        "unsubscribe",
+        params=UnsubscribeParams,
+        result=Unsubscribed,
+        summary="End a subscription of this connection.",
+        errors=(ErrorCode.NOT_FOUND,),
+    )
     async def unsubscribe(self, ctx: CallContext, params: UnsubscribeParams) -> Unsubscribed:
         active = self._subscriptions(ctx.connection) if ctx.connection is not None else {}
         sub = active.pop(params.subscription, None)

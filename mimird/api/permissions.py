@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from mimird.agents.manager import AgentManager
+from mimird.api.methods import MethodTable
 from mimird.api.sessions import SessionService
 from mimird.errors import InvalidParams
 from mimird.rpc.registry import CallContext, Registry
@@ -19,6 +20,8 @@ from mimird.wire.types import (
     PermissionRespondParams,
 )
 
+_method = MethodTable()
+
 
 class PermissionService:
     def __init__(self, sessions_: SessionService, agents: AgentManager) -> None:
@@ -26,25 +29,15 @@ class PermissionService:
         self._agents = agents
 
     def register(self, registry: Registry) -> None:
-        registry.add(
-            "permission.list",
-            self.list,
-            params=PermissionListParams,
-            result=PermissionList,
-            summary="Permission requests agents are waiting on, oldest first.",
-            errors=(ErrorCode.NOT_FOUND,),
-        )
-        registry.add(
-            "permission.respond",
-            self.respond,
-            params=PermissionRespondParams,
-            result=PermissionAnswered,
-            summary="Answer a pending permission request by option id or kind; the first "
-            "answer wins.",
-            mutating=True,
-            errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
-        )
+        _method.register(self, registry)
 
+    @_method(
+        "permission.list",
+        params=PermissionListParams,
+        result=PermissionList,
+        summary="Permission requests agents are waiting on, oldest first.",
+        errors=(ErrorCode.NOT_FOUND,),
+    )
     async def list(self, ctx: CallContext, params: PermissionListParams) -> PermissionList:
         """Cancellation: nothing happened."""
         session_id = None
@@ -63,6 +56,16 @@ class PermissionService:
             ]
         )
 
+    @_method(
+        "permission.respond",
+        params=PermissionRespondParams,
+        result=PermissionAnswered,
+        summary=(
+            "Answer a pending permission request by option id or kind; the first answer wins."
+        ),
+        mutating=True,
+        errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
+    )
     async def respond(
         self, ctx: CallContext, params: PermissionRespondParams
     ) -> PermissionAnswered:

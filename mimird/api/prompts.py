@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from mimird.agents.manager import AgentManager
+from mimird.api.methods import MethodTable
 from mimird.api.sessions import SessionService
 from mimird.errors import InvalidParams
 from mimird.rpc.registry import CallContext, Registry
@@ -52,80 +53,37 @@ def _content(params: SessionPromptParams) -> list[dict[str, Any]]:
     return [{"type": "text", "text": params.text}]
 
 
+_method = MethodTable()
+
+
 class PromptService:
     def __init__(self, sessions_: SessionService, agents: AgentManager) -> None:
         self._sessions = sessions_
         self._agents = agents
 
     def register(self, registry: Registry) -> None:
-        busy_errors = (
+        _method.register(self, registry)
+
+    @_method(
+        "session.prompt",
+        params=SessionPromptParams,
+        result=PromptResult,
+        summary="Send a prompt to the session's agent; answers when the turn ends.",
+        description=(
+            "Give text or content (ACP content blocks). The prompt is journaled, the agent "
+            "is started first if the session is created, stopped or interrupted, and the "
+            "turn's progress flows as events (subscribe). A prompt while a turn runs is "
+            "refused as busy (not queued)."
+        ),
+        mutating=True,
+        concurrent=True,
+        errors=(
             ErrorCode.NOT_FOUND,
             ErrorCode.INVALID_STATE,
             ErrorCode.AGENT_UNAVAILABLE,
             ErrorCode.BUSY,
-        )
-        registry.add(
-            "session.prompt",
-            self.prompt,
-            params=SessionPromptParams,
-            result=PromptResult,
-            summary="Send a prompt to the session's agent; answers when the turn ends.",
-            description=(
-                "Give text or content (ACP content blocks). The prompt is journaled, the agent "
-                "is started first if the session is created, stopped or interrupted, and the "
-                "turn's progress flows as events (subscribe). A prompt while a turn runs is "
-                "refused as busy (not queued)."
-            ),
-            mutating=True,
-            concurrent=True,
-            errors=busy_errors,
-        )
-        registry.add(
-            "session.cancel",
-            self.cancel,
-            params=SessionRefParams,
-            result=SessionCancelled,
-            summary="Cancel the running turn: session/cancel to the agent, pending permission "
-            "requests answered cancelled; an agent that does not end the turn within "
-            "[supervision] cancel_grace_s is restarted.",
-            mutating=True,
-            errors=(ErrorCode.NOT_FOUND,),
-        )
-        registry.add(
-            "session.stop",
-            self.stop,
-            params=SessionRefParams,
-            result=Session,
-            summary="Stop the session's agent (its turn cancelled first): stdin closed, then "
-            "SIGTERM, then SIGKILL to its whole process group.",
-            mutating=True,
-            concurrent=True,
-            errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
-        )
-        registry.add(
-            "session.resume",
-            self.resume,
-            params=SessionRefParams,
-            result=Session,
-            summary="Start the session's agent again; answers once it is ready.",
-            description=(
-                "Uses ACP session/load when the agent supports it (the conversation goes on), "
-                "else a new ACP session in the same workspace. The journal keeps the whole "
-                "history either way."
-            ),
-            mutating=True,
-            concurrent=True,
-            errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE, ErrorCode.AGENT_UNAVAILABLE),
-        )
-        registry.add(
-            "session.logs",
-            self.logs,
-            params=SessionLogsParams,
-            result=SessionLogs,
-            summary="The last lines the session's agent wrote on stderr.",
-            errors=(ErrorCode.NOT_FOUND,),
-        )
-
+        ),
+    )
     async def prompt(self, ctx: CallContext, params: SessionPromptParams) -> PromptResult:
         """Cancellation: as :meth:`AgentManager.prompt` (``turn_ended`` is journaled)."""
         content = _content(params)
@@ -139,6 +97,18 @@ class PromptService:
             end_seq=result.end_seq,
         )
 
+    @_method(
+        "session.cancel",
+        params=SessionRefParams,
+        result=SessionCancelled,
+        summary=(
+            "Cancel the running turn: session/cancel to the agent, pending permission "
+            "requests answered cancelled; an agent that does not end the turn within "
+            "[supervision] cancel_grace_s is restarted."
+        ),
+        mutating=True,
+        errors=(ErrorCode.NOT_FOUND,),
+    )
     async def cancel(self, ctx: CallContext, params: SessionRefParams) -> SessionCancelled:
         """Cancellation: as :meth:`AgentManager.cancel_turn`."""
         row = await self._sessions.find(params.session)
@@ -148,16 +118,49 @@ class PromptService:
         cancelled = await self._agents.cancel_turn(row.id)
         return SessionCancelled(session=row.id, cancelled=cancelled)
 
+    @_method(
+        "session.stop",
+        params=SessionRefParams,
+        result=Session,
+        summary=(
+            "Stop the session's agent (its turn cancelled first): stdin closed, then "
+            "SIGTERM, then SIGKILL to its whole process group."
+        ),
+        mutating=True,
+        concurrent=True,
+        errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
+    )
     async def stop(self, ctx: CallContext, params: SessionRefParams) -> Session:
         """Cancellation: as :meth:`AgentManager.stop_session`."""
         row = await self._sessions.find(params.session)
         return (await self._agents.stop_session(row.id)).to_wire()
 
+    @_method(
+        "session.resume",
+        params=SessionRefParams,
+        result=Session,
+        summary="Start the session's agent again; answers once it is ready.",
+        description=(
+            "Uses ACP session/load when the agent supports it (the conversation goes on), "
+            "else a new ACP session in the same workspace. The journal keeps the whole "
+            "history either way."
+        ),
+        mutating=True,
+        concurrent=True,
+        errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE, ErrorCode.AGENT_UNAVAILABLE),
+    )
     async def resume(self, ctx: CallContext, params: SessionRefParams) -> Session:
         """Cancellation: as :meth:`AgentManager.resume` (the agent goes on starting)."""
         row = await self._sessions.find(params.session)
         return (await self._agents.resume(row, self._sessions)).to_wire()
 
+    @_method(
+        "session.logs",
+        params=SessionLogsParams,
+        result=SessionLogs,
+        summary="The last lines the session's agent wrote on stderr.",
+        errors=(ErrorCode.NOT_FOUND,),
+    )
     async def logs(self, ctx: CallContext, params: SessionLogsParams) -> SessionLogs:
         """Cancellation: nothing happened."""
         row = await self._sessions.find(params.session)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import sqlalchemy as sa
 
+from mimird.api.methods import MethodTable
 from mimird.journal import search
 from mimird.projects import resolve_id
 from mimird.rpc.registry import CallContext, Registry
@@ -31,25 +32,30 @@ def _search(conn: sa.Connection, params: SearchParams) -> list[SearchHit]:
     )
 
 
+_method = MethodTable()
+
+
 class SearchService:
     def __init__(self, store: Store) -> None:
         self._store = store
 
     def register(self, registry: Registry) -> None:
-        registry.add(
-            "search",
-            self.search,
-            params=SearchParams,
-            result=SearchResult,
-            summary="Full-text search over the journal of every session: best matches first, "
-            "each with a highlighted excerpt.",
-            description=(
-                'Words must all match; "quoted phrases" match as phrases; word* matches a '
-                "prefix. Any other character or operator is literal text. Filter by project "
-                "and/or session."
-            ),
-            errors=(ErrorCode.NOT_FOUND,),
-        )
+        _method.register(self, registry)
 
+    @_method(
+        "search",
+        params=SearchParams,
+        result=SearchResult,
+        summary=(
+            "Full-text search over the journal of every session: best matches first, "
+            "each with a highlighted excerpt."
+        ),
+        description=(
+            'Words must all match; "quoted phrases" match as phrases; word* matches a '
+            "prefix. Any other character or operator is literal text. Filter by project "
+            "and/or session."
+        ),
+        errors=(ErrorCode.NOT_FOUND,),
+    )
     async def search(self, ctx: CallContext, params: SearchParams) -> SearchResult:
         return SearchResult(hits=await self._store.read(_search, params))
