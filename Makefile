@@ -31,7 +31,7 @@ install-agents:
 
 # The agents tier: real agents (opencode) driven over ACP against a fake LLM server.
 test-agents: $(VENV)/.installed-test install-agents
-	$(BIN)/pytest -q -m agents tests/agents $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m agents tests/real_agents $(PYTEST_ARGS)
 
 check: lint typecheck
 

@@ -5,7 +5,7 @@ temporary directory:
 
 1. makes a small git repository and starts a real ``mimird`` there (``--log-level warning``)
    with a config whose default agent kind runs the scripted test agent
-   ``tests/fake_acp_agent.py``: on every ``session/prompt`` it writes ``--chunks``
+   ``tests/support/fake_acp_agent.py``: on every ``session/prompt`` it writes ``--chunks``
    ``agent_message_chunk`` updates of ``--size`` characters each (one agent message of
    chunks x size characters), then answers ``end_turn``;
 2. one session, its agent started (``session.resume``), no subscriber; then ``--turns``

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import (
+from tests.support.helpers import (
     DaemonDirs,
     InProcessDaemon,
     TrioClient,

@@ -1,0 +1,116 @@
+"""The fake OpenAI-compatible server that real agents talk to in the agents tier."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from typing import Any, Final
+
+import trio
+
+from mimird.processes import stop_group
+from tests.support.fake_llm import FakeLlm, Text, ToolCall, serve_fake_llm
+
+TOOLS: Final = [{"type": "function", "function": {"name": "write", "parameters": {}}}]
+DEADLINE_S: Final = 10.0
+
+
+def _post(llm: FakeLlm, body: dict[str, Any]) -> tuple[str, bytes]:
+    request = urllib.request.Request(
+        f"{llm.base_url}/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=DEADLINE_S) as response:
+        return response.headers["Content-Type"], response.read()
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=DEADLINE_S) as response:
+        return json.loads(response.read())
+
+
+def _events(body: bytes) -> list[Any]:
+    lines = [line for line in body.decode().split("\n\n") if line]
+    assert all(line.startswith("data: ") for line in lines), lines
+    assert lines[-1] == "data: [DONE]"
+    return [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+
+
+def _streamed_text(events: list[Any]) -> str:
+    return "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+
+
+async def test_text_reply_streams_in_chunks_and_ends_with_done() -> None:
+    with serve_fake_llm([Text("hello there, world", chunks=3)]) as llm:
+        body = {"model": "m", "stream": True, "messages": [], "tools": TOOLS}
+        content_type, raw = await trio.to_thread.run_sync(_post, llm, body)
+    assert content_type == "text/event-stream"
+    events = _events(raw)
+    assert {e["object"] for e in events} == {"chat.completion.chunk"}
+    assert _streamed_text(events) == "hello there, world"
+    assert len([e for e in events if e["choices"][0]["delta"].get("content")]) == 3
+    assert events[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_tool_call_then_text_once_the_tool_result_comes_back() -> None:
+    call = ToolCall("write", {"filePath": "/w/a.txt", "content": "x"}, call_id="c1")
+    with serve_fake_llm([call, Text("done")], side_text="A title") as llm:
+        user = {"role": "user", "content": "go"}
+        ask: dict[str, Any] = {"model": "m", "stream": True, "messages": [user]}
+        title = await trio.to_thread.run_sync(_post, llm, ask)
+        first = await trio.to_thread.run_sync(_post, llm, {**ask, "tools": TOOLS})
+        result = {"role": "tool", "tool_call_id": "c1", "content": "ok"}
+        after = {**ask, "tools": TOOLS, "messages": [user, result]}
+        second = await trio.to_thread.run_sync(_post, llm, after)
+    assert _streamed_text(_events(title[1])) == "A title"
+    events = _events(first[1])
+    calls = [e["choices"][0]["delta"]["tool_calls"][0] for e in events if e["choices"][0]["delta"]]
+    assert calls[0]["id"] == "c1"
+    assert calls[0]["function"]["name"] == "write"
+    arguments = "".join(c["function"]["arguments"] for c in calls)
+    assert json.loads(arguments) == call.arguments
+    assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert _streamed_text(_events(second[1])) == "done"
+    assert [len(r["messages"]) for r in llm.main_requests()] == [1, 2]
+    assert len(llm.side_requests()) == 1
+
+
+async def test_unstreamed_request_gets_one_completion_with_usage() -> None:
+    with serve_fake_llm([Text("plain")]) as llm:
+        body = {"model": "m", "messages": [], "tools": TOOLS}
+        content_type, raw = await trio.to_thread.run_sync(_post, llm, body)
+        models = await trio.to_thread.run_sync(_get_json, f"{llm.base_url}/models")
+    answer = json.loads(raw)
+    assert content_type == "application/json"
+    assert answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"]["content"] == "plain"
+    assert answer["usage"]["total_tokens"] >= 0
+    assert [m["id"] for m in models["data"]] == ["m"]
+
+
+async def test_run_as_a_module_it_prints_its_url_and_stops_when_stdin_closes() -> None:
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "tests.support.fake_llm"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdin is not None
+        with trio.fail_after(DEADLINE_S):
+            line = b""
+            while not line.endswith(b"\n"):
+                data = await process.stdout.receive_some(1024)
+                assert data, f"exited before printing its URL: {line!r}"
+                line += data
+            url = line.decode().strip()
+            models = await trio.to_thread.run_sync(_get_json, f"{url}/models")
+            assert models["object"] == "list"
+            await process.stdin.aclose()
+            assert await process.wait() == 0
+    finally:
+        await stop_group(process)

@@ -1,0 +1,60 @@
+"""Fixtures of the agents tier: the installed agent binaries, a fake LLM server,
+and a private HOME and config per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.real_agents.opencode_env import OPENCODE_BIN, OpencodeHome, make_opencode_home
+from tests.support.fake_llm import FakeLlm, serve_fake_llm
+
+
+@pytest.fixture(scope="session")
+def opencode_bin() -> Path:
+    """The pinned opencode from .ci/agents; a missing one fails the test (never skips it)."""
+    if not os.access(OPENCODE_BIN, os.X_OK):
+        pytest.fail(
+            f"opencode is not installed at {OPENCODE_BIN}; run `make install-agents` "
+            "(or use `make test-agents`, which installs it)",
+            pytrace=False,
+        )
+    return OPENCODE_BIN
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLlm]:
+    """A fake OpenAI-compatible server with an empty script; tests add replies
+    with ``fake_llm.script(...)``."""
+    with serve_fake_llm() as llm:
+        yield llm
+
+
+@pytest.fixture
+def opencode_home(tmp_path: Path, fake_llm: FakeLlm) -> OpencodeHome:
+    """A private HOME and an opencode config pointing at ``fake_llm``."""
+    return make_opencode_home(tmp_path / "opencode", fake_llm.base_url)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A git repository with one commit, for the agent to work in."""
+    root = tmp_path / "workspace"
+    root.mkdir()
+    (root / "README.md").write_text("A workspace for a real agent.\n")
+    env = {
+        **os.environ,
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@mimir.invalid",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@mimir.invalid",
+    }
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "initial"]):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True)
+    return root

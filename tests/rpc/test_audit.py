@@ -1,0 +1,177 @@
+"""The audit log: every mutating call, successful or not, is recorded with who made
+it (uid, pid), what it acted on and how it ended; nothing else is recorded.
+
+The rows are read straight from the SQLite file (WAL mode: reading beside the
+running daemon is safe). A call's audit row is written before its response is
+sent, so once a response has arrived the row is there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+import trio
+
+from mimird.wire.errors import ErrorCode
+from tests.support.helpers import DaemonDirs, TrioClient
+
+DEADLINE_S: Final = 10.0
+
+
+def audit_rows(dirs: DaemonDirs) -> list[dict[str, Any]]:
+    with contextlib.closing(sqlite3.connect(f"file:{dirs.database}?mode=ro", uri=True)) as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
+    return [dict(row) for row in rows]
+
+
+def project_dir(dirs: DaemonDirs, name: str) -> Path:
+    path = dirs.root / "projects" / name
+    path.mkdir(parents=True)
+    return path
+
+
+async def call(client: TrioClient, method: str, params: Any = None) -> dict[str, Any]:
+    """The whole response."""
+    with trio.fail_after(DEADLINE_S):
+        return await client.call_raw(method, params)
+
+
+async def add_project(client: TrioClient, dirs: DaemonDirs, name: str) -> dict[str, Any]:
+    response = await call(client, "project.add", {"path": str(project_dir(dirs, name))})
+    assert "result" in response, response
+    project: dict[str, Any] = response["result"]
+    return project
+
+
+async def test_successful_project_add_is_recorded_with_caller_and_target(
+    client: TrioClient, dirs: DaemonDirs
+) -> None:
+    path = project_dir(dirs, "api")
+    response = await call(client, "project.add", {"path": str(path), "description": "d"})
+    project = response["result"]
+    [row] = audit_rows(dirs)
+    assert row["uid"] == os.geteuid()
+    assert row["pid"] == os.getpid()  # the in-process daemon's client is this process
+    assert row["method"] == "project.add"
+    assert row["target"] == project["id"]
+    assert row["outcome"] == "ok"
+    assert row["error_code"] is None
+    assert row["error_message"] is None
+    assert row["at"]
+    assert str(path) in row["params"]
+
+
+async def test_successful_project_update_is_recorded(client: TrioClient, dirs: DaemonDirs) -> None:
+    project = await add_project(client, dirs, "api")
+    response = await call(
+        client, "project.update", {"project": "api", "description": "the API server"}
+    )
+    assert "result" in response, response
+    row = audit_rows(dirs)[-1]
+    assert (row["method"], row["target"], row["outcome"], row["error_code"]) == (
+        "project.update",
+        project["id"],
+        "ok",
+        None,
+    )
+
+
+async def test_successful_project_remove_is_recorded(client: TrioClient, dirs: DaemonDirs) -> None:
+    project = await add_project(client, dirs, "api")
+    response = await call(client, "project.remove", {"project": project["id"]})
+    assert "result" in response, response
+    row = audit_rows(dirs)[-1]
+    assert (row["method"], row["target"], row["outcome"], row["error_code"]) == (
+        "project.remove",
+        project["id"],
+        "ok",
+        None,
+    )
+
+
+async def test_add_that_fails_as_already_existing_is_recorded_as_an_error(
+    client: TrioClient, dirs: DaemonDirs
+) -> None:
+    project = await add_project(client, dirs, "api")
+    response = await call(client, "project.add", {"path": project["path"]})
+    assert response["error"]["code"] == ErrorCode.ALREADY_EXISTS
+    rows = audit_rows(dirs)
+    assert len(rows) == 2
+    row = rows[-1]
+    assert row["method"] == "project.add"
+    assert row["outcome"] == "error"
+    assert row["error_code"] == ErrorCode.ALREADY_EXISTS
+    assert row["error_message"] == response["error"]["message"]
+    assert (row["uid"], row["pid"]) == (os.geteuid(), os.getpid())
+
+
+async def test_update_of_an_unknown_project_is_recorded_as_an_error_naming_it(
+    client: TrioClient, dirs: DaemonDirs
+) -> None:
+    response = await call(client, "project.update", {"project": "ghost", "description": "x"})
+    assert response["error"]["code"] == ErrorCode.NOT_FOUND
+    [row] = audit_rows(dirs)
+    assert (row["method"], row["target"], row["outcome"], row["error_code"]) == (
+        "project.update",
+        "ghost",
+        "error",
+        ErrorCode.NOT_FOUND,
+    )
+
+
+async def test_remove_of_an_unknown_project_is_recorded_as_an_error_naming_it(
+    client: TrioClient, dirs: DaemonDirs
+) -> None:
+    response = await call(client, "project.remove", {"project": "ghost"})
+    assert response["error"]["code"] == ErrorCode.NOT_FOUND
+    [row] = audit_rows(dirs)
+    assert (row["method"], row["target"], row["outcome"], row["error_code"]) == (
+        "project.remove",
+        "ghost",
+        "error",
+        ErrorCode.NOT_FOUND,
+    )
+
+
+async def test_calls_that_change_nothing_are_not_recorded(
+    client: TrioClient, dirs: DaemonDirs
+) -> None:
+    await add_project(client, dirs, "api")
+    recorded = audit_rows(dirs)
+    for method, params in [
+        ("project.list", None),
+        ("project.list", {"include_archived": True}),
+        ("project.get", {"project": "api"}),
+        ("project.get", {"project": "ghost"}),
+        ("daemon.status", None),
+        ("rpc.discover", None),
+    ]:
+        await call(client, method, params)
+    assert audit_rows(dirs) == recorded
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        pytest.param("project.add", {"path": "/tmp", "colour": "red"}, id="add-unknown-field"),
+        pytest.param("project.add", {"path": 5}, id="add-wrong-type"),
+        pytest.param("project.add", {}, id="add-missing-path"),
+        pytest.param("project.update", ["api"], id="update-array-params"),
+        pytest.param("project.update", {"project": "api", "name": "a/b"}, id="update-bad-name"),
+        pytest.param("project.remove", {"project": "api", "force": "yes"}, id="remove-wrong-type"),
+    ],
+)
+async def test_mutating_call_rejected_for_invalid_params_is_not_recorded(
+    client: TrioClient, dirs: DaemonDirs, method: str, params: Any
+) -> None:
+    await add_project(client, dirs, "api")
+    recorded = audit_rows(dirs)
+    response = await call(client, method, params)
+    assert response["error"]["code"] == ErrorCode.INVALID_PARAMS
+    assert audit_rows(dirs) == recorded

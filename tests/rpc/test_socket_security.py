@@ -1,0 +1,165 @@
+"""Only the daemon's own uid can use the socket (DESIGN.md, Invariant 6): a private
+directory, a 0600 socket and 0600 lock files, and an ``SO_PEERCRED`` check."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Final
+
+import pytest
+import trio
+
+from mimird.daemon import run_daemon
+from mimird.errors import ConfigError, StartupError
+from mimird.paths import MAX_SOCKET_PATH_BYTES
+from mimird.rpc.registry import PeerCredentials
+from mimird.rpc.server import peer_credentials
+from tests.support.helpers import DaemonDirs, InProcessDaemon, TrioClient, in_process_daemon
+
+DEADLINE_S: Final = 10.0
+FOREIGN_UID: Final = os.geteuid() + 1
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def socket_path_of_length(dirs: DaemonDirs, length: int) -> Path:
+    prefix = os.fsencode(dirs.root) + b"/"
+    path = Path(os.fsdecode(prefix + b"s" * (length - len(prefix))))
+    assert len(os.fsencode(path)) == length
+    return path
+
+
+def make_public_socket_dir(dirs: DaemonDirs) -> None:
+    dirs.runtime.mkdir()
+    dirs.runtime.chmod(0o755)
+
+
+# ---- modes ----------------------------------------------------------------------------
+
+
+async def test_socket_directory_is_private(daemon: InProcessDaemon) -> None:
+    assert mode(daemon.socket.parent) == 0o700
+
+
+async def test_socket_is_readable_and_writable_by_owner_only(daemon: InProcessDaemon) -> None:
+    assert stat.S_ISSOCK(os.lstat(daemon.socket).st_mode)
+    assert mode(daemon.socket) == 0o600
+
+
+async def test_lock_files_are_readable_and_writable_by_owner_only(daemon: InProcessDaemon) -> None:
+    lock_paths = daemon.dirs.settings().lock_paths
+    assert [path.name for path in lock_paths] == ["mimird.sock.lock", "mimir.db.lock"]
+    assert [mode(path) for path in lock_paths] == [0o600, 0o600]
+
+
+async def test_modes_do_not_depend_on_the_umask(dirs: DaemonDirs) -> None:
+    old_umask = os.umask(0)
+    try:
+        async with in_process_daemon(dirs) as daemon:
+            paths = [daemon.socket.parent, daemon.socket, *dirs.settings().lock_paths]
+            modes = [mode(path) for path in paths]
+    finally:
+        os.umask(old_umask)
+    assert modes == [0o700, 0o600, 0o600, 0o600]
+
+
+# ---- refusing to start ----------------------------------------------------------------
+
+
+async def test_daemon_refuses_a_socket_directory_others_can_enter(dirs: DaemonDirs) -> None:
+    make_public_socket_dir(dirs)
+    with trio.fail_after(DEADLINE_S), pytest.raises(StartupError) as raised:
+        await run_daemon(dirs.settings(), trio.Event())
+    assert f"directory {dirs.runtime} has mode 0755" in str(raised.value)
+    assert "must be private (0700)" in str(raised.value)
+    assert not dirs.socket.exists()
+
+
+def test_daemon_process_exits_non_zero_naming_the_public_socket_directory(
+    dirs: DaemonDirs,
+) -> None:
+    make_public_socket_dir(dirs)
+    result = subprocess.run(
+        [sys.executable, "-m", "mimird"],
+        env=dirs.env(),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S * 3,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f"directory {dirs.runtime} has mode 0755" in result.stderr
+    assert f"chmod 700 {dirs.runtime}" in result.stderr
+    assert not dirs.socket.exists()
+
+
+def test_socket_path_longer_than_107_bytes_is_a_config_error_naming_it(
+    dirs: DaemonDirs,
+) -> None:
+    too_long = socket_path_of_length(dirs, MAX_SOCKET_PATH_BYTES + 1)
+    with pytest.raises(ConfigError, match="socket path") as raised:
+        dirs.settings(MIMIR_SOCKET=str(too_long))
+    assert str(too_long) in str(raised.value)
+    assert raised.value.exit_code == 78
+
+
+async def test_socket_path_of_exactly_107_bytes_is_served(dirs: DaemonDirs) -> None:
+    longest = socket_path_of_length(dirs, MAX_SOCKET_PATH_BYTES)
+    settings = dirs.settings(MIMIR_SOCKET=str(longest))
+    async with in_process_daemon(dirs, settings=settings) as daemon:
+        assert daemon.socket == longest
+        async with TrioClient.connect(longest) as client:
+            with trio.fail_after(DEADLINE_S):
+                status = await client.call("daemon.status")
+    assert status["paths"]["socket"] == str(longest)
+
+
+# ---- peer credentials -----------------------------------------------------------------
+
+
+async def test_peer_with_a_foreign_uid_is_disconnected_without_a_response(
+    dirs: DaemonDirs,
+) -> None:
+    checked: list[PeerCredentials] = []
+
+    def foreign_peer(sock: socket.socket) -> PeerCredentials:
+        real = peer_credentials(sock)
+        checked.append(real)
+        return PeerCredentials(pid=real.pid, uid=FOREIGN_UID, gid=real.gid)
+
+    async with (
+        in_process_daemon(dirs, credentials=foreign_peer) as daemon,
+        TrioClient.connect(daemon.socket) as client,
+    ):
+        with trio.fail_after(DEADLINE_S):
+            with contextlib.suppress(trio.BrokenResourceError):  # already disconnected
+                await client.send_line(b'{"jsonrpc":"2.0","id":1,"method":"daemon.status"}')
+            received = bytearray()
+            try:
+                while data := await client.stream.receive_some():
+                    received += data
+            except trio.BrokenResourceError:
+                pass  # closed with our request unread: Linux reports a reset
+    assert received == b""
+    assert len(checked) == 1
+
+
+async def test_peer_credentials_of_a_real_connection_are_our_own(dirs: DaemonDirs) -> None:
+    path = dirs.root / "peer.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(path))
+            accepted, _ = listener.accept()
+            with accepted:
+                credentials = peer_credentials(accepted)
+    assert credentials == PeerCredentials(pid=os.getpid(), uid=os.geteuid(), gid=os.getegid())

@@ -1,0 +1,291 @@
+"""A fake OpenAI-compatible LLM server, so that real agents run offline in tests.
+
+It speaks the Chat Completions wire format: ``POST /v1/chat/completions``
+(streamed as ``chat.completion.chunk`` server-sent events ending with
+``data: [DONE]``, or one ``chat.completion`` object when ``stream`` is false)
+and ``GET /v1/models``. It listens on 127.0.0.1 on a free port.
+
+What it answers is scripted per test. A request that offers no ``tools`` is a
+side call (opencode's session-title call) and gets :attr:`FakeLlm.side_text`.
+A request with ``tools`` is a main call and gets the next reply of the script:
+a :class:`Text`, or a :class:`ToolCall` after which the agent runs the tool and
+calls again with the result (role ``tool``), which the next reply answers. Once
+the script is used up, main calls get :attr:`FakeLlm.default_text`. Every
+request body is recorded, in order, for the test to look at.
+
+In-process use (a stdlib HTTP server on a thread of its own, stopped when the
+block ends)::
+
+    with serve_fake_llm([ToolCall("write", {...}), Text("done")]) as llm:
+        ...  # point the agent at llm.base_url; afterwards look at llm.main_requests()
+
+As a process, ``python -m tests.support.fake_llm [--script FILE]`` prints its base URL
+on one line and serves until stdin closes; FILE holds a JSON list of
+``{"text": ...}`` and ``{"tool": name, "arguments": {...}}`` replies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final, cast
+
+MODEL_ID: Final = "m"
+#: Into how many SSE chunks a reply's text (or a tool call's arguments) is cut.
+DEFAULT_CHUNKS: Final = 3
+DEFAULT_SIDE_TEXT: Final = "Fake title"
+DEFAULT_TEXT: Final = "The fake LLM has nothing more to say."
+MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+SERVER_STOP_TIMEOUT_S: Final = 5.0
+
+
+@dataclass(frozen=True)
+class Text:
+    """A plain text answer, streamed in ``chunks`` pieces."""
+
+    text: str
+    chunks: int = DEFAULT_CHUNKS
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """An answer that asks the agent to call tool ``name`` with ``arguments``."""
+
+    name: str
+    arguments: dict[str, Any]
+    call_id: str = "call_1"
+
+
+Reply = Text | ToolCall
+
+
+@dataclass
+class FakeLlm:
+    """The script and the record of one fake server; safe to use from any thread."""
+
+    replies: list[Reply] = field(default_factory=list)
+    side_text: str = DEFAULT_SIDE_TEXT
+    default_text: str = DEFAULT_TEXT
+    base_url: str = ""
+    _requests: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every chat completion request body received so far, in order."""
+        with self._lock:
+            return list(self._requests)
+
+    def main_requests(self) -> list[dict[str, Any]]:
+        """The requests that offered tools (the agent's real turns)."""
+        return [r for r in self.requests if r.get("tools")]
+
+    def side_requests(self) -> list[dict[str, Any]]:
+        """The requests without tools (titles and other side calls)."""
+        return [r for r in self.requests if not r.get("tools")]
+
+    def script(self, *replies: Reply) -> None:
+        """Queue more replies for main calls."""
+        with self._lock:
+            self.replies.extend(replies)
+
+    def answer(self, request: dict[str, Any]) -> Reply:
+        """Record ``request`` and choose its reply."""
+        with self._lock:
+            self._requests.append(request)
+            if not request.get("tools"):
+                return Text(self.side_text, chunks=1)
+            if self.replies:
+                return self.replies.pop(0)
+            return Text(self.default_text, chunks=1)
+
+
+_completion_ids: Final = itertools.count(1)
+
+
+def _pieces(text: str, count: int) -> list[str]:
+    size = max(1, -(-len(text) // max(1, count)))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _usage(request: dict[str, Any], reply: Reply) -> dict[str, int]:
+    prompt = len(json.dumps(request.get("messages", []))) // 4
+    completion = len(reply.text if isinstance(reply, Text) else json.dumps(reply.arguments)) // 4
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _tool_call(reply: ToolCall, arguments: str, *, first: bool) -> dict[str, Any]:
+    if not first:
+        return {"index": 0, "function": {"arguments": arguments}}
+    return {
+        "index": 0,
+        "id": reply.call_id,
+        "type": "function",
+        "function": {"name": reply.name, "arguments": arguments},
+    }
+
+
+def stream_events(request: dict[str, Any], reply: Reply) -> Iterator[dict[str, Any]]:
+    """The ``chat.completion.chunk`` objects that stream ``reply``."""
+    base = {
+        "id": f"chatcmpl-{next(_completion_ids)}",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": request.get("model", MODEL_ID),
+    }
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        return {**base, "choices": [choice]}
+
+    if isinstance(reply, Text):
+        yield chunk({"role": "assistant", "content": ""})
+        for piece in _pieces(reply.text, reply.chunks):
+            yield chunk({"content": piece})
+        yield chunk({}, "stop")
+    else:
+        pieces = _pieces(json.dumps(reply.arguments), DEFAULT_CHUNKS)
+        yield chunk({"role": "assistant", "tool_calls": [_tool_call(reply, "", first=True)]})
+        for piece in pieces:
+            yield chunk({"tool_calls": [_tool_call(reply, piece, first=False)]})
+        yield chunk({}, "tool_calls")
+    if (request.get("stream_options") or {}).get("include_usage"):
+        yield {**base, "choices": [], "usage": _usage(request, reply)}
+
+
+def completion(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """The one ``chat.completion`` object that answers ``reply`` without streaming."""
+    message: dict[str, Any] = {"role": "assistant", "content": None}
+    if isinstance(reply, Text):
+        message["content"] = reply.text
+        finish_reason = "stop"
+    else:
+        message["tool_calls"] = [_tool_call(reply, json.dumps(reply.arguments), first=True)]
+        finish_reason = "tool_calls"
+    return {
+        "id": f"chatcmpl-{next(_completion_ids)}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": request.get("model", MODEL_ID),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": _usage(request, reply),
+    }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fake: FakeLlm) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fake = fake
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.0: the connection closes after each answer, which ends an event stream.
+    protocol_version = "HTTP/1.0"
+
+    @property
+    def fake(self) -> FakeLlm:
+        return cast(_Server, self.server).fake
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output clean; the record is FakeLlm.requests
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/v1/models":
+            model = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "fake"}
+            self._send_json(200, {"object": "list", "data": [model]})
+        else:
+            self._send_json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def do_POST(self) -> None:
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send_json(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 < length <= MAX_BODY_BYTES:
+            self._send_json(400, {"error": {"message": f"bad Content-Length {length}"}})
+            return
+        try:
+            request = json.loads(self.rfile.read(length))
+        except ValueError as exc:
+            self._send_json(400, {"error": {"message": f"body is not JSON: {exc}"}})
+            return
+        if not isinstance(request, dict):
+            self._send_json(400, {"error": {"message": "body is not a JSON object"}})
+            return
+        reply = self.fake.answer(request)
+        if not request.get("stream"):
+            self._send_json(200, completion(request, reply))
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        for event in stream_events(request, reply):
+            self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def _send_json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@contextlib.contextmanager
+def serve_fake_llm(
+    replies: Sequence[Reply] = (), *, side_text: str = DEFAULT_SIDE_TEXT
+) -> Iterator[FakeLlm]:
+    """Serve a :class:`FakeLlm` on a thread; its ``base_url`` ends in ``/v1``.
+
+    The server stops (and its thread is joined) when the block ends."""
+    fake = FakeLlm(list(replies), side_text=side_text)
+    server = _Server(fake)
+    host, port = server.server_address[:2]
+    fake.base_url = f"http://{host!s}:{port}/v1"
+    thread = threading.Thread(target=server.serve_forever, name="fake-llm", daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(SERVER_STOP_TIMEOUT_S)
+
+
+def _load_script(path: str) -> list[Reply]:
+    with open(path, encoding="utf-8") as f:
+        items = json.load(f)
+    return [
+        ToolCall(item["tool"], item.get("arguments", {})) if "tool" in item else Text(item["text"])
+        for item in items
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.support.fake_llm", description=__doc__)
+    parser.add_argument("--script", help="JSON list of replies for main calls")
+    args = parser.parse_args(argv)
+    replies = _load_script(args.script) if args.script else []
+    with serve_fake_llm(replies) as fake:
+        print(fake.base_url, flush=True)
+        sys.stdin.read()  # serve until our parent closes our stdin (or exits)
+
+
+if __name__ == "__main__":
+    main()
