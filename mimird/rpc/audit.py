@@ -67,22 +67,26 @@ class AuditLog:
         result: Any = None,
         error: MimirError | None = None,
     ) -> None:
-        row = {
-            "at": utc_now(),
-            "uid": ctx.peer.uid,
-            "pid": ctx.peer.pid,
-            "method": method,
-            "target": _target(params, result),
-            "params": _params_text(raw_params, params, self._mask_config)[:MAX_PARAMS_CHARS],
-            "outcome": "ok" if error is None else "error",
-            "error_code": None if error is None else int(error.code),
-            "error_message": None if error is None else error.message,
-        }
+        # The call itself already happened: whatever goes wrong here (a params value
+        # the masking cannot walk, a database that refuses the row) loses the audit
+        # line, logged loudly, never the caller's answer or its connection.
         try:
+            row = {
+                "at": utc_now(),
+                "uid": ctx.peer.uid,
+                "pid": ctx.peer.pid,
+                "method": method,
+                "target": _target(params, result),
+                "params": _params_text(raw_params, params, self._mask_config)[:MAX_PARAMS_CHARS],
+                "outcome": "ok" if error is None else "error",
+                "error_code": None if error is None else int(error.code),
+                "error_message": None if error is None else error.message,
+            }
             await self._store.write(_insert, row)
         except MimirError as exc:
-            # The call itself already happened; losing its audit line is logged loudly.
             log.error("audit_write_failed", method=method, error=exc.message)
+        except Exception as exc:
+            log.error("audit_write_failed", method=method, error=repr(exc))
 
 
 def _insert(conn: sa.Connection, row: dict[str, Any]) -> None:

@@ -14,9 +14,16 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 import pytest
+import sqlalchemy as sa
 import trio
 
+from mimird.config import DatabaseSection
+from mimird.rpc.audit import AuditLog
+from mimird.rpc.registry import CallContext, PeerCredentials
+from mimird.store import Store
+from mimird.store.schema import audit_log
 from mimird.wire.errors import ErrorCode
 from tests.support.helpers import DaemonDirs, TrioClient
 
@@ -175,3 +182,25 @@ async def test_mutating_call_rejected_for_invalid_params_is_not_recorded(
     response = await call(client, method, params)
     assert response["error"]["code"] == ErrorCode.INVALID_PARAMS
     assert audit_rows(dirs) == recorded
+
+
+async def test_an_audit_line_that_cannot_be_made_loses_only_itself(tmp_path: Path) -> None:
+    """A params value the masking cannot walk fails the audit line, not the call
+    that already happened (before, the exception dropped the client's connection)."""
+
+    def failing_mask(config: dict[str, Any]) -> dict[str, Any]:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    peer = PeerCredentials(pid=os.getpid(), uid=os.geteuid(), gid=os.getegid())
+    ctx = CallContext(peer=peer, conn_id=1)
+
+    class WithConfig(msgspec.Struct):
+        config: dict[str, Any]
+
+    async with Store.open(
+        tmp_path / "mimir.db", key=None, options=DatabaseSection(), backup_dir=tmp_path / "backups"
+    ) as store:
+        audit = AuditLog(store, failing_mask)
+        await audit.record(ctx, "project.update", b"{}", WithConfig(config={"env": {}}))
+        rows = await store.read(lambda conn: conn.execute(sa.select(audit_log)).all())
+    assert rows == []
