@@ -40,7 +40,7 @@ from stream import PROJECT, make_repository, new_session, running_mimird, write_
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 RESULTS_DIR: Final = BENCH_DIR / "results"
-AGENT: Final = BENCH_DIR.parent / "tests" / "fake_acp_agent.py"
+AGENT: Final = BENCH_DIR.parent / "tests" / "support" / "fake_acp_agent.py"
 #: The target: RSS after the last turn within this factor of RSS after the first.
 GROWTH_TARGET: Final = 1.5
 

@@ -55,7 +55,7 @@ STALL_TIMEOUT_S: Final = 10.0
 STOP_TIMEOUT_S: Final = 10.0
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 THROUGHPUT_TARGET: Final = 0.7
-MIMIRCTL_TARGET_MS: Final = 100.0
+MIMIRCTL_TARGET_MS: Final = 50.0
 
 # ---- servers ------------------------------------------------------------------------
 
