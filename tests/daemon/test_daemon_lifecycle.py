@@ -20,6 +20,7 @@ import pytest
 from tests.support.helpers import (
     DaemonDirs,
     DaemonProcess,
+    add_project_blocking,
     blocking_call,
     daemon_process,
     start_daemon_process,
@@ -49,12 +50,10 @@ def refused_start(dirs: DaemonDirs, env: dict[str, str]) -> tuple[int, str]:
 
 
 def add_project(dirs: DaemonDirs, name: str) -> dict[str, Any]:
+    """A project named ``name`` in a new directory of that name."""
     path = dirs.root / "projects" / name
     path.mkdir(parents=True)
-    response = blocking_call(dirs.socket, "project.add", {"path": str(path), "name": name})
-    assert "result" in response, response
-    result: dict[str, Any] = response["result"]
-    return result
+    return add_project_blocking(dirs, path, name=name)
 
 
 def project_names(dirs: DaemonDirs) -> list[str]:

@@ -24,8 +24,10 @@ import mimird
 from tests.support.helpers import (
     DaemonDirs,
     DaemonProcess,
+    add_project_blocking,
     blocking_call,
     module_daemon_fixtures,
+    rpc,
     run_mimirctl,
     short_tmpdir,
 )
@@ -59,12 +61,6 @@ def json_args(position: str, *args: str) -> list[str]:
     return ["--json", *args] if position == "before" else [*args, "--json"]
 
 
-def rpc(dirs: DaemonDirs, method: str, params: Any = None) -> Any:
-    response = blocking_call(dirs.socket, method, params)
-    assert "error" not in response, response
-    return response["result"]
-
-
 def rpc_error(dirs: DaemonDirs, method: str, params: Any = None) -> dict[str, Any]:
     response = blocking_call(dirs.socket, method, params)
     assert "error" in response, response
@@ -81,11 +77,9 @@ def make_project_dir(parent: Path, stem: str, files: dict[str, str] | None = Non
 
 
 def add_project(dirs: DaemonDirs, parent: Path, **params: Any) -> dict[str, Any]:
-    """A project registered over the socket (not through mimirctl)."""
-    project: dict[str, Any] = rpc(
-        dirs, "project.add", {"path": str(make_project_dir(parent, "proj")), **params}
-    )
-    return project
+    """A project in a new directory ``parent/proj``, registered over the socket (not
+    through mimirctl)."""
+    return add_project_blocking(dirs, make_project_dir(parent, "proj"), **params)
 
 
 def get_project(dirs: DaemonDirs, ref: str) -> dict[str, Any]:

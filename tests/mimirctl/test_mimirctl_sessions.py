@@ -35,11 +35,12 @@ from tests.mimirctl.test_mimirctl import (
 )
 from tests.support.helpers import (
     DaemonDirs,
-    blocking_call,
+    add_project_blocking,
     daemon_process,
     git,
     make_repo,
     module_daemon_fixtures,
+    rpc,
     run_mimirctl,
     short_tmpdir,
 )
@@ -72,23 +73,13 @@ def json_args(position: str, *args: str) -> list[str]:
     return [*args, "--json"]
 
 
-def rpc(dirs: DaemonDirs, method: str, params: Any = None) -> Any:
-    response = blocking_call(dirs.socket, method, params, timeout=RUN_TIMEOUT_S)
-    assert "error" not in response, response
-    return response["result"]
-
-
 def ctl(dirs: DaemonDirs, *args: str) -> subprocess.CompletedProcess[str]:
     return run_mimirctl(dirs, *args, timeout=RUN_TIMEOUT_S)
 
 
-def add_project(dirs: DaemonDirs, path: Path, **params: Any) -> dict[str, Any]:
-    project: dict[str, Any] = rpc(
-        dirs, "project.add", {"path": str(path), "name": f"{path.parent.name}-{path.name}"}
-    )
-    if params:
-        project = rpc(dirs, "project.update", {"project": project["id"], **params})
-    return project
+def add_project(dirs: DaemonDirs, path: Path) -> dict[str, Any]:
+    """``path`` registered under a name unique to the test (its parent's and its own)."""
+    return add_project_blocking(dirs, path, name=f"{path.parent.name}-{path.name}")
 
 
 def new_session(dirs: DaemonDirs, project: dict[str, Any], **params: Any) -> dict[str, Any]:

@@ -217,6 +217,20 @@ def blocking_call(path: Path, method: str, params: Any = None, timeout: float = 
             return msgspec.json.decode(f.readline())
 
 
+def rpc(dirs: DaemonDirs, method: str, params: Any = None, *, timeout: float = 30) -> Any:
+    """A call on a fresh blocking connection that must succeed; its result."""
+    response = blocking_call(dirs.socket, method, params, timeout=timeout)
+    assert "error" not in response, response
+    return response["result"]
+
+
+def add_project_blocking(dirs: DaemonDirs, path: Path, **params: Any) -> dict[str, Any]:
+    """Register ``path`` as a project from a test that is not async (``params``: the
+    other fields of project.add); the project. Async tests use :func:`add_project`."""
+    project: dict[str, Any] = rpc(dirs, "project.add", {"path": str(path), **params})
+    return project
+
+
 # ---- real daemon processes -------------------------------------------------------
 
 
