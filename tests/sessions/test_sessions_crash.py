@@ -20,6 +20,7 @@ from tests.support.helpers import (
     daemon_process,
     git,
     make_repo,
+    rpc,
     start_daemon_process,
 )
 
@@ -37,12 +38,6 @@ CALL_TIMEOUT_S: Final = 20.0
 def config_file(dirs: DaemonDirs) -> None:
     dirs.root.mkdir(parents=True, exist_ok=True)
     dirs.config.write_text("")
-
-
-def rpc(dirs: DaemonDirs, method: str, params: Any = None) -> Any:
-    response = blocking_call(dirs.socket, method, params, timeout=CALL_TIMEOUT_S)
-    assert "error" not in response, response
-    return response["result"]
 
 
 def create_quietly(dirs: DaemonDirs, project_id: str) -> None:

@@ -29,6 +29,7 @@ from tests.support.helpers import (
     blocking_call,
     daemon_process,
     make_repo,
+    rpc,
 )
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
@@ -52,12 +53,6 @@ def config_file(dirs: DaemonDirs) -> None:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def rpc(dirs: DaemonDirs, method: str, params: Any = None) -> Any:
-    response = blocking_call(dirs.socket, method, params, timeout=CALL_TIMEOUT_S)
-    assert "error" not in response, response
-    return response["result"]
 
 
 def gone(pgid: int, timeout: float) -> bool:
