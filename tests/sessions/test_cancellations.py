@@ -319,6 +319,26 @@ async def made(owner: Sessions, project_id: str, repo: Path) -> SessionRow:
     return row
 
 
+async def began_delete(store: Store, row: SessionRow, repo: Path, **data: Any) -> None:
+    """The intent a delete of ``row``'s worktree writes before it touches the disk
+    (``data``: what differs from a delete that keeps the branch)."""
+    await store.write(
+        intents.begin,
+        row.id,
+        "delete",
+        {
+            "kind": "worktree",
+            "root": str(repo),
+            "path": row.workspace_path,
+            "branch": row.branch,
+            "snapshot_ref": snapshot_ref(row.id),
+            "delete_branch": False,
+            "force": False,
+            **data,
+        },
+    )
+
+
 DELETE_STEPS: Final = [
     ("mimird.workspaces.git.check_worktree", False),
     ("mimird.sessions.intents.begin", False),
@@ -512,20 +532,7 @@ async def test_start_after_a_crash_mid_delete_records_a_worktree_git_removed(
     owner: Sessions, store: Store, repo: Path, settings: Settings, project_id: str
 ) -> None:
     row = await made(owner, project_id, repo)
-    await store.write(
-        intents.begin,
-        row.id,
-        "delete",
-        {
-            "kind": "worktree",
-            "root": str(repo),
-            "path": row.workspace_path,
-            "branch": row.branch,
-            "snapshot_ref": snapshot_ref(row.id),
-            "delete_branch": False,
-            "force": False,
-        },
-    )
+    await began_delete(store, row, repo)
     await owner.workspaces.remove(row, force=False, delete_branch=False)
     await recovery.recover(store, owner)
     deleted = await owner.find(row.id)
@@ -542,21 +549,7 @@ async def test_start_after_a_crash_mid_removal_finishes_the_delete_from_its_snap
     # A kill while git removed the worktree, after the snapshot: the worktree is half
     # emptied, and the work is only whole in the snapshot.
     row = await made(owner, project_id, repo)
-    await store.write(
-        intents.begin,
-        row.id,
-        "delete",
-        {
-            "kind": "worktree",
-            "root": str(repo),
-            "path": row.workspace_path,
-            "branch": row.branch,
-            "snapshot_ref": snapshot_ref(row.id),
-            "delete_branch": True,
-            "force": False,
-            "snapshot_before": None,
-        },
-    )
+    await began_delete(store, row, repo, delete_branch=True, snapshot_before=None)
     saved = await trio.to_thread.run_sync(
         worktrees.snapshot, Path(row.workspace_path), snapshot_ref(row.id), "work"
     )
@@ -576,20 +569,7 @@ async def test_start_after_a_crash_before_a_delete_removed_anything_keeps_the_se
     owner: Sessions, store: Store, repo: Path, settings: Settings, project_id: str
 ) -> None:
     row = await made(owner, project_id, repo)
-    await store.write(
-        intents.begin,
-        row.id,
-        "delete",
-        {
-            "kind": "worktree",
-            "root": str(repo),
-            "path": row.workspace_path,
-            "branch": row.branch,
-            "snapshot_ref": snapshot_ref(row.id),
-            "delete_branch": True,
-            "force": False,
-        },
-    )
+    await began_delete(store, row, repo, delete_branch=True)
     await recovery.recover(store, owner)
     kept = await owner.find(row.id)
     assert (kept.status, kept.workspace_state) == ("created", "ok")
