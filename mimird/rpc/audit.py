@@ -83,10 +83,9 @@ class AuditLog:
                 "error_message": None if error is None else error.message,
             }
             await self._store.write(_insert, row)
-        except MimirError as exc:
-            log.error("audit_write_failed", method=method, error=exc.message)
         except Exception as exc:
-            log.error("audit_write_failed", method=method, error=repr(exc))
+            reason = exc.message if isinstance(exc, MimirError) else repr(exc)
+            log.error("audit_write_failed", method=method, error=reason)
 
 
 def _insert(conn: sa.Connection, row: dict[str, Any]) -> None:

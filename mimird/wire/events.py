@@ -350,11 +350,3 @@ def decode_event(line: bytes | str) -> Any:
         if event.kind in KINDS:
             raise
         return event
-
-
-def kind_and_data(event: EventData) -> tuple[str, bytes]:
-    """What the journal stores for ``event``: its kind and its data's JSON."""
-    return event.KIND, _ENCODER.encode(event)
-
-
-_ENCODER: Final = msgspec.json.Encoder()

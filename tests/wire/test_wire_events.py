@@ -47,13 +47,10 @@ def test_verbatim_kinds_keep_everything_the_agent_sent() -> None:
 
 
 def test_data_leaves_out_only_defaulted_members() -> None:
-    assert events.kind_and_data(events.SetupFinished(exit_code=None)) == (
-        "setup_finished",
-        b'{"exit_code":null}',
-    )
-    assert events.kind_and_data(events.TurnEnded(stop_reason="end_turn")) == (
-        "turn_ended",
-        b'{"stop_reason":"end_turn"}',
+    # What the journal stores as an event's data is the struct's encoding.
+    assert msgspec.json.encode(events.SetupFinished(exit_code=None)) == b'{"exit_code":null}'
+    assert msgspec.json.encode(events.TurnEnded(stop_reason="end_turn")) == (
+        b'{"stop_reason":"end_turn"}'
     )
 
 
