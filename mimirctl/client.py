@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT_S: Final = 60.0
 #: How long the protocol check waits for ``daemon.status``.
 PROTOCOL_CHECK_TIMEOUT_S: Final = 5.0
-#: Errors that a daemon of another protocol answers to requests it does not know:
-#: after one of them, mimirctl asks which protocol mimird speaks.
 #: Bytes asked of the socket per read.
 RECV_SIZE: Final = 1 << 16
 #: A message from mimird longer than this ends the connection (a page of events
