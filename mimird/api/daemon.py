@@ -33,6 +33,7 @@ class DaemonService:
         self._store = store
         self._started_at = started_at
         self._started = trio.current_time()
+        self._pid = os.getpid()  # a syscall per call otherwise (glibc caches no pid)
         self._socket_activated = socket_activated
         self._connections = connections
         self._registry: Registry | None = None
@@ -70,7 +71,7 @@ class DaemonService:
         return DaemonStatus(
             version=__version__,
             protocol_version=PROTOCOL_VERSION,
-            pid=os.getpid(),
+            pid=self._pid,
             started_at=self._started_at,
             uptime_s=round(trio.current_time() - self._started, 3),
             socket_activated=self._socket_activated,
