@@ -73,14 +73,14 @@ class PermissionAsker:
         if not options:  # nothing to choose from: someone must answer it by kind
             self.renderer.permission_request(data, hint=True)
             return
-        title = render.printable(render.permission_title(data))
-        self.renderer.question_line(f"? permission {permission} for {title}")
+        title = render.visible(render.permission_title(data))
+        self.renderer.question_line(f"? permission {render.visible(permission)} for {title}")
         by_number = {str(n): option for n, option in enumerate(options, 1)}
         names = {
             n: str(o.get("name") or o.get("kind") or o.get("optionId"))
             for n, o in by_number.items()
         }
-        numbered = (f"[{n}] {render.printable(name)}" for n, name in names.items())
+        numbered = (f"[{n}] {render.visible(name)}" for n, name in names.items())
         self.renderer.note("  " + "  ".join(numbered), style=None)
         choices = f"1-{len(options)}" if len(options) > 1 else "1"
         self._discard_typeahead()

@@ -24,6 +24,7 @@ import argparse
 import os
 import sys
 
+from mimirctl import render
 from mimirctl.client import (
     Client,
     ClientError,
@@ -194,7 +195,7 @@ def _run(run: Command, client: Client, args: argparse.Namespace) -> int:
 
 
 def _report(error: RpcError) -> int:
-    print(f"mimirctl: {error.message}", file=sys.stderr)
+    render.say(f"mimirctl: {error.message}", err=True)
     try:
         return EXIT_CODES.get(ErrorCode(error.code), EXIT_ERROR)
     except ValueError:
@@ -219,15 +220,15 @@ def main(argv: list[str] | None = None) -> int:
         with Client(resolve_socket(getattr(args, "socket", None))) as client:
             return _run(run, client, args)
     except DaemonNotRunning as exc:
-        print(f"mimirctl: {exc}", file=sys.stderr)
+        render.say(f"mimirctl: {exc}", err=True)
         return EXIT_NOT_RUNNING
     except UsageError as exc:
-        print(f"mimirctl: {exc}", file=sys.stderr)
+        render.say(f"mimirctl: {exc}", err=True)
         return EXIT_USAGE
     except RpcError as exc:
         return _report(exc)
     except ClientError as exc:
-        print(f"mimirctl: {exc}", file=sys.stderr)
+        render.say(f"mimirctl: {exc}", err=True)
         return EXIT_ERROR
     except BrokenPipeError:  # stdout closed early (e.g. piped into head)
         return EXIT_OK

@@ -26,13 +26,79 @@ _BARE_VALUE: Final = r"^[^\s\"'=]+$"
 #: How a search hit's matches are shown: bold on a terminal, brackets otherwise.
 BOLD: Final = ("\x1b[1m", "\x1b[22m")
 BRACKETS: Final = ("[", "]")
-# Control characters (C0, DEL, C1) in an event's text, terminal escapes among them,
-# never reach the terminal: runs of them and of whitespace become one space.
-_UNPRINTABLE_RUN: Final = r"[\s\x00-\x1f\x7f-\x9f]+"
+#: What :func:`visible` shows rather than prints: C0 controls and DEL (ESC, which starts
+#: every terminal escape, and CR, which lets a line overwrite itself, among them); C1
+#: controls (U+009B is a CSI of its own); Unicode's format characters (bidi overrides and
+#: isolates, zero-width and invisible characters, tag characters) but the zero-width
+#: (non-)joiners that emoji and several scripts need; the line and paragraph separators;
+#: lone surrogates (which could not even be encoded). Unicode 15's ``Cc``, ``Cf``, ``Zl``,
+#: ``Zp`` and ``Cs``, spelled out: ``unicodedata`` would cost start-up time (a test holds
+#: the list to the running Python's tables).
+_CONTROLS: Final = (
+    r"\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    r"\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ufeff"
+    r"\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    r"\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_CONTROL: Final = re.compile(f"[{_CONTROLS}]")
+#: The same, but newline and tab: multi-line text keeps its lines and indentation.
+_CONTROL_IN_TEXT: Final = re.compile(f"(?![\n\t])[{_CONTROLS}]")
+#: Whitespace that a one-line excerpt folds into one space.
+_WHITESPACE_RUN: Final = re.compile(r"[ \t\n]+")
+
+
+# ---- untrusted text on a terminal -----------------------------------------------------
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    if code < 0x20:
+        return "^" + chr(code + 0x40)
+    return "^?" if code == 0x7F else f"<U+{code:04X}>"
+
+
+def visible(text: str, *, multiline: bool = False) -> str:
+    """``text`` as it may reach a terminal: every control character (see ``_CONTROLS``)
+    made visible, as ``less`` and ``cat -v`` show them: C0 controls and DEL in caret
+    notation (ESC is ``^[``, CR ``^M``, DEL ``^?``), the others as ``<U+202E>``. With
+    ``multiline``, newline and tab are kept. Text without control characters comes
+    back unchanged. Every string mimirctl prints that did not come from mimirctl
+    itself (agent text, titles, names, paths, the daemon's messages) goes through
+    here, except in ``--json`` output, which is exact."""
+    return (_CONTROL_IN_TEXT if multiline else _CONTROL).sub(_shown, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    if code > 0xFFFF:  # JSON spells a character past the BMP as a surrogate pair
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def say(text: str, *, err: bool = False, exact: bool = False) -> None:
+    """Print ``text`` and a newline on stdout (or stderr), made :func:`visible` with
+    its lines kept; ``exact`` when the text is safe as it is: JSON from
+    :func:`json_text`, or lines made visible piece by piece that carry mimirctl's own
+    styling. The commands print through here (events stream through :class:`Renderer`)."""
+    print(text if exact else visible(text, multiline=True), file=sys.stderr if err else sys.stdout)
+
+
+def write_patch(patch: str) -> None:
+    """A patch exactly as git wrote it into a pipe or a file (for ``git apply``); on a
+    terminal, made :func:`visible` (tabs and lines kept), since it holds file contents
+    the agent wrote."""
+    sys.stdout.write(visible(patch, multiline=True) if sys.stdout.isatty() else patch)
+
+
+# ---- tables and fields -------------------------------------------------------------
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    """Aligned columns; each cell on one line, made :func:`visible`."""
+    cells = [[visible(str(h)) for h in headers]] + [
+        ["" if v is None else visible(str(v)) for v in r] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -42,8 +108,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def fields(pairs: Sequence[tuple[str, Any]]) -> str:
-    """``key: value`` lines, values aligned; a multi-line value's further lines are
-    indented to the value column."""
+    """``key: value`` lines, values aligned and made :func:`visible`; a multi-line
+    value's further lines are indented to the value column."""
     width = max(len(k) for k, _ in pairs)
     out = []
     for key, value in pairs:
@@ -51,14 +117,17 @@ def fields(pairs: Sequence[tuple[str, Any]]) -> str:
             value = json.dumps(value, separators=(",", ":"))
         elif isinstance(value, bool):
             value = "yes" if value else "no"
-        first, *rest = str(value).split("\n")
+        first, *rest = visible(str(value), multiline=True).split("\n")
         out.append(f"{key + ':':<{width + 1}} {first}".rstrip())
         out.extend((" " * (width + 2) + line).rstrip() for line in rest)
     return "\n".join(out)
 
 
 def json_text(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    """``value`` as indented JSON, non-ASCII text as it is but for the characters
+    :func:`visible` would show, which are escaped (``\\u001b``, ``\\u202e``): the same
+    JSON value, and nothing a terminal acts on."""
+    return _CONTROL_IN_TEXT.sub(_json_escape, json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def human_bytes(n: int) -> str:
@@ -193,16 +262,12 @@ def permission_title(data: Mapping[str, Any]) -> str:
     return str(data.get("title") or (data.get("tool_call") or {}).get("title") or "a tool")
 
 
-def printable(text: str) -> str:
-    """``text`` on one line, without control characters (terminal escapes among them)."""
-    return re.sub(_UNPRINTABLE_RUN, " ", text).strip()
-
-
 def snippet(parts: Sequence[Mapping[str, Any]], marks: tuple[str, str] = BRACKETS) -> str:
-    """A search hit's excerpt on one line, each matched part between ``marks``."""
+    """A search hit's excerpt on one line (its whitespace folded), made :func:`visible`,
+    each matched part between ``marks``."""
     out = []
     for part in parts:
-        text = re.sub(_UNPRINTABLE_RUN, " ", part["text"])
+        text = visible(_WHITESPACE_RUN.sub(" ", part["text"]))
         out.append(f"{marks[0]}{text}{marks[1]}" if part["match"] else text)
     return "".join(out).strip()
 
@@ -220,7 +285,10 @@ def highlight_marks(stream: Any = None) -> tuple[str, str]:
 
 class Renderer:
     """Prints events for a human: agent text as it streams, tool calls with their
-    status, the plan, permission requests, and where each turn ended."""
+    status, the plan, permission requests, and where each turn ended. Every line and
+    every streamed piece is made :func:`visible` (its lines kept) before mimirctl's own
+    styling is put around it; what must stay on one line (titles, names, paths) is
+    made visible where it is put in."""
 
     def __init__(
         self,
@@ -242,14 +310,14 @@ class Renderer:
         self._tools: dict[str, str] = {}
         self._section: str | None = None
 
-    def _style(self, text: str, code: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.tty else text
+    def _style(self, text: str, code: str | None) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.tty and code else text
 
-    def _line(self, text: str) -> None:
+    def _line(self, text: str, style: str | None = None) -> None:
         if self._midline:
             self.out.write("\n")
             self._midline = False
-        self.out.write(text + "\n")
+        self.out.write(self._style(visible(text, multiline=True), style) + "\n")
         self.out.flush()
         self._section = None
 
@@ -260,6 +328,7 @@ class Renderer:
             if section == "thought":
                 self.out.write(self._style("(thinking) ", "2"))
             self._section = section
+        text = visible(text, multiline=True)
         self.out.write(self._style(text, "2") if section == "thought" else text)
         self._midline = not text.endswith("\n")
         self.out.flush()
@@ -273,84 +342,85 @@ class Renderer:
             text = " ".join(
                 b.get("text", "") for b in data.get("content", []) if isinstance(b, dict)
             )
-            self._line(self._style(f"> {text}", "1"))
+            self._line(f"> {text}", "1")
         elif kind == "turn_ended":
-            reason = data.get("stop_reason")
-            extra = f": {data['error']}" if data.get("error") else ""
-            self._line(self._style(f"[turn ended: {reason}{extra}]", "2"))
+            reason = visible(str(data.get("stop_reason")))
+            extra = f": {visible(str(data['error']))}" if data.get("error") else ""
+            self._line(f"[turn ended: {reason}{extra}]", "2")
         elif kind == "permission_requested":
             live = int(event.get("seq", 0)) > self.replayed_until
             hint = live or str(data.get("permission")) in self.pending
             self.permission_request(data, hint=hint)
         elif kind == "permission_answered":
+            option = f" {visible(str(data['option_id']))}" if data.get("option_id") else ""
             self._line(
-                self._style(
-                    f"  permission {data.get('permission')}: {data.get('outcome')}"
-                    + (f" {data['option_id']}" if data.get("option_id") else "")
-                    + f" (by {data.get('by')})",
-                    "2",
-                )
+                f"  permission {visible(str(data.get('permission')))}: "
+                f"{visible(str(data.get('outcome')))}{option} (by {visible(str(data.get('by')))})",
+                "2",
             )
         elif kind == "status_changed":
             if data.get("to") in ("failed", "stopped", "interrupted"):
-                self._line(self._style(f"[session {data.get('to')}]", "2"))
+                self._line(f"[session {data.get('to')}]", "2")
         elif kind == "agent_exited" and not data.get("expected"):
-            how = data.get("signal") or f"code {data.get('exit_code')}"
-            self._line(self._style(f"[agent exited unexpectedly: {how}]", "31"))
+            how = visible(str(data.get("signal") or f"code {data.get('exit_code')}"))
+            self._line(f"[agent exited unexpectedly: {how}]", "31")
             for line in data.get("stderr_tail", [])[-5:]:
-                self._line(self._style(f"  {line}", "2"))
+                self._line(f"  {visible(str(line))}", "2")
         elif kind == "agent_started":
             how = ", its ACP session loaded" if data.get("loaded") else ""
-            self._line(self._style(f"[agent started{how}]", "2"))
+            self._line(f"[agent started{how}]", "2")
         elif kind == "agent_restarting":
-            self._line(self._style(f"[restarting the agent in {data.get('delay_s')} s]", "2"))
+            self._line(f"[restarting the agent in {visible(str(data.get('delay_s')))} s]", "2")
         elif kind == "agent_start_failed":
-            self._line(self._style(f"[agent failed to start: {data.get('reason')}]", "31"))
+            self._line(f"[agent failed to start: {data.get('reason')}]", "31")
         elif kind == "file_written":
-            self._line(self._style(f"  wrote {data.get('path')} ({data.get('bytes')} bytes)", "2"))
+            path, size = visible(str(data.get("path"))), visible(str(data.get("bytes")))
+            self._line(f"  wrote {path} ({size} bytes)", "2")
         elif kind == "file_refused":
-            self._line(self._style(f"  refused {data.get('op')} of {data.get('path')}", "31"))
+            op, path = visible(str(data.get("op"))), visible(str(data.get("path")))
+            self._line(f"  refused {op} of {path}", "31")
         elif kind == "terminal_started":
-            line = printable(" ".join([str(data.get("command")), *data.get("args", [])]))
-            where = f" (in {data['cwd']})" if data.get("cwd") not in (None, "", ".") else ""
-            self._line(self._style(f"  $ {line}{where}", "2"))
+            line = visible(" ".join([str(data.get("command")), *map(str, data.get("args", []))]))
+            cwd = data.get("cwd")
+            where = f" (in {visible(str(cwd))})" if cwd not in (None, "", ".") else ""
+            self._line(f"  $ {line}{where}", "2")
         elif kind == "terminal_exited":
-            how = data.get("signal") or f"code {data.get('exit_code')}"
+            how = visible(str(data.get("signal") or f"code {data.get('exit_code')}"))
             crash = ", after a crash of mimird" if data.get("after_crash") else ""
-            self._line(self._style(f"  [command exited: {how}{crash}]", "2"))
+            self._line(f"  [command exited: {how}{crash}]", "2")
         elif kind == "terminal_refused":
-            self._line(
-                self._style(f"  refused to run {data.get('command')}: {data.get('reason')}", "31")
-            )
+            command = visible(str(data.get("command")))
+            self._line(f"  refused to run {command}: {data.get('reason')}", "31")
         elif kind == "setup_output":
-            self._line(self._style(str(data.get("text", "")).rstrip("\n"), "2"))
+            self._line(str(data.get("text", "")).rstrip("\n"), "2")
 
     def permission_request(self, data: dict[str, Any], *, hint: bool) -> None:
         """A permission request and its options on one line; with ``hint``, how to
         answer it."""
-        title = permission_title(data)
+        permission = visible(str(data.get("permission")))
+        title = visible(permission_title(data))
         options = ", ".join(
-            f"{o.get('kind')} ({o.get('optionId')})" for o in data.get("options", [])
+            visible(f"{o.get('kind')} ({o.get('optionId')})")
+            for o in data.get("options", [])
+            if isinstance(o, dict)
         )
-        self._line(
-            self._style(f"? permission {data.get('permission')} for {title}: {options}", "33")
-        )
+        self._line(f"? permission {permission} for {title}: {options}", "33")
         if hint:
-            self._line(f"  answer: mimirctl permission allow {data.get('permission')}   (or deny)")
+            self._line(f"  answer: mimirctl permission allow {permission}   (or deny)")
 
     # What PermissionAsker (mimirctl.ask) writes around the user's input.
 
     def question_line(self, text: str) -> None:
-        self._line(self._style(text, "33"))
+        self._line(text, "33")
 
     def note(self, text: str, style: str | None = "2") -> None:
-        self._line(self._style(text, style) if style else text)
+        self._line(text, style)
 
     def question(self, text: str) -> None:
         """``text`` with the cursor left after it, for the user to type there."""
         if self._midline:
             self.out.write("\n")
-        self.out.write(self._style(text, "1"))
+        self.out.write(self._style(visible(text), "1"))
         self.out.flush()
         self._midline = True
         self._section = None
@@ -368,16 +438,18 @@ class Renderer:
                 self._stream(section, str(content.get("text", "")))
         elif kind in ("tool_call", "tool_call_update"):
             tool_id = str(update.get("toolCallId"))
-            title = update.get("title") or self._tools.get(tool_id) or "tool"
+            title = visible(str(update.get("title") or self._tools.get(tool_id) or "tool"))
             self._tools[tool_id] = title
-            status = update.get("status")
-            if kind == "tool_call" or status:
-                self._line(self._style(f"  ⚙ {title} [{status or 'pending'}]", "36"))
+            status = visible(str(update.get("status") or "pending"))
+            if kind == "tool_call" or update.get("status"):
+                self._line(f"  ⚙ {title} [{status}]", "36")
         elif kind == "plan":
-            self._line(self._style("  plan:", "36"))
+            self._line("  plan:", "36")
             for entry in update.get("entries", []):
-                mark = {"completed": "x", "in_progress": ">"}.get(entry.get("status"), " ")
-                self._line(f"    [{mark}] {entry.get('content')}")
+                if not isinstance(entry, dict):
+                    continue
+                mark = {"completed": "x", "in_progress": ">"}.get(str(entry.get("status")), " ")
+                self._line(f"    [{mark}] {visible(str(entry.get('content')))}")
 
     def finish(self) -> None:
         if self._midline:

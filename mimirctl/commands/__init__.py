@@ -65,6 +65,13 @@ def add_group(
     return group.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
 
 
-def emit(args: argparse.Namespace, value: Any, human: Callable[[Any], str]) -> None:
-    """The result as JSON with ``--json``, as ``human`` makes it otherwise."""
-    print(render.json_text(value) if args.json else human(value))
+def emit(
+    args: argparse.Namespace, value: Any, human: Callable[[Any], str], *, styled: bool = False
+) -> None:
+    """The result as JSON with ``--json``, as ``human`` makes it otherwise: made
+    :func:`~mimirctl.render.visible`, unless ``styled`` (``human`` made each piece
+    visible itself, and puts mimirctl's own styling around them)."""
+    if args.json:
+        render.say(render.json_text(value), exact=True)
+    else:
+        render.say(human(value), exact=styled)

@@ -47,7 +47,7 @@ def _session_line(s: dict[str, Any]) -> str:
 def cmd_stop(client: Client, args: argparse.Namespace) -> int:
     client.set_timeout(None)
     session = client.call("session.stop", {"session": args.session})
-    emit_json(session) if args.json else print(_session_line(session))
+    emit_json(session) if args.json else render.say(_session_line(session))
     return EXIT_OK
 
 
@@ -94,8 +94,8 @@ def cmd_resume(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(session)
     else:
-        print(_session_line(session))
-        print(conversation_line(client, before, session))
+        render.say(_session_line(session))
+        render.say(conversation_line(client, before, session))
     return EXIT_OK
 
 
@@ -105,7 +105,7 @@ def cmd_logs(client: Client, args: argparse.Namespace) -> int:
         emit_json(result)
     else:
         for line in result["lines"]:
-            print(line)
+            render.say(render.visible(line))  # one line of the log: a CR in it is shown
     return EXIT_OK
 
 

@@ -18,14 +18,14 @@ def cmd_permission_ls(client: Client, args: argparse.Namespace) -> int:
         emit_json({"permissions": pending})
         return EXIT_OK
     if not pending:
-        print("no pending permission requests")
+        render.say("no pending permission requests")
         return EXIT_OK
     rows = []
     for p in pending:
         tool = p.get("tool_call") or {}
         kinds = ",".join(str(o.get("kind")) for o in p["options"])
         rows.append([p["id"], render.short_id(p["session_id"]), tool.get("title") or "", kinds])
-    print(render.table(["ID", "SESSION", "TOOL", "OPTIONS"], rows))
+    render.say(render.table(["ID", "SESSION", "TOOL", "OPTIONS"], rows))
     return EXIT_OK
 
 
@@ -41,7 +41,7 @@ def cmd_permission_answer(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
     else:
-        print(f"permission {result['permission']}: {result['option_id']}")
+        render.say(f"permission {result['permission']}: {result['option_id']}")
     return EXIT_OK
 
 

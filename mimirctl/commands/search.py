@@ -22,7 +22,13 @@ def cmd_search(client: Client, args: argparse.Namespace) -> int:
         if not r["hits"]:
             return "no matches"
         marks = render.highlight_marks()
-        rows = [[render.short_id(h["session_id"]), str(h["seq"]), h["kind"]] for h in r["hits"]]
+        rows = [
+            [
+                render.visible(str(cell))
+                for cell in (render.short_id(h["session_id"]), h["seq"], h["kind"])
+            ]
+            for h in r["hits"]
+        ]
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         return "\n".join(
             "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
@@ -31,7 +37,7 @@ def cmd_search(client: Client, args: argparse.Namespace) -> int:
             for row, hit in zip(rows, r["hits"], strict=True)
         )
 
-    emit(args, result, human)
+    emit(args, result, human, styled=True)  # the cells and the excerpts are made visible
     return EXIT_OK
 
 

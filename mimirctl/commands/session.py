@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
-import sys
 from typing import Any, Final
 
 from mimirctl import render
@@ -152,10 +151,10 @@ def cmd_session_new(client: Client, args: argparse.Namespace) -> int:
 
     emit(args, session, human)
     if session["status"] == "failed":
-        print(
+        render.say(
             f"mimirctl: session {session['id']} was created but its setup failed: "
             f"{session['failure']}",
-            file=sys.stderr,
+            err=True,
         )
         return EXIT_ERROR
     return EXIT_OK
@@ -199,10 +198,10 @@ def cmd_session_ls(client: Client, args: argparse.Namespace) -> int:
 
     emit(args, result, human)
     if result["next_cursor"] and not args.json:
-        print(
+        render.say(
             f"more: mimirctl session ls --cursor {result['next_cursor']} "
             "(same filters), or --all-pages",
-            file=sys.stderr,
+            err=True,
         )
     return EXIT_OK
 
@@ -215,8 +214,8 @@ def cmd_session_show(client: Client, args: argparse.Namespace) -> int:
 def cmd_session_diff(client: Client, args: argparse.Namespace) -> int:
     diff = client.call("session.diff", {"session": args.session, "patch": args.patch})
     if args.patch and not args.json:
-        # Raw, byte for byte what git wrote: `mimirctl session diff X --patch | git apply`.
-        sys.stdout.write(diff.get("patch") or "")
+        # Byte for byte what git wrote: `mimirctl session diff X --patch | git apply`.
+        render.write_patch(diff.get("patch") or "")
         return EXIT_OK
 
     def human(d: dict[str, Any]) -> str:

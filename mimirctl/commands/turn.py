@@ -13,6 +13,7 @@ import signal
 import sys
 from typing import Any, Final
 
+from mimirctl import render
 from mimirctl.client import Client
 from mimirctl.commands import EXIT_ERROR, EXIT_OK, add_command
 from mimirctl.render import Renderer
@@ -50,7 +51,7 @@ def cmd_prompt(client: Client, args: argparse.Namespace) -> int:
         if cancelled:
             raise KeyboardInterrupt
         cancelled = True
-        print("\nmimirctl: cancelling the turn (Ctrl-C again to detach)", file=sys.stderr)
+        render.say("\nmimirctl: cancelling the turn (Ctrl-C again to detach)", err=True)
         client.send("session.cancel", {"session": session["id"]})
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
@@ -73,7 +74,7 @@ def cmd_prompt(client: Client, args: argparse.Namespace) -> int:
                 break
     except KeyboardInterrupt:
         renderer.finish()
-        print("mimirctl: detached; the session goes on ('mimirctl attach')", file=sys.stderr)
+        render.say("mimirctl: detached; the session goes on ('mimirctl attach')", err=True)
         return EXIT_TURN_CANCELLED
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -161,7 +162,7 @@ def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
     else:
-        print(f"{what} cancelled" if result["cancelled"] else f"no {what} was running")
+        render.say(f"{what} cancelled" if result["cancelled"] else f"no {what} was running")
     return EXIT_OK
 
 
