@@ -130,6 +130,11 @@ def json_text(value: Any) -> str:
     return _CONTROL_IN_TEXT.sub(_json_escape, json.dumps(value, indent=2, ensure_ascii=False))
 
 
+def json_line(value: Any) -> str:
+    """``value`` as JSON on one line (ASCII, DEL escaped too), for NDJSON output."""
+    return _CONTROL.sub(_json_escape, json.dumps(value, separators=(",", ":")))
+
+
 def human_bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):

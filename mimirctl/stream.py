@@ -11,11 +11,11 @@ what is journaled (``log``, ``session log``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
+from mimirctl import render
 from mimirctl.client import Client
 from mimirctl.render import Renderer
 
@@ -28,7 +28,7 @@ PAGE_SIZE: Final = 1000
 
 def emit_json(value: Any) -> None:
     """One JSON value on its own line, flushed (a consumer reads it as it comes)."""
-    sys.stdout.write(json.dumps(value, separators=(",", ":")) + "\n")
+    render.say(render.json_line(value), exact=True)
     sys.stdout.flush()
 
 

@@ -658,4 +658,4 @@ def test_matches_are_bold_on_a_terminal_and_bracketed_elsewhere(
 
 def test_a_snippet_never_carries_control_characters_to_the_terminal() -> None:
     parts = [{"text": "red \x1b[31mtext\nnext\tline\x9b", "match": False}]
-    assert render.snippet(parts) == "red [31mtext next line"
+    assert render.snippet(parts) == "red ^[[31mtext next line<U+009B>"
