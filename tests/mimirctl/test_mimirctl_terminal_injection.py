@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from pathlib import Path
 from typing import Any, Final
 
 import trio
@@ -190,3 +191,27 @@ async def test_the_question_on_a_terminal_shows_the_options_made_visible(
     assert "[1] Allow ^[]0;option-title^Gonce  [2] Reject<U+202E>" in plain
     assert "pwned ^[]0;agent-title^G ^[[2J^[[H^[[31mred^MFAKE" in plain
     assert "⚙ Edit ^[]0;tool-title^G <U+202E>gnp.exe [pending]" in plain
+
+
+async def test_a_patch_is_exact_in_a_pipe_and_made_visible_on_a_terminal(
+    dirs: DaemonDirs,
+) -> None:
+    async with agent_world(dirs, {}) as world, Client.connect(world.daemon.socket) as c:
+        session_id = await hostile_session(c, world.project)
+        session = await c.call("session.get", {"session": session_id})
+        workspace = Path(session["workspace"]["path"])
+        (workspace / "notes.txt").write_text("a \x1b]0;file-title\x07 b\r\n\u202ec\n")
+        (workspace / "e\x1b[2J.txt").write_text("named\n")
+        patch = (await c.call("session.diff", {"session": session_id, "patch": True}))["patch"]
+        piped = await mimirctl(dirs, "session", "diff", session_id, "--patch")
+        files = await mimirctl(dirs, "session", "diff", session_id)
+        async with Terminal.run(dirs, "session", "diff", session_id, "--patch") as term:
+            assert await term.exit_code() == 0
+            screen = term.screen
+    assert piped.returncode == files.returncode == 0
+    assert "\x1b]0;file-title\x07" in patch
+    assert piped.stdout.decode() == patch  # for `git apply`
+    assert raw_controls(files.stdout.decode()) == []
+    assert raw_controls(screen) == [], screen
+    assert "+a ^[]0;file-title^G b^M" in screen
+    assert "+<U+202E>c" in screen
