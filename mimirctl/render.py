@@ -209,8 +209,19 @@ def age(value: str, now: dt.datetime | None = None) -> str:
 # ---- config values as TOML ----------------------------------------------------------
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's); what :func:`visible` would
+    show escaped, as ``\\u202e`` or ``\\U000e0041``."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match[0])
+        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+    return _CONTROL.sub(escape, json.dumps(text, ensure_ascii=False))
+
+
 def toml_key(key: str) -> str:
-    return key if re.match(_BARE_KEY, key) else json.dumps(key, ensure_ascii=False)
+    return key if re.match(_BARE_KEY, key) else _toml_string(key)
 
 
 def toml_value(value: Any) -> str:
@@ -223,7 +234,7 @@ def toml_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _toml_string(value)
     if isinstance(value, Mapping):
         inner = ", ".join(f"{toml_key(str(k))} = {toml_value(v)}" for k, v in value.items())
         return "{" + (f" {inner} " if inner else "") + "}"

@@ -9,6 +9,7 @@ import io
 import json
 import re
 import sys
+import tomllib
 import unicodedata
 from pathlib import Path
 from typing import Final
@@ -217,3 +218,10 @@ def test_only_the_render_module_prints_text() -> None:
             if prints or writes:
                 bypasses.append(f"{path.relative_to(MIMIRCTL)}:{node.lineno}")
     assert bypasses == []
+
+
+def test_config_values_stay_valid_toml_with_their_control_characters_escaped() -> None:
+    values = {"setup_command": "echo \x1b]0;t\x07\u202e\x85\U000e0041", "k\u202e": "v"}
+    text = render.toml_lines(values)
+    assert controls_in(text, allowed="\n") == []
+    assert tomllib.loads(text) == values
