@@ -1,6 +1,10 @@
 """Human-readable output: aligned tables, key/value blocks, the small formatters
 the commands share (short ids, ages, TOML-ish config values), and the
-:class:`Renderer` that prints a session's events as they stream."""
+:class:`Renderer` that prints a session's events as they stream.
+
+Everything mimirctl prints goes out from here, and every string in it that mimirctl
+did not write itself passes :func:`visible` first, so that no agent, title or name
+can drive the user's terminal (invariant 11); ``--json`` output is exact."""
 
 from __future__ import annotations
 
