@@ -37,7 +37,7 @@ class Permission:
     tool_call: Any
     options: list[dict[str, Any]]
     requested_at: str
-    shown_options: list[dict[str, Any]] = field(default_factory=list)
+    shown_options: list[dict[str, Any]]
     answered: trio.Event = field(default_factory=trio.Event)
     #: The ACP outcome sent to the agent once answered.
     outcome: dict[str, Any] | None = None
