@@ -118,7 +118,7 @@ class SessionService:
             elif isinstance(project_ref, str):
                 project_id = await self._store.read(resolve_id, project_ref)
                 project_config = await self._store.read(raw_config, project_id)
-        found = set()
+        found: set[str] = set()
         with contextlib.suppress(MimirError):
             found = self.owner.layers(project_config, session_config).secret_values()
         config = getattr(params, "config", None)
