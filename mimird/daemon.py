@@ -141,9 +141,10 @@ async def run_daemon(
                     SearchService(store),
                     DbService(store, settings),
                 )
+                audit = AuditLog(store, policy.mask_config, session_service.secrets_of_call)
                 server = RpcServer(
                     listen_socket,
-                    Dispatcher(registry, AuditLog(store, policy.mask_config)),
+                    Dispatcher(registry, audit),
                     settings.rpc,
                     credentials=credentials,
                 )
@@ -184,4 +185,6 @@ async def run_daemon(
                 finally:
                     with trio.move_on_after(1, shield=True):
                         await server.aclose()
+                    with trio.move_on_after(1, shield=True):
+                        await audit.flush()  # rows a full disk held back, if it has room now
     log.info("daemon_stopped")

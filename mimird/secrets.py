@@ -17,6 +17,8 @@ released item and its masked text is the caller's business.
 from __future__ import annotations
 
 import functools
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
@@ -28,17 +30,43 @@ MASK: Final = "***"
 _ENCODER = msgspec.json.Encoder()
 
 
+def forms(secrets: Iterable[str]) -> list[str]:
+    """Every form in which each secret can stand in a text, longest first: as it is,
+    and as it reads inside a JSON string (an agent's tool arguments are often JSON
+    text in a string): quotes, backslashes and control characters escaped, with
+    other characters as they are (msgspec, JavaScript) or, past ASCII, as
+    ``\\uXXXX`` escapes in lower or upper case hex (Python's ``ensure_ascii``, Java)."""
+    return list(_forms(frozenset(secrets)))
+
+
+@functools.lru_cache(maxsize=64)
+def _forms(secrets: frozenset[str]) -> tuple[str, ...]:
+    found: set[str] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        ascii_form = json.dumps(secret)[1:-1]
+        found |= {
+            secret,
+            _ENCODER.encode(secret)[1:-1].decode(),
+            ascii_form,
+            re.sub(r"\\u[0-9a-f]{4}", lambda m: "\\u" + m.group(0)[2:].upper(), ascii_form),
+        }
+    return tuple(sorted(found, key=len, reverse=True))
+
+
 def scrub(text: str, secrets: set[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, MASK)
+    """``text`` with every secret, in any of its :func:`forms`, replaced by ``***``."""
+    for form in _forms(frozenset(secrets)):
+        if form in text:
+            text = text.replace(form, MASK)
     return text
 
 
 @functools.lru_cache(maxsize=64)
 def _json_forms(secrets: frozenset[str]) -> tuple[bytes, ...]:
-    """Each secret as it appears inside a JSON string (quotes and backslashes escaped)."""
-    return tuple(_ENCODER.encode(secret)[1:-1] for secret in secrets if secret)
+    """Each form of each secret as it appears inside a JSON string."""
+    return tuple(_ENCODER.encode(form)[1:-1] for form in _forms(secrets))
 
 
 def scrub_value(value: Any, secrets: set[str]) -> Any:
@@ -83,7 +111,8 @@ class ChunkMasker(Generic[T]):
     """Releases ``(item, masked text)`` pairs in the order they were fed."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        # Every form: a secret JSON-escaped in a chunk is as much a secret.
+        self._secrets = forms(secrets)
         self._held: list[_Held[T]] = []
 
     def feed(self, item: T, text: str) -> list[tuple[T, str]]:

@@ -161,7 +161,7 @@ class AgentHost:
         self.recorder = recorder
         self.options = options
         self.policy = RestartPolicy.from_settings(options)
-        self.log = BoundedLog(log_path)
+        self.log = BoundedLog(log_path, secrets=recorder.secrets)
         self.state = ProcessState.STOPPED
         #: The agent's ACP session id from the last start (resume loads it).
         self.acp_session_id: str | None = (row.agent_state or {}).get("acp_session_id")

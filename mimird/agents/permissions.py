@@ -16,6 +16,7 @@ from mimird.agents.recorder import Recorder
 from mimird.errors import InvalidParams, InvalidState, NotFound
 from mimird.timeutil import utc_now
 from mimird.wire import events
+from mimird.wire.types import PermissionRequest
 
 PERMISSION_KINDS: Final = ("allow_once", "allow_always", "reject_once", "reject_always")
 #: The outcome an agent gets when its request is cancelled (by session.cancel or
@@ -25,17 +26,32 @@ CANCELLED: Final = {"outcome": "cancelled"}
 
 @dataclass(eq=False)
 class Permission:
-    """A permission request from an agent, parked until a client answers it."""
+    """A permission request from an agent, parked until a client answers it.
+
+    ``options`` are the agent's, as it sent them: what its answer names.
+    ``tool_call`` and ``shown_options`` are what anyone else sees (clients, the
+    journal, error messages): the same with the session's secrets masked."""
 
     id: str
     session_id: str
     tool_call: Any
     options: list[dict[str, Any]]
     requested_at: str
+    shown_options: list[dict[str, Any]]
     answered: trio.Event = field(default_factory=trio.Event)
     #: The ACP outcome sent to the agent once answered.
     outcome: dict[str, Any] | None = None
     answered_by: str | None = None
+
+    def to_wire(self) -> PermissionRequest:
+        """The request as ``permission.list`` shows it: built from masked data only."""
+        return PermissionRequest(
+            id=self.id,
+            session_id=self.session_id,
+            tool_call=self.tool_call,
+            options=self.shown_options,
+            requested_at=self.requested_at,
+        )
 
 
 class PermissionRegistry:
@@ -91,13 +107,22 @@ def answer(permission: Permission, outcome: dict[str, Any], by: str) -> bool:
 
 def respond(permission: Permission, option_id: str | None, kind: str | None, by: str) -> str:
     """A client's answer, by option id or by kind (``*_always`` falls back to
-    ``*_once``); returns the option id chosen."""
+    ``*_once``); returns the option id chosen, as the client was shown it. An id is
+    looked up as the agent sent it, then as shown (a masked id names the option it
+    stands for when only one option has it)."""
     options = permission.options
     chosen: dict[str, Any] | None = None
     if option_id is not None:
         chosen = next((o for o in options if o.get("optionId") == option_id), None)
         if chosen is None:
-            ids = ", ".join(str(o.get("optionId")) for o in options)
+            masked = [
+                o
+                for o, s in zip(options, permission.shown_options, strict=True)
+                if s.get("optionId") == option_id
+            ]
+            chosen = masked[0] if len(masked) == 1 else None
+        if chosen is None:
+            ids = ", ".join(str(o.get("optionId")) for o in permission.shown_options)
             raise InvalidParams(
                 f"permission {permission.id} has no option {option_id!r}; options: {ids}",
                 field="option_id",
@@ -109,7 +134,7 @@ def respond(permission: Permission, option_id: str | None, kind: str | None, by:
                 (o for o in options if o.get("kind") == kind.replace("always", "once")), None
             )
         if chosen is None:
-            kinds = ", ".join(sorted({str(o.get("kind")) for o in options}))
+            kinds = ", ".join(sorted({str(o.get("kind")) for o in permission.shown_options}))
             raise InvalidParams(
                 f"permission {permission.id} offers no {kind} option; kinds offered: {kinds}",
                 field="kind",
@@ -122,7 +147,8 @@ def respond(permission: Permission, option_id: str | None, kind: str | None, by:
             field="permission",
             id=permission.id,
         )
-    return str(chosen.get("optionId"))
+    shown = next(s for o, s in zip(options, permission.shown_options, strict=True) if o is chosen)
+    return str(shown.get("optionId"))
 
 
 async def park(
@@ -149,10 +175,11 @@ async def park(
     permission = Permission(
         id=permission_id,
         session_id=session_id,
-        # What clients are shown (permission.list): secrets masked.
+        # What clients are shown (permission.list) and the journal keeps: secrets masked.
         tool_call=recorder.scrub_value(params.get("toolCall")),
         options=options,
         requested_at=utc_now(),
+        shown_options=[recorder.scrub_value(option) for option in options],
     )
     registry.add(permission)
     try:
@@ -167,7 +194,7 @@ async def park(
                 events.PermissionRequested(
                     permission=permission.id,
                     tool_call=permission.tool_call,
-                    options=options,
+                    options=permission.shown_options,
                     title=title,
                 ),
             ),

@@ -16,7 +16,6 @@ from mimird.wire.types import (
     PermissionAnswered,
     PermissionList,
     PermissionListParams,
-    PermissionRequest,
     PermissionRespondParams,
 )
 
@@ -44,16 +43,7 @@ class PermissionService:
         if params.session is not msgspec.UNSET:
             session_id = (await self._sessions.find(params.session)).id
         return PermissionList(
-            permissions=[
-                PermissionRequest(
-                    id=p.id,
-                    session_id=p.session_id,
-                    tool_call=p.tool_call,
-                    options=p.options,
-                    requested_at=p.requested_at,
-                )
-                for p in self._agents.pending_permissions(session_id)
-            ]
+            permissions=[p.to_wire() for p in self._agents.pending_permissions(session_id)]
         )
 
     @_method(

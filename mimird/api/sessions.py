@@ -3,6 +3,7 @@ decode → the sessions owner (:mod:`mimird.sessions.lifecycle`) → encode."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -14,8 +15,8 @@ from mimird import journal, policy
 from mimird.agents.manager import AgentManager
 from mimird.api.methods import MethodTable
 from mimird.config import Settings
-from mimird.errors import InvalidParams
-from mimird.projects import resolve_id
+from mimird.errors import InvalidParams, MimirError
+from mimird.projects import raw_config, resolve_id
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions import records
 from mimird.sessions.lifecycle import Sessions
@@ -97,6 +98,41 @@ class SessionService:
 
         Cancellation: nothing changes."""
         return await self.owner.find(ref)
+
+    async def secrets_of_call(self, params: Any) -> set[str]:
+        """The secrets a mutating call's params may hold, for the audit log: those of
+        the session or project the params name (every layer: the session's config is
+        what the journal masks with), and those the call's own ``config`` sets. A
+        name that finds nothing adds nothing.
+
+        Cancellation: nothing changes."""
+        project_config: dict[str, Any] = {}
+        session_config: dict[str, Any] = {}
+        session_ref = getattr(params, "session", None)
+        project_ref = getattr(params, "project", None)
+        with contextlib.suppress(MimirError):
+            if isinstance(session_ref, str):
+                row = await self.find(session_ref)
+                session_config = row.config
+                project_config = await self._store.read(raw_config, row.project_id)
+            elif isinstance(project_ref, str):
+                project_id = await self._store.read(resolve_id, project_ref)
+                project_config = await self._store.read(raw_config, project_id)
+        found: set[str] = set()
+        with contextlib.suppress(MimirError):
+            found = self.owner.layers(project_config, session_config).secret_values()
+        config = getattr(params, "config", None)
+        env = config.get("env") if isinstance(config, dict) else None
+        if isinstance(env, dict):
+            # Unchecked (the call may have been refused for it): any secret-looking value.
+            found |= {
+                item["value"]
+                for item in env.values()
+                if isinstance(item, dict)
+                and item.get("secret")
+                and isinstance(item.get("value"), str)
+            }
+        return found - {""}
 
     async def effective(self, row: SessionRow) -> policy.Effective:
         """The session's configuration merged from its layers.

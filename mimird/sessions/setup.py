@@ -20,7 +20,7 @@ import trio
 
 from mimird import journal, policy
 from mimird.processes import SESSION_ENV, child_environment, stop_group
-from mimird.secrets import scrub
+from mimird.secrets import forms, scrub
 from mimird.sessions import records
 from mimird.sessions.records import SessionRow
 from mimird.store import Store
@@ -80,8 +80,8 @@ async def run_setup(
         assert process.stdout is not None
         async with process.stdout:
             # A secret split across two reads must still be caught: hold back the
-            # last (longest secret - 1) characters until the next read or the end.
-            held = max((len(secret) for secret in secrets), default=1) - 1
+            # last (longest form of a secret - 1) characters until the next read or the end.
+            held = max((len(form) for form in forms(secrets)), default=1) - 1
             carry = ""
             while True:
                 chunk = await process.stdout.receive_some(OUTPUT_CHUNK)

@@ -3,6 +3,8 @@ pieces, and chunks are held back only as long as needed."""
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -65,3 +67,10 @@ def test_no_released_chunk_holds_any_piece_of_a_secret_of_the_whole(
             start = whole.find(secret, start + 1)
     outside = "".join(c for c, hidden in zip(whole, covered, strict=True) if not hidden)
     assert "".join(t.replace("***", "") for t in texts) == outside
+
+
+def test_a_json_escaped_secret_split_across_chunks_is_masked() -> None:
+    secret = 'pa"ss\\wörd'
+    escaped = json.dumps(secret)[1:-1]  # pa\"ss\\w\u00f6rd
+    texts = run([f'{{"p": "{escaped[:5]}', f'{escaped[5:]}"}}'], {secret})
+    assert texts == ['{"p": "***', '***"}']

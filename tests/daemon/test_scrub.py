@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mimird.secrets import scrub_value
+from mimird.secrets import forms, scrub, scrub_value
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -39,7 +42,7 @@ def test_no_secret_is_left_in_any_string_or_key(value: Any, secret: str, data: A
         value = {f"k{secret}": value}
     masked = scrub_value(value, {secret})
     assert not any(secret in s for s in strings(masked))
-    if not any(secret in s for s in strings(value)):
+    if not any(form in s for s in strings(value) for form in forms({secret})):
         # Unchanged (the same object, unless the quick search in the JSON text was
         # fooled by an escape such as \u001f holding "00").
         assert masked == value
@@ -54,3 +57,36 @@ def test_secrets_with_json_escapes_are_found() -> None:
     for secret in ('quo"te', "back\\slash", "new\nline", "tab\there", "ünï©ødé"):
         masked = scrub_value({"text": f"x{secret}y", secret: 1}, {secret})
         assert masked == {"text": "x***y", "***": 1}
+
+
+def json_forms(secret: str) -> list[str]:
+    """The secret inside a JSON string, as encoders write it."""
+    ascii_form = json.dumps(secret)[1:-1]
+    return [
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        msgspec.json.encode(secret).decode()[1:-1],
+        ascii_form,
+        re.sub(r"\\u[0-9a-f]{4}", lambda m: "\\u" + m.group(0)[2:].upper(), ascii_form),
+    ]
+
+
+TRICKY = ['pa"ss\\wörd', "back\\slash", "new\nline", "ünï©ødé", "emoji-\U0001f511-key"]
+
+
+def test_a_secret_json_escaped_inside_a_string_is_masked_in_every_form() -> None:
+    """Tool arguments are often JSON text in a string: the secret is escaped there."""
+    for secret in TRICKY:
+        for form in json_forms(secret):
+            value = {"rawInput": {"arguments": f'{{"password": "{form}"}}'}}
+            masked = scrub_value(value, {secret})
+            assert masked == {"rawInput": {"arguments": '{"password": "***"}'}}, (secret, form)
+            assert scrub(f"x {form} y", {secret}) == "x *** y"
+
+
+@given(secrets, st.text(max_size=20), st.booleans())
+def test_no_form_of_a_secret_survives_json_encoding_of_its_text(
+    secret: str, around: str, ensure_ascii: bool
+) -> None:
+    text = json.dumps(f"{around}{secret}{around}", ensure_ascii=ensure_ascii)
+    masked = scrub(text, {secret})
+    assert not any(form in masked for form in forms({secret}))

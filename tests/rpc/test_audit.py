@@ -19,8 +19,9 @@ import pytest
 import sqlalchemy as sa
 import trio
 
+from mimird import policy
 from mimird.config import DatabaseSection
-from mimird.rpc.audit import AuditLog
+from mimird.rpc.audit import MAX_PARAMS_CHARS, MAX_PENDING_CHARS, AuditLog
 from mimird.rpc.registry import CallContext, PeerCredentials
 from mimird.store import Store
 from mimird.store.schema import audit_log
@@ -204,3 +205,76 @@ async def test_an_audit_line_that_cannot_be_made_loses_only_itself(tmp_path: Pat
         await audit.record(ctx, "project.update", b"{}", WithConfig(config={"env": {}}))
         rows = await store.read(lambda conn: conn.execute(sa.select(audit_log)).all())
     assert rows == []
+
+
+class Note(msgspec.Struct):
+    project: str
+    description: str
+
+
+async def stored_audit_rows(store: Store) -> list[tuple[str, str | None]]:
+    rows = await store.read(
+        lambda conn: conn.execute(
+            sa.select(audit_log.c.method, audit_log.c.target).order_by(audit_log.c.id)
+        ).all()
+    )
+    return [(row.method, row.target) for row in rows]
+
+
+def set_max_pages(conn: sa.Connection, pages: int) -> None:
+    # SQLite's own limit on the file's size: past it, writes fail with SQLITE_FULL
+    # ("database or disk is full"), as on a full disk.
+    conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")
+
+
+async def test_rows_a_full_disk_refuses_are_kept_and_written_when_space_returns(
+    tmp_path: Path,
+) -> None:
+    peer = PeerCredentials(pid=os.getpid(), uid=os.geteuid(), gid=os.getegid())
+    ctx = CallContext(peer=peer, conn_id=1)
+    note = "x" * 20_000  # a row that needs new pages
+    async with Store.open(
+        tmp_path / "mimir.db", key=None, options=DatabaseSection(), backup_dir=tmp_path / "backups"
+    ) as store:
+        audit = AuditLog(store, policy.mask_config)
+        pages = await store.read(
+            lambda conn: conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+        )
+        await store.write(set_max_pages, pages)
+        for name in ("first", "second"):
+            params = Note(project=name, description=note)
+            await audit.record(ctx, "project.update", msgspec.json.encode(params), params)
+        assert await stored_audit_rows(store) == []
+        assert audit.pending == 2
+        await store.write(set_max_pages, 1 << 30)
+        params = Note(project="third", description="")
+        await audit.record(ctx, "project.remove", msgspec.json.encode(params), params)
+        assert audit.pending == 0
+        assert await stored_audit_rows(store) == [
+            ("project.update", "first"),
+            ("project.update", "second"),
+            ("project.remove", "third"),
+        ]
+
+
+async def test_rows_kept_for_a_full_disk_are_bounded(tmp_path: Path) -> None:
+    peer = PeerCredentials(pid=os.getpid(), uid=os.geteuid(), gid=os.getegid())
+    ctx = CallContext(peer=peer, conn_id=1)
+    per_row = MAX_PARAMS_CHARS  # the largest row there is
+    bound = MAX_PENDING_CHARS // per_row
+    async with Store.open(
+        tmp_path / "mimir.db", key=None, options=DatabaseSection(), backup_dir=tmp_path / "backups"
+    ) as store:
+        audit = AuditLog(store, policy.mask_config)
+        pages = await store.read(
+            lambda conn: conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+        )
+        await store.write(set_max_pages, pages)
+        for n in range(bound + 5):
+            params = Note(project=f"p{n}", description="x" * per_row)
+            await audit.record(ctx, "project.update", msgspec.json.encode(params), params)
+        assert audit.pending == bound  # the oldest kept, the newest dropped
+        await store.write(set_max_pages, 1 << 30)
+        await audit.flush()
+        written = await stored_audit_rows(store)
+    assert written == [("project.update", f"p{n}") for n in range(bound)]

@@ -24,7 +24,8 @@ Steps (``{"do": ..., ...}``):
 - ``await`` (``ids``): reads until the answers to those requests have arrived;
 - ``script``: plays the steps given as a JSON list in the prompt's text;
 - ``huge`` (``bytes``): one update whose text is that long;
-- ``raw`` (``line``): writes the line as is; ``stderr`` (``text``): writes a line to stderr;
+- ``raw`` (``line``): writes the line as is; ``stderr`` (``text``, ``end`` = ``"\\n"``): writes
+  the text and ``end`` to stderr;
 - ``update`` (``update``): one ``session/update`` with that update object;
 - ``sleep`` (``s``); ``crash`` (``exit_code``); ``hang`` (reads and records until EOF);
 - ``wait_cancel``: reads until ``$/cancel_request`` or ``session/cancel`` arrives;
@@ -178,7 +179,7 @@ class Agent:
         elif kind == "sleep":
             time.sleep(step["s"])
         elif kind == "stderr":
-            sys.stderr.write(step["text"] + "\n")
+            sys.stderr.write(step["text"] + step.get("end", "\n"))
             sys.stderr.flush()
         elif kind == "update":
             self.update(step["update"])
