@@ -17,7 +17,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, ExitStack
 from typing import Any, Final
 
@@ -243,18 +243,39 @@ async def test_unfinished_frames_past_the_total_budget_are_refused(dirs: DaemonD
         assert await answers(first)
 
 
-async def test_the_budget_is_given_back_by_connections_that_close(dirs: DaemonDirs) -> None:
+async def leave_with_eof(client: TrioClient, request: bytes) -> None:
+    await client.stream.send_all(request[:PARTIAL_BYTES])
+    await until_read_by_the_daemon(client)
+
+
+async def leave_too_large(client: TrioClient, request: bytes) -> None:
+    await leave_with_eof(client, request)
+    # Counted up to here; then too large, and the connection is closed.
+    await client.stream.send_all(b" " * FRAME_LIMIT)
+    await lines_until_closed(client)
+
+
+async def leave_stalled(client: TrioClient, request: bytes) -> None:
+    await leave_with_eof(client, request)
+    await lines_until_closed(client)
+
+
+@pytest.mark.parametrize("leave", [leave_with_eof, leave_too_large, leave_stalled])
+async def test_the_budget_is_given_back_by_connections_that_end(
+    dirs: DaemonDirs, leave: Callable[[TrioClient, bytes], Awaitable[None]]
+) -> None:
     dirs.config.write_text(
-        f"[rpc]\nmax_frame_bytes = {FRAME_LIMIT}\nmax_partial_frame_bytes_total = {FRAMES_BUDGET}\n"
+        f"[rpc]\nmax_frame_bytes = {FRAME_LIMIT}\n"
+        f"max_partial_frame_bytes_total = {FRAMES_BUDGET}\n"
+        f"idle_frame_timeout_s = {IDLE_FRAME_TIMEOUT_S}\n"
     )
     request = padded_request(PARTIAL_BYTES + 1)
     async with in_process_daemon(dirs) as daemon:
-        for _ in range(3):
+        for _ in range(2):
             async with TrioClient.connect(daemon.socket) as leaving:
                 with trio.fail_after(DEADLINE_S):
-                    await leaving.stream.send_all(request[:PARTIAL_BYTES])
-                await until_read_by_the_daemon(leaving)
-            # Served once the daemon has seen the close (until then: refused).
+                    await leave(leaving, request)
+            # Served once the daemon has seen the end (until then: refused).
             with trio.fail_after(DEADLINE_S):
                 while True:
                     async with TrioClient.connect(daemon.socket) as client:
