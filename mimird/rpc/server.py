@@ -51,8 +51,9 @@ _UCRED: Final = struct.Struct("=iII")  # pid_t is signed, uid_t and gid_t unsign
 #: Errors from accept() that mean "out of resources now", not "listener broken".
 _ACCEPT_RESOURCE_ERRORS: Final = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_BACKOFF_S: Final = 0.1
-#: At most one log line per this long about failing accepts (with a count of the rest).
-ACCEPT_LOG_INTERVAL_S: Final = 10.0
+#: At most one log line per this long about failing accepts, and one about
+#: refused connections (each with a count of those left out).
+FLOOD_LOG_INTERVAL_S: Final = 10.0
 #: File descriptors kept free of connections, for agents' pipes, the database,
 #: logs and worktree work.
 FD_RESERVE: Final = 256
@@ -67,6 +68,26 @@ SHUTTING_DOWN_MESSAGE: Final = "mimird is shutting down; retry once it is back"
 _BLANK: Final = b" \t\r"
 
 CredentialsFn = Callable[[socket.socket], PeerCredentials]
+
+
+class _Throttle:
+    """Lets one log line through per ``interval`` about something that may happen
+    many times a second, and counts the ones it held back."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._last = -math.inf
+        self._held_back = 0
+
+    def allow(self) -> int | None:
+        """None if this one is held back; else how many were since the last line."""
+        now = trio.current_time()
+        if now - self._last < self._interval:
+            self._held_back += 1
+            return None
+        self._last = now
+        held_back, self._held_back = self._held_back, 0
+        return held_back
 
 
 def connection_cap(configured: int) -> int:
@@ -211,13 +232,16 @@ class RpcServer:
         self._max_connections = connection_cap(options.max_connections)
         self._open = 0  # accepted and not closed yet, peers not checked included
         self._frame_budget = FrameBudget(options.max_partial_frame_bytes_total)
+        self._refusals = _Throttle(FLOOD_LOG_INTERVAL_S)
         #: Connections of our own uid being served.
         self.connections = 0
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept connections until cancelled or drained. Cancelling closes every connection."""
-        failures = 0  # accepts failed since the last log line about them
-        logged_at = -math.inf
+        # Out of fds, every retry fails alike (and every pending client with it):
+        # a line per interval, not one per retry.
+        failures, recoveries = _Throttle(FLOOD_LOG_INTERVAL_S), _Throttle(FLOOD_LOG_INTERVAL_S)
+        failing = False
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
@@ -228,24 +252,20 @@ class RpcServer:
                 except OSError as exc:
                     if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
                         raise
-                    # Out of fds, every pending client fails alike: one line per
-                    # interval, not one per retry.
-                    now = trio.current_time()
-                    if now - logged_at >= ACCEPT_LOG_INTERVAL_S:
+                    failing = True
+                    if (held_back := failures.allow()) is not None:
                         log.error(
                             "rpc_accept_failed",
                             error=os.strerror(exc.errno or 0),
-                            suppressed=failures,
+                            suppressed=held_back,
                             open_connections=self._open,
                         )
-                        logged_at, failures = now, 0
-                    else:
-                        failures += 1
                     await trio.sleep(ACCEPT_BACKOFF_S)
                     continue
-                if logged_at > -math.inf:
-                    log.info("rpc_accept_recovered", suppressed=failures)
-                    logged_at, failures = -math.inf, 0
+                if failing:
+                    failing = False
+                    if recoveries.allow() is not None:
+                        log.info("rpc_accept_recovered", open_connections=self._open)
                 if self._open >= self._max_connections:
                     await self._refuse(stream)
                     continue
@@ -257,7 +277,13 @@ class RpcServer:
         try:
             peer = self._credentials(stream.socket)  # type: ignore[arg-type]
             if peer.uid == os.geteuid():
-                log.warning("rpc_connection_refused", limit=self._max_connections, pid=peer.pid)
+                if (held_back := self._refusals.allow()) is not None:
+                    log.warning(
+                        "rpc_connection_refused",
+                        limit=self._max_connections,
+                        pid=peer.pid,
+                        suppressed=held_back,
+                    )
                 refusal = encode_error(
                     None,
                     ErrorCode.CONNECTION_LIMIT,

@@ -24,6 +24,7 @@ from typing import Any, Final
 import msgspec
 import pytest
 import trio
+import trio.testing
 
 from mimird.rpc.server import FD_RESERVE
 from mimird.wire.errors import ErrorCode
@@ -90,9 +91,12 @@ def unsent_bytes(stream: trio.SocketStream) -> int:
 
 
 async def until_read_by_the_daemon(client: TrioClient) -> None:
+    """Until the (in-process) daemon has read and handled all this client sent."""
     with trio.fail_after(DEADLINE_S):
         while unsent_bytes(client.stream):  # noqa: ASYNC110 (a kernel counter, no event)
             await trio.sleep(0.01)
+        # trio reschedules the reader after its recv() before it goes on.
+        await trio.testing.wait_all_tasks_blocked()
 
 
 @pytest.fixture
