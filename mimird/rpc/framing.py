@@ -91,7 +91,7 @@ class FrameReader:
                 return event
             if event is NEED_DATA:
                 pending = splitter.pending
-                if self._budget is not None:
+                if pending != self._held and self._budget is not None:
                     self._account(pending)
                 if not pending:
                     splitter.feed(await self._stream.receive_some(RECEIVE_SIZE))
