@@ -7,6 +7,7 @@ through real sockets."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack
 from typing import Any, Final
 
@@ -35,6 +36,7 @@ from tests.support.helpers import (
     blocking_call,
     daemon_process,
     in_process_daemon,
+    run_mimirctl,
 )
 
 DEADLINE_S: Final = 10.0
@@ -178,6 +180,33 @@ def test_the_cap_leaves_room_under_the_fd_limit(
     )
     # The last line: the clamp is logged (to stdout, no logging set up) before it.
     assert result.stdout.splitlines()[-1].split() == [str(cap), str(hard)]
+
+
+@contextlib.contextmanager
+def served_connection(dirs: DaemonDirs) -> Iterator[socket.socket]:
+    """A connection the daemon serves (until it noticed others close, it may refuse)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as held:
+            held.settimeout(DEADLINE_S)
+            held.connect(str(dirs.socket))
+            held.sendall(json.dumps(STATUS).encode() + b"\n")
+            if b'"result"' in held.recv(65536):
+                yield held
+                return
+        assert time.monotonic() < deadline, "no connection was served"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("command", [["status"], ["project", "ls"]])
+def test_mimirctl_past_the_cap_says_the_daemon_is_at_its_connection_limit(
+    dirs: DaemonDirs, command: list[str]
+) -> None:
+    dirs.config.write_text("[rpc]\nmax_connections = 1\n")
+    with daemon_process(dirs), served_connection(dirs):
+        result = run_mimirctl(dirs, *command)
+    assert result.returncode == 1, result
+    assert result.stderr.startswith("mimirctl: mimird is at its limit of 1 connections"), result
 
 
 # ---- unfinished frames ------------------------------------------------------------------
