@@ -90,6 +90,32 @@ class _Throttle:
         return held_back
 
 
+class _SpareFd:
+    """A file descriptor held in reserve (on /dev/null) so that, out of them, the
+    accept loop can still take a waiting client, to tell it why it is turned away
+    rather than leave it hanging (the trick of libev and nginx)."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    def hold(self) -> bool:
+        """Hold one (again); False while there is none to take."""
+        if self._fd is None:
+            try:
+                self._fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return False
+        return True
+
+    def release(self) -> bool:
+        """Free the one held for the next accept; False if none was held."""
+        if self._fd is None:
+            return False
+        os.close(self._fd)
+        self._fd = None
+        return True
+
+
 def connection_cap(configured: int) -> int:
     """How many connections may be open: ``configured``, or less if the fd limit
     leaves no room for that many plus :data:`FD_RESERVE`.
@@ -242,54 +268,78 @@ class RpcServer:
         # a line per interval, not one per retry.
         failures, recoveries = _Throttle(FLOOD_LOG_INTERVAL_S), _Throttle(FLOOD_LOG_INTERVAL_S)
         failing = False
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            while True:
-                try:
-                    stream = await self._listener.accept()
-                except trio.ClosedResourceError:
-                    return  # drain() closed the listener; connections carry on
-                except OSError as exc:
-                    if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
-                        raise
-                    failing = True
-                    if (held_back := failures.allow()) is not None:
-                        log.error(
-                            "rpc_accept_failed",
-                            error=os.strerror(exc.errno or 0),
-                            suppressed=held_back,
-                            open_connections=self._open,
-                        )
-                    await trio.sleep(ACCEPT_BACKOFF_S)
-                    continue
-                if failing:
-                    failing = False
-                    if recoveries.allow() is not None:
-                        log.info("rpc_accept_recovered", open_connections=self._open)
-                if self._open >= self._max_connections:
-                    await self._refuse(stream)
-                    continue
-                self._open += 1
-                nursery.start_soon(self._serve_connection, stream)
+        spare = _SpareFd()
+        spare.hold()
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                while True:
+                    try:
+                        stream = await self._listener.accept()
+                    except trio.ClosedResourceError:
+                        return  # drain() closed the listener; connections carry on
+                    except OSError as exc:
+                        if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
+                            raise
+                        failing = True
+                        if (held_back := failures.allow()) is not None:
+                            log.error(
+                                "rpc_accept_failed",
+                                error=os.strerror(exc.errno or 0),
+                                suppressed=held_back,
+                                open_connections=self._open,
+                            )
+                        if spare.release():
+                            continue  # the next accept takes it (or waits for a client)
+                        await trio.sleep(ACCEPT_BACKOFF_S)
+                        spare.hold()  # one freed meanwhile is kept for the next client
+                        continue
+                    if not spare.hold():  # taken with the spare: no fd to serve it with
+                        await self._refuse(stream, out_of_fds=True)
+                        spare.hold()
+                        continue
+                    if failing:
+                        failing = False
+                        if recoveries.allow() is not None:
+                            log.info("rpc_accept_recovered", open_connections=self._open)
+                    if self._open >= self._max_connections:
+                        await self._refuse(stream)
+                        continue
+                    self._open += 1
+                    nursery.start_soon(self._serve_connection, stream)
+        finally:
+            spare.release()
 
-    async def _refuse(self, stream: trio.SocketStream) -> None:
-        """Tell a connection past the cap why it is closed, and close it."""
+    async def _refuse(self, stream: trio.SocketStream, *, out_of_fds: bool = False) -> None:
+        """Tell a connection past the cap (or taken while out of fds) why it is
+        closed, and close it."""
+        if out_of_fds:
+            message = (
+                f"mimird is out of file descriptors ({self._open} connections open); close "
+                "some, or raise its open-files limit (LimitNOFILE)"
+            )
+            detail: dict[str, object] = {
+                "reason": "out_of_file_descriptors",
+                "connections": self._open,
+            }
+        else:
+            message = (
+                f"mimird is at its limit of {self._max_connections} connections; close "
+                "another one, or raise [rpc] max_connections"
+            )
+            detail = {"reason": "max_connections", "limit": self._max_connections}
         try:
             peer = self._credentials(stream.socket)  # type: ignore[arg-type]
             if peer.uid == os.geteuid():
                 if (held_back := self._refusals.allow()) is not None:
                     log.warning(
-                        "rpc_connection_refused",
-                        limit=self._max_connections,
-                        pid=peer.pid,
-                        suppressed=held_back,
+                        "rpc_connection_refused", pid=peer.pid, suppressed=held_back, **detail
                     )
                 refusal = encode_error(
                     None,
                     ErrorCode.CONNECTION_LIMIT,
-                    f"mimird is at its limit of {self._max_connections} connections; close "
-                    "another one, or raise [rpc] max_connections; this connection is closed",
-                    detail={"limit": self._max_connections},
+                    f"{message}; this connection is closed",
+                    detail=detail,
                 )
                 # A new connection's socket buffer is empty: this does not wait.
                 with trio.move_on_after(REFUSAL_TIMEOUT_S):

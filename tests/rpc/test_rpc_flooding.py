@@ -121,7 +121,7 @@ async def test_a_connection_past_the_cap_gets_one_refusal_then_eof(
         async with TrioClient.connect(capped.socket) as extra:
             lines = await lines_until_closed(extra)
     data = only_error(lines, ErrorCode.CONNECTION_LIMIT)
-    assert data["detail"] == {"limit": MAX_CONNECTIONS}
+    assert data["detail"] == {"reason": "max_connections", "limit": MAX_CONNECTIONS}
 
 
 async def test_connections_under_the_cap_keep_working_while_extra_ones_are_refused(
@@ -337,25 +337,35 @@ def log_events(daemon_stderr: str, event: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_accept_out_of_fds_logs_a_few_lines_and_recovers(dirs: DaemonDirs) -> None:
+def test_out_of_fds_new_clients_are_turned_away_with_a_few_log_lines_and_it_recovers(
+    dirs: DaemonDirs,
+) -> None:
     with daemon_process(dirs) as daemon, ExitStack() as stack:
         pid = daemon.proc.pid
         soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
         # Room for a few connections more than the daemon holds now, no more.
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_fds(pid) + 4, hard))
-        clients = []
+        replies = []
         for _ in range(20):
             client = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
-            client.connect(str(dirs.socket))  # queued by the kernel, accepted or not
-            clients.append(client)
-        # Long enough for the accept loop to retry many times (every 0.1 s).
-        time.sleep(2)
+            client.settimeout(DEADLINE_S)
+            client.connect(str(dirs.socket))
+            with contextlib.suppress(BrokenPipeError):  # refused before it sent
+                client.sendall(json.dumps(STATUS).encode() + b"\n")
+            reply = client.recv(65536)
+            assert reply.endswith(b"\n"), reply
+            replies.append(json.loads(reply))
         assert daemon.proc.poll() is None
+        refused = [reply for reply in replies if "error" in reply]
+        assert refused, replies
+        for reply in refused:
+            assert reply["id"] is None
+            assert reply["error"]["code"] == ErrorCode.CONNECTION_LIMIT
+            assert reply["error"]["data"]["detail"]["reason"] == "out_of_file_descriptors"
         failures = log_events(daemon.stderr, "rpc_accept_failed")
         assert 1 <= len(failures) <= 2, failures
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
-        for client in clients:
-            client.close()
+        stack.close()
         response = blocking_call(dirs.socket, "daemon.status")
         assert "result" in response, response
         assert log_events(daemon.stderr, "rpc_accept_recovered")
