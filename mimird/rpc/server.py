@@ -48,6 +48,7 @@ from mimird.wire.errors import ErrorCode
 log = structlog.get_logger("mimird.rpc")
 
 _UCRED: Final = struct.Struct("=iII")  # pid_t is signed, uid_t and gid_t unsigned
+_INT: Final = struct.Struct("i")
 #: Errors from accept() that mean "out of resources now", not "listener broken".
 _ACCEPT_RESOURCE_ERRORS: Final = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_BACKOFF_S: Final = 0.1
@@ -122,13 +123,15 @@ def connection_cap(configured: int) -> int:
 
     Raises this process's soft ``RLIMIT_NOFILE`` to its hard limit first (the
     soft default, 1024, is for programs that use ``select``; trio does not)."""
+    infinity = resource.RLIM_INFINITY  # -1 in Python: compare to it before ordering
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != infinity and (hard == infinity or soft < hard):
+        # Linux takes no more than fs.nr_open (2^20 by default) for "infinity".
+        wanted = hard if hard != infinity else max(soft, 1 << 20)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
             soft = wanted
-    if soft == resource.RLIM_INFINITY:
+    if soft == infinity:
         return configured
     room = max(1, soft - FD_RESERVE)
     if room < configured:
@@ -138,13 +141,15 @@ def connection_cap(configured: int) -> int:
 
 
 def _unread_bytes(sock: socket.socket) -> int:
-    """Bytes sent on ``sock`` that its peer has not read yet (``SIOCOUTQ``), or -1."""
+    """Bytes sent on ``sock`` that its peer has not read yet, or -1.
+
+    ``SIOCOUTQ``, which has ``TIOCOUTQ``'s number; for a Unix stream socket it
+    counts what the peer has not consumed (it sits in our send buffer)."""
     try:
-        value: int = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[
-            0
-        ]
+        out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(_INT.size))
     except OSError:
         return -1
+    value: int = _INT.unpack(out)[0]
     return value
 
 
@@ -259,6 +264,7 @@ class RpcServer:
         self._open = 0  # accepted and not closed yet, peers not checked included
         self._frame_budget = FrameBudget(options.max_partial_frame_bytes_total)
         self._refusals = _Throttle(FLOOD_LOG_INTERVAL_S)
+        self._over_budget = _Throttle(FLOOD_LOG_INTERVAL_S)
         #: Connections of our own uid being served.
         self.connections = 0
 
@@ -445,7 +451,13 @@ class RpcServer:
                 await _send_last_words(sender, exc, limit=exc.limit, reason="frame_too_large")
                 return
             except FrameBudgetExceeded as exc:
-                log.warning("rpc_frame_budget_exceeded", conn_id=ctx.conn_id, limit=exc.limit)
+                if (held_back := self._over_budget.allow()) is not None:
+                    log.warning(
+                        "rpc_frame_budget_exceeded",
+                        conn_id=ctx.conn_id,
+                        limit=exc.limit,
+                        suppressed=held_back,
+                    )
                 await _send_last_words(
                     sender, exc, limit=exc.limit, reason="partial_frames_over_budget"
                 )
