@@ -16,12 +16,12 @@ import json
 import os
 
 from mimird import paths
-from mimird.wire.codes import PROTOCOL_VERSION
+from mimird.wire.codes import PROTOCOL_VERSION, ErrorCode
 from mimird.wire.lines import END, NEED_DATA, LineSplitter, TooLong
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see mimirctl.cli)
 if TYPE_CHECKING:
-    from typing import Any, Final
+    from typing import Any, Final, NoReturn
 
 DEFAULT_TIMEOUT_S: Final = 60.0
 #: How long the protocol check waits for ``daemon.status``.
@@ -145,8 +145,20 @@ class Client:
         try:
             self._sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
         except OSError as exc:
-            raise ConnectionLost(f"connection to mimird lost: {exc.strerror or exc}") from None
+            lost = ConnectionLost(f"connection to mimird lost: {exc.strerror or exc}")
+            self._raise_last_words(lost)
         return request_id
+
+    def _raise_last_words(self, lost: ConnectionLost) -> NoReturn:
+        """Raise the error the daemon closed the connection with (its connection
+        limit), if it left one to read; else ``lost``."""
+        try:
+            message = self.read()
+        except ClientError:
+            raise lost from None
+        if message.get("id") is None and "error" in message:
+            self.result(message)
+        raise lost from None
 
     def set_timeout(self, timeout: float | None) -> None:
         self._sock.settimeout(timeout)
@@ -197,6 +209,10 @@ class Client:
             if "method" in message:
                 self.notifications.append(message)
                 continue
+            if message.get("id") is None and "error" in message:
+                # About the connection, not a request: the daemon's connection
+                # limit, a frame it could not take. It closes the connection next.
+                return self.result(message)
             if message.get("id") != request_id:
                 raise ConnectionLost(
                     f"mimird answered request {message.get('id')}, expected {request_id}"
@@ -236,7 +252,9 @@ def check_protocol(client: Client) -> str | None:
     client.set_timeout(PROTOCOL_CHECK_TIMEOUT_S)
     try:
         status = client.call("daemon.status")
-    except RpcError:
+    except RpcError as exc:
+        if exc.code == ErrorCode.CONNECTION_LIMIT:
+            raise
         status = None
     client.set_timeout(DEFAULT_TIMEOUT_S)
     return protocol_skew(status)

@@ -54,6 +54,15 @@ class RpcSection(_Section, frozen=True):
     max_frame_bytes: Annotated[int, Meta(ge=1024, le=1 << 30)] = DEFAULT_MAX_FRAME_BYTES
     max_inflight_per_connection: Annotated[int, Meta(ge=1, le=10_000)] = 64
     write_stall_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    #: Connections open at once; past it a new one gets one error line and is
+    #: closed. Clamped at start to what the process's fd limit leaves room for.
+    max_connections: Annotated[int, Meta(ge=1, le=65_536)] = 512
+    #: A connection holding part of a frame that sends nothing more for this long
+    #: is closed (one idle between whole frames, a subscriber's, never is).
+    idle_frame_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    #: Bytes of unfinished frames all connections together may hold; the
+    #: connection whose frame would go past it gets an error and is closed.
+    max_partial_frame_bytes_total: Annotated[int, Meta(ge=1024, le=1 << 34)] = 64 << 20
 
 
 class LogSection(_Section, frozen=True):

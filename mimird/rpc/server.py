@@ -7,8 +7,11 @@ written straight to the socket under a per-connection lock, so what waits to be
 sent is bounded by the calls that can be in flight: a client that stops reading
 fills its socket buffer and then stalls only its own connection (its task stops
 reading its requests). A send that makes no progress for
-``write_stall_timeout_s`` disconnects the client. Nothing a client does can
-block the accept loop or another connection.
+``write_stall_timeout_s`` (the kernel takes none of it, and the client reads
+none of what the socket holds) disconnects the client. Nothing a client does can
+block the accept loop or another connection: connections are capped (below what
+the fd limit allows), an unfinished frame that stops arriving is dropped with its
+connection, and unfinished frames share one budget of bytes.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import fcntl
 import itertools
 import math
 import os
+import resource
 import socket
 import struct
+import termios
 from collections.abc import Callable
 from typing import Final
 
@@ -29,16 +35,33 @@ import trio
 
 from mimird.config import RpcSection
 from mimird.rpc.dispatch import Call, Dispatcher, encode_error
-from mimird.rpc.framing import FrameReader, FrameTooLarge
+from mimird.rpc.framing import (
+    FrameBudget,
+    FrameBudgetExceeded,
+    FrameReader,
+    FrameStalled,
+    FrameTooLarge,
+)
 from mimird.rpc.registry import CallContext, Connection, PeerCredentials
 from mimird.wire.errors import ErrorCode
 
 log = structlog.get_logger("mimird.rpc")
 
 _UCRED: Final = struct.Struct("=iII")  # pid_t is signed, uid_t and gid_t unsigned
+_INT: Final = struct.Struct("i")
 #: Errors from accept() that mean "out of resources now", not "listener broken".
 _ACCEPT_RESOURCE_ERRORS: Final = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_BACKOFF_S: Final = 0.1
+#: At most one log line per this long about failing accepts, and one about
+#: refused connections (each with a count of those left out).
+FLOOD_LOG_INTERVAL_S: Final = 10.0
+#: File descriptors kept free of connections, for agents' pipes, the database,
+#: logs and worktree work.
+FD_RESERVE: Final = 256
+#: How long the refusal of a connection past the cap may take to send.
+REFUSAL_TIMEOUT_S: Final = 1.0
+#: Writes larger than this go out in pieces of this size, each one progress.
+WRITE_PIECE_BYTES: Final = 64 * 1024
 #: How often, as a fraction of the stall timeout, a connection checks its sends.
 STALL_CHECKS_PER_TIMEOUT: Final = 4
 SHUTTING_DOWN_MESSAGE: Final = "mimird is shutting down; retry once it is back"
@@ -46,6 +69,88 @@ SHUTTING_DOWN_MESSAGE: Final = "mimird is shutting down; retry once it is back"
 _BLANK: Final = b" \t\r"
 
 CredentialsFn = Callable[[socket.socket], PeerCredentials]
+
+
+class _Throttle:
+    """Lets one log line through per ``interval`` about something that may happen
+    many times a second, and counts the ones it held back."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._last = -math.inf
+        self._held_back = 0
+
+    def allow(self) -> int | None:
+        """None if this one is held back; else how many were since the last line."""
+        now = trio.current_time()
+        if now - self._last < self._interval:
+            self._held_back += 1
+            return None
+        self._last = now
+        held_back, self._held_back = self._held_back, 0
+        return held_back
+
+
+class _SpareFd:
+    """A file descriptor held in reserve (on /dev/null) so that, out of them, the
+    accept loop can still take a waiting client, to tell it why it is turned away
+    rather than leave it hanging (the trick of libev and nginx)."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    def hold(self) -> bool:
+        """Hold one (again); False while there is none to take."""
+        if self._fd is None:
+            try:
+                self._fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return False
+        return True
+
+    def release(self) -> bool:
+        """Free the one held for the next accept; False if none was held."""
+        if self._fd is None:
+            return False
+        os.close(self._fd)
+        self._fd = None
+        return True
+
+
+def connection_cap(configured: int) -> int:
+    """How many connections may be open: ``configured``, or less if the fd limit
+    leaves no room for that many plus :data:`FD_RESERVE`.
+
+    Raises this process's soft ``RLIMIT_NOFILE`` to its hard limit first (the
+    soft default, 1024, is for programs that use ``select``; trio does not)."""
+    infinity = resource.RLIM_INFINITY  # -1 in Python: compare to it before ordering
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != infinity and (hard == infinity or soft < hard):
+        # Linux takes no more than fs.nr_open (2^20 by default) for "infinity".
+        wanted = hard if hard != infinity else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    if soft == infinity:
+        return configured
+    room = max(1, soft - FD_RESERVE)
+    if room < configured:
+        log.warning("rpc_connection_cap_clamped", configured=configured, cap=room, fd_limit=soft)
+        return room
+    return configured
+
+
+def _unread_bytes(sock: socket.socket) -> int:
+    """Bytes sent on ``sock`` that its peer has not read yet, or -1.
+
+    ``SIOCOUTQ``, which has ``TIOCOUTQ``'s number; for a Unix stream socket it
+    counts what the peer has not consumed (it sits in our send buffer)."""
+    try:
+        out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(_INT.size))
+    except OSError:
+        return -1
+    value: int = _INT.unpack(out)[0]
+    return value
 
 
 def peer_credentials(sock: socket.socket) -> PeerCredentials:
@@ -66,8 +171,9 @@ class _Sender:
         # parking-lot breaker per acquire; responses are written once per request.
         self._busy = False
         self._waiting = trio.lowlevel.ParkingLot()
-        #: trio.current_time() when the send in progress started, +inf when idle.
-        self.sending_since = math.inf
+        #: trio.current_time() when the send in progress started or last sent a
+        #: piece, +inf when idle.
+        self.progressed_at = math.inf
 
     async def send(self, message: bytes) -> None:
         await self.write(message + b"\n")
@@ -87,21 +193,51 @@ class _Sender:
         else:
             self._busy = True
         try:
-            self.sending_since = trio.current_time()
+            self.progressed_at = trio.current_time()
             try:
-                await self._stream.send_all(data)
+                if len(data) <= WRITE_PIECE_BYTES:
+                    await self._stream.send_all(data)
+                else:
+                    await self._write_in_pieces(data)
             finally:
-                self.sending_since = math.inf
+                self.progressed_at = math.inf
         finally:
             if self._waiting:
                 self._waiting.unpark()  # the turn goes to the next writer, still busy
             else:
                 self._busy = False
 
+    async def _write_in_pieces(self, data: bytes) -> None:
+        # So that a client reading a long answer slowly but steadily is not taken
+        # for one that stopped: the clock runs from the last piece the kernel took.
+        with memoryview(data) as view:
+            for start in range(0, len(view), WRITE_PIECE_BYTES):
+                await self._stream.send_all(view[start : start + WRITE_PIECE_BYTES])
+                self.progressed_at = trio.current_time()
+
     async def watch_stalls(self, stall_timeout: float, connection: trio.CancelScope) -> None:
+        """Cancel ``connection`` once a send made no progress for ``stall_timeout``.
+
+        Progress is a piece of the send taken by the kernel, or the client reading
+        some of what waits in the socket (between two looks, the bytes the socket
+        holds changed): the kernel wakes a blocked writer only once most of the
+        buffer is read, which a slow reader may take longer than the timeout for."""
+        sock: socket.socket = self._stream.socket  # type: ignore[assignment]
+        queued = -1  # what the socket held at the last look, -1 when not sending
+        read_at = -math.inf  # when the client was last seen reading
         while True:
             await trio.sleep(stall_timeout / STALL_CHECKS_PER_TIMEOUT)
-            if trio.current_time() - self.sending_since > stall_timeout:
+            progressed_at = self.progressed_at
+            if progressed_at == math.inf:
+                queued = -1
+                continue
+            now = trio.current_time()
+            unread = _unread_bytes(sock)
+            if unread != queued:
+                if queued >= 0:
+                    read_at = now
+                queued = unread
+            if now - max(progressed_at, read_at) > stall_timeout:
                 log.warning("rpc_client_stalled", timeout_s=stall_timeout)
                 connection.cancel()
                 return
@@ -124,24 +260,101 @@ class RpcServer:
         self._closing = False
         self._active_calls = 0
         self._idle: trio.Event | None = None
+        self._max_connections = connection_cap(options.max_connections)
+        self._open = 0  # accepted and not closed yet, peers not checked included
+        self._frame_budget = FrameBudget(options.max_partial_frame_bytes_total)
+        self._refusals = _Throttle(FLOOD_LOG_INTERVAL_S)
+        self._over_budget = _Throttle(FLOOD_LOG_INTERVAL_S)
+        #: Connections of our own uid being served.
         self.connections = 0
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept connections until cancelled or drained. Cancelling closes every connection."""
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            while True:
-                try:
-                    stream = await self._listener.accept()
-                except trio.ClosedResourceError:
-                    return  # drain() closed the listener; connections carry on
-                except OSError as exc:
-                    if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
-                        raise
-                    log.error("rpc_accept_failed", error=os.strerror(exc.errno or 0))
-                    await trio.sleep(ACCEPT_BACKOFF_S)
-                    continue
-                nursery.start_soon(self._serve_connection, stream)
+        # Out of fds, every retry fails alike (and every pending client with it):
+        # a line per interval, not one per retry.
+        failures, recoveries = _Throttle(FLOOD_LOG_INTERVAL_S), _Throttle(FLOOD_LOG_INTERVAL_S)
+        failing = False
+        spare = _SpareFd()
+        spare.hold()
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                while True:
+                    try:
+                        stream = await self._listener.accept()
+                    except trio.ClosedResourceError:
+                        return  # drain() closed the listener; connections carry on
+                    except OSError as exc:
+                        if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
+                            raise
+                        failing = True
+                        if (held_back := failures.allow()) is not None:
+                            log.error(
+                                "rpc_accept_failed",
+                                error=os.strerror(exc.errno or 0),
+                                suppressed=held_back,
+                                open_connections=self._open,
+                            )
+                        if spare.release():
+                            continue  # the next accept takes it (or waits for a client)
+                        await trio.sleep(ACCEPT_BACKOFF_S)
+                        spare.hold()  # one freed meanwhile is kept for the next client
+                        continue
+                    if not spare.hold():  # taken with the spare: no fd to serve it with
+                        await self._refuse(stream, out_of_fds=True)
+                        spare.hold()
+                        continue
+                    if failing:
+                        failing = False
+                        if recoveries.allow() is not None:
+                            log.info("rpc_accept_recovered", open_connections=self._open)
+                    if self._open >= self._max_connections:
+                        await self._refuse(stream)
+                        continue
+                    self._open += 1
+                    nursery.start_soon(self._serve_connection, stream)
+        finally:
+            spare.release()
+
+    async def _refuse(self, stream: trio.SocketStream, *, out_of_fds: bool = False) -> None:
+        """Tell a connection past the cap (or taken while out of fds) why it is
+        closed, and close it."""
+        if out_of_fds:
+            message = (
+                f"mimird is out of file descriptors ({self._open} connections open); close "
+                "some, or raise its open-files limit (LimitNOFILE)"
+            )
+            detail: dict[str, object] = {
+                "reason": "out_of_file_descriptors",
+                "connections": self._open,
+            }
+        else:
+            message = (
+                f"mimird is at its limit of {self._max_connections} connections; close "
+                "another one, or raise [rpc] max_connections"
+            )
+            detail = {"reason": "max_connections", "limit": self._max_connections}
+        try:
+            peer = self._credentials(stream.socket)  # type: ignore[arg-type]
+            if peer.uid == os.geteuid():
+                if (held_back := self._refusals.allow()) is not None:
+                    log.warning(
+                        "rpc_connection_refused", pid=peer.pid, suppressed=held_back, **detail
+                    )
+                refusal = encode_error(
+                    None,
+                    ErrorCode.CONNECTION_LIMIT,
+                    f"{message}; this connection is closed",
+                    detail=detail,
+                )
+                # A new connection's socket buffer is empty: this does not wait.
+                with trio.move_on_after(REFUSAL_TIMEOUT_S):
+                    await stream.send_all(refusal + b"\n")
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            with trio.move_on_after(REFUSAL_TIMEOUT_S, shield=True):
+                await stream.aclose()
 
     async def stop_accepting(self) -> None:
         """Accept no more connections, and answer new calls with "shutting down"."""
@@ -161,6 +374,7 @@ class RpcServer:
         await self._listener.aclose()
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        """Serve one accepted connection (counted in ``_open`` by the accept loop)."""
         conn_id = next(self._conn_ids)
         try:
             try:
@@ -181,10 +395,25 @@ class RpcServer:
         finally:
             with trio.move_on_after(1, shield=True):
                 await stream.aclose()
+            self._open -= 1
 
     async def _run_connection(self, stream: trio.SocketStream, ctx: CallContext) -> None:
         options = self._options
-        reader = FrameReader(stream, options.max_frame_bytes)
+        reader = FrameReader(
+            stream,
+            options.max_frame_bytes,
+            idle_timeout=options.idle_frame_timeout_s,
+            budget=self._frame_budget,
+        )
+        try:
+            await self._run_reader(stream, reader, ctx)
+        finally:
+            reader.release()
+
+    async def _run_reader(
+        self, stream: trio.SocketStream, reader: FrameReader, ctx: CallContext
+    ) -> None:
+        options = self._options
         sender = _Sender(stream)
         inflight = trio.Semaphore(options.max_inflight_per_connection)
         async with trio.open_nursery() as connection:
@@ -219,14 +448,23 @@ class RpcServer:
                 frame = await reader.next_frame()
             except FrameTooLarge as exc:
                 log.warning("rpc_frame_too_large", conn_id=ctx.conn_id, limit=exc.limit)
-                await sender.send(
-                    encode_error(
-                        None,
-                        ErrorCode.INVALID_REQUEST,
-                        f"{exc}; the connection is closed",
-                        detail={"limit": exc.limit, "reason": "frame_too_large"},
+                await _send_last_words(sender, exc, limit=exc.limit, reason="frame_too_large")
+                return
+            except FrameBudgetExceeded as exc:
+                if (held_back := self._over_budget.allow()) is not None:
+                    log.warning(
+                        "rpc_frame_budget_exceeded",
+                        conn_id=ctx.conn_id,
+                        limit=exc.limit,
+                        suppressed=held_back,
                     )
+                await _send_last_words(
+                    sender, exc, limit=exc.limit, reason="partial_frames_over_budget"
                 )
+                return
+            except FrameStalled as exc:
+                log.warning("rpc_frame_stalled", conn_id=ctx.conn_id, timeout_s=exc.timeout)
+                await _send_last_words(sender, exc, timeout_s=exc.timeout, reason="frame_stalled")
                 return
             if frame is None:
                 return
@@ -290,3 +528,15 @@ class RpcServer:
                 await self._execute(prepared, ctx, sender)
         finally:
             inflight.release()
+
+
+async def _send_last_words(sender: _Sender, error: Exception, **detail: object) -> None:
+    """The error a connection is closed for (``invalid_request``, ``id`` null)."""
+    await sender.send(
+        encode_error(
+            None,
+            ErrorCode.INVALID_REQUEST,
+            f"{error}; the connection is closed",
+            detail=detail,
+        )
+    )

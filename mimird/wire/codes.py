@@ -38,6 +38,7 @@ class ErrorCode(enum.IntEnum):
     BUSY = -32007
     SHUTTING_DOWN = -32008
     STORAGE_ERROR = -32009
+    CONNECTION_LIMIT = -32010
 
     @property
     def kind(self) -> str:
@@ -65,4 +66,7 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.BUSY: "The object is busy with another operation.",
     ErrorCode.SHUTTING_DOWN: "The daemon is shutting down and takes no new work.",
     ErrorCode.STORAGE_ERROR: "The database refused the operation (disk full, locked, corrupt).",
+    ErrorCode.CONNECTION_LIMIT: (
+        "The daemon is at its connection limit; the new connection is closed after this error."
+    ),
 }

@@ -79,6 +79,11 @@ class LineSplitter:
         self._skipping = False  # inside the rest of a line already reported as too long
         self._eof = False
 
+    @property
+    def pending(self) -> int:
+        """Bytes held of lines not returned yet (an unfinished one, mostly)."""
+        return 0 if self._skipping else len(self._buffer) - self._start
+
     def has_line(self) -> bool:
         """Whether :meth:`next_event` has a whole line (or the end) without more bytes."""
         return self._eof or self._buffer.find(b"\n", self._start + self._scanned) >= 0
