@@ -85,6 +85,9 @@ class SupervisionSection(_Section, frozen=True):
     max_terminals: Annotated[int, Meta(ge=1, le=1000)] = 16
     #: The most output kept per terminal (the newest), whatever the agent asks for.
     terminal_output_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 1 << 20
+    #: An agent's message longer than this (its text as stored, in bytes of JSON) is
+    #: journaled in pieces of at most this size, as it streams.
+    message_piece_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 1 << 20
 
 
 class AgentSection(_Section, frozen=True):
