@@ -18,6 +18,7 @@ from mimird.errors import InvalidParams
 from mimird.projects import resolve_id
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions import records
+from mimird.sessions.disk_full import disk_full_is_storage_error
 from mimird.sessions.lifecycle import Sessions
 from mimird.sessions.records import SessionRow
 from mimird.store import Store
@@ -138,7 +139,8 @@ class SessionService:
         errors=(ErrorCode.NOT_FOUND, ErrorCode.ALREADY_EXISTS, ErrorCode.INVALID_STATE),
     )
     async def create(self, ctx: CallContext, params: SessionCreateParams) -> Session:
-        return (await self.owner.create(params)).to_wire()
+        with disk_full_is_storage_error():
+            return (await self.owner.create(params)).to_wire()
 
     @_method(
         "session.list",
