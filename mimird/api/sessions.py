@@ -314,7 +314,8 @@ class SessionService:
         errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE, ErrorCode.ALREADY_EXISTS),
     )
     async def restore(self, ctx: CallContext, params: SessionRefParams) -> Session:
-        return (await self.owner.restore(params.session)).to_wire()
+        with disk_full_is_storage_error():
+            return (await self.owner.restore(params.session)).to_wire()
 
     @_method(
         "session.repair",
@@ -327,7 +328,8 @@ class SessionService:
         errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
     )
     async def repair(self, ctx: CallContext, params: SessionRefParams) -> Session:
-        row, check = await self.owner.repair(params.session)
+        with disk_full_is_storage_error():
+            row, check = await self.owner.repair(params.session)
         return _wire(row, check)
 
     @_method(

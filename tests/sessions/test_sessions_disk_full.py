@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -155,3 +156,43 @@ async def test_a_database_on_a_full_disk_is_storage_error(dirs: DaemonDirs, tmp_
             free(disk)
             assert await all_sessions(client, include_archived=True, include_deleted=True) == []
             assert (await client.call("daemon.status"))["pid"] == os.getpid()
+
+
+async def test_a_restore_on_a_full_disk_is_storage_error_and_can_be_asked_again(
+    client_on_small_disk: TrioClient, worktrees_disk: Path, tmp_path: Path
+) -> None:
+    client = client_on_small_disk
+    repo = make_repo(tmp_path / "repo")
+    project = await add_project(client, repo)
+    session = await client.call("session.create", {"project": project["id"]})
+    await client.call("session.delete", {"session": session["id"]})
+    fill(worktrees_disk)
+
+    error = await error_of(client, "session.restore", {"session": session["id"]})
+
+    assert_disk_full(error)
+    assert sessions_dirs(worktrees_disk) == []
+    free(worktrees_disk)
+    restored = await client.call("session.restore", {"session": session["id"]})
+    assert sessions_dirs(worktrees_disk) == [Path(restored["workspace"]["path"])]
+
+
+async def test_a_repair_on_a_full_disk_is_storage_error(
+    client_on_small_disk: TrioClient, worktrees_disk: Path, tmp_path: Path
+) -> None:
+    client = client_on_small_disk
+    repo = make_repo(tmp_path / "repo")
+    project = await add_project(client, repo)
+    session = await client.call("session.create", {"project": project["id"]})
+    shutil.rmtree(session["workspace"]["path"])
+    assert (await client.call("session.get", {"session": session["id"]}))["workspace"][
+        "state"
+    ] == "missing"
+    fill(worktrees_disk)
+
+    error = await error_of(client, "session.repair", {"session": session["id"]})
+
+    assert_disk_full(error)
+    free(worktrees_disk)
+    repaired = await client.call("session.repair", {"session": session["id"]})
+    assert repaired["workspace"]["state"] == "ok"
