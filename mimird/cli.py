@@ -12,7 +12,7 @@ import structlog
 import trio
 
 from mimird import __version__, paths, systemd
-from mimird.config import DB_KEY_ENV, Overrides, Settings, load_settings
+from mimird.config import DB_KEY_ENV, KEY_FILE_OTHERS_BITS, Overrides, Settings, load_settings
 from mimird.daemon import run_daemon
 from mimird.errors import StartupError
 from mimird.log import configure_logging
@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime-dir", help="directory for the socket and lock files")
     parser.add_argument("--state-dir", help="directory for backups and logs")
     parser.add_argument("--db-key-file", help="file holding the database encryption key")
+    parser.add_argument(
+        "--insecure-key-file",
+        action="store_true",
+        help="start even if the key file can be read by other users (it is refused otherwise)",
+    )
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--log-format", choices=("auto", "json", "console"))
     return parser
@@ -84,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 runtime_dir=args.runtime_dir,
                 state_dir=args.state_dir,
                 db_key_file=args.db_key_file,
+                insecure_key_file=args.insecure_key_file,
                 log_level=args.log_level,
                 log_format=args.log_format,
             )
@@ -93,6 +99,15 @@ def main(argv: list[str] | None = None) -> int:
             # Inherited from a shell inside a repository (a git hook, say), these would
             # point every git command mimird runs at the wrong repository.
             os.environ.pop(variable, None)
+        if (
+            settings.db_key_file_mode is not None
+            and settings.db_key_file_mode & KEY_FILE_OTHERS_BITS
+        ):
+            log.warning(
+                "database_key_file_insecure",
+                source=settings.db_key_source,
+                mode=f"{settings.db_key_file_mode:04o}",
+            )
         if settings.db_key_source == DB_KEY_ENV:
             scrub_initial_environment((DB_KEY_ENV,))
         if str(settings.socket_path.parent) == paths.fallback_runtime_dir():

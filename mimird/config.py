@@ -94,6 +94,9 @@ class SupervisionSection(_Section, frozen=True):
     max_terminals: Annotated[int, Meta(ge=1, le=1000)] = 16
     #: The most output kept per terminal (the newest), whatever the agent asks for.
     terminal_output_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 1 << 20
+    #: An agent's message longer than this (its text as stored, in bytes of JSON) is
+    #: journaled in pieces of at most this size, as it streams.
+    message_piece_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 1 << 20
 
 
 class AgentSection(_Section, frozen=True):
@@ -145,6 +148,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_key: Secret | None
     db_key_source: str | None
     notify_socket: str | None
+    #: The permission bits of the key file, when the key came from one.
+    db_key_file_mode: int | None = None
     database: DatabaseSection
     rpc: RpcSection
     log: LogSection
@@ -177,6 +182,8 @@ class Overrides(msgspec.Struct, frozen=True, kw_only=True):
     runtime_dir: str | None = None
     state_dir: str | None = None
     db_key_file: str | None = None
+    #: Start with a key file that other users may read.
+    insecure_key_file: bool = False
     log_level: str | None = None
     log_format: str | None = None
 
@@ -237,45 +244,66 @@ def parse_defaults(path: Path, file: ConfigFile) -> ConfigLayer:
         raise ConfigError(f"{path}: key '{key}': {detail.get('reason', exc.message)}") from None
 
 
-def _read_key_file(path: Path, origin: str) -> Secret:
+#: Permission bits of a key file that let someone else than its owner at it.
+KEY_FILE_OTHERS_BITS: Final = 0o077
+
+
+def _read_key_file(path: Path, origin: str, *, insecure_ok: bool) -> tuple[Secret, int]:
+    """The key in ``path`` and the file's permission bits. A file that its group or
+    others may access is refused unless ``insecure_ok`` (``--insecure-key-file``)."""
     try:
-        value = path.read_bytes().rstrip(b"\r\n")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            # The mode of the file read, not of whatever is at the path a moment later.
+            mode = os.fstat(fd).st_mode & 0o777
+            with os.fdopen(os.dup(fd), "rb") as f:
+                value = f.read().rstrip(b"\r\n")
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise ConfigError(
             f"cannot read database key file {path} ({origin}): {exc.strerror}"
         ) from None
+    if mode & KEY_FILE_OTHERS_BITS and not insecure_ok:
+        raise ConfigError(
+            f"database key file {path} ({origin}) has mode {mode:04o}: other users can "
+            f"read or change it. Run 'chmod 600 {path}', or pass --insecure-key-file to "
+            "start anyway"
+        )
     if not value:
         raise ConfigError(f"database key file {path} ({origin}) is empty")
-    return Secret(value)
+    return Secret(value), mode
 
 
 def _resolve_db_key(
     overrides: Overrides, file: ConfigFile, env: MutableMapping[str, str]
-) -> tuple[Secret | None, str | None]:
-    """Find the database key: flag, env var, env key file, systemd credential, config file.
+) -> tuple[Secret | None, str | None, int | None]:
+    """Find the database key: flag, env var, env key file, systemd credential, config
+    file. Returns the key, where it came from, and the key file's mode (if a file).
 
     ``MIMIR_DB_KEY`` is removed from ``env`` so that it never reaches a child,
     also when another source wins.
     """
     env_key = env.pop(DB_KEY_ENV, None)
+    insecure_ok = overrides.insecure_key_file
+    key_file: str | Path | None = None
     if overrides.db_key_file:
-        return _read_key_file(Path(overrides.db_key_file), "--db-key-file"), "--db-key-file"
-    if env_key is not None:
+        key_file, origin = overrides.db_key_file, "--db-key-file"
+    elif env_key is not None:
         if not env_key:
             raise ConfigError(f"{DB_KEY_ENV} is set but empty")
-        return Secret(env_key.encode()), DB_KEY_ENV
-    if key_file := env.get(DB_KEY_FILE_ENV):
-        return _read_key_file(Path(key_file), DB_KEY_FILE_ENV), DB_KEY_FILE_ENV
-    if creds := env.get("CREDENTIALS_DIRECTORY"):
-        credential = Path(creds) / DB_KEY_CREDENTIAL
-        if credential.exists():
-            origin = f"systemd credential {DB_KEY_CREDENTIAL}"
-            return _read_key_file(credential, origin), origin
-    if file.database.key_file:
-        return _read_key_file(Path(file.database.key_file).expanduser(), "database.key_file"), (
-            "database.key_file"
-        )
-    return None, None
+        return Secret(env_key.encode()), DB_KEY_ENV, None
+    elif env.get(DB_KEY_FILE_ENV):
+        key_file, origin = env[DB_KEY_FILE_ENV], DB_KEY_FILE_ENV
+    elif (creds := env.get("CREDENTIALS_DIRECTORY")) and (Path(creds) / DB_KEY_CREDENTIAL).exists():
+        key_file = Path(creds) / DB_KEY_CREDENTIAL
+        origin = f"systemd credential {DB_KEY_CREDENTIAL}"
+    elif file.database.key_file:
+        key_file, origin = Path(file.database.key_file).expanduser(), "database.key_file"
+    if key_file is None:
+        return None, None, None
+    key, mode = _read_key_file(Path(key_file), origin, insecure_ok=insecure_ok)
+    return key, origin, mode
 
 
 def load_settings(overrides: Overrides, env: MutableMapping[str, str] | None = None) -> Settings:
@@ -342,7 +370,7 @@ def load_settings(overrides: Overrides, env: MutableMapping[str, str] | None = N
         except msgspec.ValidationError as exc:
             raise ConfigError(f"log level or format: {exc}") from None
 
-    db_key, db_key_source = _resolve_db_key(overrides, file, env)
+    db_key, db_key_source, db_key_file_mode = _resolve_db_key(overrides, file, env)
 
     # systemd's per-process variables are for this process alone; keep what we
     # need and make sure no child ever inherits them.
@@ -356,6 +384,7 @@ def load_settings(overrides: Overrides, env: MutableMapping[str, str] | None = N
         state_dir=state,
         db_key=db_key,
         db_key_source=db_key_source,
+        db_key_file_mode=db_key_file_mode,
         notify_socket=notify_socket,
         database=file.database,
         rpc=file.rpc,

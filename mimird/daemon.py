@@ -43,7 +43,7 @@ from mimird.journal import Journal
 from mimird.rpc.audit import AuditLog
 from mimird.rpc.dispatch import Dispatcher
 from mimird.rpc.server import CredentialsFn, RpcServer, peer_credentials
-from mimird.store import Store
+from mimird.store import Store, clean_stop
 from mimird.timeutil import utc_now
 
 log = structlog.get_logger("mimird")
@@ -103,6 +103,7 @@ async def run_daemon(
             key=settings.db_key,
             options=settings.database,
             backup_dir=settings.backup_dir,
+            clean_stop_file=settings.state_dir / clean_stop.RECORD_NAME,
         ) as store:
             if listen_sockets:
                 listen_socket = listen_sockets[0]

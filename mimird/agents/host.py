@@ -181,7 +181,7 @@ class AgentHost:
         self._stop_scope: trio.CancelScope | None = None
         #: The commands the agent runs through Mimir, in the current life of the agent.
         self.terminals: terminals.Terminals | None = None
-        self.updates = Updates(recorder)
+        self.updates = Updates(recorder, options.message_piece_bytes)
         self.client_methods = ClientMethods(self.root, recorder, self)
         self.turns = Turns(recorder, permissions, self.updates, options, nursery, self)
         self.stopped = trio.Event()

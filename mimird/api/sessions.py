@@ -19,6 +19,7 @@ from mimird.errors import InvalidParams, MimirError
 from mimird.projects import raw_config, resolve_id
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions import records
+from mimird.sessions.disk_full import disk_full_is_storage_error
 from mimird.sessions.lifecycle import Sessions
 from mimird.sessions.records import SessionRow
 from mimird.store import Store
@@ -174,7 +175,8 @@ class SessionService:
         errors=(ErrorCode.NOT_FOUND, ErrorCode.ALREADY_EXISTS, ErrorCode.INVALID_STATE),
     )
     async def create(self, ctx: CallContext, params: SessionCreateParams) -> Session:
-        return (await self.owner.create(params)).to_wire()
+        with disk_full_is_storage_error():
+            return (await self.owner.create(params)).to_wire()
 
     @_method(
         "session.list",
@@ -348,7 +350,8 @@ class SessionService:
         errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE, ErrorCode.ALREADY_EXISTS),
     )
     async def restore(self, ctx: CallContext, params: SessionRefParams) -> Session:
-        return (await self.owner.restore(params.session)).to_wire()
+        with disk_full_is_storage_error():
+            return (await self.owner.restore(params.session)).to_wire()
 
     @_method(
         "session.repair",
@@ -361,7 +364,8 @@ class SessionService:
         errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
     )
     async def repair(self, ctx: CallContext, params: SessionRefParams) -> Session:
-        row, check = await self.owner.repair(params.session)
+        with disk_full_is_storage_error():
+            row, check = await self.owner.repair(params.session)
         return _wire(row, check)
 
     @_method(

@@ -25,7 +25,7 @@ from mimird import __version__
 from mimird.config import DatabaseSection, Secret
 from mimird.errors import MimirError, StartupError, StorageError
 from mimird.ids import IdGenerator
-from mimird.store import migrate, schema
+from mimird.store import clean_stop, migrate, schema
 from mimird.store.engine import Connect, check_header, connector, make_engine
 from mimird.timeutil import utc_now
 
@@ -89,8 +89,11 @@ class Store:
         run_id: int,
         recovered_from_crash: bool,
         connect_to: Callable[[Path], Connect],
+        clean_stop_file: Path | None = None,
     ) -> None:
         self.path = path
+        #: Where a clean stop records the file's size and mtime (see :mod:`.clean_stop`).
+        self._clean_stop_file = clean_stop_file
         #: A connect function for any file with this database's key (backups).
         self._connect_to = connect_to
         self.encrypted = encrypted
@@ -122,13 +125,18 @@ class Store:
         key: Secret | None,
         options: DatabaseSection,
         backup_dir: Path,
+        clean_stop_file: Path | None = None,
     ) -> AsyncIterator[Store]:
         """Open (creating or migrating as needed) the database at ``path``.
+
+        With ``clean_stop_file``, a database that changed since the clean stop
+        recorded there is checked first (as after a crash), and a clean stop is
+        recorded there when the store closes.
 
         Raises :class:`StartupError` with a message for the user when the file
         cannot be opened; the file is never re-created or modified in that case."""
         store = await trio.to_thread.run_sync(
-            cls._open_sync, path, key, options, backup_dir, abandon_on_cancel=False
+            cls._open_sync, path, key, options, backup_dir, clean_stop_file, abandon_on_cancel=False
         )
         try:
             yield store
@@ -138,13 +146,22 @@ class Store:
 
     @classmethod
     def _open_sync(
-        cls, path: Path, key: Secret | None, options: DatabaseSection, backup_dir: Path
+        cls,
+        path: Path,
+        key: Secret | None,
+        options: DatabaseSection,
+        backup_dir: Path,
+        clean_stop_file: Path | None,
     ) -> Store:
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StartupError(f"cannot create directory {path.parent}: {exc.strerror}") from None
         check_header(path, key)
+        # Before anything here writes to the file: it is compared as it was left.
+        changed = (
+            None if clean_stop_file is None else clean_stop.changes_since(path, clean_stop_file)
+        )
 
         def connect_to(target: Path, *, foreign_keys: bool = True) -> Connect:
             return connector(
@@ -162,6 +179,16 @@ class Store:
             connect().close()
         finally:
             os.umask(old_umask)
+
+        if changed is not None:
+            log.warning("database_changed_since_clean_stop", reason=changed)
+            check_engine = make_engine(connect, key, pool_size=0, writer=False)
+            try:
+                _quick_check(check_engine, path, backup_dir, f"at start ({changed})")
+            finally:
+                check_engine.dispose()
+        if clean_stop_file is not None:
+            clean_stop.forget(clean_stop_file)
 
         migration_engine = make_engine(
             connect_to(path, foreign_keys=False), key, pool_size=0, writer=True
@@ -183,7 +210,8 @@ class Store:
             run_id, unfinished = _record_start(writer)
             if unfinished:
                 log.warning("unclean_shutdown_detected", previous_runs=unfinished)
-                _quick_check(writer, path, backup_dir)
+                if changed is None:  # else checked above
+                    _quick_check(writer, path, backup_dir, "after an unclean shutdown")
         except BaseException:
             writer.dispose()
             reader.dispose()
@@ -198,9 +226,11 @@ class Store:
             run_id=run_id,
             recovered_from_crash=bool(unfinished),
             connect_to=connect_to,
+            clean_stop_file=clean_stop_file,
         )
 
     def _close_sync(self) -> None:
+        clean = False
         try:
             with self._writer.begin() as conn:
                 conn.execute(
@@ -217,6 +247,7 @@ class Store:
             finally:
                 raw.close()
             log.info("database_closed", path=str(self.path))
+            clean = True
         except sa.exc.DBAPIError as exc:
             log.error("database_close_failed", error=str(exc.orig))
         finally:
@@ -224,6 +255,9 @@ class Store:
                 self._idle_readers.pop().close()
             self._reader.dispose()
             self._writer.dispose()
+        if clean and self._clean_stop_file is not None:
+            # Every connection is closed: the file is as the next start will find it.
+            clean_stop.record(self.path, self._clean_stop_file)
 
     async def read(
         self,
@@ -371,13 +405,18 @@ def integrity_problems(conn: sa.Connection, *, full: bool = False) -> list[str]:
     return problems[:MAX_PROBLEMS]
 
 
-def _quick_check(engine: sa.Engine, path: Path, backup_dir: Path) -> None:
-    with engine.connect() as conn:
-        problems = integrity_problems(conn)
-        conn.rollback()
+def _quick_check(engine: sa.Engine, path: Path, backup_dir: Path, why: str) -> None:
+    """Refuse to start on a database that fails ``quick_check``; ``why`` it was checked."""
+    try:
+        with engine.connect() as conn:
+            problems = integrity_problems(conn)
+            conn.rollback()
+    except StartupError as exc:
+        # A file too damaged to open at all ("file is not a database").
+        problems = [str(exc)]
     if problems:
         raise StartupError(
-            f"database {path} failed its integrity check after an unclean shutdown: "
+            f"database {path} failed its integrity check {why}: "
             f"{'; '.join(problems[:5])}. Put a backup (from {backup_dir}, or your own "
             f"'mimirctl db backup') in its place, removing {path.name}-wal and "
             f"{path.name}-shm, or run 'sqlite3 {path} .recover'"

@@ -193,6 +193,10 @@ class Message(EventData):
     role: Literal["agent", "thought"] | str
     text: str
     message_id: str | None = None
+    #: Only for a message journaled in pieces (a long one): this piece's number, from 1.
+    piece: int | None = None
+    #: Only when another piece of the same message follows.
+    continued: bool = False
 
 
 class TurnEnded(EventData):

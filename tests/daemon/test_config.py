@@ -219,6 +219,7 @@ def test_db_key_is_taken_out_of_the_environment(dirs: DaemonDirs) -> None:
 def test_db_key_leaves_the_environment_even_when_a_key_file_flag_wins(dirs: DaemonDirs) -> None:
     key_file = dirs.root / "db.key"
     key_file.write_text("from-the-file\n")
+    key_file.chmod(0o600)
     env = {"HOME": str(dirs.root), "MIMIR_DB_KEY": KEY}
     settings = load_settings(Overrides(db_key_file=str(key_file)), env)
     assert settings.db_key is not None

@@ -363,6 +363,31 @@ async def test_the_largest_integer_sqlite_holds_is_a_valid_bound(
     assert [event["seq"] for event in events["events"]] == list(range(1, session["last_seq"] + 1))
 
 
+@pytest.mark.parametrize("field", ["after_id", "after_seq"])
+async def test_a_subscription_at_the_largest_cursor_keeps_its_connection_through_new_events(
+    daemon: InProcessDaemon, client: TrioClient, repo: Path, field: str
+) -> None:
+    """Issue 10: subscribe with a cursor at the end of SQLite's range once answered and
+    then tore the connection down; now it waits (no stored event is beyond it) and
+    the connection goes on serving, new events or not."""
+    project = await add_project(client, repo)
+    session = await client.call("session.create", {"project": project["id"]})
+    biggest = (1 << 63) - 1
+    params: dict[str, Any] = {field: biggest}
+    if field == "after_seq":
+        params["session"] = session["id"]
+
+    subscribed = await client.call("subscribe", params)
+
+    assert subscribed["cursor"] == biggest
+    await client.call("session.update", {"session": session["id"], "title": "new events"})
+    await client.call("session.create", {"project": project["id"]})
+    status = await client.call("daemon.status")
+    assert status["pid"] == os.getpid()
+    unsubscribed = await client.call("unsubscribe", {"subscription": subscribed["subscription"]})
+    assert unsubscribed == {"subscription": subscribed["subscription"]}
+
+
 # ---- 5. session.list cursors the daemon never gave --------------------------------------
 
 
