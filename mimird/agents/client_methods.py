@@ -154,8 +154,14 @@ class ClientMethods:
         pinned = self._life.pinned
         if pinned is None:
             raise AcpError(INTERNAL_ERROR, "the session's agent is stopping; no file access")
+        try:
+            borrowed = pinned.borrow()
+        except OSError as exc:  # EMFILE: the daemon is out of descriptors
+            raise FileAccessFailed(
+                f"{doing}: cannot open the workspace ({exc.strerror})", field="path"
+            ) from exc
         deadline = files.Deadline.after(self._timeout)
-        handoff = _Handoff(pinned.borrow(), discard)
+        handoff = _Handoff(borrowed, discard)
 
         def work() -> T:
             with handoff.take() as workspace:

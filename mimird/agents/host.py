@@ -285,6 +285,7 @@ class AgentHost:
             if self.pinned is not None:
                 # Threads still at work hold descriptors of their own (borrowed).
                 self.pinned.close()
+                self.pinned = None
             if self.state is not ProcessState.FATAL:
                 with trio.move_on_after(FINAL_STATE_TIMEOUT_S, shield=True):
                     await self.change_state(ProcessState.STOPPED)

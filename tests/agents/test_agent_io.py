@@ -22,6 +22,7 @@ from typing import Any, Final
 import pytest
 import trio
 
+from mimird.errors import ConfigError
 from mimird.wire.errors import ErrorCode
 from tests.support.agents import (
     AgentWorld,
@@ -373,3 +374,25 @@ async def test_every_file_refusal_is_journaled(dirs: DaemonDirs) -> None:
             r["reason"] == got[k]["error"]["message"]
             for r, k in zip(refused, ("dir", "big", "huge"), strict=True)
         )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "bound"),
+    [
+        ("max_agent_requests", 0, ">= 1"),
+        ("max_agent_requests", 10_001, "<= 10000"),
+        ("file_timeout_s", 0, "> 0"),
+        ("file_timeout_s", 3601, "<= 3600"),
+        ("file_max_bytes", 1023, ">= 1024"),
+        ("file_max_bytes", (64 << 20) + 1, f"<= {64 << 20}"),
+    ],
+)
+def test_the_agent_io_settings_are_bounded(
+    dirs: DaemonDirs, key: str, value: int, bound: str
+) -> None:
+    dirs.root.mkdir(parents=True, exist_ok=True)
+    dirs.config.write_text(f"[supervision]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as refused:
+        dirs.settings()
+    assert f"supervision.{key}" in str(refused.value)
+    assert bound in str(refused.value)
