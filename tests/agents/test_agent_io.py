@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -187,6 +188,49 @@ async def test_stop_answers_while_the_agent_reads_a_fifo(dirs: DaemonDirs) -> No
                     )
                     stopped = await c.call("session.stop", {"session": session_id})
         assert stopped["status"] == "stopped"
+
+
+#: Holds a write lease on a file (argv[1]) until killed, deaf to the kernel's request
+#: to give it back (SIGIO): any other open of it waits for the lease to be broken by
+#: force (/proc/sys/fs/lease-break-time, 45 s by default).
+LEASE_HOLDER: Final = (
+    "import fcntl, os, signal, sys, time; signal.signal(signal.SIGIO, signal.SIG_IGN); "
+    "fd = os.open(sys.argv[1], os.O_RDONLY); "
+    "fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK); print('held', flush=True); "
+    "time.sleep(600)"
+)
+#: Shorter than the kernel's lease break time: a read that waited for the lease fails it.
+LEASE_GUARD_S: Final = 20.0
+
+
+async def test_a_read_of_a_leased_file_is_refused_at_once_not_waited_for(
+    dirs: DaemonDirs,
+) -> None:
+    async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
+        session_id = await new_session(world, c)
+        leased = await workspace(c, session_id) / "leased.txt"
+        leased.write_text("mine\n")
+        holder = await trio.lowlevel.open_process(
+            [sys.executable, "-c", LEASE_HOLDER, str(leased)], stdout=subprocess.PIPE
+        )
+        try:
+            assert holder.stdout is not None
+            said = b""
+            with trio.fail_after(HANG_GUARD_S):
+                while not said.endswith(b"\n"):
+                    said += await holder.stdout.receive_some()
+            assert said == b"held\n"
+            with trio.fail_after(LEASE_GUARD_S):
+                steps = text(read("r", "leased.txt"))
+                await c.call("session.prompt", {"session": session_id, "text": steps})
+        finally:
+            holder.kill()
+            with trio.CancelScope(shield=True):
+                await holder.wait()
+        error = answers(world)["r"]["error"]
+        assert "holds a lease or lock on it" in error["message"]
+        [refused] = await events(c, session_id, "file_refused")
+        assert refused["reason"] == error["message"]
 
 
 @pytest.mark.slow
