@@ -440,3 +440,21 @@ def test_the_agent_io_settings_are_bounded(
         dirs.settings()
     assert f"supervision.{key}" in str(refused.value)
     assert bound in str(refused.value)
+
+
+async def test_the_stores_writes_never_wait_for_trios_default_threads(dirs: DaemonDirs) -> None:
+    """Whatever holds trio's default worker threads (an agent's I/O did), store writes
+    and what they serve go on: the writer has a thread of its own."""
+    async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
+        default = trio.to_thread.current_default_thread_limiter()
+        holders = [object() for _ in range(int(default.total_tokens))]
+        for holder in holders:
+            await default.acquire_on_behalf_of(holder)
+        try:
+            with trio.fail_after(HANG_GUARD_S):
+                await c.call("project.update", {"project": world.project, "description": "d"})
+                project = await c.call("project.get", {"project": world.project})
+        finally:
+            for holder in holders:
+                default.release_on_behalf_of(holder)
+        assert project["description"] == "d"
