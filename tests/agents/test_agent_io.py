@@ -1,7 +1,8 @@
 """A hostile agent's file requests against a real daemon (the scripted fake agent):
-it cannot stall the daemon or other sessions with reads that never end (a FIFO),
-nor hold more requests in flight than allowed, nor write outside its workspace by
-swapping the workspace for a symlink while it runs; every refusal is journaled.
+it cannot stall the daemon or other sessions with reads that never end (a FIFO, a
+file leased by another process), nor hold more requests in flight than allowed, nor
+write outside its workspace by swapping the workspace for a symlink while it runs;
+every refusal is journaled; the store's writer needs none of the threads it could take.
 
 Each prompt's text is a JSON list of the fake agent's steps (its ``script`` step).
 The ``trio.fail_after`` bounds are hang guards, generous on purpose: the defects
