@@ -97,6 +97,13 @@ class SupervisionSection(_Section, frozen=True):
     #: An agent's message longer than this (its text as stored, in bytes of JSON) is
     #: journaled in pieces of at most this size, as it streams.
     message_piece_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 1 << 20
+    #: Requests of one agent (fs, terminal, permission) being answered at once; more
+    #: are answered at once with an error (busy).
+    max_agent_requests: Annotated[int, Meta(ge=1, le=10_000)] = 64
+    #: How long one file read or write of an agent may take before it is given up.
+    file_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    #: The largest file an agent may read, and the most it may write at once.
+    file_max_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 32 << 20
 
 
 class AgentSection(_Section, frozen=True):

@@ -33,6 +33,7 @@ import trio
 
 from mimird.errors import InvalidParams, MimirError, NotFound
 from mimird.wire import jsonrpc
+from mimird.wire.codes import ErrorCode
 from mimird.wire.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -53,8 +54,14 @@ RESOURCE_NOT_FOUND: Final = -32002
 #: ACP's "request cancelled", the answer to a request ended by ``$/cancel_request``.
 REQUEST_CANCELLED: Final = -32800
 CANCEL_REQUEST_METHOD: Final = "$/cancel_request"
+#: The answer to a request past the agent's cap on requests in flight (Mimir's
+#: ``busy``: the agent may ask again once some are answered).
+BUSY: Final = int(ErrorCode.BUSY)
+#: Requests of the agent handled at once unless the owner says otherwise.
+MAX_REQUESTS: Final = 64
 
 __all__ = [
+    "BUSY",
     "CANCEL_REQUEST_METHOD",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
@@ -168,12 +175,14 @@ class AcpConnection:
         handler: AcpHandler,
         nursery: trio.Nursery,
         max_line_bytes: int,
+        max_requests: int = MAX_REQUESTS,
     ) -> None:
         self._receive = receive
         self._send = send
         self._handler = handler
         self._nursery = nursery
         self._max_line_bytes = max_line_bytes
+        self._max_requests = max_requests
         self._peer = jsonrpc.JsonRpcPeer(cancel_method=CANCEL_REQUEST_METHOD)
         self._pending: dict[int, _Pending] = {}
         self._handling: dict[int | str | None, trio.CancelScope] = {}
@@ -195,8 +204,12 @@ class AcpConnection:
         handler: AcpHandler,
         *,
         max_line_bytes: int = MAX_LINE_BYTES,
+        max_requests: int = MAX_REQUESTS,
     ) -> AsyncIterator[AcpConnection]:
         """Run a connection over ``receive`` (agent stdout) and ``send`` (agent stdin).
+
+        At most ``max_requests`` requests of the agent are handled at once; one more
+        is answered at once with :data:`BUSY` (no task is started for it).
 
         Leaving the block cancels the connection's tasks (handlers included) and
         fails requests still waiting with :class:`AcpConnectionClosed`; it does
@@ -205,7 +218,7 @@ class AcpConnection:
         Cancellation: as leaving the block; handlers the agent's requests started
         are cancelled (the agent gets no answer to them)."""
         async with trio.open_nursery() as nursery:
-            connection = cls(receive, send, handler, nursery, max_line_bytes)
+            connection = cls(receive, send, handler, nursery, max_line_bytes, max_requests)
             nursery.start_soon(connection._read_loop)
             nursery.start_soon(connection._write_loop)
             try:
@@ -340,6 +353,10 @@ class AcpConnection:
             if isinstance(event, jsonrpc.Notification):
                 await self._handler.on_notification(event.method, event.params)
             elif isinstance(event, jsonrpc.Request):
+                if len(self._handling) >= self._max_requests:
+                    # Counted here, before any task starts: a flood costs one line each.
+                    self._answer(self._peer.answer_error(event.id, BUSY, self._busy(event)))
+                    continue
                 scope = self._handling[event.id] = trio.CancelScope()
                 self._nursery.start_soon(self._handle, event, scope)
             elif isinstance(event, jsonrpc.Response | jsonrpc.ErrorResponse):
@@ -361,6 +378,13 @@ class AcpConnection:
                 self._answer(event.data)
 
     # -- requests from the agent -------------------------------------------------
+
+    def _busy(self, request: jsonrpc.Request) -> str:
+        return (
+            f"{request.method} refused: {len(self._handling)} requests of this agent are "
+            "being answered already, the most Mimir takes at once ([supervision] "
+            "max_agent_requests); send it again once some are answered"
+        )
 
     async def _handle(self, request: jsonrpc.Request, scope: trio.CancelScope) -> None:
         peer, request_id = self._peer, request.id

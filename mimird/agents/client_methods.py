@@ -5,17 +5,29 @@ dispatching on names a peer chose).
 - ``session/request_permission``: parked until a client answers
   (:mod:`mimird.agents.permissions`);
 - ``fs/read_text_file``, ``fs/write_text_file``: inside the workspace only
-  (:mod:`mimird.workspaces.files`), each journaled, refusals too;
-- ``terminal/*``: commands run in the workspace (:mod:`mimird.agents.terminals`).
+  (:mod:`mimird.workspaces.files`, from the directory the host pinned when the
+  agent started), each journaled, every refusal too (``file_refused``);
+- ``terminal/*``: commands run in the workspace (:mod:`mimird.agents.terminals`);
+  a ``cwd`` is resolved from the pinned directory as file paths are, and a
+  refusal journaled (``terminal_refused``).
+
+File work runs in worker threads of this agent's own limiter (:data:`FILE_THREADS`),
+never in trio's default one, which the store's writer uses: an agent can neither
+take the daemon's threads nor another agent's. Each operation is bounded in time
+(``[supervision] file_timeout_s``) and size (``file_max_bytes``); a thread still
+inside a system call when its time is up, or when the agent stops, is abandoned
+(nothing waits for it) and gives up at its next check.
 
 Domain errors raised below become ACP errors in one place, :func:`map_exceptions`.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
-from typing import Any, Final, Protocol
+from pathlib import PurePosixPath
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import trio
 
@@ -28,11 +40,16 @@ from mimird.agents.acp import (
     map_exceptions,
 )
 from mimird.agents.recorder import Recorder
-from mimird.errors import InvalidParams, OutsideWorkspace
+from mimird.config import SupervisionSection
+from mimird.errors import FileAccessFailed, FileMissing, MimirError
 from mimird.wire import events
 from mimird.workspaces import files
 
 Handler = Callable[[Any], Awaitable[Any]]
+T = TypeVar("T")
+
+#: Worker threads one agent's file work may hold at once, abandoned ones included.
+FILE_THREADS: Final = 4
 
 
 class AgentLife(Protocol):
@@ -44,16 +61,60 @@ class AgentLife(Protocol):
     @property
     def terminals(self) -> terminals.Terminals | None: ...
 
+    @property
+    def pinned(self) -> files.Workspace | None: ...
+
     async def ask_permission(self, params: Any) -> Any: ...
 
 
-class ClientMethods:
-    """Answers one agent's requests, inside its workspace ``root``."""
+class _Abandoned(Exception):
+    """The task that started the thread is gone: the thread has nothing to do."""
 
-    def __init__(self, root: Path, recorder: Recorder, life: AgentLife) -> None:
-        self._root = root
+
+class _Handoff(Generic[T]):
+    """What a worker thread and the task that started it share: the borrowed
+    workspace (whoever comes last closes it) and, for a result that holds a
+    descriptor, who closes that when the task has stopped waiting."""
+
+    def __init__(self, workspace: files.Workspace, discard: Callable[[T], None] | None) -> None:
+        self._lock = threading.Lock()
+        self._workspace: files.Workspace | None = workspace
+        self._discard = discard
+        self._abandoned = False
+
+    def take(self) -> files.Workspace:
+        """In the thread: the workspace it now owns."""
+        with self._lock:
+            workspace, self._workspace = self._workspace, None
+        if workspace is None:
+            raise _Abandoned
+        return workspace
+
+    def deliver(self, result: T) -> T:
+        """In the thread: hand ``result`` over, or discard it if nobody waits."""
+        with self._lock:
+            if self._abandoned and self._discard is not None:
+                self._discard(result)
+            return result
+
+    def abandon(self) -> None:
+        """In the task, once done waiting (whatever the outcome)."""
+        with self._lock:
+            self._abandoned = True
+            workspace, self._workspace = self._workspace, None
+        if workspace is not None:
+            workspace.close()
+
+
+class ClientMethods:
+    """Answers one agent's requests, inside its pinned workspace."""
+
+    def __init__(self, recorder: Recorder, life: AgentLife, options: SupervisionSection) -> None:
         self._recorder = recorder
         self._life = life
+        self._timeout = options.file_timeout_s
+        self._max_bytes = options.file_max_bytes
+        self._limiter = trio.CapacityLimiter(FILE_THREADS)
         table: dict[str, Handler] = {
             "session/request_permission": life.ask_permission,
             "fs/read_text_file": self._read_file,
@@ -68,12 +129,108 @@ class ClientMethods:
 
         Cancellation: (``$/cancel_request`` from the agent, or the connection
         ending) what the method had done stays done and journaled; a parked
-        permission request is withdrawn (see :func:`permissions.park`)."""
+        permission request is withdrawn (see :func:`permissions.park`); file work
+        still in its thread is abandoned (:meth:`_sandboxed`)."""
         handler = self.methods.get(method)
         if handler is None:
             raise MethodNotFound(method)
         with map_exceptions():
             return await handler(params)
+
+    async def _sandboxed(
+        self,
+        fn: Callable[[files.Workspace, files.Deadline], T],
+        doing: str,
+        *,
+        discard: Callable[[T], None] | None = None,
+    ) -> T:
+        """``fn(workspace, deadline)`` in a thread of this agent's limiter, on a
+        borrowed copy of the pinned workspace, within ``file_timeout_s`` (waiting
+        for a thread included). ``discard`` closes a result that arrives after
+        nobody waits for it any more.
+
+        Cancellation, and the time bound: the thread is abandoned at once; it gives
+        up at its next deadline check, and closes what it holds."""
+        pinned = self._life.pinned
+        if pinned is None:
+            raise AcpError(INTERNAL_ERROR, "the session's agent is stopping; no file access")
+        try:
+            borrowed = pinned.borrow()
+        except OSError as exc:  # EMFILE: the daemon is out of descriptors
+            raise FileAccessFailed(
+                f"{doing}: cannot open the workspace ({exc.strerror})", field="path"
+            ) from exc
+        deadline = files.Deadline.after(self._timeout)
+        handoff = _Handoff(borrowed, discard)
+
+        def work() -> T:
+            with handoff.take() as workspace:
+                return handoff.deliver(fn(workspace, deadline))
+
+        try:
+            with trio.move_on_after(self._timeout):
+                return await trio.to_thread.run_sync(
+                    work, limiter=self._limiter, abandon_on_cancel=True
+                )
+            raise FileAccessFailed(
+                f"{doing} took longer than {self._timeout:g} s ([supervision] "
+                "file_timeout_s); given up",
+                field="path",
+            )
+        finally:
+            handoff.abandon()
+
+    async def _journaled(
+        self, op: str, params: dict[str, Any], fn: Callable[[files.Workspace, files.Deadline], T]
+    ) -> T:
+        """:meth:`_sandboxed`, with every refusal journaled (``file_refused``); a
+        missing file is not a refusal."""
+        path = params.get("path")
+        try:
+            return await self._sandboxed(fn, f"{'reading' if op == 'read' else 'writing'} {path}")
+        except MimirError as exc:
+            if not isinstance(exc, FileMissing):
+                await self._recorder.event(events.FileRefused(op=op, path=path, reason=exc.message))
+            raise
+
+    async def _read_file(self, params: Any) -> Any:
+        if not isinstance(params, dict):
+            raise AcpError(INVALID_PARAMS, "params must be an object")
+        path, line, limit = params.get("path"), params.get("line"), params.get("limit")
+        max_bytes = self._max_bytes
+
+        def read(workspace: files.Workspace, deadline: files.Deadline) -> tuple[str, str]:
+            relative = workspace.confine(path)
+            text = workspace.read_text(
+                relative,
+                line if isinstance(line, int) else None,
+                limit if isinstance(limit, int) else None,
+                shown=str(path),
+                max_bytes=max_bytes,
+                deadline=deadline,
+            )
+            return str(relative), text
+
+        relative, text = await self._journaled("read", params, read)
+        await self._recorder.event(events.FileRead(path=relative, chars=len(text)))
+        return {"content": text}
+
+    async def _write_file(self, params: Any) -> Any:
+        if not isinstance(params, dict) or not isinstance(params.get("content"), str):
+            raise AcpError(INVALID_PARAMS, "fs/write_text_file needs path and content")
+        path, content = params.get("path"), params["content"]
+        max_bytes = self._max_bytes
+
+        def write(workspace: files.Workspace, deadline: files.Deadline) -> tuple[str, int]:
+            relative = workspace.confine(path)
+            size = workspace.write_text(
+                relative, content, shown=str(path), max_bytes=max_bytes, deadline=deadline
+            )
+            return str(relative), size
+
+        relative, size = await self._journaled("write", params, write)
+        await self._recorder.event(events.FileWritten(path=relative, bytes=size))
+        return None
 
     async def _terminal(self, method: str, params: Any) -> Any:
         if not isinstance(params, dict):
@@ -88,66 +245,40 @@ class ClientMethods:
         held = self._life.terminals
         if held is None:
             raise AcpError(INTERNAL_ERROR, "the session's agent is stopping; no terminals")
-        cwd = self._root
-        if method == "terminal/create" and params.get("cwd") is not None:
-            try:
-                cwd = await trio.to_thread.run_sync(
-                    files.directory_inside,
-                    self._root,
-                    params.get("cwd"),
-                    "cwd",
-                    "terminals run only inside it",
-                )
-            except InvalidParams as exc:
-                await self._recorder.event(
-                    events.TerminalRefused(
-                        command=self._recorder.scrub(str(params.get("command"))),
-                        cwd=params.get("cwd"),
-                        reason=exc.message,
-                    )
-                )
-                raise
-        return await held.handle(method, params, cwd)
-
-    async def _confined(self, op: str, params: dict[str, Any]) -> Path:
-        """The request's path inside the workspace; a refusal is journaled."""
+        if method != "terminal/create":
+            return await held.handle(method, params, None)
+        cwd = await self._working_directory(params)
         try:
-            return await trio.to_thread.run_sync(files.confine, self._root, params.get("path"))
-        except OutsideWorkspace as exc:
+            return await held.handle(method, params, cwd)
+        finally:
+            cwd.close()
+
+    async def _working_directory(self, params: dict[str, Any]) -> terminals.WorkingDirectory:
+        """The ``cwd`` of a ``terminal/create`` (the workspace if none), opened from
+        the pinned workspace; a refusal is journaled (``terminal_refused``)."""
+        given = params.get("cwd")
+
+        def open_cwd(
+            workspace: files.Workspace, deadline: files.Deadline
+        ) -> tuple[int, PurePosixPath]:
+            return workspace.open_directory(
+                "." if given is None else given, "cwd", "terminals run only inside it"
+            )
+
+        try:
+            fd, relative = await self._sandboxed(
+                open_cwd, f"opening cwd {given}", discard=lambda opened: os.close(opened[0])
+            )
+        except MimirError as exc:
             await self._recorder.event(
-                events.FileRefused(op=op, path=params.get("path"), reason=exc.message)
+                events.TerminalRefused(
+                    command=self._recorder.scrub(str(params.get("command"))),
+                    cwd=given,
+                    reason=exc.message,
+                )
             )
             raise
-
-    async def _read_file(self, params: Any) -> Any:
-        if not isinstance(params, dict):
-            raise AcpError(INVALID_PARAMS, "params must be an object")
-        path = await self._confined("read", params)
-        line, limit = params.get("line"), params.get("limit")
-        text = await trio.to_thread.run_sync(
-            files.read_text,
-            self._root,
-            path,
-            line if isinstance(line, int) else None,
-            limit if isinstance(limit, int) else None,
-            str(params.get("path")),
-        )
-        await self._recorder.event(
-            events.FileRead(path=str(path.relative_to(self._root)), chars=len(text))
-        )
-        return {"content": text}
-
-    async def _write_file(self, params: Any) -> Any:
-        if not isinstance(params, dict) or not isinstance(params.get("content"), str):
-            raise AcpError(INVALID_PARAMS, "fs/write_text_file needs path and content")
-        path = await self._confined("write", params)
-        size = await trio.to_thread.run_sync(
-            files.write_text, self._root, path, params["content"], str(params.get("path"))
-        )
-        await self._recorder.event(
-            events.FileWritten(path=str(path.relative_to(self._root)), bytes=size)
-        )
-        return None
+        return terminals.WorkingDirectory(fd, str(relative))
 
 
 def _bind(handler: Callable[[str, Any], Awaitable[Any]], method: str) -> Handler:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import os
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -43,13 +42,14 @@ from mimird.agents.stderr_log import BoundedLog, pump
 from mimird.agents.turns import Turn, TurnResult, Turns
 from mimird.agents.updates import Updates
 from mimird.config import SupervisionSection
-from mimird.errors import AgentUnavailable
+from mimird.errors import AgentUnavailable, FileAccessFailed
 from mimird.ids import IdGenerator
 from mimird.processes import exit_status, stop_group
 from mimird.sessions import records as sessions
 from mimird.sessions.setup import FAILURE_TAIL_LINES
 from mimird.sessions.states import AGENT_READY, AGENT_UP
 from mimird.wire import events
+from mimird.workspaces import files
 
 log = structlog.get_logger("mimird.agents.host")
 
@@ -155,8 +155,11 @@ class AgentHost:
     ) -> None:
         self.session_id = row.id
         self.workspace = Path(row.workspace_path)
-        #: The workspace with symlinks resolved: what file paths are checked against.
-        self.root = Path(os.path.realpath(self.workspace))
+        #: The workspace's directory, held open from the first start of the agent
+        #: until the host ends: the agent, its file requests and its terminals all
+        #: work in that directory, even if its path is moved or swapped meanwhile
+        #: (see :mod:`mimird.workspaces.files`).
+        self.pinned: files.Workspace | None = None
         self.command = command
         self.recorder = recorder
         self.options = options
@@ -182,7 +185,7 @@ class AgentHost:
         #: The commands the agent runs through Mimir, in the current life of the agent.
         self.terminals: terminals.Terminals | None = None
         self.updates = Updates(recorder, options.message_piece_bytes)
-        self.client_methods = ClientMethods(self.root, recorder, self)
+        self.client_methods = ClientMethods(recorder, self, options)
         self.turns = Turns(recorder, permissions, self.updates, options, nursery, self)
         self.stopped = trio.Event()
 
@@ -279,6 +282,10 @@ class AgentHost:
         finally:
             self.finished = True
             self._signal()
+            if self.pinned is not None:
+                # Threads still at work hold descriptors of their own (borrowed).
+                self.pinned.close()
+                self.pinned = None
             if self.state is not ProcessState.FATAL:
                 with trio.move_on_after(FINAL_STATE_TIMEOUT_S, shield=True):
                     await self.change_state(ProcessState.STOPPED)
@@ -306,15 +313,21 @@ class AgentHost:
         )
         self.log.write(f"{START_MARKER} {__version__}: starting {' '.join(argv)} ---\n".encode())
         try:
+            if self.pinned is None:
+                self.pinned = await trio.to_thread.run_sync(files.Workspace.pin, self.workspace)
             process = await trio.lowlevel.open_process(
                 argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                cwd=str(self.workspace),
+                # The pinned directory itself, by its descriptor (as for terminals).
+                cwd=f"/proc/self/fd/{self.pinned.fd}",
                 env=self.command.env,
                 start_new_session=True,
             )
+        except FileAccessFailed as exc:
+            await self.recorder.event(events.AgentStartFailed(reason=exc.message))
+            return exc.message
         except OSError as exc:
             reason = f"cannot start {argv[0]}: {exc.strerror or exc}"
             await self.recorder.event(events.AgentStartFailed(reason=reason))
@@ -338,7 +351,12 @@ class AgentHost:
                 # Left after the connection: the agent's terminals stop after the agent.
                 async with (
                     self._terminals() as self.terminals,
-                    AcpConnection.open(process.stdout, process.stdin, self) as conn,
+                    AcpConnection.open(
+                        process.stdout,
+                        process.stdin,
+                        self,
+                        max_requests=self.options.max_agent_requests,
+                    ) as conn,
                 ):
                     with trio.CancelScope() as self._stop_scope:
                         if self._stop_requested:
@@ -404,7 +422,6 @@ class AgentHost:
     def _terminals(self) -> contextlib.AbstractAsyncContextManager[terminals.Terminals]:
         return terminals.Terminals(
             self.session_id,
-            self.root,
             self.command.env,
             self.recorder.store,
             self.recorder.journal,

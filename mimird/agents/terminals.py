@@ -4,8 +4,10 @@ An agent asks for a command (``terminal/create``) and gets an id at once; it
 then reads the output so far (``terminal/output``), waits for the exit
 (``terminal/wait_for_exit``), kills it (``terminal/kill``, the id stays valid)
 and finally releases it (``terminal/release``, which kills it if it still runs
-and forgets the id). Each command runs in the session's workspace, with the
-agent's environment, stdin from /dev/null and stdout and stderr merged into one
+and forgets the id). Each command runs in the session's workspace (a
+:class:`WorkingDirectory` the caller opened from the pinned workspace, so that
+the command starts in that very directory, whatever its path names by then), with
+the agent's environment, stdin from /dev/null and stdout and stderr merged into one
 bounded buffer, in a process group of its own.
 
 A :class:`Terminals` set belongs to one life of one agent: its ``running()``
@@ -22,6 +24,7 @@ The database functions at the end are plain sync functions taking a connection.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -116,6 +119,26 @@ def _complete_length(data: bytes | bytearray) -> int:
     return size
 
 
+@dataclass(frozen=True, slots=True)
+class WorkingDirectory:
+    """Where a command starts: a directory descriptor (the caller closes it once
+    :meth:`Terminals.handle` returned) and its path relative to the workspace."""
+
+    fd: int
+    relative: str
+
+    @property
+    def path(self) -> str:
+        """The directory by its descriptor: the child changes into the very directory
+        that was opened (the kernel resolves the link to it), not into whatever a path
+        names by the time it starts. The child's copy of the descriptor is closed
+        before it runs the command (``close_fds``)."""
+        return f"/proc/self/fd/{self.fd}"
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 @dataclass(eq=False)
 class Terminal:
     """One command started for the agent."""
@@ -174,7 +197,6 @@ class Terminals:
     def __init__(
         self,
         session_id: str,
-        root: Path,
         env: Mapping[str, str],
         store: Store,
         journal_: journal.Journal,
@@ -185,7 +207,6 @@ class Terminals:
         stop_grace_s: float,
     ) -> None:
         self.session_id = session_id
-        self.root = root
         self.env = dict(env)
         self.store = store
         self.journal = journal_
@@ -218,14 +239,18 @@ class Terminals:
         """Whether the set is being closed: no new command starts then."""
         return self._closing
 
-    async def handle(self, method: str, params: dict[str, Any], cwd: Path) -> Any:
+    async def handle(
+        self, method: str, params: dict[str, Any], cwd: WorkingDirectory | None
+    ) -> Any:
         """Answer one ``terminal/*`` request; ``cwd`` is the confined working
-        directory for ``terminal/create`` (the caller checked it).
+        directory for ``terminal/create`` (the caller checked and opened it).
 
         Cancellation: a command that was started is held (and journaled) whatever
         cancels the request, so that it is stopped with the agent; a wait for its
         exit or output just ends."""
         if method == "terminal/create":
+            if cwd is None:
+                raise AcpError(INTERNAL_ERROR, "terminal/create needs its working directory")
             return await self._create(params, cwd)
         terminal = self._find(params)
         if method == "terminal/output":
@@ -264,7 +289,7 @@ class Terminals:
 
     # ---- create -------------------------------------------------------------------
 
-    async def _create(self, params: dict[str, Any], cwd: Path) -> dict[str, Any]:
+    async def _create(self, params: dict[str, Any], cwd: WorkingDirectory) -> dict[str, Any]:
         command = params.get("command")
         if not isinstance(command, str) or not command or "\0" in command:
             raise _invalid("command must be a non-empty string")
@@ -295,7 +320,7 @@ class Terminals:
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
-                    cwd=str(cwd),
+                    cwd=cwd.path,
                     env=env,
                     start_new_session=True,
                 )
@@ -304,7 +329,7 @@ class Terminals:
             if self.closing():  # the agent stopped while the command was being started
                 await stop_group(process, eof_grace=0, term_grace=self.stop_grace_s)
                 raise AcpError(INTERNAL_ERROR, "the session's agent is stopping; no new terminals")
-            relative = str(cwd.relative_to(self.root))
+            relative = cwd.relative
             terminal = Terminal(
                 terminal_id, process, OutputBuffer(limit), command, list(args), relative
             )
@@ -478,6 +503,7 @@ __all__ = [
     "Recorded",
     "Terminal",
     "Terminals",
+    "WorkingDirectory",
     "forget",
     "forget_after_crash",
     "record",

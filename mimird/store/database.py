@@ -110,6 +110,9 @@ class Store:
         #: events a write committed; set by the journal.
         self.on_commit: Callable[[list[Any]], None] | None = None
         self._read_limiter = trio.CapacityLimiter(reader_threads)
+        #: The writer's own thread (writes are one at a time anyway): never one of
+        #: trio's default threads, which anything else may be holding.
+        self._write_limiter = trio.CapacityLimiter(1)
         #: Reader connections between two reads. The limiter bounds reads in flight,
         #: so these and the ones in use are never more than the reader pool holds.
         self._idle_readers: list[sa.Connection] = []
@@ -284,7 +287,9 @@ class Store:
             # Not abandoned on cancel: the result (and the events) arrive even when
             # the caller is cancelled meanwhile, so what committed is published.
             result, committed = await trio.to_thread.run_sync(
-                self._write_sync, lambda conn: fn(conn, *args, **kwargs)
+                self._write_sync,
+                lambda conn: fn(conn, *args, **kwargs),
+                limiter=self._write_limiter,
             )
             self.generation += 1
             if committed and self.on_commit is not None:

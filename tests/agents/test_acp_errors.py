@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from mimird.agents.acp import (
@@ -14,7 +12,6 @@ from mimird.agents.acp import (
     map_exceptions,
 )
 from mimird.errors import FileAccessFailed, FileMissing, FileRefused, MimirError, OutsideWorkspace
-from mimird.workspaces.files import confine, read_text
 
 
 @pytest.mark.parametrize(
@@ -36,13 +33,3 @@ def test_a_domain_error_becomes_the_acp_error_of_its_kind(error: MimirError, cod
 def test_other_exceptions_pass_the_boundary_unchanged() -> None:
     with pytest.raises(KeyError), map_exceptions():
         raise KeyError("not Mimir's")
-
-
-def test_the_sandbox_raises_domain_errors_not_os_errors(tmp_path: Path) -> None:
-    (tmp_path / "dir").mkdir()
-    with pytest.raises(FileMissing, match=r"missing\.txt does not exist"):
-        read_text(tmp_path, confine(tmp_path, "missing.txt"), None, None, "missing.txt")
-    with pytest.raises(FileRefused, match="dir is a directory"):
-        read_text(tmp_path, confine(tmp_path, "dir"), None, None, "dir")
-    with pytest.raises(OutsideWorkspace, match="must be a non-empty path"):
-        confine(tmp_path, "bad\0path")
