@@ -13,6 +13,7 @@ Nothing here writes the database: the sessions owner records what happened.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable
@@ -22,9 +23,9 @@ from typing import Any, Final, TypeVar
 
 import trio
 
-from mimird import policy
+from mimird import names, policy
 from mimird.config import Settings
-from mimird.errors import AlreadyExists, InvalidState, MimirError
+from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError
 from mimird.sessions.records import SessionRow
 from mimird.sessions.states import FOREIGN_WORKSPACE, USABLE_WORKSPACE
 from mimird.wire import events
@@ -48,6 +49,71 @@ _DRIFT_HINTS: Final = {
     "move it away, then 'session repair' re-creates the worktree",
     "removed": "its worktree was removed; 'session restore' brings it back",
 }
+
+
+def _fixed_start(template: str) -> Path:
+    """The leading directories of an absolute ``worktree_location`` that no
+    placeholder fills: the root its paths must stay under."""
+    fixed: list[str] = []
+    for part in template.split("/"):
+        if "{" in part or "}" in part or part in (".", ".."):
+            break
+        fixed.append(part)
+    return Path("/".join(fixed) or "/")
+
+
+def _mimir_dir_inside_or_around(
+    root: Path, mimir_dirs: dict[str, Path]
+) -> tuple[str, Path, bool] | None:
+    """The first of Mimir's directories that ``root`` holds (True) or lies in
+    (False), or None. Sync: symlinks are resolved, so run it in a thread."""
+    resolved = root.resolve()
+    for what, path in mimir_dirs.items():
+        mine = path.resolve()
+        if mine.is_relative_to(resolved):
+            return what, mine, True
+        if resolved.is_relative_to(mine):
+            return what, mine, False
+    return None
+
+
+def _bounded_copy(root: Path, path: Path, max_bytes: int) -> None:
+    """``shutil.copytree`` of ``root`` to ``path`` (symlinks copied as links), refused
+    with invalid_state when the files add up to more than ``max_bytes``: first by a
+    scan that writes nothing, then while copying (a file may grow in between)."""
+    if path.resolve().is_relative_to(root.resolve()):
+        raise InvalidParams(
+            f"the private copy's path {path} lies inside the project {root} it copies; "
+            "set worktree_location to a place outside the project",
+            field="config.worktree_location",
+        )
+
+    def too_large(size: int) -> InvalidState:
+        return InvalidState(
+            f"{root} holds more than copy_max_bytes ({max_bytes} bytes) for a private copy "
+            f"(at least {size}); raise copy_max_bytes in the project's or session's config, "
+            "make the project a git repository (worktrees copy nothing), or use 'in_place'",
+            field="copy_max_bytes",
+            detail={"limit": max_bytes, "size_at_least": size},
+        )
+
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            with contextlib.suppress(OSError):  # gone, or unreadable: the copy reports it
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            if total > max_bytes:
+                raise too_large(total)
+    copied = 0
+
+    def copy_counted(src: str, dst: str) -> object:
+        nonlocal copied
+        copied += os.lstat(src).st_size
+        if copied > max_bytes:
+            raise too_large(copied)
+        return shutil.copy2(src, dst)
+
+    shutil.copytree(root, path, symlinks=True, copy_function=copy_counted)
 
 
 def snapshot_ref(session_id: str) -> str:
@@ -123,15 +189,47 @@ class Workspaces:
 
     def path_for(self, effective: policy.Effective, placeholders: dict[str, str]) -> Path:
         """Where a new session's workspace goes: worktree_location, under the
-        worktrees directory unless absolute."""
-        location = Path(
-            policy.render_template(effective.values["worktree_location"], **placeholders)
+        worktrees directory unless absolute (then under the template's fixed start);
+        invalid_params if the names filled in would lead it out."""
+        template: str = effective.values["worktree_location"]
+        location = Path(policy.render_template(template, **placeholders))
+        root = _fixed_start(template) if location.is_absolute() else self._settings.worktrees_dir
+        return names.under_root(
+            root, root / location, what="workspace path", field="config.worktree_location"
         )
-        return location if location.is_absolute() else self._settings.worktrees_dir / location
 
     def trash(self, session_id: str) -> Path:
         """Where a deleted session's private copy is kept for restore."""
-        return self._settings.state_dir / "trash" / session_id
+        root = self._settings.state_dir / "trash"
+        return names.under_root(root, root / session_id, what="trash path", field="session")
+
+    def mimir_dirs(self) -> dict[str, Path]:
+        """The directories that hold Mimir's own files, by what they are."""
+        settings = self._settings
+        return {
+            "data directory": settings.database_path.parent,
+            "worktrees directory": settings.worktrees_dir,
+            "state directory": settings.state_dir,
+            "runtime directory": settings.socket_path.parent,
+        }
+
+    async def refuse_mimir_data(self, root: Path, *, field: str) -> None:
+        """Raise invalid_params if ``root`` holds one of Mimir's directories or lies
+        inside one: copying it, or making worktrees of it, would feed Mimir's files
+        back into themselves (a home directory copied into its own worktrees
+        directory, until the path is too long or the disk is full).
+
+        Cancellation: nothing changes."""
+        found = await self.read_git(_mimir_dir_inside_or_around, root, self.mimir_dirs())
+        if found is not None:
+            what, path, holds = found
+            relation = "contains" if holds else "is inside"
+            raise InvalidParams(
+                f"{root} {relation} Mimir's {what} {path}; a project there would take in "
+                "Mimir's own files: use a directory that neither holds nor lies in it",
+                field=field,
+                detail={"mimir_dir": str(path)},
+            )
 
     # ---- reads ------------------------------------------------------------------
 
@@ -209,7 +307,7 @@ class Workspaces:
                 raise AlreadyExists(
                     f"{path} already exists; choose another path or remove it first", field="path"
                 )
-            worktrees.check_branch_name(root, branch)
+            worktrees.check_branch_name(branch)
             if worktrees.branch_exists(root, branch):
                 raise AlreadyExists(
                     f"branch {branch!r} already exists in {root}; choose another branch name",
@@ -218,17 +316,29 @@ class Workspaces:
 
         await self.read_git(check)
 
-    async def make_copy(self, root: Path, path: Path) -> None:
-        """Copy a project that is not a git repository to ``path`` (which must not exist).
+    async def make_copy(self, root: Path, path: Path, *, max_bytes: int) -> None:
+        """Copy a project that is not a git repository to ``path`` (which must not
+        exist, nor lie inside ``root``): at most ``max_bytes`` of files, else
+        invalid_state naming ``copy_max_bytes``, the size counted before anything is
+        written and again while copying.
 
         Cancellation: the copy runs to its end in its thread; the caller's intent
-        says the path is its own, so a copy cut short is removed when the intent
-        is settled (at once, or at the next start)."""
+        says the path is its own, so a copy cut short (or refused half-way) is
+        removed when the intent is settled (at once, or at the next start)."""
         try:
-            await self.git(shutil.copytree, root, path, symlinks=True)
+            await self.git(_bounded_copy, root, path, max_bytes)
         except FileExistsError:
             # Someone made it since the caller looked: it is not the copy's.
             raise AlreadyExists(f"{path} already exists", field="path") from None
+        except shutil.Error as exc:
+            failures: list[tuple[str, str, str]] = exc.args[0]
+            src, _dst, why = failures[0]
+            raise InvalidState(
+                f"could not copy {len(failures)} file(s) of {root}, such as {src}: {why}; "
+                "a private copy takes regular files, directories and symlinks only",
+                field="project",
+                detail={"path": src, "failures": len(failures)},
+            ) from None
 
     async def remove(
         self, row: SessionRow, *, force: bool, delete_branch: bool
