@@ -204,11 +204,12 @@ class Workspaces:
         return names.under_root(root, root / session_id, what="trash path", field="session")
 
     def mimir_dirs(self) -> dict[str, Path]:
-        """The directories that hold Mimir's own files, by what they are."""
+        """The directories that hold Mimir's own files, by what they are (the
+        worktrees directory first: it is usually inside the data directory)."""
         settings = self._settings
         return {
-            "data directory": settings.database_path.parent,
             "worktrees directory": settings.worktrees_dir,
+            "data directory": settings.database_path.parent,
             "state directory": settings.state_dir,
             "runtime directory": settings.socket_path.parent,
         }
