@@ -31,7 +31,7 @@ LOCATIONS = [
 ]
 
 #: Any text a client or an old database could hold (no surrogates: not UTF-8).
-ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=130)
+ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=130)
 #: Text made mostly of the characters that matter to paths and refs.
 NASTY_TEXT = st.lists(
     st.sampled_from([*"./-@{}~^:?*[\\ \t\n\x1b\x7fabcAB09_é", "..", ".lock", "HEAD", "refs/"]),
