@@ -14,8 +14,10 @@ Nothing here writes the database: the sessions owner records what happened.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,8 @@ GIT_THREADS: Final = 4
 #: Reads of git state (status, drift checks, diffs) at once: their own threads, so
 #: they never wait behind worktree creation.
 GIT_READ_THREADS: Final = 4
+#: How much of a file a private copy reads at a time.
+COPY_CHUNK_BYTES: Final = 1 << 20
 SNAPSHOT_REF_PREFIX: Final = "refs/mimir/snapshots/"
 ORPHAN_REF_PREFIX: Final = "refs/mimir/orphans/"
 
@@ -106,12 +110,22 @@ def _bounded_copy(root: Path, path: Path, max_bytes: int) -> None:
                 raise too_large(total)
     copied = 0
 
-    def copy_counted(src: str, dst: str) -> object:
+    def copy_counted(src: str, dst: str) -> str:
+        # Opened without following a symlink or blocking on a FIFO swapped in since
+        # the scan; read no further than the budget, however the file grows.
         nonlocal copied
-        copied += os.lstat(src).st_size
-        if copied > max_bytes:
-            raise too_large(copied)
-        return shutil.copy2(src, dst)
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as source:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", src)
+            with open(dst, "xb") as target:
+                while chunk := source.read(min(COPY_CHUNK_BYTES, max_bytes - copied + 1)):
+                    copied += len(chunk)
+                    if copied > max_bytes:
+                        raise too_large(copied)
+                    target.write(chunk)
+        shutil.copystat(src, dst)
+        return dst
 
     shutil.copytree(root, path, symlinks=True, copy_function=copy_counted)
 
@@ -332,11 +346,13 @@ class Workspaces:
             # Someone made it since the caller looked: it is not the copy's.
             raise AlreadyExists(f"{path} already exists", field="path") from None
         except shutil.Error as exc:
-            failures: list[tuple[str, str, str]] = exc.args[0]
-            src, _dst, why = failures[0]
+            # copytree gathers (src, dst, reason) for each file it could not copy (a
+            # FIFO, a socket, an unreadable file) and raises them together at the end.
+            failures = [f for f in (exc.args[0] if exc.args else ()) if isinstance(f, tuple)]
+            src, why = (str(failures[0][0]), str(failures[0][2])) if failures else (str(root), "")
             raise InvalidState(
-                f"could not copy {len(failures)} file(s) of {root}, such as {src}: {why}; "
-                "a private copy takes regular files, directories and symlinks only",
+                f"could not copy {len(failures) or 'some'} file(s) of {root}, such as {src}: "
+                f"{why}; a private copy takes regular files, directories and symlinks only",
                 field="project",
                 detail={"path": src, "failures": len(failures)},
             ) from None
