@@ -136,12 +136,12 @@ def branch_problem(name: str) -> str | None:
         return "it is '@' (git's shorthand for HEAD)"
     if name.startswith("refs/"):
         return "it starts with 'refs/' (the branch would be refs/heads/refs/...)"
-    if len(name) > MAX_BRANCH_LENGTH:
-        return f"it is longer than {MAX_BRANCH_LENGTH} characters"
     if any(
         len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES for part in name.split("/")
     ):
         return f"a '/'-separated part is longer than {MAX_COMPONENT_BYTES} bytes"
+    if len(name) > MAX_BRANCH_LENGTH:
+        return f"it is longer than {MAX_BRANCH_LENGTH} characters"
     return None
 
 
