@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import string
-import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
@@ -27,6 +26,7 @@ from typing import Any, Final, Literal, get_args
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from mimird import names
 from mimird.errors import InvalidParams
 from mimird.secrets import MASK
 
@@ -60,12 +60,12 @@ MAX_NAME_BYTES: Final = 255
 #: Components of one copy_files pattern (pathlib's glob recurses once or twice per component).
 MAX_PATTERN_PARTS: Final = 100
 MAX_TOKEN_BUDGET: Final = (1 << 63) - 1
+#: A private copy of a project that is not a git repository: at most this many bytes.
+DEFAULT_COPY_MAX_BYTES: Final = 1 << 30
+MAX_COPY_MAX_BYTES: Final = 1 << 40
 
 _NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SLUG_SEPARATORS: Final = re.compile(r"[^a-z0-9]+")
-#: Characters git refuses in a ref name (see git-check-ref-format(1)).
-_REF_FORBIDDEN: Final = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 #: Values that stand in for the placeholders when a template is checked.
 _SAMPLE_VALUES: Final = {
     "slug": "fix-the-bug",
@@ -118,6 +118,8 @@ class ConfigLayer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     #: Run with ``/bin/sh -c`` in each new worktree; None: nothing to run.
     setup_command: str | UnsetType | None = UNSET
     copy_files: list[str] | UnsetType = UNSET
+    #: The most a private copy (a project that is not a git repository) may hold.
+    copy_max_bytes: int | UnsetType = UNSET
 
 
 #: Every key, in the order they are documented.
@@ -138,6 +140,7 @@ def builtin_layer() -> ConfigLayer:
         worktree_location=DEFAULT_WORKTREE_LOCATION,
         setup_command=None,
         copy_files=[],
+        copy_max_bytes=DEFAULT_COPY_MAX_BYTES,
     )
 
 
@@ -258,7 +261,7 @@ def _parse_prompt_templates(key: str, value: Any) -> dict[str, str]:
 
 def _parse_branch_template(key: str, value: Any) -> str:
     template = _template(key, value)
-    if problem := _ref_name_problem(template.format_map(_SAMPLE_VALUES)):
+    if problem := names.branch_problem(template.format_map(_SAMPLE_VALUES)):
         raise _Invalid(key, f"does not make a valid git branch name: {problem}")
     if problem := _long_name_problem(template):
         raise _Invalid(key, problem)
@@ -318,6 +321,14 @@ def _parse_copy_files(key: str, value: Any) -> list[str]:
     return patterns
 
 
+def _parse_copy_max_bytes(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _Invalid(key, f"expected a whole number of bytes, got {_kind(value)}")
+    if not 1 <= value <= MAX_COPY_MAX_BYTES:
+        raise _Invalid(key, f"must be between 1 and {MAX_COPY_MAX_BYTES} (1 TiB)")
+    return value
+
+
 def _glob_problem(pattern: str) -> str | None:
     """Why ``Path.glob`` would fail on ``pattern`` rather than match files, or None."""
     parts = [part for part in pattern.split("/") if part not in ("", ".")]
@@ -346,6 +357,7 @@ _PARSERS: Final[dict[str, Callable[[str, Any], Any]]] = {
     "worktree_location": _parse_worktree_location,
     "setup_command": _parse_setup_command,
     "copy_files": _parse_copy_files,
+    "copy_max_bytes": _parse_copy_max_bytes,
 }
 
 
@@ -440,21 +452,6 @@ def _template_problem(template: str) -> str | None:
     return None
 
 
-def _ref_name_problem(name: str) -> str | None:
-    """Why git would refuse ``name`` as a branch name (git-check-ref-format), or None."""
-    if not name or name == "@":
-        return "it is empty or '@'"
-    if match := _REF_FORBIDDEN.search(name):
-        return f"it contains {match.group()!r}"
-    if name.startswith(("-", "/")) or name.endswith(("/", ".")):
-        return "it starts with '-' or '/', or ends with '/' or '.'"
-    if ".." in name or "//" in name or "@{" in name:
-        return "it contains '..', '//' or '@{'"
-    if any(part.startswith(".") or part.endswith(".lock") for part in name.split("/")):
-        return "a component starts with '.' or ends with '.lock'"
-    return None
-
-
 def render_template(template: str, **values: str) -> str:
     """Fill ``branch_template`` or ``worktree_location``: ``{slug}``, ``{short_id}``,
     ``{id}``, ``{project}``, ``{date}`` (YYYYMMDD); ``{{``/``}}`` are literal braces.
@@ -467,25 +464,6 @@ def render_template(template: str, **values: str) -> str:
         if field is not None and field not in values:
             raise InvalidParams(f"template {template!r}: no value for placeholder {{{field}}}")
     return template.format_map(values)
-
-
-def slugify(text: str, max_length: int = 40) -> str:
-    """A short ASCII name for branches and directories: "Fix the login bug!" ->
-    "fix-the-login-bug". Accents are dropped ("Café" -> "cafe"), other characters
-    become hyphens; a long text is cut at a word boundary when one is near; a text
-    with nothing usable gives "session"."""
-    if max_length < 1:
-        raise ValueError(f"max_length must be at least 1, not {max_length}")
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    ascii_text = decomposed.encode("ascii", "ignore").decode("ascii")
-    slug = _SLUG_SEPARATORS.sub("-", ascii_text).strip("-")
-    if len(slug) > max_length:
-        cut = slug[:max_length]
-        boundary = cut.rfind("-")
-        if slug[max_length] != "-" and boundary >= max_length // 2:
-            cut = cut[:boundary]
-        slug = cut.strip("-")
-    return slug or "session"
 
 
 # ---- merging ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import git
 import msgspec
 import sqlalchemy as sa
 
+from mimird import names
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, NotFound
 from mimird.ids import is_id
 from mimird.policy import keep_masked_secrets, mask_config
@@ -103,6 +104,13 @@ def inspect_path(text: str) -> Inspected:
     return Inspected(root=root, is_git=True, type=detect_type(root))
 
 
+def default_name(root: Path) -> str:
+    """A new project's name when none is given: its directory's name, or that
+    name's slug when it breaks the rule for project names (``.dotfiles``, ``-x``)."""
+    name = root.name or "root"
+    return name if names.project_name_problem(name) is None else names.path_slug(name)
+
+
 # ---- database functions (sync, run by the store in a worker thread) ---------------
 
 # Deleted sessions are history (their work is in snapshot refs): not counted. A
@@ -188,7 +196,7 @@ def insert_project(
             id=existing.id,
         )
     if name is None:
-        name = inspected.root.name or "root"
+        name = default_name(inspected.root)
     _check_name_free(conn, name)
     now = utc_now()
     conn.execute(

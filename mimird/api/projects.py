@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 import trio
 
-from mimird import policy, projects
+from mimird import names, policy, projects
 from mimird.api.methods import MethodTable
 from mimird.api.sessions import SessionService
 from mimird.rpc.registry import CallContext, Registry
@@ -31,7 +31,7 @@ INSPECT_THREADS = 4
 
 
 class ProjectService:
-    def __init__(self, store: Store, sessions: SessionService | None = None) -> None:
+    def __init__(self, store: Store, sessions: SessionService) -> None:
         self._store = store
         self._sessions = sessions
         self._inspect_limiter = trio.CapacityLimiter(INSPECT_THREADS)
@@ -53,10 +53,13 @@ class ProjectService:
         errors=(ErrorCode.ALREADY_EXISTS,),
     )
     async def add(self, ctx: CallContext, params: ProjectAddParams) -> Project:
+        if params.name is not msgspec.UNSET:
+            names.check_project_name(params.name)
         policy.parse_layer(params.config, "project")
         inspected = await trio.to_thread.run_sync(
             projects.inspect_path, params.path, limiter=self._inspect_limiter
         )
+        await self._sessions.workspaces.refuse_mimir_data(inspected.root, field="path")
         return await self._store.write(
             lambda conn: projects.insert_project(
                 conn,
@@ -100,6 +103,8 @@ class ProjectService:
         errors=(ErrorCode.NOT_FOUND, ErrorCode.ALREADY_EXISTS),
     )
     async def update(self, ctx: CallContext, params: ProjectUpdateParams) -> Project:
+        if params.name is not msgspec.UNSET:
+            names.check_project_name(params.name)
         if params.config is not msgspec.UNSET:
             policy.parse_layer(params.config, "project")
         changes = {
@@ -123,7 +128,7 @@ class ProjectService:
         errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
     )
     async def remove(self, ctx: CallContext, params: ProjectRemoveParams) -> ProjectRemoved:
-        if params.force and self._sessions is not None:
+        if params.force:
             # Forced removal still keeps invariant 4: each session's work is
             # snapshotted and its worktree removed first; a failure stops here.
             project = await self._store.read(projects.get_project, params.project)

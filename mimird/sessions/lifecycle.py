@@ -22,7 +22,7 @@ import msgspec
 import structlog
 import trio
 
-from mimird import journal, policy
+from mimird import journal, names, policy
 from mimird.agents.manager import AgentManager
 from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError, StorageError
@@ -145,6 +145,8 @@ class Sessions:
         exists): either way row and disk agree. A crash in between is rolled back
         at the next start (see :mod:`.settle`). During the setup command, see
         :meth:`.setup.SetupCommands.run`."""
+        if params.branch is not msgspec.UNSET:
+            names.check_branch(params.branch)
         project: Project = await self._store.read(get_project, params.project)
         if project.archived:
             raise InvalidState(
@@ -156,10 +158,10 @@ class Sessions:
         session_id = self._store.ids.new()
         first_line = params.task.strip().splitlines()[0] if params.task.strip() else ""
         placeholders = {
-            "slug": policy.slugify(params.title or first_line),
+            "slug": names.slugify(params.title or first_line),
             "short_id": session_id[-SHORT_ID_LENGTH:],
             "id": session_id,
-            "project": project.name,
+            "project": names.path_slug(project.name),
             "date": dt.datetime.now(dt.UTC).strftime("%Y%m%d"),
         }
         kind = (
@@ -249,7 +251,7 @@ class Sessions:
                 )
             base_commit = state.head_commit
             base_ref = state.branch or state.head_commit
-        branch = (
+        branch = names.check_branch(
             params.branch
             if params.branch is not msgspec.UNSET
             else policy.render_template(effective.values["branch_template"], **placeholders)
@@ -308,6 +310,7 @@ class Sessions:
     ) -> SessionRow:
         path = self.workspaces.path_for(effective, placeholders)
         values.update(workspace_path=str(path))
+        await self.workspaces.refuse_mimir_data(root, field="project")
         if await trio.Path(path).exists():
             raise AlreadyExists(f"{path} already exists", field="path")
         intent = await self._begin(
@@ -316,7 +319,9 @@ class Sessions:
             {"kind": "private", "root": str(root), "path": str(path), "values": values},
         )
         try:
-            await self.workspaces.make_copy(root, path)
+            await self.workspaces.make_copy(
+                root, path, max_bytes=effective.values["copy_max_bytes"]
+            )
         except AlreadyExists:
             # Nothing was copied, and what is at the path is someone else's.
             await self._forget(intent)

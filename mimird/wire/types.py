@@ -64,7 +64,10 @@ ProjectName = Annotated[
         min_length=1,
         max_length=128,
         pattern=r"^[^/\s](?:[^/]*[^/\s])?$",
-        description="Unique project name: no '/', no leading or trailing whitespace.",
+        description=(
+            "Unique project name: printable, no '/', not starting with '.' or '-', no "
+            "leading or trailing whitespace (the daemon checks what a pattern cannot)."
+        ),
     ),
 ]
 ProjectRef = Annotated[

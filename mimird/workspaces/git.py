@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, Final
 import git
 
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError, NotFound
+from mimird.names import ref_problem
 
 #: Snapshots live under this prefix; refusing any other keeps a caller's mistake
 #: from ever moving a branch or a tag.
@@ -376,23 +377,11 @@ def resolve_commit(root: Path, ref: str) -> str:
     )
 
 
-def check_branch_name(root: Path, name: str) -> None:
-    """Raise InvalidParams unless ``name`` is a valid new branch name, taken literally."""
-    problem = (
-        "empty"
-        if not name
-        else "it starts with '-'"
-        if name.startswith("-")
-        else "it contains a NUL byte"
-        if "\0" in name
-        else None
-    )
-    if problem is None:
-        status, out, _ = _run(root, ["check-ref-format", "--branch", name])
-        # `--branch` expands `@{-1}` and friends; a session's branch name is literal.
-        if status != 0 or out.strip() != name:
-            problem = "git check-ref-format --branch rejects it"
-    if problem is not None:
+def check_branch_name(name: str) -> None:
+    """Raise InvalidParams unless git takes ``name`` as a branch name, literally
+    (``git check-ref-format --branch``, checked in Python: :func:`mimird.names.ref_problem`).
+    A new session's branch is held to Mimir's stricter rule before it gets here."""
+    if problem := ref_problem(name):
         raise InvalidParams(
             f"{name!r} is not a valid branch name ({problem}); use letters, digits and "
             "'/', '-', '_', '.', without spaces, '..', '~', '^', ':', '?', '*', '[' or '@{'",
@@ -425,7 +414,7 @@ def add_worktree(root: Path, path: Path, branch: str, base_commit: str) -> None:
         raise AlreadyExists(
             f"{path} already exists; choose another path or remove it first", field="path"
         )
-    check_branch_name(root, branch)
+    check_branch_name(branch)
     if branch_exists(root, branch):
         raise AlreadyExists(
             f"branch {branch!r} already exists in {root}; choose another branch name",
@@ -882,7 +871,7 @@ def restore_worktree(root: Path, path: Path, *, branch: str, snapshot_commit: st
         raise AlreadyExists(
             f"{path} already exists; move it away before restoring the session", field="path"
         )
-    check_branch_name(root, branch)
+    check_branch_name(branch)
     saved = _read_saved(root, snapshot_commit)
     if branch_exists(root, branch):
         new_branch = None

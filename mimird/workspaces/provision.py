@@ -13,8 +13,11 @@ Nothing here writes the database: the sessions owner records what happened.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +25,9 @@ from typing import Any, Final, TypeVar
 
 import trio
 
-from mimird import policy
+from mimird import names, policy
 from mimird.config import Settings
-from mimird.errors import AlreadyExists, InvalidState, MimirError
+from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError
 from mimird.sessions.records import SessionRow
 from mimird.sessions.states import FOREIGN_WORKSPACE, USABLE_WORKSPACE
 from mimird.wire import events
@@ -38,6 +41,8 @@ GIT_THREADS: Final = 4
 #: Reads of git state (status, drift checks, diffs) at once: their own threads, so
 #: they never wait behind worktree creation.
 GIT_READ_THREADS: Final = 4
+#: How much of a file a private copy reads at a time.
+COPY_CHUNK_BYTES: Final = 1 << 20
 SNAPSHOT_REF_PREFIX: Final = "refs/mimir/snapshots/"
 ORPHAN_REF_PREFIX: Final = "refs/mimir/orphans/"
 
@@ -48,6 +53,81 @@ _DRIFT_HINTS: Final = {
     "move it away, then 'session repair' re-creates the worktree",
     "removed": "its worktree was removed; 'session restore' brings it back",
 }
+
+
+def _fixed_start(template: str) -> Path:
+    """The leading directories of an absolute ``worktree_location`` that no
+    placeholder fills: the root its paths must stay under."""
+    fixed: list[str] = []
+    for part in template.split("/"):
+        if "{" in part or "}" in part or part in (".", ".."):
+            break
+        fixed.append(part)
+    return Path("/".join(fixed) or "/")
+
+
+def _mimir_dir_inside_or_around(
+    root: Path, mimir_dirs: dict[str, Path]
+) -> tuple[str, Path, bool] | None:
+    """The first of Mimir's directories that ``root`` holds (True) or lies in
+    (False), or None. Sync: symlinks are resolved, so run it in a thread."""
+    resolved = root.resolve()
+    for what, path in mimir_dirs.items():
+        mine = path.resolve()
+        if mine.is_relative_to(resolved):
+            return what, mine, True
+        if resolved.is_relative_to(mine):
+            return what, mine, False
+    return None
+
+
+def _bounded_copy(root: Path, path: Path, max_bytes: int) -> None:
+    """``shutil.copytree`` of ``root`` to ``path`` (symlinks copied as links), refused
+    with invalid_state when the files add up to more than ``max_bytes``: first by a
+    scan that writes nothing, then while copying (a file may grow in between)."""
+    if path.resolve().is_relative_to(root.resolve()):
+        raise InvalidParams(
+            f"the private copy's path {path} lies inside the project {root} it copies; "
+            "set worktree_location to a place outside the project",
+            field="config.worktree_location",
+        )
+
+    def too_large(size: int) -> InvalidState:
+        return InvalidState(
+            f"{root} holds more than copy_max_bytes ({max_bytes} bytes) for a private copy "
+            f"(at least {size}); raise copy_max_bytes in the project's or session's config, "
+            "make the project a git repository (worktrees copy nothing), or use 'in_place'",
+            field="copy_max_bytes",
+            detail={"limit": max_bytes, "size_at_least": size},
+        )
+
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            with contextlib.suppress(OSError):  # gone, or unreadable: the copy reports it
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            if total > max_bytes:
+                raise too_large(total)
+    copied = 0
+
+    def copy_counted(src: str, dst: str) -> str:
+        # Opened without following a symlink or blocking on a FIFO swapped in since
+        # the scan; read no further than the budget, however the file grows.
+        nonlocal copied
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as source:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", src)
+            with open(dst, "xb") as target:
+                while chunk := source.read(min(COPY_CHUNK_BYTES, max_bytes - copied + 1)):
+                    copied += len(chunk)
+                    if copied > max_bytes:
+                        raise too_large(copied)
+                    target.write(chunk)
+        shutil.copystat(src, dst)
+        return dst
+
+    shutil.copytree(root, path, symlinks=True, copy_function=copy_counted)
 
 
 def snapshot_ref(session_id: str) -> str:
@@ -123,15 +203,48 @@ class Workspaces:
 
     def path_for(self, effective: policy.Effective, placeholders: dict[str, str]) -> Path:
         """Where a new session's workspace goes: worktree_location, under the
-        worktrees directory unless absolute."""
-        location = Path(
-            policy.render_template(effective.values["worktree_location"], **placeholders)
+        worktrees directory unless absolute (then under the template's fixed start);
+        invalid_params if the names filled in would lead it out."""
+        template: str = effective.values["worktree_location"]
+        location = Path(policy.render_template(template, **placeholders))
+        root = _fixed_start(template) if location.is_absolute() else self._settings.worktrees_dir
+        return names.under_root(
+            root, root / location, what="workspace path", field="config.worktree_location"
         )
-        return location if location.is_absolute() else self._settings.worktrees_dir / location
 
     def trash(self, session_id: str) -> Path:
         """Where a deleted session's private copy is kept for restore."""
-        return self._settings.state_dir / "trash" / session_id
+        root = self._settings.state_dir / "trash"
+        return names.under_root(root, root / session_id, what="trash path", field="session")
+
+    def mimir_dirs(self) -> dict[str, Path]:
+        """The directories that hold Mimir's own files, by what they are (the
+        worktrees directory first: it is usually inside the data directory)."""
+        settings = self._settings
+        return {
+            "worktrees directory": settings.worktrees_dir,
+            "data directory": settings.database_path.parent,
+            "state directory": settings.state_dir,
+            "runtime directory": settings.socket_path.parent,
+        }
+
+    async def refuse_mimir_data(self, root: Path, *, field: str) -> None:
+        """Raise invalid_params if ``root`` holds one of Mimir's directories or lies
+        inside one: copying it, or making worktrees of it, would feed Mimir's files
+        back into themselves (a home directory copied into its own worktrees
+        directory, until the path is too long or the disk is full).
+
+        Cancellation: nothing changes."""
+        found = await self.read_git(_mimir_dir_inside_or_around, root, self.mimir_dirs())
+        if found is not None:
+            what, path, holds = found
+            relation = "contains" if holds else "is inside"
+            raise InvalidParams(
+                f"{root} {relation} Mimir's {what} {path}; a project there would take in "
+                "Mimir's own files: use a directory that neither holds nor lies in it",
+                field=field,
+                detail={"mimir_dir": str(path)},
+            )
 
     # ---- reads ------------------------------------------------------------------
 
@@ -209,7 +322,7 @@ class Workspaces:
                 raise AlreadyExists(
                     f"{path} already exists; choose another path or remove it first", field="path"
                 )
-            worktrees.check_branch_name(root, branch)
+            worktrees.check_branch_name(branch)
             if worktrees.branch_exists(root, branch):
                 raise AlreadyExists(
                     f"branch {branch!r} already exists in {root}; choose another branch name",
@@ -218,17 +331,31 @@ class Workspaces:
 
         await self.read_git(check)
 
-    async def make_copy(self, root: Path, path: Path) -> None:
-        """Copy a project that is not a git repository to ``path`` (which must not exist).
+    async def make_copy(self, root: Path, path: Path, *, max_bytes: int) -> None:
+        """Copy a project that is not a git repository to ``path`` (which must not
+        exist, nor lie inside ``root``): at most ``max_bytes`` of files, else
+        invalid_state naming ``copy_max_bytes``, the size counted before anything is
+        written and again while copying.
 
         Cancellation: the copy runs to its end in its thread; the caller's intent
-        says the path is its own, so a copy cut short is removed when the intent
-        is settled (at once, or at the next start)."""
+        says the path is its own, so a copy cut short (or refused half-way) is
+        removed when the intent is settled (at once, or at the next start)."""
         try:
-            await self.git(shutil.copytree, root, path, symlinks=True)
+            await self.git(_bounded_copy, root, path, max_bytes)
         except FileExistsError:
             # Someone made it since the caller looked: it is not the copy's.
             raise AlreadyExists(f"{path} already exists", field="path") from None
+        except shutil.Error as exc:
+            # copytree gathers (src, dst, reason) for each file it could not copy (a
+            # FIFO, a socket, an unreadable file) and raises them together at the end.
+            failures = [f for f in (exc.args[0] if exc.args else ()) if isinstance(f, tuple)]
+            src, why = (str(failures[0][0]), str(failures[0][2])) if failures else (str(root), "")
+            raise InvalidState(
+                f"could not copy {len(failures) or 'some'} file(s) of {root}, such as {src}: "
+                f"{why}; a private copy takes regular files, directories and symlinks only",
+                field="project",
+                detail={"path": src, "failures": len(failures)},
+            ) from None
 
     async def remove(
         self, row: SessionRow, *, force: bool, delete_branch: bool

@@ -16,6 +16,7 @@ import pytest
 
 from mimird.config import Overrides, Settings, load_settings
 from mimird.errors import ConfigError, InvalidParams
+from mimird.names import slugify
 from mimird.policy import (
     DEFAULT_BRANCH_TEMPLATE,
     DEFAULT_WORKTREE_LOCATION,
@@ -32,7 +33,6 @@ from mimird.policy import (
     mask_config,
     parse_layer,
     render_template,
-    slugify,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -79,6 +79,8 @@ VALID: list[tuple[str, Any]] = [
     ("setup_command", None),
     ("copy_files", []),
     ("copy_files", [".env", "config/*.local.toml", "**/.envrc"]),
+    ("copy_max_bytes", 1),
+    ("copy_max_bytes", 1 << 40),
 ]
 
 
@@ -113,6 +115,7 @@ def test_builtin_layer_sets_every_key_to_the_documented_default() -> None:
         "worktree_location": "{project}/{slug}-{short_id}",
         "setup_command": None,
         "copy_files": [],
+        "copy_max_bytes": 1 << 30,
     }
 
 
@@ -180,6 +183,12 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"copy_files": ["/etc/passwd"]}, "copy_files.0", "absolute"),
     ({"copy_files": ["../secrets/*"]}, "copy_files.0", "'..'"),
     ({"copy_files": ["a/../../b"]}, "copy_files.0", "'..'"),
+    ({"branch_template": "refs/heads/{slug}"}, "branch_template", "starts with 'refs/'"),
+    ({"branch_template": "-{slug}"}, "branch_template", "starts with '-'"),
+    ({"copy_max_bytes": 0}, "copy_max_bytes", "between 1 and"),
+    ({"copy_max_bytes": (1 << 40) + 1}, "copy_max_bytes", "between 1 and"),
+    ({"copy_max_bytes": 1.5}, "copy_max_bytes", "got a number"),
+    ({"copy_max_bytes": None}, "copy_max_bytes", "got null"),
 ]
 
 

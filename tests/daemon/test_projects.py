@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from mimird.wire.errors import ErrorCode
-from tests.support.helpers import InProcessDaemon, TrioClient, git, make_repo
+from tests.support.helpers import DaemonDirs, InProcessDaemon, TrioClient, git, make_repo
 
 CALL_TIMEOUT_S: Final = 10
 
@@ -261,6 +261,20 @@ async def test_an_added_project_is_returned_by_get_as_added(
     assert await call(client, "project.get", {"project": project["id"]}) == project
 
 
+#: Names that would escape a directory, pass for an option, or rewrite a terminal.
+HOSTILE_NAMES: Final = [
+    pytest.param("..", id="dot-dot"),
+    pytest.param(".", id="dot"),
+    pytest.param(".hidden", id="leading-dot"),
+    pytest.param("-rf", id="leading-dash"),
+    pytest.param("a\nb", id="newline"),
+    pytest.param("a\0b", id="nul"),
+    pytest.param("a\x1b]0;owned\x07b", id="esc"),
+    pytest.param("a\u202eb", id="bidi-override"),
+    pytest.param("a\x7fb", id="del"),
+]
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -270,6 +284,7 @@ async def test_an_added_project_is_returned_by_get_as_added(
         pytest.param("trailing ", id="trailing-space"),
         pytest.param("\tx", id="leading-tab"),
         pytest.param("x" * 129, id="too-long"),
+        *HOSTILE_NAMES,
     ],
 )
 async def test_an_invalid_name_is_invalid_params(
@@ -288,6 +303,42 @@ async def test_a_name_with_inner_spaces_and_unicode_is_accepted(
         client, make_repo(tmp_path / "repo", {}, commit=False), name="Mímir — the well"
     )
     assert project["name"] == "Mímir — the well"
+
+
+async def test_a_directory_name_that_breaks_the_rule_gives_its_slug_as_default_name(
+    client: TrioClient, tmp_path: Path
+) -> None:
+    project = await add(client, make_dir(tmp_path / ".Dot Files"))
+    assert project["name"] == "dot-files"
+
+
+# ---- project.add: refusals --------------------------------------------------------
+
+
+async def test_a_directory_holding_the_daemons_directories_is_refused(
+    client: TrioClient, dirs: DaemonDirs
+) -> None:
+    # The daemon's data, state and runtime directories live in dirs.root, as Mimir's
+    # live in a home directory: registering it would copy them into themselves.
+    error = await rejected(client, "project.add", {"path": str(dirs.root)})
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+    assert error["data"]["field"] == "path"
+    assert "contains Mimir's" in error["message"]
+    assert error["data"]["detail"]["mimir_dir"] in {
+        str(d.resolve()) for d in (dirs.data, dirs.data / "worktrees", dirs.state, dirs.runtime)
+    }
+
+
+@pytest.mark.parametrize("inside", ["data", "state", "data/worktrees"])
+async def test_a_directory_inside_the_daemons_directories_is_refused(
+    client: TrioClient, dirs: DaemonDirs, inside: str
+) -> None:
+    nested = make_repo(dirs.root / inside / "nested", {}, commit=False)
+    error = await rejected(client, "project.add", {"path": str(nested)})
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+    assert error["data"]["field"] == "path"
+    assert "is inside Mimir's" in error["message"]
+    assert error["data"]["detail"]["mimir_dir"] == str((dirs.root / inside).resolve())
 
 
 # ---- project.add: refusals --------------------------------------------------------
@@ -599,11 +650,12 @@ async def test_update_to_a_taken_name_is_already_exists_and_changes_nothing(
     assert await call(client, "project.get", {"project": project["id"]}) == project
 
 
+@pytest.mark.parametrize("name", [pytest.param("a/b", id="slash"), *HOSTILE_NAMES])
 async def test_update_to_an_invalid_name_is_invalid_params_and_changes_nothing(
-    client: TrioClient, tmp_path: Path
+    client: TrioClient, tmp_path: Path, name: str
 ) -> None:
     project = await add(client, make_repo(tmp_path / "repo", {}, commit=False))
-    error = await rejected(client, "project.update", {"project": project["id"], "name": "a/b"})
+    error = await rejected(client, "project.update", {"project": project["id"], "name": name})
     assert error["code"] == ErrorCode.INVALID_PARAMS
     assert error["data"]["field"] == "name"
     assert await call(client, "project.get", {"project": project["id"]}) == project

@@ -232,12 +232,12 @@ def test_a_repository_without_commits_says_so(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["a..b", "-x", "has space", "ends.lock", "@{-1}", "HEAD", ""])
 def test_invalid_branch_names_are_rejected(repo: Path, name: str) -> None:
     with pytest.raises(InvalidParams) as caught:
-        check_branch_name(repo, name)
+        check_branch_name(name)
     assert caught.value.field == "branch"
 
 
 def test_a_valid_branch_name_passes_and_branch_exists_sees_branches(repo: Path) -> None:
-    check_branch_name(repo, "mimir/fix-login_2")
+    check_branch_name("mimir/fix-login_2")
     assert branch_exists(repo, "main")
     assert not branch_exists(repo, "mimir/fix-login_2")
 
