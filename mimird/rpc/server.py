@@ -207,6 +207,16 @@ class _Sender:
             else:
                 self._busy = False
 
+    async def close(self) -> None:
+        """Let the write in progress (and those already waiting) finish, then take
+        the turn for good: a connection that ends after its client's EOF never cuts
+        a message in the middle of its line. What a writer starts later waits, and
+        ends with the connection, unwritten. The stall watch still bounds the wait."""
+        if self._busy or self._waiting:
+            await self._waiting.park()
+        else:
+            self._busy = True
+
     async def _write_in_pieces(self, data: bytes) -> None:
         # So that a client reading a long answer slowly but steadily is not taken
         # for one that stopped: the clock runs from the last piece the kernel took.
@@ -432,6 +442,7 @@ class RpcServer:
                 # ExceptionGroup (with Cancelled too at shutdown, escaping to run_daemon).
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await self._read_loop(reader, sender, inflight, handlers, ctx)
+            await sender.close()  # the subscriptions' message in progress goes out whole
             connection.cancel_scope.cancel()
 
     async def _read_loop(

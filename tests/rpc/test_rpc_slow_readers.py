@@ -1,5 +1,6 @@
 """The write-stall clock (issue 10): a client that reads a large answer slowly but
-steadily is served in full; one that stops reading is disconnected.
+steadily is served in full; one that stops reading is disconnected. A client that
+ends its side while a notification is being written still gets it whole.
 
 The RPC server on its own, on a real socket, with a method that answers with a
 large string (cheaper to make than a large session)."""
@@ -35,6 +36,17 @@ async def large(ctx: CallContext, params: LargeParams) -> str:
     return "x" * params.size
 
 
+async def notify_large(ctx: CallContext, params: LargeParams) -> None:
+    """Answer, then send one notification of ``size`` bytes from a task of the
+    connection's own (as a subscription does)."""
+    connection, after = ctx.connection, ctx.after_response
+    assert connection is not None and after is not None
+    notification = msgspec.json.encode(
+        {"jsonrpc": "2.0", "method": "test.note", "params": {"text": "y" * params.size}}
+    )
+    after.append(lambda: connection.nursery.start_soon(connection.send_many, [notification]))
+
+
 class NoAudit:
     async def record(self, *args: Any, **kwargs: Any) -> None:
         raise AssertionError("no test method is mutating")
@@ -44,6 +56,9 @@ class NoAudit:
 async def served(dirs: DaemonDirs) -> AsyncIterator[tuple[RpcServer, Path]]:
     registry = Registry()
     registry.add("test.large", large, params=LargeParams, result=str, summary="a large answer")
+    registry.add(
+        "test.notify_large", notify_large, params=LargeParams, result=None, summary="a large note"
+    )
     dirs.runtime.mkdir(mode=0o700, parents=True)
     path = dirs.runtime / "test.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -108,3 +123,26 @@ async def test_a_client_that_stops_reading_a_large_answer_is_disconnected(
             while data := await client.stream.receive_some(1 << 20):
                 received += data
     assert not received.endswith(b"\n")
+
+
+async def test_a_notification_being_written_when_the_client_ends_its_side_goes_out_whole(
+    served: tuple[RpcServer, Path],
+) -> None:
+    _, path = served
+    size = 4 << 20  # far more than the socket holds: the write is in progress at the EOF
+    frame = msgspec.json.encode(
+        {"jsonrpc": "2.0", "id": 1, "method": "test.notify_large", "params": {"size": size}}
+    )
+    received = bytearray()
+    with trio.fail_after(DEADLINE_S):
+        async with TrioClient.connect(path) as client:
+            await client.send_line(frame)
+            while received.count(b"\n") < 1 or received.endswith(b"\n"):
+                received += await client.stream.receive_some(READ_BYTES)  # the note began
+            await client.stream.send_eof()
+            while data := await client.stream.receive_some(1 << 20):
+                received += data
+    answer, note, rest = bytes(received).split(b"\n")
+    assert msgspec.json.decode(answer)["result"] is None
+    assert msgspec.json.decode(note)["params"]["text"] == "y" * size
+    assert rest == b""
