@@ -40,7 +40,8 @@ async def notify_large(ctx: CallContext, params: LargeParams) -> None:
     """Answer, then send one notification of ``size`` bytes from a task of the
     connection's own (as a subscription does)."""
     connection, after = ctx.connection, ctx.after_response
-    assert connection is not None and after is not None
+    assert connection is not None
+    assert after is not None
     notification = msgspec.json.encode(
         {"jsonrpc": "2.0", "method": "test.note", "params": {"text": "y" * params.size}}
     )

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mimird import names, policy
@@ -168,13 +168,15 @@ def git_accepts_branch(repo: Path, name: str) -> bool:
         check=False,
         timeout=GIT_TIMEOUT_S,
     )
-    return done.returncode == 0 and done.stdout.strip() == name
+    # Only git's newline comes off: str.strip() would take a name's own U+0085 too.
+    return done.returncode == 0 and done.stdout.removesuffix("\n") == name
 
 
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(name=st.one_of(NASTY_TEXT, ANY_TEXT.filter(lambda text: "\0" not in text)))
+@example(name="\x85")  # NEL: str.strip() takes it, git does not
 def test_ref_problem_agrees_with_git_check_ref_format(repo: Path, name: str) -> None:
     assert (names.ref_problem(name) is None) == git_accepts_branch(repo, name), name
 
