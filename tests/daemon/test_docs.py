@@ -352,3 +352,30 @@ def test_every_event_kind_is_in_the_event_table_with_its_data_fields(
         fields = [field.encode_name for field in msgspec.structs.fields(data_type)]
         missing = [name for name in fields if f"`{name}`" not in rows[kind][2]]
         assert not missing, f"{kind}: data fields not in its row of 'Event kinds': {missing}"
+
+
+SECURITY_DOC = API_DOC.with_name("security.md")
+
+
+def test_every_test_the_threat_model_names_exists() -> None:
+    """docs/security.md names the tests that hold each line: `tests/x.py`, then
+    `::name` (in the file last named, or `tests/x.py::name`). Each must exist."""
+    root = API_DOC.parents[1]
+    text = SECURITY_DOC.read_text()
+    current: Path | None = None
+    missing = []
+    named = 0
+    for match in re.finditer(r"`(tests/[\w/]+\.py)?(?:::(\w+))?[^`]*`", text):
+        path, name = match.groups()
+        if path:
+            current = root / path
+            if not current.is_file():
+                missing.append(path)
+                continue
+        if name:
+            assert current is not None, f"::{name} before any test file"
+            named += 1
+            if not re.search(rf"^(async )?def {name}\(", current.read_text(), re.M):
+                missing.append(f"{current.relative_to(root)}::{name}")
+    assert named > 20  # the pattern still finds the names
+    assert not missing, f"docs/security.md names tests that do not exist: {missing}"
