@@ -30,8 +30,10 @@ from tests.support.agents import (
     AgentWorld,
     Client,
     agent_world,
+    event_data,
     new_session,
     received,
+    workspace_of,
     write_config,
 )
 from tests.support.helpers import DaemonDirs, make_repo, rpc, start_daemon_process
@@ -97,16 +99,6 @@ def answers(world: AgentWorld) -> dict[Any, dict[str, Any]]:
     return {m["id"]: m for m in received(world) if "id" in m and "method" not in m}
 
 
-async def events(c: Client, session_id: str, kind: str) -> list[dict[str, Any]]:
-    found = (await c.call("session.events", {"session": session_id, "kind": kind}))["events"]
-    return [e["data"] for e in found]
-
-
-async def workspace(c: Client, session_id: str) -> Path:
-    session = await c.call("session.get", {"session": session_id})
-    return Path(session["workspace"]["path"])
-
-
 @contextlib.asynccontextmanager
 async def released(fifo: Path) -> AsyncIterator[None]:
     """Whatever the test finds, no reader stays blocked on the FIFO (a daemon without
@@ -136,7 +128,7 @@ async def test_fifo_reads_past_the_thread_limit_stall_neither_the_daemon_nor_oth
     steps.append({"do": "await", "ids": [f"r{i}" for i in range(MANY)]})
     async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
-        fifo = await workspace(c, session_id) / "fifo"
+        fifo = await workspace_of(c, session_id) / "fifo"
         os.mkfifo(fifo)
         async with released(fifo):
             with trio.fail_after(HANG_GUARD_S):
@@ -163,7 +155,7 @@ async def test_fifo_reads_past_the_thread_limit_stall_neither_the_daemon_nor_oth
             error = got[f"r{i}"]["error"]
             assert error["code"] == ErrorCode.INVALID_PARAMS
             assert "fifo is a named pipe (FIFO)" in error["message"]
-        refused = await events(c, session_id, "file_refused")
+        refused = await event_data(c, session_id, "file_refused")
         assert len(refused) == MANY
         assert all(r["op"] == "read" and r["path"] == "fifo" for r in refused)
 
@@ -171,7 +163,7 @@ async def test_fifo_reads_past_the_thread_limit_stall_neither_the_daemon_nor_oth
 async def test_stop_answers_while_the_agent_reads_a_fifo(dirs: DaemonDirs) -> None:
     async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
-        fifo = await workspace(c, session_id) / "fifo"
+        fifo = await workspace_of(c, session_id) / "fifo"
         os.mkfifo(fifo)
         async with released(fifo):
             with trio.fail_after(HANG_GUARD_S):
@@ -209,7 +201,7 @@ async def test_a_read_of_a_leased_file_is_refused_at_once_not_waited_for(
 ) -> None:
     async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
-        leased = await workspace(c, session_id) / "leased.txt"
+        leased = await workspace_of(c, session_id) / "leased.txt"
         leased.write_text("mine\n")
         holder = await trio.lowlevel.open_process(
             [sys.executable, "-c", LEASE_HOLDER, str(leased)], stdout=subprocess.PIPE
@@ -230,7 +222,7 @@ async def test_a_read_of_a_leased_file_is_refused_at_once_not_waited_for(
                 await holder.wait()
         error = answers(world)["r"]["error"]
         assert "holds a lease or lock on it" in error["message"]
-        [refused] = await events(c, session_id, "file_refused")
+        [refused] = await event_data(c, session_id, "file_refused")
         assert refused["reason"] == error["message"]
 
 
@@ -311,7 +303,7 @@ async def test_a_workspace_swapped_for_a_symlink_keeps_the_agents_files_and_term
     elsewhere.mkdir()
     async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
-        root = await workspace(c, session_id)
+        root = await workspace_of(c, session_id)
         (root / "sub").mkdir()
         await c.call("session.resume", {"session": session_id})
         moved = root.with_name(root.name + ".moved")
@@ -346,11 +338,11 @@ async def test_a_workspace_swapped_for_a_symlink_keeps_the_agents_files_and_term
         assert got["r1"]["result"]["content"] == "hello\n"
         assert got["t1-out"]["result"]["output"] == f"{moved / 'sub'}\n"
         assert "outside the session's workspace" in got["w3"]["error"]["message"]
-        written = await events(c, session_id, "file_written")
+        written = await event_data(c, session_id, "file_written")
         assert [(w["path"], w["bytes"]) for w in written] == [("a.txt", 9), ("b.txt", 9)]
-        [started] = await events(c, session_id, "terminal_started")
+        [started] = await event_data(c, session_id, "terminal_started")
         assert started["cwd"] == "sub"
-        [refused] = await events(c, session_id, "file_refused")
+        [refused] = await event_data(c, session_id, "file_refused")
         assert refused["op"] == "write"
         assert refused["path"] == str(elsewhere / "c.txt")
 
@@ -362,7 +354,7 @@ async def test_a_terminal_cwd_that_leads_out_of_the_pinned_workspace_is_refused(
     elsewhere.mkdir()
     async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
-        root = await workspace(c, session_id)
+        root = await workspace_of(c, session_id)
         await c.call("session.resume", {"session": session_id})
         root.rename(root.with_name(root.name + ".moved"))
         root.symlink_to(elsewhere)
@@ -381,9 +373,9 @@ async def test_a_terminal_cwd_that_leads_out_of_the_pinned_workspace_is_refused(
         for name in ("there", "up"):
             assert "outside the session's workspace" in got[f"t-{name}"]["error"]["message"]
         assert "cwd nope does not exist" in got["t-gone"]["error"]["message"]
-        refused = await events(c, session_id, "terminal_refused")
+        refused = await event_data(c, session_id, "terminal_refused")
         assert [r["cwd"] for r in refused] == [str(elsewhere), f"{root}/..", "nope"]
-        assert await events(c, session_id, "terminal_started") == []
+        assert await event_data(c, session_id, "terminal_started") == []
         assert os.listdir(elsewhere) == []
 
 
@@ -393,7 +385,7 @@ async def test_every_file_refusal_is_journaled(dirs: DaemonDirs) -> None:
         Client.connect(world.daemon.socket) as c,
     ):
         session_id = await new_session(world, c)
-        root = await workspace(c, session_id)
+        root = await workspace_of(c, session_id)
         (root / "big.txt").write_text("x" * 2048)
         steps = [
             read("dir", "src"),
@@ -409,7 +401,7 @@ async def test_every_file_refusal_is_journaled(dirs: DaemonDirs) -> None:
         assert "file_max_bytes" in got["huge"]["error"]["message"]
         assert got["missing"]["error"]["code"] == -32002, "a missing file is no refusal"
         assert not (root / "new.txt").exists()
-        refused = await events(c, session_id, "file_refused")
+        refused = await event_data(c, session_id, "file_refused")
         assert [(r["op"], r["path"]) for r in refused] == [
             ("read", "src"),
             ("read", "big.txt"),

@@ -29,8 +29,10 @@ from tests.support.agents import (
     AgentWorld,
     Client,
     agent_world,
+    event_data,
     new_session,
     received,
+    workspace_of,
     write_config,
 )
 from tests.support.helpers import DaemonDirs, blocking_call, daemon_process, make_repo, run_mimirctl
@@ -84,16 +86,6 @@ def error(world: AgentWorld, request_id: str) -> dict[str, Any]:
     assert "error" in answer, answer
     found: dict[str, Any] = answer["error"]
     return found
-
-
-async def events(c: Client, session_id: str, kind: str) -> list[dict[str, Any]]:
-    found = (await c.call("session.events", {"session": session_id, "kind": kind}))["events"]
-    return [e["data"] for e in found]
-
-
-async def workspace(c: Client, session_id: str) -> Path:
-    session = await c.call("session.get", {"session": session_id})
-    return Path(session["workspace"]["path"])
 
 
 def python(code: str) -> tuple[str, str, str]:
@@ -212,7 +204,7 @@ async def test_a_command_runs_in_the_workspace_and_reports_its_exit_and_output(
     async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
         await c.call("session.resume", {"session": session_id})
-        root = await workspace(c, session_id)
+        root = await workspace_of(c, session_id)
         (root / "sub").mkdir()
         await play(
             c,
@@ -237,13 +229,13 @@ async def test_a_command_runs_in_the_workspace_and_reports_its_exit_and_output(
         assert result(world, "o2")["output"] == f"{real / 'sub'}\n"
         assert result(world, "r1") == {}
         assert recorded_groups(dirs) == [], "forgotten once their groups are gone"
-        started = await events(c, session_id, "terminal_started")
+        started = await event_data(c, session_id, "terminal_started")
         assert [(s["terminal"], s["command"], s["cwd"]) for s in started] == [
             (terminal_id, "sh", "."),
             (result(world, "c2")["terminalId"], "pwd", "sub"),
         ]
         assert started[0]["args"] == ["-c", "pwd; echo oops >&2; exit 3"]
-        exited = await events(c, session_id, "terminal_exited")
+        exited = await event_data(c, session_id, "terminal_exited")
         assert {"terminal": terminal_id, "exit_code": 3, "signal": None} in exited
         # A command line is found by search, like a tool call's title.
         hits = (await c.call("search", {"query": '"echo oops"'}))["hits"]
@@ -253,7 +245,7 @@ async def test_a_command_runs_in_the_workspace_and_reports_its_exit_and_output(
 async def test_mimirctl_log_shows_the_commands_and_how_they_ended(dirs: DaemonDirs) -> None:
     async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
-        root = await workspace(c, session_id)
+        root = await workspace_of(c, session_id)
         await play(
             c,
             session_id,
@@ -296,7 +288,7 @@ async def test_a_working_directory_outside_the_workspace_is_refused(dirs: Daemon
     async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
         await c.call("session.resume", {"session": session_id})
-        root = await workspace(c, session_id)
+        root = await workspace_of(c, session_id)
         (root / "escape").symlink_to(dirs.root)
         await play(
             c,
@@ -311,7 +303,7 @@ async def test_a_working_directory_outside_the_workspace_is_refused(dirs: Daemon
             assert refused["code"] == INVALID_PARAMS
             assert "outside the session's workspace" in refused["message"]
         assert "not a directory" in error(world, "file")["message"]
-        refusals = await events(c, session_id, "terminal_refused")
+        refusals = await event_data(c, session_id, "terminal_refused")
         assert [r["cwd"] for r in refusals] == [
             f"{root}/..",
             str(root / "escape"),
@@ -319,7 +311,7 @@ async def test_a_working_directory_outside_the_workspace_is_refused(dirs: Daemon
             str(root / "README.md"),
         ]
         assert all(r["command"] == "pwd" for r in refusals)
-        assert await events(c, session_id, "terminal_started") == []
+        assert await event_data(c, session_id, "terminal_started") == []
 
 
 async def test_output_over_the_limit_is_cut_from_the_beginning_at_a_character_boundary(
@@ -378,7 +370,7 @@ async def test_kill_ends_the_command_and_keeps_its_terminal(dirs: DaemonDirs) ->
         assert result(world, "w") == killed
         assert result(world, "k2") == {}, "killing what has exited is no error"
         assert result(world, "r") == {}
-        [exited] = await events(c, session_id, "terminal_exited")
+        [exited] = await event_data(c, session_id, "terminal_exited")
         assert exited["signal"] == "SIGTERM"
 
 
@@ -397,14 +389,14 @@ async def test_release_kills_the_command_and_forgets_the_terminal(dirs: DaemonDi
             call("unknown", "output", "=no-such-terminal"),
         )
         assert result(world, "r") == {}
-        [started] = await events(c, session_id, "terminal_started")
+        [started] = await event_data(c, session_id, "terminal_started")
         assert not group_alive(started["pid"])
         for request_id in ("o", "w", "k", "r2", "unknown"):
             refused = error(world, request_id)
             assert refused["code"] == INVALID_PARAMS
             assert "no terminal" in refused["message"]
         assert "no-such-terminal" in error(world, "unknown")["message"]
-        [exited] = await events(c, session_id, "terminal_exited")
+        [exited] = await event_data(c, session_id, "terminal_exited")
         assert exited["signal"] == "SIGTERM"
 
 
@@ -424,9 +416,9 @@ async def test_a_command_that_leaves_a_process_behind_exits_and_release_ends_tha
             )
         assert result(world, "w") == {"exitCode": 0, "signal": None}
         assert result(world, "o")["output"] == "bye\n"
-        [started] = await events(c, session_id, "terminal_started")
+        [started] = await event_data(c, session_id, "terminal_started")
         pgid = started["pid"]
-        sleeper = int(await written((await workspace(c, session_id)) / "sleeper.pid"))
+        sleeper = int(await written((await workspace_of(c, session_id)) / "sleeper.pid"))
         with killing([pgid]):
             assert group_members(pgid) == [sleeper]
             assert recorded_groups(dirs) == [pgid], "kept while its group may be alive"
@@ -462,7 +454,7 @@ async def test_a_request_for_another_acp_session_is_refused(dirs: DaemonDirs) ->
         step["params"]["sessionId"] = "someone-else"
         await play(c, session_id, step)
         assert error(world, "c")["code"] == INVALID_PARAMS
-        assert await events(c, session_id, "terminal_started") == []
+        assert await event_data(c, session_id, "terminal_started") == []
 
 
 async def test_bad_create_params_get_clear_errors(dirs: DaemonDirs) -> None:
@@ -555,9 +547,9 @@ async def test_stop_ends_a_terminal_that_ignores_sigterm_and_its_grandchild(
     async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
         await play(c, session_id, create("c", *python(stubborn)))
-        [started] = await events(c, session_id, "terminal_started")
+        [started] = await event_data(c, session_id, "terminal_started")
         pgid = started["pid"]
-        pid_file = (await workspace(c, session_id)) / "grandchild.pid"
+        pid_file = (await workspace_of(c, session_id)) / "grandchild.pid"
         with killing([pgid]):
             grandchild = int(await written(pid_file))
             assert grandchild in group_members(pgid)
@@ -567,7 +559,7 @@ async def test_stop_ends_a_terminal_that_ignores_sigterm_and_its_grandchild(
             # Stopped before session.stop answered: no member of the group is left.
             assert group_members(pgid) == []
             assert recorded_groups(dirs) == []
-        [exited] = await events(c, session_id, "terminal_exited")
+        [exited] = await event_data(c, session_id, "terminal_exited")
         assert exited["signal"] == "SIGKILL"
 
 
@@ -575,7 +567,7 @@ async def test_terminals_end_when_their_agent_crashes(dirs: DaemonDirs) -> None:
     async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
         await play(c, session_id, create("c", "sleep", "1000"))
-        [started] = await events(c, session_id, "terminal_started")
+        [started] = await event_data(c, session_id, "terminal_started")
         with killing([started["pid"]]):
             error = await c.error(
                 "session.prompt",
@@ -584,7 +576,7 @@ async def test_terminals_end_when_their_agent_crashes(dirs: DaemonDirs) -> None:
             assert "exited during the turn" in error["message"]
             await wait_gone(started["pid"])
         await c.until("session.get", {"session": session_id}, lambda s: s["status"] == "idle")
-        [exited] = await events(c, session_id, "terminal_exited")
+        [exited] = await event_data(c, session_id, "terminal_exited")
         assert exited["signal"] == "SIGTERM"
 
 
@@ -592,7 +584,7 @@ async def test_terminals_end_when_the_daemon_shuts_down(dirs: DaemonDirs) -> Non
     async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
         await play(c, session_id, create("c", "sleep", "1000"))
-        [started] = await events(c, session_id, "terminal_started")
+        [started] = await event_data(c, session_id, "terminal_started")
         assert group_alive(started["pid"])
     with killing([started["pid"]]):
         assert not group_alive(started["pid"]), "stopped before the daemon was done"

@@ -55,19 +55,6 @@ def padded_request(size: int) -> bytes:
     return head + b" " * (size - len(head) - len(tail)) + tail
 
 
-async def lines_until_closed(client: TrioClient) -> list[bytes]:
-    """Every line received until the daemon closes the connection (a reset, which
-    Linux reports when unread input was dropped, counts as closed)."""
-    lines = []
-    with trio.fail_after(DEADLINE_S):
-        try:
-            while (line := await client.read_line()) is not None:
-                lines.append(line)
-        except trio.BrokenResourceError:
-            pass
-    return lines
-
-
 def only_error(lines: list[bytes], code: ErrorCode) -> dict[str, Any]:
     """The one line is error ``code`` with id null; its ``error.data``."""
     assert len(lines) == 1, lines
@@ -119,7 +106,7 @@ async def test_a_connection_past_the_cap_gets_one_refusal_then_eof(
             held = await stack.enter_async_context(TrioClient.connect(capped.socket))
             assert await answers(held)
         async with TrioClient.connect(capped.socket) as extra:
-            lines = await lines_until_closed(extra)
+            lines = await extra.lines_until_closed()
     data = only_error(lines, ErrorCode.CONNECTION_LIMIT)
     assert data["detail"] == {"reason": "max_connections", "limit": MAX_CONNECTIONS}
 
@@ -134,7 +121,7 @@ async def test_connections_under_the_cap_keep_working_while_extra_ones_are_refus
         ]
         for _ in range(3):
             async with TrioClient.connect(capped.socket) as extra:
-                await lines_until_closed(extra)
+                await extra.lines_until_closed()
         for client in held:
             assert await answers(client)
 
@@ -226,7 +213,7 @@ async def test_a_half_sent_frame_that_stalls_is_closed_but_an_idle_subscriber_is
         assert "result" in subscribed, subscribed
         with trio.fail_after(DEADLINE_S):
             await stalling.stream.send_all(b'{"jsonrpc":"2.0","id":1,"meth')
-        data = only_error(await lines_until_closed(stalling), ErrorCode.INVALID_REQUEST)
+        data = only_error(await stalling.lines_until_closed(), ErrorCode.INVALID_REQUEST)
         assert data["detail"] == {"timeout_s": IDLE_FRAME_TIMEOUT_S, "reason": "frame_stalled"}
         # The subscriber sat idle all that time, between whole frames.
         assert await answers(subscriber)
@@ -263,7 +250,7 @@ async def test_unfinished_frames_past_the_total_budget_are_refused(dirs: DaemonD
         await until_read_by_the_daemon(first)
         with trio.fail_after(DEADLINE_S):
             await second.stream.send_all(request[:PARTIAL_BYTES])
-        data = only_error(await lines_until_closed(second), ErrorCode.INVALID_REQUEST)
+        data = only_error(await second.lines_until_closed(), ErrorCode.INVALID_REQUEST)
         assert data["detail"] == {"limit": FRAMES_BUDGET, "reason": "partial_frames_over_budget"}
         # The frame within the budget is served, and gives its share back.
         with trio.fail_after(DEADLINE_S):
@@ -285,12 +272,12 @@ async def leave_too_large(client: TrioClient, request: bytes) -> None:
     await leave_with_eof(client, request)
     # Counted up to here; then too large, and the connection is closed.
     await client.stream.send_all(b" " * FRAME_LIMIT)
-    await lines_until_closed(client)
+    await client.lines_until_closed()
 
 
 async def leave_stalled(client: TrioClient, request: bytes) -> None:
     await leave_with_eof(client, request)
-    await lines_until_closed(client)
+    await client.lines_until_closed()
 
 
 @pytest.mark.parametrize("leave", [leave_with_eof, leave_too_large, leave_stalled])

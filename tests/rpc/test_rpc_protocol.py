@@ -54,22 +54,6 @@ async def responses_until_eof(client: TrioClient, data: bytes) -> list[Any]:
         return responses
 
 
-async def lines_until_closed(client: TrioClient) -> list[bytes]:
-    """Every line received until the daemon closes the connection.
-
-    Linux reports ECONNRESET instead of EOF (after the queued data) when the
-    daemon closes a socket that still holds unread input, so a reset counts as
-    closed too."""
-    lines = []
-    with trio.fail_after(DEADLINE_S):
-        try:
-            while (line := await client.read_line()) is not None:
-                lines.append(line)
-        except trio.BrokenResourceError:
-            pass
-    return lines
-
-
 def assert_error(response: Any, code: ErrorCode, *, id: Any = None) -> dict[str, Any]:
     """Check a response is error ``code`` for ``id``; return its ``error.data``."""
     assert response["jsonrpc"] == "2.0"
@@ -410,7 +394,7 @@ async def test_frame_over_the_limit_gets_one_error_then_the_connection_closes(
     async with TrioClient.connect(small_frames.socket) as client:
         with trio.fail_after(DEADLINE_S):
             await client.send_line(padded_request(SMALL_FRAME_LIMIT + 1))
-        lines = await lines_until_closed(client)
+        lines = await client.lines_until_closed()
     assert len(lines) == 1
     data = assert_error(msgspec.json.decode(lines[0]), ErrorCode.INVALID_REQUEST, id=None)
     assert data["detail"] == {"limit": SMALL_FRAME_LIMIT, "reason": "frame_too_large"}
@@ -422,7 +406,7 @@ async def test_daemon_answers_a_new_connection_after_an_oversized_frame(
     async with TrioClient.connect(small_frames.socket) as client:
         with trio.fail_after(DEADLINE_S):
             await client.send_line(padded_request(5 * SMALL_FRAME_LIMIT))
-        await lines_until_closed(client)
+        await client.lines_until_closed()
     async with TrioClient.connect(small_frames.socket) as client:
         await assert_still_answers(client)
 
@@ -444,7 +428,7 @@ async def test_endless_frame_without_newline_is_rejected_before_it_ends(
         trio.open_nursery() as nursery,
     ):
         nursery.start_soon(send_until_disconnected, client)
-        lines = await lines_until_closed(client)
+        lines = await client.lines_until_closed()
         nursery.cancel_scope.cancel()
     assert len(lines) == 1
     data = assert_error(msgspec.json.decode(lines[0]), ErrorCode.INVALID_REQUEST, id=None)

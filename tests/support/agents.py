@@ -186,6 +186,17 @@ async def new_session(world: AgentWorld, client: Client) -> str:
     return session_id
 
 
+async def event_data(client: Client, session_id: str, kind: str) -> list[dict[str, Any]]:
+    """The data of the session's journaled events of one kind, in order."""
+    found = (await client.call("session.events", {"session": session_id, "kind": kind}))["events"]
+    return [e["data"] for e in found]
+
+
+async def workspace_of(client: Client, session_id: str) -> Path:
+    session = await client.call("session.get", {"session": session_id})
+    return Path(session["workspace"]["path"])
+
+
 def received(world: AgentWorld) -> list[dict[str, Any]]:
     """Every message the fake agent received, in order."""
     if not world.record.exists():

@@ -184,6 +184,21 @@ class TrioClient:
                 return None
             self._buffer += data
 
+    async def lines_until_closed(self, deadline_s: float = 10.0) -> list[bytes]:
+        """Every line received until the daemon closes the connection.
+
+        Linux reports ECONNRESET instead of EOF (after the queued data) when the
+        daemon closes a socket that still holds unread input, so a reset counts as
+        closed too."""
+        lines = []
+        with trio.fail_after(deadline_s):
+            try:
+                while (line := await self.read_line()) is not None:
+                    lines.append(line)
+            except trio.BrokenResourceError:
+                pass
+        return lines
+
     async def read_json(self) -> Any:
         line = await self.read_line()
         assert line is not None, "connection closed before a response arrived"
