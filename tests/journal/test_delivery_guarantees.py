@@ -1,0 +1,347 @@
+"""The journal's delivery guarantees (docs/api.md, "Delivery guarantees"), each
+made to happen on purpose against a real SQLite file, the real writer and real
+subscriptions: a transaction that rolls back, a COMMIT that has not happened
+yet, a database that refuses writes (another connection holds its write lock),
+a producer faster than the disk, and an event committed exactly at the seam
+between a subscription's replay and its live stream."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Final
+
+import msgspec
+import pytest
+import sqlalchemy as sa
+import trio
+import trio.testing
+
+from mimird import journal
+from mimird.config import DatabaseSection
+from mimird.errors import StorageError
+from mimird.journal.writer import BATCH_MAX
+from mimird.store import Store, schema
+from tests.journal.test_search import add_project, add_session
+from tests.support.helpers import DaemonDirs
+
+pytestmark = pytest.mark.timeout(60)
+
+#: How long the test waits for what must happen soon (a deadline, not a measurement).
+WAIT_S: Final = 20.0
+#: The store's writer gives up waiting for the write lock after this long (then retries).
+BUSY_TIMEOUT_MS: Final = 50
+
+
+@contextlib.asynccontextmanager
+async def open_store(dirs: DaemonDirs, **options: Any) -> AsyncIterator[Store]:
+    async with Store.open(
+        dirs.database,
+        key=None,
+        options=DatabaseSection(**options),
+        backup_dir=dirs.state / "backups",
+    ) as store:
+        yield store
+
+
+async def new_session(store: Store) -> str:
+    def setup(conn: sa.Connection) -> str:
+        return add_session(conn, add_project(conn, "api"))
+
+    return await store.write(setup)
+
+
+def update(n: int) -> journal.Verbatim:
+    return journal.Verbatim("update", {"n": n})
+
+
+class Received:
+    """What a subscription handed to its transport, as (id, seq, n) per event."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, int, int]] = []
+
+    @staticmethod
+    def encode(event: journal.Committed) -> bytes:
+        return event.wire()
+
+    async def send(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            event = msgspec.json.decode(frame)
+            self.events.append((event["id"], event["seq"], event["data"]["n"]))
+
+    @property
+    def seqs(self) -> list[int]:
+        return [seq for _, seq, _ in self.events]
+
+
+@contextlib.asynccontextmanager
+async def running(
+    jr: journal.Journal, sub: journal.Subscription, received: Received
+) -> AsyncIterator[None]:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sub.run, received.send, received.encode)
+        try:
+            yield
+        finally:
+            sub.close()
+            jr.unsubscribe(sub)
+
+
+def stored_events(dirs: DaemonDirs) -> list[tuple[int, int]]:
+    """(seq, n) of every stored event, read by a connection of the test's own."""
+    with contextlib.closing(sqlite3.connect(dirs.database)) as conn:
+        rows = conn.execute("SELECT seq, data FROM events ORDER BY id").fetchall()
+    return [(seq, msgspec.json.decode(data)["n"]) for seq, data in rows]
+
+
+@contextlib.contextmanager
+def engine_event(name: str, listener: Any) -> Iterator[None]:
+    """``listener`` on every SQLAlchemy engine's ``name`` event, for the block."""
+    sa.event.listen(sa.Engine, name, listener)
+    try:
+        yield
+    finally:
+        sa.event.remove(sa.Engine, name, listener)
+
+
+# ---- committed before seen ----------------------------------------------------------------
+
+
+async def test_events_of_a_transaction_that_rolls_back_are_never_seen(dirs: DaemonDirs) -> None:
+    async with open_store(dirs) as store, journal.Journal.open(store) as jr:
+        session_id = await new_session(store)
+        sub = await jr.subscribe(session_id, after=0)
+        received = Received()
+        async with running(jr, sub, received):
+
+            def append_then_fail(conn: sa.Connection) -> None:
+                batch = [journal.Pending(session_id, "update", {"n": n}) for n in range(3)]
+                assert journal.append_batch(conn, batch) == 3
+                # A real refusal after the rows are in: (session, seq) is unique.
+                conn.execute(
+                    sa.insert(schema.events).values(
+                        session_id=session_id,
+                        seq=1,
+                        kind="update",
+                        data="{}",
+                        created_at="2026-01-01T00:00:00.000000Z",
+                    )
+                )
+
+            with pytest.raises(StorageError, match="UNIQUE constraint failed"):
+                await store.write(append_then_fail)
+            await trio.testing.wait_all_tasks_blocked()
+            assert received.events == []
+            assert stored_events(dirs) == []
+            assert await store.read(journal.head, session_id) == 0
+
+            # The subscriber was live all along: the next event, seq 1, reaches it.
+            await jr.submit(session_id, update(7))
+            await jr.flush()
+            with trio.fail_after(WAIT_S):
+                while not received.events:
+                    await trio.sleep(0.01)
+            assert [(seq, n) for _, seq, n in received.events] == [(1, 7)]
+            assert stored_events(dirs) == [(1, 7)]
+
+
+async def test_a_subscriber_sees_an_event_only_once_its_commit_is_durable(
+    dirs: DaemonDirs,
+) -> None:
+    """Each time the writer is about to COMMIT, every task runs until it blocks: a
+    subscriber offered the events before the COMMIT would send them now. Whenever
+    the subscription hands an event to its transport, a connection of the test's
+    own must find it in the file."""
+    async with open_store(dirs) as store, journal.Journal.open(store) as jr:
+        session_id = await new_session(store)
+        sub = await jr.subscribe(session_id, after=0)
+        received = Received()
+        missing: list[int] = []
+
+        async def send_checked(frames: list[bytes]) -> None:
+            with contextlib.closing(sqlite3.connect(dirs.database)) as conn:
+                for frame in frames:
+                    event_id = msgspec.json.decode(frame)["id"]
+                    if conn.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone():
+                        continue
+                    missing.append(event_id)
+            await received.send(frames)
+
+        def before_commit(conn: sa.Connection) -> None:
+            trio.from_thread.run(trio.testing.wait_all_tasks_blocked)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sub.run, send_checked, received.encode)
+            await trio.testing.wait_all_tasks_blocked()  # live, waiting for events
+            with engine_event("commit", before_commit):
+                for n in range(5):
+                    await jr.submit(session_id, update(n))
+                    await jr.flush()
+            await trio.testing.wait_all_tasks_blocked()
+            sub.close()
+            jr.unsubscribe(sub)
+        assert received.seqs == [1, 2, 3, 4, 5]
+        assert missing == []
+
+
+# ---- durable first: retried, never dropped; batches; back-pressure -------------------------
+
+
+@contextlib.contextmanager
+def write_lock_held(dirs: DaemonDirs) -> Iterator[sqlite3.Connection]:
+    """Another connection holds the database's write lock (BEGIN EXCLUSIVE) for the block."""
+    conn = sqlite3.connect(dirs.database, isolation_level=None)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        yield conn
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
+class Refusals:
+    """Counts the store's writes refused because the database is locked."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, context: Any) -> None:
+        if "database is locked" in str(context.original_exception):
+            self.count += 1
+
+    async def at_least(self, count: int) -> None:
+        with trio.fail_after(WAIT_S):
+            while self.count < count:
+                await trio.sleep(0.01)
+
+
+async def test_a_batch_the_database_refuses_is_retried_until_it_lands_in_order(
+    dirs: DaemonDirs,
+) -> None:
+    """While another connection holds the write lock every write is refused; the
+    writer keeps the batch it was writing, and what producers queued meanwhile,
+    and writes them all, in order, once the lock is gone. A producer faster than
+    the disk waits: at most the batch being retried and a full queue are held."""
+    total = 100
+    queue_size = 8
+    async with open_store(dirs, busy_timeout_ms=BUSY_TIMEOUT_MS) as store:
+        session_id = await new_session(store)
+        async with journal.Journal.open(store, queue_size=queue_size) as jr:
+            sub = await jr.subscribe(session_id, after=0)
+            received = Received()
+            submitted = 0
+            refusals = Refusals()
+
+            async def produce() -> None:
+                nonlocal submitted
+                for n in range(total):
+                    await jr.submit(session_id, update(n))
+                    submitted += 1
+
+            async with running(jr, sub, received), trio.open_nursery() as nursery:
+                with engine_event("handle_error", refusals), write_lock_held(dirs):
+                    nursery.start_soon(produce)
+                    await refusals.at_least(2)  # refused, waited, retried, refused again
+                    await trio.testing.wait_all_tasks_blocked()
+                    # The producer waits: nothing is written, and only the batch being
+                    # retried (what the queue held, plus the events handed over
+                    # directly) and a full queue are in memory.
+                    assert queue_size < submitted <= 2 * (queue_size + 1)
+                    assert received.events == []
+                with trio.fail_after(WAIT_S):
+                    while submitted < total:
+                        await trio.sleep(0.01)
+                    await jr.flush()
+                    while len(received.events) < total:
+                        await trio.sleep(0.01)
+            expected = [(n + 1, n) for n in range(total)]
+            assert stored_events(dirs) == expected
+            assert [(seq, n) for _, seq, n in received.events] == expected
+
+
+async def test_a_fast_producer_is_written_in_batches_of_at_most_batch_max(
+    dirs: DaemonDirs,
+) -> None:
+    total = 2 * BATCH_MAX + 452
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        batches: list[list[int]] = []
+        async with journal.Journal.open(store, queue_size=total) as jr:
+            publish = jr.publish
+
+            def record(batch: list[journal.Committed]) -> None:
+                batches.append([event.seq for event in batch])
+                publish(batch)
+
+            store.on_commit = record
+            for n in range(total):  # never waits: the queue holds them all
+                await jr.submit(session_id, update(n))
+            await jr.flush()
+        assert [len(batch) for batch in batches] == [BATCH_MAX, BATCH_MAX, total - 2 * BATCH_MAX]
+        assert [seq for batch in batches for seq in batch] == list(range(1, total + 1))
+        assert stored_events(dirs) == [(n + 1, n) for n in range(total)]
+
+
+# ---- exactly once at the replay/live seam -------------------------------------------------
+
+
+@pytest.mark.parametrize("per_session", [True, False], ids=["session", "all"])
+async def test_events_committed_at_the_seam_are_sent_exactly_once(
+    dirs: DaemonDirs, per_session: bool
+) -> None:
+    """The subscription replays events 1-3, goes live, then reads the database
+    once more. That read waits for the only reader thread, which the test holds
+    while events 4-6 commit: they are both in the live queue and in what the read
+    returns. Each must be sent once."""
+    async with open_store(dirs, reader_threads=1) as store, journal.Journal.open(store) as jr:
+        session_id = await new_session(store)
+        for n in range(3):
+            await jr.submit(session_id, update(n))
+        await jr.flush()
+        sub = await jr.subscribe(session_id if per_session else None, after=0)
+        received = Received()
+        release = threading.Event()
+        seam = trio.Event()
+
+        def hold_the_reader(conn: sa.Connection) -> None:
+            release.wait(WAIT_S)
+
+        async with trio.open_nursery() as nursery:
+
+            async def send(frames: list[bytes]) -> None:
+                await received.send(frames)
+                if not seam.is_set():  # the replay: take the reader before it goes live
+                    nursery.start_soon(store.read, hold_the_reader)
+                    await trio.testing.wait_all_tasks_blocked()
+                    seam.set()
+
+            try:
+                nursery.start_soon(sub.run, send, received.encode)
+                with trio.fail_after(WAIT_S):
+                    await seam.wait()
+                await trio.testing.wait_all_tasks_blocked()  # its read waits for the reader
+                assert received.seqs == [1, 2, 3]
+                for n in range(3, 6):
+                    await jr.submit(session_id, update(n))
+                await jr.flush()  # published: in the live queue
+                assert received.seqs == [1, 2, 3]
+            finally:
+                release.set()
+            with trio.fail_after(WAIT_S):
+                while len(received.events) < 6:
+                    await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()
+            await jr.submit(session_id, update(6))
+            await jr.flush()
+            with trio.fail_after(WAIT_S):
+                while len(received.events) < 7:
+                    await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()
+            sub.close()
+            jr.unsubscribe(sub)
+        assert [(seq, n) for _, seq, n in received.events] == [(n + 1, n) for n in range(7)]
+        ids = [event_id for event_id, _, _ in received.events]
+        assert ids == sorted(set(ids))
