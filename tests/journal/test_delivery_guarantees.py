@@ -33,6 +33,8 @@ pytestmark = pytest.mark.timeout(60)
 WAIT_S: Final = 20.0
 #: The store's writer gives up waiting for the write lock after this long (then retries).
 BUSY_TIMEOUT_MS: Final = 50
+#: The data (``n``) of the event that tells a subscription is live.
+PROBE: Final = -1
 
 
 @contextlib.asynccontextmanager
@@ -62,6 +64,7 @@ class Received:
 
     def __init__(self) -> None:
         self.events: list[tuple[int, int, int]] = []
+        self._arrived = trio.Event()
 
     @staticmethod
     def encode(event: journal.Committed) -> bytes:
@@ -71,10 +74,25 @@ class Received:
         for frame in frames:
             event = msgspec.json.decode(frame)
             self.events.append((event["id"], event["seq"], event["data"]["n"]))
+        self._arrived.set()
+        self._arrived = trio.Event()
 
     @property
     def seqs(self) -> list[int]:
         return [seq for _, seq, _ in self.events]
+
+    async def at_least(self, count: int) -> None:
+        with trio.fail_after(WAIT_S):
+            while len(self.events) < count:
+                await self._arrived.wait()
+
+    async def live(self, jr: journal.Journal, session_id: str) -> None:
+        """Return once the subscription is live: a probe event was sent to it.
+        (Whether it came from the database or live, the subscription goes live
+        before it sends anything after the probe.)"""
+        await jr.submit(session_id, update(PROBE))
+        await jr.flush()
+        await self.at_least(1)
 
 
 @contextlib.asynccontextmanager
@@ -116,6 +134,7 @@ async def test_events_of_a_transaction_that_rolls_back_are_never_seen(dirs: Daem
         sub = await jr.subscribe(session_id, after=0)
         received = Received()
         async with running(jr, sub, received):
+            await received.live(jr, session_id)
 
             def append_then_fail(conn: sa.Connection) -> None:
                 batch = [journal.Pending(session_id, "update", {"n": n}) for n in range(3)]
@@ -134,18 +153,17 @@ async def test_events_of_a_transaction_that_rolls_back_are_never_seen(dirs: Daem
             with pytest.raises(StorageError, match="UNIQUE constraint failed"):
                 await store.write(append_then_fail)
             await trio.testing.wait_all_tasks_blocked()
-            assert received.events == []
-            assert stored_events(dirs) == []
-            assert await store.read(journal.head, session_id) == 0
+            assert received.seqs == [1]
+            assert stored_events(dirs) == [(1, PROBE)]
+            assert await store.read(journal.head, session_id) == 1
 
-            # The subscriber was live all along: the next event, seq 1, reaches it.
+            # The subscriber is still live: the next event, seq 2, reaches it.
             await jr.submit(session_id, update(7))
             await jr.flush()
-            with trio.fail_after(WAIT_S):
-                while not received.events:
-                    await trio.sleep(0.01)
-            assert [(seq, n) for _, seq, n in received.events] == [(1, 7)]
-            assert stored_events(dirs) == [(1, 7)]
+            await received.at_least(2)
+            await trio.testing.wait_all_tasks_blocked()
+            assert [(seq, n) for _, seq, n in received.events] == [(1, PROBE), (2, 7)]
+            assert stored_events(dirs) == [(1, PROBE), (2, 7)]
 
 
 async def test_a_subscriber_sees_an_event_only_once_its_commit_is_durable(
@@ -175,15 +193,16 @@ async def test_a_subscriber_sees_an_event_only_once_its_commit_is_durable(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sub.run, send_checked, received.encode)
-            await trio.testing.wait_all_tasks_blocked()  # live, waiting for events
+            await received.live(jr, session_id)
             with engine_event("commit", before_commit):
                 for n in range(5):
                     await jr.submit(session_id, update(n))
                     await jr.flush()
+            await received.at_least(6)
             await trio.testing.wait_all_tasks_blocked()
             sub.close()
             jr.unsubscribe(sub)
-        assert received.seqs == [1, 2, 3, 4, 5]
+        assert received.seqs == [1, 2, 3, 4, 5, 6]
         assert missing == []
 
 
@@ -207,15 +226,22 @@ class Refusals:
 
     def __init__(self) -> None:
         self.count = 0
+        self._refused = trio.Event()
 
     def __call__(self, context: Any) -> None:
+        # In the store's writer thread.
         if "database is locked" in str(context.original_exception):
-            self.count += 1
+            trio.from_thread.run_sync(self._count)
+
+    def _count(self) -> None:
+        self.count += 1
+        self._refused.set()
+        self._refused = trio.Event()
 
     async def at_least(self, count: int) -> None:
         with trio.fail_after(WAIT_S):
             while self.count < count:
-                await trio.sleep(0.01)
+                await self._refused.wait()
 
 
 async def test_a_batch_the_database_refuses_is_retried_until_it_lands_in_order(
@@ -223,15 +249,41 @@ async def test_a_batch_the_database_refuses_is_retried_until_it_lands_in_order(
 ) -> None:
     """While another connection holds the write lock every write is refused; the
     writer keeps the batch it was writing, and what producers queued meanwhile,
-    and writes them all, in order, once the lock is gone. A producer faster than
-    the disk waits: at most the batch being retried and a full queue are held."""
+    and writes them all, in order, once the lock is gone."""
+    total = 50
+    async with open_store(dirs, busy_timeout_ms=BUSY_TIMEOUT_MS) as store:
+        session_id = await new_session(store)
+        async with journal.Journal.open(store) as jr:
+            sub = await jr.subscribe(session_id, after=0)
+            received = Received()
+            refusals = Refusals()
+            async with running(jr, sub, received):
+                with engine_event("handle_error", refusals), write_lock_held(dirs):
+                    for n in range(total // 2):
+                        await jr.submit(session_id, update(n))
+                    await refusals.at_least(1)
+                    for n in range(total // 2, total):
+                        await jr.submit(session_id, update(n))
+                    await refusals.at_least(2)  # the first batch, retried and refused again
+                    assert stored_events(dirs) == []
+                    assert received.events == []
+                with trio.fail_after(WAIT_S):
+                    await jr.flush()
+                expected = [(n + 1, n) for n in range(total)]
+                assert stored_events(dirs) == expected
+                await received.at_least(total)
+                await trio.testing.wait_all_tasks_blocked()
+            assert [(seq, n) for _, seq, n in received.events] == expected
+
+
+async def test_a_producer_faster_than_the_database_waits_for_it(dirs: DaemonDirs) -> None:
+    """Back-pressure: while the database refuses writes, a producer can queue no
+    more than the writer's queue; it waits, and loses nothing."""
     total = 100
     queue_size = 8
     async with open_store(dirs, busy_timeout_ms=BUSY_TIMEOUT_MS) as store:
         session_id = await new_session(store)
         async with journal.Journal.open(store, queue_size=queue_size) as jr:
-            sub = await jr.subscribe(session_id, after=0)
-            received = Received()
             submitted = 0
             refusals = Refusals()
 
@@ -241,25 +293,18 @@ async def test_a_batch_the_database_refuses_is_retried_until_it_lands_in_order(
                     await jr.submit(session_id, update(n))
                     submitted += 1
 
-            async with running(jr, sub, received), trio.open_nursery() as nursery:
+            async with trio.open_nursery() as nursery:
                 with engine_event("handle_error", refusals), write_lock_held(dirs):
                     nursery.start_soon(produce)
-                    await refusals.at_least(2)  # refused, waited, retried, refused again
+                    await refusals.at_least(1)
                     await trio.testing.wait_all_tasks_blocked()
-                    # The producer waits: nothing is written, and only the batch being
-                    # retried (what the queue held, plus the events handed over
-                    # directly) and a full queue are in memory.
+                    # The producer waits: only the batch being retried (what the queue
+                    # held, plus the events handed over directly) and a full queue
+                    # are in memory.
                     assert queue_size < submitted <= 2 * (queue_size + 1)
-                    assert received.events == []
-                with trio.fail_after(WAIT_S):
-                    while submitted < total:
-                        await trio.sleep(0.01)
-                    await jr.flush()
-                    while len(received.events) < total:
-                        await trio.sleep(0.01)
-            expected = [(n + 1, n) for n in range(total)]
-            assert stored_events(dirs) == expected
-            assert [(seq, n) for _, seq, n in received.events] == expected
+            with trio.fail_after(WAIT_S):
+                await jr.flush()
+        assert stored_events(dirs) == [(n + 1, n) for n in range(total)]
 
 
 async def test_a_fast_producer_is_written_in_batches_of_at_most_batch_max(
@@ -330,15 +375,11 @@ async def test_events_committed_at_the_seam_are_sent_exactly_once(
                 assert received.seqs == [1, 2, 3]
             finally:
                 release.set()
-            with trio.fail_after(WAIT_S):
-                while len(received.events) < 6:
-                    await trio.sleep(0.01)
+            await received.at_least(6)
             await trio.testing.wait_all_tasks_blocked()
             await jr.submit(session_id, update(6))
             await jr.flush()
-            with trio.fail_after(WAIT_S):
-                while len(received.events) < 7:
-                    await trio.sleep(0.01)
+            await received.at_least(7)
             await trio.testing.wait_all_tasks_blocked()
             sub.close()
             jr.unsubscribe(sub)
