@@ -156,6 +156,8 @@ async def test_events_of_a_transaction_that_rolls_back_are_never_seen(dirs: Daem
             assert received.seqs == [1]
             assert stored_events(dirs) == [(1, PROBE)]
             assert await store.read(journal.head, session_id) == 1
+            listed = await store.read(journal.page, session_id, after_seq=0, limit=100)
+            assert [event.seq for event in listed] == [1]  # what session.events lists
 
             # The subscriber is still live: the next event, seq 2, reaches it.
             await jr.submit(session_id, update(7))
