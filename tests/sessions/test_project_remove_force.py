@@ -10,7 +10,9 @@ itself, byte for byte.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -149,3 +151,29 @@ async def test_forced_project_remove_stops_at_a_session_whose_work_cannot_be_sav
     lock.unlink()
     await call(client, "project.remove", {"project": project["id"], "force": True})
     assert_work_is_in_the_snapshot(repo, session["id"], work)
+
+
+async def test_a_same_size_edit_git_sees_as_racily_clean_is_in_the_snapshot(
+    client: TrioClient, project: dict[str, Any], repo: Path
+) -> None:
+    """An edit that keeps a file's size, made in the same second as the worktree's
+    index was written, has the stat data the index recorded: git tells it from the
+    unchanged file only because the index is not older than the file ("racy git").
+    The snapshot's private copy of the index must keep that (it was stamped with the
+    time of the copy, and the old content was saved in place of the edit)."""
+    session = await create(client, project)
+    path = workspace(session)
+    # Made deterministic: git compares whole seconds of mtime (and, unless told not
+    # to, of ctime, which a test cannot set), so both are pinned to one past second.
+    git(repo, "config", "core.trustctime", "false")
+    second = int(time.time()) - 100
+    os.utime(path / "src" / "app.py", (second, second))
+    git(path, "update-index", "--refresh")  # the index records that mtime
+    index = Path(git(path, "rev-parse", "--path-format=absolute", "--git-path", "index").strip())
+    os.utime(index, (second, second))  # ... and was written in that second
+    edited = b"def main():\n    return 7\n"
+    assert len(edited) == (path / "src" / "app.py").stat().st_size
+    (path / "src" / "app.py").write_bytes(edited)
+    os.utime(path / "src" / "app.py", (second, second))
+    await call(client, "project.remove", {"project": project["id"], "force": True})
+    assert_work_is_in_the_snapshot(repo, session["id"], {"src/app.py": edited})
