@@ -1,5 +1,10 @@
 """The audit log: who (uid, pid) called which mutating method, when, and how it ended.
 
+Every call of a mutating method whose params are valid is recorded, with its
+outcome, success or error. A call refused for its params (``invalid_params``:
+malformed, or params the method refuses) is not: it changed nothing, and has no
+valid target.
+
 Secrets never reach it: a ``config`` param has its secret env values masked, and
 every string of the params has the secrets of the call masked (those of the
 session or project it names, and those it sets), in each of the forms the journal
@@ -26,6 +31,7 @@ from mimird.secrets import scrub_value
 from mimird.store import Store
 from mimird.store.schema import audit_log
 from mimird.timeutil import utc_now
+from mimird.wire.errors import ErrorCode
 
 log = structlog.get_logger("mimird.audit")
 
@@ -65,12 +71,14 @@ def _params_text(
 
 def _target(params: Any, result: Any) -> str | None:
     """What the call acted on: the id of the result (or of the session it holds),
-    else the object the params name, as the caller named it."""
+    else the object the params name (a session, project or permission request), as
+    the caller named it."""
     for candidate in (
         getattr(result, "id", None),
         getattr(getattr(result, "session", None), "id", None),
         getattr(params, "session", None),
         getattr(params, "project", None),
+        getattr(params, "permission", None),
     ):
         if isinstance(candidate, str):
             return candidate
@@ -109,6 +117,11 @@ class AuditLog:
         result: Any = None,
         error: MimirError | None = None,
     ) -> None:
+        if error is not None and error.code == ErrorCode.INVALID_PARAMS:
+            # Refused for its params (by the handler, after they decoded): like a call
+            # the dispatcher refuses before it runs, it changed nothing and is not
+            # recorded. Only calls whose params are valid are, whatever their outcome.
+            return
         # The call itself already happened: whatever goes wrong here (a params value
         # the masking cannot walk, a database that refuses the row) loses or delays
         # the audit line, logged loudly, never the caller's answer or its connection.

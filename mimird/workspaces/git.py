@@ -569,7 +569,11 @@ def _everything_added(
         # re-reading every unchanged file, and sparse-checkout entries stay marked as
         # skipped instead of looking deleted.
         if real_index is not None and real_index.is_file():
-            shutil.copyfile(real_index, env["GIT_INDEX_FILE"])
+            # copy2: the copy keeps the index's mtime. git trusts an entry's stat data
+            # only when the file is older than the index ("racy git"); a copy stamped
+            # now would make a same-size edit made in the index's second look
+            # unchanged, and the snapshot would silently keep the old content.
+            shutil.copy2(real_index, env["GIT_INDEX_FILE"])
         else:
             # No index (a `--no-checkout` worktree); on an unborn branch start empty.
             _run(worktree, ["read-tree", "HEAD"], env=env)

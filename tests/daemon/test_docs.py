@@ -176,6 +176,24 @@ def test_the_api_reference_documents_no_method_the_daemon_lacks(
     assert documented - set(methods) == set()
 
 
+def test_the_mutating_column_and_each_method_section_match_x_mutating(
+    methods: dict[str, dict[str, Any]], sections: dict[str, str]
+) -> None:
+    """The audit log records the mutating methods: the index's "mutating" column and
+    the **Mutating** mark of each method's section say which, as the daemon does."""
+    [index] = [rows for header, rows in tables(sections["Methods"]).items() if header == "method"]
+    column = {}
+    for row in index:
+        match = re.fullmatch(r"\[`([a-z_.]+)`\]\(#[a-z_]+\)", row[0])
+        assert match, f"row of the methods index does not start with a [`method`](#link): {row}"
+        assert row[1] in ("yes", "no"), f"'mutating' of {match.group(1)} is not yes or no: {row}"
+        column[match.group(1)] = row[1] == "yes"
+    marked = {name: method["x-mutating"] for name, method in methods.items()}
+    assert column == marked
+    in_sections = {name: "**Mutating" in method_section(sections, name) for name in methods}
+    assert in_sections == marked
+
+
 def test_every_param_of_every_method_is_named_in_its_section(
     methods: dict[str, dict[str, Any]], sections: dict[str, str]
 ) -> None:

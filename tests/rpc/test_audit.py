@@ -1,5 +1,6 @@
-"""The audit log: every mutating call, successful or not, is recorded with who made
-it (uid, pid), what it acted on and how it ended; nothing else is recorded.
+"""The audit log: every mutating call whose params are valid, successful or not, is
+recorded with who made it (uid, pid), what it acted on and how it ended; nothing
+else is recorded (tests/rpc/test_audit_coverage.py calls every method).
 
 The rows are read straight from the SQLite file (WAL mode: reading beside the
 running daemon is safe). A call's audit row is written before its response is
