@@ -209,8 +209,16 @@ async def test_after_id_cursors_for_one_session_and_for_all(dirs: DaemonDirs) ->
         assert (one["cursor_kind"], one["cursor"]) == ("seq", 3)
         every = await c.call("subscribe", {"after_id": third["id"]})
         assert (every["cursor_kind"], every["cursor"]) == ("id", third["id"])
-        await c.wait_for(lambda e: e["seq"] == stored[-1]["seq"])
-        await trio.sleep(0.2)
+        for sub in (one, every):
+            last = stored[-1]["id"]
+            await c.wait_for(lambda e, n=last: e["id"] == n, subscription=sub["subscription"])
+        # Both have caught up; a second turn's events follow on each, and the last of
+        # them closes the list: a duplicate or a gap anywhere before it would show.
+        await c.call("session.prompt", {"session": session_id, "text": "again"})
+        stored = (await c.call("session.events", {"session": session_id}))["events"]
+        for sub in (one, every):
+            last = stored[-1]["id"]
+            await c.wait_for(lambda e, n=last: e["id"] == n, subscription=sub["subscription"])
         got_one = [p["event"]["seq"] for p in c.events if p["subscription"] == one["subscription"]]
         got_all = [p["event"]["id"] for p in c.events if p["subscription"] == every["subscription"]]
         assert got_one == [e["seq"] for e in stored[3:]]
