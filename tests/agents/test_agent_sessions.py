@@ -13,6 +13,7 @@ from mimird.processes import group_alive
 from mimird.wire.errors import ErrorCode
 from tests.support.agents import Client, agent_world, new_session, received
 from tests.support.helpers import DaemonDirs
+from tests.support.processes import killing
 
 
 def _umask() -> int:
@@ -197,10 +198,11 @@ async def test_stop_ends_the_whole_group_even_when_sigterm_is_ignored(dirs: Daem
         session = await c.call("session.resume", {"session": session_id})
         assert session["status"] == "idle"
         pgid = session["agent_state"]["pid"]
-        assert group_alive(pgid)
-        stopped = await c.call("session.stop", {"session": session_id})
-        assert stopped["status"] == "stopped"
-        assert not group_alive(pgid)
+        with killing([pgid]):
+            assert group_alive(pgid)
+            stopped = await c.call("session.stop", {"session": session_id})
+            assert stopped["status"] == "stopped"
+            assert not group_alive(pgid)
 
 
 async def test_resume_uses_session_load_when_the_agent_supports_it(dirs: DaemonDirs) -> None:

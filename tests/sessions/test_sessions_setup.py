@@ -21,6 +21,7 @@ from tests.support.helpers import (
     git,
     run_mimirctl,
 )
+from tests.support.processes import Doomed, killing
 from tests.support.sessions import (
     CALL_TIMEOUT_S,
     POLL_S,
@@ -176,6 +177,10 @@ async def _setup_pid(pidfile: Path) -> int:
     return int(text)
 
 
+async def _doom_setup_group(pidfile: Path, doomed: Doomed) -> None:
+    doomed.group(await _setup_pid(pidfile))
+
+
 async def test_cancel_ends_a_running_setup_command_and_fails_the_session(
     daemon: InProcessDaemon, client: TrioClient, repo: Path, tmp_path: Path
 ) -> None:
@@ -189,20 +194,21 @@ async def test_cancel_ends_a_running_setup_command_and_fails_the_session(
         async with TrioClient.connect(daemon.socket) as own:
             answers.append(await own.call_raw("session.create", {"project": project["id"]}))
 
-    with trio.fail_after(CALL_TIMEOUT_S):
+    with killing() as doomed, trio.fail_after(CALL_TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(create_slowly)
             session = await wait_until_preparing(client)
             pgid = await _setup_pid(pidfile)
+            doomed.group(pgid)
             cancelled = await trio.to_thread.run_sync(
                 run_mimirctl, daemon.dirs, "cancel", session["id"][:8]
             )
             assert cancelled.returncode == 0, cancelled.stderr
             assert cancelled.stdout == "setup command cancelled\n"
+        assert not group_alive(pgid), "the whole group of the setup command is gone"
     [answer] = answers
     assert answer["result"]["status"] == "failed"
     assert answer["result"]["failure"] == "setup command cancelled (session.cancel)"
-    assert not group_alive(pgid), "the whole group of the setup command is gone"
     found = await events(client, session)
     [finished] = [e for e in found if e["kind"] == "setup_finished"]
     assert finished["data"] == {"exit_code": None, "ended": "cancelled"}
@@ -220,11 +226,15 @@ async def test_a_setup_command_that_runs_too_long_is_stopped(
         project = await add_project(
             client, repo, config={"setup_command": f"echo $$ > {pidfile}; sleep 1000"}
         )
-        with trio.fail_after(CALL_TIMEOUT_S):
-            session = await create(client, project)
-        assert session["status"] == "failed"
-        assert "timed out after 0.5 s" in session["failure"]
-        assert not group_alive(await _setup_pid(pidfile))
+        with killing() as doomed:
+            with trio.fail_after(CALL_TIMEOUT_S):
+                async with trio.open_nursery() as nursery:
+                    # The group is doomed as soon as its leader says who it is.
+                    nursery.start_soon(_doom_setup_group, pidfile, doomed)
+                    session = await create(client, project)
+            assert session["status"] == "failed"
+            assert "timed out after 0.5 s" in session["failure"]
+            assert not group_alive(await _setup_pid(pidfile))
         found = await events(client, session)
         [finished] = [e for e in found if e["kind"] == "setup_finished"]
         assert finished["data"] == {"exit_code": None, "ended": "timed_out"}
