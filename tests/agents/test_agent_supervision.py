@@ -239,6 +239,7 @@ def _start_a_turn(dirs: DaemonDirs) -> tuple[str, int, socket.socket]:
     return session["id"], int(session["agent_state"]["pid"]), conn
 
 
+@pytest.mark.slow
 def test_sigterm_mid_turn_cancels_the_turn_and_stops_the_agent(dirs: DaemonDirs) -> None:
     record = dirs.root / "received.jsonl"
     write_config(
@@ -260,6 +261,7 @@ def test_sigterm_mid_turn_cancels_the_turn_and_stops_the_agent(dirs: DaemonDirs)
         assert [d["stop_reason"] for d in ended] == ["cancelled"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_turn_the_next_start_reaps_the_agent_and_interrupts_the_session(
     dirs: DaemonDirs,
 ) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 import trio
 
 from tests.support.agents import Client, agent_world, new_session, write_config
@@ -105,6 +106,7 @@ async def test_search_finds_the_agents_words(dirs: DaemonDirs) -> None:
         assert [(h["kind"], h["session_id"]) for h in hits] == [("message", session_id)]
 
 
+@pytest.mark.slow
 def test_a_subscriber_resumes_across_a_daemon_restart(dirs: DaemonDirs) -> None:
     """Events stored before a restart and made after it arrive once each, in order."""
     write_config(dirs, {"prompts": [[{"do": "chunks", "count": 50}]] * 2})
@@ -161,6 +163,7 @@ def test_a_subscriber_resumes_across_a_daemon_restart(dirs: DaemonDirs) -> None:
         assert got[-1] >= last["last_seq"] - 1
 
 
+@pytest.mark.slow
 def test_mimirctl_prompt_streams_the_reply_and_exits_0(dirs: DaemonDirs) -> None:
     scenario: dict[str, Any] = {
         "prompts": [[{"do": "echo"}, {"do": "tool_call"}, {"do": "chunks", "count": 2}]]

@@ -181,6 +181,7 @@ async def _doom_setup_group(pidfile: Path, doomed: Doomed) -> None:
     doomed.group(await _setup_pid(pidfile))
 
 
+@pytest.mark.slow
 async def test_cancel_ends_a_running_setup_command_and_fails_the_session(
     daemon: InProcessDaemon, client: TrioClient, repo: Path, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from mimird.processes import child_environment
@@ -62,6 +63,7 @@ async def test_the_command_runs_in_the_workspace(tmp_path: Path) -> None:
     assert output.strip() == str(await trio.Path(tmp_path).resolve())
 
 
+@pytest.mark.slow
 async def test_cancelling_kills_the_whole_process_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "pids"
 
