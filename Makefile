@@ -20,7 +20,8 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/pytest -q -m "not agents" $(PYTEST_ARGS)
 
-# The same suite without the slow tier (real daemons started many times).
+# The same suite without the slow tier (tests that start several real daemons or take
+# over ~2 s: see the slow marker in pyproject.toml).
 test-fast: $(VENV)/.installed-test
 	$(BIN)/pytest -q -m "not slow and not agents" $(PYTEST_ARGS)
 

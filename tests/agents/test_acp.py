@@ -419,5 +419,10 @@ async def test_leaving_the_block_fails_waiting_requests(tmp_path: Path) -> None:
     ):
         await agent.start_session()
         nursery.start_soon(prompt, agent.connection)
-        await trio.sleep(0.1)
+        # Leave only once the agent holds the request (it records what it reads).
+        with trio.fail_after(DEADLINE_S):
+            methods: list[str] = []
+            while "session/prompt" not in methods:  # polled: a file, no event says it grew
+                await trio.sleep(0.02)
+                methods = [m.get("method", "") for m in agent.received()]
     assert len(outcome) == 1

@@ -160,6 +160,7 @@ async def test_fifo_reads_past_the_thread_limit_stall_neither_the_daemon_nor_oth
         assert all(r["op"] == "read" and r["path"] == "fifo" for r in refused)
 
 
+@pytest.mark.slow
 async def test_stop_answers_while_the_agent_reads_a_fifo(dirs: DaemonDirs) -> None:
     async with agent_world(dirs, SCRIPTED) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)

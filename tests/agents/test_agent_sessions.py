@@ -13,6 +13,7 @@ from mimird.processes import group_alive
 from mimird.wire.errors import ErrorCode
 from tests.support.agents import Client, agent_world, new_session, received
 from tests.support.helpers import DaemonDirs
+from tests.support.processes import killing
 
 
 def _umask() -> int:
@@ -55,17 +56,28 @@ async def test_prompt_runs_a_turn_and_streams_its_updates(dirs: DaemonDirs) -> N
 
 
 async def test_a_second_prompt_during_a_turn_is_refused_as_busy(dirs: DaemonDirs) -> None:
-    scenario = {"prompts": [[{"do": "sleep", "s": 1.0}]]}
+    # The turn lasts until the test cancels it: the second prompt cannot come too late.
+    scenario = {"prompts": [[{"do": "wait_cancel"}, {"do": "stop_reason", "value": "cancelled"}]]}
     async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
+        results: list[Any] = []
+
+        async def prompt() -> None:
+            results.append(await c.call("session.prompt", {"session": session_id, "text": "a"}))
+
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(c.call, "session.prompt", {"session": session_id, "text": "a"})
+            nursery.start_soon(prompt)
             await c.until(
                 "session.get", {"session": session_id}, lambda s: s["status"] == "running"
             )
             error = await c.error("session.prompt", {"session": session_id, "text": "b"})
             assert error["code"] == ErrorCode.BUSY
             assert "running a turn" in error["message"]
+            await c.call("session.cancel", {"session": session_id})
+        # The first turn was not disturbed by the refused one.
+        assert [r["stop_reason"] for r in results] == ["cancelled"]
+        prompts = [m for m in received(world) if m.get("method") == "session/prompt"]
+        assert len(prompts) == 1
 
 
 async def test_cancel_ends_the_turn_cancelled(dirs: DaemonDirs) -> None:
@@ -124,10 +136,12 @@ async def test_permission_request_is_parked_until_a_client_answers(dirs: DaemonD
                 "permission.respond", {"permission": pending[0]["id"], "kind": "allow_once"}
             )
             assert answer["option_id"] == "yes"
-            again = await c.error(
-                "permission.respond", {"permission": pending[0]["id"], "kind": "reject_once"}
-            )
-            assert again["code"] in (ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE)
+        # The turn is over, so the answered request has left the registry.
+        again = await c.error(
+            "permission.respond", {"permission": pending[0]["id"], "kind": "reject_once"}
+        )
+        assert again["code"] == ErrorCode.NOT_FOUND
+        assert again["data"]["id"] == pending[0]["id"]
         workspace = session["workspace"]["path"]
         assert (Path(workspace) / "a.txt").read_text() == "hello\n"
         assert (Path(workspace) / "a.txt").stat().st_mode & 0o777 == 0o666 & ~_umask()
@@ -184,10 +198,11 @@ async def test_stop_ends_the_whole_group_even_when_sigterm_is_ignored(dirs: Daem
         session = await c.call("session.resume", {"session": session_id})
         assert session["status"] == "idle"
         pgid = session["agent_state"]["pid"]
-        assert group_alive(pgid)
-        stopped = await c.call("session.stop", {"session": session_id})
-        assert stopped["status"] == "stopped"
-        assert not group_alive(pgid)
+        with killing([pgid]):
+            assert group_alive(pgid)
+            stopped = await c.call("session.stop", {"session": session_id})
+            assert stopped["status"] == "stopped"
+            assert not group_alive(pgid)
 
 
 async def test_resume_uses_session_load_when_the_agent_supports_it(dirs: DaemonDirs) -> None:

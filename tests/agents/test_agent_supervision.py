@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from tests.support.helpers import (
     in_process_daemon,
     make_repo,
 )
+from tests.support.processes import killing
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -239,6 +239,7 @@ def _start_a_turn(dirs: DaemonDirs) -> tuple[str, int, socket.socket]:
     return session["id"], int(session["agent_state"]["pid"]), conn
 
 
+@pytest.mark.slow
 def test_sigterm_mid_turn_cancels_the_turn_and_stops_the_agent(dirs: DaemonDirs) -> None:
     record = dirs.root / "received.jsonl"
     write_config(
@@ -260,6 +261,7 @@ def test_sigterm_mid_turn_cancels_the_turn_and_stops_the_agent(dirs: DaemonDirs)
         assert [d["stop_reason"] for d in ended] == ["cancelled"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_turn_the_next_start_reaps_the_agent_and_interrupts_the_session(
     dirs: DaemonDirs,
 ) -> None:
@@ -270,7 +272,7 @@ def test_sigkill_mid_turn_the_next_start_reaps_the_agent_and_interrupts_the_sess
         session_id, pid, conn = _start_a_turn(dirs)
         with contextlib.closing(conn):
             daemon.kill()
-    try:
+    with killing([pid]):
         assert group_alive(pid), "the orphan agent outlived the daemon"
         with daemon_process(dirs) as daemon:
             daemon.wait_ready()
@@ -284,9 +286,6 @@ def test_sigkill_mid_turn_the_next_start_reaps_the_agent_and_interrupts_the_sess
             # The user goes on: the next prompt starts the agent again.
             again = blocking_call(dirs.socket, "session.prompt", {**params, "text": "again"})
             assert again["result"]["stop_reason"] == "end_turn"
-    finally:
-        if group_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
 
 
 class _Boom(Exception):

@@ -10,11 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,6 +34,7 @@ from tests.support.agents import (
     write_config,
 )
 from tests.support.helpers import DaemonDirs, blocking_call, daemon_process, make_repo, run_mimirctl
+from tests.support.processes import killing
 
 ACP_SESSION: Final = "sess-1"
 INVALID_PARAMS: Final = -32602
@@ -112,17 +111,6 @@ def recorded_groups(dirs: DaemonDirs) -> list[int]:
     """The terminals' process groups the database holds for reaping after a crash."""
     with contextlib.closing(sqlite3.connect(dirs.database)) as db:
         return [row[0] for row in db.execute("SELECT process_group FROM terminals")]
-
-
-@contextlib.contextmanager
-def killing(pgids: list[int]) -> Iterator[None]:
-    """Whatever the test finds, these groups do not outlive it."""
-    try:
-        yield
-    finally:
-        for pgid in pgids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
 
 
 # ---- the output buffer --------------------------------------------------------------

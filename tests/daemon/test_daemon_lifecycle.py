@@ -89,6 +89,7 @@ def other_listener(path: Path) -> Iterator[socket.socket]:
 # ---- one daemon per socket and per database ----------------------------------------
 
 
+@pytest.mark.slow
 def test_second_daemon_with_the_same_dirs_exits_saying_another_is_running(
     dirs: DaemonDirs,
 ) -> None:
@@ -100,6 +101,7 @@ def test_second_daemon_with_the_same_dirs_exits_saying_another_is_running(
     assert len(stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_first_daemon_keeps_serving_after_a_second_is_refused(dirs: DaemonDirs) -> None:
     with daemon_process(dirs) as first:
         refused_start(dirs, dirs.env())
@@ -108,6 +110,7 @@ def test_first_daemon_keeps_serving_after_a_second_is_refused(dirs: DaemonDirs) 
         assert first.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_second_daemon_on_the_same_database_with_another_socket_is_refused(
     dirs: DaemonDirs,
 ) -> None:
@@ -120,6 +123,7 @@ def test_second_daemon_on_the_same_database_with_another_socket_is_refused(
     assert not other_socket.exists()
 
 
+@pytest.mark.slow
 def test_second_daemon_on_the_same_socket_with_another_database_is_refused(
     dirs: DaemonDirs,
 ) -> None:
@@ -171,6 +175,7 @@ def test_sigterm_checkpoints_the_wal(dirs: DaemonDirs) -> None:
         assert conn.execute("SELECT count(*) FROM projects").fetchone() == (5,)
 
 
+@pytest.mark.slow
 def test_sigint_exits_zero(dirs: DaemonDirs) -> None:
     with daemon_process(dirs) as daemon:
         daemon.proc.send_signal(signal.SIGINT)
@@ -184,6 +189,7 @@ def test_clean_stop_marks_the_run_stopped(dirs: DaemonDirs) -> None:
     assert run_statuses(dirs.database) == ["stopped"]
 
 
+@pytest.mark.slow
 def test_start_after_a_clean_stop_reports_no_unclean_shutdown(dirs: DaemonDirs) -> None:
     with daemon_process(dirs) as first:
         assert first.terminate(STOP_TIMEOUT_S) == 0
@@ -197,6 +203,7 @@ def test_start_after_a_clean_stop_reports_no_unclean_shutdown(dirs: DaemonDirs) 
 # ---- SIGKILL and recovery ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_restart_after_sigkill_starts_on_the_stale_socket(dirs: DaemonDirs) -> None:
     with daemon_process(dirs) as killed:
         killed.kill()
@@ -206,6 +213,7 @@ def test_restart_after_sigkill_starts_on_the_stale_socket(dirs: DaemonDirs) -> N
         assert status["pid"] == restarted.proc.pid
 
 
+@pytest.mark.slow
 def test_data_added_before_sigkill_survives_the_restart(dirs: DaemonDirs) -> None:
     with daemon_process(dirs) as killed:
         added = add_project(dirs, "survivor")
@@ -216,6 +224,7 @@ def test_data_added_before_sigkill_survives_the_restart(dirs: DaemonDirs) -> Non
     assert response["result"]["path"] == added["path"]
 
 
+@pytest.mark.slow
 def test_restart_after_sigkill_logs_unclean_shutdown_detected(dirs: DaemonDirs) -> None:
     with daemon_process(dirs) as killed:
         killed.kill()
@@ -224,6 +233,7 @@ def test_restart_after_sigkill_logs_unclean_shutdown_detected(dirs: DaemonDirs) 
     assert "unclean_shutdown_detected" in log_events(restarted)
 
 
+@pytest.mark.slow
 def test_unclean_shutdown_is_reported_once(dirs: DaemonDirs) -> None:
     with daemon_process(dirs) as killed:
         killed.kill()
@@ -234,6 +244,7 @@ def test_unclean_shutdown_is_reported_once(dirs: DaemonDirs) -> None:
     assert "unclean_shutdown_detected" not in log_events(next_one)
 
 
+@pytest.mark.slow
 def test_killed_run_is_marked_crashed_and_the_next_one_stopped(dirs: DaemonDirs) -> None:
     with daemon_process(dirs) as killed:
         killed.kill()

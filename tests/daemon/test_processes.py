@@ -5,11 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import trio
 
 from mimird.processes import child_environment, group_alive, stop_group
+from tests.support.processes import Doomed, killing
 
 # A child that reports the pid of what it starts, then behaves as told.
 _CHILD = """
@@ -30,13 +33,21 @@ else:
 """
 
 
-async def _spawn(mode: str) -> tuple[trio.Process, int]:
+@pytest.fixture
+def doomed() -> Iterator[Doomed]:
+    """The children's groups, killed when the test ends whatever stop_group did."""
+    with killing() as doomed:
+        yield doomed
+
+
+async def _spawn(mode: str, doomed: Doomed) -> tuple[trio.Process, int]:
     process = await trio.lowlevel.open_process(
         [sys.executable, "-c", _CHILD, mode],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         start_new_session=True,
     )
+    doomed.group(process.pid)
     assert process.stdout is not None
     line = b""
     with trio.fail_after(10):
@@ -62,42 +73,44 @@ def _wait_dead(pid: int, within: float = 10) -> bool:
     return True
 
 
-async def test_a_child_that_exits_on_eof_stops_without_signals() -> None:
-    process, _ = await _spawn("polite")
+async def test_a_child_that_exits_on_eof_stops_without_signals(doomed: Doomed) -> None:
+    process, _ = await _spawn("polite", doomed)
     with trio.fail_after(10):
         code = await stop_group(process, eof_grace=5, term_grace=5)
     assert code == 0  # it exited by itself: a signal would give a negative code
     assert not group_alive(process.pid)
 
 
-async def test_a_child_that_ignores_eof_is_terminated() -> None:
-    process, _ = await _spawn("ignore-eof")
+async def test_a_child_that_ignores_eof_is_terminated(doomed: Doomed) -> None:
+    process, _ = await _spawn("ignore-eof", doomed)
     with trio.fail_after(10):
         code = await stop_group(process, eof_grace=0.2, term_grace=5)
     assert code == -15
     assert not group_alive(process.pid)
 
 
-async def test_a_child_that_ignores_eof_and_sigterm_is_killed() -> None:
-    process, _ = await _spawn("ignore-eof ignore-term")
+async def test_a_child_that_ignores_eof_and_sigterm_is_killed(doomed: Doomed) -> None:
+    process, _ = await _spawn("ignore-eof ignore-term", doomed)
     with trio.fail_after(10):
         code = await stop_group(process, eof_grace=0.2, term_grace=0.2)
     assert code == -9
     assert not group_alive(process.pid)
 
 
-async def test_no_process_of_the_group_survives_even_one_that_ignores_sigterm() -> None:
+async def test_no_process_of_the_group_survives_even_one_that_ignores_sigterm(
+    doomed: Doomed,
+) -> None:
     # The leader exits on EOF, its grandchild ignores SIGTERM and would outlive
     # a stop that only watches the leader.
-    process, grandchild = await _spawn("grandchild")
+    process, grandchild = await _spawn("grandchild", doomed)
     with trio.fail_after(15):
         await stop_group(process, eof_grace=0.2, term_grace=0.2)
     assert _wait_dead(grandchild)
     assert not group_alive(process.pid)
 
 
-async def test_a_stop_completes_even_when_its_caller_is_cancelled() -> None:
-    process, grandchild = await _spawn("grandchild ignore-eof ignore-term")
+async def test_a_stop_completes_even_when_its_caller_is_cancelled(doomed: Doomed) -> None:
+    process, grandchild = await _spawn("grandchild ignore-eof ignore-term", doomed)
     with trio.move_on_after(0.01):
         await stop_group(process, eof_grace=0.2, term_grace=0.2)
     assert _wait_dead(grandchild)

@@ -349,6 +349,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.slow
 def test_socket_activated_daemon_passes_no_systemd_variables_or_key_to_children(
     dirs: DaemonDirs, notify: NotifySocket
 ) -> None:

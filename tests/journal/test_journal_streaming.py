@@ -8,6 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 import trio
 
 from tests.support.agents import Client, agent_world, new_session, write_config
@@ -105,6 +106,7 @@ async def test_search_finds_the_agents_words(dirs: DaemonDirs) -> None:
         assert [(h["kind"], h["session_id"]) for h in hits] == [("message", session_id)]
 
 
+@pytest.mark.slow
 def test_a_subscriber_resumes_across_a_daemon_restart(dirs: DaemonDirs) -> None:
     """Events stored before a restart and made after it arrive once each, in order."""
     write_config(dirs, {"prompts": [[{"do": "chunks", "count": 50}]] * 2})
@@ -161,6 +163,7 @@ def test_a_subscriber_resumes_across_a_daemon_restart(dirs: DaemonDirs) -> None:
         assert got[-1] >= last["last_seq"] - 1
 
 
+@pytest.mark.slow
 def test_mimirctl_prompt_streams_the_reply_and_exits_0(dirs: DaemonDirs) -> None:
     scenario: dict[str, Any] = {
         "prompts": [[{"do": "echo"}, {"do": "tool_call"}, {"do": "chunks", "count": 2}]]
@@ -209,8 +212,16 @@ async def test_after_id_cursors_for_one_session_and_for_all(dirs: DaemonDirs) ->
         assert (one["cursor_kind"], one["cursor"]) == ("seq", 3)
         every = await c.call("subscribe", {"after_id": third["id"]})
         assert (every["cursor_kind"], every["cursor"]) == ("id", third["id"])
-        await c.wait_for(lambda e: e["seq"] == stored[-1]["seq"])
-        await trio.sleep(0.2)
+        for sub in (one, every):
+            last = stored[-1]["id"]
+            await c.wait_for(lambda e, n=last: e["id"] == n, subscription=sub["subscription"])
+        # Both have caught up; a second turn's events follow on each, and the last of
+        # them closes the list: a duplicate or a gap anywhere before it would show.
+        await c.call("session.prompt", {"session": session_id, "text": "again"})
+        stored = (await c.call("session.events", {"session": session_id}))["events"]
+        for sub in (one, every):
+            last = stored[-1]["id"]
+            await c.wait_for(lambda e, n=last: e["id"] == n, subscription=sub["subscription"])
         got_one = [p["event"]["seq"] for p in c.events if p["subscription"] == one["subscription"]]
         got_all = [p["event"]["id"] for p in c.events if p["subscription"] == every["subscription"]]
         assert got_one == [e["seq"] for e in stored[3:]]

@@ -543,6 +543,7 @@ def search_daemon() -> Iterator[tuple[DaemonDirs, DaemonProcess, dict[str, Any]]
             process.terminate()
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(query=QUERIES)
 def test_any_query_to_the_daemon_gets_hits_or_invalid_params(

@@ -219,6 +219,7 @@ async def test_a_half_sent_frame_that_stalls_is_closed_but_an_idle_subscriber_is
         assert await answers(subscriber)
 
 
+@pytest.mark.slow
 async def test_a_frame_that_keeps_arriving_is_not_cut_by_the_idle_timeout(
     dirs: DaemonDirs,
 ) -> None:

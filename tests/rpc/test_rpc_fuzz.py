@@ -314,6 +314,7 @@ def assert_answered_as_specified(target: FuzzTarget, frame: bytes, *, newline: b
 # ---- the tests ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_arbitrary_bytes_get_exactly_one_wellformed_response_each(target: FuzzTarget) -> None:
     @FUZZ_SETTINGS
     @given(frame=binary_frames(target), newline=st.booleans())
@@ -324,6 +325,7 @@ def test_arbitrary_bytes_get_exactly_one_wellformed_response_each(target: FuzzTa
     assert_daemon_unharmed(target)
 
 
+@pytest.mark.slow
 def test_request_shaped_json_gets_the_specified_responses_and_changes_nothing(
     target: FuzzTarget,
 ) -> None:

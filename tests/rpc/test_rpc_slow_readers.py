@@ -79,6 +79,7 @@ def request(size: int) -> bytes:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("size", "read_bytes", "pause_s"),
     [

@@ -4,15 +4,19 @@ directory, a 0600 socket and 0600 lock files, and an ``SO_PEERCRED`` check."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pytest
+import structlog
 import trio
 
 from mimird.daemon import run_daemon
@@ -150,6 +154,118 @@ async def test_peer_with_a_foreign_uid_is_disconnected_without_a_response(
                 pass  # closed with our request unread: Linux reports a reset
     assert received == b""
     assert len(checked) == 1
+
+
+# ---- a real second uid ------------------------------------------------------------------
+#
+# The tests run as root: a child process that drops to nobody's uid and gid (no
+# supplementary groups) tries the socket, and each layer of Invariant 6 is met alone,
+# the ones before it opened for the test only.
+
+#: What the child does as the other uid, stdlib only; it prints what happened as JSON.
+FOREIGN_CLIENT: Final = """
+import errno, json, os, socket, sys
+path = sys.argv[1]
+out = {"uid": os.getuid(), "euid": os.geteuid(), "groups": os.getgroups(), "pid": os.getpid()}
+def attempt(key, action):
+    try:
+        out[key] = action()
+    except OSError as exc:
+        out[key] = errno.errorcode.get(exc.errno, type(exc).__name__)
+attempt("list_directory", lambda: [os.listdir(os.path.dirname(path)), "ok"][1])
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.settimeout(10)
+attempt("connect", lambda: [sock.connect(path), "ok"][1])
+if out["connect"] == "ok":
+    # Nothing sent first: a peer that is served would wait here until it asks.
+    attempt("received", lambda: sock.recv(65536).decode("utf-8", "replace"))
+    request = b'{"jsonrpc":"2.0","id":1,"method":"daemon.status"}\\n'
+    attempt("send", lambda: [sock.sendall(request), "ok"][1])
+print(json.dumps(out))
+"""
+NOBODY: Final = 65534
+#: An interpreter nobody may run (the test's own may live under root's private home).
+SYSTEM_PYTHON: Final = shutil.which("python3", path="/usr/bin:/bin")
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or SYSTEM_PYTHON is None,
+    reason="becoming another uid needs root, and a python3 in /usr/bin or /bin",
+)
+
+
+async def as_another_uid(socket_path: Path) -> dict[str, Any]:
+    """Run FOREIGN_CLIENT as nobody against ``socket_path``; what it saw."""
+    with trio.fail_after(DEADLINE_S * 2):
+        done = await trio.run_process(
+            [str(SYSTEM_PYTHON), "-I", "-S", "-c", FOREIGN_CLIENT, str(socket_path)],
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+            cwd="/",
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    seen: dict[str, Any] = json.loads(done.stdout)
+    assert (seen["uid"], seen["euid"], seen["groups"]) == (NOBODY, NOBODY, [])
+    return seen
+
+
+@contextlib.contextmanager
+def modes(*changes: tuple[Path, int]) -> Iterator[None]:
+    """These paths with these modes, their own modes back afterwards."""
+    before = [(path, mode(path)) for path, _ in changes]
+    try:
+        for path, wanted in changes:
+            path.chmod(wanted)
+        yield
+    finally:
+        for path, old in reversed(before):
+            path.chmod(old)
+
+
+@needs_root
+async def test_another_uid_is_stopped_by_the_private_socket_directory(
+    daemon: InProcessDaemon,
+) -> None:
+    # The test's own directory may be entered, so that the socket's directory is
+    # what refuses.
+    with modes((daemon.dirs.root, 0o711)):
+        seen = await as_another_uid(daemon.socket)
+    assert mode(daemon.socket.parent) == 0o700
+    assert (seen["list_directory"], seen["connect"]) == ("EACCES", "EACCES")
+
+
+@needs_root
+async def test_another_uid_is_stopped_by_the_owner_only_socket(daemon: InProcessDaemon) -> None:
+    # Both directories opened to others (after the start: mimird refuses to start in
+    # a directory others can enter); the 0600 socket is what refuses.
+    with modes((daemon.dirs.root, 0o711), (daemon.socket.parent, 0o711)):
+        seen = await as_another_uid(daemon.socket)
+    assert mode(daemon.socket) == 0o600
+    assert seen["connect"] == "EACCES"
+
+
+@needs_root
+async def test_another_uid_that_reaches_the_socket_is_disconnected_without_a_word(
+    daemon: InProcessDaemon,
+) -> None:
+    # Directories and socket opened to others: only the SO_PEERCRED check is left.
+    opened = ((daemon.dirs.root, 0o711), (daemon.socket.parent, 0o711), (daemon.socket, 0o666))
+    with structlog.testing.capture_logs() as logs, modes(*opened):
+        seen = await as_another_uid(daemon.socket)
+    assert seen["connect"] == "ok"
+    # Closed by the daemon before the client asked anything: end of stream, no bytes;
+    # then nothing can be sent.
+    assert seen["received"] == ""
+    assert seen["send"] == "EPIPE"
+    refused = [e for e in logs if e["event"] == "rpc_peer_refused"]
+    assert [(e["uid"], e["pid"]) for e in refused] == [(NOBODY, seen["pid"])]
+    # The daemon goes on serving its own uid.
+    async with TrioClient.connect(daemon.socket) as client:
+        with trio.fail_after(DEADLINE_S):
+            status = await client.call("daemon.status")
+    assert status["pid"] == os.getpid()
 
 
 async def test_peer_credentials_of_a_real_connection_are_our_own(dirs: DaemonDirs) -> None:

@@ -21,6 +21,7 @@ from tests.support.helpers import (
     git,
     run_mimirctl,
 )
+from tests.support.processes import Doomed, killing
 from tests.support.sessions import (
     CALL_TIMEOUT_S,
     POLL_S,
@@ -137,7 +138,7 @@ async def wait_until_preparing(client: TrioClient) -> dict[str, Any]:
         await trio.sleep(POLL_S)
 
 
-async def test_a_session_deleted_while_its_setup_runs_stays_deleted(
+async def test_a_delete_while_the_setup_command_runs_is_refused_and_the_session_completes(
     daemon: InProcessDaemon, client: TrioClient, repo: Path, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
@@ -156,15 +157,16 @@ async def test_a_session_deleted_while_its_setup_runs_stays_deleted(
             session = await wait_until_preparing(client)
             deleting = await client.call_raw("session.delete", {"session": session["id"]})
             gate.touch()
+    # The session was preparing when the delete came: refused (the worktree would go
+    # from under the setup command), and the create then finishes as if nothing happened.
+    assert deleting["error"]["code"] == ErrorCode.INVALID_STATE
+    assert deleting["error"]["data"]["id"] == session["id"]
+    [created] = answers
+    assert created["result"]["status"] == "created"
     final = await get(client, session)
-    if "error" in deleting:
-        # Refusing the delete while the setup runs is as good.
-        assert deleting["error"]["code"] == ErrorCode.INVALID_STATE
-        assert final["status"] == "created"
-    else:
-        assert final["status"] == "deleted"
-        assert final["workspace"]["state"] == "removed"
-        assert not workspace(session).exists()
+    assert final["status"] == "created"
+    assert final["workspace"]["state"] == "ok"
+    assert workspace(session).is_dir()
 
 
 async def _setup_pid(pidfile: Path) -> int:
@@ -175,6 +177,11 @@ async def _setup_pid(pidfile: Path) -> int:
     return int(text)
 
 
+async def _doom_setup_group(pidfile: Path, doomed: Doomed) -> None:
+    doomed.group(await _setup_pid(pidfile))
+
+
+@pytest.mark.slow
 async def test_cancel_ends_a_running_setup_command_and_fails_the_session(
     daemon: InProcessDaemon, client: TrioClient, repo: Path, tmp_path: Path
 ) -> None:
@@ -188,20 +195,21 @@ async def test_cancel_ends_a_running_setup_command_and_fails_the_session(
         async with TrioClient.connect(daemon.socket) as own:
             answers.append(await own.call_raw("session.create", {"project": project["id"]}))
 
-    with trio.fail_after(CALL_TIMEOUT_S):
+    with killing() as doomed, trio.fail_after(CALL_TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(create_slowly)
             session = await wait_until_preparing(client)
             pgid = await _setup_pid(pidfile)
+            doomed.group(pgid)
             cancelled = await trio.to_thread.run_sync(
                 run_mimirctl, daemon.dirs, "cancel", session["id"][:8]
             )
             assert cancelled.returncode == 0, cancelled.stderr
             assert cancelled.stdout == "setup command cancelled\n"
+        assert not group_alive(pgid), "the whole group of the setup command is gone"
     [answer] = answers
     assert answer["result"]["status"] == "failed"
     assert answer["result"]["failure"] == "setup command cancelled (session.cancel)"
-    assert not group_alive(pgid), "the whole group of the setup command is gone"
     found = await events(client, session)
     [finished] = [e for e in found if e["kind"] == "setup_finished"]
     assert finished["data"] == {"exit_code": None, "ended": "cancelled"}
@@ -219,11 +227,15 @@ async def test_a_setup_command_that_runs_too_long_is_stopped(
         project = await add_project(
             client, repo, config={"setup_command": f"echo $$ > {pidfile}; sleep 1000"}
         )
-        with trio.fail_after(CALL_TIMEOUT_S):
-            session = await create(client, project)
-        assert session["status"] == "failed"
-        assert "timed out after 0.5 s" in session["failure"]
-        assert not group_alive(await _setup_pid(pidfile))
+        with killing() as doomed:
+            with trio.fail_after(CALL_TIMEOUT_S):
+                async with trio.open_nursery() as nursery:
+                    # The group is doomed as soon as its leader says who it is.
+                    nursery.start_soon(_doom_setup_group, pidfile, doomed)
+                    session = await create(client, project)
+            assert session["status"] == "failed"
+            assert "timed out after 0.5 s" in session["failure"]
+            assert not group_alive(await _setup_pid(pidfile))
         found = await events(client, session)
         [finished] = [e for e in found if e["kind"] == "setup_finished"]
         assert finished["data"] == {"exit_code": None, "ended": "timed_out"}

@@ -6,10 +6,12 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from mimird.processes import child_environment
 from mimird.sessions.setup import run_setup
+from tests.support.processes import killing
 
 SECRET = "supersecret42"
 
@@ -61,6 +63,7 @@ async def test_the_command_runs_in_the_workspace(tmp_path: Path) -> None:
     assert output.strip() == str(await trio.Path(tmp_path).resolve())
 
 
+@pytest.mark.slow
 async def test_cancelling_kills_the_whole_process_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "pids"
 
@@ -69,9 +72,12 @@ async def test_cancelling_kills_the_whole_process_group(tmp_path: Path) -> None:
 
     # A grandchild that ignores SIGTERM, in the background, and a leader that waits.
     command = f"sh -c 'trap \"\" TERM; sleep 60' & echo $! > {pid_file}; sleep 60"
-    with trio.move_on_after(1):
-        await run_setup(command, tmp_path, child_environment({}), set(), collect)
-    assert _dies(int(pid_file.read_text()), within=10)
+    with killing() as doomed:
+        with trio.move_on_after(1):
+            await run_setup(command, tmp_path, child_environment({}), set(), collect)
+        grandchild = int(pid_file.read_text())
+        doomed.group_of(grandchild)
+        assert _dies(grandchild, within=10)
 
 
 def _dies(pid: int, within: float) -> bool:

@@ -122,6 +122,7 @@ def overwrite_a_page_with_random_bytes(path: Path) -> None:
         f.write(random.Random(10).randbytes(page_size))
 
 
+@pytest.mark.slow
 async def test_pages_damaged_after_a_clean_stop_are_found_at_the_next_start(
     dirs: DaemonDirs,
 ) -> None:
@@ -146,6 +147,7 @@ async def test_pages_damaged_after_a_clean_stop_are_found_at_the_next_start(
     assert "failed its integrity check at start" in error_lines(stderr)[0]
 
 
+@pytest.mark.slow
 def test_a_clean_restart_skips_the_check_and_a_changed_file_gets_it(dirs: DaemonDirs) -> None:
     start_and_stop_cleanly(dirs)
     again = start_and_stop_cleanly(dirs)

@@ -499,6 +499,7 @@ def test_plaintext_database_does_hold_the_name_in_clear(plaintext_database: Path
     assert SECRET_NAME.encode() in plaintext_database.read_bytes()
 
 
+@pytest.mark.slow
 def test_restart_with_the_key_finds_the_data(dirs: DaemonDirs, encrypted_database: Path) -> None:
     with daemon_process(dirs, env=dirs.env(MIMIR_DB_KEY=KEY)):
         project = blocking_call(dirs.socket, "project.get", {"project": SECRET_NAME})
@@ -507,6 +508,7 @@ def test_restart_with_the_key_finds_the_data(dirs: DaemonDirs, encrypted_databas
     assert status["database_encrypted"] is True
 
 
+@pytest.mark.slow
 def test_wrong_key_is_refused_and_the_file_is_untouched(
     dirs: DaemonDirs, encrypted_database: Path
 ) -> None:
@@ -519,12 +521,14 @@ def test_wrong_key_is_refused_and_the_file_is_untouched(
     assert file_digest(encrypted_database) == before
 
 
+@pytest.mark.slow
 def test_wrong_key_error_shows_neither_key(dirs: DaemonDirs, encrypted_database: Path) -> None:
     _, stderr = refused_start(dirs, MIMIR_DB_KEY=WRONG_KEY)
     assert WRONG_KEY not in stderr
     assert KEY not in stderr
 
 
+@pytest.mark.slow
 def test_encrypted_database_without_a_key_is_refused_and_untouched(
     dirs: DaemonDirs, encrypted_database: Path
 ) -> None:
@@ -568,6 +572,7 @@ def _key_by_config_file(dirs: DaemonDirs, key_file: Path) -> tuple[list[str], di
     return [], {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "key_source",
     [_key_by_flag, _key_by_env_file, _key_by_credential, _key_by_config_file],
@@ -588,6 +593,7 @@ def test_key_from_a_file_opens_the_encrypted_database(
     assert status["counts"]["projects"] == 1
 
 
+@pytest.mark.slow
 def test_key_never_appears_in_the_log_or_in_daemon_status(
     dirs: DaemonDirs, encrypted_database: Path
 ) -> None:
@@ -601,6 +607,7 @@ def test_key_never_appears_in_the_log_or_in_daemon_status(
     assert KEY not in daemon.stderr
 
 
+@pytest.mark.slow
 def test_backup_of_an_encrypted_database_is_encrypted_with_the_same_key(
     dirs: DaemonDirs,
 ) -> None:
@@ -620,6 +627,7 @@ def test_backup_of_an_encrypted_database_is_encrypted_with_the_same_key(
         ]
 
 
+@pytest.mark.slow
 def test_key_from_the_environment_is_wiped_from_proc_environ(
     dirs: DaemonDirs, encrypted_database: Path
 ) -> None:

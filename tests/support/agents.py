@@ -133,12 +133,17 @@ class Client:
             await trio.sleep(0.02)
         raise AssertionError(f"{method} never satisfied the condition: {result}")
 
-    async def wait_for(self, predicate: Any, wait_s: float = 10) -> dict[str, Any]:
-        """The first collected event (its ``event`` object) matching ``predicate``."""
+    async def wait_for(
+        self, predicate: Any, wait_s: float = 10, *, subscription: int | None = None
+    ) -> dict[str, Any]:
+        """The first collected event (its ``event`` object) matching ``predicate``, of
+        one subscription if given."""
         with trio.fail_after(wait_s):
             seen = 0
             while True:
                 for params in self.events[seen:]:
+                    if subscription is not None and params["subscription"] != subscription:
+                        continue
                     if predicate(params["event"]):
                         event: dict[str, Any] = params["event"]
                         return event
