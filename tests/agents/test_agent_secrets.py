@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from tests.support.agents import AgentWorld, Client, agent_world, received
-from tests.support.helpers import DaemonDirs
+from tests.support.helpers import DaemonDirs, run_mimirctl
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -190,8 +190,14 @@ async def test_the_agents_stderr_log_file_never_holds_a_secret(dirs: DaemonDirs)
         await c.call("session.prompt", {"session": session_id, "text": "go"})
         await c.call("session.stop", {"session": session_id})
         logs = await c.call("session.logs", {"session": session_id})
+        shown = await trio.to_thread.run_sync(
+            lambda: run_mimirctl(dirs, "logs", session_id, "-n", "3")
+        )
     text = (dirs.state / "agent-logs" / f"{session_id}.log").read_text()
     assert MARK not in text
     # Each piece of the split secret is masked in its own write.
     assert 'whole: ***\nsplit: ****** end\nescaped: "***"\n' in text
     assert logs["lines"][-3:] == ["whole: ***", "split: ****** end", 'escaped: "***"']
+    assert shown.returncode == 0, shown.stderr
+    assert MARK not in shown.stdout
+    assert shown.stdout.splitlines() == ["whole: ***", "split: ****** end", 'escaped: "***"']
