@@ -107,10 +107,13 @@ def _lines_of(path: str, functions: tuple[str, ...]) -> frozenset[int]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.ClassDef):
                 visit(child, f"{prefix}{child.name}.")
-            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                if f"{prefix}{child.name}" in functions:
-                    end = child.end_lineno or child.lineno
-                    lines.update(range(child.lineno - 1, end))
+            elif (
+                isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+                and f"{prefix}{child.name}" in functions
+            ):
+                end = child.end_lineno or child.lineno
+                lines.update(range(child.lineno - 1, end))
+
     visit(tree, "")
     missing = [f for f in functions if not _defined(tree, f)]
     if missing:
