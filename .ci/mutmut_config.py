@@ -71,7 +71,7 @@ TARGETS: dict[str, Target] = {
         (
             "tests/daemon/test_scrub.py",
             "tests/daemon/test_chunk_mask.py",
-            "tests/daemon/test_secret_forms.py",
+            "tests/daemon/test_secret_masking.py",
             "tests/agents/test_agent_secrets.py",
             "tests/sessions/test_sessions_secrets.py",
         ),
