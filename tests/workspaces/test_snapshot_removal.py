@@ -1,0 +1,85 @@
+"""Snapshots and the worktree's index: a file staged with ``add -f`` despite an
+ignore rule is work too, a sparse checkout's files out of the cone are not deleted,
+and a ``--no-checkout`` worktree (no index at all) starts from HEAD. The first and
+last killed mutants of the snapshot's private index (``make mutate``) that the
+other worktree tests let survive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+from mimird.workspaces.git import add_worktree, resolve_commit, snapshot
+from tests.support.helpers import git
+
+SNAPSHOT_REF: Final = "refs/mimir/snapshots/s1"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    for name in ("in/kept.txt", "out/elsewhere.txt", "top.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(f"{name}\n")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
+def tree_of(repo: Path, rev: str) -> list[str]:
+    return sorted(git(repo, "ls-tree", "-r", "--name-only", rev).split())
+
+
+def test_a_staged_file_that_an_ignore_rule_matches_is_in_the_snapshot(
+    repo: Path, tmp_path: Path
+) -> None:
+    # The private index starts as a copy of the real one: what the user staged with
+    # `add -f` stays tracked, and `add --all` saves it despite the ignore rule.
+    path = tmp_path / "worktrees" / "s1"
+    add_worktree(repo, path, "mimir/s1", resolve_commit(repo, "HEAD"))
+    (path / ".gitignore").write_text("*.log\n")
+    (path / "build.log").write_text("the only copy\n")
+    git(path, "add", "-f", "build.log")
+
+    saved = snapshot(path, SNAPSHOT_REF, "")
+
+    assert "build.log" in tree_of(repo, saved.commit)
+    assert git(repo, "show", f"{saved.commit}:build.log") == "the only copy\n"
+
+
+def test_a_sparse_checkout_snapshot_keeps_the_files_outside_the_cone(
+    repo: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "worktrees" / "s1"
+    add_worktree(repo, path, "mimir/s1", resolve_commit(repo, "HEAD"))
+    git(path, "sparse-checkout", "set", "in")
+    assert not (path / "out").exists(), "out/ is outside the cone: not on disk"
+    (path / "in" / "new.txt").write_text("work\n")
+
+    saved = snapshot(path, SNAPSHOT_REF, "")
+
+    # Only the new file changed: out/elsewhere.txt is skipped, not deleted.
+    assert saved.files == 1
+    assert tree_of(repo, saved.commit) == [
+        "in/kept.txt",
+        "in/new.txt",
+        "out/elsewhere.txt",
+        "top.txt",
+    ]
+
+
+def test_a_worktree_without_an_index_is_snapshotted(repo: Path, tmp_path: Path) -> None:
+    path = tmp_path / "worktrees" / "bare"
+    git(repo, "worktree", "add", "-q", "--no-checkout", "-b", "mimir/bare", str(path))
+    head = git(path, "rev-parse", "HEAD").strip()
+
+    saved = snapshot(path, SNAPSHOT_REF, "")
+
+    # No index: the snapshot starts from HEAD's tree and holds what is on disk
+    # (nothing), on top of HEAD.
+    assert (saved.head, saved.files) == (head, 3)
+    assert git(repo, "rev-parse", f"{SNAPSHOT_REF}^").strip() == head
+    assert tree_of(repo, saved.commit) == []
