@@ -83,3 +83,23 @@ def test_a_worktree_without_an_index_is_snapshotted(repo: Path, tmp_path: Path) 
     assert (saved.head, saved.files) == (head, 3)
     assert git(repo, "rev-parse", f"{SNAPSHOT_REF}^").strip() == head
     assert tree_of(repo, saved.commit) == []
+
+
+def test_a_worktree_without_an_index_keeps_tracked_files_an_ignore_rule_matches(
+    repo: Path, tmp_path: Path
+) -> None:
+    # HEAD tracks keep.log despite "*.log": starting from HEAD's tree, the copy on
+    # disk is saved as tracked (an empty index would drop it as ignored).
+    (repo / ".gitignore").write_text("*.log\n")
+    (repo / "keep.log").write_text("v1\n")
+    git(repo, "add", "-f", ".gitignore", "keep.log")
+    git(repo, "commit", "-q", "-m", "a tracked log")
+    path = tmp_path / "worktrees" / "bare"
+    git(repo, "worktree", "add", "-q", "--no-checkout", "-b", "mimir/bare", str(path))
+    (path / ".gitignore").write_text("*.log\n")
+    (path / "keep.log").write_text("v2\n")
+
+    saved = snapshot(path, SNAPSHOT_REF, "")
+
+    assert tree_of(repo, saved.commit) == [".gitignore", "keep.log"]
+    assert git(repo, "show", f"{saved.commit}:keep.log") == "v2\n"
