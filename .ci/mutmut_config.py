@@ -64,6 +64,7 @@ TARGETS: dict[str, Target] = {
         None,
         (
             "tests/rpc/test_audit.py",
+            "tests/rpc/test_audit_log.py",
             "tests/sessions/test_sessions_audit.py",
         ),
     ),
