@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import ast
 import functools
+import shlex
 from pathlib import Path
 from typing import Any, NamedTuple
 
 #: pytest for one mutant: stop at the first failure; a hung test fails after 60 s.
 PYTEST = ".venv/bin/python -m pytest -x -q -p no:cacheprovider -m 'not agents' --timeout=60"
-#: mutmut 2 counts only exit status 1 as a killed mutant: a mutant that breaks the
-#: import (pytest's 2, "errors during collection") would count as surviving.
-KILLED_ON_ANY_FAILURE = "|| exit 1"
 
 
 class Target(NamedTuple):
@@ -90,7 +88,11 @@ def _existing(tests: tuple[str, ...]) -> list[str]:
 
 
 def runner(tests: list[str]) -> str:
-    return " ".join([PYTEST, *_existing(tuple(dict.fromkeys(tests))), KILLED_ON_ANY_FAILURE])
+    """The command for ``tests``. mutmut 2 counts only exit status 1 as a killed
+    mutant: one that breaks the import (pytest's 2, errors during collection) would
+    count as surviving, so any failure exits 1. (mutmut splits it with shlex.)"""
+    pytest = " ".join([PYTEST, *_existing(tuple(dict.fromkeys(tests)))])
+    return f"sh -c {shlex.quote(pytest + ' || exit 1')}"
 
 
 def test_command(path: str) -> str:
