@@ -1,4 +1,4 @@
-"""Snapshots and the worktree's index: a file staged with ``add -f`` despite an
+"""Snapshots and the worktree's index, and what a refused snapshot says: a file staged with ``add -f`` despite an
 ignore rule is work too, a sparse checkout's files out of the cone are not deleted,
 and a ``--no-checkout`` worktree (no index at all) starts from HEAD. The first and
 last killed mutants of the snapshot's private index (``make mutate``) that the
@@ -11,6 +11,7 @@ from typing import Final
 
 import pytest
 
+from mimird.errors import InvalidParams, InvalidState
 from mimird.workspaces.git import add_worktree, resolve_commit, snapshot
 from tests.support.helpers import git
 
@@ -103,3 +104,45 @@ def test_a_worktree_without_an_index_keeps_tracked_files_an_ignore_rule_matches(
 
     assert tree_of(repo, saved.commit) == [".gitignore", "keep.log"]
     assert git(repo, "show", f"{saved.commit}:keep.log") == "v2\n"
+
+
+def test_a_ref_outside_the_snapshot_namespace_is_refused_naming_the_field(
+    repo: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "worktrees" / "s1"
+    add_worktree(repo, path, "mimir/s1", resolve_commit(repo, "HEAD"))
+    with pytest.raises(InvalidParams) as outside:
+        snapshot(path, "refs/heads/main", "")
+    assert outside.value.field == "snapshot_ref"
+    assert outside.value.message == (
+        "snapshot ref 'refs/heads/main' must be under refs/mimir/ "
+        "(a snapshot never moves a branch or a tag)"
+    )
+    with pytest.raises(InvalidParams) as invalid:
+        snapshot(path, "refs/mimir/snapshots/a..b", "")
+    assert invalid.value.field == "snapshot_ref"
+    assert invalid.value.message == "'refs/mimir/snapshots/a..b' is not a valid ref name"
+
+
+def test_a_missing_worktree_is_refused_naming_the_path(tmp_path: Path) -> None:
+    with pytest.raises(InvalidState) as missing:
+        snapshot(tmp_path / "gone", SNAPSHOT_REF, "")
+    assert missing.value.field == "path"
+    assert missing.value.message == f"cannot snapshot {tmp_path / 'gone'}: it does not exist"
+
+
+def test_a_snapshot_that_fails_says_nothing_was_removed(repo: Path, tmp_path: Path) -> None:
+    path = tmp_path / "worktrees" / "s1"
+    add_worktree(repo, path, "mimir/s1", resolve_commit(repo, "HEAD"))
+    nested = path / "vendor"
+    nested.mkdir()
+    git(nested, "init", "-q")
+    (nested / "f.txt").write_text("x\n")
+    git(nested, "add", "-A")
+    git(nested, "commit", "-q", "-m", "nested")
+    with pytest.raises(InvalidState) as failed:
+        snapshot(path, SNAPSHOT_REF, "")
+    assert failed.value.field == "path"
+    assert failed.value.message.startswith(
+        f"cannot snapshot the work in {path} (nothing was removed): vendor is a nested"
+    )
