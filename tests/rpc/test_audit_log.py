@@ -97,3 +97,16 @@ async def test_the_target_is_the_session_a_result_holds(store: Store) -> None:
         CTX, "session.create", b"{}", params, result=Answer(session=Session(id="s-42"))
     )
     assert [target for target, _ in await rows(store)] == ["s-42"]
+
+
+async def test_a_row_the_database_can_never_take_is_not_kept_for_later(store: Store) -> None:
+    # Not a full disk: SQLite cannot hold the pid at all. Keeping the row would
+    # retry it with every later row, forever.
+    huge = CallContext(peer=PeerCredentials(pid=2**70, uid=os.geteuid(), gid=0), conn_id=1)
+    audit = AuditLog(store, policy.mask_config)
+    params = Note(description="lost")
+    await audit.record(huge, "session.update", msgspec.json.encode(params), params)
+    assert audit.pending == 0
+    await audit.record(CTX, "session.update", msgspec.json.encode(params), params)
+    assert audit.pending == 0
+    assert len(await rows(store)) == 1

@@ -1,8 +1,9 @@
-"""Snapshots and the worktree's index, and what a refused snapshot says: a file staged with ``add -f`` despite an
-ignore rule is work too, a sparse checkout's files out of the cone are not deleted,
-and a ``--no-checkout`` worktree (no index at all) starts from HEAD. The first and
-last killed mutants of the snapshot's private index (``make mutate``) that the
-other worktree tests let survive."""
+"""Snapshots and the worktree's index, and what a refused snapshot says. A file
+staged with ``add -f`` despite an ignore rule is work too, a sparse checkout's files
+out of the cone are not deleted, a ``--no-checkout`` worktree (no index at all)
+starts from HEAD, and each refusal names its field and says exactly what was wrong.
+All but the sparse checkout test killed mutants of the snapshot (``make mutate``)
+that the other worktree tests let survive."""
 
 from __future__ import annotations
 
