@@ -36,6 +36,7 @@ test-agents: $(VENV)/.installed-test install-agents
 # Mutation testing (mutmut 2) of the journal, snapshot/removal, audit, secret masking and
 # the socket's peer check, each mutant against its module's tests (.ci/mutmut_config.py).
 # Prints killed/survived/timeout per module and the survivors. MODULES=path ... for a subset.
+# ~740 mutants: the first run takes 1.5-3 h on 2 cores; later ones re-test only survivors.
 mutate: $(VENV)/.installed-test
 	$(PIP) install -e '.[mutate]' $(EDITABLE)
 	$(PY) .ci/mutate $(MODULES)
