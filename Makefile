@@ -37,9 +37,12 @@ test-agents: $(VENV)/.installed-test install-agents
 # the socket's peer check, each mutant against its module's tests (.ci/mutmut_config.py).
 # Prints killed/survived/timeout per module and the survivors. MODULES=path ... for a subset.
 # ~740 mutants: the first run takes 1.5-3 h on 2 cores; later ones re-test only survivors.
-mutate: $(VENV)/.installed-test
-	$(PIP) install -e '.[mutate]' $(EDITABLE)
+mutate: $(VENV)/.installed-mutate
 	$(PY) .ci/mutate $(MODULES)
+
+$(VENV)/.installed-mutate: pyproject.toml $(VENV)/.installed-test
+	$(PIP) install $(EDITABLE) -e '.[encryption,test,dev,mutate]'
+	@touch $@
 
 check: lint typecheck
 
