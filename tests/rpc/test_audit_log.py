@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from mimird import policy
 from mimird.config import DatabaseSection
-from mimird.rpc.audit import AuditLog, SecretsOf
+from mimird.rpc.audit import MAX_PENDING_ROWS, AuditLog, SecretsOf
 from mimird.rpc.registry import CallContext, PeerCredentials
 from mimird.store import Store
 from mimird.store.schema import audit_log
@@ -110,3 +110,14 @@ async def test_a_row_the_database_can_never_take_is_not_kept_for_later(store: St
     await audit.record(CTX, "session.update", msgspec.json.encode(params), params)
     assert audit.pending == 0
     assert len(await rows(store)) == 1
+
+
+async def test_rows_kept_for_a_full_disk_are_at_most_max_pending_rows(store: Store) -> None:
+    # Small rows: the row bound, not the characters bound, is what holds.
+    audit = AuditLog(store, policy.mask_config)
+    pages = await store.read(lambda conn: conn.exec_driver_sql("PRAGMA page_count").scalar_one())
+    await store.write(lambda conn: conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}"))
+    params = Note(description="small")
+    for _ in range(MAX_PENDING_ROWS + 100):  # the first ones still fit in the last page
+        await audit.record(CTX, "session.update", msgspec.json.encode(params), params)
+    assert audit.pending == MAX_PENDING_ROWS
