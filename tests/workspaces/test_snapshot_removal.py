@@ -147,3 +147,26 @@ def test_a_snapshot_that_fails_says_nothing_was_removed(repo: Path, tmp_path: Pa
     assert failed.value.message.startswith(
         f"cannot snapshot the work in {path} (nothing was removed): vendor is a nested"
     )
+
+
+def test_an_unborn_branch_snapshot_counts_every_file_and_refuses_a_nested_repository(
+    repo: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "worktrees" / "s1"
+    add_worktree(repo, path, "mimir/s1", resolve_commit(repo, "HEAD"))
+    git(path, "switch", "-q", "--orphan", "fresh-start")
+    for name in ("a.txt", "b.txt", "c/d.txt"):
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(f"{name}\n")
+    saved = snapshot(path, SNAPSHOT_REF, "")
+    assert (saved.head, saved.files) == (None, 3)
+
+    nested = path / "vendor"
+    nested.mkdir()
+    git(nested, "init", "-q")
+    (nested / "f.txt").write_text("x\n")
+    git(nested, "add", "-A")
+    git(nested, "commit", "-q", "-m", "nested")
+    with pytest.raises(InvalidState) as failed:
+        snapshot(path, SNAPSHOT_REF, "")
+    assert failed.value.detail == {"nested_repositories": ["vendor"]}
