@@ -266,7 +266,7 @@ def socket_activated(
     activator = Activator(proc, log_path)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not dirs.socket.exists():
+        while not listening(dirs.socket):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"systemd-socket-activate did not listen:\n{activator.log}")
             time.sleep(0.01)
@@ -275,6 +275,20 @@ def socket_activated(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+
+def listening(path: Path) -> bool:
+    """Whether a socket listens at ``path`` (read off /proc/net/unix, which a connect
+    would not be: the activator starts its command on the first connection). The file
+    exists from bind(), before listen(): a connect in between is refused."""
+    accepting = 0x10000  # __SO_ACCEPTCON in the Flags column
+    with open("/proc/net/unix") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] == str(path) and int(fields[3], 16) & accepting:
+                return True
+    return False
 
 
 def activation_env(dirs: DaemonDirs, notify: NotifySocket, **extra: str) -> dict[str, str]:
