@@ -109,6 +109,10 @@ async def test_a_connection_past_the_cap_gets_one_refusal_then_eof(
             lines = await extra.lines_until_closed()
     data = only_error(lines, ErrorCode.CONNECTION_LIMIT)
     assert data["detail"] == {"reason": "max_connections", "limit": MAX_CONNECTIONS}
+    assert msgspec.json.decode(lines[0])["error"]["message"] == (
+        f"mimird is at its limit of {MAX_CONNECTIONS} connections; close another one, "
+        "or raise [rpc] max_connections; this connection is closed"
+    )
 
 
 async def test_connections_under_the_cap_keep_working_while_extra_ones_are_refused(
@@ -349,7 +353,15 @@ def test_out_of_fds_new_clients_are_turned_away_with_a_few_log_lines_and_it_reco
         for reply in refused:
             assert reply["id"] is None
             assert reply["error"]["code"] == ErrorCode.CONNECTION_LIMIT
-            assert reply["error"]["data"]["detail"]["reason"] == "out_of_file_descriptors"
+            detail = reply["error"]["data"]["detail"]
+            assert detail["reason"] == "out_of_file_descriptors"
+            assert set(detail) == {"reason", "connections"}
+            assert detail["connections"] >= 1
+            assert reply["error"]["message"] == (
+                f"mimird is out of file descriptors ({detail['connections']} connections "
+                "open); close some, or raise its open-files limit (LimitNOFILE); this "
+                "connection is closed"
+            )
         failures = log_events(daemon.stderr, "rpc_accept_failed")
         assert 1 <= len(failures) <= 2, failures
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
