@@ -23,6 +23,7 @@ import pytest
 import trio
 
 from mimird.wire.errors import ErrorCode
+from tests.rpc.test_audit import audit_rows
 from tests.support.agents import Client, agent_world
 from tests.support.helpers import DaemonDirs, make_repo
 
@@ -70,13 +71,6 @@ SCENARIO: Final = {"prompts": [[ASK]]}
 
 
 Row = tuple[str, str | None, str, int | None]
-
-
-def audit_rows(dirs: DaemonDirs) -> list[dict[str, Any]]:
-    with contextlib.closing(sqlite3.connect(f"file:{dirs.database}?mode=ro", uri=True)) as db:
-        db.row_factory = sqlite3.Row
-        rows = db.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
-    return [dict(row) for row in rows]
 
 
 def database_dump(dirs: DaemonDirs) -> list[str]:

@@ -20,6 +20,7 @@ from mimird.rpc.audit import MAX_PENDING_ROWS, AuditLog, SecretsOf
 from mimird.rpc.registry import CallContext, PeerCredentials
 from mimird.store import Store
 from mimird.store.schema import audit_log
+from tests.rpc.test_audit import set_max_pages
 
 CTX = CallContext(
     peer=PeerCredentials(pid=os.getpid(), uid=os.geteuid(), gid=os.getegid()), conn_id=1
@@ -116,7 +117,7 @@ async def test_rows_kept_for_a_full_disk_are_at_most_max_pending_rows(store: Sto
     # Small rows: the row bound, not the characters bound, is what holds.
     audit = AuditLog(store, policy.mask_config)
     pages = await store.read(lambda conn: conn.exec_driver_sql("PRAGMA page_count").scalar_one())
-    await store.write(lambda conn: conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}"))
+    await store.write(set_max_pages, pages)
     params = Note(description="small")
     for _ in range(MAX_PENDING_ROWS + 100):  # the first ones still fit in the last page
         await audit.record(CTX, "session.update", msgspec.json.encode(params), params)
