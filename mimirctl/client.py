@@ -156,7 +156,7 @@ class Client:
             message = self.read()
         except ClientError:
             raise lost from None
-        if message.get("id") is None and "error" in message:
+        if _about_the_connection(message):
             self.result(message)
         raise lost from None
 
@@ -209,9 +209,7 @@ class Client:
             if "method" in message:
                 self.notifications.append(message)
                 continue
-            if message.get("id") is None and "error" in message:
-                # About the connection, not a request: the daemon's connection
-                # limit, a frame it could not take. It closes the connection next.
+            if _about_the_connection(message):
                 return self.result(message)
             if message.get("id") != request_id:
                 raise ConnectionLost(
@@ -242,6 +240,12 @@ def protocol_skew(status: Any) -> str | None:
     return (
         f"{daemon} did not say which protocol it speaks: it is not the mimird this mimirctl knows"
     )
+
+
+def _about_the_connection(message: dict[str, Any]) -> bool:
+    """An error with id null is about the connection, not a request: the daemon's
+    connection limit, a frame it could not take. It closes the connection next."""
+    return message.get("id") is None and "error" in message
 
 
 def check_protocol(client: Client) -> str | None:
