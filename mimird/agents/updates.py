@@ -30,7 +30,7 @@ import structlog
 
 from mimird import journal
 from mimird.agents.recorder import Recorder
-from mimird.secrets import ChunkMasker
+from mimird.secrets import ChunkMasker, forms
 from mimird.wire import events
 
 log = structlog.get_logger("mimird.agents.updates")
@@ -84,7 +84,8 @@ class Updates:
         self._message: _Gathered | None = None
         #: Holds back a message chunk while it may end with part of a secret.
         self._masker: ChunkMasker[Any] = ChunkMasker(recorder.secrets)
-        self._secrets = [secret for secret in recorder.secrets if secret]
+        #: No piece ends inside any form of a secret (each is masked whole).
+        self._secrets = forms(recorder.secrets)
         #: Characters of the chunks the masker holds back (the end of the message).
         self._held_chars = 0
 

@@ -111,12 +111,23 @@ async def test_a_message_within_the_bound_is_one_event_as_before(dirs: DaemonDir
         ]
 
 
-async def test_a_piece_never_ends_inside_a_secret(dirs: DaemonDirs) -> None:
+@pytest.mark.parametrize(
+    ("secret", "escaped"),
+    [
+        pytest.param("s3cr3t-t0ken-4f9a-77", False, id="as-is"),
+        # JSON-escaped inside the agent's text (tool arguments as JSON text): a form
+        # of the secret that is masked too, so no piece may end inside it either.
+        pytest.param('s3cr3t"t0ken\\4f9a-77', True, id="json-escaped"),
+    ],
+)
+async def test_a_piece_never_ends_inside_a_secret(
+    dirs: DaemonDirs, secret: str, escaped: bool
+) -> None:
     """Text with no space to end a piece at, and a secret across where the bound
     would cut it: the piece ends before the secret, which is masked whole."""
-    secret = "s3cr3t-t0ken-4f9a-77"
+    written = json.dumps(secret)[1:-1] if escaped else secret
     before = "x" * (PIECE_BYTES - 4)
-    steps = [chunk(before + secret[:10]), chunk(secret[10:] + "y" * 2000)]
+    steps = [chunk(before + written[:10]), chunk(written[10:] + "y" * 2000)]
     supervision = {"message_piece_bytes": PIECE_BYTES}
     async with (
         agent_world(dirs, {"prompts": [steps]}, supervision=supervision) as world,
