@@ -78,6 +78,7 @@ WORDS: Final = {
     "resume": "agent",
     "logs": "agent",
     "permission": "permission",
+    "template": "template",
     "db": "db",
     "search": "search",
 }

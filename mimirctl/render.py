@@ -413,6 +413,14 @@ class Renderer:
             self._line(f"  refused to run {command}: {data.get('reason')}", "31")
         elif kind == "setup_output":
             self._line(str(data.get("text", "")).rstrip("\n"), "2")
+        elif kind in ("model_changed", "mode_changed"):
+            key = kind.removesuffix("_changed")
+            self._line(f"[{key}: {data.get(key)} (set by {data.get('by')})]", "2")
+        elif kind == "setting_failed":
+            what = f"{data.get('key')} {data.get('value')}"
+            self._line(f"[{what} not set: {data.get('reason')}]", "31")
+        elif kind == "prompt_failed":
+            self._line(f"[prompt not sent: {data.get('reason')}]", "31")
 
     def permission_request(self, data: dict[str, Any], *, hint: bool) -> None:
         """A permission request and its options on one line; with ``hint``, how to

@@ -24,11 +24,13 @@ from mimird.api import (
     DaemonService,
     DbService,
     EventService,
+    ModelModeService,
     PermissionService,
     ProjectService,
     PromptService,
     SearchService,
     SessionService,
+    TemplateService,
     WorktreeService,
     build_registry,
 )
@@ -141,6 +143,8 @@ async def run_daemon(
                     EventService(journal, session_service),
                     SearchService(store),
                     DbService(store, settings),
+                    TemplateService(store, session_service),
+                    ModelModeService(session_service, agents),
                 )
                 audit = AuditLog(store, policy.mask_config, session_service.secrets_of_call)
                 server = RpcServer(

@@ -27,6 +27,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from mimird import names
+from mimird import templates as prompt_templates
 from mimird.errors import InvalidParams
 from mimird.secrets import MASK
 
@@ -51,6 +52,8 @@ DEFAULT_WORKTREE_LOCATION: Final = "{project}/{slug}-{short_id}"
 SECRET_MASK: Final = MASK
 
 MAX_NAME_LENGTH: Final = 100
+#: The longest ``model`` or ``mode`` (ids like "provider/model-name").
+MAX_CHOICE_LENGTH: Final = 200
 MAX_TEMPLATE_LENGTH: Final = 1000
 #: Below Linux's MAX_ARG_STRLEN (128 KiB for one "NAME=value" string).
 MAX_VALUE_LENGTH: Final = 100_000
@@ -107,6 +110,9 @@ class ConfigLayer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     name the key); ``msgspec.to_builtins(layer)`` gives back the plain data."""
 
     agent: str | UnsetType = UNSET
+    #: The agent's model and mode (ids the agent offers); None: the agent's own default.
+    model: str | UnsetType | None = UNSET
+    mode: str | UnsetType | None = UNSET
     env: dict[str, str | EnvValue] | UnsetType = UNSET
     tool_policy: dict[ToolKind, Decision] | UnsetType = UNSET
     #: None: unlimited.
@@ -132,6 +138,8 @@ def builtin_layer() -> ConfigLayer:
     """The built-in defaults: every key set."""
     return ConfigLayer(
         agent=DEFAULT_AGENT,
+        model=None,
+        mode=None,
         env={},
         tool_policy=dict.fromkeys(TOOL_KINDS, "ask"),
         token_budget=None,
@@ -186,6 +194,15 @@ def _parse(data: Any) -> ConfigLayer:
 
 def _parse_agent(key: str, value: Any) -> str:
     return _name(key, value, _NAME, "an agent kind name")
+
+
+def _parse_model_or_mode(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _text(key, value, MAX_CHOICE_LENGTH)
+    if not text or text != text.strip() or not text.isprintable():
+        raise _Invalid(key, "must be an id the agent offers: printable, no surrounding spaces")
+    return text
 
 
 def _parse_env(key: str, value: Any) -> dict[str, str | EnvValue]:
@@ -256,6 +273,8 @@ def _parse_prompt_templates(key: str, value: Any) -> dict[str, str]:
     for name, text in _table(key, value).items():
         name = _name(f"{key}.{_show(name)}", name, _NAME, "a template name", as_key=True)
         templates[name] = _text(f"{key}.{name}", text, MAX_VALUE_LENGTH)
+        if problem := prompt_templates.problem(text):
+            raise _Invalid(f"{key}.{name}", problem)
     return templates
 
 
@@ -349,6 +368,8 @@ def _glob_problem(pattern: str) -> str | None:
 
 _PARSERS: Final[dict[str, Callable[[str, Any], Any]]] = {
     "agent": _parse_agent,
+    "model": _parse_model_or_mode,
+    "mode": _parse_model_or_mode,
     "env": _parse_env,
     "tool_policy": _parse_tool_policy,
     "token_budget": _parse_token_budget,

@@ -75,3 +75,14 @@ def emit(
         render.say(render.json_text(value), exact=True)
     else:
         render.say(human(value), exact=styled)
+
+
+def template_vars(values: list[str] | None) -> dict[str, str]:
+    """``--var KEY=VALUE`` options as a map (a later KEY wins)."""
+    found: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--var {item!r} is not KEY=VALUE")
+        found[key] = value
+    return found

@@ -9,7 +9,15 @@ from typing import Any, Final
 
 from mimirctl import render
 from mimirctl.client import Client
-from mimirctl.commands import EXIT_ERROR, EXIT_OK, UsageError, add_command, add_group, emit
+from mimirctl.commands import (
+    EXIT_ERROR,
+    EXIT_OK,
+    UsageError,
+    add_command,
+    add_group,
+    emit,
+    template_vars,
+)
 from mimirctl.stream import history
 from mimird.wire.formats import TIMESTAMP_PATTERN
 
@@ -135,6 +143,19 @@ def cmd_session_new(client: Client, args: argparse.Namespace) -> int:
             params[key] = value
     if args.in_place:
         params["workspace"] = "in_place"
+    for key in ("model", "mode"):
+        if (value := getattr(args, key)) is not None:
+            params["config"] = {**params.get("config", {}), key: value}
+    if args.prompt is not None or args.template is not None:
+        if args.prompt is not None and args.template is not None:
+            raise UsageError("give --prompt or --template, not both")
+        params["prompt"] = (
+            args.prompt
+            if args.prompt is not None
+            else {"template": args.template, "vars": template_vars(args.var)}
+        )
+    elif args.var:
+        raise UsageError("--var goes with --template")
     session = client.call("session.create", params)
 
     def human(s: dict[str, Any]) -> str:
@@ -328,6 +349,19 @@ def cmd_session_repair(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_session_choose(client: Client, args: argparse.Namespace) -> int:
+    """``session model ID M`` and ``session mode ID M``."""
+    result = client.call(f"session.set_{args.key}", {"session": args.session, args.key: args.value})
+
+    def human(r: dict[str, Any]) -> str:
+        if r["applied"]:
+            return f"{r['key']} set to {r['value']} (the agent was told: {r['via']})"
+        return f"{r['key']} {r['value']} stored: applied when the agent next starts"
+
+    emit(args, result, human)
+    return EXIT_OK
+
+
 def cmd_session_log(client: Client, args: argparse.Namespace) -> int:
     events = list(history(client, args.session, args.after, args.limit))
 
@@ -368,6 +402,13 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         help="work in the project directory itself, not a new worktree",
     )
     new.add_argument("--config", metavar="JSON", help="config overrides, a JSON object")
+    new.add_argument("--model", help="the agent's model (an id it offers)")
+    new.add_argument("--mode", help="the agent's mode (an id it offers)")
+    new.add_argument("--prompt", metavar="TEXT", help="a first prompt, sent once it is made")
+    new.add_argument("--template", metavar="NAME", help="a first prompt from this prompt template")
+    new.add_argument(
+        "--var", action="append", metavar="KEY=VALUE", help="a value for the template's {KEY}"
+    )
 
     ls = add_command(session, common, "ls", cmd_session_ls, "list sessions, newest first")
     ls.add_argument("--project", "-p", help="only this project's (id or name)")
@@ -429,6 +470,11 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
     verb("restore", cmd_session_restore, "bring back a deleted or archived session")
     verb("repair", cmd_session_repair, "adopt a moved worktree, re-create a missing one")
+
+    for key in ("model", "mode"):
+        choose = verb(key, cmd_session_choose, f"choose the {key} of a session's agent")
+        choose.add_argument("value", metavar=key.upper(), help=f"a {key} id the agent offers")
+        choose.set_defaults(key=key)
 
     log = verb("log", cmd_session_log, "a session's journal, one event a line")
     log.add_argument("--after", type=int, default=0, metavar="SEQ", help="events after this seq")

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from mimirctl import render
 from mimirctl.client import Client
-from mimirctl.commands import EXIT_ERROR, EXIT_OK, add_command
+from mimirctl.commands import EXIT_ERROR, EXIT_OK, UsageError, add_command, template_vars
 from mimirctl.render import Renderer
 from mimirctl.stream import (
     asker,
@@ -34,14 +34,23 @@ EXIT_TURN_CANCELLED: Final = 130
 _BUSY: Final = frozenset({"preparing", "starting", "running", "awaiting_permission"})
 
 
+def prompt_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The prompt of ``args``: its text (``-`` reads stdin), or ``--template`` with ``--var``."""
+    if (args.text is None) == (args.template is None):
+        raise UsageError("give the prompt's text or --template NAME (not both)")
+    if args.var and args.template is None:
+        raise UsageError("--var goes with --template")
+    if args.template is not None:
+        return {"template": args.template, "vars": template_vars(args.var)}
+    return {"text": sys.stdin.read() if args.text == "-" else args.text}
+
+
 def cmd_prompt(client: Client, args: argparse.Namespace) -> int:
-    text = args.text
-    if text == "-":
-        text = sys.stdin.read()
+    prompt = prompt_params(args)
     session = client.call("session.get", {"session": args.session})
     sub = client.call("subscribe", {"session": session["id"]})
     client.set_timeout(None)
-    prompt_id = client.send("session.prompt", {"session": session["id"], "text": text})
+    prompt_id = client.send("session.prompt", {"session": session["id"], **prompt})
     renderer = Renderer()
     asking = asker(client, args, renderer, sub["subscription"])
     cancelled = False
@@ -166,6 +175,18 @@ def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_template_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--template", metavar="NAME", help="a prompt template ('mimirctl template ls')"
+    )
+    parser.add_argument(
+        "--var",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a value for the template's {KEY} (repeat for each)",
+    )
+
+
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     no_ask = "on a terminal, only print permission requests (do not ask how to answer them)"
     prompt = add_command(
@@ -176,7 +197,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "send a prompt and stream the reply live (Ctrl-C cancels the turn)",
         session=True,
     )
-    prompt.add_argument("text", help="the prompt ('-' reads it from stdin)")
+    prompt.add_argument("text", nargs="?", help="the prompt ('-' reads it from stdin)")
+    add_template_options(prompt)
     prompt.add_argument("--no-ask", action="store_true", help=no_ask)
 
     attach = add_command(

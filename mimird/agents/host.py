@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,6 +34,7 @@ from mimird.agents import terminals
 from mimird.agents.acp import AcpConnection, AcpConnectionClosed, AcpError
 from mimird.agents.client_methods import ClientMethods
 from mimird.agents.handshake import handshake
+from mimird.agents.model_mode import ModelMode
 from mimird.agents.permissions import PermissionRegistry, park
 from mimird.agents.presets import AgentCommand
 from mimird.agents.recorder import Recorder
@@ -152,6 +153,7 @@ class AgentHost:
         log_path: Path,
         nursery: trio.Nursery,
         resume: bool,
+        wanted: Mapping[str, Any] | None = None,
     ) -> None:
         self.session_id = row.id
         self.workspace = Path(row.workspace_path)
@@ -187,6 +189,8 @@ class AgentHost:
         self.updates = Updates(recorder, options.message_piece_bytes)
         self.client_methods = ClientMethods(recorder, self, options)
         self.turns = Turns(recorder, permissions, self.updates, options, nursery, self)
+        #: The configured model and mode, set after each start and on session.set_*.
+        self.model_mode = ModelMode(recorder, self, wanted or {})
         self.stopped = trio.Event()
 
     # ---- state ----------------------------------------------------------------------
@@ -463,6 +467,7 @@ class AgentHost:
             "config_options": result.get("configOptions", self.agent_state.get("config_options")),
             "pid": self.process.pid if self.process else None,
         }
+        await self.model_mode.apply_at_start(conn, self.options.start_timeout_s)
         self.conn = conn
         startup_ms = round((trio.current_time() - began) * 1000)
         await self.recorder.move(
@@ -526,12 +531,14 @@ class AgentHost:
 
     # ---- turns and permissions, for the API ------------------------------------------
 
-    async def prompt(self, content: list[Any], text: str) -> TurnResult:
+    async def prompt(
+        self, content: list[Any], text: str, *, template: str | None = None
+    ) -> TurnResult:
         """See :meth:`Turns.prompt`.
 
         Cancellation: as :meth:`Turns.prompt` (a journaled prompt always gets its
         ``turn_ended``)."""
-        return await self.turns.prompt(content, text)
+        return await self.turns.prompt(content, text, template=template)
 
     async def cancel(self, *, grace: float | None = None) -> None:
         """See :meth:`Turns.cancel`.
@@ -566,6 +573,8 @@ class AgentHost:
 
         Cancellation: as :meth:`Updates.on_notification`."""
         await self.updates.on_notification(method, params)
+        if method == "session/update" and self.ready and isinstance(params, dict):
+            await self.model_mode.on_update(params.get("update"))
 
     async def on_protocol_error(self, line_preview: str, reason: str) -> None:
         """A line of the agent that was skipped, journaled.

@@ -84,7 +84,13 @@ class AgentManager:
         return self._starting.setdefault(session_id, trio.Lock())
 
     async def start(
-        self, row: sessions.SessionRow, command: AgentCommand, secrets: set[str], *, resume: bool
+        self,
+        row: sessions.SessionRow,
+        command: AgentCommand,
+        secrets: set[str],
+        *,
+        resume: bool,
+        wanted: dict[str, Any] | None = None,
     ) -> AgentHost:
         """Start a host for a session that has none (the caller holds ``lock``).
 
@@ -100,6 +106,7 @@ class AgentManager:
             log_path=self.log_path(row.id),
             nursery=self.nursery,
             resume=resume,
+            wanted=wanted,
         )
         self.hosts[row.id] = host
         await host.recorder.write(
@@ -203,10 +210,19 @@ class AgentManager:
                 {**effective.env(), SESSION_ENV: row.id},
             )
             resume = row.status != "created"
-            return await self.start(row, command, effective.secret_values(), resume=resume)
+            wanted = {key: effective.values[key] for key in ("model", "mode")}
+            return await self.start(
+                row, command, effective.secret_values(), resume=resume, wanted=wanted
+            )
 
     async def prompt(
-        self, row: SessionRow, configs: SessionConfigs, content: list[Any], text: str
+        self,
+        row: SessionRow,
+        configs: SessionConfigs,
+        content: list[Any],
+        text: str,
+        *,
+        template: str | None = None,
     ) -> TurnResult:
         """Run one turn of the session's agent (started first when the session is
         created, stopped or interrupted) and return how it ended.
@@ -214,7 +230,7 @@ class AgentManager:
         Cancellation: as :meth:`Turns.prompt`: a journaled prompt always gets its
         ``turn_ended`` and the session leaves ``running``."""
         host = await self.ensure_running(row, configs, allowed=STARTS_ON_PROMPT)
-        return await host.prompt(content, text)
+        return await host.prompt(content, text, template=template)
 
     async def cancel_turn(self, session_id: str) -> bool:
         """Cancel the session's running turn; False if none runs.

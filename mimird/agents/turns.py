@@ -91,7 +91,9 @@ class Turns:
     def session_id(self) -> str:
         return self._recorder.session_id
 
-    async def prompt(self, content: list[Any], text: str) -> TurnResult:
+    async def prompt(
+        self, content: list[Any], text: str, *, template: str | None = None
+    ) -> TurnResult:
         """Journal the prompt, send it to the agent (starting first if needed) and
         return once the turn ended. Raises :class:`Busy` while another turn runs,
         :class:`AgentUnavailable` when the agent is gone or answered with an error.
@@ -116,7 +118,7 @@ class Turns:
             prompt_seq = await self._recorder.write(
                 sessions.prompt_started,
                 self.session_id,
-                events.Prompt(content=self._recorder.scrub_value(content)),
+                events.Prompt(content=self._recorder.scrub_value(content), template=template),
                 text=self._recorder.scrub(text),
             )
             assert prompt_seq is not None

@@ -7,11 +7,13 @@ from mimird.api.agents import AgentService
 from mimird.api.daemon import DaemonService
 from mimird.api.db import DbService
 from mimird.api.events import EventService
+from mimird.api.model_mode import ModelModeService
 from mimird.api.permissions import PermissionService
 from mimird.api.projects import ProjectService
 from mimird.api.prompts import PromptService
 from mimird.api.search import SearchService
 from mimird.api.sessions import SessionService
+from mimird.api.templates import TemplateService
 from mimird.api.worktrees import WorktreeService
 from mimird.rpc.registry import Registry
 
@@ -27,6 +29,8 @@ def build_registry(
     events: EventService,
     search: SearchService,
     db: DbService,
+    templates: TemplateService,
+    model_mode: ModelModeService,
 ) -> Registry:
     registry = Registry()
     for service in (
@@ -40,6 +44,8 @@ def build_registry(
         events,
         search,
         db,
+        templates,
+        model_mode,
     ):
         service.register(registry)
     return registry
@@ -50,11 +56,13 @@ __all__ = [
     "DaemonService",
     "DbService",
     "EventService",
+    "ModelModeService",
     "PermissionService",
     "ProjectService",
     "PromptService",
     "SearchService",
     "SessionService",
+    "TemplateService",
     "WorktreeService",
     "build_registry",
 ]

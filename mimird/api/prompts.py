@@ -8,19 +8,21 @@ from typing import Any
 
 import msgspec
 
+from mimird import templates
 from mimird.agents.manager import AgentManager
 from mimird.api.methods import MethodTable
 from mimird.api.sessions import SessionService
 from mimird.errors import InvalidParams
 from mimird.rpc.registry import CallContext, Registry
+from mimird.sessions.records import SessionRow
 from mimird.wire.errors import ErrorCode
+from mimird.wire.prompts import SessionPromptParams
 from mimird.wire.types import (
     PromptResult,
     Session,
     SessionCancelled,
     SessionLogs,
     SessionLogsParams,
-    SessionPromptParams,
     SessionRefParams,
 )
 
@@ -39,9 +41,19 @@ def _prompt_text(content: list[dict[str, Any]]) -> str:
 
 
 def _content(params: SessionPromptParams) -> list[dict[str, Any]]:
-    """The prompt as ACP content blocks, from ``text`` or ``content``."""
-    if (params.text is msgspec.UNSET) == (params.content is msgspec.UNSET):
-        raise InvalidParams("give either text or content (not both)", field="text")
+    """The prompt as ACP content blocks, from ``text`` or ``content`` (a template is
+    rendered by the caller)."""
+    given = [f for f in ("text", "content", "template") if getattr(params, f) is not msgspec.UNSET]
+    if len(given) != 1:
+        raise InvalidParams(
+            "give exactly one of text, content or template (with vars)"
+            + (f", not {' and '.join(given)}" if given else ""),
+            field=given[1] if len(given) > 1 else "text",
+        )
+    if params.vars is not msgspec.UNSET and params.template is msgspec.UNSET:
+        raise InvalidParams("vars go with template (give template too)", field="vars")
+    if params.template is not msgspec.UNSET:
+        return []
     if params.content is not msgspec.UNSET:
         for index, block in enumerate(params.content):
             if not isinstance(block.get("type"), str):
@@ -51,6 +63,23 @@ def _content(params: SessionPromptParams) -> list[dict[str, Any]]:
         return params.content
     assert isinstance(params.text, str)
     return [{"type": "text", "text": params.text}]
+
+
+async def render_for(
+    sessions_: SessionService, row: SessionRow, name: str, vars_: dict[str, str]
+) -> str:
+    """The prompt the session's template ``name`` makes with ``vars_`` (see
+    :func:`mimird.templates.render`; raises ``InvalidParams``).
+
+    Cancellation: nothing happened."""
+    effective = await sessions_.effective(row)
+    return templates.render(
+        effective.values["prompt_templates"],
+        effective.sources,
+        name,
+        vars_,
+        templates.builtins_of(row),
+    )
 
 
 _method = MethodTable()
@@ -70,7 +99,8 @@ class PromptService:
         result=PromptResult,
         summary="Send a prompt to the session's agent; answers when the turn ends.",
         description=(
-            "Give text or content (ACP content blocks). The prompt is journaled, the agent "
+            "Give text, content (ACP content blocks), or template with vars (a prompt "
+            "template of the session's config, filled in). The prompt is journaled, the agent "
             "is started first if the session is created, stopped or interrupted, and the "
             "turn's progress flows as events (subscribe). A prompt while a turn runs is "
             "refused as busy (not queued)."
@@ -88,7 +118,15 @@ class PromptService:
         """Cancellation: as :meth:`AgentManager.prompt` (``turn_ended`` is journaled)."""
         content = _content(params)
         row = await self._sessions.find(params.session)
-        result = await self._agents.prompt(row, self._sessions, content, _prompt_text(content))
+        template = None
+        if params.template is not msgspec.UNSET:
+            template = params.template
+            vars_ = params.vars if params.vars is not msgspec.UNSET else {}
+            text = await render_for(self._sessions, row, template, vars_)
+            content = [{"type": "text", "text": text}]
+        result = await self._agents.prompt(
+            row, self._sessions, content, _prompt_text(content), template=template
+        )
         return PromptResult(
             session=row.id,
             stop_reason=result.stop_reason,

@@ -13,6 +13,7 @@ import trio
 
 from mimird import journal, policy
 from mimird.agents.manager import AgentManager
+from mimird.api import first_prompt
 from mimird.api.methods import MethodTable
 from mimird.config import Settings
 from mimird.errors import InvalidParams, MimirError
@@ -168,15 +169,22 @@ class SessionService:
             "from the project's HEAD or base_ref; 'in_place' works in the project directory "
             "itself; a project that is not a git repository gets a private copy. The setup "
             "command, if configured, runs before the call answers; its output is journaled "
-            "and a failure leaves the session 'failed' with the output in 'failure'."
+            "and a failure leaves the session 'failed' with the output in 'failure'. "
+            "prompt (text, or {template, vars}) is checked first and sent once the session "
+            "is made, in the background: the call does not wait for the turn."
         ),
         mutating=True,
         concurrent=True,
         errors=(ErrorCode.NOT_FOUND, ErrorCode.ALREADY_EXISTS, ErrorCode.INVALID_STATE),
     )
     async def create(self, ctx: CallContext, params: SessionCreateParams) -> Session:
+        if params.prompt is not msgspec.UNSET:
+            await first_prompt.check(self._store, params, self.owner.layers)
         with disk_full_is_storage_error():
-            return (await self.owner.create(params)).to_wire()
+            row = await self.owner.create(params)
+        if params.prompt is not msgspec.UNSET and self.agents is not None:
+            first_prompt.send_soon(self.agents, self, self._store, row, params.prompt)
+        return row.to_wire()
 
     @_method(
         "session.list",

@@ -186,6 +186,18 @@ class AgentRestarting(EventData):
 class Prompt(EventData):
     KIND: ClassVar[str] = "prompt"
     content: list[dict[str, Any]]
+    #: Only when the prompt was made from a prompt template: its name.
+    template: str | None = None
+
+
+class PromptFailed(EventData):
+    """A prompt sent on the client's behalf (``session.create``'s ``prompt``) that
+    could not be sent: no turn ran."""
+
+    KIND: ClassVar[str] = "prompt_failed"
+    reason: str
+    #: The error's kind (e.g. agent_unavailable, invalid_state).
+    error: str
 
 
 class Message(EventData):
@@ -213,6 +225,42 @@ class CancelRequested(EventData):
 class CancelTimedOut(EventData):
     KIND: ClassVar[str] = "cancel_timed_out"
     grace_s: float
+
+
+# ---- the agent's model and mode -------------------------------------------------------
+
+
+class ModelChanged(EventData):
+    KIND: ClassVar[str] = "model_changed"
+    model: str
+    #: client (session.set_model), config (set at the agent's start), agent (its own change).
+    by: Literal["client", "config", "agent"] | str
+    #: Only when known.
+    previous: str | None = None
+    #: Only when Mimir told the agent: the ACP method it used.
+    via: str | None = None
+
+
+class ModeChanged(EventData):
+    KIND: ClassVar[str] = "mode_changed"
+    mode: str
+    #: client (session.set_mode), config (set at the agent's start), agent (its own change).
+    by: Literal["client", "config", "agent"] | str
+    #: Only when known.
+    previous: str | None = None
+    #: Only when Mimir told the agent: the ACP method it used.
+    via: str | None = None
+
+
+class SettingFailed(EventData):
+    """A configured model or mode that could not be set when the agent started."""
+
+    KIND: ClassVar[str] = "setting_failed"
+    key: Literal["model", "mode"] | str
+    value: str
+    reason: str
+    #: The ids the agent offers.
+    offered: list[str]
 
 
 # ---- permissions ----------------------------------------------------------------------

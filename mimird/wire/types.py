@@ -227,6 +227,16 @@ ListCursor = Annotated[
 ]
 
 
+PromptText = Annotated[str, Meta(min_length=1, max_length=10_000_000)]
+TemplateName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
+TemplateVars = Annotated[dict[str, str], Meta(max_length=100, description="Placeholder values.")]
+
+
+class TemplatePrompt(Params):
+    template: TemplateName
+    vars: TemplateVars = msgspec.field(default_factory=dict)
+
+
 class Workspace(Result):
     kind: WorkspaceKind
     path: str
@@ -284,6 +294,8 @@ class SessionCreateParams(Params):
     branch: BranchName | UnsetType = UNSET
     workspace: Literal["worktree", "in_place"] | UnsetType = UNSET
     config: ConfigObject = msgspec.field(default_factory=dict)
+    #: A first prompt, sent once the session is made: text, or {template, vars}.
+    prompt: PromptText | TemplatePrompt | UnsetType = UNSET
 
 
 class SessionListParams(Params):
@@ -457,20 +469,7 @@ class AgentList(Result):
     agents: list[AgentKind]
 
 
-# ---- session.prompt / cancel / stop / resume / logs ------------------------------------
-
-ContentBlock = Annotated[
-    dict[str, Any],
-    Meta(description="An ACP content block, e.g. {'type': 'text', 'text': '...'}."),
-]
-
-
-class SessionPromptParams(Params):
-    session: SessionRef
-    #: The prompt as plain text; or give ``content``.
-    text: Annotated[str, Meta(min_length=1, max_length=10_000_000)] | UnsetType = UNSET
-    #: The prompt as ACP content blocks (text, resource_link, resource, image, ...).
-    content: Annotated[list[ContentBlock], Meta(min_length=1, max_length=1000)] | UnsetType = UNSET
+# ---- session.prompt (its params: mimird.wire.prompts) / cancel / stop / resume / logs ------
 
 
 class PromptResult(Result):

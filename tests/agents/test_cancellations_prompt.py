@@ -25,7 +25,7 @@ import mimird.agents
 import mimird.daemon
 from mimird.api.prompts import PromptService
 from mimird.rpc.registry import CallContext, PeerCredentials
-from mimird.wire.types import SessionPromptParams
+from mimird.wire.prompts import SessionPromptParams
 from tests.support.agents import Client, agent_world, new_session, received
 from tests.support.helpers import DaemonDirs
 

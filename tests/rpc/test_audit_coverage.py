@@ -48,6 +48,8 @@ CHANGES_STATE: Final = frozenset(
         "session.cancel",
         "session.stop",
         "session.resume",
+        "session.set_model",
+        "session.set_mode",
         "permission.respond",
         "worktree.prune",
         "db.backup",
@@ -66,8 +68,8 @@ ASK: Final = {
         ],
     },
 }
-#: The first turn asks a permission; later ones just end.
-SCENARIO: Final = {"prompts": [[ASK]]}
+#: The first turn asks a permission; later ones just end. The agent offers models and modes.
+SCENARIO: Final = {"prompts": [[ASK]], "models": ["small", "large"], "modes": ["ask", "code"]}
 
 
 Row = tuple[str, str | None, str, int | None]
@@ -159,6 +161,8 @@ async def test_every_mutating_call_with_valid_params_writes_one_row_with_caller_
         await r.call("session.cancel", {"session": sid}, sid)
         await r.call("session.stop", {"session": sid}, sid)
         await r.call("session.resume", {"session": sid}, sid)
+        await r.call("session.set_model", {"session": sid, "model": "large"}, sid)
+        await r.call("session.set_mode", {"session": sid, "mode": "code"}, sid)
         await r.call("session.archive", {"session": sid}, sid)
         await r.call("session.restore", {"session": sid}, sid)
         await r.call("session.repair", {"session": sid}, sid)
@@ -196,6 +200,8 @@ async def test_every_mutating_call_that_fails_after_its_params_are_valid_writes_
         ):
             await r.call(method, {"session": ghost}, ghost)
         await r.call("session.prompt", {"session": ghost, "text": "go"}, ghost)
+        await r.call("session.set_model", {"session": ghost, "model": "large"}, ghost)
+        await r.call("session.set_mode", {"session": ghost, "mode": "code"}, ghost)
         await r.call("permission.respond", {"permission": "ghost", "kind": "allow_once"}, "ghost")
         await r.call("worktree.prune", {"project": "ghost"}, "ghost")
         await r.call("db.backup", {"path": backup}, None)  # the file exists
@@ -268,6 +274,7 @@ async def test_methods_not_marked_mutating_leave_the_database_as_it_was(dirs: Da
             await read("worktree.list", {})
             await read("agent.list", {})
             await read("search", {"query": "go"})
+            await read("template.list", {"session": sid})
             await read("db.check", {"full": True})
             assert database_dump(dirs) == dump
             await c.call("permission.respond", {"permission": pending, "kind": "allow_once"})

@@ -9,7 +9,13 @@ The scenario is a JSON object:
   ``initialize``, ``session/new`` or ``session/prompt``;
 - ``prompts``: ``[[step, ...], ...]``: the steps played before answering the first,
   second, ... ``session/prompt`` (after any ``before`` steps);
-- ``ignore_eof``: keep running after stdin closes; ``ignore_sigterm``: ignore SIGTERM.
+- ``ignore_eof``: keep running after stdin closes; ``ignore_sigterm``: ignore SIGTERM;
+- ``models``/``modes``: ids offered in the answer to ``session/new`` and ``session/load``
+  (legacy ``models``, ``modes``; the first is current), set with ``session/set_model``
+  (unless ``set_model`` is false: then it is not a method) and ``session/set_mode``;
+  with ``config_options`` true, offered instead as config options of category
+  ``model``/``mode`` (ids ``model``/``mode``), set with ``session/set_config_option``.
+  Every call is in the ``record`` file, as every line received.
 
 Steps (``{"do": ..., ...}``):
 
@@ -63,6 +69,53 @@ class Agent:
         self.prompt_text = ""
         #: The client's answers to our requests, by request id.
         self.answers: dict[Any, dict[str, Any]] = {}
+        #: The current model and mode, by key ("model", "mode").
+        self.current = {k: scenario[f"{k}s"][0] for k in ("model", "mode") if scenario.get(f"{k}s")}
+
+    def offered(self) -> dict[str, Any]:
+        """What session/new and session/load add to their answer: models and modes."""
+        ids = {k: self.scenario[f"{k}s"] for k in self.current}
+        if self.scenario.get("config_options"):
+            options = [
+                {
+                    "id": k,
+                    "name": k.title(),
+                    "category": k,
+                    "type": "select",
+                    "currentValue": self.current[k],
+                    "options": [{"value": i, "name": i} for i in ids[k]],
+                }
+                for k in ids
+            ]
+            return {"configOptions": options}
+        found: dict[str, Any] = {}
+        if "model" in ids:
+            available = [{"modelId": i, "name": i} for i in ids["model"]]
+            found["models"] = {
+                "currentModelId": self.current["model"],
+                "availableModels": available,
+            }
+        if "mode" in ids:
+            available = [{"id": i, "name": i} for i in ids["mode"]]
+            found["modes"] = {"currentModeId": self.current["mode"], "availableModes": available}
+        return found
+
+    def choose(self, method: str, params: dict[str, Any]) -> Any:
+        """The answer to session/set_model, set_mode or set_config_option; None when
+        the agent has no such method."""
+        if method == "session/set_config_option" and self.scenario.get("config_options"):
+            self.current[params["configId"]] = params["value"]
+            return self.offered()
+        if self.scenario.get("config_options"):
+            return None
+        has_set_model = self.scenario.get("set_model", True)
+        if method == "session/set_model" and "model" in self.current and has_set_model:
+            self.current["model"] = params["modelId"]
+            return {}
+        if method == "session/set_mode" and "mode" in self.current:
+            self.current["mode"] = params["modeId"]
+            return {}
+        return None
 
     def send(self, message: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(message) + "\n")
@@ -212,7 +265,15 @@ class Agent:
                     for step in scripted[self.prompts]:
                         self.play(step)
                 self.prompts += 1
-            if method == "session/prompt" and self.stop_reason is not None:
+            chosen = None
+            if method in ("session/set_model", "session/set_mode", "session/set_config_option"):
+                chosen = self.choose(method, message.get("params", {}))
+            if chosen is not None:
+                self.send({"jsonrpc": "2.0", "id": message["id"], "result": chosen})
+            elif method in ("session/new", "session/load") and self.current:
+                result = {**(results.get(method) or {}), **self.offered()}
+                self.send({"jsonrpc": "2.0", "id": message["id"], "result": result})
+            elif method == "session/prompt" and self.stop_reason is not None:
                 result = {"stopReason": self.stop_reason}
                 self.stop_reason = None
                 self.send({"jsonrpc": "2.0", "id": message["id"], "result": result})
