@@ -48,7 +48,7 @@ def _content(params: SessionPromptParams) -> list[dict[str, Any]]:
         raise InvalidParams(
             "give exactly one of text, content or template (with vars)"
             + (f", not {' and '.join(given)}" if given else ""),
-            field=given[1] if len(given) > 1 else "text",
+            field="template" if len(given) > 1 and "template" in given else "text",
         )
     if params.vars is not msgspec.UNSET and params.template is msgspec.UNSET:
         raise InvalidParams("vars go with template (give template too)", field="vars")
