@@ -467,7 +467,7 @@ class AgentHost:
             "config_options": result.get("configOptions", self.agent_state.get("config_options")),
             "pid": self.process.pid if self.process else None,
         }
-        await self.model_mode.apply_at_start(conn, self.options.start_timeout_s)
+        await self.model_mode.apply_at_start(conn, self.options.start_timeout_s, result)
         self.conn = conn
         startup_ms = round((trio.current_time() - began) * 1000)
         await self.recorder.move(

@@ -161,6 +161,11 @@ def check(
     return offer
 
 
+def _reported(answer: Mapping[str, Any], key: Key) -> bool:
+    """Whether a session/new or session/load answer says the agent's current ``key``."""
+    return "configOptions" in answer or f"{key}s" in answer
+
+
 def _changed(key: Key, value: str, by: str, previous: str | None, via: str | None) -> Any:
     if key == "model":
         return events.ModelChanged(model=value, by=by, previous=previous, via=via)
@@ -202,10 +207,15 @@ class ModelMode:
         #: Keys Mimir is setting: the agent's own notice of the change is not journaled twice.
         self._in_flight: set[Key] = set()
 
-    async def apply_at_start(self, conn: AcpConnection, timeout_s: float) -> None:
+    async def apply_at_start(
+        self, conn: AcpConnection, timeout_s: float, answer: Mapping[str, Any]
+    ) -> None:
         """Tell the agent the wanted model and mode, where they differ from its own.
         A value it does not offer or refuses is journaled (``setting_failed``), never
-        raised. ``agent_state`` is updated; the caller stores it.
+        raised. ``agent_state`` is updated; the caller stores it. ``answer`` is the
+        agent's answer to ``session/new`` or ``session/load``: a value equal to the
+        current one is not sent only if that answer said what is current (after a
+        load that did not, the current value known is from an earlier life).
 
         Cancellation: a request on its way is abandoned; what was journaled stays."""
         state = self._agent.agent_state
@@ -219,7 +229,7 @@ class ModelMode:
                 reason = f"the agent offers no choice of {key}"
             elif value not in offer.offered:
                 reason = f"the agent does not offer the {key} {value!r}"
-            elif offer.current == value:
+            elif offer.current == value and _reported(answer, key):
                 continue
             else:
                 with trio.move_on_after(timeout_s):

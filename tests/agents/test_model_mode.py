@@ -67,6 +67,29 @@ async def test_a_configured_value_the_agent_already_has_is_not_sent(dirs: Daemon
         assert await event_data(c, session["id"], "model_changed") == []
 
 
+async def test_after_a_load_that_does_not_say_the_model_it_is_set_again(
+    dirs: DaemonDirs,
+) -> None:
+    # The agent loads its ACP session, and its answer does not say its model: the one
+    # known (from its earlier life) may not be the one it has now.
+    can_load = {"protocolVersion": 1, "agentCapabilities": {"loadSession": True}}
+    scenario = {
+        **OFFERS,
+        "load_hides_choices": True,
+        "results": {"initialize": can_load, "session/load": {}},
+    }
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
+        session = await c.call(
+            "session.create", {"project": world.project, "config": {"model": "large"}}
+        )
+        sid = session["id"]
+        await c.call("session.resume", {"session": sid})
+        await c.call("session.stop", {"session": sid})
+        await c.call("session.resume", {"session": sid})
+        assert "session/load" in methods_received(world)
+        assert settings_sent(world) == [("session/set_model", {"modelId": "large"})] * 2
+
+
 async def test_set_model_and_set_mode_while_the_agent_runs_tell_it_and_store_the_value(
     dirs: DaemonDirs,
 ) -> None:

@@ -15,7 +15,8 @@ The scenario is a JSON object:
   (unless ``set_model`` is false: then it is not a method) and ``session/set_mode``;
   with ``config_options`` true, offered instead as config options of category
   ``model``/``mode`` (ids ``model``/``mode``), set with ``session/set_config_option``.
-  Every call is in the ``record`` file, as every line received.
+  Every call is in the ``record`` file, as every line received. With
+  ``load_hides_choices``, the answer to ``session/load`` does not say them.
 
 Steps (``{"do": ..., ...}``):
 
@@ -270,7 +271,11 @@ class Agent:
                 chosen = self.choose(method, message.get("params", {}))
             if chosen is not None:
                 self.send({"jsonrpc": "2.0", "id": message["id"], "result": chosen})
-            elif method in ("session/new", "session/load") and self.current:
+            elif (
+                method in ("session/new", "session/load")
+                and self.current
+                and not (method == "session/load" and self.scenario.get("load_hides_choices"))
+            ):
                 result = {**(results.get(method) or {}), **self.offered()}
                 self.send({"jsonrpc": "2.0", "id": message["id"], "result": result})
             elif method == "session/prompt" and self.stop_reason is not None:
