@@ -242,6 +242,23 @@ async def test_the_agents_own_change_of_mode_is_journaled(dirs: DaemonDirs) -> N
         assert state["modes"]["currentModeId"] == "code"
 
 
+async def test_a_change_the_agent_announces_while_mimird_makes_it_is_journaled_once(
+    dirs: DaemonDirs,
+) -> None:
+    scenario = {**OFFERS, "announce_mode": True}
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
+        sid = await new_session(world, c)
+        await c.call("session.resume", {"session": sid})
+        await c.call("session.set_mode", {"session": sid, "mode": "code"})
+        # The agent's own notice came first; anything after the answer is in the journal
+        # by the time the next call's events are.
+        await c.call("session.prompt", {"session": sid, "text": "after"})
+        assert await event_data(c, sid, "mode_changed") == [
+            {"mode": "code", "by": "client", "previous": "ask", "via": "session/set_mode"}
+        ]
+        assert len(await event_data(c, sid, "update")) == 1, "the notice itself is journaled"
+
+
 async def test_bad_values_are_refused_by_the_config_and_the_methods(dirs: DaemonDirs) -> None:
     async with agent_world(dirs, OFFERS) as world, Client.connect(world.daemon.socket) as c:
         sid = await new_session(world, c)

@@ -16,7 +16,8 @@ The scenario is a JSON object:
   with ``config_options`` true, offered instead as config options of category
   ``model``/``mode`` (ids ``model``/``mode``), set with ``session/set_config_option``.
   Every call is in the ``record`` file, as every line received. With
-  ``load_hides_choices``, the answer to ``session/load`` does not say them.
+  ``load_hides_choices``, the answer to ``session/load`` does not say them; with
+  ``announce_mode``, a ``current_mode_update`` precedes the answer to ``session/set_mode``.
 
 Steps (``{"do": ..., ...}``):
 
@@ -115,6 +116,10 @@ class Agent:
             return {}
         if method == "session/set_mode" and "mode" in self.current:
             self.current["mode"] = params["modeId"]
+            if self.scenario.get("announce_mode"):
+                self.update(
+                    {"sessionUpdate": "current_mode_update", "currentModeId": params["modeId"]}
+                )
             return {}
         return None
 
