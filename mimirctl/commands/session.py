@@ -77,6 +77,16 @@ def _base_text(w: dict[str, Any]) -> str:
     return f"{ref} @ {commit}" if ref and ref != w["base_commit"] else commit
 
 
+def _current(state: dict[str, Any] | None, key: str) -> Any:
+    """The agent's model or mode as it last said (config option, else models/modes)."""
+    state = state or {}
+    for option in state.get("config_options") or []:
+        if isinstance(option, dict) and option.get("category") == key:
+            return option.get("currentValue")
+    found = state.get(f"{key}s")
+    return found.get(f"current{key.title()}Id") if isinstance(found, dict) else None
+
+
 def _session_fields(s: dict[str, Any]) -> str:
     w = s["workspace"]
     pairs: list[tuple[str, Any]] = [
@@ -87,6 +97,9 @@ def _session_fields(s: dict[str, Any]) -> str:
         ("agent", s["agent"] or "-"),
         ("workspace", _workspace_text(w)),
     ]
+    for key in ("model", "mode"):
+        if (current := _current(s.get("agent_state"), key)) is not None:
+            pairs.append((key, current))
     if w.get("branch"):
         pairs.append(("branch", w["branch"]))
     if w.get("base_commit"):

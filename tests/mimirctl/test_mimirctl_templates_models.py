@@ -157,3 +157,17 @@ async def test_session_model_of_an_agent_offering_none_exits_6(dirs: DaemonDirs)
         done = await mimirctl(dirs, "session", "model", sid, "large")
         assert done.returncode == EXIT_INVALID_STATE
         assert "offers no choice of model" in done.stderr.decode()
+
+
+async def test_session_show_says_the_agents_current_model_and_mode(dirs: DaemonDirs) -> None:
+    async with agent_world(dirs, OFFERS) as world, Client.connect(world.daemon.socket) as c:
+        sid = await new_session(world, c)
+        before = await mimirctl(dirs, "session", "show", sid)
+        assert "model:" not in before.stdout.decode(), "no agent has said anything yet"
+        await c.call("session.resume", {"session": sid})
+        await c.call("session.set_mode", {"session": sid, "mode": "code"})
+        shown = (await mimirctl(dirs, "session", "show", sid)).stdout.decode().splitlines()
+        assert [line.split() for line in shown if line.startswith(("model:", "mode:"))] == [
+            ["model:", "small"],
+            ["mode:", "code"],
+        ]
