@@ -297,7 +297,9 @@ class ModelMode:
                 return
             previous = _id(modes.get("currentModeId"))
             modes["currentModeId"] = new
-            if "mode" not in self._in_flight:
+            # An agent with a mode config option says the change there too (claude does):
+            # journaled once, from the config option.
+            if "mode" not in self._in_flight and _config_option(state, "mode") is None:
                 await self._recorder.event(_changed("mode", new, "agent", previous, None))
         elif kind == "config_option_update" and isinstance(update.get("configOptions"), list):
             before = {key: offer_of(state, key) for key in KEYS}

@@ -259,6 +259,42 @@ async def test_a_change_the_agent_announces_while_mimird_makes_it_is_journaled_o
         assert len(await event_data(c, sid, "update")) == 1, "the notice itself is journaled"
 
 
+async def test_an_agents_own_change_said_both_ways_is_journaled_once(dirs: DaemonDirs) -> None:
+    # As claude does: current_mode_update and config_option_update for one change.
+    options = [
+        {
+            "id": "mode",
+            "name": "Mode",
+            "category": "mode",
+            "type": "select",
+            "currentValue": "code",
+            "options": [{"value": "ask", "name": "Ask"}, {"value": "code", "name": "Code"}],
+        }
+    ]
+    steps = [
+        {
+            "do": "update",
+            "update": {"sessionUpdate": "current_mode_update", "currentModeId": "code"},
+        },
+        {
+            "do": "update",
+            "update": {"sessionUpdate": "config_option_update", "configOptions": options},
+        },
+    ]
+    new = {
+        "sessionId": "sess-1",
+        "modes": {"currentModeId": "ask", "availableModes": [{"id": "ask"}, {"id": "code"}]},
+        "configOptions": [{**options[0], "currentValue": "ask"}],
+    }
+    scenario = {"results": {"session/new": new}, "prompts": [steps]}
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
+        sid = await new_session(world, c)
+        await c.call("session.prompt", {"session": sid, "text": "switch"})
+        assert await event_data(c, sid, "mode_changed") == [
+            {"mode": "code", "by": "agent", "previous": "ask"}
+        ]
+
+
 async def test_bad_values_are_refused_by_the_config_and_the_methods(dirs: DaemonDirs) -> None:
     async with agent_world(dirs, OFFERS) as world, Client.connect(world.daemon.socket) as c:
         sid = await new_session(world, c)
