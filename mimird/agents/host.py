@@ -39,6 +39,7 @@ from mimird.agents.presets import AgentCommand
 from mimird.agents.recorder import Recorder
 from mimird.agents.restart import RestartPolicy
 from mimird.agents.stderr_log import BoundedLog, pump
+from mimird.agents.turn_files import TurnFiles
 from mimird.agents.turns import Turn, TurnResult, Turns
 from mimird.agents.updates import Updates
 from mimird.config import SupervisionSection
@@ -152,6 +153,7 @@ class AgentHost:
         log_path: Path,
         nursery: trio.Nursery,
         resume: bool,
+        git_limiter: trio.CapacityLimiter,
     ) -> None:
         self.session_id = row.id
         self.workspace = Path(row.workspace_path)
@@ -186,7 +188,8 @@ class AgentHost:
         self.terminals: terminals.Terminals | None = None
         self.updates = Updates(recorder, options.message_piece_bytes)
         self.client_methods = ClientMethods(recorder, self, options)
-        self.turns = Turns(recorder, permissions, self.updates, options, nursery, self)
+        files = TurnFiles(self.workspace, row.workspace_kind, git_limiter)
+        self.turns = Turns(recorder, permissions, self.updates, options, nursery, self, files)
         self.stopped = trio.Event()
 
     # ---- state ----------------------------------------------------------------------

@@ -1059,6 +1059,11 @@ def _changes(
             if patch
             else None
         )
+    return _parse_changes(out), text
+
+
+def _parse_changes(out: str) -> list[FileChange]:
+    """The changes ``--raw --numstat -z`` (renames detected) lists."""
     tokens = out.split("\0")
     raw: list[tuple[str, str, str | None]] = []  # (status letter, path, old path)
     i = 0
@@ -1093,7 +1098,31 @@ def _changes(
                 old_path=old if letter == "R" else None,
             )
         )
-    return files, text
+    return files
+
+
+def worktree_tree(path: Path) -> str:
+    """The tree of every file of the worktree that is not ignored (committed, staged,
+    modified or untracked), as it is now: the state a turn starts from, and ends in.
+    Built in a private index (a copy of the worktree's, so unchanged files are not read
+    again); the worktree's index, branch and files are not touched."""
+    with (
+        _git_errors(f"cannot read the files of {path}"),
+        _everything_added(path, _index_path(path)) as env,
+    ):
+        return _git(path, "write-tree", env=env).strip()
+
+
+def tree_changes(path: Path, old_tree: str, new_tree: str) -> list[FileChange]:
+    """What changed from ``old_tree`` to ``new_tree`` (both from :func:`worktree_tree`),
+    per file, renames detected."""
+    for tree in (old_tree, new_tree):
+        _rev_arg(tree, "tree")
+    with _git_errors(f"cannot compare the files of {path}"):
+        out = _git(
+            path, "diff-tree", "-r", "-M", "--raw", "--numstat", "-z", old_tree, new_tree, "--"
+        )
+    return _parse_changes(out)
 
 
 def worktree_status(path: Path, base_commit: str, *, upstream: str | None = None) -> WorktreeStatus:
