@@ -188,8 +188,10 @@ class AgentHost:
         self.terminals: terminals.Terminals | None = None
         self.updates = Updates(recorder, options.message_piece_bytes)
         self.client_methods = ClientMethods(recorder, self, options)
-        files = TurnFiles(self.workspace, row.workspace_kind, git_limiter)
-        self.turns = Turns(recorder, permissions, self.updates, options, nursery, self, files)
+        self.turn_files = TurnFiles(self.workspace, row.workspace_kind, git_limiter)
+        self.turns = Turns(
+            recorder, permissions, self.updates, options, nursery, self, self.turn_files
+        )
         self.stopped = trio.Event()
 
     # ---- state ----------------------------------------------------------------------
@@ -285,6 +287,7 @@ class AgentHost:
         finally:
             self.finished = True
             self._signal()
+            self.turn_files.close()
             if self.pinned is not None:
                 # Threads still at work hold descriptors of their own (borrowed).
                 self.pinned.close()

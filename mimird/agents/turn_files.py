@@ -18,6 +18,7 @@ git there would find a repository above it and read all of that instead.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +75,8 @@ def _shown(path: str) -> str:
     return text if len(text) <= MAX_PATH_CHARS else text[: MAX_PATH_CHARS - 1] + "…"
 
 
-def _changes_since(workspace: Path, old_tree: str) -> list[git.FileChange]:
-    return git.tree_changes(workspace, old_tree, git.worktree_tree(workspace))
+def _changes_since(workspace: Path, index: Path, old_tree: str) -> list[git.FileChange]:
+    return git.tree_changes(workspace, old_tree, git.worktree_tree(workspace, index))
 
 
 class TurnFiles:
@@ -84,6 +85,8 @@ class TurnFiles:
     def __init__(self, workspace: Path, kind: str, limiter: trio.CapacityLimiter) -> None:
         self._workspace = workspace
         self._limiter = limiter
+        #: Holds the private index kept from turn to turn (made at the first turn).
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._not_git = (
             "a private copy of a project that is not a git repository"
             if kind == "private"
@@ -107,6 +110,17 @@ class TurnFiles:
             return _Skipped(reason)
         return _Skipped(f"reading the workspace took longer than {TREE_TIMEOUT_S:g} s")
 
+    @property
+    def _index(self) -> Path:
+        assert self._scratch is not None
+        return Path(self._scratch.name) / "index"
+
+    def close(self) -> None:
+        """Remove the private index (a git still at work on it fails, unseen)."""
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
     async def start(self) -> Start:
         """The workspace's tree now, or why it cannot be had (never raises).
 
@@ -115,7 +129,11 @@ class TurnFiles:
             return Start(None, self._not_git)
         if not await trio.to_thread.run_sync((self._workspace / ".git").exists):
             return Start(None, "the workspace is not a git repository of its own")
-        tree = await self._in_thread(git.worktree_tree, self._workspace)
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(
+                prefix="mimir-turn-", ignore_cleanup_errors=True
+            )
+        tree = await self._in_thread(git.worktree_tree, self._workspace, self._index)
         if isinstance(tree, _Skipped):
             return Start(None, tree)
         return Start(tree, None)
@@ -128,7 +146,7 @@ class TurnFiles:
             return Changes(None, 0, "the turn ended before it started")
         if start.tree is None:
             return Changes(None, 0, start.skipped)
-        found = await self._in_thread(_changes_since, self._workspace, start.tree)
+        found = await self._in_thread(_changes_since, self._workspace, self._index, start.tree)
         if isinstance(found, _Skipped):
             return Changes(None, 0, found)
         files = [

@@ -1101,15 +1101,24 @@ def _parse_changes(out: str) -> list[FileChange]:
     return files
 
 
-def worktree_tree(path: Path) -> str:
+def worktree_tree(path: Path, index: Path) -> str:
     """The tree of every file of the worktree that is not ignored (committed, staged,
     modified or untracked), as it is now: the state a turn starts from, and ends in.
-    Built in a private index (a copy of the worktree's, so unchanged files are not read
-    again); the worktree's index, branch and files are not touched."""
-    with (
-        _git_errors(f"cannot read the files of {path}"),
-        _everything_added(path, _index_path(path)) as env,
-    ):
+
+    Built in ``index``, a private index the caller keeps from one call to the next (made
+    from a copy of the worktree's the first time): its stat data spares ``add`` reading
+    the files that did not change since the last call, also those the worktree's own
+    index has marked racy (written in the second of their checkout) and that it would
+    read again every time. The worktree's index, branch and files are not touched."""
+    env = {"GIT_INDEX_FILE": str(index)}
+    with _git_errors(f"cannot read the files of {path}"):
+        if not index.is_file():
+            real_index = _index_path(path)
+            if real_index is not None and real_index.is_file():
+                shutil.copy2(real_index, index)  # copy2: see _everything_added
+            else:
+                _run(path, ["read-tree", "HEAD"], env=env)
+        _git(path, "add", "--all", env=env)
         return _git(path, "write-tree", env=env).strip()
 
 

@@ -6,6 +6,7 @@ daemon compares the workspace at the turn's end with the workspace at its start.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from mimirctl import render
 from mimird.agents.turn_files import MAX_TURN_FILES
 from tests.support.agents import Client, agent_world, event_data, new_session, workspace_of
-from tests.support.helpers import DaemonDirs
+from tests.support.helpers import DaemonDirs, git
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,6 +39,11 @@ async def test_a_turn_journals_every_file_the_agent_changed_on_disk(dirs: Daemon
     scenario = {"prompts": [first, second]}
     async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
+        workspace = await workspace_of(c, session_id)
+        index = Path(
+            git(workspace, "rev-parse", "--path-format=absolute", "--git-path", "index").strip()
+        )
+        index_before = index.read_bytes()
         await c.call("session.prompt", {"session": session_id, "text": "one"})
         await c.call("session.prompt", {"session": session_id, "text": "two"})
         ends = await _turn_ends(c, session_id)
@@ -54,8 +60,8 @@ async def test_a_turn_journals_every_file_the_agent_changed_on_disk(dirs: Daemon
         assert "files_skipped" not in ends[0]
         # No file_written events: only the diff tells.
         assert await event_data(c, session_id, "file_written") == []
-        # The user's index and files are untouched by the comparison.
-        workspace = await workspace_of(c, session_id)
+        # The worktree's index and files are untouched by the comparison.
+        assert index.read_bytes() == index_before
         assert (workspace / "notes" / "moved.txt").read_text() == "one\ntwo\nthree\n"
         assert render.turn_files(ends[0]) == "4 files +4 -2"
 
