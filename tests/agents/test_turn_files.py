@@ -23,6 +23,10 @@ def _write(path: str, text: str) -> dict[str, Any]:
     return {"do": "disk_write", "path": path, "text": text}
 
 
+def _bytes_of(path: Path) -> bytes:
+    return path.read_bytes()
+
+
 async def _turn_ends(c: Client, session_id: str) -> list[dict[str, Any]]:
     return await event_data(c, session_id, "turn_ended")
 
@@ -43,7 +47,7 @@ async def test_a_turn_journals_every_file_the_agent_changed_on_disk(dirs: Daemon
         index = Path(
             git(workspace, "rev-parse", "--path-format=absolute", "--git-path", "index").strip()
         )
-        index_before = index.read_bytes()
+        index_before = _bytes_of(index)
         await c.call("session.prompt", {"session": session_id, "text": "one"})
         await c.call("session.prompt", {"session": session_id, "text": "two"})
         ends = await _turn_ends(c, session_id)
@@ -61,7 +65,7 @@ async def test_a_turn_journals_every_file_the_agent_changed_on_disk(dirs: Daemon
         # No file_written events: only the diff tells.
         assert await event_data(c, session_id, "file_written") == []
         # The worktree's index and files are untouched by the comparison.
-        assert index.read_bytes() == index_before
+        assert _bytes_of(index) == index_before
         assert (workspace / "notes" / "moved.txt").read_text() == "one\ntwo\nthree\n"
         assert render.turn_files(ends[0]) == "4 files +4 -2"
 
