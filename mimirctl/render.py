@@ -278,11 +278,14 @@ def compact(data: Mapping[str, Any]) -> str:
 
 
 def turn_files(data: Mapping[str, Any]) -> str:
-    """What a ``turn_ended`` says of the files the turn changed, in a few words."""
+    """What a ``turn_ended`` says of the files the turn changed, in a few words (nothing
+    when it changed none, or they were not computed)."""
     files = data.get("files")
     if not isinstance(files, list):
         return ""
     count = len(files) + int(data.get("files_more") or 0)
+    if not count:
+        return ""  # nothing changed: nothing to say
     added = sum(int(f.get("insertions") or 0) for f in files if isinstance(f, dict))
     removed = sum(int(f.get("deletions") or 0) for f in files if isinstance(f, dict))
     return f"{count} file{'' if count == 1 else 's'} +{added} -{removed}"

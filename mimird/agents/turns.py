@@ -209,7 +209,13 @@ class Turns:
         self, turn: Turn, prompt_seq: int, stop_reason: str, usage: Any, error: str | None
     ) -> TurnResult:
         await self._updates.flush_message()
-        pending = len(self._permissions.unanswered(self.session_id))
+        # Counted from the connection too: a request read just before the answer to the
+        # prompt may not have reached the registry yet.
+        conn = self._agent.conn
+        pending = max(
+            len(self._permissions.unanswered(self.session_id)),
+            0 if conn is None else conn.handling("session/request_permission"),
+        )
         self._permissions.cancel_session(self.session_id, "turn_ended")
         active_s = trio.current_time() - (turn.prompted_at or trio.current_time())
         ended = events.TurnEnded(stop_reason=stop_reason, usage=usage, error=error)

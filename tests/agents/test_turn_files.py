@@ -76,7 +76,7 @@ async def test_a_turn_that_changes_nothing_journals_no_files(dirs: DaemonDirs) -
         await c.call("session.prompt", {"session": session_id, "text": "think only"})
         (end,) = await _turn_ends(c, session_id)
         assert end["files"] == []
-        assert render.turn_files(end) == "0 files +0 -0"
+        assert render.turn_files(end) == ""
 
 
 async def test_what_the_user_changes_between_turns_is_not_the_next_turns(

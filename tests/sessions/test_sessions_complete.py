@@ -279,3 +279,11 @@ async def test_session_list_filters_completed_and_sorts_by_completion(dirs: Daem
         error = await c.error("session.list", {"sort": "finished"})
         assert error["code"] == ErrorCode.INVALID_PARAMS
         assert error["data"]["field"] == "sort"
+
+
+async def test_stopping_a_completed_session_leaves_it_completed(dirs: DaemonDirs) -> None:
+    async with agent_world(dirs, {}) as world, Client.connect(world.daemon.socket) as c:
+        session_id = await new_session(world, c)
+        done = await c.call("session.complete", {"session": session_id})
+        stopped = await c.call("session.stop", {"session": session_id})
+        assert (stopped["status"], stopped["completed_at"]) == ("completed", done["completed_at"])
