@@ -41,8 +41,10 @@ MAX_TURN_FILES: Final = 1000
 #: A path longer than this (an agent may make any name) is cut, with "…" at its end.
 MAX_PATH_CHARS: Final = 1024
 #: How long taking the tree at a turn's start or end may take; past it the turn goes
-#: on (or ends) without its files, with the reason.
-TREE_TIMEOUT_S: Final = 10.0
+#: on (or ends) without its files, with the reason. A file git cannot read at once (one
+#: another process holds a write lease on) would otherwise hold the turn up to the
+#: kernel's lease break time (45 s); git goes on in its thread, unseen.
+TREE_TIMEOUT_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,7 @@ class TurnFiles:
             )
         tree = await self._in_thread(git.worktree_tree, self._workspace, self._index)
         if isinstance(tree, _Skipped):
-            return Start(None, tree)
+            return Start(None, str(tree))
         return Start(tree, None)
 
     async def changes(self, start: Start | None) -> Changes:
@@ -148,7 +150,7 @@ class TurnFiles:
             return Changes(None, 0, start.skipped)
         found = await self._in_thread(_changes_since, self._workspace, self._index, start.tree)
         if isinstance(found, _Skipped):
-            return Changes(None, 0, found)
+            return Changes(None, 0, str(found))
         files = [
             ChangedFile(
                 path=_shown(c.path),

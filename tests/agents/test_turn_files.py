@@ -166,3 +166,16 @@ async def test_active_time_sums_the_turns(dirs: DaemonDirs) -> None:
         await c.call("session.prompt", {"session": session_id, "text": "two"})
         after_two = (await c.call("session.get", {"session": session_id}))["active_s"]
         assert 0.2 <= after_one < after_two
+
+
+async def test_a_workspace_git_cannot_read_at_the_turns_end_says_why(dirs: DaemonDirs) -> None:
+    # The agent removes the worktree's .git file: git no longer knows the directory.
+    scenario = {"prompts": [[{"do": "disk_remove", "path": ".git"}]]}
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
+        session_id = await new_session(world, c)
+        result = await c.call("session.prompt", {"session": session_id, "text": "x"})
+        assert result["stop_reason"] == "end_turn"
+        (end,) = await _turn_ends(c, session_id)
+        assert "files" not in end
+        assert end["files_skipped"].startswith("cannot read the files of ")
+        assert "not a git repository" in end["files_skipped"]
