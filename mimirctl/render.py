@@ -277,6 +277,20 @@ def compact(data: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+def turn_files(data: Mapping[str, Any]) -> str:
+    """What a ``turn_ended`` says of the files the turn changed, in a few words (nothing
+    when it changed none, or they were not computed)."""
+    files = data.get("files")
+    if not isinstance(files, list):
+        return ""
+    count = len(files) + int(data.get("files_more") or 0)
+    if not count:
+        return ""  # nothing changed: nothing to say
+    added = sum(int(f.get("insertions") or 0) for f in files if isinstance(f, dict))
+    removed = sum(int(f.get("deletions") or 0) for f in files if isinstance(f, dict))
+    return f"{count} file{'' if count == 1 else 's'} +{added} -{removed}"
+
+
 def permission_title(data: Mapping[str, Any]) -> str:
     """What a ``permission_requested`` event asks about: its tool call's title."""
     return str(data.get("title") or (data.get("tool_call") or {}).get("title") or "a tool")
@@ -366,7 +380,11 @@ class Renderer:
         elif kind == "turn_ended":
             reason = visible(str(data.get("stop_reason")))
             extra = f": {visible(str(data['error']))}" if data.get("error") else ""
-            self._line(f"[turn ended: {reason}{extra}]", "2")
+            files = turn_files(data)
+            self._line(f"[turn ended: {reason}{extra}{'; ' + files if files else ''}]", "2")
+        elif kind == "session_completed":
+            note = f": {visible(str(data['note']))}" if data.get("note") else ""
+            self._line(f"[session completed (by {visible(str(data.get('by')))}){note}]", "2")
         elif kind == "permission_requested":
             live = int(event.get("seq", 0)) > self.replayed_until
             hint = live or str(data.get("permission")) in self.pending

@@ -132,6 +132,7 @@ async def run_daemon(
                 AgentManager.open(store, journal, settings) as agents,
             ):
                 session_service.agents = agents
+                agents.git_limiter = session_service.workspaces.read_limiter
                 registry = build_registry(
                     daemon_service,
                     ProjectService(store, session_service),

@@ -118,6 +118,8 @@ class ConfigLayer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     #: None: unlimited.
     token_budget: int | UnsetType | None = UNSET
     prompt_templates: dict[str, str] | UnsetType = UNSET
+    #: A turn that ends end_turn with no permission request pending completes the session.
+    auto_complete: bool | UnsetType = UNSET
     branch_template: str | UnsetType = UNSET
     #: Relative values are under the daemon's worktrees directory.
     worktree_location: str | UnsetType = UNSET
@@ -144,6 +146,7 @@ def builtin_layer() -> ConfigLayer:
         tool_policy=dict.fromkeys(TOOL_KINDS, "ask"),
         token_budget=None,
         prompt_templates={},
+        auto_complete=False,
         branch_template=DEFAULT_BRANCH_TEMPLATE,
         worktree_location=DEFAULT_WORKTREE_LOCATION,
         setup_command=None,
@@ -278,6 +281,12 @@ def _parse_prompt_templates(key: str, value: Any) -> dict[str, str]:
     return templates
 
 
+def _parse_auto_complete(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(key, f"expected true or false, got {_kind(value)}")
+    return value
+
+
 def _parse_branch_template(key: str, value: Any) -> str:
     template = _template(key, value)
     if problem := names.branch_problem(template.format_map(_SAMPLE_VALUES)):
@@ -374,6 +383,7 @@ _PARSERS: Final[dict[str, Callable[[str, Any], Any]]] = {
     "tool_policy": _parse_tool_policy,
     "token_budget": _parse_token_budget,
     "prompt_templates": _parse_prompt_templates,
+    "auto_complete": _parse_auto_complete,
     "branch_template": _parse_branch_template,
     "worktree_location": _parse_worktree_location,
     "setup_command": _parse_setup_command,

@@ -127,6 +127,13 @@ def _session_fields(s: dict[str, Any]) -> str:
         ("created", s["created_at"]),
         ("updated", s["updated_at"]),
     ]
+    if s.get("completed_at"):
+        pairs.append(("completed", s["completed_at"]))
+    pairs.append(("active", render.duration(s.get("active_s") or 0.0)))
+    wall = s.get("wall_s")
+    if wall is None:  # not completed: so far
+        wall = (dt.datetime.now(dt.UTC) - render.parse_timestamp(s["created_at"])).total_seconds()
+    pairs.append(("wall", render.duration(max(wall, 0.0))))
     return render.fields(pairs)
 
 
@@ -212,6 +219,8 @@ def cmd_session_ls(client: Client, args: argparse.Namespace) -> int:
         params["status"] = statuses
     if args.all:
         params.update(include_archived=True, include_deleted=True)
+    if args.by_completion:
+        params["sort"] = "completed_at"
     result = client.call("session.list", params)
     if args.all_pages:
         sessions = list(result["sessions"])
@@ -305,6 +314,21 @@ def cmd_session_archive(client: Client, args: argparse.Namespace) -> int:
         lambda s: (
             f"archived session {s['id']} (workspace kept; "
             f"'mimirctl session restore {s['id']}' brings it back)"
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_session_done(client: Client, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"session": args.session}
+    if args.note is not None:
+        params["note"] = args.note
+    emit(
+        args,
+        client.call("session.complete", params),
+        lambda s: (
+            f"completed session {s['id']} (workspace and branch kept; "
+            f"'mimirctl resume {s['id']}' goes on with it)"
         ),
     )
     return EXIT_OK
@@ -443,6 +467,11 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     ls.add_argument(
         "--all", "-a", action="store_true", help="include archived and deleted sessions"
     )
+    ls.add_argument(
+        "--by-completion",
+        action="store_true",
+        help="only completed (or once completed) sessions, most recently completed first",
+    )
     ls.add_argument("--limit", type=int, default=100, metavar="N", help="sessions per page")
     ls.add_argument("--cursor", metavar="C", help="continue after this page (next_cursor)")
     ls.add_argument("--all-pages", action="store_true", help="follow every page")
@@ -464,6 +493,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     update.add_argument("--title")
     update.add_argument("--task")
     update.add_argument("--config", metavar="JSON", help="replace config overrides (JSON object)")
+
+    done = verb("done", cmd_session_done, "say a session is done: its agent stopped, completed")
+    done.add_argument("--note", metavar="TEXT", help="why or how it is done (journaled)")
 
     verb("archive", cmd_session_archive, "archive a session (hidden from ls; workspace kept)")
 

@@ -186,6 +186,8 @@ class AcpConnection:
         self._peer = jsonrpc.JsonRpcPeer(cancel_method=CANCEL_REQUEST_METHOD)
         self._pending: dict[int, _Pending] = {}
         self._handling: dict[int | str | None, trio.CancelScope] = {}
+        #: The method of each request in ``_handling``.
+        self._handling_methods: dict[int | str | None, str] = {}
         # Unbounded, but only ever holds what we send: a sender is never blocked
         # (or cancelled halfway through a line) by an agent that is slow to read.
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[
@@ -226,6 +228,11 @@ class AcpConnection:
             finally:
                 connection._close("the connection was closed by its owner")
                 nursery.cancel_scope.cancel()
+
+    def handling(self, method: str) -> int:
+        """How many requests of ``method`` from the agent are read and not answered yet
+        (also those whose handler has not begun)."""
+        return sum(1 for m in self._handling_methods.values() if m == method)
 
     @property
     def closed(self) -> bool:
@@ -358,6 +365,7 @@ class AcpConnection:
                     self._answer(self._peer.answer_error(event.id, BUSY, self._busy(event)))
                     continue
                 scope = self._handling[event.id] = trio.CancelScope()
+                self._handling_methods[event.id] = event.method
                 self._nursery.start_soon(self._handle, event, scope)
             elif isinstance(event, jsonrpc.Response | jsonrpc.ErrorResponse):
                 pending = self._pending.pop(event.id, None)
@@ -404,6 +412,7 @@ class AcpConnection:
                 answer = peer.answer_error(request_id, REQUEST_CANCELLED, "request cancelled")
         finally:
             del self._handling[request_id]
+            del self._handling_methods[request_id]
             peer.handling.discard(request_id)
         if answer is not None:
             self._answer(answer)

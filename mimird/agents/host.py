@@ -40,6 +40,7 @@ from mimird.agents.presets import AgentCommand
 from mimird.agents.recorder import Recorder
 from mimird.agents.restart import RestartPolicy
 from mimird.agents.stderr_log import BoundedLog, pump
+from mimird.agents.turn_files import TurnFiles
 from mimird.agents.turns import Turn, TurnResult, Turns
 from mimird.agents.updates import Updates
 from mimird.config import SupervisionSection
@@ -154,6 +155,7 @@ class AgentHost:
         nursery: trio.Nursery,
         resume: bool,
         wanted: Mapping[str, Any] | None = None,
+        git_limiter: trio.CapacityLimiter,
     ) -> None:
         self.session_id = row.id
         self.workspace = Path(row.workspace_path)
@@ -188,7 +190,10 @@ class AgentHost:
         self.terminals: terminals.Terminals | None = None
         self.updates = Updates(recorder, options.message_piece_bytes)
         self.client_methods = ClientMethods(recorder, self, options)
-        self.turns = Turns(recorder, permissions, self.updates, options, nursery, self)
+        self.turn_files = TurnFiles(self.workspace, row.workspace_kind, git_limiter)
+        self.turns = Turns(
+            recorder, permissions, self.updates, options, nursery, self, self.turn_files
+        )
         #: The configured model and mode, set after each start and on session.set_*.
         self.model_mode = ModelMode(recorder, self, wanted or {})
         self.stopped = trio.Event()
@@ -286,6 +291,7 @@ class AgentHost:
         finally:
             self.finished = True
             self._signal()
+            self.turn_files.close()
             if self.pinned is not None:
                 # Threads still at work hold descriptors of their own (borrowed).
                 self.pinned.close()

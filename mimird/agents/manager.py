@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 import trio
@@ -21,15 +21,27 @@ from mimird.agents.recorder import Recorder
 from mimird.agents.stderr_log import BoundedLog
 from mimird.agents.turns import TurnResult
 from mimird.config import Settings
-from mimird.errors import InvalidState
+from mimird.errors import InvalidState, MimirError
 from mimird.processes import SESSION_ENV
 from mimird.secrets import scrub
 from mimird.sessions import records as sessions
 from mimird.sessions.records import SessionRow
-from mimird.sessions.states import AGENT_UP, RESUMABLE, STARTS_ON_PROMPT
+from mimird.sessions.states import (
+    AGENT_UP,
+    IN_TURN,
+    RESUMABLE,
+    STARTS_ON_PROMPT,
+    check_transition,
+)
 from mimird.store import Store
+from mimird.wire import events
+from mimird.workspaces.provision import GIT_READ_THREADS
 
 log = structlog.get_logger("mimird.agents.manager")
+
+#: How long completing a session by auto_complete (stopping its agent) may take once
+#: the turn's caller is gone.
+AUTO_COMPLETE_TIMEOUT_S: Final = 30.0
 
 
 class SessionConfigs(Protocol):
@@ -53,6 +65,9 @@ class AgentManager:
         self.hosts: dict[str, AgentHost] = {}
         self.permissions = PermissionRegistry()
         self._starting: dict[str, trio.Lock] = {}
+        #: The threads that read git state; the daemon shares the workspaces' own
+        #: (their reads limiter), so that turns' file checks queue with other reads.
+        self.git_limiter = trio.CapacityLimiter(GIT_READ_THREADS)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -107,6 +122,7 @@ class AgentManager:
             nursery=self.nursery,
             resume=resume,
             wanted=wanted,
+            git_limiter=self.git_limiter,
         )
         self.hosts[row.id] = host
         await host.recorder.write(
@@ -115,7 +131,7 @@ class AgentManager:
             "starting",
             action="start the agent of",
             reason="agent_starting",
-            values={"agent": command.kind, "failure": None},
+            values={"agent": command.kind, "failure": None, "completed_at": None},
         )
         self.nursery.start_soon(self._run_host, host)
         return host
@@ -230,7 +246,55 @@ class AgentManager:
         Cancellation: as :meth:`Turns.prompt`: a journaled prompt always gets its
         ``turn_ended`` and the session leaves ``running``."""
         host = await self.ensure_running(row, configs, allowed=STARTS_ON_PROMPT)
-        return await host.prompt(content, text, template=template)
+        result = await host.prompt(content, text, template=template)
+        if result.stop_reason == "end_turn" and not result.pending_permissions:
+            # Shielded: a caller gone once the turn ended must not leave the session
+            # idle where auto_complete says completed.
+            with trio.move_on_after(AUTO_COMPLETE_TIMEOUT_S, shield=True):
+                await self._auto_complete(row.id, configs)
+        return result
+
+    async def _auto_complete(self, session_id: str, configs: SessionConfigs) -> None:
+        row: SessionRow = await self.store.read(sessions.get, session_id)
+        if row.status != "idle" or not (await configs.effective(row)).values["auto_complete"]:
+            return
+        try:
+            await self.complete_session(row, configs, None, by="auto_complete")
+        except MimirError as exc:  # overtaken: a prompt, a stop, a delete came first
+            log.info("auto_complete_skipped", session_id=session_id, reason=str(exc))
+
+    async def complete_session(
+        self, row: SessionRow, configs: SessionConfigs, note: str | None, *, by: str
+    ) -> SessionRow:
+        """Stop the session's agent if it is up, then mark the session completed
+        (``completed_at`` now), journaled with ``note`` (secrets masked). Refused with
+        invalid_state while a turn runs, and from statuses that cannot complete.
+
+        Cancellation: as :meth:`stop` until the agent is stopped; the completion
+        itself is written shielded, or not at all."""
+        async with self.lock(row.id):
+            row = await self.store.read(sessions.get, row.id)
+            host = self.get(row.id)
+            if row.status in IN_TURN or (host is not None and host.turn is not None):
+                raise InvalidState(
+                    f"cannot complete session {row.id}: a turn is running; cancel it first "
+                    f"('mimirctl cancel {row.id}') or wait for it to end",
+                    field="session",
+                    id=row.id,
+                    detail={"status": row.status, "wanted": "completed"},
+                )
+            if row.status not in AGENT_UP:
+                check_transition(row.id, row.status, "completed", "complete")
+            secrets = (await configs.effective(row)).secret_values()
+            await self.stop(row.id, reason="completing")
+            completed = events.SessionCompleted(
+                by=by, note=None if note is None else scrub(note, secrets)
+            )
+            with trio.CancelScope(shield=True):
+                done: SessionRow = await self.store.write(
+                    sessions.complete, row.id, completed, reason=by
+                )
+            return done
 
     async def cancel_turn(self, session_id: str) -> bool:
         """Cancel the session's running turn; False if none runs.
@@ -252,7 +316,7 @@ class AgentManager:
             if stopped is not None:
                 return stopped
             row: SessionRow = await self.store.read(sessions.get, session_id)
-            if row.status not in ("stopped", "failed"):
+            if row.status not in ("stopped", "failed", "completed"):
                 row = await self.store.write(
                     sessions.transition, session_id, "stopped", action="stop", reason="stopped"
                 )

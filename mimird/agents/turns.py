@@ -13,9 +13,11 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+import msgspec
 import structlog
 import trio
 
+from mimird.agents import turn_files
 from mimird.agents.acp import AcpConnection, AcpConnectionClosed, AcpError
 from mimird.agents.permissions import CANCELLED, PermissionRegistry, answer
 from mimird.agents.recorder import Recorder
@@ -43,6 +45,10 @@ class Turn:
     #: Whether turn_ended is journaled.
     ended: bool = False
     done: trio.Event = field(default_factory=trio.Event)
+    #: When the prompt was journaled (the turn's active time runs from there).
+    prompted_at: float | None = None
+    #: The workspace when the turn started (see :mod:`.turn_files`).
+    files_start: turn_files.Start | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,8 @@ class TurnResult:
     usage: Any
     prompt_seq: int
     end_seq: int
+    #: Permission requests still unanswered when the turn ended (then answered cancelled).
+    pending_permissions: int = 0
 
 
 class AgentLink(Protocol):
@@ -78,6 +86,7 @@ class Turns:
         options: SupervisionSection,
         nursery: trio.Nursery,
         agent: AgentLink,
+        files: turn_files.TurnFiles | None = None,
     ) -> None:
         self._recorder = recorder
         self._permissions = permissions
@@ -85,6 +94,7 @@ class Turns:
         self._options = options
         self._nursery = nursery
         self._agent = agent
+        self._files = files
         self.current: Turn | None = None
 
     @property
@@ -114,6 +124,8 @@ class Turns:
         prompt_seq: int | None = None
         try:
             conn = await self._agent.wait_ready()
+            if self._files is not None:
+                turn.files_start = await self._files.start()
             await self._recorder.flush()
             prompt_seq = await self._recorder.write(
                 sessions.prompt_started,
@@ -122,6 +134,7 @@ class Turns:
                 text=self._recorder.scrub(text),
             )
             assert prompt_seq is not None
+            turn.prompted_at = trio.current_time()
             if turn.cancel_requested:  # while it waited for the agent or the journal
                 return await self._end(turn, prompt_seq, "cancelled", None, None)
             return await self._send(turn, conn, prompt_seq, content)
@@ -198,12 +211,30 @@ class Turns:
         self, turn: Turn, prompt_seq: int, stop_reason: str, usage: Any, error: str | None
     ) -> TurnResult:
         await self._updates.flush_message()
+        # Counted from the connection too: a request read just before the answer to the
+        # prompt may not have reached the registry yet.
+        conn = self._agent.conn
+        pending = max(
+            len(self._permissions.unanswered(self.session_id)),
+            0 if conn is None else conn.handling("session/request_permission"),
+        )
         self._permissions.cancel_session(self.session_id, "turn_ended")
+        active_s = trio.current_time() - (turn.prompted_at or trio.current_time())
         ended = events.TurnEnded(stop_reason=stop_reason, usage=usage, error=error)
+        text = None
+        if self._files is not None:
+            changes = await self._files.changes(turn.files_start)
+            files = turn_files.masked(changes.files, self._recorder.scrub)
+            ended = msgspec.structs.replace(
+                ended, files=files, files_more=changes.more, files_skipped=changes.skipped
+            )
+            text = turn_files.search_text(files)
         await self._recorder.flush()
-        seq: int = await self._recorder.write(sessions.turn_ended, self.session_id, ended)
+        seq: int = await self._recorder.write(
+            sessions.turn_ended, self.session_id, ended, active_s=active_s, text=text
+        )
         turn.ended = True
-        return TurnResult(stop_reason, usage, prompt_seq, seq)
+        return TurnResult(stop_reason, usage, prompt_seq, seq, pending)
 
     async def cancel(self, *, grace: float | None = None) -> None:
         """Cancel the running turn: ``session/cancel`` to the agent, its pending

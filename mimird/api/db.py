@@ -18,8 +18,8 @@ from mimird.errors import AlreadyExists, InvalidParams, StorageError
 from mimird.rpc.registry import CallContext, Registry
 from mimird.store import Store
 from mimird.store.database import integrity_problems
+from mimird.wire.db_types import DbBackup, DbBackupParams, DbCheck, DbCheckParams
 from mimird.wire.errors import ErrorCode
-from mimird.wire.types import DbBackup, DbBackupParams, DbCheck, DbCheckParams
 
 #: Manual backups in the backups directory are named so, beside the ones made
 #: before migrations (``mimir-pre-migration-*``); they are never rotated away.

@@ -21,6 +21,7 @@ from mimird.wire.types import (
     PromptResult,
     Session,
     SessionCancelled,
+    SessionCompleteParams,
     SessionLogs,
     SessionLogsParams,
     SessionRefParams,
@@ -191,6 +192,30 @@ class PromptService:
         """Cancellation: as :meth:`AgentManager.resume` (the agent goes on starting)."""
         row = await self._sessions.find(params.session)
         return (await self._agents.resume(row, self._sessions)).to_wire()
+
+    @_method(
+        "session.complete",
+        params=SessionCompleteParams,
+        result=Session,
+        summary=(
+            "Say the session is done: its agent is stopped and it becomes completed, with "
+            "completed_at; the worktree and branch are kept."
+        ),
+        description=(
+            "The note is journaled (session_completed) and found by search. Refused while "
+            "a turn runs (cancel it first). session.resume goes on with a completed "
+            "session; archive and delete take it as any other."
+        ),
+        mutating=True,
+        concurrent=True,
+        errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
+    )
+    async def complete(self, ctx: CallContext, params: SessionCompleteParams) -> Session:
+        """Cancellation: as :meth:`AgentManager.complete_session`."""
+        row = await self._sessions.find(params.session)
+        note = None if params.note is msgspec.UNSET else params.note
+        done = await self._agents.complete_session(row, self._sessions, note, by="client")
+        return done.to_wire()
 
     @_method(
         "session.logs",

@@ -209,6 +209,7 @@ class SessionService:
             updated_before=_bound(params.updated_before, "updated_before"),
             include_archived=params.include_archived,
             include_deleted=params.include_deleted,
+            sort=params.sort,
             cursor=params.cursor.lower() if params.cursor is not unset else None,
             limit=params.limit,
         )
@@ -225,7 +226,7 @@ class SessionService:
     )
     async def get(self, ctx: CallContext, params: SessionRefParams) -> Session:
         row, check = await self.owner.check_workspace(await self.owner.find(params.session))
-        session = _wire(row, check)
+        session = msgspec.structs.replace(_wire(row, check), wall_s=_wall_s(row))
         status = await self.workspaces.status(row)
         if status is not None:
             session = msgspec.structs.replace(
@@ -409,6 +410,19 @@ class SessionService:
                 for e in found
             ]
         )
+
+
+def _parse_time(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _wall_s(row: SessionRow) -> float | None:
+    """Seconds from the session's creation to its completion; None until it completed
+    (the answer stays the same from one call to the next)."""
+    if row.completed_at is None:
+        return None
+    elapsed = _parse_time(row.completed_at) - _parse_time(row.created_at)
+    return round(max(elapsed.total_seconds(), 0.0), 3)
 
 
 def _bound(value: str | msgspec.UnsetType, field: str) -> str | None:

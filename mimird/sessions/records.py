@@ -22,7 +22,7 @@ from mimird.policy import mask_config
 from mimird.sessions.states import check_transition
 from mimird.store.schema import projects, sessions
 from mimird.timeutil import utc_now
-from mimird.wire.events import Prompt, StatusChanged, TurnEnded
+from mimird.wire.events import Prompt, SessionCompleted, StatusChanged, TurnEnded
 from mimird.wire.formats import MIN_ID_PREFIX
 from mimird.wire.types import Session, SessionStatus, Workspace
 
@@ -54,6 +54,8 @@ class SessionRow:
     agent_state: dict[str, Any] | None
     created_at: str
     updated_at: str
+    completed_at: str | None = None
+    active_s: float = 0.0
 
     def to_wire(self, **workspace_extra: str | None) -> Session:
         return Session(
@@ -81,6 +83,8 @@ class SessionRow:
             last_seq=self.last_seq,
             created_at=self.created_at,
             updated_at=self.updated_at,
+            completed_at=self.completed_at,
+            active_s=self.active_s,
         )
 
 
@@ -106,6 +110,8 @@ _SESSION_COLUMNS: Final = (
     "last_seq",
     "process_group",
     "agent_state",
+    "completed_at",
+    "active_s",
 )
 # The column order is spelled out because _row unpacks rows by position.
 _select = sa.select(
@@ -140,6 +146,8 @@ def _row(row: Sequence[Any]) -> SessionRow:
         last_seq,
         process_group,
         agent_state,
+        completed_at,
+        active_s,
         project_name,
         project_path,
     ) = row
@@ -167,6 +175,8 @@ def _row(row: Sequence[Any]) -> SessionRow:
         agent_state=msgspec.json.decode(agent_state) if agent_state else None,
         created_at=created_at,
         updated_at=updated_at,
+        completed_at=completed_at,
+        active_s=active_s,
     )
 
 
@@ -294,8 +304,22 @@ def prompt_started(conn: sa.Connection, session_id: str, prompt: Prompt, *, text
     return seq
 
 
-def turn_ended(conn: sa.Connection, session_id: str, ended: TurnEnded) -> int:
-    seq = journal.append(conn, session_id, ended)
+def turn_ended(
+    conn: sa.Connection,
+    session_id: str,
+    ended: TurnEnded,
+    *,
+    active_s: float = 0.0,
+    text: str | None = None,
+) -> int:
+    """Journal the turn's end (``text``, the files it changed, indexed for search),
+    add its ``active_s`` to the session's and move it back to idle."""
+    seq = journal.append(conn, session_id, ended, text=text)
+    conn.execute(
+        sa.update(sessions)
+        .where(sessions.c.id == session_id)
+        .values(active_s=sessions.c.active_s + max(active_s, 0.0))
+    )
     transition_if(
         conn,
         session_id,
@@ -304,6 +328,22 @@ def turn_ended(conn: sa.Connection, session_id: str, ended: TurnEnded) -> int:
         reason="turn_ended",
     )
     return seq
+
+
+def complete(
+    conn: sa.Connection, session_id: str, completed: SessionCompleted, *, reason: str
+) -> SessionRow:
+    """Mark the session completed now (a legal move, checked), journaled with
+    ``completed`` (its note indexed for search)."""
+    journal.append(conn, session_id, completed, text=completed.note)
+    return transition(
+        conn,
+        session_id,
+        "completed",
+        action="complete",
+        reason=reason,
+        values={"completed_at": utc_now(), "process_group": None},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +358,7 @@ class ListFilter:
     updated_before: str | None = None
     include_archived: bool = False
     include_deleted: bool = False
+    sort: str = "created"
     cursor: str | None = None
     limit: int = 100
 
@@ -377,6 +418,8 @@ def _wire_of(row: Sequence[Any]) -> Session:
         last_seq,
         _process_group,
         agent_state,
+        completed_at,
+        active_s,
         project_name,
         _project_path,
     ) = row
@@ -404,6 +447,8 @@ def _wire_of(row: Sequence[Any]) -> Session:
         last_seq=last_seq,
         created_at=created_at,
         updated_at=updated_at,
+        completed_at=completed_at,
+        active_s=active_s,
     )
 
 
@@ -438,13 +483,25 @@ def _list_rows(conn: sa.Connection, f: ListFilter) -> list[tuple[Any, ...]]:
         if bound is not None:
             where.append(condition)
             args.append(bound)
-    if f.cursor is not None:
+    by_completion = f.sort == "completed_at"
+    if by_completion:
+        where.append("sessions.completed_at IS NOT NULL")
+    if f.cursor is not None and by_completion:
+        # After the cursor's session in (completed_at, id) order; a cursor whose
+        # session has no completed_at (any more) ends the list.
+        where.append(
+            "(sessions.completed_at, sessions.id) < "
+            "(SELECT c.completed_at, c.id FROM sessions AS c WHERE c.id = ?)"
+        )
+        args.append(f.cursor)
+    elif f.cursor is not None:
         where.append("sessions.id < ?")
         args.append(f.cursor)
     sql = _LIST_SELECT
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY sessions.id DESC LIMIT ?"
+    order = "sessions.completed_at DESC, sessions.id DESC" if by_completion else "sessions.id DESC"
+    sql += f" ORDER BY {order} LIMIT ?"
     args.append(f.limit + 1)
     driver = conn.connection.driver_connection
     assert driver is not None

@@ -19,7 +19,7 @@ ALL: Final[frozenset[str]] = frozenset(get_args(SessionStatus))
 TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     # Not deleted while its setup command runs: the worktree would go from under it.
     "preparing": frozenset({"created", "failed", "interrupted"}),
-    "created": frozenset({"starting", "stopped", "archived", "deleted"}),
+    "created": frozenset({"starting", "stopped", "completed", "archived", "deleted"}),
     "starting": frozenset({"idle", "failed", "stopped", "interrupted"}),
     # starting again: the agent exited and is being restarted.
     # Archived or deleted: the agent is stopped first (the sessions owner).
@@ -31,10 +31,12 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
             "failed",
             "interrupted",
             "budget_exceeded",
+            "completed",
             "archived",
             "deleted",
         }
     ),
+    # Not completed while a turn runs: session.complete asks to cancel it first.
     "running": frozenset(
         {
             "idle",
@@ -49,10 +51,12 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "awaiting_permission": frozenset(
         {"running", "idle", "starting", "stopped", "failed", "interrupted"}
     ),
-    "stopped": frozenset({"starting", "archived", "deleted"}),
-    "failed": frozenset({"starting", "archived", "deleted"}),
-    "interrupted": frozenset({"starting", "stopped", "archived", "deleted"}),
-    "budget_exceeded": frozenset({"starting", "stopped", "archived", "deleted"}),
+    "stopped": frozenset({"starting", "completed", "archived", "deleted"}),
+    "failed": frozenset({"starting", "completed", "archived", "deleted"}),
+    "interrupted": frozenset({"starting", "stopped", "completed", "archived", "deleted"}),
+    "budget_exceeded": frozenset({"starting", "stopped", "completed", "archived", "deleted"}),
+    # Resumed (starting, then idle), or put away as any other session.
+    "completed": frozenset({"starting", "archived", "deleted"}),
     "archived": frozenset({"created", "deleted"}),
     "deleted": frozenset({"created"}),
 }
@@ -75,7 +79,11 @@ RESTORABLE: Final = frozenset({"archived", "deleted"})
 #: Statuses from which a prompt starts the agent by itself.
 STARTS_ON_PROMPT: Final = frozenset({"created", "stopped", "interrupted"})
 #: Statuses from which session.resume starts the agent.
-RESUMABLE: Final = frozenset({"created", "stopped", "interrupted", "failed", "budget_exceeded"})
+RESUMABLE: Final = frozenset(
+    {"created", "stopped", "interrupted", "failed", "budget_exceeded", "completed"}
+)
+#: Statuses from which session.complete completes a session (its agent, if up, stopped).
+COMPLETABLE: Final = frozenset(s for s, nexts in TRANSITIONS.items() if "completed" in nexts)
 
 #: Every state a workspace can be in.
 WORKSPACE_STATES: Final[frozenset[str]] = frozenset(get_args(WorkspaceState))

@@ -106,6 +106,11 @@ sessions = sa.Table(
     # What the agent said about itself: capabilities, its ACP session id, modes,
     # models and config options (JSON), kept for resume.
     sa.Column("agent_state", sa.Text, nullable=True),
+    # When the session was completed (session.complete, auto_complete); cleared when
+    # it is resumed.
+    sa.Column("completed_at", sa.Text, nullable=True),
+    # Seconds spent in turns, added at each turn's end with its turn_ended.
+    sa.Column("active_s", sa.Float, nullable=False, server_default="0"),
 )
 # Lists go newest first (by id) within a project or a status: with id in the
 # index, SQLite walks it in order instead of sorting every match.
@@ -114,6 +119,8 @@ sa.Index(None, sessions.c.status, sessions.c.id)
 # Counting a project's sessions by status reads this index alone.
 sa.Index(None, sessions.c.project_id, sessions.c.status)
 sa.Index(None, sessions.c.updated_at)
+# session.list sorted by completed_at walks this index (id breaks ties and pages).
+sa.Index(None, sessions.c.completed_at, sessions.c.id)
 
 # The journal: every event of every session, in order. (session_id, seq) is
 # unique and gapless per session; id orders everything. A client keeps an event

@@ -74,6 +74,13 @@ class StatusChanged(EventData):
     reason: str | None = None
 
 
+class SessionCompleted(EventData):
+    KIND: ClassVar[str] = "session_completed"
+    #: ``client`` (session.complete) or ``auto_complete`` (a turn ended end_turn).
+    by: str
+    note: str | None = None
+
+
 class SessionUpdated(EventData):
     KIND: ClassVar[str] = "session_updated"
     fields: list[str]
@@ -211,11 +218,31 @@ class Message(EventData):
     continued: bool = False
 
 
+class ChangedFile(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A file a turn changed in the workspace (whoever changed it)."""
+
+    path: str
+    #: added, modified, deleted, renamed, type_changed
+    change: str
+    insertions: int = 0
+    deletions: int = 0
+    binary: bool = False
+    #: For renamed: where the file was.
+    old_path: str | None = None
+
+
 class TurnEnded(EventData):
     KIND: ClassVar[str] = "turn_ended"
     stop_reason: str
     usage: Any = None
     error: str | None = None
+    #: The files the turn changed (against the workspace at the turn's start), at most
+    #: MAX_TURN_FILES of them; absent when they were not computed (``files_skipped``).
+    files: list[ChangedFile] | None = None
+    #: How many more files changed than ``files`` lists.
+    files_more: int = 0
+    #: Why ``files`` is absent: a workspace that is not a git repository, a git failure.
+    files_skipped: str | None = None
 
 
 class CancelRequested(EventData):

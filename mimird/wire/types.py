@@ -189,6 +189,7 @@ SessionStatus = Literal[
     "failed",
     "interrupted",
     "budget_exceeded",
+    "completed",  # said done (session.complete, or auto_complete); resume goes on
     "archived",
     "deleted",
 ]
@@ -283,6 +284,12 @@ class Session(Result):
     updated_at: str
     #: Filled by session.get (computed from git), absent from lists.
     git: GitStatus | None = None
+    #: When the session was completed; None unless it is (or was, then archived or deleted).
+    completed_at: str | None = None
+    #: Seconds spent in turns (prompt to turn end), summed at each turn's end.
+    active_s: float = 0.0
+    #: Filled by session.get for a completed session: seconds from creation to completed_at.
+    wall_s: float | None = None
 
 
 class SessionCreateParams(Params):
@@ -310,6 +317,9 @@ class SessionListParams(Params):
     #: Archived and deleted sessions are left out unless asked for (or named in status).
     include_archived: bool = False
     include_deleted: bool = False
+    #: created: newest first by creation; completed_at: most recently completed first,
+    #: only sessions that have a completed_at.
+    sort: Literal["created", "completed_at"] = "created"
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
     cursor: ListCursor | UnsetType = UNSET
 
@@ -329,6 +339,12 @@ class SessionUpdateParams(Params):
     title: Title | UnsetType = UNSET
     task: Task | UnsetType = UNSET
     config: ConfigObject | UnsetType = UNSET
+
+
+class SessionCompleteParams(Params):
+    session: SessionRef
+    #: Why or how it is done, journaled with the completion.
+    note: Annotated[str, Meta(max_length=10_000)] | UnsetType = UNSET
 
 
 class SessionDeleteParams(Params):
@@ -616,34 +632,3 @@ class SearchHit(Result):
 
 class SearchResult(Result):
     hits: list[SearchHit]
-
-
-# ---- db.* ------------------------------------------------------------------------------
-
-
-class DbCheckParams(Params):
-    #: SQLite's integrity_check (every index against its table) instead of quick_check.
-    full: bool = False
-
-
-class DbCheck(Result):
-    ok: bool
-    #: ``quick`` or ``full``.
-    kind: Literal["quick", "full"]
-    #: What SQLite reported (at most 100 lines); empty when ok.
-    problems: list[str]
-    duration_ms: float
-
-
-class DbBackupParams(Params):
-    #: An absolute path for the copy, which must not exist yet; by default a new file
-    #: in the state directory's ``backups/``.
-    path: PathText | UnsetType = UNSET
-
-
-class DbBackup(Result):
-    path: str
-    bytes: int
-    #: Whether the copy is encrypted (it is when the database is, with the same key).
-    encrypted: bool
-    duration_ms: float

@@ -1059,6 +1059,11 @@ def _changes(
             if patch
             else None
         )
+    return _parse_changes(out), text
+
+
+def _parse_changes(out: str) -> list[FileChange]:
+    """The changes ``--raw --numstat -z`` (renames detected) lists."""
     tokens = out.split("\0")
     raw: list[tuple[str, str, str | None]] = []  # (status letter, path, old path)
     i = 0
@@ -1093,7 +1098,40 @@ def _changes(
                 old_path=old if letter == "R" else None,
             )
         )
-    return files, text
+    return files
+
+
+def worktree_tree(path: Path, index: Path) -> str:
+    """The tree of every file of the worktree that is not ignored (committed, staged,
+    modified or untracked), as it is now: the state a turn starts from, and ends in.
+
+    Built in ``index``, a private index the caller keeps from one call to the next (made
+    from a copy of the worktree's the first time): its stat data spares ``add`` reading
+    the files that did not change since the last call, also those the worktree's own
+    index has marked racy (written in the second of their checkout) and that it would
+    read again every time. The worktree's index, branch and files are not touched."""
+    env = {"GIT_INDEX_FILE": str(index)}
+    with _git_errors(f"cannot read the files of {path}"):
+        if not index.is_file():
+            real_index = _index_path(path)
+            if real_index is not None and real_index.is_file():
+                shutil.copy2(real_index, index)  # copy2: see _everything_added
+            else:
+                _run(path, ["read-tree", "HEAD"], env=env)
+        _git(path, "add", "--all", env=env)
+        return _git(path, "write-tree", env=env).strip()
+
+
+def tree_changes(path: Path, old_tree: str, new_tree: str) -> list[FileChange]:
+    """What changed from ``old_tree`` to ``new_tree`` (both from :func:`worktree_tree`),
+    per file, renames detected."""
+    for tree in (old_tree, new_tree):
+        _rev_arg(tree, "tree")
+    with _git_errors(f"cannot compare the files of {path}"):
+        out = _git(
+            path, "diff-tree", "-r", "-M", "--raw", "--numstat", "-z", old_tree, new_tree, "--"
+        )
+    return _parse_changes(out)
 
 
 def worktree_status(path: Path, base_commit: str, *, upstream: str | None = None) -> WorktreeStatus:

@@ -197,6 +197,11 @@ class Workspaces:
             lambda: fn(*args, **kwargs), limiter=self._read_limiter
         )
 
+    @property
+    def read_limiter(self) -> trio.CapacityLimiter:
+        """The threads for reads of git state (the agent manager's turns use them too)."""
+        return self._read_limiter
+
     def project_lock(self, project_id: str) -> trio.Lock:
         """The lock held while a project's worktrees change."""
         return self._project_locks.setdefault(project_id, trio.Lock())

@@ -145,7 +145,8 @@ async def test_cancelled_while_the_agent_works_the_turn_ends_cancelled_and_the_a
         assert (await c.call("session.get", {"session": session_id}))["status"] == "idle"
         found = await events(c, session_id)
         ended = [e["data"] for e in found if e["kind"] == "turn_ended"]
-        assert ended == [{"stop_reason": "cancelled"}]
+        # The turn changed no file in the workspace: an empty list of them.
+        assert ended == [{"stop_reason": "cancelled", "files": []}]
         prompt = next(e for e in found if e["kind"] == "prompt")
         end = next(e for e in found if e["kind"] == "turn_ended")
         assert end["seq"] > prompt["seq"]
@@ -167,7 +168,7 @@ async def test_cancelled_while_a_permission_waits_the_request_and_the_turn_end_c
         assert (await c.call("permission.list", {}))["permissions"] == []
         found = await events(c, session_id)
         assert [e["data"] for e in found if e["kind"] == "turn_ended"] == [
-            {"stop_reason": "cancelled"}
+            {"stop_reason": "cancelled", "files": []}
         ]
         answered = await c.until(
             "session.events",
@@ -239,7 +240,9 @@ async def test_a_prompt_whose_connection_stalls_ends_cancelled_when_it_is_droppe
                     {"session": session_id, "kind": "turn_ended"},
                     lambda r: r["events"],
                 )
-                assert [e["data"] for e in found["events"]] == [{"stop_reason": "cancelled"}]
+                assert [e["data"] for e in found["events"]] == [
+                    {"stop_reason": "cancelled", "files": []}
+                ]
                 await c.until(
                     "session.get", {"session": session_id}, lambda s: s["status"] == "idle"
                 )

@@ -7,6 +7,7 @@ without a word in the API reference fails here.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -295,7 +296,7 @@ def test_every_config_key_and_layer_is_in_the_configuration_section(
             shown = {type(None): "`null`", dict: "`{}`", list: "`[]`"}[type(default)]
             assert row[2].startswith(shown), (key, row[2])
         else:
-            assert row[2] == f"`{default!r}`".replace("'", '"'), (key, row[2])
+            assert row[2] == f"`{json.dumps(default)}`", (key, row[2])
     missing = [name for name in policy.PLACEHOLDERS if f"`{{{name}}}`" not in section]
     assert not missing, f"template placeholders not explained: {missing}"
     assert f"`{policy.SECRET_MASK}`" in section or f'`"{policy.SECRET_MASK}"`' in section

@@ -1168,3 +1168,25 @@ def test_age_says_how_long_ago(seconds: int, expected: str) -> None:
 
 def test_age_of_an_old_time_is_its_date() -> None:
     assert render.age("2025-01-02T03:04:05.000000Z", now=NOW) == "2025-01-02"
+
+
+# ---- session done -----------------------------------------------------------------
+
+
+def test_session_done_completes_with_a_note_and_show_prints_the_durations(
+    dirs: DaemonDirs, project: dict[str, Any]
+) -> None:
+    session = new_session(dirs, project, title="finished")
+    output = ok(ctl(dirs, "session", "done", session["id"][:8], "--note", "all tests pass"))
+    assert output.startswith(f"completed session {session['id']} (workspace and branch kept")
+    shown = field_lines(ok(ctl(dirs, "session", "show", session["id"])))
+    assert shown["status"] == "completed"
+    assert shown["completed"] == get_session(dirs, session["id"])["completed_at"]
+    assert shown["active"] == "0.0s"
+    assert shown["wall"].endswith("s")
+    events = rpc(dirs, "session.events", {"session": session["id"], "kind": "session_completed"})
+    assert [e["data"] for e in events["events"]] == [{"by": "client", "note": "all tests pass"}]
+    rows = ls_rows(ok(ctl(dirs, "session", "ls", "--by-completion", "-p", project["id"])))
+    assert list(rows) == [render.short_id(session["id"])]
+    again = failed(ctl(dirs, "session", "done", session["id"]), EXIT_INVALID_STATE)
+    assert "it is completed" in again

@@ -87,7 +87,8 @@ def test_opencode_turns_through_mimirctl(
             prompt.kill()
         assert prompt.returncode == 0, (out, err)
         assert "The file is written." in out
-        assert "[turn ended: end_turn]" in out
+        # The file opencode wrote, on the turn's line (whoever wrote it: the diff tells).
+        assert "[turn ended: end_turn; 1 file +1 -0]" in out
         assert target.read_text() == "written by opencode\n"
         log = _ctl(dirs, "log", session_id)
         assert "permission" in log

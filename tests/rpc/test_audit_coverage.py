@@ -50,6 +50,7 @@ CHANGES_STATE: Final = frozenset(
         "session.resume",
         "session.set_model",
         "session.set_mode",
+        "session.complete",
         "permission.respond",
         "worktree.prune",
         "db.backup",
@@ -163,6 +164,7 @@ async def test_every_mutating_call_with_valid_params_writes_one_row_with_caller_
         await r.call("session.resume", {"session": sid}, sid)
         await r.call("session.set_model", {"session": sid, "model": "large"}, sid)
         await r.call("session.set_mode", {"session": sid, "mode": "code"}, sid)
+        await r.call("session.complete", {"session": sid, "note": "done"}, sid)
         await r.call("session.archive", {"session": sid}, sid)
         await r.call("session.restore", {"session": sid}, sid)
         await r.call("session.repair", {"session": sid}, sid)
@@ -197,6 +199,7 @@ async def test_every_mutating_call_that_fails_after_its_params_are_valid_writes_
             "session.cancel",
             "session.stop",
             "session.resume",
+            "session.complete",
         ):
             await r.call(method, {"session": ghost}, ghost)
         await r.call("session.prompt", {"session": ghost, "text": "go"}, ghost)

@@ -64,6 +64,7 @@ async def test_session_config_names_the_layer_of_every_value(dirs: DaemonDirs, r
     ]
     assert sources == {
         "agent": ("claude", "project"),
+        "auto_complete": (False, "builtin"),
         "branch_template": ("work/{project}/{slug}", "defaults"),
         "copy_files": ([], "builtin"),
         "copy_max_bytes": (1 << 30, "builtin"),

@@ -38,7 +38,11 @@ Steps (``{"do": ..., ...}``):
 - ``sleep`` (``s``); ``crash`` (``exit_code``); ``hang`` (reads and records until EOF);
 - ``wait_cancel``: reads until ``$/cancel_request`` or ``session/cancel`` arrives;
 - ``stop_reason`` (``value``): the stopReason of the prompt being answered;
-- ``echo``: one chunk with the prompt's text.
+- ``echo``: one chunk with the prompt's text;
+- ``disk_write`` (``path``, ``text`` or ``hex``), ``disk_remove`` (``path``), ``disk_rename``
+  (``path``, ``to``): change a file of the working directory (the workspace) directly on
+  disk, as agents that write files themselves do (no ``fs/write_text_file``); ``disk_write``
+  makes missing directories.
 
 Any step with ``once`` (a file path) is played only if that file does not exist
 yet, and creates it: a crash that happens once, not again after the restart.
@@ -248,6 +252,17 @@ class Agent:
             self.wait_for(lambda m: False)
         elif kind == "wait_cancel":
             self.wait_for(lambda m: m.get("method") in ("$/cancel_request", "session/cancel"))
+        elif kind == "disk_write":
+            directory = os.path.dirname(step["path"])
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            data = bytes.fromhex(step["hex"]) if "hex" in step else step["text"].encode()
+            with open(step["path"], "wb") as file:
+                file.write(data)
+        elif kind == "disk_remove":
+            os.remove(step["path"])
+        elif kind == "disk_rename":
+            os.rename(step["path"], step["to"])
         else:
             raise ValueError(f"unknown step {kind!r}")
 
