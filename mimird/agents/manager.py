@@ -5,7 +5,7 @@ turns first. It also holds the one registry of pending permission requests."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -84,7 +84,13 @@ class AgentManager:
         return self._starting.setdefault(session_id, trio.Lock())
 
     async def start(
-        self, row: sessions.SessionRow, command: AgentCommand, secrets: set[str], *, resume: bool
+        self,
+        row: sessions.SessionRow,
+        command: AgentCommand,
+        secrets: set[str],
+        *,
+        resume: bool,
+        configs: SessionConfigs | None = None,
     ) -> AgentHost:
         """Start a host for a session that has none (the caller holds ``lock``).
 
@@ -100,6 +106,7 @@ class AgentManager:
             log_path=self.log_path(row.id),
             nursery=self.nursery,
             resume=resume,
+            config=None if configs is None else self._current_config(row.id, configs),
         )
         self.hosts[row.id] = host
         await host.recorder.write(
@@ -112,6 +119,17 @@ class AgentManager:
         )
         self.nursery.start_soon(self._run_host, host)
         return host
+
+    def _current_config(
+        self, session_id: str, configs: SessionConfigs
+    ) -> Callable[[], Awaitable[policy.Effective]]:
+        """Reads the session's configuration as it is at each call (a remembered
+        rule, a ``session.update``, a ``project.update`` apply at once)."""
+
+        async def current() -> policy.Effective:
+            return await configs.effective(await self.store.read(sessions.get, session_id))
+
+        return current
 
     async def _run_host(self, host: AgentHost) -> None:
         try:
@@ -203,7 +221,9 @@ class AgentManager:
                 {**effective.env(), SESSION_ENV: row.id},
             )
             resume = row.status != "created"
-            return await self.start(row, command, effective.secret_values(), resume=resume)
+            return await self.start(
+                row, command, effective.secret_values(), resume=resume, configs=configs
+            )
 
     async def prompt(
         self, row: SessionRow, configs: SessionConfigs, content: list[Any], text: str
