@@ -233,6 +233,7 @@ async def park(
                 tool_call=permission.tool_call,
                 options=permission.shown_options,
                 title=title,
+                policy={"decision": verdict.decision, "rule": verdict.rule.to_wire()},
             )
             decided = events.PermissionDecided(
                 permission=permission.id,

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+import msgspec
 import sqlalchemy as sa
 
 from mimird import policy, projects
@@ -89,7 +90,9 @@ def write_rule(
     base = rules.get(kind, below.values["tool_policy"][kind])
     rules[kind] = tool_policy.with_pattern(base, kind, patterns, decision)
     own["tool_policy"] = rules
-    policy.parse_layer(own, layer)  # the rule written must be one the layer accepts
+    # The rule written must be one the layer accepts; it is written in its full shape.
+    parsed: dict[str, Any] = msgspec.to_builtins(policy.parse_layer(own, layer).tool_policy)
+    rules[kind] = parsed[kind]
     key = f"tool_policy.{kind}"
     if layer == "session":
         sessions.update(

@@ -225,8 +225,8 @@ class PermissionRequested(EventData):
     tool_call: Any
     options: Any
     title: Any
-    #: Only when the tool policy looked at it and left it to a client: ``decision``
-    #: (``ask``), ``rule`` and ``reason``.
+    #: What the tool policy said: ``decision`` (``ask``: parked; ``allow``/``deny``: a
+    #: ``permission_decided`` follows), ``rule``, and for ``ask`` the ``reason`` or null.
     policy: Any = None
 
 
