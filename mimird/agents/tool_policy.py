@@ -11,7 +11,8 @@ How a rule decides, in this order (documented in README's "Tool policy"):
 
 1. The ACP ``kind`` picks the rule (a kind Mimir does not know is ``other``).
 2. A path (``locations[].path``, ``rawInput`` ``path``/``file_path``/``filePath``/
-   ``filepath``/``paths``/``source``/``destination``) matching a ``deny`` glob, or a
+   ``filepath``/``paths``/``source``/``destination``; resolved, or as written when
+   relative) matching a ``deny`` glob, or a
    command (``rawInput`` ``command``/``cmd``) one of whose simple commands starts
    with a ``deny`` prefix: **deny**.
 3. A path outside the workspace (after ``..`` and symlinks), or one that cannot be
@@ -30,6 +31,7 @@ whole words (``git status`` matches ``git status --short``, not ``git statuses``
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -86,15 +88,18 @@ def tool_kind(tool_call: Any) -> str:
     return kind if isinstance(kind, str) and kind in TOOL_KINDS else "other"
 
 
-def tool_paths(tool_call: Any) -> list[Any] | None:
-    """The paths a tool call names (as the agent sent them, not checked); None when
-    there are more than :data:`MAX_PATHS`."""
+def tool_paths(tool_call: Any) -> list[str] | None:
+    """The paths a tool call names (as the agent sent them, not checked; ``""`` for
+    one that is not a string, which no path resolves to); None when there are more
+    than :data:`MAX_PATHS`."""
     if not isinstance(tool_call, Mapping):
         return []
     found: list[Any] = []
     locations = tool_call.get("locations")
     if isinstance(locations, list):
-        found.extend(loc.get("path") for loc in locations if isinstance(loc, Mapping))
+        found.extend(
+            loc.get("path") for loc in locations if isinstance(loc, Mapping) and "path" in loc
+        )
     raw = tool_call.get("rawInput")
     if isinstance(raw, Mapping):
         for name in PATH_FIELDS:
@@ -105,7 +110,7 @@ def tool_paths(tool_call: Any) -> list[Any] | None:
                 found.append(value)
     if len(found) > MAX_PATHS:
         return None
-    return list(dict.fromkeys(p if isinstance(p, str) else repr(p) for p in found))
+    return list(dict.fromkeys(p if isinstance(p, str) else "" for p in found))
 
 
 def tool_command(tool_call: Any) -> str | list[str] | None:
@@ -155,10 +160,19 @@ def decide(
             "deny" if default == "deny" else "ask",
             reason=f"the tool call names more than {MAX_PATHS} paths",
         )
-    resolved = [(path, resolve(path)) for path in paths]
+    resolved = [(path, resolve(path) if path else None) for path in paths]
     inside = [str(where) for _, where in resolved if where is not None]
+    # A deny glob also meets the path as written (normalized, when it stays relative):
+    # a symlink's name denied is denied, wherever the link leads.
+    written = [
+        normal
+        for path in paths
+        if path
+        and not path.startswith("/")
+        and not (normal := posixpath.normpath(path)).startswith("..")
+    ]
     if kind in PATH_KINDS:
-        for path in inside:
+        for path in (*inside, *written):
             if pattern := _first_glob(deny, path):
                 return verdict("deny", pattern)
     command = tool_command(tool_call) if kind == COMMAND_KIND else None
@@ -170,7 +184,7 @@ def decide(
     if outside:
         return verdict(
             "deny" if default == "deny" else "ask",
-            reason=f"{outside[0]} is outside the workspace; a policy never allows that",
+            reason=f"{_shown(outside[0])} is outside the workspace; a policy never allows that",
         )
     if kind in PATH_KINDS and inside:
         matched = [_first_glob(allow, path) for path in inside]
@@ -184,6 +198,12 @@ def decide(
     if kind == COMMAND_KIND and command is None:
         return verdict(default, reason="the tool call names no command")
     return verdict(default)
+
+
+def _shown(path: str) -> str:
+    if not path:
+        return "a path that is not a string"
+    return path if len(path) <= 200 else path[:200] + "..."
 
 
 # ---- options --------------------------------------------------------------------------

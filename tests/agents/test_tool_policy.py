@@ -45,6 +45,7 @@ def workspace(tmp_path: Path) -> Iterator[tuple[Path, Resolver]]:
     (tmp_path / "outside").mkdir()
     os.symlink(tmp_path / "outside", root / "escape")
     os.symlink("src", root / "inner")
+    os.symlink("src/pkg", root / "secrets")
     with Workspace.pin(root) as pinned:
 
         def resolve(path: str) -> PurePosixPath | None:
@@ -124,6 +125,31 @@ def test_a_symlink_inside_the_workspace_is_judged_by_its_target(
     _, resolve = workspace
     rules = {"read": {"allow": ["src/**"]}}
     assert verdict_of(rules, call("read", "inner/a.py"), resolve) == ("allow", "src/**")
+
+
+def test_a_denied_symlink_name_is_denied_wherever_it_leads(
+    workspace: tuple[Path, Resolver],
+) -> None:
+    _, resolve = workspace
+    rules = {"read": {"default": "allow", "deny": ["secrets/**"]}}
+    assert verdict_of(rules, call("read", "secrets/key"), resolve) == ("deny", "secrets/**")
+    assert verdict_of(rules, call("read", "src/pkg/key"), resolve) == ("allow", None)
+
+
+@pytest.mark.parametrize("path", [3, {"p": 1}, "", ["ok", 4]])
+def test_a_path_that_is_not_a_string_is_never_allowed(
+    workspace: tuple[Path, Resolver], path: Any
+) -> None:
+    _, resolve = workspace
+    found = decide({"edit": "allow"}, {}, call("edit", path=path), resolve)
+    assert found.decision == "ask"
+    assert (
+        found.reason
+        == "a path that is not a string is outside the workspace; a policy never allows that"
+    )
+    # A location without a path names none.
+    no_path = {"kind": "edit", "locations": [{"line": 3}]}
+    assert decide({"edit": "allow"}, {}, no_path, resolve).reason == "the tool call names no path"
 
 
 def test_every_path_of_a_call_must_be_allowed_and_any_denied_one_denies(
