@@ -217,9 +217,10 @@ async def park(
         shown_options=[recorder.scrub_value(option) for option in options],
     )
     title = permission.tool_call.get("title") if isinstance(permission.tool_call, dict) else None
-    verdict = policy.verdict if policy is not None else None
+    # A request of a turn being cancelled is answered cancelled (below), never allowed.
+    verdict = policy.verdict if policy is not None and not cancelled() else None
     asked: dict[str, Any] | None = None
-    if policy is not None and verdict is None:
+    if policy is not None and policy.verdict is None:
         asked = {"decision": "ask", "rule": None, "reason": policy.reason}
     elif verdict is not None:
         option = choose_option(options, verdict.decision, verdict.always)

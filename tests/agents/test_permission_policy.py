@@ -378,3 +378,32 @@ async def test_a_bad_permission_timeout_is_refused(
             {"project": world.project, "config": {"permission_timeout_default": "ask"}},
         )
         assert error["data"]["field"] == "config.permission_timeout_default"
+
+
+async def test_a_request_of_a_turn_being_cancelled_is_answered_cancelled_not_allowed(
+    dirs: DaemonDirs,
+) -> None:
+    steps = [
+        {"do": "wait_cancel"},
+        ask("edit", paths=["src/a.py"]),
+        {"do": "stop_reason", "value": "cancelled"},
+    ]
+    async with (
+        agent_world(dirs, {"prompts": [steps]}) as world,
+        Client.connect(world.daemon.socket) as c,
+    ):
+        session_id = await session_with(world, c, {"tool_policy": {"edit": "allow"}})
+        results: list[Any] = []
+
+        async def prompt() -> None:
+            results.append(await c.call("session.prompt", {"session": session_id, "text": "x"}))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(prompt)
+            await c.until(
+                "session.get", {"session": session_id}, lambda s: s["status"] == "running"
+            )
+            await c.call("session.cancel", {"session": session_id})
+        assert results[0]["stop_reason"] == "cancelled"
+        assert outcomes(world) == [{"outcome": "cancelled"}]
+        assert await event_data(c, session_id, "permission_decided") == []
