@@ -7,7 +7,7 @@ request (journaled; the session ``awaiting_permission`` while it is parked).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -228,28 +228,7 @@ async def park(
         if verdict.decision == "allow" and option is None:
             reason = "the policy allows it, but the agent offered no allow_once/allow_always option"
         elif verdict.decision != "ask":
-            outcome = _selected(None if option is None else dict(option))
-            requested = events.PermissionRequested(
-                permission=permission.id,
-                tool_call=permission.tool_call,
-                options=permission.shown_options,
-                title=title,
-                policy={"decision": verdict.decision, "rule": verdict.rule.to_wire()},
-            )
-            decided = events.PermissionDecided(
-                permission=permission.id,
-                decision=verdict.decision,
-                by="policy",
-                rule=verdict.rule.to_wire(),
-                option_id=_shown_id(permission, option),
-                outcome=outcome["outcome"],
-                reason=reason
-                if option is not None
-                else "the agent offered no reject option; answered cancelled",
-            )
-            # Journaled before the agent hears it, in one write; the status stays.
-            await recorder.move("running", only_from=frozenset(), events=(requested, decided))
-            return {"outcome": outcome}
+            return await _answer_at_once(recorder, permission, verdict, option, title)
         asked = {"decision": "ask", "rule": verdict.rule.to_wire(), "reason": reason}
     registry.add(permission)
     try:
@@ -297,6 +276,42 @@ async def park(
                     ),
                 ),
             )
+
+
+async def _answer_at_once(
+    recorder: Recorder,
+    permission: Permission,
+    verdict: Verdict,
+    option: Mapping[str, Any] | None,
+    title: Any,
+) -> dict[str, Any]:
+    """The policy's allow or deny: journaled (request and decision, in one write,
+    the status left as it is) before the agent gets it. Never parked, so no client
+    can answer it.
+
+    Cancellation: before the write, nothing is journaled and the agent gets no
+    answer; the write itself is shielded."""
+    outcome = _selected(None if option is None else dict(option))
+    requested = events.PermissionRequested(
+        permission=permission.id,
+        tool_call=permission.tool_call,
+        options=permission.shown_options,
+        title=title,
+        policy={"decision": verdict.decision, "rule": verdict.rule.to_wire()},
+    )
+    decided = events.PermissionDecided(
+        permission=permission.id,
+        decision=verdict.decision,
+        by="policy",
+        rule=verdict.rule.to_wire(),
+        option_id=_shown_id(permission, option),
+        outcome=outcome["outcome"],
+        reason=verdict.reason
+        if option is not None
+        else "the agent offered no reject option; answered cancelled",
+    )
+    await recorder.move("running", only_from=frozenset(), events=(requested, decided))
+    return {"outcome": outcome}
 
 
 def _shown_id(permission: Permission, option: Any) -> Any:
