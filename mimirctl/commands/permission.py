@@ -63,6 +63,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
             "same request so from now on",
         )
         answer.add_argument(
-            "--project", action="store_true", help="as --always, the rule in the project's config"
+            "--project",
+            action="store_true",
+            help="remember the answer as a rule in the project's config instead",
         )
         answer.add_argument("--option", metavar="OPTION_ID", help="this exact option")
