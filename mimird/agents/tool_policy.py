@@ -23,7 +23,7 @@ How a rule decides, in this order (documented in README's "Tool policy"):
 5. Otherwise the rule's ``default`` (a plain rule is its own default).
 
 Globs are relative to the workspace: ``*`` and ``?`` stay within one path
-component, ``**`` (a whole component) spans any number of them, ``[...]`` is a
+component, ``**`` (a whole component) spans any number of them (none too), ``[...]`` is a
 class; a glob without ``/`` matches the file's name at any depth (``*.lock``),
 one with ``/`` is anchored at the workspace (``src/**``). Command prefixes are
 whole words (``git status`` matches ``git status --short``, not ``git statuses``).
@@ -31,6 +31,7 @@ whole words (``git status`` matches ``git status --short``, not ``git statuses``
 
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 import re
 import shlex
@@ -52,6 +53,8 @@ COMMAND_FIELDS: Final = ("command", "cmd")
 #: More paths than this in one tool call are not looked at: the call is asked.
 MAX_PATHS: Final = 100
 MAX_COMMAND_LENGTH: Final = 100_000
+#: Linux's PATH_MAX.
+MAX_PATH_CHARS: Final = 4096
 #: Characters with which a shell makes more than one simple command of a line (or
 #: runs something else: substitutions, redirections): no allow prefix matches it.
 _SHELL_SYNTAX: Final = re.compile(r"[;&|<>`$()\n\r]")
@@ -160,7 +163,8 @@ def decide(
             "deny" if default == "deny" else "ask",
             reason=f"the tool call names more than {MAX_PATHS} paths",
         )
-    resolved = [(path, resolve(path) if path else None) for path in paths]
+    # No file has a longer path (PATH_MAX): such a "path" is not looked at, never allowed.
+    resolved = [(p, resolve(p) if p and len(p) <= MAX_PATH_CHARS else None) for p in paths]
     inside = [str(where) for _, where in resolved if where is not None]
     # A deny glob also meets the path as written (normalized, when it stays relative):
     # a symlink's name denied is denied, wherever the link leads.
@@ -168,6 +172,7 @@ def decide(
         normal
         for path in paths
         if path
+        and len(path) <= MAX_PATH_CHARS
         and not path.startswith("/")
         and not (normal := posixpath.normpath(path)).startswith("..")
     ]
@@ -277,56 +282,46 @@ def with_pattern(rule: Any, kind: str, patterns: list[str], decision: Decision) 
 
 
 def _first_glob(patterns: Sequence[str], path: str) -> str | None:
-    return next((p for p in patterns if _glob(p).fullmatch(path)), None)
+    return next((p for p in patterns if _glob_match(p, path)), None)
+
+
+def _glob_match(pattern: str, path: str) -> bool:
+    """Whether ``path`` (relative, resolved) matches the glob ``pattern``.
+
+    Component by component, bottom-up (no regex over the whole path, whose
+    backtracking an agent's long path could make take for ever, and no recursion):
+    (components of the pattern + 1) x (components of the path + 1) steps, each a
+    single component matched by :mod:`fnmatch`'s backtracking-safe translation."""
+    parts = _glob_parts(pattern)
+    names = [name for name in path.split("/") if name not in ("", ".")]
+    # below[j]: whether parts[i + 1:] match names[j:]; filled from the last part back.
+    below = [False] * len(names) + [True]
+    for part in reversed(parts):
+        row = [False] * (len(names) + 1)
+        for j in range(len(names), -1, -1):
+            if part is None:  # **: no component, or one more and the same ** again
+                row[j] = below[j] or (j < len(names) and row[j + 1])
+            else:
+                row[j] = j < len(names) and below[j + 1] and bool(part.match(names[j]))
+        below = row
+    return below[0]
 
 
 @lru_cache(maxsize=1024)
-def _glob(pattern: str) -> re.Pattern[str]:
+def _glob_parts(pattern: str) -> tuple[re.Pattern[str] | None, ...]:
+    """The components of a glob, each compiled (None for ``**``); a glob without
+    ``/`` matches at any depth (``**`` first); runs of ``**`` collapsed into one."""
     parts = [part for part in pattern.split("/") if part not in ("", ".")]
     if "/" not in pattern.strip("/"):
-        parts = ["**", *parts]  # a bare name matches at any depth
-    regex = ""
-    for index, part in enumerate(parts):
-        last = index == len(parts) - 1
+        parts = ["**", *parts]
+    compiled: list[re.Pattern[str] | None] = []
+    for part in parts:
         if part == "**":
-            regex += ".*" if last else "(?:[^/]+/)*"
+            if not compiled or compiled[-1] is not None:
+                compiled.append(None)
         else:
-            regex += _component(part) + ("" if last else "/")
-    return re.compile(regex, re.DOTALL)
-
-
-def _component(part: str) -> str:
-    """One path component of a glob as a regex: ``*``/``?`` never cross a ``/``."""
-    out: list[str] = []
-    i = 0
-    while i < len(part):
-        char = part[i]
-        end = _class_end(part, i) if char == "[" else -1
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif end > 0:
-            body = part[i + 1 : end]
-            negate = body[:1] in ("!", "^")
-            body = body[1:] if negate else body
-            out.append(
-                ("[^/" if negate else "[") + body.replace("\\", "\\\\").replace("[", "\\[") + "]"
-            )
-            i = end
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return "".join(out)
-
-
-def _class_end(part: str, start: int) -> int:
-    """Where the ``[...]`` class opened at ``start`` closes; -1 if it does not (a
-    literal ``[``). A ``]`` first in the class (after any ``!``/``^``) is a member."""
-    first = start + 1
-    if part[first : first + 1] in ("!", "^"):
-        first += 1
-    return part.find("]", first + 1)
+            compiled.append(re.compile(fnmatch.translate(part)))
+    return tuple(compiled)
 
 
 def _words(text: str) -> list[str]:

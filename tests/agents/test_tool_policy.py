@@ -256,6 +256,32 @@ def test_remembered_patterns_match_exactly_the_same_request(
             remembered_pattern(bad, resolve)
 
 
+def test_double_star_spans_any_number_of_components_also_none(
+    workspace: tuple[Path, Resolver],
+) -> None:
+    _, resolve = workspace
+    rules = {"delete": {"default": "allow", "deny": [".github/**", "docs/**/*.md"]}}
+    for path in (".github", ".github/workflows/ci.yml", "docs/a.md", "docs/x/y/a.md"):
+        assert verdict_of(rules, call("delete", path), resolve)[0] == "deny", path
+    assert verdict_of(rules, call("delete", "docs/a.txt"), resolve)[0] == "allow"
+
+
+def test_a_long_path_against_many_double_stars_is_decided_without_backtracking(
+    workspace: tuple[Path, Resolver],
+) -> None:
+    """A whole-path regex would backtrack through C(2000, 4) ways of splitting this
+    path among the five ``**`` before failing; the test's timeout would end it."""
+    _, resolve = workspace
+    rules = {"read": {"deny": ["**/a/**/a/**/a/**/a/**/z"], "allow": ["*a*a*a*a*a*b"]}}
+    path = "a/" * 2000 + "y"
+    assert verdict_of(rules, call("read", path), resolve) == ("ask", None)
+    assert verdict_of(rules, call("read", "a" * 250 + "c"), resolve) == ("ask", None)
+    too_long = decide(rules, {}, call("read", "b" * 5000), resolve)
+    assert too_long.decision == "ask"
+    assert too_long.reason is not None
+    assert "outside the workspace" in too_long.reason
+
+
 def test_too_many_paths_are_not_looked_at() -> None:
     assert tool_paths(call("edit", *(f"f{i}" for i in range(101)))) is None
 
