@@ -53,6 +53,9 @@ COMMAND_FIELDS: Final = ("command", "cmd")
 #: More paths than this in one tool call are not looked at: the call is asked.
 MAX_PATHS: Final = 100
 MAX_COMMAND_LENGTH: Final = 100_000
+#: Shells whose ``-c`` script the deny prefixes look into, and how deep (``sh -c "bash -c ..."``).
+SHELLS: Final = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "busybox"})
+MAX_SHELL_DEPTH: Final = 3
 #: Linux's PATH_MAX.
 MAX_PATH_CHARS: Final = 4096
 #: Characters with which a shell makes more than one simple command of a line (or
@@ -340,16 +343,39 @@ def _allowable_words(command: str | list[str]) -> list[str] | None:
     return _words(command) or None
 
 
-def _simple_commands(command: str | list[str]) -> list[list[str]]:
-    """The simple commands of a shell line (or an argv), for the deny prefixes."""
-    if isinstance(command, list):
-        return [command]
-    return [words for part in _SEPARATORS.split(command) if (words := _words(part))]
+def _simple_commands(command: str | list[str], depth: int = 0) -> list[list[str]]:
+    """The simple commands of a shell line (or an argv), for the deny prefixes; the
+    script a shell runs (``bash -c SCRIPT``, ``sh -lc SCRIPT``) is looked into too."""
+    found = (
+        [command]
+        if isinstance(command, list)
+        else [words for part in _SEPARATORS.split(command) if (words := _words(part))]
+    )
+    for words in list(found):
+        script = _shell_script(words)
+        if script is not None and depth < MAX_SHELL_DEPTH:
+            found.extend(_simple_commands(script, depth + 1))
+    return found
+
+
+def _shell_script(words: Sequence[str]) -> str | None:
+    """The script of ``SHELL [-opts] -c SCRIPT`` (any option cluster with ``c``), or None."""
+    if not words or posixpath.basename(words[0]) not in SHELLS:
+        return None
+    for index, word in enumerate(words[1:-1], start=1):
+        if word.startswith("-") and not word.startswith("--") and "c" in word:
+            return words[index + 1]
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _prefix_words(pattern: str) -> list[str]:
+    return _words(pattern)
 
 
 def _first_prefix(patterns: Sequence[str], words: Sequence[str]) -> str | None:
     for pattern in patterns:
-        prefix = _words(pattern)
+        prefix = _prefix_words(pattern)
         if prefix and list(words[: len(prefix)]) == prefix:
             return pattern
     return None

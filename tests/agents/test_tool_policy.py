@@ -193,6 +193,9 @@ def test_a_path_kind_without_a_path_gets_the_kinds_default(
         ("echo hi | rm -rf x", ("deny", "rm")),
         (["git", "status"], ("allow", "git status")),
         (["rm", "-rf", "/"], ("deny", "rm")),
+        ("bash -lc 'ls && rm -rf x'", ("deny", "rm")),
+        (["/bin/sh", "-c", "sh -c 'git push origin'"], ("deny", "git push")),
+        (["bash", "-c", "pytest"], ("ask", None)),
     ],
 )
 def test_execute_is_decided_by_command_prefixes(
