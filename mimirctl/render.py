@@ -396,6 +396,18 @@ class Renderer:
                 f"{visible(str(data.get('outcome')))}{option} (by {visible(str(data.get('by')))})",
                 "2",
             )
+        elif kind == "permission_decided":
+            rule = data.get("rule") or {}
+            pattern = f" {rule['pattern']!r}" if rule.get("pattern") else ""
+            option = f" {data['option_id']}" if data.get("option_id") else ""
+            self._line(
+                visible(
+                    f"  permission {data.get('permission')}: {data.get('decision')} by "
+                    f"{data.get('by')} ({rule.get('key')}{pattern} from {rule.get('layer')}): "
+                    f"{data.get('outcome')}{option}"
+                ),
+                "2",
+            )
         elif kind == "status_changed":
             if data.get("to") in ("failed", "stopped", "interrupted"):
                 self._line(f"[session {data.get('to')}]", "2")
@@ -451,7 +463,9 @@ class Renderer:
             if isinstance(o, dict)
         )
         self._line(f"? permission {permission} for {title}: {options}", "33")
-        if hint:
+        policy = data.get("policy")
+        decided = isinstance(policy, dict) and policy.get("decision") in ("allow", "deny")
+        if hint and not decided:  # a decided request is answered already
             self._line(f"  answer: mimirctl permission allow {permission}   (or deny)")
 
     # What PermissionAsker (mimirctl.ask) writes around the user's input.

@@ -30,6 +30,7 @@ from mimird import names
 from mimird import templates as prompt_templates
 from mimird.errors import InvalidParams
 from mimird.secrets import MASK
+from mimird.tool_rules import Rule, RuleProblem, ToolRule, parse_rule
 
 LayerName = Literal["builtin", "defaults", "project", "session"]
 #: Precedence of the layers, lowest first.
@@ -40,8 +41,7 @@ ToolKind = Literal[
 ]
 #: ACP's ``ToolKind`` values, in the order of the ACP schema.
 TOOL_KINDS: Final[tuple[ToolKind, ...]] = get_args(ToolKind)
-Decision = Literal["allow", "ask", "deny"]
-DECISIONS: Final[tuple[Decision, ...]] = get_args(Decision)
+TimeoutDecision = Literal["allow", "deny"]
 
 #: Placeholders of ``branch_template`` and ``worktree_location``; ``date`` is YYYYMMDD.
 PLACEHOLDERS: Final = ("slug", "short_id", "id", "project", "date")
@@ -63,6 +63,8 @@ MAX_NAME_BYTES: Final = 255
 #: Components of one copy_files pattern (pathlib's glob recurses once or twice per component).
 MAX_PATTERN_PARTS: Final = 100
 MAX_TOKEN_BUDGET: Final = (1 << 63) - 1
+#: A week: the longest a parked permission request may be given before its timeout.
+MAX_PERMISSION_TIMEOUT_S: Final = 7 * 24 * 3600
 #: A private copy of a project that is not a git repository: at most this many bytes.
 DEFAULT_COPY_MAX_BYTES: Final = 1 << 30
 MAX_COPY_MAX_BYTES: Final = 1 << 40
@@ -114,7 +116,12 @@ class ConfigLayer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     model: str | UnsetType | None = UNSET
     mode: str | UnsetType | None = UNSET
     env: dict[str, str | EnvValue] | UnsetType = UNSET
-    tool_policy: dict[ToolKind, Decision] | UnsetType = UNSET
+    #: Per tool kind: a decision, or a ``ToolRule`` (patterns); see mimird.tool_rules.
+    tool_policy: dict[ToolKind, Rule] | UnsetType = UNSET
+    #: How long a parked permission request waits for a client; None: for ever.
+    permission_timeout_s: float | UnsetType | None = UNSET
+    #: The answer a request gets when its timeout passes.
+    permission_timeout_default: TimeoutDecision | UnsetType = UNSET
     #: None: unlimited.
     token_budget: int | UnsetType | None = UNSET
     prompt_templates: dict[str, str] | UnsetType = UNSET
@@ -144,6 +151,8 @@ def builtin_layer() -> ConfigLayer:
         mode=None,
         env={},
         tool_policy=dict.fromkeys(TOOL_KINDS, "ask"),
+        permission_timeout_s=None,
+        permission_timeout_default="deny",
         token_budget=None,
         prompt_templates={},
         auto_complete=False,
@@ -246,19 +255,35 @@ def _env_text(where: str, value: Any) -> str:
     return value
 
 
-def _parse_tool_policy(key: str, value: Any) -> dict[ToolKind, Decision]:
-    policy: dict[ToolKind, Decision] = {}
-    for kind, decision in _table(key, value).items():
+def _parse_tool_policy(key: str, value: Any) -> dict[ToolKind, Rule]:
+    policy: dict[ToolKind, Rule] = {}
+    for kind, rule in _table(key, value).items():
         if kind not in TOOL_KINDS:
             raise _Invalid(f"{key}.{_show(kind)}", _unknown(kind, TOOL_KINDS, "tool kind"))
-        if decision not in DECISIONS:
-            shown = repr(decision) if isinstance(decision, str) else _kind(decision)
-            raise _Invalid(
-                f"{key}.{kind}",
-                f"{shown} is not a decision (expected one of {', '.join(DECISIONS)})",
-            )
-        policy[kind] = decision
+        try:
+            policy[kind] = parse_rule(f"{key}.{kind}", kind, rule)
+        except RuleProblem as problem:
+            raise _Invalid(problem.key, problem.reason) from None
     return policy
+
+
+def _parse_permission_timeout_s(key: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        raise _Invalid(key, f"expected a number of seconds or null, got {_kind(value)}")
+    if not 0 < value <= MAX_PERMISSION_TIMEOUT_S:
+        raise _Invalid(
+            key, f"must be more than 0 and at most {MAX_PERMISSION_TIMEOUT_S} (null: no timeout)"
+        )
+    return float(value)
+
+
+def _parse_permission_timeout_default(key: str, value: Any) -> TimeoutDecision:
+    if value == "allow" or value == "deny":
+        return "allow" if value == "allow" else "deny"
+    shown = repr(value) if isinstance(value, str) else _kind(value)
+    raise _Invalid(key, f'{shown} is not "allow" or "deny"')
 
 
 def _parse_token_budget(key: str, value: Any) -> int | None:
@@ -381,6 +406,8 @@ _PARSERS: Final[dict[str, Callable[[str, Any], Any]]] = {
     "mode": _parse_model_or_mode,
     "env": _parse_env,
     "tool_policy": _parse_tool_policy,
+    "permission_timeout_s": _parse_permission_timeout_s,
+    "permission_timeout_default": _parse_permission_timeout_default,
     "token_budget": _parse_token_budget,
     "prompt_templates": _parse_prompt_templates,
     "auto_complete": _parse_auto_complete,
@@ -504,6 +531,8 @@ def _plain(value: Any) -> Any:
     """A layer's value as plain data, copied so that no caller shares it with the layer."""
     if isinstance(value, EnvValue):
         return {"value": value.value, "secret": value.secret}
+    if isinstance(value, ToolRule):
+        return msgspec.to_builtins(value)
     if isinstance(value, Mapping):
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -37,11 +37,15 @@ def cmd_permission_answer(client: Client, args: argparse.Namespace) -> int:
         params["kind"] = "allow_always" if args.always else "allow_once"
     else:
         params["kind"] = "reject_always" if args.always else "reject_once"
+    if args.always or args.project:
+        params["remember"] = "project" if args.project else "session"
     result = client.call("permission.respond", params)
     if args.json:
         emit_json(result)
     else:
         render.say(f"permission {result['permission']}: {result['option_id']}")
+        if "remember" in params:
+            render.say(f"remembered in the {params['remember']}'s tool_policy")
     return EXIT_OK
 
 
@@ -52,5 +56,15 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     for name, summary in (("allow", "allow a request"), ("deny", "reject a request")):
         answer = add_command(permission, common, name, cmd_permission_answer, summary)
         answer.add_argument("permission", metavar="ID", help="the request's id")
-        answer.add_argument("--always", action="store_true", help="the *_always option")
+        answer.add_argument(
+            "--always",
+            action="store_true",
+            help="the *_always option, and a rule in the session's config that answers the "
+            "same request so from now on",
+        )
+        answer.add_argument(
+            "--project",
+            action="store_true",
+            help="remember the answer as a rule in the project's config instead",
+        )
         answer.add_argument("--option", metavar="OPTION_ID", help="this exact option")

@@ -137,6 +137,13 @@ class ClientMethods:
         with map_exceptions():
             return await handler(params)
 
+    async def sandboxed(self, fn: Callable[[files.Workspace, files.Deadline], T], doing: str) -> T:
+        """``fn`` on the pinned workspace, in a thread, bounded as file requests are
+        (the tool policy resolves the paths of a permission request with it).
+
+        Cancellation: as :meth:`_sandboxed` (the thread is abandoned at once)."""
+        return await self._sandboxed(fn, doing)
+
     async def _sandboxed(
         self,
         fn: Callable[[files.Workspace, files.Deadline], T],

@@ -23,19 +23,19 @@ import contextlib
 import enum
 import subprocess
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 import structlog
 import trio
 
-from mimird import __version__
-from mimird.agents import terminals
+from mimird import __version__, policy
+from mimird.agents import terminals, tool_policy
 from mimird.agents.acp import AcpConnection, AcpConnectionClosed, AcpError
 from mimird.agents.client_methods import ClientMethods
 from mimird.agents.handshake import handshake
 from mimird.agents.model_mode import ModelMode
-from mimird.agents.permissions import PermissionRegistry, park
+from mimird.agents.permissions import PermissionRegistry, PolicyView, park
 from mimird.agents.presets import AgentCommand
 from mimird.agents.recorder import Recorder
 from mimird.agents.restart import RestartPolicy
@@ -44,7 +44,7 @@ from mimird.agents.turn_files import TurnFiles
 from mimird.agents.turns import Turn, TurnResult, Turns
 from mimird.agents.updates import Updates
 from mimird.config import SupervisionSection
-from mimird.errors import AgentUnavailable, FileAccessFailed
+from mimird.errors import AgentUnavailable, FileAccessFailed, MimirError
 from mimird.ids import IdGenerator
 from mimird.processes import exit_status, stop_group
 from mimird.sessions import records as sessions
@@ -156,8 +156,11 @@ class AgentHost:
         resume: bool,
         wanted: Mapping[str, Any] | None = None,
         git_limiter: trio.CapacityLimiter,
+        config: Callable[[], Awaitable[policy.Effective]] | None = None,
     ) -> None:
         self.session_id = row.id
+        #: The session's configuration as it is now (read for each permission request).
+        self._config = config
         self.workspace = Path(row.workspace_path)
         #: The workspace's directory, held open from the first start of the agent
         #: until the host ends: the agent, its file requests and its terminals all
@@ -564,6 +567,38 @@ class AgentHost:
             cancelled=lambda: (
                 self.turns.current is not None and self.turns.current.cancel_requested
             ),
+            policy=await self._policy_view(params),
+        )
+
+    async def _policy_view(self, params: Any) -> PolicyView | None:
+        """What the session's tool policy says about a request, read from the
+        config as it is now; None when the host has no config to read.
+
+        Cancellation: nothing happened (a thread resolving paths finishes unseen)."""
+        if self._config is None:
+            return None
+        tool_call = params.get("toolCall") if isinstance(params, dict) else None
+        try:
+            effective = await self._config()
+            values, sources = effective.values, effective.sources
+
+            def decide(workspace: files.Workspace, _deadline: files.Deadline) -> Any:
+                def resolve(path: str) -> PurePosixPath | None:
+                    try:
+                        return workspace.confine(path)
+                    except MimirError:
+                        return None
+
+                return tool_policy.decide(values["tool_policy"], sources, tool_call, resolve)
+
+            verdict = await self.client_methods.sandboxed(decide, "checking the tool policy")
+        except (MimirError, AcpError) as exc:
+            reason = exc.message if isinstance(exc, MimirError) else str(exc)
+            return PolicyView(None, reason=f"the tool policy could not decide: {reason}")
+        return PolicyView(
+            verdict,
+            timeout_s=values["permission_timeout_s"],
+            timeout_default=values["permission_timeout_default"],
         )
 
     # ---- the ACP handler: what the agent sends ----------------------------------------

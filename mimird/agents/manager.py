@@ -5,7 +5,7 @@ turns first. It also holds the one registry of pending permission requests."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -106,6 +106,7 @@ class AgentManager:
         *,
         resume: bool,
         wanted: dict[str, Any] | None = None,
+        configs: SessionConfigs | None = None,
     ) -> AgentHost:
         """Start a host for a session that has none (the caller holds ``lock``).
 
@@ -123,6 +124,7 @@ class AgentManager:
             resume=resume,
             wanted=wanted,
             git_limiter=self.git_limiter,
+            config=None if configs is None else self._current_config(row.id, configs),
         )
         self.hosts[row.id] = host
         await host.recorder.write(
@@ -135,6 +137,17 @@ class AgentManager:
         )
         self.nursery.start_soon(self._run_host, host)
         return host
+
+    def _current_config(
+        self, session_id: str, configs: SessionConfigs
+    ) -> Callable[[], Awaitable[policy.Effective]]:
+        """Reads the session's configuration as it is at each call (a remembered
+        rule, a ``session.update``, a ``project.update`` apply at once)."""
+
+        async def current() -> policy.Effective:
+            return await configs.effective(await self.store.read(sessions.get, session_id))
+
+        return current
 
     async def _run_host(self, host: AgentHost) -> None:
         try:
@@ -228,7 +241,12 @@ class AgentManager:
             resume = row.status != "created"
             wanted = {key: effective.values[key] for key in ("model", "mode")}
             return await self.start(
-                row, command, effective.secret_values(), resume=resume, wanted=wanted
+                row,
+                command,
+                effective.secret_values(),
+                resume=resume,
+                wanted=wanted,
+                configs=configs,
             )
 
     async def prompt(

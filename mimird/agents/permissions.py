@@ -1,11 +1,13 @@
-"""Permission requests agents park until a client answers them: one registry for
-every session (``permission.list`` and ``permission.respond`` read it), and the
-flow of one request (journaled, the session ``awaiting_permission`` meanwhile).
+"""Permission requests: the tool policy decides first, and what it leaves to a
+client is parked until one answers. One registry for every session
+(``permission.list`` and ``permission.respond`` read it), and the flow of one
+request (journaled; the session ``awaiting_permission`` while it is parked).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -13,8 +15,10 @@ import trio
 
 from mimird.agents.acp import INVALID_PARAMS, AcpError
 from mimird.agents.recorder import Recorder
+from mimird.agents.tool_policy import Verdict, choose_option
 from mimird.errors import InvalidParams, InvalidState, NotFound
 from mimird.timeutil import utc_now
+from mimird.tool_rules import Decision
 from mimird.wire import events
 from mimird.wire.types import PermissionRequest
 
@@ -42,6 +46,8 @@ class Permission:
     #: The ACP outcome sent to the agent once answered.
     outcome: dict[str, Any] | None = None
     answered_by: str | None = None
+    #: The rule a client's answer wrote (``remember``), journaled with the answer.
+    remembered: dict[str, Any] | None = None
 
     def to_wire(self) -> PermissionRequest:
         """The request as ``permission.list`` shows it: built from masked data only."""
@@ -110,6 +116,18 @@ def respond(permission: Permission, option_id: str | None, kind: str | None, by:
     ``*_once``); returns the option id chosen, as the client was shown it. An id is
     looked up as the agent sent it, then as shown (a masked id names the option it
     stands for when only one option has it)."""
+    chosen = pick(permission, option_id, kind)
+    if not answer(permission, {"outcome": "selected", "optionId": chosen.get("optionId")}, by):
+        raise InvalidState(
+            f"permission {permission.id} was already answered ({permission.answered_by})",
+            field="permission",
+            id=permission.id,
+        )
+    return str(_shown_id(permission, chosen))
+
+
+def pick(permission: Permission, option_id: str | None, kind: str | None) -> dict[str, Any]:
+    """The agent's option a client's answer names (see :func:`respond`)."""
     options = permission.options
     chosen: dict[str, Any] | None = None
     if option_id is not None:
@@ -141,14 +159,25 @@ def respond(permission: Permission, option_id: str | None, kind: str | None, by:
             )
     if chosen is None:
         raise InvalidParams("give option_id or kind", field="kind")
-    if not answer(permission, {"outcome": "selected", "optionId": chosen.get("optionId")}, by):
-        raise InvalidState(
-            f"permission {permission.id} was already answered ({permission.answered_by})",
-            field="permission",
-            id=permission.id,
-        )
-    shown = next(s for o, s in zip(options, permission.shown_options, strict=True) if o is chosen)
-    return str(shown.get("optionId"))
+    return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyView:
+    """What the session's tool policy says about one request, and how long a parked
+    request may wait (``timeout_s``, None: for ever) before ``timeout_default``."""
+
+    verdict: Verdict | None
+    timeout_s: float | None = None
+    timeout_default: str = "deny"
+    #: Why there is no verdict (the config could not be read), for the journal.
+    reason: str | None = None
+
+
+def _selected(option: dict[str, Any] | None) -> dict[str, Any]:
+    if option is None:
+        return dict(CANCELLED)
+    return {"outcome": "selected", "optionId": option.get("optionId")}
 
 
 async def park(
@@ -158,11 +187,17 @@ async def park(
     params: Any,
     *,
     cancelled: Callable[[], bool],
+    policy: PolicyView | None = None,
 ) -> dict[str, Any]:
-    """Serve ``session/request_permission``: journal the request, move the session
-    to ``awaiting_permission``, wait for the answer and return it (ACP's result).
-    ``cancelled()`` says whether the turn is being cancelled: then the request is
-    answered ``cancelled`` at once.
+    """Serve ``session/request_permission``. The tool policy's ``allow``/``deny`` is
+    answered at once with the agent's option of that kind (``permission_requested``
+    and ``permission_decided`` journaled, the session stays ``running``); a deny to
+    an agent that offers no reject option is answered ``cancelled``. Otherwise
+    (``ask``, or an allow with no allow option): journal the request, move the
+    session to ``awaiting_permission``, wait for the answer, at most
+    ``policy.timeout_s`` (then answer ``policy.timeout_default``, by ``timeout``),
+    and return it (ACP's result). ``cancelled()`` says whether the turn is being
+    cancelled: then the request is answered ``cancelled`` at once.
 
     Cancellation: (the agent withdrew it with ``$/cancel_request``, or the agent's
     connection ended) the request leaves the registry, ``permission_answered`` is
@@ -181,11 +216,22 @@ async def park(
         requested_at=utc_now(),
         shown_options=[recorder.scrub_value(option) for option in options],
     )
+    title = permission.tool_call.get("title") if isinstance(permission.tool_call, dict) else None
+    # A request of a turn being cancelled is answered cancelled (below), never allowed.
+    verdict = policy.verdict if policy is not None and not cancelled() else None
+    asked: dict[str, Any] | None = None
+    if policy is not None and policy.verdict is None:
+        asked = {"decision": "ask", "rule": None, "reason": policy.reason}
+    elif verdict is not None:
+        option = choose_option(options, verdict.decision, verdict.always)
+        reason = verdict.reason
+        if verdict.decision == "allow" and option is None:
+            reason = "the policy allows it, but the agent offered no allow_once/allow_always option"
+        elif verdict.decision != "ask":
+            return await _answer_at_once(recorder, permission, verdict, option, title)
+        asked = {"decision": "ask", "rule": verdict.rule.to_wire(), "reason": reason}
     registry.add(permission)
     try:
-        title = (
-            permission.tool_call.get("title") if isinstance(permission.tool_call, dict) else None
-        )
         await recorder.move(
             "awaiting_permission",
             only_from=frozenset({"running"}),
@@ -196,12 +242,19 @@ async def park(
                     tool_call=permission.tool_call,
                     options=permission.shown_options,
                     title=title,
+                    policy=asked,
                 ),
             ),
         )
         if cancelled():
             answer(permission, dict(CANCELLED), "cancelled")
-        await permission.answered.wait()
+        timeout_s = policy.timeout_s if policy is not None else None
+        with trio.move_on_after(math.inf if timeout_s is None else timeout_s):
+            await permission.answered.wait()
+        if not permission.answered.is_set() and policy is not None:
+            default: Decision = "allow" if policy.timeout_default == "allow" else "deny"
+            option = choose_option(options, default, False)
+            answer(permission, _selected(None if option is None else dict(option)), "timeout")
         return {"outcome": permission.outcome}
     finally:
         registry.remove(permission)
@@ -219,6 +272,51 @@ async def park(
                         outcome=outcome.get("outcome"),
                         option_id=outcome.get("optionId"),
                         by=permission.answered_by or "agent_withdrew",
+                        remembered=permission.remembered,
                     ),
                 ),
             )
+
+
+async def _answer_at_once(
+    recorder: Recorder,
+    permission: Permission,
+    verdict: Verdict,
+    option: Mapping[str, Any] | None,
+    title: Any,
+) -> dict[str, Any]:
+    """The policy's allow or deny: journaled (request and decision, in one write,
+    the status left as it is) before the agent gets it. Never parked, so no client
+    can answer it.
+
+    Cancellation: before the write, nothing is journaled and the agent gets no
+    answer; the write itself is shielded."""
+    outcome = _selected(None if option is None else dict(option))
+    requested = events.PermissionRequested(
+        permission=permission.id,
+        tool_call=permission.tool_call,
+        options=permission.shown_options,
+        title=title,
+        policy={"decision": verdict.decision, "rule": verdict.rule.to_wire()},
+    )
+    decided = events.PermissionDecided(
+        permission=permission.id,
+        decision=verdict.decision,
+        by="policy",
+        rule=verdict.rule.to_wire(),
+        option_id=_shown_id(permission, option),
+        outcome=outcome["outcome"],
+        reason=verdict.reason
+        if option is not None
+        else "the agent offered no reject option; answered cancelled",
+    )
+    await recorder.move("running", only_from=frozenset(), events=(requested, decided))
+    return {"outcome": outcome}
+
+
+def _shown_id(permission: Permission, option: Any) -> Any:
+    """The id of ``option`` (one of the agent's) as clients are shown it."""
+    for sent, shown in zip(permission.options, permission.shown_options, strict=True):
+        if sent is option:
+            return shown.get("optionId")
+    return None

@@ -300,6 +300,9 @@ class PermissionRequested(EventData):
     tool_call: Any
     options: Any
     title: Any
+    #: What the tool policy said: ``decision`` (``ask``: parked; ``allow``/``deny``: a
+    #: ``permission_decided`` follows), ``rule``, and for ``ask`` the ``reason`` or null.
+    policy: Any = None
 
 
 class PermissionAnswered(EventData):
@@ -308,6 +311,25 @@ class PermissionAnswered(EventData):
     outcome: Any
     option_id: Any
     by: str
+    #: Only when the client asked to remember its answer: the rule written
+    #: (``layer``, ``key``, ``patterns``, ``decision``).
+    remembered: Any = None
+
+
+class PermissionDecided(EventData):
+    """The tool policy answered a request at once (``by`` ``policy``), without parking it."""
+
+    KIND: ClassVar[str] = "permission_decided"
+    permission: str
+    decision: str
+    by: str
+    #: The rule that decided: ``layer``, ``key`` (``tool_policy.<kind>``), ``pattern`` or null.
+    rule: Any
+    #: The agent's option chosen (by kind); null when it offered none: then ``outcome``
+    #: is ``cancelled``, the one refusal every agent understands.
+    option_id: Any
+    outcome: str
+    reason: str | None = None
 
 
 # ---- what the agent had Mimir do ------------------------------------------------------

@@ -542,10 +542,10 @@ class PermissionList(Result):
 
 class PermissionRespondParams(Params):
     permission: Annotated[str, Meta(min_length=1, max_length=64)]
-    #: The option to select, by its id; or give ``kind``.
+    #: By option id or by kind (``*_always`` falls back to ``*_once``); see docs/api.md.
     option_id: Annotated[str, Meta(min_length=1, max_length=1000)] | UnsetType = UNSET
-    #: Select the option of this kind (an ``*_always`` falls back to ``*_once``).
     kind: PermissionKind | UnsetType = UNSET
+    remember: Literal["session", "project"] | UnsetType = UNSET
 
 
 class PermissionAnswered(Result):

@@ -118,6 +118,8 @@ def test_builtin_layer_sets_every_key_to_the_documented_default() -> None:
         "mode": None,
         "env": {},
         "tool_policy": dict.fromkeys(TOOL_KINDS, "ask"),
+        "permission_timeout_s": None,
+        "permission_timeout_default": "deny",
         "token_budget": None,
         "prompt_templates": {},
         "auto_complete": False,

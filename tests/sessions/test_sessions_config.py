@@ -73,6 +73,8 @@ async def test_session_config_names_the_layer_of_every_value(dirs: DaemonDirs, r
         "env.D": ("from-defaults", "defaults"),
         "mode": (None, "builtin"),
         "model": (None, "builtin"),
+        "permission_timeout_default": ("deny", "builtin"),
+        "permission_timeout_s": (None, "builtin"),
         "prompt_templates": ({}, "builtin"),
         "setup_command": (None, "builtin"),
         "token_budget": (1000, "defaults"),
