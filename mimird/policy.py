@@ -60,6 +60,11 @@ MAX_NAME_BYTES: Final = 255
 #: Components of one copy_files pattern (pathlib's glob recurses once or twice per component).
 MAX_PATTERN_PARTS: Final = 100
 MAX_TOKEN_BUDGET: Final = (1 << 63) - 1
+#: Bounds of ``cost_budget_usd`` and ``turn_timeout_s`` (a week).
+MAX_COST_BUDGET_USD: Final = 1_000_000.0
+MIN_TURN_TIMEOUT_S: Final = 0.1
+MAX_TURN_TIMEOUT_S: Final = 7 * 24 * 3600.0
+DEFAULT_BUDGET_WARN_RATIO: Final = 0.8
 #: A private copy of a project that is not a git repository: at most this many bytes.
 DEFAULT_COPY_MAX_BYTES: Final = 1 << 30
 MAX_COPY_MAX_BYTES: Final = 1 << 40
@@ -111,6 +116,10 @@ class ConfigLayer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     tool_policy: dict[ToolKind, Decision] | UnsetType = UNSET
     #: None: unlimited.
     token_budget: int | UnsetType | None = UNSET
+    cost_budget_usd: float | UnsetType | None = UNSET
+    budget_warn_ratio: float | UnsetType = UNSET
+    #: A turn running longer is cancelled; None (like the budgets): no limit.
+    turn_timeout_s: float | UnsetType | None = UNSET
     prompt_templates: dict[str, str] | UnsetType = UNSET
     branch_template: str | UnsetType = UNSET
     #: Relative values are under the daemon's worktrees directory.
@@ -135,6 +144,9 @@ def builtin_layer() -> ConfigLayer:
         env={},
         tool_policy=dict.fromkeys(TOOL_KINDS, "ask"),
         token_budget=None,
+        cost_budget_usd=None,
+        budget_warn_ratio=DEFAULT_BUDGET_WARN_RATIO,
+        turn_timeout_s=None,
         prompt_templates={},
         branch_template=DEFAULT_BRANCH_TEMPLATE,
         worktree_location=DEFAULT_WORKTREE_LOCATION,
@@ -251,6 +263,24 @@ def _parse_token_budget(key: str, value: Any) -> int | None:
     return value
 
 
+def _number(low: float, high: float, what: str, *, nullable: bool = True) -> Callable[..., Any]:
+    """A parser of a finite number in [low, high] (0 excluded when low is 0 and not
+    nullable: a ratio), or null when ``nullable``."""
+
+    def parse(key: str, value: Any) -> float | None:
+        if value is None and nullable:
+            return None
+        if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+            raise _Invalid(key, f"expected {what}, got {_kind(value)}")
+        if not low <= value <= high or (value == 0 and not nullable):
+            raise _Invalid(
+                key, f"must be between {low:g} and {high:g}{' (0 excluded)' * (not nullable)}"
+            )
+        return float(value)
+
+    return parse
+
+
 def _parse_prompt_templates(key: str, value: Any) -> dict[str, str]:
     templates: dict[str, str] = {}
     for name, text in _table(key, value).items():
@@ -352,6 +382,9 @@ _PARSERS: Final[dict[str, Callable[[str, Any], Any]]] = {
     "env": _parse_env,
     "tool_policy": _parse_tool_policy,
     "token_budget": _parse_token_budget,
+    "cost_budget_usd": _number(0, MAX_COST_BUDGET_USD, "an amount in USD or null"),
+    "budget_warn_ratio": _number(0, 1, "a number in (0, 1]", nullable=False),
+    "turn_timeout_s": _number(MIN_TURN_TIMEOUT_S, MAX_TURN_TIMEOUT_S, "seconds or null"),
     "prompt_templates": _parse_prompt_templates,
     "branch_template": _parse_branch_template,
     "worktree_location": _parse_worktree_location,

@@ -10,6 +10,7 @@ from mimird import names, policy, projects
 from mimird.api.methods import MethodTable
 from mimird.api.sessions import SessionService
 from mimird.rpc.registry import CallContext, Registry
+from mimird.sessions import usage
 from mimird.sessions.records import live_session_ids
 from mimird.store import Store
 from mimird.wire.errors import ErrorCode
@@ -91,7 +92,9 @@ class ProjectService:
         errors=(ErrorCode.NOT_FOUND,),
     )
     async def get(self, ctx: CallContext, params: ProjectGetParams) -> Project:
-        return await self._store.read(projects.get_project, params.project)
+        project: Project = await self._store.read(projects.get_project, params.project)
+        used = await self._store.read(usage.of_project, project.id)
+        return msgspec.structs.replace(project, usage=used)
 
     @_method(
         "project.update",

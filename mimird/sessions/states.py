@@ -52,7 +52,8 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "stopped": frozenset({"starting", "archived", "deleted"}),
     "failed": frozenset({"starting", "archived", "deleted"}),
     "interrupted": frozenset({"starting", "stopped", "archived", "deleted"}),
-    "budget_exceeded": frozenset({"starting", "stopped", "archived", "deleted"}),
+    # idle: its budget was raised and it resumed with its agent still up.
+    "budget_exceeded": frozenset({"idle", "starting", "stopped", "archived", "deleted"}),
     "archived": frozenset({"created", "deleted"}),
     "deleted": frozenset({"created"}),
 }

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Final, Literal, Union
 import msgspec
 
 from mimird.wire.types import Event
+from mimird.wire.usage import Usage
 
 
 class EventData(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -202,8 +203,34 @@ class Message(EventData):
 class TurnEnded(EventData):
     KIND: ClassVar[str] = "turn_ended"
     stop_reason: str
-    usage: Any = None
+    #: What the turn used, as Mimir counted it (only when the agent reported any).
+    usage: Usage | None = None
     error: str | None = None
+    #: Why Mimir cancelled the turn: ``turn_timeout`` or ``budget_exceeded``.
+    reason: str | None = None
+
+
+class BudgetWarning(EventData):
+    """Usage passed ``budget_warn_ratio`` of a budget (once per session and budget)."""
+
+    KIND: ClassVar[str] = "budget_warning"
+    #: ``token_budget`` or ``cost_budget_usd``.
+    budget: str
+    limit: float
+    used: float
+    #: The config layer that set the budget.
+    layer: str
+    ratio: float
+
+
+class BudgetExceeded(EventData):
+    """A budget was reached: the turn was cancelled, the session is ``budget_exceeded``."""
+
+    KIND: ClassVar[str] = "budget_exceeded"
+    budget: str
+    limit: float
+    used: float
+    layer: str
 
 
 class CancelRequested(EventData):

@@ -30,6 +30,8 @@ Steps (``{"do": ..., ...}``):
 - ``sleep`` (``s``); ``crash`` (``exit_code``); ``hang`` (reads and records until EOF);
 - ``wait_cancel``: reads until ``$/cancel_request`` or ``session/cancel`` arrives;
 - ``stop_reason`` (``value``): the stopReason of the prompt being answered;
+- ``result`` (``value``): members added to the result of the prompt being answered
+  (``usage``, ``_meta``, ...);
 - ``echo``: one chunk with the prompt's text.
 
 Any step with ``once`` (a file path) is played only if that file does not exist
@@ -60,6 +62,7 @@ class Agent:
         self.next_id = 0
         self.prompts = 0
         self.stop_reason: str | None = None
+        self.extra_result: dict[str, Any] = {}
         self.prompt_text = ""
         #: The client's answers to our requests, by request id.
         self.answers: dict[Any, dict[str, Any]] = {}
@@ -122,6 +125,8 @@ class Agent:
         kind = step["do"]
         if kind == "stop_reason":
             self.stop_reason = step["value"]
+        elif kind == "result":
+            self.extra_result.update(step["value"])
         elif kind == "echo":
             content = {"type": "text", "text": self.prompt_text}
             self.update({"sessionUpdate": "agent_message_chunk", "content": content})
@@ -212,9 +217,12 @@ class Agent:
                     for step in scripted[self.prompts]:
                         self.play(step)
                 self.prompts += 1
-            if method == "session/prompt" and self.stop_reason is not None:
-                result = {"stopReason": self.stop_reason}
-                self.stop_reason = None
+            if method == "session/prompt" and (self.stop_reason is not None or self.extra_result):
+                base = results.get(method)
+                result = {**(base if isinstance(base, dict) else {})}
+                result["stopReason"] = self.stop_reason or "end_turn"
+                result.update(self.extra_result)
+                self.stop_reason, self.extra_result = None, {}
                 self.send({"jsonrpc": "2.0", "id": message["id"], "result": result})
             elif method in results:
                 self.send({"jsonrpc": "2.0", "id": message["id"], "result": results[method]})
