@@ -51,7 +51,7 @@ def _used(budget: str, usage: Usage) -> float:
 def figures(effective: policy.Effective, usage: Usage) -> list[Reached]:
     """Each budget that is set, with what ``usage`` used of it."""
     return [
-        Reached(key, float(limit), _used(key, usage), effective.sources[key])
+        Reached(key, limit, _used(key, usage), effective.sources[key])
         for key in BUDGETS
         if (limit := effective.values[key]) is not None
     ]
