@@ -379,6 +379,8 @@ class Renderer:
         elif kind == "turn_ended":
             reason = visible(str(data.get("stop_reason")))
             extra = f": {visible(str(data['error']))}" if data.get("error") else ""
+            if data.get("reason"):  # Mimir cancelled it: turn_timeout, budget_exceeded
+                extra += f" ({visible(str(data['reason']))})"
             self._line(f"[turn ended: {reason}{extra}]", "2")
         elif kind == "permission_requested":
             live = int(event.get("seq", 0)) > self.replayed_until

@@ -48,3 +48,29 @@ async def test_a_prompt_over_budget_says_the_limit_and_how_to_raise_it(dirs: Dae
     error = refused.stderr.decode()
     assert "0.2500 USD used of 0.1000 USD (set by the session config)" in error
     assert f"mimirctl session update {session['id']} --config" in error
+
+
+async def test_a_turn_cut_short_by_a_budget_says_so_and_resume_goes_on(dirs: DaemonDirs) -> None:
+    big = {"sessionUpdate": "usage_update", "used": 50_000, "size": 9000}
+    cut = [
+        {"do": "update", "update": big},
+        {"do": "wait_cancel"},
+        {"do": "stop_reason", "value": "cancelled"},
+    ]
+    async with (
+        agent_world(dirs, {"prompts": [cut]}) as world,
+        Client.connect(world.daemon.socket) as c,
+    ):
+        session = await c.call(
+            "session.create", {"project": world.project, "config": {"token_budget": 1000}}
+        )
+        done = await mimirctl(dirs, "prompt", session["id"], "one")
+        await c.call("session.update", {"session": session["id"], "config": {}})
+        resumed = await mimirctl(dirs, "resume", session["id"])
+    assert done.returncode == 130, done.stderr  # a cancelled turn's exit code
+    assert "[turn ended: cancelled (budget_exceeded)]" in done.stdout.decode().splitlines()
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.decode().splitlines() == [
+        f"session {session['id']}: idle",
+        "agent: it was running already (its conversation goes on)",
+    ]
