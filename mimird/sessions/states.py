@@ -65,6 +65,9 @@ SETTING_UP: Final = frozenset({"preparing"})
 ACTIVE: Final = frozenset({"starting", "running", "awaiting_permission"})
 #: Statuses in which the session's agent process is up (or coming up).
 AGENT_UP: Final = frozenset({"starting", "idle", "running", "awaiting_permission"})
+#: The agent's process may still be up though it takes no prompts (kept for a resume
+#: once the budget is raised): start-up recovery reaps it too.
+AGENT_KEPT: Final = frozenset({"budget_exceeded"})
 #: The agent is past its handshake: it takes prompts, or works on one.
 AGENT_READY: Final = AGENT_UP - {"starting"}
 #: A turn is in progress: a crash ends it as interrupted.

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.agents import Client, agent_world, event_data, new_session
-from tests.support.helpers import DaemonDirs
+from mimird.processes import group_alive
+from tests.support.agents import Client, agent_world, event_data, new_session, write_config
+from tests.support.helpers import DaemonDirs, blocking_call, daemon_process, make_repo
+from tests.support.processes import killing
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -338,3 +340,38 @@ async def test_a_turn_running_longer_than_turn_timeout_s_is_cancelled(dirs: Daem
         # The session goes on: the next (quick) turn is not cut short.
         assert (await prompt(c, session_id))["stop_reason"] == "end_turn"
         assert (await session(c, session_id))["status"] == "idle"
+
+
+@pytest.mark.slow
+def test_a_killed_daemon_leaves_no_agent_of_a_budget_exceeded_session(dirs: DaemonDirs) -> None:
+    """The agent of a budget_exceeded session stays up (a raised budget resumes it at
+    once): after a SIGKILL of mimird, the next start reaps it like any other."""
+    scenario = {
+        "prompts": [turn(result(**acp_usage(150, 100, 50)))],
+        "ignore_eof": True,
+        "ignore_sigterm": True,
+    }
+    write_config(dirs, scenario)
+    repo = make_repo(dirs.root / "repo")
+
+    def call(method: str, params: dict[str, Any]) -> Any:
+        return blocking_call(dirs.socket, method, params)["result"]
+
+    with daemon_process(dirs) as daemon:
+        daemon.wait_ready()
+        call("project.add", {"path": str(repo), "name": "demo"})
+        created = call("session.create", {"project": "demo", "config": {"token_budget": 100}})
+        params = {"session": created["id"]}
+        call("session.prompt", {**params, "text": "go"})
+        session = call("session.get", params)
+        assert session["status"] == "budget_exceeded"
+        pid = int(session["agent_state"]["pid"])
+        daemon.kill()
+    with killing([pid]):
+        assert group_alive(pid), "the orphan agent outlived the daemon"
+        with daemon_process(dirs) as daemon:
+            daemon.wait_ready()
+            assert not group_alive(pid)
+            assert call("session.get", params)["status"] == "budget_exceeded"
+            call("session.update", {**params, "config": {"token_budget": 1000}})
+            assert call("session.resume", params)["status"] == "idle"
