@@ -153,7 +153,9 @@ class Guard:
         return reached(config, usage)
 
     async def during_turn(self) -> Reached | None:
-        """The budget the running turn has reached so far, if any."""
+        """The budget the running turn has reached so far, if any.
+
+        Cancellation: as :meth:`check`."""
         return await self.check(added(self._before, self.meter.so_far()))
 
     async def after_turn(self) -> Reached | None:

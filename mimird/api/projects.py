@@ -10,7 +10,6 @@ from mimird import names, policy, projects
 from mimird.api.methods import MethodTable
 from mimird.api.sessions import SessionService
 from mimird.rpc.registry import CallContext, Registry
-from mimird.sessions import usage
 from mimird.sessions.records import live_session_ids
 from mimird.store import Store
 from mimird.wire.errors import ErrorCode
@@ -92,9 +91,7 @@ class ProjectService:
         errors=(ErrorCode.NOT_FOUND,),
     )
     async def get(self, ctx: CallContext, params: ProjectGetParams) -> Project:
-        project: Project = await self._store.read(projects.get_project, params.project)
-        used = await self._store.read(usage.of_project, project.id)
-        return msgspec.structs.replace(project, usage=used)
+        return await self._store.read(projects.get_project, params.project)
 
     @_method(
         "project.update",

@@ -6,7 +6,8 @@ Database functions (sync, taking a connection, run by the store in a thread).
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
 import msgspec
 import sqlalchemy as sa
@@ -31,10 +32,26 @@ _SUMS: Final = (
 )
 
 
-def _sum(conn: sa.Connection, where: sa.ColumnElement[bool]) -> Usage:
-    row = conn.execute(sa.select(*_SUMS).where(where)).one()
+def _usage(row: Sequence[Any]) -> Usage:
     tokens = dict(zip(_TOKENS, row[:5], strict=True))
     return Usage(**tokens, cost_usd=round(float(row[5]), 6), turns=row[6])
+
+
+def _sum(conn: sa.Connection, where: sa.ColumnElement[bool]) -> Usage:
+    return _usage(conn.execute(sa.select(*_SUMS).where(where)).one())
+
+
+def of_projects(conn: sa.Connection, project_ids: list[str]) -> dict[str, Usage]:
+    """Each project's usage (its sessions' turns summed), in one grouped query."""
+    found = {project_id: Usage() for project_id in project_ids}
+    rows = conn.execute(
+        sa.select(turn_usage.c.project_id, *_SUMS)
+        .where(turn_usage.c.project_id.in_(project_ids))
+        .group_by(turn_usage.c.project_id)
+    )
+    for row in rows:
+        found[row[0]] = _usage(row[1:])
+    return found
 
 
 def of_session(conn: sa.Connection, session_id: str) -> Usage:

@@ -122,7 +122,7 @@ class Project(Result):
     sessions: int
     created_at: str
     updated_at: str
-    usage: Usage | None = None  # filled by project.get: its sessions' turns summed
+    usage: Usage | None = None  # its sessions' turns summed
 
 
 class ProjectAddParams(Params):
