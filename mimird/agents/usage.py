@@ -4,15 +4,19 @@ shapes of the presets. Agents are untrusted: a number that is not a non-negative
 whole number of tokens (or amount of USD) below a sane maximum is ignored, and so
 is anything else of a shape not known here; nothing an agent sends fails a turn.
 
-What each agent sends (checked against opencode 1.18 with the fake LLM; read from
-the adapters' sources for the others):
+What each agent sends (opencode 1.18 checked against the fake LLM; the Rust
+zed-industries/codex-acp read from its source; claude-agent-acp as
+shared/reference/acp.md describes it, not run here):
 
 - ``usage_update`` ``{used, size, cost?: {amount, currency}}``: ``used`` is the
   context's size in tokens (not tokens spent), ``cost`` the agent's *cumulative*
-  cost of its ACP session (opencode, claude-agent-acp; codex-acp sends no cost).
+  cost of its ACP session (opencode: ``{"amount": 0, "currency": "USD"}`` with a
+  model that has no price; claude-agent-acp; codex-acp sends no cost, only
+  ``used`` from its last token count).
 - ``session/prompt`` result ``usage`` ``{totalTokens, inputTokens, outputTokens,
   thoughtTokens?, cachedReadTokens?, cachedWriteTokens?}`` (ACP, unstable): the
-  turn's tokens (opencode, claude-agent-acp, codex-acp).
+  turn's tokens (opencode, claude-agent-acp; not the Rust codex-acp, whose turns
+  are counted by their context size alone).
 - Gemini CLI: the result's ``_meta.quota.token_count {input_tokens, output_tokens}``.
 """
 
