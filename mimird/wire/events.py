@@ -22,7 +22,6 @@ from typing import Any, ClassVar, Final, Literal, Union
 import msgspec
 
 from mimird.wire.types import Event
-from mimird.wire.usage import Usage
 
 
 class EventData(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -203,8 +202,9 @@ class Message(EventData):
 class TurnEnded(EventData):
     KIND: ClassVar[str] = "turn_ended"
     stop_reason: str
-    #: What the turn used, as Mimir counted it (only when the agent reported any).
-    usage: Usage | None = None
+    #: What the turn used, as Mimir counted it (a :class:`Usage`; only when the agent
+    #: reported any). Untyped: journals of mimird before 0008 hold the agent's own object.
+    usage: Any = None
     error: str | None = None
     #: Why Mimir cancelled the turn: ``turn_timeout`` or ``budget_exceeded``.
     reason: str | None = None
