@@ -96,27 +96,34 @@ class Guard:
         self.meter = Meter()
         #: The session's effective configuration, fresh (set by the agent manager).
         self.effective: Callable[[], Awaitable[policy.Effective]] | None = None
-        #: Whether the agent's ACP session was loaded (its cost goes on from the last turn's).
-        self.loaded = False
         self._config: policy.Effective | None = None
         self._before = Usage()
         self._warned: set[str] | None = None
-        self._baseline_read = False
 
     async def _effective(self) -> policy.Effective:
         if self.effective is None:
             return policy.effective([])
         return await self.effective()
 
+    async def agent_started(self, loaded: bool) -> None:
+        """The agent (re)started its ACP session: a loaded one reports its cost on from
+        where the last turn left it, a new one from 0.
+
+        Cancellation: the cost then counts as before the start."""
+        baseline: float | None = None
+        if loaded:
+            store, session_id = self._recorder.store, self._recorder.session_id
+            baseline = await store.read(stored.last_reported_cost, session_id)
+        # What the agent reported while it loaded (its cost so far) is not new: a new
+        # meter, without an await from here, so no report falls in between.
+        self.meter = Meter()
+        self.meter.reported_cost = baseline
+
     async def start_turn(self) -> float | None:
         """Read the budgets and the session's usage for the turn; its timeout.
 
         Cancellation: nothing changed."""
         store, session_id = self._recorder.store, self._recorder.session_id
-        if not self._baseline_read:
-            self._baseline_read = True
-            if self.loaded and self.meter.reported_cost is None:
-                self.meter.reported_cost = await store.read(stored.last_reported_cost, session_id)
         self._config = await self._effective()
         self._before = await store.read(stored.of_session, session_id)
         if self._warned is None:

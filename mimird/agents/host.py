@@ -451,7 +451,7 @@ class AgentHost:
         except AcpConnectionClosed:
             return False
         self.acp_session_id = done.acp_session_id
-        self.turns.guard.loaded = done.loaded
+        await self.turns.guard.agent_started(done.loaded)
         init, result = done.init, done.session
         self.agent_state = {
             "protocol_version": init.get("protocolVersion"),

@@ -6,6 +6,7 @@ numbers."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -375,3 +376,33 @@ def test_a_killed_daemon_leaves_no_agent_of_a_budget_exceeded_session(dirs: Daem
             assert call("session.get", params)["status"] == "budget_exceeded"
             call("session.update", {**params, "config": {"token_budget": 1000}})
             assert call("session.resume", params)["status"] == "idle"
+
+
+async def test_a_loaded_agent_reporting_its_cumulative_cost_again_is_not_counted_twice(
+    dirs: DaemonDirs,
+) -> None:
+    """An agent that loads its ACP session again reports its cost on from where it
+    was (opencode reports the session's whole cost): only what it adds counts."""
+
+    def cost(amount: float) -> dict[str, Any]:
+        return usage_update(10, {"amount": amount, "currency": "USD"})
+
+    scenario = {
+        "results": {
+            "initialize": {"protocolVersion": 1, "agentCapabilities": {"loadSession": True}},
+            "session/load": None,
+        },
+        "after": {"session/load": [cost(0.10)]},
+        "prompts": [turn({"do": "script"})],
+    }
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
+        session_id = await new_session(world, c)
+        first = await prompt(c, session_id, json.dumps([cost(0.10)]))
+        assert first["usage"]["cost_usd"] == pytest.approx(0.10)
+        await c.call("session.stop", {"session": session_id})
+        await c.call("session.resume", {"session": session_id})
+        second = await prompt(c, session_id, json.dumps([cost(0.15)]))
+        assert second["usage"]["cost_usd"] == pytest.approx(0.05)
+        assert (await session(c, session_id))["usage"]["cost_usd"] == pytest.approx(0.15)
+        (_started, loaded) = await event_data(c, session_id, "agent_started")
+        assert loaded["loaded"] is True
