@@ -162,6 +162,19 @@ def duration(seconds: float) -> str:
     return f"{seconds:.1f}s"
 
 
+def usage(u: Mapping[str, Any]) -> str:
+    """Tokens and cost of a turn or a sum of turns, on one line."""
+    parts = [f"in {u['input_tokens']:,}", f"out {u['output_tokens']:,}"]
+    parts += [
+        f"{name} {u[f'{name}_tokens']:,}" for name in ("cached", "thought") if u[f"{name}_tokens"]
+    ]
+    turns = u["turns"]
+    return (
+        f"{u['total_tokens']:,} tokens ({', '.join(parts)}), {u['cost_usd']:.4f} USD, "
+        f"{turns} turn{'s' if turns != 1 else ''}"
+    )
+
+
 # ---- small formatters -------------------------------------------------------------
 
 
@@ -381,6 +394,8 @@ class Renderer:
             reason = visible(str(data.get("stop_reason")))
             extra = f": {visible(str(data['error']))}" if data.get("error") else ""
             files = turn_files(data)
+            if data.get("reason"):  # Mimir cancelled it: turn_timeout, budget_exceeded
+                extra += f" ({visible(str(data['reason']))})"
             self._line(f"[turn ended: {reason}{extra}{'; ' + files if files else ''}]", "2")
         elif kind == "session_completed":
             note = f": {visible(str(data['note']))}" if data.get("note") else ""

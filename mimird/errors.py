@@ -81,6 +81,12 @@ class AgentUnavailable(MimirError):
     code = ErrorCode.AGENT_UNAVAILABLE
 
 
+class BudgetExceeded(MimirError):
+    """A session's token or cost budget is used up: no new prompt until it is raised."""
+
+    code = ErrorCode.BUDGET_EXCEEDED
+
+
 class Busy(MimirError):
     code = ErrorCode.BUSY
 

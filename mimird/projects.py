@@ -18,9 +18,11 @@ from mimird import names
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, NotFound
 from mimird.ids import is_id
 from mimird.policy import keep_masked_secrets, mask_config
+from mimird.sessions import usage
 from mimird.store.schema import projects, sessions
 from mimird.timeutil import utc_now
 from mimird.wire.types import Project, ProjectRemoved, ProjectType
+from mimird.wire.usage import Usage
 
 #: Marker files, checked in this order: the first match decides. Python comes
 #: before the JavaScript family because many Python repositories carry a
@@ -126,7 +128,7 @@ _session_count = (
 _select_projects = sa.select(*projects.c, _session_count.label("sessions"))
 
 
-def _to_project(row: Any) -> Project:
+def _to_project(row: Any, used: Usage) -> Project:
     return Project(
         id=row.id,
         name=row.name,
@@ -139,7 +141,14 @@ def _to_project(row: Any) -> Project:
         sessions=int(row.sessions),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        usage=used,
     )
+
+
+def _with_usage(conn: sa.Connection, rows: list[Any]) -> list[Project]:
+    """Projects from their rows, each with its sessions' usage summed."""
+    used = usage.of_projects(conn, [row.id for row in rows])
+    return [_to_project(row, used[row.id]) for row in rows]
 
 
 def _find(conn: sa.Connection, ref: str) -> Project:
@@ -147,11 +156,11 @@ def _find(conn: sa.Connection, ref: str) -> Project:
     if is_id(ref):
         row = conn.execute(_select_projects.where(projects.c.id == ref)).first()
         if row is not None:
-            return _to_project(row)
+            return _with_usage(conn, [row])[0]
     row = conn.execute(_select_projects.where(projects.c.name == ref)).first()
     if row is None:
         raise NotFound(f"no project with id or name {ref!r}", field="project", id=ref)
-    return _to_project(row)
+    return _with_usage(conn, [row])[0]
 
 
 def resolve_id(conn: sa.Connection, ref: str) -> str:
@@ -220,7 +229,7 @@ def list_projects(conn: sa.Connection, *, include_archived: bool) -> list[Projec
     query = _select_projects.order_by(projects.c.name)
     if not include_archived:
         query = query.where(projects.c.archived.is_(False))
-    return [_to_project(row) for row in conn.execute(query)]
+    return _with_usage(conn, list(conn.execute(query)))
 
 
 def get_project(conn: sa.Connection, ref: str) -> Project:

@@ -65,7 +65,8 @@ def conversation_line(client: Client, before: dict[str, Any], after: dict[str, A
     before it, and the capabilities the agent announced (``agent_state``)."""
     started = _events(client, after["id"], after_seq=before["last_seq"], limit=1)
     if not started:
-        if before["status"] in _AGENT_UP:
+        # A budget_exceeded session whose agent stayed up is idle again without a start.
+        if before["status"] in _AGENT_UP or after["status"] == "idle":
             return "agent: it was running already (its conversation goes on)"
         return "agent: not started"
     data = started[0]["data"]

@@ -39,6 +39,7 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
                 ("sessions", c["sessions"]),
                 ("connections", c["connections"]),
             ]
+            + ([("usage today", render.usage(u))] if (u := s.get("usage_today")) else [])
         )
         if skew := protocol_skew(s):
             text += f"\nwarning: {skew}"

@@ -120,6 +120,8 @@ def _session_fields(s: dict[str, Any]) -> str:
         ]
     if s.get("failure"):
         pairs.append(("failure", s["failure"]))
+    if used := s.get("usage"):
+        pairs.append(("usage", render.usage(used)))
     pairs += [
         ("task", s["task"] or "-"),
         ("config", s["config"]),

@@ -464,6 +464,7 @@ class AgentHost:
         except AcpConnectionClosed:
             return False
         self.acp_session_id = done.acp_session_id
+        await self.turns.guard.agent_started(done.loaded)
         init, result = done.init, done.session
         self.agent_state = {
             "protocol_version": init.get("protocolVersion"),
@@ -612,10 +613,12 @@ class AgentHost:
     async def on_notification(self, method: str, params: Any) -> None:
         """A notification of the agent, journaled by its :class:`Updates`.
 
-        Cancellation: as :meth:`Updates.on_notification`."""
+        Cancellation: as :meth:`Updates.on_notification`; its usage may be uncounted."""
         await self.updates.on_notification(method, params)
         if method == "session/update" and self.ready and isinstance(params, dict):
             await self.model_mode.on_update(params.get("update"))
+        if method == "session/update" and not self.updates.loading:
+            await self.turns.on_update(params)
 
     async def on_protocol_error(self, line_preview: str, reason: str) -> None:
         """A line of the agent that was skipped, journaled.

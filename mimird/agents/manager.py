@@ -13,6 +13,7 @@ import structlog
 import trio
 
 from mimird import journal, policy
+from mimird.agents import budget
 from mimird.agents import permissions as permissions_
 from mimird.agents.host import AgentHost
 from mimird.agents.permissions import Permission, PermissionRegistry
@@ -25,6 +26,7 @@ from mimird.errors import InvalidState, MimirError
 from mimird.processes import SESSION_ENV
 from mimird.secrets import scrub
 from mimird.sessions import records as sessions
+from mimird.sessions import usage as stored
 from mimird.sessions.records import SessionRow
 from mimird.sessions.states import (
     AGENT_UP,
@@ -240,7 +242,7 @@ class AgentManager:
             )
             resume = row.status != "created"
             wanted = {key: effective.values[key] for key in ("model", "mode")}
-            return await self.start(
+            host = await self.start(
                 row,
                 command,
                 effective.secret_values(),
@@ -248,6 +250,36 @@ class AgentManager:
                 wanted=wanted,
                 configs=configs,
             )
+            host.turns.guard.effective = lambda: self._effective(row.id, configs)
+            return host
+
+    async def _effective(self, session_id: str, configs: SessionConfigs) -> policy.Effective:
+        """The session's configuration as it is now (a session.update changes it)."""
+        return await configs.effective(await self.store.read(sessions.get, session_id))
+
+    async def check_budget(self, row: SessionRow, configs: SessionConfigs) -> bool:
+        """Refuse work on a session whose budget is used up: raise
+        :class:`~mimird.errors.BudgetExceeded` (an idle session is moved to
+        ``budget_exceeded`` first, journaled). True when the session is
+        ``budget_exceeded`` but its budgets now allow more (it may resume).
+
+        Cancellation: the move is made (shielded) or not."""
+        effective = await configs.effective(row)
+        used = await self.store.read(stored.of_session, row.id)
+        found = budget.reached(effective, used)
+        if found is None:
+            return row.status == "budget_exceeded"
+        if row.status == "idle":
+            await self.journal.flush()
+            await self.store.write(
+                sessions.transition_if,
+                row.id,
+                "budget_exceeded",
+                only_from=frozenset({"idle"}),
+                reason=found.budget,
+                events=(found.event(),),
+            )
+        raise budget.refusal(row.id, row.project_name, found)
 
     async def prompt(
         self,
@@ -263,6 +295,15 @@ class AgentManager:
 
         Cancellation: as :meth:`Turns.prompt`: a journaled prompt always gets its
         ``turn_ended`` and the session leaves ``running``."""
+        row = await self.store.read(sessions.get, row.id)
+        if await self.check_budget(row, configs):
+            raise InvalidState(
+                f"session {row.id} stopped at its budget, which now allows more: "
+                f"'mimirctl resume {row.id}' continues it",
+                field="session",
+                id=row.id,
+                detail={"status": row.status},
+            )
         host = await self.ensure_running(row, configs, allowed=STARTS_ON_PROMPT)
         result = await host.prompt(content, text, template=template)
         if result.stop_reason == "end_turn" and not result.pending_permissions:
@@ -345,6 +386,19 @@ class AgentManager:
         once the agent is ready.
 
         Cancellation: the agent goes on starting (see :meth:`ensure_running`)."""
+        row = await self.store.read(sessions.get, row.id)
+        if await self.check_budget(row, configs) and self.get(row.id) is not None:
+            # The agent is still up: the session takes prompts again. (Without
+            # one, it is started below.)
+            await self.journal.flush()
+            await self.store.write(
+                sessions.transition_if,
+                row.id,
+                "idle",
+                only_from=frozenset({"budget_exceeded"}),
+                reason="budget_raised",
+                events=(),
+            )
         host = self.get(row.id)
         if host is None:
             host = await self.ensure_running(row, configs, allowed=RESUMABLE)

@@ -17,15 +17,18 @@ import msgspec
 import structlog
 import trio
 
-from mimird.agents import turn_files
+from mimird.agents import turn_files, usage
 from mimird.agents.acp import AcpConnection, AcpConnectionClosed, AcpError
+from mimird.agents.budget import Guard
 from mimird.agents.permissions import CANCELLED, PermissionRegistry, answer
 from mimird.agents.recorder import Recorder
 from mimird.agents.updates import Updates
 from mimird.config import SupervisionSection
 from mimird.errors import AgentUnavailable, Busy, InvalidState
 from mimird.sessions import records as sessions
+from mimird.sessions import usage as stored
 from mimird.wire import events
+from mimird.wire.usage import Usage
 
 log = structlog.get_logger("mimird.agents.turns")
 
@@ -44,6 +47,8 @@ class Turn:
     sent: bool = False
     #: Whether turn_ended is journaled.
     ended: bool = False
+    #: Why Mimir cancelled the turn itself (``turn_timeout``, ``budget_exceeded``).
+    reason: str | None = None
     done: trio.Event = field(default_factory=trio.Event)
     #: When the prompt was journaled (the turn's active time runs from there).
     prompted_at: float | None = None
@@ -54,7 +59,7 @@ class Turn:
 @dataclass(frozen=True, slots=True)
 class TurnResult:
     stop_reason: str
-    usage: Any
+    usage: Usage | None
     prompt_seq: int
     end_seq: int
     #: Permission requests still unanswered when the turn ended (then answered cancelled).
@@ -96,6 +101,7 @@ class Turns:
         self._agent = agent
         self._files = files
         self.current: Turn | None = None
+        self.guard = Guard(recorder)
 
     @property
     def session_id(self) -> str:
@@ -135,6 +141,9 @@ class Turns:
             )
             assert prompt_seq is not None
             turn.prompted_at = trio.current_time()
+            timeout = await self.guard.start_turn()
+            if timeout is not None:
+                self._nursery.start_soon(self._deadline, turn, timeout)
             if turn.cancel_requested:  # while it waited for the agent or the journal
                 return await self._end(turn, prompt_seq, "cancelled", None, None)
             return await self._send(turn, conn, prompt_seq, content)
@@ -180,7 +189,8 @@ class Turns:
         stop_reason = result.get("stopReason")
         if not isinstance(stop_reason, str):
             stop_reason = "cancelled" if turn.cancel_requested else "end_turn"
-        return await self._end(turn, prompt_seq, stop_reason, result.get("usage"), None)
+        reported = usage.of_prompt_result(result)
+        return await self._end(turn, prompt_seq, stop_reason, reported, None)
 
     async def _abandon(self, turn: Turn, prompt_seq: int, exc: BaseException) -> None:
         """The caller of a turn went away (or its code failed) before the turn ended:
@@ -208,7 +218,12 @@ class Turns:
         )
 
     async def _end(
-        self, turn: Turn, prompt_seq: int, stop_reason: str, usage: Any, error: str | None
+        self,
+        turn: Turn,
+        prompt_seq: int,
+        stop_reason: str,
+        reported: Usage | None,
+        error: str | None,
     ) -> TurnResult:
         await self._updates.flush_message()
         # Counted from the connection too: a request read just before the answer to the
@@ -219,8 +234,11 @@ class Turns:
             0 if conn is None else conn.handling("session/request_permission"),
         )
         self._permissions.cancel_session(self.session_id, "turn_ended")
+        used = self.guard.meter.end_turn(reported)
         active_s = trio.current_time() - (turn.prompted_at or trio.current_time())
-        ended = events.TurnEnded(stop_reason=stop_reason, usage=usage, error=error)
+        ended = events.TurnEnded(
+            stop_reason=stop_reason, usage=used, error=error, reason=turn.reason
+        )
         text = None
         if self._files is not None:
             changes = await self._files.changes(turn.files_start)
@@ -231,10 +249,54 @@ class Turns:
             text = turn_files.search_text(files)
         await self._recorder.flush()
         seq: int = await self._recorder.write(
-            sessions.turn_ended, self.session_id, ended, active_s=active_s, text=text
+            stored.turn_ended,
+            self.session_id,
+            ended,
+            self.guard.meter.reported_cost,
+            active_s=active_s,
+            text=text,
         )
         turn.ended = True
-        return TurnResult(stop_reason, usage, prompt_seq, seq, pending)
+        try:
+            await self.guard.after_turn()
+        except Exception:  # the turn has ended whatever the check found
+            log.exception("budget_check_failed", session_id=self.session_id)
+        return TurnResult(stop_reason, used, prompt_seq, seq, pending)
+
+    async def on_update(self, params: Any) -> None:
+        """Count a ``session/update``'s usage; a budget reached during a turn cancels it.
+
+        Cancellation: the usage is counted; the turn may not be cancelled yet."""
+        update = params.get("update") if isinstance(params, dict) else None
+        if not self.guard.meter.on_update(update):
+            return
+        turn = self.current
+        if turn is None:
+            self.guard.meter.between_turns()
+            return
+        if turn.cancel_requested or turn.ended:
+            return
+        found = await self.guard.during_turn()
+        if found is not None and not turn.cancel_requested:
+            log.warning("budget_reached_in_turn", session_id=self.session_id, budget=found.budget)
+            turn.reason = "budget_exceeded"
+            self._nursery.start_soon(self._cancel_for, turn)
+
+    async def _deadline(self, turn: Turn, limit_s: float) -> None:
+        """Cancel ``turn`` once it has run ``limit_s`` seconds (``turn_timeout_s``)."""
+        with trio.move_on_after(limit_s):
+            await turn.done.wait()
+            return
+        if self.current is turn and not turn.cancel_requested:
+            log.warning("turn_timeout", session_id=self.session_id, timeout_s=limit_s)
+            turn.reason = "turn_timeout"
+            await self._cancel_for(turn)
+
+    async def _cancel_for(self, turn: Turn) -> None:
+        """Cancel ``turn`` as session.cancel does, if it still runs."""
+        if self.current is turn and not turn.cancel_requested:
+            with contextlib.suppress(InvalidState):
+                await self.cancel()
 
     async def cancel(self, *, grace: float | None = None) -> None:
         """Cancel the running turn: ``session/cancel`` to the agent, its pending

@@ -89,6 +89,11 @@ class Updates:
         #: Characters of the chunks the masker holds back (the end of the message).
         self._held_chars = 0
 
+    @property
+    def loading(self) -> bool:
+        """Whether ``session/load`` is replaying history."""
+        return self._loading
+
     @contextlib.contextmanager
     def replaying(self) -> Iterator[None]:
         """While ``session/load`` runs: its replayed updates are not journaled again."""

@@ -13,9 +13,12 @@ from mimird.api.methods import MethodTable
 from mimird.config import Settings
 from mimird.rpc.openrpc import openrpc_document
 from mimird.rpc.registry import CallContext, Registry
+from mimird.sessions import usage
 from mimird.store import Store
+from mimird.timeutil import utc_now
 from mimird.wire.protocol import PROTOCOL_VERSION
 from mimird.wire.types import DaemonCounts, DaemonPaths, DaemonStatus, EmptyParams
+from mimird.wire.usage import Usage
 
 _method = MethodTable()
 
@@ -42,6 +45,8 @@ class DaemonService:
         # when the store's generation moves, not on every call.
         self._counts_generation = -1
         self._counts = (0, 0, 0)
+        self._usage_key = (-1, "")
+        self._usage_today = Usage()
         self._size_bytes = 0
         self._paths = DaemonPaths(
             socket=str(settings.socket_path),
@@ -59,7 +64,10 @@ class DaemonService:
         "daemon.status",
         params=EmptyParams,
         result=DaemonStatus,
-        summary="Version, protocol version, pid, uptime, paths, database size and counts.",
+        summary=(
+            "Version, protocol version, pid, uptime, paths, database size, counts and the "
+            "usage of the turns that ended today (UTC)."
+        ),
     )
     async def status(self, ctx: CallContext, params: EmptyParams) -> DaemonStatus:
         generation = self._store.generation
@@ -67,6 +75,9 @@ class DaemonService:
             self._counts = await self._store.read(projects.counts)
             self._size_bytes = self._store.size_bytes()
             self._counts_generation = generation
+        if (generation, today := utc_now()[:10]) != self._usage_key:
+            self._usage_today = await self._store.read(usage.of_day, today)
+            self._usage_key = (generation, today)
         active, archived, total_sessions = self._counts
         return DaemonStatus(
             version=__version__,
@@ -85,6 +96,7 @@ class DaemonService:
                 sessions=total_sessions,
                 connections=self._connections(),
             ),
+            usage_today=self._usage_today,
         )
 
     @_method(

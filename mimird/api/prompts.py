@@ -104,7 +104,8 @@ class PromptService:
             "template of the session's config, filled in). The prompt is journaled, the agent "
             "is started first if the session is created, stopped or interrupted, and the "
             "turn's progress flows as events (subscribe). A prompt while a turn runs is "
-            "refused as busy (not queued)."
+            "refused as busy (not queued); a prompt to a session whose budget is used up "
+            "is refused as budget_exceeded."
         ),
         mutating=True,
         concurrent=True,
@@ -112,6 +113,7 @@ class PromptService:
             ErrorCode.NOT_FOUND,
             ErrorCode.INVALID_STATE,
             ErrorCode.AGENT_UNAVAILABLE,
+            ErrorCode.BUDGET_EXCEEDED,
             ErrorCode.BUSY,
         ),
     )
@@ -182,11 +184,17 @@ class PromptService:
         description=(
             "Uses ACP session/load when the agent supports it (the conversation goes on), "
             "else a new ACP session in the same workspace. The journal keeps the whole "
-            "history either way."
+            "history either way. A budget_exceeded session resumes once its budget allows "
+            "more (else budget_exceeded)."
         ),
         mutating=True,
         concurrent=True,
-        errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE, ErrorCode.AGENT_UNAVAILABLE),
+        errors=(
+            ErrorCode.NOT_FOUND,
+            ErrorCode.INVALID_STATE,
+            ErrorCode.AGENT_UNAVAILABLE,
+            ErrorCode.BUDGET_EXCEEDED,
+        ),
     )
     async def resume(self, ctx: CallContext, params: SessionRefParams) -> Session:
         """Cancellation: as :meth:`AgentManager.resume` (the agent goes on starting)."""

@@ -19,7 +19,7 @@ from mimird.config import Settings
 from mimird.errors import InvalidParams, MimirError
 from mimird.projects import raw_config, resolve_id
 from mimird.rpc.registry import CallContext, Registry
-from mimird.sessions import records
+from mimird.sessions import records, usage
 from mimird.sessions.disk_full import disk_full_is_storage_error
 from mimird.sessions.lifecycle import Sessions
 from mimird.sessions.records import SessionRow
@@ -241,7 +241,8 @@ class SessionService:
                     deletions=status.deletions,
                 ),
             )
-        return session
+        used = await self._store.read(usage.of_session, row.id)
+        return msgspec.structs.replace(session, usage=used)
 
     @_method(
         "session.update",

@@ -22,7 +22,7 @@ import msgspec
 import structlog
 import trio
 
-from mimird import journal, names, policy
+from mimird import journal, names, policy, workspace_keys
 from mimird.agents.manager import AgentManager
 from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError, StorageError
@@ -254,7 +254,7 @@ class Sessions:
         branch = names.check_branch(
             params.branch
             if params.branch is not msgspec.UNSET
-            else policy.render_template(effective.values["branch_template"], **placeholders)
+            else workspace_keys.render_template(effective.values["branch_template"], **placeholders)
         )
         path = self.workspaces.path_for(effective, placeholders)
         await self.workspaces.check_new_worktree(root, path, branch)

@@ -26,7 +26,7 @@ from mimird.processes import SESSION_ENV, group_members
 from mimird.sessions import intents, records
 from mimird.sessions.lifecycle import Sessions
 from mimird.sessions.settle import settle_shielded
-from mimird.sessions.states import AGENT_UP, IN_TURN, SETTING_UP
+from mimird.sessions.states import AGENT_KEPT, AGENT_UP, IN_TURN, SETTING_UP
 from mimird.store import Store
 from mimird.wire import events
 
@@ -82,7 +82,10 @@ def reap(pgid: int, workspace: Path, session_id: str) -> list[int]:
 
 async def _reap_all(store: Store) -> None:
     """Setup commands, agents and terminals the previous daemon started and did not stop."""
-    for row in await store.read(records.in_status, tuple(sorted(SETTING_UP | AGENT_UP))):
+    # A budget_exceeded session keeps its agent up (a raised budget resumes it at once).
+    for row in await store.read(
+        records.in_status, tuple(sorted(SETTING_UP | AGENT_UP | AGENT_KEPT))
+    ):
         if row.process_group is not None:
             killed = await trio.to_thread.run_sync(
                 reap, row.process_group, Path(row.workspace_path), row.id
@@ -135,6 +138,9 @@ def _interrupt(conn: Any) -> list[str]:
             values={"process_group": None},
             events=facts,
         )
+    for row in records.in_status(conn, tuple(AGENT_KEPT)):
+        if row.process_group is not None:  # reaped: the session stays budget_exceeded
+            records.update(conn, row.id, {"process_group": None})
     return [row.id for row in stuck + running]
 
 

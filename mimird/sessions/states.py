@@ -54,7 +54,10 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "stopped": frozenset({"starting", "completed", "archived", "deleted"}),
     "failed": frozenset({"starting", "completed", "archived", "deleted"}),
     "interrupted": frozenset({"starting", "stopped", "completed", "archived", "deleted"}),
-    "budget_exceeded": frozenset({"starting", "stopped", "completed", "archived", "deleted"}),
+    # idle: its budget was raised and it resumed with its agent still up.
+    "budget_exceeded": frozenset(
+        {"idle", "starting", "stopped", "completed", "archived", "deleted"}
+    ),
     # Resumed (starting, then idle), or put away as any other session.
     "completed": frozenset({"starting", "archived", "deleted"}),
     "archived": frozenset({"created", "deleted"}),
@@ -68,6 +71,9 @@ SETTING_UP: Final = frozenset({"preparing"})
 ACTIVE: Final = frozenset({"starting", "running", "awaiting_permission"})
 #: Statuses in which the session's agent process is up (or coming up).
 AGENT_UP: Final = frozenset({"starting", "idle", "running", "awaiting_permission"})
+#: The agent's process may still be up though it takes no prompts (kept for a resume
+#: once the budget is raised): start-up recovery reaps it too.
+AGENT_KEPT: Final = frozenset({"budget_exceeded"})
 #: The agent is past its handshake: it takes prompts, or works on one.
 AGENT_READY: Final = AGENT_UP - {"starting"}
 #: A turn is in progress: a crash ends it as interrupted.

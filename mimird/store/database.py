@@ -420,9 +420,11 @@ def _quick_check(engine: sa.Engine, path: Path, backup_dir: Path, why: str) -> N
         # A file too damaged to open at all ("file is not a database").
         problems = [str(exc)]
     if problems:
+        # On one line: SQLite's findings may hold newlines (which page is damaged decides).
+        found = "; ".join(" ".join(problem.split()) for problem in problems[:5])
         raise StartupError(
             f"database {path} failed its integrity check {why}: "
-            f"{'; '.join(problems[:5])}. Put a backup (from {backup_dir}, or your own "
+            f"{found}. Put a backup (from {backup_dir}, or your own "
             f"'mimirctl db backup') in its place, removing {path.name}-wal and "
             f"{path.name}-shm, or run 'sqlite3 {path} .recover'"
         )

@@ -178,6 +178,43 @@ workspace_intents = sa.Table(
     sa.Column("created_at", sa.Text, nullable=False),
 )
 
+# What each turn used (tokens, cost), as the agents reported it: summed per
+# session, per project and per day (UTC, the day the turn ended). project_id is
+# kept with the row so that a project's sums need no join.
+turn_usage = sa.Table(
+    "turn_usage",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "session_id",
+        sa.Text,
+        sa.ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column(
+        "project_id",
+        sa.Text,
+        sa.ForeignKey("projects.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # The seq of the turn's turn_ended event.
+    sa.Column("turn_seq", sa.Integer, nullable=True),
+    sa.Column("day", sa.Text, nullable=False),
+    sa.Column("input_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("output_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cached_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("thought_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("total_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    # The agent's cumulative cost at the turn's end: where a loaded session's
+    # cost goes on from (agents report cost summed over their session).
+    sa.Column("reported_cost_usd", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Text, nullable=False),
+)
+sa.Index(None, turn_usage.c.session_id)
+sa.Index(None, turn_usage.c.project_id)
+sa.Index(None, turn_usage.c.day)
+
 #: The full-text index of the journal (migration 0004): an FTS5 table with one
 #: column, ``text``, whose rowid is the event's id (see mimird/search.py).
 #: FTS5 keeps its data in shadow tables named ``events_fts_*``.

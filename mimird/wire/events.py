@@ -234,6 +234,8 @@ class ChangedFile(msgspec.Struct, kw_only=True, omit_defaults=True):
 class TurnEnded(EventData):
     KIND: ClassVar[str] = "turn_ended"
     stop_reason: str
+    #: What the turn used, as Mimir counted it (a :class:`Usage`; only when the agent
+    #: reported any). Untyped: journals of mimird before 0008 hold the agent's own object.
     usage: Any = None
     error: str | None = None
     #: The files the turn changed (against the workspace at the turn's start), at most
@@ -243,6 +245,31 @@ class TurnEnded(EventData):
     files_more: int = 0
     #: Why ``files`` is absent: a workspace that is not a git repository, a git failure.
     files_skipped: str | None = None
+    #: Why Mimir cancelled the turn: ``turn_timeout`` or ``budget_exceeded``.
+    reason: str | None = None
+
+
+class BudgetWarning(EventData):
+    """Usage passed ``budget_warn_ratio`` of a budget (once per session and budget)."""
+
+    KIND: ClassVar[str] = "budget_warning"
+    #: ``token_budget`` or ``cost_budget_usd``.
+    budget: str
+    limit: float
+    used: float
+    #: The config layer that set the budget.
+    layer: str
+    ratio: float
+
+
+class BudgetExceeded(EventData):
+    """A budget was reached: the turn was cancelled, the session is ``budget_exceeded``."""
+
+    KIND: ClassVar[str] = "budget_exceeded"
+    budget: str
+    limit: float
+    used: float
+    layer: str
 
 
 class CancelRequested(EventData):

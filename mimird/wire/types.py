@@ -12,12 +12,10 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from mimird.wire.depth import depth_problem
 from mimird.wire.formats import MIN_ID_PREFIX, TIMESTAMP_PATTERN
+from mimird.wire.usage import Usage
 
-#: How deeply a free-form JSON param (a config, content blocks) may nest, the param
-#: itself counted: far more than any config or ACP content block needs, and far less
-#: than the interpreter's recursion limit, which code walking the value would reach.
-MAX_JSON_DEPTH: Final = 64
 #: The largest integer SQLite holds: no seq, event id or other counter exceeds it.
 MAX_INT: Final = (1 << 63) - 1
 #: A string without NUL, which no path, argument or environment can hold.
@@ -25,19 +23,6 @@ NO_NUL_PATTERN: Final = r"^[^\x00]*$"
 #: A session.list cursor, an id: 26 Crockford base32 characters (128 bits, so the first is
 #: at most 7), in any case.
 CURSOR_PATTERN: Final = r"^[0-7][0-9a-hjkmnp-tv-zA-HJKMNP-TV-Z]{25}$"
-
-
-def _depth_problem(value: Any) -> str | None:
-    """Why ``value`` nests too deeply, or None; iterative, so any depth is safe to check."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                return f"nests objects or arrays more than {MAX_JSON_DEPTH} levels deep"
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return None
 
 
 class Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -50,7 +35,7 @@ class Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
             value = getattr(self, name)
-            if isinstance(value, dict | list) and (problem := _depth_problem(value)):
+            if isinstance(value, dict | list) and (problem := depth_problem(value)):
                 raise ValueError(f"invalid field `{name}`: {problem}")
 
 
@@ -119,6 +104,7 @@ class DaemonStatus(Result):
     schema_revision: str
     paths: DaemonPaths
     counts: DaemonCounts
+    usage_today: Usage | None = None  # all sessions' turns that ended today (UTC)
 
 
 # ---- project.* --------------------------------------------------------------------
@@ -136,6 +122,7 @@ class Project(Result):
     sessions: int
     created_at: str
     updated_at: str
+    usage: Usage | None = None  # its sessions' turns summed
 
 
 class ProjectAddParams(Params):
@@ -282,7 +269,7 @@ class Session(Result):
     last_seq: int
     created_at: str
     updated_at: str
-    #: Filled by session.get (computed from git), absent from lists.
+    #: Filled by session.get (git: computed from git; usage: its turns summed), not lists.
     git: GitStatus | None = None
     #: When the session was completed; None unless it is (or was, then archived or deleted).
     completed_at: str | None = None
@@ -290,6 +277,7 @@ class Session(Result):
     active_s: float = 0.0
     #: Filled by session.get for a completed session: seconds from creation to completed_at.
     wall_s: float | None = None
+    usage: Usage | None = None
 
 
 class SessionCreateParams(Params):
@@ -495,8 +483,7 @@ class PromptResult(Result):
     #: seq of the journaled prompt and of the turn's end.
     prompt_seq: int
     end_seq: int
-    #: Token usage as the agent reported it, if it did.
-    usage: Any = None
+    usage: Usage | None = None  # the turn's, as counted (see turn_ended)
 
 
 class SessionCancelled(Result):

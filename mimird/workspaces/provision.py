@@ -25,7 +25,7 @@ from typing import Any, Final, TypeVar
 
 import trio
 
-from mimird import names, policy
+from mimird import names, policy, workspace_keys
 from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidParams, InvalidState, MimirError
 from mimird.sessions.records import SessionRow
@@ -211,7 +211,7 @@ class Workspaces:
         worktrees directory unless absolute (then under the template's fixed start);
         invalid_params if the names filled in would lead it out."""
         template: str = effective.values["worktree_location"]
-        location = Path(policy.render_template(template, **placeholders))
+        location = Path(workspace_keys.render_template(template, **placeholders))
         root = _fixed_start(template) if location.is_absolute() else self._settings.worktrees_dir
         return names.under_root(
             root, root / location, what="workspace path", field="config.worktree_location"

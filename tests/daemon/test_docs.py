@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from mimirctl.cli import EXIT_CODES
-from mimird import policy
+from mimird import policy, workspace_keys
 from mimird.rpc.registry import COMMON_ERRORS
 from mimird.sessions.states import TRANSITIONS
 from mimird.wire import events
@@ -297,7 +297,7 @@ def test_every_config_key_and_layer_is_in_the_configuration_section(
             assert row[2].startswith(shown), (key, row[2])
         else:
             assert row[2] == f"`{json.dumps(default)}`", (key, row[2])
-    missing = [name for name in policy.PLACEHOLDERS if f"`{{{name}}}`" not in section]
+    missing = [name for name in workspace_keys.PLACEHOLDERS if f"`{{{name}}}`" not in section]
     assert not missing, f"template placeholders not explained: {missing}"
     assert f"`{policy.SECRET_MASK}`" in section or f'`"{policy.SECRET_MASK}"`' in section
 

@@ -123,7 +123,8 @@ def worktree_rows(output: str) -> dict[str, list[str]]:
 
 
 def without_git(session: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in session.items() if k != "git"}
+    """The session without what only session.get computes: its git status and usage."""
+    return {k: v for k, v in session.items() if k not in ("git", "usage")}
 
 
 def files_in(workspace: Path) -> dict[str, bytes]:

@@ -39,6 +39,8 @@ Steps (``{"do": ..., ...}``):
 - ``wait_cancel``: reads until ``$/cancel_request`` or ``session/cancel`` arrives;
 - ``stop_reason`` (``value``): the stopReason of the prompt being answered;
 - ``echo``: one chunk with the prompt's text;
+- ``result`` (``value``): members added to the result of the prompt being answered
+  (``usage``, ``_meta``, ...);
 - ``disk_write`` (``path``, ``text`` or ``hex``), ``disk_remove`` (``path``), ``disk_rename``
   (``path``, ``to``): change a file of the working directory (the workspace) directly on
   disk, as agents that write files themselves do (no ``fs/write_text_file``); ``disk_write``
@@ -72,6 +74,7 @@ class Agent:
         self.next_id = 0
         self.prompts = 0
         self.stop_reason: str | None = None
+        self.extra_result: dict[str, Any] = {}
         self.prompt_text = ""
         #: The client's answers to our requests, by request id.
         self.answers: dict[Any, dict[str, Any]] = {}
@@ -185,6 +188,8 @@ class Agent:
         kind = step["do"]
         if kind == "stop_reason":
             self.stop_reason = step["value"]
+        elif kind == "result":
+            self.extra_result.update(step["value"])
         elif kind == "echo":
             content = {"type": "text", "text": self.prompt_text}
             self.update({"sessionUpdate": "agent_message_chunk", "content": content})
@@ -298,9 +303,12 @@ class Agent:
             ):
                 result = {**(results.get(method) or {}), **self.offered()}
                 self.send({"jsonrpc": "2.0", "id": message["id"], "result": result})
-            elif method == "session/prompt" and self.stop_reason is not None:
-                result = {"stopReason": self.stop_reason}
-                self.stop_reason = None
+            elif method == "session/prompt" and (self.stop_reason is not None or self.extra_result):
+                base = results.get(method)
+                result = {**(base if isinstance(base, dict) else {})}
+                result["stopReason"] = self.stop_reason or "end_turn"
+                result.update(self.extra_result)
+                self.stop_reason, self.extra_result = None, {}
                 self.send({"jsonrpc": "2.0", "id": message["id"], "result": result})
             elif method in results:
                 self.send({"jsonrpc": "2.0", "id": message["id"], "result": results[method]})

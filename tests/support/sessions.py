@@ -172,7 +172,8 @@ def workspace(session: dict[str, Any]) -> Path:
 
 
 def without_git(session: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in session.items() if k != "git"}
+    """The session without what only session.get computes: its git status and usage."""
+    return {k: v for k, v in session.items() if k not in ("git", "usage")}
 
 
 def kinds(found: list[dict[str, Any]]) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mimird import names, policy
+from mimird import names, policy, workspace_keys
 from mimird.errors import InvalidParams
 from mimird.workspaces.provision import Workspaces
 from tests.support.helpers import GIT_ENV, GIT_TIMEOUT_S, DaemonDirs, make_repo, short_tmpdir
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(120)
 
 #: Locations a user may configure; {project} twice was the way out past the "no '..'" check.
 LOCATIONS = [
-    policy.DEFAULT_WORKTREE_LOCATION,
+    workspace_keys.DEFAULT_WORKTREE_LOCATION,
     "{project}/{project}/{slug}",
     "{project}/{project}/{project}/{project}",
     "{project}-{date}/{project}/{id}",

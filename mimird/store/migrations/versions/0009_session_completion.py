@@ -1,7 +1,7 @@
 """sessions that finish: completed_at, and active_s (seconds spent in turns)
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-07
 """
 
@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-# 0008 (usage) comes from another branch; the two are chained when merged.
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
