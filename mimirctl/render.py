@@ -139,6 +139,14 @@ def json_line(value: Any) -> str:
     return _CONTROL.sub(_json_escape, json.dumps(value, separators=(",", ":")))
 
 
+def _figure(value: Any) -> str:
+    """A budget's figure as sent (tokens or USD): a whole number with thousands
+    separators, else the number as is; anything else made visible."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4f}"
+    return visible(str(value))
+
+
 def human_bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -397,6 +405,14 @@ class Renderer:
             if data.get("reason"):  # Mimir cancelled it: turn_timeout, budget_exceeded
                 extra += f" ({visible(str(data['reason']))})"
             self._line(f"[turn ended: {reason}{extra}{'; ' + files if files else ''}]", "2")
+        elif kind in ("budget_warning", "budget_exceeded"):
+            said = "reached" if kind == "budget_exceeded" else "nearly reached"
+            self._line(
+                f"[{visible(str(data.get('budget')))} {said}: {_figure(data.get('used'))} used of "
+                f"{_figure(data.get('limit'))} (set by the {visible(str(data.get('layer')))} "
+                "config)]",
+                "2",
+            )
         elif kind == "session_completed":
             note = f": {visible(str(data['note']))}" if data.get("note") else ""
             self._line(f"[session completed (by {visible(str(data.get('by')))}){note}]", "2")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -15,12 +16,12 @@ from mimird.rpc.openrpc import openrpc_document
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions import usage
 from mimird.store import Store
-from mimird.timeutil import utc_now
 from mimird.wire.protocol import PROTOCOL_VERSION
 from mimird.wire.types import DaemonCounts, DaemonPaths, DaemonStatus, EmptyParams
 from mimird.wire.usage import Usage
 
 _method = MethodTable()
+SECONDS_PER_DAY: Final = 86_400
 
 
 class DaemonService:
@@ -45,7 +46,10 @@ class DaemonService:
         # when the store's generation moves, not on every call.
         self._counts_generation = -1
         self._counts = (0, 0, 0)
-        self._usage_key = (-1, "")
+        # Today's usage changes with writes and at midnight UTC: read it again then
+        # (a POSIX day is 86,400 s), not on every call (utc_now() alone costs µs).
+        self._usage_generation = -1
+        self._day_ends_at = 0.0
         self._usage_today = Usage()
         self._size_bytes = 0
         self._paths = DaemonPaths(
@@ -75,9 +79,12 @@ class DaemonService:
             self._counts = await self._store.read(projects.counts)
             self._size_bytes = self._store.size_bytes()
             self._counts_generation = generation
-        if (generation, today := utc_now()[:10]) != self._usage_key:
+        if generation != self._usage_generation or time.time() >= self._day_ends_at:
+            now = time.time()
+            today = time.strftime("%Y-%m-%d", time.gmtime(now))
             self._usage_today = await self._store.read(usage.of_day, today)
-            self._usage_key = (generation, today)
+            self._usage_generation = generation
+            self._day_ends_at = (now // SECONDS_PER_DAY + 1) * SECONDS_PER_DAY
         active, archived, total_sessions = self._counts
         return DaemonStatus(
             version=__version__,

@@ -44,10 +44,16 @@ async def test_a_prompt_over_budget_says_the_limit_and_how_to_raise_it(dirs: Dae
         )
         await c.call("session.prompt", {"session": session["id"], "text": "one"})
         refused = await mimirctl(dirs, "prompt", session["id"], "two")
+        log = await mimirctl(dirs, "log", session["id"])
     assert refused.returncode == 1
     error = refused.stderr.decode()
     assert "0.2500 USD used of 0.1000 USD (set by the session config)" in error
     assert f"mimirctl session update {session['id']} --config" in error
+    budget_lines = [line for line in log.stdout.decode().splitlines() if "budget_usd" in line]
+    assert budget_lines == [
+        "[cost_budget_usd nearly reached: 0.2500 used of 0.1000 (set by the session config)]",
+        "[cost_budget_usd reached: 0.2500 used of 0.1000 (set by the session config)]",
+    ]
 
 
 async def test_a_turn_cut_short_by_a_budget_says_so_and_resume_goes_on(dirs: DaemonDirs) -> None:
