@@ -18,6 +18,8 @@ from typing import Any, Final, Literal, get_args
 
 import msgspec
 
+from mimird import config_values as cv
+
 Decision = Literal["allow", "ask", "deny"]
 DECISIONS: Final[tuple[Decision, ...]] = get_args(Decision)
 #: Kinds whose patterns are path globs (relative to the workspace).
@@ -60,7 +62,7 @@ def parse_rule(key: str, kind: str, value: Any) -> Rule:
     if not isinstance(value, Mapping):
         raise RuleProblem(
             key,
-            f"{_type(value)} is not a decision (expected one of {', '.join(DECISIONS)}, or a "
+            f"{cv.kind(value)} is not a decision (expected one of {', '.join(DECISIONS)}, or a "
             "table { default, allow, deny, always })",
         )
     for name in value:
@@ -72,7 +74,7 @@ def parse_rule(key: str, kind: str, value: Any) -> Rule:
     default = _decision(f"{key}.default", value.get("default", "ask"))
     always = value.get("always", False)
     if not isinstance(always, bool):
-        raise RuleProblem(f"{key}.always", f"expected true or false, got {_type(always)}")
+        raise RuleProblem(f"{key}.always", f"expected true or false, got {cv.kind(always)}")
     lists = {
         name: _patterns(f"{key}.{name}", kind, value.get(name, [])) for name in ("allow", "deny")
     }
@@ -83,13 +85,13 @@ def _decision(key: str, value: Any) -> Decision:
     for decision in DECISIONS:
         if value == decision:
             return decision
-    shown = repr(value)[:100] if isinstance(value, str) else _type(value)
+    shown = repr(value)[:100] if isinstance(value, str) else cv.kind(value)
     raise RuleProblem(key, f"{shown} is not a decision (expected one of {', '.join(DECISIONS)})")
 
 
 def _patterns(key: str, kind: str, value: Any) -> list[str]:
     if not isinstance(value, list | tuple):
-        raise RuleProblem(key, f"expected a list of patterns, got {_type(value)}")
+        raise RuleProblem(key, f"expected a list of patterns, got {cv.kind(value)}")
     if value and kind not in PATH_KINDS and kind != COMMAND_KIND:
         raise RuleProblem(
             key,
@@ -102,7 +104,7 @@ def _patterns(key: str, kind: str, value: Any) -> list[str]:
     for index, pattern in enumerate(value):
         where = f"{key}.{index}"
         if not isinstance(pattern, str):
-            raise RuleProblem(where, f"expected a string, got {_type(pattern)}")
+            raise RuleProblem(where, f"expected a string, got {cv.kind(pattern)}")
         if not pattern.strip() or "\0" in pattern or len(pattern) > MAX_PATTERN_LENGTH:
             raise RuleProblem(
                 where, f"a pattern is a non-empty string of at most {MAX_PATTERN_LENGTH} characters"
@@ -136,19 +138,3 @@ def _command_problem(pattern: str) -> str | None:
     except ValueError as exc:
         return f"is not a command line ({exc})"
     return None
-
-
-def _type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"

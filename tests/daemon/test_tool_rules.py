@@ -88,7 +88,7 @@ def test_a_higher_layers_rule_for_a_kind_replaces_the_lower_one_whole() -> None:
         ({"edit": ["src/**"]}, "tool_policy.edit", "a list is not a decision"),
         ({"edit": {"default": "yes"}}, "tool_policy.edit.default", "'yes' is not a decision"),
         ({"edit": {"allow": [""]}}, "tool_policy.edit.allow.0", "non-empty string"),
-        ({"edit": {"allow": [3]}}, "tool_policy.edit.allow.0", "expected a string, got a number"),
+        ({"edit": {"allow": [3]}}, "tool_policy.edit.allow.0", "expected a string, got an integer"),
         ({"edit": {"allow": ["/abs"]}}, "tool_policy.edit.allow.0", "is absolute"),
         ({"edit": {"deny": ["a/../b"]}}, "tool_policy.edit.deny.0", "contains '..'"),
         ({"edit": {"deny": ["a**"]}}, "tool_policy.edit.deny.0", "whole one"),
