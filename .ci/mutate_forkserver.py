@@ -4,12 +4,17 @@ trio, SQLAlchemy, GitPython, hypothesis…: ~1.6 s of a ~2 s run of one short te
 here) is paid once, not once per mutant.
 
     mutate_forkserver.py serve SOCKET          # .ci/mutate starts it, then stops it
-    mutate_forkserver.py run SOCKET -- ARGS    # one pytest run; exits with pytest's status
+    mutate_forkserver.py run SOCKET JOBS TESTS -- OPTIONS
+        # pytest OPTIONS over the node ids in the file TESTS, in JOBS forks at once,
+        # each given every JOBS-th test; exits 0 if all pass, else the first failure's
+        # status (the other forks are stopped then)
 
 The server imports only third-party modules, never ``mimird`` or ``tests``: each run
 is a fresh fork that imports the (mutated) product from disk, as a new pytest
-process would. The child gets the client's stdin/stdout/stderr and its own session,
-and the whole session is killed if the client goes away (mutmut's timeout).
+process would. The forks of one run test the same mutant (it is on disk until the
+run ends), so splitting the tests between them changes no verdict: a failure in
+any is a failure of the run. Each fork gets the client's stdin/stdout/stderr and
+its own session, killed if the client goes away (mutmut's timeout).
 
 When the server cannot be reached, ``run`` execs pytest itself: slower, never a
 false result.
@@ -22,6 +27,7 @@ import os
 import socket
 import struct
 import sys
+from typing import Any
 
 #: What ``serve`` imports before forking: everything heavy the tests import that is
 #: not ours. (Only modules; nothing is started: no thread, no trio run.)
@@ -70,53 +76,79 @@ def _one_run(conn: socket.socket) -> None:
     import select
     import signal
 
-    msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+    msg, fds, _, _ = socket.recv_fds(conn, 1 << 22, 3)
     if len(fds) != 3:
         return
     request = json.loads(msg.decode())
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            conn.close()
-            os.setsid()
-            for target, fd in enumerate(fds):
-                os.dup2(fd, target)
-                os.close(fd)
-            os.chdir(request["cwd"])
-            os.environ.clear()
-            os.environ.update(request["env"])
-            sys.argv = ["pytest", *request["args"]]
-            import pytest
-
-            code = int(pytest.main(request["args"]))
-        except BaseException as exc:
-            print(f"mutate_forkserver: {exc!r}", file=sys.stderr)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+    tests: list[str] = request["tests"]
+    jobs = max(1, min(int(request["jobs"]), len(tests)))
+    # Round-robin over tests sorted fastest first: each share stays fastest first,
+    # and the shares take about as long as each other.
+    children = [
+        _fork_pytest(request, fds, [*request["options"], *tests[job::jobs]]) for job in range(jobs)
+    ]
     for fd in fds:
         os.close(fd)
-    status = None
-    while status is None:
-        done, status_word = os.waitpid(pid, os.WNOHANG)
-        if done:
-            status = os.waitstatus_to_exitcode(status_word)
+    status = 0
+    running = set(children)
+    while running:
+        for pid in list(running):
+            done, status_word = os.waitpid(pid, os.WNOHANG)
+            if done:
+                running.discard(pid)
+                code = os.waitstatus_to_exitcode(status_word)
+                if code != 0 and status == 0:
+                    # One share failed: the mutant is killed, the others need not finish.
+                    status = code if code > 0 else 128 - code
+                    for other in running:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(other, signal.SIGKILL)
+        if not running:
             break
         readable, _, _ = select.select([conn], [], [], 0.05)
         if readable and not conn.recv(1):  # the client went away: so does the run
-            os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            for pid in running:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            for pid in running:
+                os.waitpid(pid, 0)
             return
-    # Anything the run left in its session (it should have left nothing) goes too.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    # Anything a run left in its session (it should have left nothing) goes too.
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(OSError):
-        conn.sendall(struct.pack("!i", status if status >= 0 else 128 - status))
+        conn.sendall(struct.pack("!i", status))
 
 
-def run(path: str, args: list[str]) -> int:
+def _fork_pytest(request: dict[str, Any], fds: list[int], args: list[str]) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.setsid()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.argv = ["pytest", *args]
+        import pytest
+
+        code = int(pytest.main(args))
+    except BaseException as exc:
+        print(f"mutate_forkserver: {exc!r}", file=sys.stderr)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def run(path: str, jobs: int, tests_file: str, options: list[str]) -> int:
     import json
 
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -124,8 +156,18 @@ def run(path: str, args: list[str]) -> int:
         client.connect(path)
     except OSError:
         client.close()
-        os.execv(sys.executable, [sys.executable, "-m", "pytest", *args])
-    request = json.dumps({"args": args, "cwd": os.getcwd(), "env": dict(os.environ)})
+        os.execv(sys.executable, [sys.executable, "-m", "pytest", *options, f"@{tests_file}"])
+    with open(tests_file) as f:
+        tests = [line.strip() for line in f if line.strip()]
+    request = json.dumps(
+        {
+            "options": options,
+            "tests": tests,
+            "jobs": jobs,
+            "cwd": os.getcwd(),
+            "env": dict(os.environ),
+        }
+    )
     socket.send_fds(client, [request.encode()], [0, 1, 2])
     reply = b""
     while len(reply) < 4:
@@ -140,8 +182,8 @@ def run(path: str, args: list[str]) -> int:
 def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[0] == "serve":
         return serve(argv[1])
-    if len(argv) >= 3 and argv[0] == "run" and argv[2] == "--":
-        return run(argv[1], argv[3:])
+    if len(argv) >= 5 and argv[0] == "run" and argv[4] == "--":
+        return run(argv[1], int(argv[2]), argv[3], argv[5:])
     print(__doc__, file=sys.stderr)
     return 2
 

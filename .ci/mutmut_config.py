@@ -24,7 +24,15 @@ all of it), and the tests that may cover it. What is mutated, and why:
   (invariant 6: only the daemon's uid uses the socket); the framing and dispatch
   are held by the fuzz tests, which are too slow to run per mutant.
 
-How a run stays under 30 minutes on 2 cores (measured figure in docs/mutation.md):
+Not mutated anywhere: module-level tuning constants (``NAME = <number>``: queue
+and batch sizes, retry delays, caps; :func:`tuning_constant`). A change of one
+by one (mutmut's only number mutation) is not what an invariant rests on: what
+does is that the bound is enforced, and the comparisons that enforce it are
+mutated. The tests that pin a bound import the constant, so its mutant could not
+be killed anyway, and each one cost a run of every test that starts a daemon.
+
+How a run stays under 30 minutes on 2 cores (the measured figure is in
+docs/mutation.md):
 
 1. **One coverage run first** (mutmut's baseline: :func:`runner` is
    ``.ci/mutate --coverage``): the TARGETS tests once, under coverage.py with
@@ -35,18 +43,21 @@ How a run stays under 30 minutes on 2 cores (measured figure in docs/mutation.md
    ``.mutmut-coverage/map.json``.
 2. **Per mutant, only the tests that run its line** (:func:`select`), fastest
    first, ``-x``. A line inside a function body runs only when a test calls it,
-   so a test that never runs it cannot see the mutant: skipping it changes no
-   verdict. The lines of a whole statement count (a statement split over lines
-   records only some of them). A module- or class-level line (constants,
-   defaults, decorators) runs at import, in whichever test imported the module
-   first: for those, every test file of the target runs.
-   A mutant on a function line no test runs is not skipped: it is reported as a
-   survivor marked "no test runs this line".
+   so a test that never runs it cannot see the mutant: leaving it out changes no
+   verdict. All the lines of the statement count (a statement split over lines
+   records only some of them). A line that runs at import (a def's decorators
+   and defaults, a class body, a module-level name) is traced to where what it
+   defines is used (:func:`_module_level`); when that cannot be told (another
+   product module imports the name), every test file of the target runs.
+   A mutant on a line no test runs is not skipped: it is reported as a survivor
+   marked "no test runs this line".
 3. **A fork server** (``.ci/mutate_forkserver.py``) runs each pytest: the
    third-party imports (~1.6 s of a 2 s run of one short test) are paid once.
    The product and the tests are imported fresh in each fork, from disk, with
    ``PYTHONDONTWRITEBYTECODE`` and no cached bytecode of the mutated files, so
-   every run sees the mutant.
+   every run sees the mutant. A mutant's tests are shared between :data:`JOBS`
+   forks running at once (the same mutant on disk for all; a failure in any
+   kills it).
 """
 
 from __future__ import annotations
@@ -67,7 +78,11 @@ SOCKET = WORKDIR / "forkserver.sock"
 SELECTED = WORKDIR / "selected.txt"
 
 #: pytest's options for a mutant's run (the fork server adds nothing).
-PYTEST_OPTIONS = "-x -q -p no:cacheprovider -m 'not agents' -W ignore::pytest.PytestAssertRewriteWarning"
+PYTEST_OPTIONS = (
+    "-x -q -p no:cacheprovider -m 'not agents' -W ignore::pytest.PytestAssertRewriteWarning"
+)
+#: A mutant's tests run in this many pytest processes at once (2 cores).
+JOBS = 2
 #: A mutant's test that takes this much longer than it did in the coverage run
 #: (times its duration there, plus the seconds) is stopped and fails: a hang the mutant caused.
 TIMEOUT_FACTOR, TIMEOUT_BASE, TIMEOUT_MAX = 5, 10, 60
@@ -219,11 +234,7 @@ def _statements(path: str) -> dict[int, tuple[range, bool]]:
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.stmt | ast.ExceptHandler | ast.match_case):
-                start = (
-                    child.pattern.lineno
-                    if isinstance(child, ast.match_case)
-                    else child.lineno
-                )
+                start = child.pattern.lineno if isinstance(child, ast.match_case) else child.lineno
                 end = getattr(child, "end_lineno", None) or start
                 body = getattr(child, "body", None)
                 if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
@@ -233,9 +244,7 @@ def _statements(path: str) -> dict[int, tuple[range, bool]]:
                 span = range(start, max(start, end) + 1)
                 for line in span:
                     spans[line] = (span, in_function)
-                inner = in_function or isinstance(
-                    child, ast.FunctionDef | ast.AsyncFunctionDef
-                )
+                inner = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
                 # A def's header (decorators, defaults) runs where the def is.
                 if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
                     for line in range(
@@ -334,9 +343,7 @@ def _imports(tree: ast.Module, module: str, leaf: str, name: str) -> bool:
     )
 
 
-def _module_level(
-    path: str, line: int, seen: frozenset[str] = frozenset()
-) -> set[str] | None:
+def _module_level(path: str, line: int, seen: frozenset[str] = frozenset()) -> set[str] | None:
     """The tests that can see a mutant of a line that runs at import (``None``: no
     way to tell, run every test file of the target). Such a line's effect shows
     only where what it defines is used: a def's header (decorators, defaults) in
@@ -351,9 +358,7 @@ def _module_level(
             return _covered(path, _body_lines(node))
         if isinstance(node, ast.ClassDef):
             methods = [
-                n
-                for n in node.body
-                if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                n for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
             ]
             used = _readers(path, tree, {node.name}, seen)
             if used is None:
@@ -362,18 +367,14 @@ def _module_level(
     if not chain or not isinstance(chain[0], ast.Assign | ast.AnnAssign):
         return None
     statement = chain[0]
-    targets = (
-        statement.targets if isinstance(statement, ast.Assign) else [statement.target]
-    )
+    targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
     names = {t.id for t in targets if isinstance(t, ast.Name)}
     if len(names) != len(targets):
         return None
     return _readers(path, tree, names, seen)
 
 
-def _readers(
-    path: str, tree: ast.Module, names: set[str], seen: frozenset[str]
-) -> set[str] | None:
+def _readers(path: str, tree: ast.Module, names: set[str], seen: frozenset[str]) -> set[str] | None:
     """The tests that read ``names`` (see :func:`_module_level`)."""
     names -= seen
     seen |= names
@@ -385,11 +386,7 @@ def _readers(
             return None
         found |= set(tests)
     for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Name)
-            and node.id in names
-            and isinstance(node.ctx, ast.Load)
-        ):
+        if isinstance(node, ast.Name) and node.id in names and isinstance(node.ctx, ast.Load):
             span, in_function = _statements(path).get(node.lineno, (range(0), False))
             if in_function:
                 found |= _covered(path, span)
@@ -425,33 +422,55 @@ def command(tests: list[str]) -> str:
     durations: dict[str, float] = _map()["durations"] if MAP.exists() else {}
     longest = max((durations.get(t, 0.0) for t in tests), default=0.0)
     timeout = min(TIMEOUT_MAX, int(TIMEOUT_BASE + TIMEOUT_FACTOR * longest))
-    if any(
-        "::" not in t for t in tests
-    ):  # whole files: their slowest test is not known
+    if any("::" not in t for t in tests):  # whole files: their slowest test is not known
         timeout = TIMEOUT_MAX
     SELECTED.write_text("".join(f"{t}\n" for t in tests))
-    pytest = (
-        f".venv/bin/python .ci/mutate_forkserver.py run {SOCKET} -- {PYTEST_OPTIONS}"
-        f" --timeout={timeout} @{SELECTED}"
-    )
+    run = f".venv/bin/python .ci/mutate_forkserver.py run {SOCKET} {JOBS} {SELECTED} --"
+    pytest = f"{run} {PYTEST_OPTIONS} --timeout={timeout}"
     return f"sh -c {shlex.quote(pytest + ' || exit 1')}"
 
 
 def _relative(filename: str) -> str:
     path = Path(filename)
+    return str(path.resolve().relative_to(Path.cwd())) if path.is_absolute() else str(path)
+
+
+def _number(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, int | float) and not isinstance(node.value, bool)
+    if isinstance(node, ast.BinOp):
+        return _number(node.left) and _number(node.right)
+    return False
+
+
+def tuning_constant(path: str, line: int) -> bool:
+    """Whether ``line`` (1-based) is in a module-level ``NAME = <number>`` (or
+    ``NAME: Final = 16 * 1024``): a size, a count or a delay, not mutated (see the
+    module's docstring)."""
+    chain = _chain(_tree(path), line)
+    if len(chain) != 1 or not isinstance(chain[0], ast.Assign | ast.AnnAssign):
+        return False
+    statement = chain[0]
+    target = statement.targets[0] if isinstance(statement, ast.Assign) else statement.target
     return (
-        str(path.resolve().relative_to(Path.cwd())) if path.is_absolute() else str(path)
+        isinstance(target, ast.Name)
+        and target.id.lstrip("_").isupper()
+        and statement.value is not None
+        and _number(statement.value)
     )
 
 
 def pre_mutation(context: Any) -> None:
-    """mutmut's hook: skip lines outside the chosen functions, and run only the
-    tests that run the mutated line."""
+    """mutmut's hook: skip lines outside the chosen functions and tuning constants,
+    and run only the tests that run the mutated line."""
     path = _relative(context.filename)
     target = TARGETS[path]
     if target.functions is not None and context.current_line_index not in _lines_of(
         path, target.functions
     ):
+        context.skip = True
+        return
+    if tuning_constant(path, context.current_line_index + 1):
         context.skip = True
         return
     tests = select(path, context.current_line_index + 1)
