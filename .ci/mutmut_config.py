@@ -260,8 +260,12 @@ def _statements(path: str) -> dict[int, tuple[range, bool]]:
 
 
 def _covered(path: str, lines: Iterable[int]) -> set[str]:
+    """The tests of ``path``'s target (its TARGETS test files) that ran ``lines``.
+    (The coverage run runs every target's tests: a daemon test of one target runs
+    the journal too, but the journal's mutants are judged by the journal's tests.)"""
     covered = _map()["lines"].get(path, {})
-    return {node for n in lines for node in covered.get(str(n), ())}
+    own = set(TARGETS[path].tests)
+    return {node for n in lines for node in covered.get(str(n), ()) if node.split("::")[0] in own}
 
 
 def _body_lines(node: ast.AST) -> range:
