@@ -22,7 +22,7 @@ import trio.testing
 from mimird import journal
 from mimird.config import DatabaseSection
 from mimird.errors import StorageError
-from mimird.journal.writer import BATCH_MAX
+from mimird.journal.writer import BATCH_MAX, CLOSING_RETRIES
 from mimird.store import Store, schema
 from tests.journal.test_search import add_project, add_session
 from tests.support.helpers import DaemonDirs
@@ -276,6 +276,25 @@ async def test_a_batch_the_database_refuses_is_retried_until_it_lands_in_order(
                 await received.at_least(total)
                 await trio.testing.wait_all_tasks_blocked()
             assert [(seq, n) for _, seq, n in received.events] == expected
+
+
+@pytest.mark.slow
+async def test_a_running_journal_retries_past_the_tries_a_closing_one_gives_up_after(
+    dirs: DaemonDirs,
+) -> None:
+    """Only a journal that is closing gives a refused batch up (after CLOSING_RETRIES
+    tries): while it runs, the batch is retried for as long as it is refused (one
+    try a second: this test waits that long)."""
+    async with open_store(dirs, busy_timeout_ms=BUSY_TIMEOUT_MS) as store:
+        session_id = await new_session(store)
+        async with journal.Journal.open(store) as jr:
+            refusals = Refusals()
+            with engine_event("handle_error", refusals), write_lock_held(dirs):
+                await jr.submit(session_id, update(0))
+                await refusals.at_least(CLOSING_RETRIES + 1)
+            with trio.fail_after(WAIT_S):
+                await jr.flush()
+            assert stored_events(dirs) == [(1, 0)]
 
 
 async def test_a_producer_faster_than_the_database_waits_for_it(dirs: DaemonDirs) -> None:
