@@ -85,7 +85,7 @@ PYTEST_OPTIONS = (
 JOBS = 2
 #: A mutant's test that takes this much longer than it did in the coverage run
 #: (times its duration there, plus the seconds) is stopped and fails: a hang the mutant caused.
-TIMEOUT_FACTOR, TIMEOUT_BASE, TIMEOUT_MAX = 5, 10, 60
+TIMEOUT_FACTOR, TIMEOUT_BASE, TIMEOUT_MAX = 3, 5, 60
 
 
 class Target(NamedTuple):
@@ -424,10 +424,16 @@ def command(tests: list[str]) -> str:
     if not tests:
         return "sh -c 'echo no test runs this line'"
     durations: dict[str, float] = _map()["durations"] if MAP.exists() else {}
-    longest = max((durations.get(t, 0.0) for t in tests), default=0.0)
+    # A whole file (no "::"): its slowest test.
+    longest = max(
+        (
+            d
+            for node, d in durations.items()
+            if any(node.partition("::")[0] == t or node == t for t in tests)
+        ),
+        default=TIMEOUT_MAX,
+    )
     timeout = min(TIMEOUT_MAX, int(TIMEOUT_BASE + TIMEOUT_FACTOR * longest))
-    if any("::" not in t for t in tests):  # whole files: their slowest test is not known
-        timeout = TIMEOUT_MAX
     SELECTED.write_text("".join(f"{t}\n" for t in tests))
     run = f".venv/bin/python .ci/mutate_forkserver.py run {SOCKET} {JOBS} {SELECTED} --"
     pytest = f"{run} {PYTEST_OPTIONS} --timeout={timeout}"
