@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import struct
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 #: What ``serve`` imports before forking: everything heavy the tests import that is
@@ -60,6 +62,8 @@ def serve(path: str) -> int:
     if threading.active_count() != 1:
         print("mutate_forkserver: a preloaded module started a thread", file=sys.stderr)
         return 1
+    # Stopped (SIGTERM) while a run goes on: its forks are stopped too (finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if os.path.exists(path):
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -74,7 +78,6 @@ def serve(path: str) -> int:
 def _one_run(conn: socket.socket) -> None:
     import json
     import select
-    import signal
 
     msg, fds, _, _ = socket.recv_fds(conn, 1 << 22, 3)
     if len(fds) != 3:
@@ -91,34 +94,38 @@ def _one_run(conn: socket.socket) -> None:
         os.close(fd)
     status = 0
     running = set(children)
-    while running:
-        for pid in list(running):
-            done, status_word = os.waitpid(pid, os.WNOHANG)
-            if done:
-                running.discard(pid)
-                code = os.waitstatus_to_exitcode(status_word)
-                if code != 0 and status == 0:
-                    # One share failed: the mutant is killed, the others need not finish.
-                    status = code if code > 0 else 128 - code
-                    for other in running:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(other, signal.SIGKILL)
-        if not running:
-            break
-        readable, _, _ = select.select([conn], [], [], 0.05)
-        if readable and not conn.recv(1):  # the client went away: so does the run
-            for pid in running:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-            for pid in running:
+    try:
+        while running:
+            for pid in list(running):
+                done, status_word = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    running.discard(pid)
+                    code = os.waitstatus_to_exitcode(status_word)
+                    if code != 0 and status == 0:
+                        # One share failed: the mutant is killed, the rest need not run.
+                        status = code if code > 0 else 128 - code
+                        _kill(running)
+            if not running:
+                break
+            readable, _, _ = select.select([conn], [], [], 0.05)
+            if readable and not conn.recv(1):  # the client went away: so does the run
+                return
+        with contextlib.suppress(OSError):
+            conn.sendall(struct.pack("!i", status))
+    finally:
+        # The forks' sessions: what a run left (it should leave nothing), or a run
+        # cut short (its client gone, the server stopped).
+        _kill(children)
+        for pid in running:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-            return
-    # Anything a run left in its session (it should have left nothing) goes too.
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError):
+
+
+def _kill(sessions: Iterable[int]) -> None:
+
+    for pid in sessions:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        conn.sendall(struct.pack("!i", status))
 
 
 def _fork_pytest(request: dict[str, Any], fds: list[int], args: list[str]) -> int:
@@ -127,6 +134,7 @@ def _fork_pytest(request: dict[str, Any], fds: list[int], args: list[str]) -> in
         return pid
     code = 1
     try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.setsid()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
