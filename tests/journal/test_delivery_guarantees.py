@@ -297,6 +297,53 @@ async def test_a_running_journal_retries_past_the_tries_a_closing_one_gives_up_a
             assert stored_events(dirs) == [(1, 0)]
 
 
+@pytest.mark.slow
+async def test_a_closing_journal_gives_up_a_batch_the_database_keeps_refusing(
+    dirs: DaemonDirs,
+) -> None:
+    """Stopping must not wait forever on a database that refuses every write: the
+    closing journal tries a batch CLOSING_RETRIES times, then gives it up (and logs
+    what was lost); the deadline only stops the test if it hangs."""
+    async with open_store(dirs, busy_timeout_ms=BUSY_TIMEOUT_MS) as store:
+        session_id = await new_session(store)
+        refusals = Refusals()
+        with engine_event("handle_error", refusals), write_lock_held(dirs):
+            with trio.fail_after(WAIT_S):
+                async with journal.Journal.open(store) as jr:
+                    await jr.submit(session_id, update(0))
+                    await refusals.at_least(1)
+            assert refusals.count == CLOSING_RETRIES
+    assert stored_events(dirs) == []
+
+
+async def test_events_queued_when_the_journal_is_cancelled_are_still_written(
+    dirs: DaemonDirs,
+) -> None:
+    """The writer is shielded: cancelling the scope the journal runs in (the daemon
+    stopping) ends the producers, not the writes of what they had queued."""
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        with trio.CancelScope() as scope:
+            async with journal.Journal.open(store) as jr:
+                for n in range(3):
+                    await jr.submit(session_id, update(n))
+                scope.cancel()
+                await trio.lowlevel.checkpoint()  # raises Cancelled: the producer ends
+        assert scope.cancelled_caught
+        assert stored_events(dirs) == [(1, 0), (2, 1), (3, 2)]
+
+
+async def test_the_store_commits_events_after_the_journal_closed(dirs: DaemonDirs) -> None:
+    """Once the journal is gone nothing is published, and a write that appends an
+    event (a status change late in a shutdown) still commits."""
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        async with journal.Journal.open(store):
+            pass
+        await store.write(journal.append, session_id, update(0))
+        assert stored_events(dirs) == [(1, 0)]
+
+
 async def test_a_producer_faster_than_the_database_waits_for_it(dirs: DaemonDirs) -> None:
     """Back-pressure: while the database refuses writes, a producer can queue no
     more than the writer's queue; it waits, and loses nothing."""
