@@ -344,6 +344,30 @@ async def test_the_store_commits_events_after_the_journal_closed(dirs: DaemonDir
         assert stored_events(dirs) == [(1, 0)]
 
 
+async def test_unsubscribed_subscriptions_are_forgotten_and_the_others_still_served(
+    dirs: DaemonDirs,
+) -> None:
+    """Unsubscribing one of a session's subscriptions, or a subscription to every
+    session, leaves nothing of it in the journal (no leak) and the session's other
+    subscription still gets live events."""
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        async with journal.Journal.open(store) as jr:
+            kept = await jr.subscribe(session_id, after=0)
+            gone = [await jr.subscribe(session_id, after=0), await jr.subscribe(None, after=0)]
+            assert jr.subscribers == 3
+            for sub in gone:
+                jr.unsubscribe(sub)
+            assert jr.subscribers == 1
+            received = Received()
+            async with running(jr, kept, received):
+                await received.live(jr, session_id)
+                await jr.submit(session_id, update(1))
+                await received.at_least(2)
+            assert jr.subscribers == 0
+    assert [n for _, _, n in received.events] == [PROBE, 1]
+
+
 async def test_a_producer_faster_than_the_database_waits_for_it(dirs: DaemonDirs) -> None:
     """Back-pressure: while the database refuses writes, a producer can queue no
     more than the writer's queue; it waits, and loses nothing."""
