@@ -97,14 +97,18 @@ def _one_run(conn: socket.socket) -> None:
     try:
         while running:
             for pid in list(running):
-                done, status_word = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    running.discard(pid)
-                    code = os.waitstatus_to_exitcode(status_word)
-                    if code != 0 and status == 0:
-                        # One share failed: the mutant is killed, the rest need not run.
-                        status = code if code > 0 else 128 - code
-                        _kill(running)
+                if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                    continue
+                # Exited but not reaped yet: its session id cannot be anyone else's, so
+                # what it left in its session (it should leave nothing) can be killed.
+                _kill([pid])
+                _, status_word = os.waitpid(pid, 0)
+                running.discard(pid)
+                code = os.waitstatus_to_exitcode(status_word)
+                if code != 0 and status == 0:
+                    # One share failed: the mutant is killed, the rest need not run.
+                    status = code if code > 0 else 128 - code
+                    _kill(running)
             if not running:
                 break
             readable, _, _ = select.select([conn], [], [], 0.05)
@@ -113,9 +117,9 @@ def _one_run(conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
             conn.sendall(struct.pack("!i", status))
     finally:
-        # The forks' sessions: what a run left (it should leave nothing), or a run
-        # cut short (its client gone, the server stopped).
-        _kill(children)
+        # A run cut short (its client gone, the server stopped): its forks, never
+        # reaped yet, so their session ids are still theirs.
+        _kill(running)
         for pid in running:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
