@@ -368,6 +368,91 @@ async def test_unsubscribed_subscriptions_are_forgotten_and_the_others_still_ser
     assert [n for _, _, n in received.events] == [PROBE, 1]
 
 
+class Stalled(Received):
+    """A transport that takes nothing while :attr:`gate` is not set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = trio.Event()
+        self.gate.set()
+
+    async def send(self, frames: list[bytes]) -> None:
+        await self.gate.wait()
+        await super().send(frames)
+
+
+async def test_a_subscriber_to_every_session_that_falls_behind_loses_nothing(
+    dirs: DaemonDirs,
+) -> None:
+    """A subscription to every session has no seq to see a gap by: when its queue
+    overflows it must drop to catching up from the database, or the events it
+    dropped from the queue are lost."""
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        async with journal.Journal.open(store) as jr:
+            sub = await jr.subscribe(None, after=0, queue_size=2)
+            received = Stalled()
+            async with running(jr, sub, received):
+                await received.live(jr, session_id)
+                await trio.testing.wait_all_tasks_blocked()
+                received.gate = trio.Event()  # the first event sent stalls; 3 overflow
+                for n in range(6):
+                    await jr.submit(session_id, update(n))
+                    await jr.flush()
+                    await trio.testing.wait_all_tasks_blocked()
+                received.gate.set()
+                await received.at_least(7)
+                await trio.testing.wait_all_tasks_blocked()
+            assert sub.caught_up == 1
+    assert [n for _, _, n in received.events] == [PROBE, *range(6)]
+
+
+class PausedSecondRead:
+    """The store as a subscription sees it, its second read (the one made once it
+    is live) held until :attr:`resume` is set."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.reads = 0
+        self.second_read = trio.Event()
+        self.resume = trio.Event()
+
+    async def read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        if self.reads == 2:
+            self.second_read.set()
+            await self.resume.wait()
+        return await self.store.read(fn, *args, **kwargs)
+
+
+async def test_a_subscriber_that_falls_behind_while_going_live_catches_up(
+    dirs: DaemonDirs,
+) -> None:
+    """The send of what the read made on going live stalls, and meanwhile the queue
+    overflows: the subscription must catch up from the database after that send,
+    not wait for live events it no longer takes."""
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        paused = PausedSecondRead(store)
+        sub = journal.Subscription(paused, 1, None, 0, queue_size=2)
+        store.on_commit = sub.offer  # what the journal's publish does, for one subscriber
+        received = Stalled()
+        received.gate = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sub.run, received.send, received.encode)
+            await paused.second_read.wait()  # live now, its second read not made yet
+            await store.write(journal.append, session_id, update(0))
+            paused.resume.set()
+            await trio.testing.wait_all_tasks_blocked()  # sending event 0: stalled
+            for n in range(1, 4):  # 1 queued, 2 overflows the queue, 3 not taken
+                await store.write(journal.append, session_id, update(n))
+            received.gate.set()
+            await received.at_least(4)
+            sub.close()
+        assert sub.caught_up == 1
+        assert [n for _, _, n in received.events] == [0, 1, 2, 3]
+
+
 async def test_a_producer_faster_than_the_database_waits_for_it(dirs: DaemonDirs) -> None:
     """Back-pressure: while the database refuses writes, a producer can queue no
     more than the writer's queue; it waits, and loses nothing."""
