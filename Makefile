@@ -38,8 +38,8 @@ test-agents: $(VENV)/.installed-test install-agents
 # the socket's peer check (.ci/mutmut_config.py, docs/mutation.md). One coverage run, then
 # each mutant against only its module's tests that ran its line, through a fork server, two
 # at once. Prints killed/survived/timeout per module and the survivors. MODULES=path ... for
-# a subset. ~720 mutants. Not yet under 30 min: a first run on this shared 2-core machine at
-# nice 19 (load ~4) tested 108 mutants in 27 min; extrapolated 2-2.5 h at that load, ~30-40
+# a subset. ~720 mutants. Not yet under 30 min: full runs on this shared 2-core machine at
+# nice 19 (load 2-4) tested 9.5-13.6 s a mutant: 1.5-2.5 h at that load, ~30-40
 # min idle (docs/mutation.md). Later runs re-test only changed lines (all if tests change).
 mutate: $(VENV)/.installed-mutate
 	$(PY) .ci/mutate $(MODULES)
