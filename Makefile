@@ -35,9 +35,12 @@ test-agents: $(VENV)/.installed-test install-agents
 	$(BIN)/pytest -q -m agents tests/real_agents $(PYTEST_ARGS)
 
 # Mutation testing (mutmut 2) of the journal, snapshot/removal, audit, secret masking and
-# the socket's peer check, each mutant against its module's tests (.ci/mutmut_config.py).
-# Prints killed/survived/timeout per module and the survivors. MODULES=path ... for a subset.
-# ~740 mutants: the first run takes 1.5-3 h on 2 cores; later ones re-test only survivors.
+# the socket's peer check (.ci/mutmut_config.py, docs/mutation.md). One coverage run, then
+# each mutant against only its module's tests that ran its line, through a fork server, two
+# at once. Prints killed/survived/timeout per module and the survivors. MODULES=path ... for
+# a subset. ~720 mutants. Not yet under 30 min: full runs on this shared 2-core machine at
+# nice 19 (load 2-4) tested 9.5-13.6 s a mutant: 1.5-2.5 h at that load, ~30-40
+# min idle (docs/mutation.md). Later runs re-test only changed lines (all if tests change).
 mutate: $(VENV)/.installed-mutate
 	$(PY) .ci/mutate $(MODULES)
 

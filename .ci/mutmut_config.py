@@ -7,32 +7,99 @@ subprocesses the tests start run the mutant too (mutmut 3 copies the project int
 ``mutants/`` and switches mutants inside the test process only).
 
 :data:`TARGETS` is the one table: which file, which of its functions (``None``:
-all of it), and the tests that cover it. Each mutant runs only its file's tests,
-with ``-x``, which keeps a full run bounded.
+all of it), and the tests that may cover it. What is mutated, and why:
+
+- ``mimird/journal/{writer,events,subscriptions}.py``, whole: invariants 1-3
+  (committed before seen, gapless ``seq``, exactly once in order across the
+  replay/live seam, a slow subscriber falls back to catching up). Every line of
+  them is on those paths.
+- ``mimird/workspaces/git.py``, the snapshot and removal functions only
+  (invariant 4: no worktree removed while it holds work no ref reaches). The rest
+  of the file (diff stats, drift, provisioning, restore) carries no invariant of
+  the list and would triple the run.
+- ``mimird/rpc/audit.py``, whole: every mutating call that runs is recorded, its
+  secrets masked, a full disk loses at most the documented rows.
+- ``mimird/secrets.py``, whole: invariant 9 (no secret in a log or an event).
+- ``mimird/rpc/server.py``, the peer check and the refusals around it only
+  (invariant 6: only the daemon's uid uses the socket); the framing and dispatch
+  are held by the fuzz tests, which are too slow to run per mutant.
+
+Not mutated anywhere: module-level tuning constants (``NAME = <number>``: queue
+and batch sizes, retry delays, caps; :func:`tuning_constant`). A change of one
+by one (mutmut's only number mutation) is not what an invariant rests on: what
+does is that the bound is enforced, and the comparisons that enforce it are
+mutated. The tests that pin a bound import the constant, so its mutant could not
+be killed anyway, and each one cost a run of every test that starts a daemon.
+
+How a run stays under 30 minutes on 2 cores (the measured figure is in
+docs/mutation.md):
+
+1. **One coverage run first** (mutmut's baseline: :func:`runner` is
+   ``.ci/mutate --coverage``): the TARGETS tests once, under coverage.py with
+   one dynamic context per test (``.ci/mutate_contexts.py``), in the pytest
+   process and in every Python subprocess a test starts (daemons, mimirctl:
+   ``.ci/coverage-startup/sitecustomize.py``). It writes, per target line, the
+   node ids of the tests that ran it, and each test's duration, to
+   ``.mutmut-coverage/map.json``.
+2. **Per mutant, only the tests that run its line** (:func:`select`), fastest
+   first, ``-x``. A line inside a function body runs only when a test calls it,
+   so a test that never runs it cannot see the mutant: leaving it out changes no
+   verdict. All the lines of the statement count (a statement split over lines
+   records only some of them). A line that runs at import (a def's decorators
+   and defaults, a class body, a module-level name) is traced to where what it
+   defines is used (:func:`_module_level`); when that cannot be told (another
+   product module imports the name), every test file of the target runs.
+   A mutant on a line no test runs is not skipped: it is reported as a survivor
+   marked "no test runs this line".
+3. **A fork server** (``.ci/mutate_forkserver.py``) runs each pytest: the
+   third-party imports (~1.6 s of a 2 s run of one short test) are paid once.
+   The product and the tests are imported fresh in each fork, from disk, with
+   ``PYTHONDONTWRITEBYTECODE`` and no cached bytecode of the mutated files, so
+   every run sees the mutant. A mutant's tests are shared between :data:`JOBS`
+   forks running at once (the same mutant on disk for all; a failure in any
+   kills it).
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import hashlib
+import json
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-#: pytest for one mutant: stop at the first failure; a hung test fails after 60 s.
-PYTEST = ".venv/bin/python -m pytest -x -q -p no:cacheprovider -m 'not agents' --timeout=60"
+#: Where the coverage run leaves its map, its data, and the fork server's socket.
+WORKDIR = Path(".mutmut-coverage")
+MAP = WORKDIR / "map.json"
+SOCKET = WORKDIR / "forkserver.sock"
+SELECTED = WORKDIR / "selected.txt"
+
+#: pytest's options for a mutant's run (the fork server adds nothing).
+PYTEST_OPTIONS = (
+    "-x -q -p no:cacheprovider -m 'not agents' -W ignore::pytest.PytestAssertRewriteWarning"
+)
+#: A mutant's tests run in this many pytest processes at once (2 cores).
+JOBS = 2
+#: A mutant's test that takes this much longer than it did in the coverage run
+#: (times its duration there, plus the seconds) is stopped and fails: a hang the mutant caused.
+TIMEOUT_FACTOR, TIMEOUT_BASE, TIMEOUT_MAX = 3, 5, 60
 
 
 class Target(NamedTuple):
     #: Functions (or ``Class.method``) whose lines are mutated; ``None``: the whole file.
     functions: tuple[str, ...] | None
-    #: The tests that cover them.
+    #: The tests that may cover them (the coverage run runs them all).
     tests: tuple[str, ...]
 
 
 _JOURNAL_TESTS = (
     "tests/journal/test_journal.py",
     "tests/journal/test_journal_streaming.py",
+    "tests/journal/test_delivery_guarantees.py",
+    "tests/journal/test_unsubscribe.py",
 )
 
 TARGETS: dict[str, Target] = {
@@ -56,6 +123,7 @@ TARGETS: dict[str, Target] = {
             "tests/workspaces/test_worktrees.py",
             "tests/workspaces/test_snapshot_removal.py",
             "tests/sessions/test_sessions_work_safety.py",
+            "tests/sessions/test_project_remove_force.py",
         ),
     ),
     "mimird/rpc/audit.py": Target(
@@ -63,6 +131,7 @@ TARGETS: dict[str, Target] = {
         (
             "tests/rpc/test_audit.py",
             "tests/rpc/test_audit_log.py",
+            "tests/rpc/test_audit_coverage.py",
             "tests/sessions/test_sessions_audit.py",
         ),
     ),
@@ -87,16 +156,31 @@ def _existing(tests: tuple[str, ...]) -> list[str]:
     return [test for test in tests if Path(test).exists()]
 
 
-def runner(tests: list[str]) -> str:
-    """The command for ``tests``. mutmut 2 counts only exit status 1 as a killed
-    mutant: one that breaks the import (pytest's 2, errors during collection) would
-    count as surviving, so any failure exits 1. (mutmut splits it with shlex.)"""
-    pytest = " ".join([PYTEST, *_existing(tuple(dict.fromkeys(tests)))])
-    return f"sh -c {shlex.quote(pytest + ' || exit 1')}"
+def tests_of(paths: list[str]) -> list[str]:
+    """The test files of ``paths``' targets, each once, those that exist."""
+    return _existing(tuple(dict.fromkeys(t for p in paths for t in TARGETS[p].tests)))
 
 
-def test_command(path: str) -> str:
-    return runner(list(TARGETS[path].tests))
+def runner(paths: list[str]) -> str:
+    """mutmut's runner, which mutmut runs once unmutated as its baseline: the
+    coverage run over ``paths``' tests (it fails when a test fails). Each mutant's
+    command is set by :func:`pre_mutation`. (mutmut splits it with shlex.)"""
+    return shlex.join([".venv/bin/python", ".ci/mutate", "--coverage", *paths])
+
+
+def fingerprint(paths: list[str]) -> str:
+    """What the coverage map depends on: the targets' sources and every test file."""
+    digest = hashlib.sha256(repr(sorted(paths)).encode())
+    for path in sorted({*paths, *map(str, Path("tests").rglob("*.py"))}):
+        digest.update(path.encode())
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def _map() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(MAP.read_text())
+    return data
 
 
 @functools.cache
@@ -140,14 +224,255 @@ def _defined(tree: ast.Module, qualname: str) -> bool:
     return True
 
 
+@functools.cache
+def _statements(path: str) -> dict[int, tuple[range, bool]]:
+    """For each 1-based line of ``path``: the lines of the innermost statement (or
+    clause header) it belongs to, and whether that runs only inside a function call."""
+    tree = ast.parse(Path(path).read_text())
+    spans: dict[int, tuple[range, bool]] = {}
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.stmt | ast.ExceptHandler | ast.match_case):
+                start = child.pattern.lineno if isinstance(child, ast.match_case) else child.lineno
+                end = getattr(child, "end_lineno", None) or start
+                body = getattr(child, "body", None)
+                if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+                    # A compound statement owns its header; its body's lines belong
+                    # to the statements in it (visited next, so they overwrite).
+                    end = body[0].lineno - 1
+                span = range(start, max(start, end) + 1)
+                for line in span:
+                    spans[line] = (span, in_function)
+                inner = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+                # A def's header (decorators, defaults) runs where the def is.
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                    for line in range(
+                        min([start, *(d.lineno for d in child.decorator_list)]), start
+                    ):
+                        spans[line] = (span, in_function)
+                visit(child, inner)
+            else:
+                visit(child, in_function)
+
+    visit(tree, False)
+    return spans
+
+
+def _covered(path: str, lines: Iterable[int]) -> set[str]:
+    """The tests of ``path``'s target (its TARGETS test files) that ran ``lines``.
+    (The coverage run runs every target's tests: a daemon test of one target runs
+    the journal too, but the journal's mutants are judged by the journal's tests.)"""
+    covered = _map()["lines"].get(path, {})
+    own = set(TARGETS[path].tests)
+    return {node for n in lines for node in covered.get(str(n), ()) if node.split("::")[0] in own}
+
+
+def _body_lines(node: ast.AST) -> range:
+    """The lines of a def's or a class's body (not its header or decorators)."""
+    body = node.body  # type: ignore[attr-defined]
+    return range(body[0].lineno, (node.end_lineno or body[0].lineno) + 1)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _tree(path: str) -> ast.Module:
+    return ast.parse(Path(path).read_text())
+
+
+def _chain(tree: ast.Module, line: int) -> list[ast.AST]:
+    """The nodes around ``line``, outermost first, down to its innermost statement."""
+    chain: list[ast.AST] = []
+    scope: ast.AST = tree
+    while True:
+        inner = [
+            child
+            for child in ast.iter_child_nodes(scope)
+            if isinstance(child, ast.stmt | ast.ExceptHandler | ast.match_case)
+            and _first_line(child) <= line <= (getattr(child, "end_lineno", None) or 0)
+        ]
+        if not inner:
+            return chain
+        scope = inner[0]
+        chain.append(scope)
+
+
+def _first_line(node: ast.AST) -> int:
+    decorators: list[ast.expr] = getattr(node, "decorator_list", [])
+    if isinstance(node, ast.match_case):
+        return node.pattern.lineno
+    first: int = getattr(node, "lineno", 0)
+    return min([first, *(d.lineno for d in decorators)])
+
+
+@functools.cache
+def _imports_of(module: str, name: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The product modules and the test files that import ``name`` from ``module``
+    (or from its package, when the package re-exports it), or use it as
+    ``module.name``."""
+    package, _, leaf = module.rpartition(".")
+    sources = [module]
+    init = Path(package.replace(".", "/")) / "__init__.py"
+    if init.exists() and _imports(ast.parse(init.read_text()), module, leaf, name):
+        sources.append(package)
+    product: set[str] = set()
+    tests: set[str] = set()
+    for file in [*Path("mimird").rglob("*.py"), *Path("tests").rglob("*.py")]:
+        text = file.read_text()
+        if name not in text or str(file) == module.replace(".", "/") + ".py":
+            continue
+        tree = ast.parse(text)
+        if any(_imports(tree, source, leaf, name) for source in sources):
+            (tests if file.parts[0] == "tests" else product).add(str(file))
+    return frozenset(product), frozenset(tests)
+
+
+def _imports(tree: ast.Module, module: str, leaf: str, name: str) -> bool:
+    package = module.rpartition(".")[0]
+    aliases: set[str] = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module == module
+            and any(a.name == name for a in node.names)
+        ):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == package:
+            aliases |= {a.asname or a.name for a in node.names if a.name == leaf}
+    return any(
+        isinstance(node, ast.Attribute)
+        and node.attr == name
+        and isinstance(node.value, ast.Name)
+        and node.value.id in aliases
+        for node in ast.walk(tree)
+    )
+
+
+def _module_level(path: str, line: int, seen: frozenset[str] = frozenset()) -> set[str] | None:
+    """The tests that can see a mutant of a line that runs at import (``None``: no
+    way to tell, run every test file of the target). Such a line's effect shows
+    only where what it defines is used: a def's header (decorators, defaults) in
+    calls of the def, so in the tests that ran its body; a class's header and
+    class-level lines in the tests that ran its methods or used its name; a
+    module-level name in the tests that ran a line reading it, and in the test
+    files that import it. A name other product modules import: ``None``."""
+    tree = _tree(path)
+    chain = _chain(tree, line)
+    for node in reversed(chain):  # innermost def or class around the line
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            return _covered(path, _body_lines(node))
+        if isinstance(node, ast.ClassDef):
+            methods = [
+                n for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+            ]
+            used = _readers(path, tree, {node.name}, seen)
+            if used is None:
+                return None
+            return used | {t for m in methods for t in _covered(path, _body_lines(m))}
+    if not chain or not isinstance(chain[0], ast.Assign | ast.AnnAssign):
+        return None
+    statement = chain[0]
+    targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+    names = {t.id for t in targets if isinstance(t, ast.Name)}
+    if len(names) != len(targets):
+        return None
+    return _readers(path, tree, names, seen)
+
+
+def _readers(path: str, tree: ast.Module, names: set[str], seen: frozenset[str]) -> set[str] | None:
+    """The tests that read ``names`` (see :func:`_module_level`)."""
+    names -= seen
+    seen |= names
+    module = path.removesuffix(".py").replace("/", ".")
+    found: set[str] = set()
+    for name in names:
+        product, tests = _imports_of(module, name)
+        if product:
+            return None
+        found |= set(tests)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in names and isinstance(node.ctx, ast.Load):
+            span, in_function = _statements(path).get(node.lineno, (range(0), False))
+            if in_function:
+                found |= _covered(path, span)
+            else:
+                around = _module_level(path, node.lineno, seen)
+                if around is None:
+                    return None
+                found |= around
+    return found
+
+
+def select(path: str, line: int) -> list[str] | None:
+    """The tests to run against a mutant on ``line`` (1-based) of ``path``, fastest
+    first: the node ids that ran that statement (or, for a line that runs at
+    import, see :func:`_module_level`), test files whole after them. ``[]``: no
+    test runs it. ``None``: no coverage map."""
+    if not MAP.exists():
+        return None
+    span, in_function = _statements(path).get(line, (range(line, line + 1), False))
+    tests = _covered(path, span) if in_function else _module_level(path, line)
+    if tests is None:
+        return _existing(TARGETS[path].tests)
+    durations: dict[str, float] = _map()["durations"]
+    return sorted(tests, key=lambda t: ("::" not in t, durations.get(t, 0.0), t))
+
+
+def command(tests: list[str]) -> str:
+    """The shell command for one mutant: ``tests`` through the fork server. mutmut 2
+    counts only exit status 1 as killed: one that breaks the import (pytest's 2,
+    errors during collection) would count as surviving, so any failure exits 1."""
+    if not tests:
+        return "sh -c 'echo no test runs this line'"
+    durations: dict[str, float] = _map()["durations"] if MAP.exists() else {}
+    # A whole file (no "::"): its slowest test.
+    longest = max(
+        (
+            d
+            for node, d in durations.items()
+            if any(node.partition("::")[0] == t or node == t for t in tests)
+        ),
+        default=TIMEOUT_MAX,
+    )
+    timeout = min(TIMEOUT_MAX, int(TIMEOUT_BASE + TIMEOUT_FACTOR * longest))
+    SELECTED.write_text("".join(f"{t}\n" for t in tests))
+    run = f".venv/bin/python .ci/mutate_forkserver.py run {SOCKET} {JOBS} {SELECTED} --"
+    pytest = f"{run} {PYTEST_OPTIONS} --timeout={timeout}"
+    return f"sh -c {shlex.quote(pytest + ' || exit 1')}"
+
+
 def _relative(filename: str) -> str:
     path = Path(filename)
     return str(path.resolve().relative_to(Path.cwd())) if path.is_absolute() else str(path)
 
 
+def _number(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, int | float) and not isinstance(node.value, bool)
+    if isinstance(node, ast.BinOp):
+        return _number(node.left) and _number(node.right)
+    return False
+
+
+def tuning_constant(path: str, line: int) -> bool:
+    """Whether ``line`` (1-based) is in a module-level ``NAME = <number>`` (or
+    ``NAME: Final = 16 * 1024``): a size, a count or a delay, not mutated (see the
+    module's docstring)."""
+    chain = _chain(_tree(path), line)
+    if len(chain) != 1 or not isinstance(chain[0], ast.Assign | ast.AnnAssign):
+        return False
+    statement = chain[0]
+    target = statement.targets[0] if isinstance(statement, ast.Assign) else statement.target
+    return (
+        isinstance(target, ast.Name)
+        and target.id.lstrip("_").isupper()
+        and statement.value is not None
+        and _number(statement.value)
+    )
+
+
 def pre_mutation(context: Any) -> None:
-    """mutmut's hook: skip lines outside the chosen functions, and run only the
-    mutated file's tests."""
+    """mutmut's hook: skip lines outside the chosen functions and tuning constants,
+    and run only the tests that run the mutated line."""
     path = _relative(context.filename)
     target = TARGETS[path]
     if target.functions is not None and context.current_line_index not in _lines_of(
@@ -155,4 +480,10 @@ def pre_mutation(context: Any) -> None:
     ):
         context.skip = True
         return
-    context.config.test_command = test_command(path)
+    if tuning_constant(path, context.current_line_index + 1):
+        context.skip = True
+        return
+    tests = select(path, context.current_line_index + 1)
+    if tests is None:
+        raise SystemExit("mutmut_config: no coverage map; run make mutate (.ci/mutate)")
+    context.config.test_command = command(tests)

@@ -119,6 +119,8 @@ class Subscription:
                 if len(stored) == CATCH_UP_PAGE:
                     self._live = False
                     continue
+                if not self._live:
+                    continue  # it fell behind during that send: catch up again
             if not self._queue:
                 self._wake = trio.Event()
                 if not self._closed:

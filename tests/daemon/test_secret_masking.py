@@ -58,3 +58,22 @@ def test_the_longest_possible_start_of_a_secret_is_held() -> None:
     assert steps[2] == [(0, "x ***")], "'ab' may start another 'abab'"
     assert steps[3] == [(1, "***"), (2, "***"), (3, " end")]
     assert steps[4] == []
+
+
+def test_a_secret_whole_in_a_later_held_chunk_is_masked_at_flush() -> None:
+    # "abc" is whole in the second chunk while "yabc" may still become "yabcq": both
+    # chunks are held until the flush, which must find "abc" where the held text has it.
+    assert feed_all({"yabcq", "abc"}, ["y", "abc"]) == [[], [], [(0, "y"), (1, MASK)]]
+
+
+def test_chunks_are_released_only_up_to_the_open_tail() -> None:
+    # "xab" ends with "ab", which "cdef" completes into the secret: "a", "b" and "c"
+    # may go, "xab" may not, though it is shorter than what was released before it.
+    assert feed_all({"abcdef"}, ["a", "b", "c", "xab", "cdef"]) == [
+        [],
+        [],
+        [],
+        [(0, "a"), (1, "b"), (2, "c")],
+        [(3, "x***"), (4, MASK)],
+        [],
+    ]

@@ -22,7 +22,7 @@ import trio.testing
 from mimird import journal
 from mimird.config import DatabaseSection
 from mimird.errors import StorageError
-from mimird.journal.writer import BATCH_MAX
+from mimird.journal.writer import BATCH_MAX, CLOSING_RETRIES
 from mimird.store import Store, schema
 from tests.journal.test_search import add_project, add_session
 from tests.support.helpers import DaemonDirs
@@ -276,6 +276,181 @@ async def test_a_batch_the_database_refuses_is_retried_until_it_lands_in_order(
                 await received.at_least(total)
                 await trio.testing.wait_all_tasks_blocked()
             assert [(seq, n) for _, seq, n in received.events] == expected
+
+
+@pytest.mark.slow
+async def test_a_running_journal_retries_past_the_tries_a_closing_one_gives_up_after(
+    dirs: DaemonDirs,
+) -> None:
+    """Only a journal that is closing gives a refused batch up (after CLOSING_RETRIES
+    tries): while it runs, the batch is retried for as long as it is refused (one
+    try a second: this test waits that long)."""
+    async with open_store(dirs, busy_timeout_ms=BUSY_TIMEOUT_MS) as store:
+        session_id = await new_session(store)
+        async with journal.Journal.open(store) as jr:
+            refusals = Refusals()
+            with engine_event("handle_error", refusals), write_lock_held(dirs):
+                await jr.submit(session_id, update(0))
+                await refusals.at_least(CLOSING_RETRIES + 1)
+            with trio.fail_after(WAIT_S):
+                await jr.flush()
+            assert stored_events(dirs) == [(1, 0)]
+
+
+@pytest.mark.slow
+async def test_a_closing_journal_gives_up_a_batch_the_database_keeps_refusing(
+    dirs: DaemonDirs,
+) -> None:
+    """Stopping must not wait forever on a database that refuses every write: the
+    closing journal tries a batch CLOSING_RETRIES times, then gives it up (and logs
+    what was lost); the deadline only stops the test if it hangs."""
+    async with open_store(dirs, busy_timeout_ms=BUSY_TIMEOUT_MS) as store:
+        session_id = await new_session(store)
+        refusals = Refusals()
+        with engine_event("handle_error", refusals), write_lock_held(dirs):
+            with trio.fail_after(WAIT_S):
+                async with journal.Journal.open(store) as jr:
+                    await jr.submit(session_id, update(0))
+                    await refusals.at_least(1)
+            assert refusals.count == CLOSING_RETRIES
+    assert stored_events(dirs) == []
+
+
+async def test_events_queued_when_the_journal_is_cancelled_are_still_written(
+    dirs: DaemonDirs,
+) -> None:
+    """The writer is shielded: cancelling the scope the journal runs in (the daemon
+    stopping) ends the producers, not the writes of what they had queued."""
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        with trio.CancelScope() as scope:
+            async with journal.Journal.open(store) as jr:
+                for n in range(3):
+                    await jr.submit(session_id, update(n))
+                scope.cancel()
+                await trio.lowlevel.checkpoint()  # raises Cancelled: the producer ends
+        assert scope.cancelled_caught
+        assert stored_events(dirs) == [(1, 0), (2, 1), (3, 2)]
+
+
+async def test_the_store_commits_events_after_the_journal_closed(dirs: DaemonDirs) -> None:
+    """Once the journal is gone nothing is published, and a write that appends an
+    event (a status change late in a shutdown) still commits."""
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        async with journal.Journal.open(store):
+            pass
+        await store.write(journal.append, session_id, update(0))
+        assert stored_events(dirs) == [(1, 0)]
+
+
+async def test_unsubscribed_subscriptions_are_forgotten_and_the_others_still_served(
+    dirs: DaemonDirs,
+) -> None:
+    """Unsubscribing one of a session's subscriptions, or a subscription to every
+    session, leaves nothing of it in the journal (no leak) and the session's other
+    subscription still gets live events."""
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        async with journal.Journal.open(store) as jr:
+            kept = await jr.subscribe(session_id, after=0)
+            gone = [await jr.subscribe(session_id, after=0), await jr.subscribe(None, after=0)]
+            assert jr.subscribers == 3
+            for sub in gone:
+                jr.unsubscribe(sub)
+            assert jr.subscribers == 1
+            received = Received()
+            async with running(jr, kept, received):
+                await received.live(jr, session_id)
+                await jr.submit(session_id, update(1))
+                await received.at_least(2)
+            assert jr.subscribers == 0
+    assert [n for _, _, n in received.events] == [PROBE, 1]
+
+
+class Stalled(Received):
+    """A transport that takes nothing while :attr:`gate` is not set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = trio.Event()
+        self.gate.set()
+
+    async def send(self, frames: list[bytes]) -> None:
+        await self.gate.wait()
+        await super().send(frames)
+
+
+async def test_a_subscriber_to_every_session_that_falls_behind_loses_nothing(
+    dirs: DaemonDirs,
+) -> None:
+    """A subscription to every session has no seq to see a gap by: when its queue
+    overflows it must drop to catching up from the database, or the events it
+    dropped from the queue are lost."""
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        async with journal.Journal.open(store) as jr:
+            sub = await jr.subscribe(None, after=0, queue_size=2)
+            received = Stalled()
+            async with running(jr, sub, received):
+                await received.live(jr, session_id)
+                await trio.testing.wait_all_tasks_blocked()
+                received.gate = trio.Event()  # the first event sent stalls; 3 overflow
+                for n in range(6):
+                    await jr.submit(session_id, update(n))
+                    await jr.flush()
+                    await trio.testing.wait_all_tasks_blocked()
+                received.gate.set()
+                await received.at_least(7)
+                await trio.testing.wait_all_tasks_blocked()
+            assert sub.caught_up == 1
+    assert [n for _, _, n in received.events] == [PROBE, *range(6)]
+
+
+class PausedSecondRead:
+    """The store as a subscription sees it, its second read (the one made once it
+    is live) held until :attr:`resume` is set."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.reads = 0
+        self.second_read = trio.Event()
+        self.resume = trio.Event()
+
+    async def read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        if self.reads == 2:
+            self.second_read.set()
+            await self.resume.wait()
+        return await self.store.read(fn, *args, **kwargs)
+
+
+async def test_a_subscriber_that_falls_behind_while_going_live_catches_up(
+    dirs: DaemonDirs,
+) -> None:
+    """The send of what the read made on going live stalls, and meanwhile the queue
+    overflows: the subscription must catch up from the database after that send,
+    not wait for live events it no longer takes."""
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        paused = PausedSecondRead(store)
+        sub = journal.Subscription(paused, 1, None, 0, queue_size=2)
+        store.on_commit = sub.offer  # what the journal's publish does, for one subscriber
+        received = Stalled()
+        received.gate = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sub.run, received.send, received.encode)
+            await paused.second_read.wait()  # live now, its second read not made yet
+            await store.write(journal.append, session_id, update(0))
+            paused.resume.set()
+            await trio.testing.wait_all_tasks_blocked()  # sending event 0: stalled
+            for n in range(1, 4):  # 1 queued, 2 overflows the queue, 3 not taken
+                await store.write(journal.append, session_id, update(n))
+            received.gate.set()
+            await received.at_least(4)
+            sub.close()
+        assert sub.caught_up == 1
+        assert [n for _, _, n in received.events] == [0, 1, 2, 3]
 
 
 async def test_a_producer_faster_than_the_database_waits_for_it(dirs: DaemonDirs) -> None:

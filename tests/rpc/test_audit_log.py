@@ -5,7 +5,10 @@ tests through the daemon let survive."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -122,3 +125,85 @@ async def test_rows_kept_for_a_full_disk_are_at_most_max_pending_rows(store: Sto
     for _ in range(MAX_PENDING_ROWS + 100):  # the first ones still fit in the last page
         await audit.record(CTX, "session.update", msgspec.json.encode(params), params)
     assert audit.pending == MAX_PENDING_ROWS
+
+
+# Run in a process of its own: the log lines are read from its stderr, written by
+# mimird's own logging setup (structlog caches a logger on first use, so capturing
+# them inside the test process depends on which test logged first).
+FULL_DISK_SCRIPT = """
+import sys
+from pathlib import Path
+import msgspec, trio
+from mimird import policy
+from mimird.config import DatabaseSection
+from mimird.log import configure_logging
+from mimird.rpc.audit import MAX_PENDING_ROWS, AuditLog
+from mimird.store import Store
+from tests.rpc.test_audit import set_max_pages
+from tests.rpc.test_audit_log import CTX, Note
+
+async def main(root):
+    async with Store.open(
+        Path(root, "mimir.db"), key=None, options=DatabaseSection(), backup_dir=Path(root, "b")
+    ) as store:
+        audit = AuditLog(store, policy.mask_config)
+        params = Note(description="small")
+
+        async def record(params=params):
+            await audit.record(CTX, "session.update", msgspec.json.encode(params), params)
+
+        async def disk(full):
+            pages = await store.read(
+                lambda conn: conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+            )
+            await store.write(set_max_pages, pages if full else 2**30)
+
+        await disk(full=True)
+        while audit.pending < MAX_PENDING_ROWS:
+            await record()
+        print("FULL", file=sys.stderr, flush=True)
+        await record()  # two rows past the bound: each one dropped and counted
+        await record()
+        await disk(full=False)
+        await record()  # the backlog, then this one: the drops are reported once
+        await record()  # no backlog: nothing to report
+        await disk(full=True)
+        await record(Note(description="x" * 50_000))  # needs new pages: kept
+        await disk(full=False)
+        await record()  # a backlog of one, nothing dropped since the last report
+
+configure_logging("info", "json")
+trio.run(main, sys.argv[1])
+"""
+
+
+def test_dropped_rows_are_counted_in_the_log_and_reported_once_written(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    after_full = done.stderr.split("FULL\n", 1)[1]
+    lines = [json.loads(line) for line in after_full.splitlines()]
+    events = [
+        {k: v for k, v in line.items() if k not in ("timestamp", "method", "error")}
+        for line in lines
+        if line["event"].startswith("audit_")
+    ]
+    assert events == [
+        {"event": "audit_write_failed", "level": "error", "pending": MAX_PENDING_ROWS + 1},
+        {"event": "audit_rows_dropped", "level": "warning", "count": 1, "total": 1},
+        {"event": "audit_write_failed", "level": "error", "pending": MAX_PENDING_ROWS + 1},
+        {"event": "audit_rows_dropped", "level": "warning", "count": 1, "total": 2},
+        {
+            "event": "audit_backlog_written",
+            "level": "warning",
+            "rows": MAX_PENDING_ROWS,
+            "dropped": 2,
+        },
+        {"event": "audit_write_failed", "level": "error", "pending": 1},
+        {"event": "audit_backlog_written", "level": "warning", "rows": 1, "dropped": 0},
+    ]
