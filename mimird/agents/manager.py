@@ -114,6 +114,7 @@ class AgentManager:
 
         Cancellation: none; the session is marked ``starting`` (shielded) and the
         host started before a cancel is seen."""
+        config = None if configs is None else self._current_config(row.id, configs)
         host = AgentHost(
             row=row,
             command=command,
@@ -126,8 +127,10 @@ class AgentManager:
             resume=resume,
             wanted=wanted,
             git_limiter=self.git_limiter,
-            config=None if configs is None else self._current_config(row.id, configs),
+            config=config,
         )
+        if config is not None:
+            host.turns.guard.effective = config
         self.hosts[row.id] = host
         await host.recorder.write(
             sessions.transition,
@@ -144,7 +147,8 @@ class AgentManager:
         self, session_id: str, configs: SessionConfigs
     ) -> Callable[[], Awaitable[policy.Effective]]:
         """Reads the session's configuration as it is at each call (a remembered
-        rule, a ``session.update``, a ``project.update`` apply at once)."""
+        rule, a ``session.update``, a ``project.update`` apply at once): what the
+        tool policy and the budgets are checked against."""
 
         async def current() -> policy.Effective:
             return await configs.effective(await self.store.read(sessions.get, session_id))
@@ -242,7 +246,7 @@ class AgentManager:
             )
             resume = row.status != "created"
             wanted = {key: effective.values[key] for key in ("model", "mode")}
-            host = await self.start(
+            return await self.start(
                 row,
                 command,
                 effective.secret_values(),
@@ -250,12 +254,6 @@ class AgentManager:
                 wanted=wanted,
                 configs=configs,
             )
-            host.turns.guard.effective = lambda: self._effective(row.id, configs)
-            return host
-
-    async def _effective(self, session_id: str, configs: SessionConfigs) -> policy.Effective:
-        """The session's configuration as it is now (a session.update changes it)."""
-        return await configs.effective(await self.store.read(sessions.get, session_id))
 
     async def check_budget(self, row: SessionRow, configs: SessionConfigs) -> bool:
         """Refuse work on a session whose budget is used up: raise
