@@ -485,18 +485,21 @@ class Renderer:
 
     def permission_request(self, data: dict[str, Any], *, hint: bool) -> None:
         """A permission request and its options on one line; with ``hint``, how to
-        answer it."""
+        answer it. A request the tool policy decided is no question: one dim line."""
         permission = visible(str(data.get("permission")))
         title = visible(permission_title(data))
+        policy = data.get("policy")
+        if isinstance(policy, dict) and policy.get("decision") in ("allow", "deny"):
+            # Decided by the tool policy at once: no question, the next line answers it.
+            self._line(f"  permission {permission} for {title}", "2")
+            return
         options = ", ".join(
             visible(f"{o.get('kind')} ({o.get('optionId')})")
             for o in data.get("options", [])
             if isinstance(o, dict)
         )
         self._line(f"? permission {permission} for {title}: {options}", "33")
-        policy = data.get("policy")
-        decided = isinstance(policy, dict) and policy.get("decision") in ("allow", "deny")
-        if hint and not decided:  # a decided request is answered already
+        if hint:
             self._line(f"  answer: mimirctl permission allow {permission}   (or deny)")
 
     # What PermissionAsker (mimirctl.ask) writes around the user's input.

@@ -108,3 +108,4 @@ async def test_prompt_shows_a_decided_request_with_its_rule_and_no_hint_to_answe
         out = done.stdout.decode()
         assert "allow by policy (tool_policy.execute 'pytest' from session): selected yes" in out
         assert "answer: mimirctl permission allow" not in out
+        assert "? permission" not in out  # no question: the policy answered it
