@@ -122,6 +122,7 @@ TARGETS: dict[str, Target] = {
         (
             "tests/workspaces/test_worktrees.py",
             "tests/workspaces/test_snapshot_removal.py",
+            "tests/workspaces/test_removal_edges.py",
             "tests/sessions/test_sessions_work_safety.py",
             "tests/sessions/test_project_remove_force.py",
         ),
@@ -440,6 +441,27 @@ def command(tests: list[str]) -> str:
     return f"sh -c {shlex.quote(pytest + ' || exit 1')}"
 
 
+def _mutant_source(context: Any) -> str:
+    """The source of the mutant ``context`` names (mutmut's own mutation, on a copy)."""
+    return mutant_source(context.source, context.mutation_id, context.config)
+
+
+def mutation_id(text: str, nth: int, line: int) -> Any:
+    """mutmut's id of the mutation ``nth`` of ``line`` (0-based), which reads ``text``."""
+    import mutmut
+
+    return mutmut.RelativeMutationID(line=text, index=nth, line_number=line)
+
+
+def mutant_source(source: str, mutation_id: Any, config: Any = None) -> str:
+    """``source`` with the mutation ``mutation_id`` (mutmut's) applied."""
+    import mutmut  # the mutate extra; imported only where mutmut runs
+
+    copy = mutmut.Context(source=source, mutation_id=mutation_id, config=config)
+    mutated, _count = mutmut.mutate(copy)
+    return str(mutated)
+
+
 def _relative(filename: str) -> str:
     path = Path(filename)
     return str(path.resolve().relative_to(Path.cwd())) if path.is_absolute() else str(path)
@@ -470,17 +492,528 @@ def tuning_constant(path: str, line: int) -> bool:
     )
 
 
-def pre_mutation(context: Any) -> None:
-    """mutmut's hook: skip lines outside the chosen functions and tuning constants,
-    and run only the tests that run the mutated line."""
-    path = _relative(context.filename)
+#: Calls whose positional string arguments are an error's message: exceptions
+#: (``...Error``, ``...Failed``, ``...Exception``, the classes of mimird/errors.py)
+#: and ``_git_errors``.
+_MESSAGE_CALLS = ("Error", "Failed", "Exception", "_git_errors")
+
+
+@functools.cache
+def _error_classes() -> frozenset[str]:
+    tree = ast.parse(Path("mimird/errors.py").read_text())
+    return frozenset(node.name for node in tree.body if isinstance(node, ast.ClassDef))
+
+
+class _Normalised(ast.NodeTransformer):
+    """Blanks what a mutant may change without changing behaviour a test should
+    hold: every annotation (under ``from __future__ import annotations`` none is
+    evaluated), and the text of error messages (the positional string arguments of
+    an exception or ``_git_errors``: what an error means is its class, code and
+    ``field``, which stay mutated; its wording is reviewed, not mutation-tested)."""
+
+    def visit_arg(self, node: ast.arg) -> ast.arg:
+        node.annotation = None
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        node.returns = None
+        self.generic_visit(node)
+        return node
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AsyncFunctionDef:
+        node.returns = None
+        self.generic_visit(node)
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AnnAssign:
+        node.annotation = ast.Constant(None)
+        self.generic_visit(node)
+        return node
+
+    def visit_Call(self, node: ast.Call) -> ast.Call:
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+        if name.endswith(_MESSAGE_CALLS) or name in _error_classes():
+            for arg in node.args:
+                for inner in ast.walk(arg):
+                    if isinstance(inner, ast.Constant) and isinstance(inner.value, str):
+                        inner.value = ""
+        self.generic_visit(node)
+        return node
+
+
+def _normalised(source: str) -> str | None:
+    """``source``'s AST as :class:`_Normalised` leaves it, or None when annotations
+    are evaluated there (no ``from __future__ import annotations``) or it does not parse."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    postponed = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(a.name == "annotations" for a in node.names)
+        for node in tree.body
+    )
+    return ast.dump(_Normalised().visit(tree)) if postponed else None
+
+
+def unobservable(source: str, mutated: str) -> bool:
+    """Whether ``mutated`` differs from ``source`` only in annotations that are
+    never evaluated (``str | None`` → ``str & None``) or in the text of an error
+    message (see :class:`_Normalised`)."""
+    before = _normalised(source)
+    return before is not None and before == _normalised(mutated)
+
+
+class Judged(NamedTuple):
+    """A surviving mutant judged by hand (docs/mutation.md gives each in full): it
+    is not run again while its line reads the same. A changed line runs again and
+    is judged again."""
+
+    path: str
+    #: The def or class around the line (``Class.method``; "" at module level).
+    scope: str
+    #: The line as it reads, stripped of its indentation.
+    line: str
+    #: mutmut's index of the mutation among those of the line.
+    nth: int
+    #: "equivalent" (nothing observable changes) or "accepted" (what changes is
+    #: not something the daemon promises).
+    verdict: str
+
+
+def scope_of(path: str, line: int) -> str:
+    """The qualified name of the defs and classes around ``line`` (1-based)."""
+    chain = _chain(_tree(path), line)
+    return ".".join(
+        node.name
+        for node in chain
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+    )
+
+
+#: The survivors judged by hand: docs/mutation.md ("Survivors") says why each one is
+#: equivalent or accepted. Keyed by the line's text, not its number, so that an
+#: edit elsewhere keeps them; a changed line is tested again.
+JUDGED: tuple[Judged, ...] = (
+    Judged(
+        "mimird/journal/writer.py",
+        "",
+        'log = structlog.get_logger("mimird.journal")',
+        0,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/journal/writer.py", "Journal.__init__", "self._closing = False", 1, "equivalent"
+    ),
+    Judged(
+        "mimird/journal/writer.py",
+        "Journal.__init__",
+        "self._sub_ids = itertools.count(1)",
+        0,
+        "equivalent",
+    ),
+    Judged("mimird/journal/writer.py", "Journal.__init__", "self._untrimmed = 0", 0, "accepted"),
+    Judged(
+        "mimird/journal/writer.py",
+        "Journal._write",
+        'log.error("journal_events_lost", events=len(batch), error=str(exc))',
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/journal/writer.py",
+        "Journal._write",
+        'log.error("journal_write_failed", error=str(exc), events=len(batch))',
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/journal/writer.py",
+        "Journal._write_all",
+        "and self._receive.statistics().current_buffer_used == 0",
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/journal/writer.py",
+        "Journal._write_all",
+        "and self._receive.statistics().current_buffer_used == 0",
+        1,
+        "accepted",
+    ),
+    Judged(
+        "mimird/journal/writer.py",
+        "Journal._write_all",
+        "and self._receive.statistics().current_buffer_used == 0",
+        2,
+        "accepted",
+    ),
+    Judged("mimird/journal/writer.py", "Journal._write_all", "self._untrimmed = 0", 0, "accepted"),
+    Judged("mimird/journal/writer.py", "Journal._write_all", "self._untrimmed = 0", 1, "accepted"),
+    Judged(
+        "mimird/journal/writer.py",
+        "Journal._write_all",
+        "self._untrimmed >= TRIM_AFTER",
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/journal/writer.py",
+        "Journal.publish",
+        "self._untrimmed += sum(len(event.data) for event in batch)",
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/journal/writer.py",
+        "Journal.publish",
+        "self._untrimmed += sum(len(event.data) for event in batch)",
+        1,
+        "accepted",
+    ),
+    Judged(
+        "mimird/journal/events.py", "", "Fact: TypeAlias = EventData | Verbatim", 1, "equivalent"
+    ),
+    Judged(
+        "mimird/journal/events.py",
+        "",
+        'log = structlog.get_logger("mimird.journal")',
+        0,
+        "equivalent",
+    ),
+    Judged("mimird/journal/events.py", "Committed", "@dataclass(slots=True)", 0, "equivalent"),
+    Judged(
+        "mimird/journal/events.py",
+        "Committed",
+        "_wire: bytes | None = field(default=None, repr=False)",
+        1,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/journal/events.py",
+        "Committed",
+        "_wire: bytes | None = field(default=None, repr=False)",
+        2,
+        "equivalent",
+    ),
+    Judged("mimird/journal/events.py", "Pending", "@dataclass(slots=True)", 0, "equivalent"),
+    Judged("mimird/journal/events.py", "Pending", "text: str | None = None", 1, "equivalent"),
+    Judged(
+        "mimird/journal/events.py",
+        "Verbatim",
+        "@dataclass(frozen=True, slots=True)",
+        0,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/journal/events.py",
+        "Verbatim",
+        "@dataclass(frozen=True, slots=True)",
+        1,
+        "equivalent",
+    ),
+    Judged("mimird/journal/events.py", "_insert", "@functools.cache", 0, "equivalent"),
+    Judged(
+        "mimird/journal/events.py", "_insert_rows", "if len(row[3]) < LARGE_VALUE:", 0, "accepted"
+    ),
+    Judged(
+        "mimird/journal/events.py", "_insert_rows", "if len(row[3]) < LARGE_VALUE:", 1, "accepted"
+    ),
+    Judged(
+        "mimird/journal/events.py",
+        "append_batch",
+        "for event_id, (item, encoded), row in zip(ids, kept, rows, strict=True):",
+        0,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/journal/events.py",
+        "append_batch",
+        'log.warning("events_dropped_for_missing_session", session_id=session_id, count=count)',
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/journal/subscriptions.py",
+        "",
+        "Encoder = Callable[[Committed], bytes]",
+        0,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/journal/subscriptions.py",
+        "",
+        "Sender = Callable[[list[bytes]], Awaitable[None]]",
+        0,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/journal/subscriptions.py",
+        "Subscription.__init__",
+        "self._closed = False",
+        1,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/journal/subscriptions.py",
+        "Subscription.__init__",
+        "self._live = False",
+        1,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/journal/subscriptions.py",
+        "Subscription.offer",
+        "if len(self._queue) + len(batch) > self._queue_size:",
+        1,
+        "accepted",
+    ),
+    Judged(
+        "mimird/journal/subscriptions.py",
+        "Subscription.offer",
+        "self._live = False",
+        1,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/journal/subscriptions.py",
+        "Subscription.offer",
+        "self.caught_up += 1",
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/journal/subscriptions.py", "Subscription.run", "self._live = False", 1, "equivalent"
+    ),
+    Judged(
+        "mimird/workspaces/git.py",
+        "_delete_branch",
+        "if status == 0 or not branch_exists(root, branch):",
+        3,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/workspaces/git.py",
+        "_delete_branch",
+        'status, _, err = _run(root, ["branch", "-D", "--", branch])',
+        2,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/workspaces/git.py",
+        "_everything_added",
+        'env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}',
+        1,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/workspaces/git.py",
+        "_everything_added",
+        'with tempfile.TemporaryDirectory(prefix="mimir-index-") as tmp:',
+        0,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/workspaces/git.py",
+        "_save_branch_tip",
+        '_git(root, "update-ref", "--create-reflog", "-m", "mimir snapshot", ref, tip)',
+        3,
+        "accepted",
+    ),
+    Judged("mimird/workspaces/git.py", "remove_worktree", 'message: str = "",', 0, "accepted"),
+    Judged("mimird/workspaces/git.py", "snapshot", '"mimir snapshot",', 0, "accepted"),
+    Judged(
+        "mimird/workspaces/git.py",
+        "snapshot",
+        "f\"{what}: {', '.join(nested[:5])} \"",
+        1,
+        "accepted",
+    ),
+    Judged(
+        "mimird/workspaces/git.py",
+        "snapshot",
+        "head = lines[1].strip() if status == 0 and len(lines) > 1 else None",
+        3,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/workspaces/git.py",
+        "snapshot",
+        "head = lines[1].strip() if status == 0 and len(lines) > 1 else None",
+        5,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/workspaces/git.py",
+        "snapshot",
+        "if status not in (0, 1) or not lines:",
+        4,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/rpc/audit.py",
+        "",
+        "ConfigMasker = Callable[[dict[str, Any]], dict[str, Any]]",
+        0,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/rpc/audit.py",
+        "",
+        "SecretsOf = Callable[[Any], Awaitable[set[str]]]",
+        0,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/rpc/audit.py", "", 'log = structlog.get_logger("mimird.audit")', 0, "equivalent"
+    ),
+    Judged("mimird/rpc/audit.py", "AuditLog._write", "keep = False", 1, "equivalent"),
+    Judged(
+        "mimird/rpc/audit.py",
+        "AuditLog._write",
+        'log.error("audit_write_failed", method=batch[-1]["method"], error=repr(exc))',
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/rpc/audit.py",
+        "AuditLog.record",
+        'log.error("audit_write_failed", method=method, error=reason)',
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/rpc/audit.py",
+        "AuditLog.record",
+        "reason = exc.message if isinstance(exc, MimirError) else repr(exc)",
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/rpc/audit.py",
+        "_params_text",
+        'return raw_params.decode("utf-8", errors="replace")',
+        1,
+        "equivalent",
+    ),
+    Judged("mimird/secrets.py", "", 'T = TypeVar("T")', 0, "equivalent"),
+    Judged("mimird/secrets.py", "_Held", "@dataclass(slots=True)", 0, "equivalent"),
+    Judged("mimird/secrets.py", "_forms", "@functools.lru_cache(maxsize=64)", 0, "equivalent"),
+    Judged("mimird/secrets.py", "_forms", "@functools.lru_cache(maxsize=64)", 1, "equivalent"),
+    Judged("mimird/secrets.py", "_json_forms", "@functools.lru_cache(maxsize=64)", 0, "equivalent"),
+    Judged("mimird/secrets.py", "_json_forms", "@functools.lru_cache(maxsize=64)", 1, "equivalent"),
+    Judged(
+        "mimird/secrets.py",
+        "_json_forms",
+        "return tuple(_ENCODER.encode(form)[1:-1] for form in _forms(secrets))",
+        0,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/secrets.py",
+        "_json_forms",
+        "return tuple(_ENCODER.encode(form)[1:-1] for form in _forms(secrets))",
+        2,
+        "equivalent",
+    ),
+    Judged(
+        "mimird/rpc/server.py",
+        "RpcServer._refuse",
+        '"rpc_connection_refused", pid=peer.pid, suppressed=held_back, **detail',
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/rpc/server.py",
+        "RpcServer._refuse",
+        "if (held_back := self._refusals.allow()) is not None:",
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/rpc/server.py",
+        "RpcServer._refuse",
+        "with trio.move_on_after(REFUSAL_TIMEOUT_S, shield=True):",
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/rpc/server.py",
+        "RpcServer._serve_connection",
+        "conn_id = next(self._conn_ids)",
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/rpc/server.py",
+        "RpcServer._serve_connection",
+        'log.exception("rpc_connection_crashed", conn_id=conn_id)',
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/rpc/server.py",
+        "RpcServer._serve_connection",
+        'log.warning("rpc_peer_unknown", conn_id=conn_id, error=str(exc))',
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/rpc/server.py",
+        "RpcServer._serve_connection",
+        "with trio.move_on_after(1, shield=True):",
+        0,
+        "accepted",
+    ),
+    Judged(
+        "mimird/rpc/server.py",
+        "RpcServer._serve_connection",
+        "with trio.move_on_after(1, shield=True):",
+        1,
+        "accepted",
+    ),
+)
+
+
+def judged(path: str, line: int, text: str, index: int) -> Judged | None:
+    """The entry of :data:`JUDGED` for the mutant ``index`` of ``line`` (1-based),
+    which reads ``text``."""
+    key = (path, scope_of(path, line), text.strip(), index)
+    return next((j for j in JUDGED if (j.path, j.scope, j.line, j.nth) == key), None)
+
+
+def skip_reason(path: str, line: int, text: str, nth: int, source: str, mutant: Any) -> str | None:
+    """Why the mutant ``nth`` of ``line`` (0-based; it reads ``text``) is not tested,
+    or None: "outside" the chosen functions, a tuning "constant", "unobservable"
+    (:func:`unobservable`; ``mutant()`` makes its source) or "judged" (:data:`JUDGED`)."""
     target = TARGETS[path]
-    if target.functions is not None and context.current_line_index not in _lines_of(
-        path, target.functions
-    ):
-        context.skip = True
-        return
-    if tuning_constant(path, context.current_line_index + 1):
+    if target.functions is not None and line not in _lines_of(path, target.functions):
+        return "outside"
+    if tuning_constant(path, line + 1):
+        return "constant"
+    if judged(path, line + 1, text, nth) is not None:
+        return "judged"
+    if unobservable(source, mutant()):
+        return "unobservable"
+    return None
+
+
+def pre_mutation(context: Any) -> None:
+    """mutmut's hook: skip what :func:`skip_reason` says, and run only the tests that
+    run the mutated line."""
+    path = _relative(context.filename)
+    mutation = context.mutation_id
+    reason = skip_reason(
+        path,
+        context.current_line_index,
+        mutation.line,
+        mutation.index,
+        context.source,
+        lambda: _mutant_source(context),
+    )
+    if reason is not None:
         context.skip = True
         return
     tests = select(path, context.current_line_index + 1)

@@ -55,7 +55,6 @@ class Journal:
         self._by_session: dict[str, set[Subscription]] = {}
         self._all: set[Subscription] = set()
         self._sub_ids = itertools.count(1)
-        self.written = 0
         #: Characters of event data published since the last :func:`memory.trim`.
         self._untrimmed = 0
         self._closing = False
@@ -138,7 +137,7 @@ class Journal:
         failures = 0
         while True:
             try:
-                self.written += await self.store.write(append_batch, batch)
+                await self.store.write(append_batch, batch)
                 return
             except Exception as exc:  # never drop events while running: retry
                 failures += 1

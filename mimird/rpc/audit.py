@@ -98,7 +98,6 @@ class AuditLog:
         self._secrets_of = secrets_of
         #: Rows the database refused, oldest first, to write with the next one.
         self._pending: list[dict[str, Any]] = []
-        self._pending_chars = 0
         #: Rows dropped past the bound since the last row written.
         self._dropped = 0
 
@@ -153,7 +152,7 @@ class AuditLog:
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         # Taken out first: a call recorded meanwhile does not write them twice.
-        batch, self._pending, self._pending_chars = [*self._pending, *rows], [], 0
+        batch, self._pending = [*self._pending, *rows], []
         keep = True  # also when cancelled before the write began
         try:
             await self._store.write(_insert, batch)
@@ -180,18 +179,14 @@ class AuditLog:
 
     def _keep(self, batch: list[dict[str, Any]]) -> None:
         """Keep ``batch`` (before the rows kept meanwhile: oldest first), bounded."""
-        rows, self._pending, self._pending_chars = [*batch, *self._pending], [], 0
-        dropped = 0
+        rows, self._pending = [*batch, *self._pending], []
+        chars = 0
         for row in rows:
             size = len(row["params"])
-            if (
-                len(self._pending) < MAX_PENDING_ROWS
-                and self._pending_chars + size <= MAX_PENDING_CHARS
-            ):
+            if len(self._pending) < MAX_PENDING_ROWS and chars + size <= MAX_PENDING_CHARS:
                 self._pending.append(row)
-                self._pending_chars += size
-            else:
-                dropped += 1
+                chars += size
+        dropped = len(rows) - len(self._pending)
         if dropped:
             self._dropped += dropped
             log.warning("audit_rows_dropped", count=dropped, total=self._dropped)

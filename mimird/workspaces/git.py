@@ -581,16 +581,12 @@ def _everything_added(
         yield env
 
 
-def _parse_raw(out: str) -> list[tuple[str, str, str, str]]:
-    """``diff-tree --raw -z --no-renames`` -> [(old mode, new mode, status, path)]."""
+def _parse_raw(out: str) -> list[tuple[str, str]]:
+    """``diff-tree --raw -z --no-renames`` -> [(new mode, path)]: ``:old new sha sha
+    status`` and the path alternate; the last, empty token has no partner."""
     tokens = out.split("\0")
-    entries = []
-    for meta, path in zip(tokens[0::2], tokens[1::2], strict=False):
-        if not meta.startswith(":"):
-            break
-        old_mode, new_mode, _, _, status = meta[1:].split(" ")
-        entries.append((old_mode, new_mode, status[:1], path))
-    return entries
+    pairs = zip(tokens[0::2], tokens[1::2], strict=False)
+    return [(meta.split(" ")[1], path) for meta, path in pairs]
 
 
 def _check_snapshot_ref(worktree: Path, ref: str) -> None:
@@ -646,10 +642,10 @@ def snapshot(worktree: Path, ref: str, message: str) -> Snapshot:
         else:
             listed = _git(worktree, "ls-tree", "-r", "-z", tree).split("\0")
             changed = [
-                ("000000", meta.split(" ")[0], "A", name)
+                (meta.split(" ")[0], name)
                 for meta, _, name in (entry.partition("\t") for entry in listed if entry)
             ]
-    nested = [path for _, new_mode, _, path in changed if new_mode == _GITLINK_MODE]
+    nested = [path for new_mode, path in changed if new_mode == _GITLINK_MODE]
     if nested:
         raise InvalidState(
             f"{what}: {', '.join(nested[:5])} "

@@ -22,6 +22,7 @@ import trio.testing
 from mimird import journal
 from mimird.config import DatabaseSection
 from mimird.errors import StorageError
+from mimird.journal.subscriptions import CATCH_UP_PAGE
 from mimird.journal.writer import BATCH_MAX, CLOSING_RETRIES
 from mimird.store import Store, schema
 from tests.journal.test_search import add_project, add_session
@@ -48,9 +49,9 @@ async def open_store(dirs: DaemonDirs, **options: Any) -> AsyncIterator[Store]:
         yield store
 
 
-async def new_session(store: Store) -> str:
+async def new_session(store: Store, project: str = "api") -> str:
     def setup(conn: sa.Connection) -> str:
-        return add_session(conn, add_project(conn, "api"))
+        return add_session(conn, add_project(conn, project))
 
     return await store.write(setup)
 
@@ -381,16 +382,23 @@ class Stalled(Received):
         await super().send(frames)
 
 
-async def test_a_subscriber_to_every_session_that_falls_behind_loses_nothing(
-    dirs: DaemonDirs,
+@pytest.mark.parametrize("per_session", [False, True], ids=["all", "session"])
+async def test_a_subscriber_that_falls_behind_loses_nothing(
+    dirs: DaemonDirs, per_session: bool
 ) -> None:
     """A subscription to every session has no seq to see a gap by: when its queue
     overflows it must drop to catching up from the database, or the events it
-    dropped from the queue are lost."""
+    dropped from the queue are lost. Another session's events come in between, so
+    that global ids and seqs differ: a cursor of one kind read as the other would
+    skip or repeat events."""
     async with open_store(dirs) as store:
         session_id = await new_session(store)
+        other = await new_session(store, "web")
         async with journal.Journal.open(store) as jr:
-            sub = await jr.subscribe(None, after=0, queue_size=2)
+            for n in range(100, 105):
+                await jr.submit(other, update(n))
+            await jr.flush()
+            sub = await jr.subscribe(session_id if per_session else None, after=0, queue_size=2)
             received = Stalled()
             async with running(jr, sub, received):
                 await received.live(jr, session_id)
@@ -398,13 +406,20 @@ async def test_a_subscriber_to_every_session_that_falls_behind_loses_nothing(
                 received.gate = trio.Event()  # the first event sent stalls; 3 overflow
                 for n in range(6):
                     await jr.submit(session_id, update(n))
+                    await jr.submit(other, update(200 + n))
                     await jr.flush()
                     await trio.testing.wait_all_tasks_blocked()
                 received.gate.set()
-                await received.at_least(7)
+                expected = await store.read(
+                    journal.page_committed, sub.session_id, after=0, limit=1000
+                )
+                await received.at_least(len(expected))
                 await trio.testing.wait_all_tasks_blocked()
             assert sub.caught_up == 1
-    assert [n for _, _, n in received.events] == [PROBE, *range(6)]
+    assert [event_id for event_id, _, _ in received.events] == [e.id for e in expected]
+    assert [seq for _, seq, _ in received.events] == [e.seq for e in expected]
+    if per_session:
+        assert [n for _, _, n in received.events] == [PROBE, *range(6)]
 
 
 class PausedSecondRead:
@@ -451,6 +466,59 @@ async def test_a_subscriber_that_falls_behind_while_going_live_catches_up(
             sub.close()
         assert sub.caught_up == 1
         assert [n for _, _, n in received.events] == [0, 1, 2, 3]
+
+
+async def test_a_full_page_read_on_going_live_is_followed_by_the_rest(dirs: DaemonDirs) -> None:
+    """More than a page of events commits while the subscription sends what it read
+    before going live: none of them is in its live queue, and its read on going
+    live returns a full page. It must go on reading until it has sent every event,
+    then follow live ones."""
+    total = CATCH_UP_PAGE + 3
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        await store.write(journal.append, session_id, update(PROBE))
+        sub = journal.Subscription(store, 1, session_id, 0, queue_size=total + 10)
+        store.on_commit = sub.offer
+        received = Stalled()
+        received.gate = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sub.run, received.send, received.encode)
+            await trio.testing.wait_all_tasks_blocked()  # sending the probe: stalled
+            batch = [journal.Pending(session_id, "update", {"n": n}) for n in range(total)]
+            await store.write(journal.append_batch, batch)
+            received.gate.set()
+            await received.at_least(total + 1)
+            await store.write(journal.append, session_id, update(total))
+            await received.at_least(total + 2)
+            sub.close()
+        assert received.seqs == list(range(1, total + 3))
+
+
+async def test_a_gap_in_a_live_batch_is_filled_from_the_database(dirs: DaemonDirs) -> None:
+    """A live batch that does not follow the cursor means a publish was missed (here:
+    a commit made while nothing listened): the subscription reads the missing
+    events from the database before it sends the batch, in order."""
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+        sub = journal.Subscription(store, 1, session_id, 0, queue_size=100)
+        store.on_commit = sub.offer
+        received = Received()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sub.run, received.send, received.encode)
+            await store.write(journal.append, session_id, update(0))
+            await received.at_least(1)
+            await trio.testing.wait_all_tasks_blocked()  # live, waiting for events
+            store.on_commit = None
+            await store.write(journal.append, session_id, update(1))  # never published
+            store.on_commit = sub.offer
+            await trio.testing.wait_all_tasks_blocked()
+            assert received.seqs == [1]
+            await store.write(journal.append, session_id, update(2))  # seq 3, cursor 1
+            await received.at_least(3)
+            await trio.testing.wait_all_tasks_blocked()
+            sub.close()
+        assert sub.caught_up == 0
+        assert [(seq, n) for _, seq, n in received.events] == [(1, 0), (2, 1), (3, 2)]
 
 
 async def test_a_producer_faster_than_the_database_waits_for_it(dirs: DaemonDirs) -> None:
@@ -517,7 +585,9 @@ async def test_events_committed_at_the_seam_are_sent_exactly_once(
     """The subscription replays events 1-3, goes live, then reads the database
     once more. That read waits for the only reader thread, which the test holds
     while events 4-6 commit: they are both in the live queue and in what the read
-    returns. Each must be sent once."""
+    returns. Each must be sent once. Event 7 commits while 4-6 are being sent from
+    that read: the live queue then holds 4-6 (sent already) and 7 (not), and 7
+    must follow at once."""
     async with open_store(dirs, reader_threads=1) as store, journal.Journal.open(store) as jr:
         session_id = await new_session(store)
         for n in range(3):
@@ -539,6 +609,9 @@ async def test_events_committed_at_the_seam_are_sent_exactly_once(
                     nursery.start_soon(store.read, hold_the_reader)
                     await trio.testing.wait_all_tasks_blocked()
                     seam.set()
+                elif len(received.events) == 6:  # 4-6, from the second read
+                    await jr.submit(session_id, update(6))
+                    await jr.flush()  # in the live queue, behind 4-6
 
             try:
                 nursery.start_soon(sub.run, send, received.encode)
@@ -552,10 +625,6 @@ async def test_events_committed_at_the_seam_are_sent_exactly_once(
                 assert received.seqs == [1, 2, 3]
             finally:
                 release.set()
-            await received.at_least(6)
-            await trio.testing.wait_all_tasks_blocked()
-            await jr.submit(session_id, update(6))
-            await jr.flush()
             await received.at_least(7)
             await trio.testing.wait_all_tasks_blocked()
             sub.close()

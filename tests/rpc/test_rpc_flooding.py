@@ -130,6 +130,29 @@ async def test_connections_under_the_cap_keep_working_while_extra_ones_are_refus
             assert await answers(client)
 
 
+async def test_daemon_status_counts_the_open_connections(capped: InProcessDaemon) -> None:
+    async def counted(client: TrioClient) -> int:
+        with trio.fail_after(DEADLINE_S):
+            response = await client.call_raw("daemon.status")
+        connections: int = response["result"]["counts"]["connections"]
+        return connections
+
+    async with TrioClient.connect(capped.socket) as first:
+        assert await counted(first) == 1
+        async with TrioClient.connect(capped.socket) as second:
+            assert await counted(second) == 2
+            async with TrioClient.connect(capped.socket) as third:
+                assert await counted(third) == 3
+            # The daemon notices the close when it reads its EOF: until then, ask again.
+            with trio.fail_after(DEADLINE_S):
+                while True:
+                    count = await counted(second)
+                    if count != 3:
+                        break
+                    await trio.sleep(0.02)
+            assert count == 2
+
+
 async def test_a_new_connection_is_served_once_others_closed(capped: InProcessDaemon) -> None:
     async with AsyncExitStack() as stack:
         for _ in range(MAX_CONNECTIONS):
