@@ -171,6 +171,10 @@ class Runs:
             with trio.move_on_after(CANCEL_WAIT_S):
                 await task.done.wait()
         ctx = self.context(run.id)
+        run = await ctx.row()
+        for slot in run.slots:
+            if run.member(slot).get("outcome") not in DONE:
+                await ctx.set_member(slot, {"outcome": "cancelled", "reason": "run.cancel"})
         row = await ctx.set_status("cancelled", ev.RunCancelled())
         for _, member in await ctx.members():
             with contextlib.suppress(MimirError):
