@@ -47,7 +47,8 @@ async def test_a_run_gives_the_task_to_every_member_and_waits_for_the_users_pick
 
 
 def usage(used: int) -> dict[str, Any]:
-    return {"do": "update", "update": {"sessionUpdate": "usage_update", "used": used, "size": 1 << 20}}
+    update = {"sessionUpdate": "usage_update", "used": used, "size": 1 << 20}
+    return {"do": "update", "update": update}
 
 
 WAIT_CANCEL = {"do": "wait_cancel"}
