@@ -153,6 +153,14 @@ async def create_run(runs: Runs, params: RunCreateParams) -> RunRow:
                 f"project {project.name!r} has no commits yet; commit something first",
                 field="project",
             )
+        if state.dirty:
+            raise InvalidState(
+                f"project {project.name!r} has uncommitted changes that the members' worktrees "
+                "would not include: commit or stash them, or pass base_ref to base the run on "
+                "a commit explicitly",
+                field="project",
+                id=project.id,
+            )
         base_commit, base_ref = state.head_commit, state.branch or state.head_commit
     into: str | None = params.into if params.into is not msgspec.UNSET else None
     if into is None and await sessions.workspaces.read_git(worktrees.branch_exists, root, base_ref):

@@ -74,7 +74,7 @@ CheckCommand = Annotated[
     Meta(
         min_length=1,
         max_length=10_000,
-        pattern=r"^[^\x00]*\S[^\x00]*$",
+        pattern=r"^[^\x00]*[^\x00\s][^\x00]*$",
         description="A shell command run in each member's worktree (/bin/sh -c).",
     ),
 ]
