@@ -75,7 +75,7 @@ def _start_run(dirs: DaemonDirs) -> str:
     def slow_is_working() -> bool:
         got = rpc(dirs, "run.get", {"run": run_id})
         members = {m["slot"]: m for m in got["members"]}
-        return members[1]["outcome"] == "finished" and members[2]["status"] == "running"
+        return bool(members[1]["outcome"] == "finished" and members[2]["status"] == "running")
 
     _until(slow_is_working, "member 1 finished and member 2 in its turn")
     return run_id
