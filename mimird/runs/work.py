@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mimird.workspaces import git as worktrees
-from mimird.workspaces.git import _DURABLE, _IDENTITY_ENV, _git, _git_errors, _run
+from mimird.workspaces.integrate import commit_worktree
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,40 +22,10 @@ class WorkStats:
 
 def commit_work(worktree: Path, message: str) -> str | None:
     """Commit everything in the member's worktree onto its branch; the new commit,
-    or None when there was nothing to commit. Mimir's identity, no hook runs, the
-    branch moves by compare-and-swap from the HEAD read first.
-
-    (Stands in for the workspaces' ``commit_worktree`` until that lands.)"""
-    with _git_errors(f"cannot commit the work in {worktree}"):
-        head = _git(worktree, "rev-parse", "--verify", "HEAD^{commit}").strip()
-        _git(worktree, *_DURABLE, "add", "--all")
-        tree = _git(worktree, *_DURABLE, "write-tree").strip()
-        status, _, _ = _run(worktree, ["diff-tree", "--quiet", head, tree])
-        if status == 0:
-            return None
-        commit = _git(
-            worktree,
-            *_DURABLE,
-            "commit-tree",
-            "--no-gpg-sign",
-            "-m",
-            message,
-            "-p",
-            head,
-            tree,
-            env=_IDENTITY_ENV,
-        ).strip()
-        _git(
-            worktree,
-            *_DURABLE,
-            "update-ref",
-            "-m",
-            "mimir: run member's work",
-            "HEAD",
-            commit,
-            head,
-        )
-    return commit
+    or None when there was nothing to commit (see
+    :func:`~mimird.workspaces.integrate.commit_worktree`: Mimir's identity, no hook,
+    the branch moved by compare-and-swap)."""
+    return commit_worktree(worktree, message)
 
 
 def stats(worktree: Path, base_commit: str) -> WorkStats:
