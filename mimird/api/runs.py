@@ -183,13 +183,15 @@ class RunService:
                     detail={"status": row.status},
                 )
             row = await self._runs.cancel(row)
-        members = await self._store.read(records.member_sessions, row.id)
+        # Its members, and its other sessions (a judge, an integration session).
+        session_ids = await self._store.read(records.session_ids, row.id)
         deleted: list[str] = []
         with trio.move_on_after(DELETE_GRACE_S, shield=True):
-            for _, session in members:
+            for session_id in session_ids:
+                session = await self._runs.sessions.owner.find(session_id)
                 if session.status != "deleted":
-                    await self._runs.sessions.owner.delete(session.id, force=params.force)
-                deleted.append(session.id)
+                    await self._runs.sessions.owner.delete(session_id, force=params.force)
+                deleted.append(session_id)
             await self._store.write(records.delete, row.id)
         log.info("run_deleted", run_id=row.id, sessions=len(deleted))
         return RunRemoved(run=row.id, sessions=deleted)

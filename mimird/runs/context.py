@@ -33,7 +33,7 @@ from mimird.sessions.records import SessionRow
 from mimird.store import Store
 from mimird.wire import run_events as ev
 from mimird.wire.runs import RunStatus
-from mimird.wire.types import TemplatePrompt
+from mimird.wire.types import SessionCreateParams, TemplatePrompt
 from mimird.workspaces.provision import Workspaces
 
 log = structlog.get_logger("mimird.runs")
@@ -261,6 +261,32 @@ class RunContext:
         )
         log.info("run_member_finished", run_id=run.id, slot=turn.slot, outcome=turn.outcome)
         return MemberTurn(turn.slot, turn.outcome, turn.stop_reason, turn.reason, commit)
+
+    async def create_session(
+        self, agent: str, title: str, task: str, *, config: dict[str, Any] | None = None
+    ) -> SessionRow:
+        """Make another session of the run (a judge, an integration session): in a
+        fresh worktree from the run's base commit, on a branch of the run's, with the
+        run's member config (``config`` on top); ``run_id`` set, no slot. It counts
+        against the run's budget and goes with the run (run.delete).
+
+        Cancellation: as :meth:`Sessions.create` (nothing half-made is left)."""
+        run = await self.row()
+        layered = {"auto_complete": False, **run.config, **(config or {})}
+        short = self.run_id[-8:]
+        count = len(await self.runs.store.read(records.session_ids, self.run_id))
+        params = SessionCreateParams(
+            project=run.project_id,
+            title=title[:500],
+            task=task,
+            agent=agent,
+            base_ref=run.base_commit or run.base_ref or "HEAD",
+            branch=f"mimir/run-{short}/{count + 1}-{agent}",
+            config=layered,
+        )
+        row = await self.runs.sessions.owner.create(params)
+        await self.runs.store.write(records.set_membership, row.id, self.run_id, None)
+        return await self.runs.store.read(sessions_.get, row.id)
 
     # ---- checks ------------------------------------------------------------------------
 

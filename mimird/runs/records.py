@@ -202,13 +202,13 @@ def member_sessions(conn: sa.Connection, run_id: str) -> list[tuple[int, Session
     """The run's member sessions, by slot."""
     found = conn.execute(
         sa.select(sessions.c.slot, sessions.c.id)
-        .where(sessions.c.run_id == run_id)
+        .where(sessions.c.run_id == run_id, sessions.c.slot.is_not(None))
         .order_by(sessions.c.slot)
     ).all()
     return [(int(slot), sessions_.get(conn, session_id)) for slot, session_id in found]
 
 
-def set_membership(conn: sa.Connection, session_id: str, run_id: str, slot: int) -> None:
+def set_membership(conn: sa.Connection, session_id: str, run_id: str, slot: int | None) -> None:
     conn.execute(
         sa.update(sessions).where(sessions.c.id == session_id).values(run_id=run_id, slot=slot)
     )
@@ -281,8 +281,13 @@ def to_wire(conn: sa.Connection, row: RunRow) -> Run:
         _member(slot, session, row.member(slot), usage.of_session(conn, session.id))
         for slot, session in member_sessions(conn, row.id)
     ]
-    extra = row.integration_session_id
-    extra_usage = usage.of_session(conn, extra) if extra else Usage()
+    member_ids = {m.session_id for m in members}
+    extra_usage = Usage()
+    for session_id in session_ids(conn, row.id):
+        if session_id not in member_ids:
+            of = usage.of_session(conn, session_id)
+            extra_usage.total_tokens += of.total_tokens
+            extra_usage.cost_usd += of.cost_usd
     budget = row.options.get("run_budget")
     return Run(
         id=row.id,
@@ -325,10 +330,20 @@ def to_wire(conn: sa.Connection, row: RunRow) -> Run:
     )
 
 
+def session_ids(conn: sa.Connection, run_id: str) -> list[str]:
+    """Every session of the run: its members and its other sessions (a judge, an
+    integration session: run_id set, no slot)."""
+    return list(
+        conn.execute(
+            sa.select(sessions.c.id).where(sessions.c.run_id == run_id).order_by(sessions.c.id)
+        ).scalars()
+    )
+
+
 def used(conn: sa.Connection, row: RunRow) -> Usage:
     """What the run's sessions used so far, as stored (turns ended)."""
-    ids = [session.id for _, session in member_sessions(conn, row.id)]
-    if row.integration_session_id:
+    ids = session_ids(conn, row.id)
+    if row.integration_session_id and row.integration_session_id not in ids:
         ids.append(row.integration_session_id)
     total = Usage()
     for session_id in ids:

@@ -190,3 +190,29 @@ async def test_cancel_cancels_every_members_turn(dirs: DaemonDirs) -> None:
             assert [e["data"]["stop_reason"] for e in turn_ends] == ["cancelled"]
         again = await world.client.error("run.cancel", {"run": run["id"]})
         assert again["data"]["kind"] == "invalid_state"
+
+
+async def test_delete_deletes_every_member_with_its_work_snapshotted_then_the_run(
+    dirs: DaemonDirs,
+) -> None:
+    scenarios = {"a": writes("a.txt", "a\n"), "b": writes("b.txt", "b\n")}
+    async with run_world(dirs, scenarios) as world:
+        run = await world.create(agents=["a", "b"], preserve_worktrees=True)
+        await world.until_status(run, "deciding")
+        # Work the member left after its turn (not committed yet) is saved too.
+        member = run["members"][0]
+        shown = await world.client.call("session.get", {"session": member["session_id"]})
+        workspace = shown["workspace"]["path"]
+        with open(f"{workspace}/late.txt", "w") as f:
+            f.write("late\n")
+        removed = await world.client.call("run.delete", {"run": run["id"]})
+        assert sorted(removed["sessions"]) == sorted(m["session_id"] for m in run["members"])
+        for session_id in removed["sessions"]:
+            session = await world.client.call("session.get", {"session": session_id})
+            assert session["status"] == "deleted"
+            assert session["workspace"]["snapshot_ref"] is not None
+        snapshot = shown["id"]
+        saved = git(world.repo, "show", f"refs/mimir/snapshots/{snapshot}:late.txt")
+        assert saved.strip() == "late"
+        gone = await world.client.error("run.get", {"run": run["id"]})
+        assert gone["data"]["kind"] == "not_found"
