@@ -203,8 +203,7 @@ async def test_delete_deletes_every_member_with_its_work_snapshotted_then_the_ru
         member = run["members"][0]
         shown = await world.client.call("session.get", {"session": member["session_id"]})
         workspace = shown["workspace"]["path"]
-        with open(f"{workspace}/late.txt", "w") as f:
-            f.write("late\n")
+        await trio.Path(workspace, "late.txt").write_text("late\n")
         removed = await world.client.call("run.delete", {"run": run["id"]})
         assert sorted(removed["sessions"]) == sorted(m["session_id"] for m in run["members"])
         for session_id in removed["sessions"]:
