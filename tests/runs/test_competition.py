@@ -215,3 +215,17 @@ async def test_delete_deletes_every_member_with_its_work_snapshotted_then_the_ru
         assert saved.strip() == "late"
         gone = await world.client.error("run.get", {"run": run["id"]})
         assert gone["data"]["kind"] == "not_found"
+
+
+async def test_a_member_is_an_ordinary_session_that_names_its_run_and_slot(
+    dirs: DaemonDirs,
+) -> None:
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        run = await world.create(agent="a", n=2, title="Two of a kind")
+        for member in run["members"]:
+            session = await world.client.call("session.get", {"session": member["session_id"]})
+            assert (session["run_id"], session["slot"]) == (run["id"], member["slot"])
+            assert session["title"] == f"Two of a kind [{member['slot']}/2 a]"
+            assert session["config"]["auto_complete"] is False
+        listed = (await world.client.call("session.list", {}))["sessions"]
+        assert {(s["run_id"], s["slot"]) for s in listed} == {(run["id"], 1), (run["id"], 2)}
