@@ -291,9 +291,9 @@ class RunContext:
     # ---- checks ------------------------------------------------------------------------
 
     async def check(self, slot: int, *, workspace: SessionRow | None = None) -> CheckOutcome | None:
-        """Run the run's check command in the member's worktree (or ``workspace``'s,
-        for an integration session); record and journal its result. None when the
-        run has no check command.
+        """Run the run's check command in the member's worktree (or, with slot 0,
+        in ``workspace``'s: an integration session's); record and journal its result
+        under that slot. None when the run has no check command.
 
         Cancellation: the command's process group is stopped; nothing is recorded."""
         run = await self.row()
