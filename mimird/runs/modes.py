@@ -29,7 +29,7 @@ from mimird.wire.usage import Usage
 log = structlog.get_logger("mimird.runs")
 
 #: How often the run's budget is checked while members work (their live usage).
-RUN_BUDGET_POLL_S: Final = 0.2
+RUN_BUDGET_POLL_S: Final = 0.5
 #: What an interrupted member is told when the run resumes.
 RESUME_PREFIX: Final = (
     "Mimir was restarted while you worked on the task below; your work so far is in "

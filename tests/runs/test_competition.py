@@ -229,3 +229,27 @@ async def test_a_member_is_an_ordinary_session_that_names_its_run_and_slot(
             assert session["config"]["auto_complete"] is False
         listed = (await world.client.call("session.list", {}))["sessions"]
         assert {(s["run_id"], s["slot"]) for s in listed} == {(run["id"], 1), (run["id"], 2)}
+
+
+async def test_judge_checks_with_no_passing_check_waits_for_the_user(dirs: DaemonDirs) -> None:
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        run = await world.create(agent="a", n=2, check_command="exit 3", judge="checks")
+        done = await world.until_status(run, "deciding")
+        assert done["winner"] is None
+        notes = [e["data"]["text"] for e in await world.events(run) if e["kind"] == "run_note"]
+        assert notes == ["no member's check passed: no winner by checks; run.pick decides"]
+
+
+async def test_run_list_filters_by_project_and_status_a_page_at_a_time(dirs: DaemonDirs) -> None:
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        made = [await world.create(agent="a", n=1, title=f"run {i}") for i in range(3)]
+        for run in made:
+            await world.until_status(run, "deciding")
+        await world.client.call("run.cancel", {"run": made[0]["id"]})
+        first = await world.client.call("run.list", {"project": "demo", "limit": 2})
+        assert [r["id"] for r in first["runs"]] == [made[2]["id"], made[1]["id"]]
+        rest = await world.client.call("run.list", {"limit": 2, "cursor": first["next_cursor"]})
+        assert [r["id"] for r in rest["runs"]] == [made[0]["id"]]
+        assert rest["next_cursor"] is None
+        cancelled = await world.client.call("run.list", {"status": ["cancelled"]})
+        assert [r["id"] for r in cancelled["runs"]] == [made[0]["id"]]
