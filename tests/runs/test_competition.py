@@ -4,12 +4,13 @@ user (run.pick)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from tests.runs.world import run_world, writes
+from tests.runs.world import eventually, run_world, writes
 from tests.support.helpers import DaemonDirs, git
 
 pytestmark = pytest.mark.timeout(90)
@@ -253,3 +254,30 @@ async def test_run_list_filters_by_project_and_status_a_page_at_a_time(dirs: Dae
         assert rest["next_cursor"] is None
         cancelled = await world.client.call("run.list", {"status": ["cancelled"]})
         assert [r["id"] for r in cancelled["runs"]] == [made[0]["id"]]
+
+
+async def test_cancel_during_the_checks_stops_each_checks_whole_process_group(
+    dirs: DaemonDirs,
+) -> None:
+    pidfile = dirs.root / "check.pid"
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        run = await world.create(
+            agent="a", n=1, check_command=f"sleep 60 & echo $! > {pidfile}; wait"
+        )
+        await world.until_status(run, "checking")
+        await eventually(lambda: pidfile.exists() and pidfile.read_text().strip())
+        pid = int(pidfile.read_text())
+        assert _state(pid) not in ("Z", "gone")
+        await world.client.call("run.cancel", {"run": run["id"]})
+        await eventually(lambda: _state(pid) in ("Z", "gone"))
+        kinds = await world.kinds(run)
+        assert "check_started" in kinds
+        assert "check_finished" not in kinds
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat[stat.rindex(")") + 2 :].split()[0]
