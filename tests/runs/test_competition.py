@@ -281,3 +281,24 @@ def _state(pid: int) -> str:
     except OSError:
         return "gone"
     return stat[stat.rindex(")") + 2 :].split()[0]
+
+
+async def test_run_get_reads_a_working_members_diff_stats_from_its_worktree(
+    dirs: DaemonDirs,
+) -> None:
+    working = {"prompts": [[{"do": "disk_write", "path": "w.txt", "text": "1\n2\n"}, WAIT_CANCEL]]}
+    async with run_world(dirs, {"w": working}) as world:
+        run = await world.create(agent="w", n=1)
+
+        async def wrote() -> dict[str, Any] | None:
+            got = await world.get(run)
+            return got if got["members"][0]["files_changed"] else None
+
+        with trio.fail_after(10):
+            while (got := await wrote()) is None:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        member = got["members"][0]
+        assert member["outcome"] == "working"
+        assert (member["files_changed"], member["lines_added"]) == (1, 2)
+        assert got["totals"]["total_lines_added"] == 2
+        await world.client.call("run.cancel", {"run": run["id"]})
