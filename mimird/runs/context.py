@@ -340,11 +340,12 @@ class RunContext:
         )
         return outcome
 
-    async def check_all(self, slots: list[int]) -> None:
+    async def check_all(self, slots: list[int], *, again: bool = False) -> None:
         """Run the checks of ``slots`` concurrently (those already checked are not
-        run again). Cancellation: every check's process group is stopped."""
+        run again, unless ``again``: a later round's work). Cancellation: every
+        check's process group is stopped."""
         run = await self.row()
-        pending = [slot for slot in slots if run.member(slot).get("check") is None]
+        pending = [s for s in slots if again or run.member(s).get("check") is None]
         if run.check_command is None or not pending:
             return
         async with trio.open_nursery() as nursery:

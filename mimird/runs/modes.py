@@ -88,9 +88,12 @@ async def budget_reached(ctx: RunContext, reached: ev.RunBudgetExceeded) -> None
         await ctx.runs.agents.cancel_turn(row.id)
 
 
-async def work(ctx: RunContext, *, round_: int = 1) -> list[int]:
+async def work(
+    ctx: RunContext, *, round_: int = 1, prompts: dict[int, str] | None = None
+) -> list[int]:
     """Every member whose turn is not done yet works on the task, concurrently, under
-    the run's budget; returns the slots whose turn finished.
+    the run's budget; returns the slots whose turn finished. With ``prompts`` (a
+    later round of a debate): exactly those members, each with its own text.
 
     Cancellation: every running turn is cancelled (journaled); members stay
     ``working`` for a resume."""
@@ -107,7 +110,9 @@ async def work(ctx: RunContext, *, round_: int = 1) -> list[int]:
         async with trio.open_nursery() as members:
             for slot, row in await ctx.members():
                 known = run.member(slot)
-                if known.get("outcome") in DONE:
+                if prompts is not None and slot not in prompts:
+                    continue
+                if prompts is None and known.get("outcome") in DONE:
                     continue
                 if ctx.budget_reached is not None:
                     await ctx.set_member(
@@ -121,13 +126,17 @@ async def work(ctx: RunContext, *, round_: int = 1) -> list[int]:
                         ),
                     )
                     continue
-                text = await ctx.prompt_text(row, run)
-                if known.get("outcome") in ("working", "interrupted"):
-                    text = RESUME_PREFIX + text
+                if prompts is not None:
+                    text = prompts[slot]
+                else:
+                    text = await ctx.prompt_text(row, run)
+                    if known.get("outcome") in ("working", "interrupted"):
+                        text = RESUME_PREFIX + text
                 members.start_soon(_member_task, ctx, slot, text, round_)
         watcher.cancel_scope.cancel()
     run = await ctx.row()
-    return [slot for slot in run.slots if run.member(slot).get("outcome") == "finished"]
+    wanted = run.slots if prompts is None else sorted(prompts)
+    return [slot for slot in wanted if run.member(slot).get("outcome") == "finished"]
 
 
 async def _member_task(ctx: RunContext, slot: int, text: str, round_: int) -> None:
