@@ -302,3 +302,14 @@ async def test_run_get_reads_a_working_members_diff_stats_from_its_worktree(
         assert (member["files_changed"], member["lines_added"]) == (1, 2)
         assert got["totals"]["total_lines_added"] == 2
         await world.client.call("run.cancel", {"run": run["id"]})
+
+
+async def test_an_agents_stop_reason_is_bounded_before_the_run_keeps_it(dirs: DaemonDirs) -> None:
+    hostile = {"prompts": [[{"do": "stop_reason", "value": "\x1b[2J" + "x" * 100_000}]]}
+    async with run_world(dirs, {"h": hostile}) as world:
+        run = await world.create(agent="h", n=1)
+        done = await world.until_status(run, "deciding", "failed")
+        member = done["members"][0]
+        assert member["outcome"] == "failed"
+        assert len(member["stop_reason"]) == 64
+        assert len(member["reason"]) <= 2000
