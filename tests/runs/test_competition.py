@@ -4,6 +4,7 @@ user (run.pick)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -313,3 +314,32 @@ async def test_an_agents_stop_reason_is_bounded_before_the_run_keeps_it(dirs: Da
         assert member["outcome"] == "failed"
         assert len(member["stop_reason"]) == 64
         assert len(member["reason"]) <= 2000
+
+
+async def test_a_template_is_rendered_for_each_member(dirs: DaemonDirs) -> None:
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        config = {"prompt_templates": {"fix": "Do: {task} on {branch} for {who}"}}
+        run = await world.create(
+            agent="a", n=2, config=config, template={"template": "fix", "vars": {"who": "me"}}
+        )
+        await world.until_status(run, "deciding")
+        record = (dirs.root / "received-a.jsonl").read_text().splitlines()
+        texts = sorted(
+            m["params"]["prompt"][0]["text"]
+            for m in map(json.loads, record)
+            if m.get("method") == "session/prompt"
+        )
+        branches = sorted(m["branch"] for m in run["members"])
+        assert texts == [f"Do: make it better on {b} for me" for b in branches]
+        missing = await world.client.error(
+            "run.create",
+            {
+                "project": world.project,
+                "task": "t",
+                "agent": "a",
+                "n": 1,
+                "config": config,
+                "template": {"template": "fix"},
+            },
+        )
+        assert missing["data"]["kind"] == "invalid_params"
