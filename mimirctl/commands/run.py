@@ -415,7 +415,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         run, common, "rm", cmd_run_rm, "delete a run and its members (work snapshotted)"
     )
     rm.add_argument("run_id", metavar="ID", help="run id or unique prefix (4+)")
-    rm.add_argument("--force", action="store_true", help="cancel it first; no snapshots")
+    rm.add_argument("--force", action="store_true", help="cancel it first if it still works")
 
     pick = add_command(run, common, "pick", cmd_run_pick, "decide a run: the member in SLOT wins")
     pick.add_argument("run_id", metavar="ID", help="run id or unique prefix (4+)")
