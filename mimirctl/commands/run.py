@@ -8,7 +8,15 @@ from typing import Any, Final
 
 from mimirctl import render
 from mimirctl.client import Client
-from mimirctl.commands import EXIT_ERROR, EXIT_OK, UsageError, add_command, add_group, emit
+from mimirctl.commands import (
+    EXIT_ERROR,
+    EXIT_OK,
+    UsageError,
+    add_command,
+    add_group,
+    emit,
+    run_merge,
+)
 from mimirctl.stream import emit_json, next_message
 
 #: Statuses at which ``run new`` (without --detach) stops following: the run waits
@@ -414,3 +422,4 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     events.add_argument("run_id", metavar="ID", help="run id or unique prefix (4+)")
     events.add_argument("--after", type=int, default=0, help="only events after this seq")
     events.add_argument("--follow", "-f", action="store_true", help="then follow it until it ends")
+    run_merge.add_commands(run, common)
