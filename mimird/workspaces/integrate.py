@@ -312,8 +312,9 @@ def integrate(
         if dirty:
             raise CheckoutDirty(
                 f"branch {into!r} is checked out in {checkout} with uncommitted changes "
-                f"({_listed([entry.strip() for entry in dirty])}); commit or stash them there (or switch that checkout "
-                "to another branch), then try again. Nothing was changed",
+                f"({_listed([entry.strip() for entry in dirty])}); commit or stash them "
+                "there (or switch that checkout to another branch), then try again. Nothing "
+                "was changed",
                 field="into",
                 detail={"worktree": str(checkout), "changes": dirty},
             )
