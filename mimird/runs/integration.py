@@ -27,6 +27,7 @@ from mimird.errors import (
     InvalidState,
     MergeConflict,
     NotFound,
+    StorageError,
 )
 from mimird.runs.context import RunContext, RunOwner
 from mimird.runs.modes import complete, put_losers_away, record_decision
@@ -48,8 +49,9 @@ ORCHESTRATED: Final = frozenset({"integrating"})
 #: Refusals journaled in the run's journal: the target's state, not bad input (a bad
 #: name or an unknown branch changes nothing stored).
 JOURNALED: Final = (MergeConflict, CheckoutDirty, BranchMoved)
-#: How long recording the outcome may hold off a cancel (one write).
-RECORD_GRACE_S: Final = 10.0
+#: How long recording the outcome may hold off a cancel (a few writes, and the
+#: winner's agent stopped as its session completes).
+RECORD_GRACE_S: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +209,7 @@ async def integrate_run(
             log.info("run_integration_refused", run_id=run.id, error=exc.message)
             raise
         decides = source.slot is not None and source.slot != run.winner_slot
-        with trio.move_on_after(RECORD_GRACE_S, shield=True):
+        with trio.move_on_after(RECORD_GRACE_S, shield=True) as recording:
             await ctx.journal(
                 ev.Integrated(
                     slot=source.slot,
@@ -225,6 +227,14 @@ async def integrate_run(
             if decides:
                 await record_decision(ctx, source.slot, "user", "integrated by run.integrate")
             await complete(ctx, result.commit, target)
+        if recording.cancelled_caught:
+            raise StorageError(
+                f"{target} now holds the work ({result.commit[:12]}), but recording it in run "
+                f"{run.id} took longer than {RECORD_GRACE_S:g} s; run.get shows what was "
+                "recorded",
+                field="run",
+                id=run.id,
+            )
     put_away: list[int] = []
     if decides:
         before = {slot for slot, row in await ctx.members() if row.status != "deleted"}
