@@ -202,8 +202,8 @@ async def test_every_mutating_call_with_valid_params_writes_one_row_with_caller_
         await r.call("run.resume", {"run": rid}, rid)
         await r.call("run.delete", {"run": rid}, rid)
         rows = audit_rows(dirs)[before:]
-    refused = {method for method, _, outcome, _ in r.expected if outcome != "ok"}
-    assert refused == set(REFUSED_HERE), r.expected
+    not_ok = {method for method, _, outcome, _ in r.expected if outcome != "ok"}
+    assert not_ok == set(REFUSED_HERE), r.expected
     r.assert_written(rows, mutating)
 
 
