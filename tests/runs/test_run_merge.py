@@ -320,3 +320,29 @@ async def test_mimirctl_run_compare_and_merge(dirs: DaemonDirs) -> None:
             lambda: run_mimirctl(dirs, "run", "merge", run["id"], "--slot", "1", "--json")
         )
         assert refused.returncode == 6, refused.stdout + refused.stderr  # invalid state
+
+
+async def test_an_automatic_merge_refused_by_a_dirty_checkout_waits_for_run_integrate(
+    dirs: DaemonDirs,
+) -> None:
+    async with run_world(dirs, SCENARIOS) as world:
+        run = await deciding(world)
+        (world.repo / "scratch.txt").write_text("the user's notes\n")
+        main = git(world.repo, "rev-parse", "main")
+        before = repo_state(world.repo)[1:]  # the pick snapshots the loser: refs move
+        await world.client.call("run.pick", {"run": run["id"], "slot": 2})
+        decided = await world.until_status(run, "decided", "completed")
+        assert decided["status"] == "decided"
+        assert repo_state(world.repo)[1:] == before
+        assert git(world.repo, "rev-parse", "main") == main
+        refused = [e["data"] for e in await world.events(run) if e["kind"] == "integration_refused"]
+        assert [(r["slot"], r["error"]) for r in refused] == [(2, "checkout_dirty")]
+        # The user tidies up; run.integrate brings the winner home.
+        (world.repo / "scratch.txt").unlink()
+        done = await world.client.call("run.integrate", {"run": run["id"]})
+        assert (done["slot"], done["kind"], done["run"]["status"]) == (
+            2,
+            "fast_forward",
+            "completed",
+        )
+        assert (world.repo / "b.txt").read_text() == "beta\nbeta\n"
