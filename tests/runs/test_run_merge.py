@@ -104,6 +104,22 @@ async def test_compare_between_two_members_is_the_diff_of_their_work(dirs: Daemo
         assert sum(len((f["patch"] or "").encode()) for f in diff["files"]) <= 40
 
 
+async def test_compare_reads_a_put_away_members_work_from_its_branch(dirs: DaemonDirs) -> None:
+    async with run_world(dirs, SCENARIOS) as world:
+        run = await deciding(world)
+        await world.client.call("run.integrate", {"run": run["id"], "slot": 2})
+        found = await world.client.call("run.compare", {"run": run["id"], "between": [1, 2]})
+        table = {m["slot"]: m for m in found["members"]}
+        assert table[1]["status"] == "deleted"  # its worktree is gone, its branch kept
+        assert (table[1]["files_changed"], table[1]["lines_added"], table[1]["unavailable"]) == (
+            1,
+            1,
+            None,
+        )
+        assert table[2]["winner"]
+        assert [f["path"] for f in found["diffs"][0]["files"]] == ["a.txt", "b.txt"]
+
+
 @pytest.mark.parametrize(
     ("params", "code", "field"),
     [
