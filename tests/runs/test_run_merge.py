@@ -104,6 +104,22 @@ async def test_compare_between_two_members_is_the_diff_of_their_work(dirs: Daemo
         assert sum(len((f["patch"] or "").encode()) for f in diff["files"]) <= 40
 
 
+async def test_compare_reads_a_put_away_members_work_from_its_branch(dirs: DaemonDirs) -> None:
+    async with run_world(dirs, SCENARIOS) as world:
+        run = await deciding(world)
+        await world.client.call("run.integrate", {"run": run["id"], "slot": 2})
+        found = await world.client.call("run.compare", {"run": run["id"], "between": [1, 2]})
+        table = {m["slot"]: m for m in found["members"]}
+        assert table[1]["status"] == "deleted"  # its worktree is gone, its branch kept
+        assert (table[1]["files_changed"], table[1]["lines_added"], table[1]["unavailable"]) == (
+            1,
+            1,
+            None,
+        )
+        assert table[2]["winner"]
+        assert [f["path"] for f in found["diffs"][0]["files"]] == ["a.txt", "b.txt"]
+
+
 @pytest.mark.parametrize(
     ("params", "code", "field"),
     [
@@ -165,7 +181,7 @@ async def test_a_decided_run_is_merged_into_a_branch_not_checked_out_without_tou
     dirs: DaemonDirs,
 ) -> None:
     async with run_world(dirs, SCENARIOS) as world:
-        # merge "manual": the pick leaves the run decided (auto would merge into main).
+        # merge "manual": after the pick the run waits in decided for run.integrate.
         run = await deciding(world, merge="manual")
         git(world.repo, "branch", "release")
         # main moves on: the winner's branch has to be truly merged into it.
@@ -320,3 +336,29 @@ async def test_mimirctl_run_compare_and_merge(dirs: DaemonDirs) -> None:
             lambda: run_mimirctl(dirs, "run", "merge", run["id"], "--slot", "1", "--json")
         )
         assert refused.returncode == 6, refused.stdout + refused.stderr  # invalid state
+
+
+async def test_an_automatic_merge_refused_by_a_dirty_checkout_waits_for_run_integrate(
+    dirs: DaemonDirs,
+) -> None:
+    async with run_world(dirs, SCENARIOS) as world:
+        run = await deciding(world)
+        (world.repo / "scratch.txt").write_text("the user's notes\n")
+        main = git(world.repo, "rev-parse", "main")
+        before = repo_state(world.repo)[1:]  # the pick snapshots the loser: refs move
+        await world.client.call("run.pick", {"run": run["id"], "slot": 2})
+        decided = await world.until_status(run, "decided", "completed")
+        assert decided["status"] == "decided"
+        assert repo_state(world.repo)[1:] == before
+        assert git(world.repo, "rev-parse", "main") == main
+        refused = [e["data"] for e in await world.events(run) if e["kind"] == "integration_refused"]
+        assert [(r["slot"], r["error"]) for r in refused] == [(2, "checkout_dirty")]
+        # The user tidies up; run.integrate brings the winner home.
+        (world.repo / "scratch.txt").unlink()
+        done = await world.client.call("run.integrate", {"run": run["id"]})
+        assert (done["slot"], done["kind"], done["run"]["status"]) == (
+            2,
+            "fast_forward",
+            "completed",
+        )
+        assert (world.repo / "b.txt").read_text() == "beta\nbeta\n"
