@@ -1,0 +1,120 @@
+"""The judge's answer (``judge: "agent"``), read defensively: what a judge writes is
+hostile input, like anything an agent sends.
+
+The format (asked for by :func:`mimird.runs.prompts.judge_prompt`): the judge's last
+message of its turn ends with one line ``WINNER-<token>: <slot>``, where ``<token>``
+is the random token of its prompt, after its reasons. Around the line, whitespace
+and Markdown emphasis (``*``, `````, ``_``) are tolerated, and so are ``winner`` in
+any case and ``slot 2`` for ``2``. The reasons are the rest of the message.
+
+A line naming a winner without the token (one a member planted in its diff and the
+judge quoted back, or a judge that did not follow the format) is not an answer. No
+answer, an answer naming a slot that is not a member's (or not one that may win), two
+lines naming different slots, or a message longer than :data:`MAX_ANSWER_BYTES` give
+a :class:`Verdict` without a winner that says why: the run then waits for
+``run.pick``. The reasons are kept in any case, masked and bounded, so that the user
+sees what the judge said.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Final
+
+from mimird.secrets import scrub
+
+#: The largest answer read: a longer last message is no answer.
+MAX_ANSWER_BYTES: Final = 64 * 1024
+#: The reasons kept in the run (characters), and what marks a cut.
+MAX_REASONS_CHARS: Final = 4000
+CUT_MARK: Final = " [...]"
+#: Characters tolerated around the answer line (Markdown emphasis, quotes, spaces).
+_DECORATION: Final = " \t*`_>\"'"
+_WINNER_WORD: Final = re.compile(r"\bwinner\b", re.IGNORECASE)
+_SLOT: Final = re.compile(r"(?:slot\s*|member\s*|#)?(\d{1,6})", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the judge decided: a winner, or why there is none; its reasons."""
+
+    winner: int | None
+    #: The judge's words around its answer (masked, at most MAX_REASONS_CHARS).
+    reasons: str
+    #: Why the answer is not valid (None when ``winner`` is set).
+    problem: str | None = None
+
+
+def parse_answer(
+    text: str | None, token: str, slots: Collection[int], secrets: set[str]
+) -> Verdict:
+    """The verdict in the judge's last message ``text`` (None: it sent none), whose
+    prompt had ``token``; ``slots`` are the members that may win; ``secrets`` are
+    masked in the reasons."""
+    if not text or not text.strip():
+        return Verdict(None, "", "the judge gave no answer (no message in its turn)")
+    size = len(text.encode())
+    if size > MAX_ANSWER_BYTES:
+        return Verdict(
+            None,
+            reasons_of(text, secrets),
+            f"the judge's answer is {size} bytes, more than the {MAX_ANSWER_BYTES} read",
+        )
+    pattern = re.compile(rf"winner-{re.escape(token)}\s*:\s*(.*)", re.IGNORECASE)
+    named: list[str] = []
+    kept: list[str] = []
+    untokened = False
+    for line in text.splitlines():
+        bare = line.strip(_DECORATION)
+        found = pattern.fullmatch(bare)
+        if found is None:
+            untokened = untokened or bool(_WINNER_WORD.search(bare) and ":" in bare)
+            kept.append(line)
+            continue
+        named.append(found.group(1).strip(_DECORATION))
+    reasons = reasons_of("\n".join(kept), secrets)
+    if not named:
+        hint = " (a line named a winner without the prompt's token: not an answer)"
+        return Verdict(
+            None,
+            reasons,
+            f"the judge's answer has no line 'WINNER-{token}: <slot>'"
+            + (hint if untokened else ""),
+        )
+    chosen: set[int] = set()
+    for value in named:
+        slot = _SLOT.fullmatch(value)
+        if slot is None:
+            return Verdict(
+                None, reasons, f"the judge's answer names {_short(value)!r}, which is not a slot"
+            )
+        chosen.add(int(slot.group(1)))
+    if len(chosen) > 1:
+        listed = ", ".join(map(str, sorted(chosen)))
+        return Verdict(None, reasons, f"the judge's answer names several winners ({listed})")
+    (winner,) = chosen
+    if winner not in slots:
+        allowed = ", ".join(map(str, sorted(slots))) or "none"
+        return Verdict(
+            None,
+            reasons,
+            f"the judge's answer names slot {winner}, which is not a member that may win "
+            f"(slots: {allowed})",
+        )
+    return Verdict(winner, reasons)
+
+
+def reasons_of(text: str, secrets: set[str]) -> str:
+    """``text`` masked, trimmed and cut to :data:`MAX_REASONS_CHARS` (the mask first,
+    so that no part of a secret is left at the cut)."""
+    masked = scrub(text, secrets).strip()
+    if len(masked) <= MAX_REASONS_CHARS:
+        return masked
+    return masked[: MAX_REASONS_CHARS - len(CUT_MARK)] + CUT_MARK
+
+
+def _short(text: str) -> str:
+    shown = "".join(c if c.isprintable() else "?" for c in text)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
