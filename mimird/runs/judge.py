@@ -23,6 +23,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
 
+from mimird.runs.messages import LastMessage
 from mimird.secrets import scrub
 
 #: The largest answer read: a longer last message is no answer.
@@ -118,3 +119,17 @@ def reasons_of(text: str, secrets: set[str]) -> str:
 def _short(text: str) -> str:
     shown = "".join(c if c.isprintable() else "?" for c in text)
     return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def verdict_of(
+    message: LastMessage, token: str, slots: Collection[int], secrets: set[str]
+) -> Verdict:
+    """The verdict in the judge's last message as read from the journal (at most
+    :data:`MAX_ANSWER_BYTES` of it: a longer one is no valid answer)."""
+    if message.over:
+        return Verdict(
+            None,
+            reasons_of(message.text or "", secrets),
+            f"the judge's answer is more than the {MAX_ANSWER_BYTES} bytes read",
+        )
+    return parse_answer(message.text, token, slots, secrets)
