@@ -14,6 +14,14 @@ lines naming different slots, or a message longer than :data:`MAX_ANSWER_BYTES` 
 a :class:`Verdict` without a winner that says why: the run then waits for
 ``run.pick``. The reasons are kept in any case, masked and bounded, so that the user
 sees what the judge said.
+
+The judge itself (:func:`by_agent`) is a session of the run, not a member: agent kind
+``judge_agent`` (default: the first member's), in a worktree of its own at the run's
+base commit (so that it cannot change a member's work, nor the user's checkout), on
+the branch ``mimir/run-<id>/judge-<agent>``, its tool policy denying edits, deletes
+and moves (a request to change a file is refused at once, never left waiting for a
+user). Its prompt and its answer are journaled in the run (``judge_started``,
+``judge_decided``); once it answered, its agent is stopped and the session completed.
 """
 
 from __future__ import annotations
@@ -23,9 +31,19 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
 
+import structlog
+
+from mimird.errors import MimirError
+from mimird.runs import material, messages, prompts
+from mimird.runs.context import ENDED, RunContext
 from mimird.runs.messages import LastMessage
 from mimird.secrets import scrub
+from mimird.wire import run_events as ev
 
+log = structlog.get_logger("mimird.runs")
+
+#: The judge session's config on top of the run's: it reads, it does not write.
+JUDGE_CONFIG: Final = {"tool_policy": {"edit": "deny", "delete": "deny", "move": "deny"}}
 #: The largest answer read: a longer last message is no answer.
 MAX_ANSWER_BYTES: Final = 64 * 1024
 #: The reasons kept in the run (characters), and what marks a cut.
@@ -133,3 +151,66 @@ def verdict_of(
             f"the judge's answer is more than the {MAX_ANSWER_BYTES} bytes read",
         )
     return parse_answer(message.text, token, slots, secrets)
+
+
+async def by_agent(ctx: RunContext, candidates: list[int]) -> tuple[int | None, str]:
+    """The run's decision by a judge session among ``candidates``: ``(winner,
+    reasons)``, or ``(None, why there is none)``; journaled (``judge_started``,
+    ``judge_decided``).
+
+    Cancellation: the judge's turn is cancelled (journaled in its session); nothing
+    is recorded in the run after ``judge_started``."""
+    run = await ctx.row()
+    bound = ctx.runs.settings.runs.prompt_max_bytes
+    agent = run.options.get("judge_agent") or run.options["agents"][0]
+    built = prompts.judge_prompt(
+        run.task, await material.members_work(ctx), bound, eligible=candidates
+    )
+    try:
+        row = await ctx.create_session(
+            agent,
+            f"judge of run {run.title or run.task.strip().splitlines()[0][:80]}",
+            run.task,
+            config=JUDGE_CONFIG,
+            role="judge",
+        )
+    except MimirError as exc:
+        problem = f"the judge's session could not be made: {exc.message}"
+        await ctx.journal(
+            ev.JudgeDecided(session_id=None, winner=None, reasons="", problem=problem)
+        )
+        return None, problem
+    await ctx.journal(
+        ev.JudgeStarted(session_id=row.id, agent=agent, prompt=material.sent(built, row.id))
+    )
+    secrets = (await ctx.runs.sessions.effective(row)).secret_values()
+    try:
+        turn = await ctx.prompt_session(row, built.text)
+    except MimirError as exc:
+        verdict = Verdict(None, "", f"the judge's agent failed: {exc.message}")
+    else:
+        if turn.stop_reason not in ENDED:
+            verdict = Verdict(None, "", f"the judge's turn ended with {turn.stop_reason}")
+        else:
+            said = await ctx.runs.store.read(
+                messages.last_message, row.id, turn.prompt_seq, turn.end_seq, MAX_ANSWER_BYTES
+            )
+            verdict = verdict_of(said, built.token, candidates, secrets)
+    await ctx.journal(
+        ev.JudgeDecided(
+            session_id=row.id,
+            winner=verdict.winner,
+            reasons=verdict.reasons,
+            problem=verdict.problem,
+        )
+    )
+    log.info("run_judged", run_id=run.id, winner=verdict.winner, problem=verdict.problem)
+    try:
+        await ctx.runs.agents.complete_session(row, ctx.runs.sessions, None, by="run")
+    except MimirError as exc:  # a judge that failed is not completed; it is stopped
+        log.info("run_judge_not_completed", run_id=run.id, error=exc.message)
+        await ctx.runs.agents.stop(row.id, reason="run_judged")
+    if verdict.winner is None:
+        assert verdict.problem is not None
+        return None, verdict.problem
+    return verdict.winner, verdict.reasons or "the judge gave no reasons"

@@ -80,6 +80,16 @@ def last_message(
     return _joined(parts, size) if parts else LastMessage(None)
 
 
+def last_turn_message(conn: sa.Connection, session_id: str, max_bytes: int) -> LastMessage:
+    """The agent's last message in the session's last turn (after its last prompt)."""
+    prompts = stored.page(conn, session_id, after_seq=0, kind="prompt", newest_first=True, limit=1)
+    if not prompts:
+        return LastMessage(None)
+    return last_message(
+        conn, session_id, prompts[0].seq, stored.head(conn, session_id) + 1, max_bytes
+    )
+
+
 def _joined(parts: list[str], size: int) -> LastMessage:
     return LastMessage("".join(reversed(parts)), size=size)
 

@@ -13,17 +13,19 @@ returns ``(winner slot or None, reasons)``. They use only :class:`RunContext`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import structlog
 import trio
 
 from mimird.errors import MimirError
+from mimird.runs import judge as judge_agent
 from mimird.runs import records
 from mimird.runs.context import DONE, RunContext
 from mimird.runs.states import FINISHED
 from mimird.wire import run_events as ev
+from mimird.wire.runs import INTEGRATION_SLOT
 from mimird.wire.usage import Usage
 
 log = structlog.get_logger("mimird.runs")
@@ -88,9 +90,13 @@ async def budget_reached(ctx: RunContext, reached: ev.RunBudgetExceeded) -> None
         await ctx.runs.agents.cancel_turn(row.id)
 
 
-async def work(ctx: RunContext, *, round_: int = 1) -> list[int]:
+async def work(
+    ctx: RunContext, *, round_: int = 1, texts: Mapping[int, str] | None = None
+) -> list[int]:
     """Every member whose turn is not done yet works on the task, concurrently, under
-    the run's budget; returns the slots whose turn finished.
+    the run's budget; returns the slots whose turn finished. With ``texts`` (a
+    debate's later round), the members of those slots are prompted with those texts
+    instead, whatever their last turn's outcome.
 
     Cancellation: every running turn is cancelled (journaled); members stay
     ``working`` for a resume."""
@@ -107,7 +113,12 @@ async def work(ctx: RunContext, *, round_: int = 1) -> list[int]:
         async with trio.open_nursery() as members:
             for slot, row in await ctx.members():
                 known = run.member(slot)
-                if known.get("outcome") in DONE:
+                if slot == INTEGRATION_SLOT:
+                    continue  # an ensemble's integration session: not a member's turn
+                if texts is not None:
+                    if slot not in texts:
+                        continue
+                elif known.get("outcome") in DONE:
                     continue
                 if ctx.budget_reached is not None:
                     await ctx.set_member(
@@ -121,13 +132,17 @@ async def work(ctx: RunContext, *, round_: int = 1) -> list[int]:
                         ),
                     )
                     continue
-                text = await ctx.prompt_text(row, run)
+                text = texts[slot] if texts is not None else await ctx.prompt_text(row, run)
                 if known.get("outcome") in ("working", "interrupted"):
                     text = RESUME_PREFIX + text
                 members.start_soon(_member_task, ctx, slot, text, round_)
         watcher.cancel_scope.cancel()
     run = await ctx.row()
-    return [slot for slot in run.slots if run.member(slot).get("outcome") == "finished"]
+    return [
+        slot
+        for slot in run.slots
+        if slot != INTEGRATION_SLOT and run.member(slot).get("outcome") == "finished"
+    ]
 
 
 async def _member_task(ctx: RunContext, slot: int, text: str, round_: int) -> None:
@@ -162,7 +177,7 @@ async def judge_by_checks(ctx: RunContext, candidates: list[int]) -> tuple[int |
     )
 
 
-JUDGES: dict[str, Judge] = {"checks": judge_by_checks}
+JUDGES: dict[str, Judge] = {"checks": judge_by_checks, "agent": judge_agent.by_agent}
 
 
 async def decide(ctx: RunContext, candidates: list[int]) -> None:

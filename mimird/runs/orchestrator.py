@@ -22,7 +22,7 @@ import trio
 from mimird.agents.manager import AgentManager
 from mimird.config import Settings
 from mimird.errors import InvalidParams, InvalidState, MimirError
-from mimird.runs import modes, records
+from mimird.runs import catalog, modes, records
 from mimird.runs.context import DONE, RunContext, RunSessions
 from mimird.runs.records import RunRow
 from mimird.runs.states import FINISHED, WORKING, check_run_transition
@@ -149,7 +149,7 @@ class Runs:
         if run.winner_slot is not None:
             await modes.finish(ctx)
             return
-        mode = modes.MODES.get(run.mode)
+        mode = catalog.MODES.get(run.mode)
         if mode is None:
             await modes.fail(ctx, f"mode {run.mode!r} is not available in this mimird")
             return

@@ -39,7 +39,7 @@ _LINE_SEARCH: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
-class CheckOutcome:
+class Check:
     """A member's check command, as the run ran it."""
 
     #: None when it did not exit by itself (timed out, cancelled, could not start).
@@ -66,7 +66,7 @@ class MemberWork:
     insertions: int = 0
     deletions: int = 0
     #: None: no check command, or it was not run.
-    check: CheckOutcome | None = None
+    check: Check | None = None
     #: Its last message (hostile); the debate shows it to the others.
     summary: str = ""
 
@@ -101,11 +101,14 @@ def judge_prompt(
     members: Sequence[MemberWork],
     max_bytes: int,
     *,
+    eligible: Sequence[int] | None = None,
     token: str | None = None,
 ) -> Built:
     """The judge's prompt: the task, every member's slot, agent, status, check and
-    diff; the answer asked for is a line ``WINNER-<token>: <slot>`` after the reasons."""
-    slots = ", ".join(str(m.slot) for m in members)
+    diff; the answer asked for is a line ``WINNER-<token>: <slot>`` after the reasons,
+    the slot one of ``eligible`` (default: every member's)."""
+    chosen = [m.slot for m in members] if eligible is None else list(eligible)
+    slots = ", ".join(map(str, chosen))
 
     def layout(b: _Blocks) -> list[str]:
         return [
@@ -248,7 +251,7 @@ def _members(b: _Blocks, members: Sequence[MemberWork], *, with_summary: bool) -
     return lines
 
 
-def _check_words(check: CheckOutcome | None) -> str:
+def _check_words(check: Check | None) -> str:
     if check is None:
         return "not run"
     if check.exit_code is None:

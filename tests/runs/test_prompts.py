@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mimird.runs import prompts
-from mimird.runs.prompts import CheckOutcome, MemberWork
+from mimird.runs.prompts import Check, MemberWork
 
 BOUND = prompts.MIN_PROMPT_MAX_BYTES
 
@@ -33,8 +33,8 @@ def blocks(text: str, token: str) -> dict[str, str]:
 
 def test_judge_prompt_holds_the_task_and_every_members_slot_agent_check_and_diff() -> None:
     members = [
-        member(1, "+a\n", files_changed=1, insertions=1, check=CheckOutcome(0, "3 passed")),
-        member(2, "+b\n", check=CheckOutcome(1, "1 failed")),
+        member(1, "+a\n", files_changed=1, insertions=1, check=Check(0, "3 passed")),
+        member(2, "+b\n", check=Check(1, "1 failed")),
         member(3, ""),
     ]
     built = prompts.judge_prompt("add a greeting", members, BOUND)
@@ -88,7 +88,7 @@ def test_diffs_over_the_bound_are_cut_fairly_and_the_prompt_says_so() -> None:
 def test_a_long_check_line_is_cut_to_its_own_bound_before_the_diffs() -> None:
     line = "E" * 10_000
     built = prompts.judge_prompt(
-        "t", [member(1, "+a\n", check=CheckOutcome(1, line))], prompts.MAX_PROMPT_MAX_BYTES
+        "t", [member(1, "+a\n", check=Check(1, line))], prompts.MAX_PROMPT_MAX_BYTES
     )
     found = blocks(built.text, built.token)
     assert len(found["check of member 1"].encode()) <= prompts.MAX_SUMMARY_BYTES + 1
@@ -109,7 +109,7 @@ def test_a_bound_outside_its_range_is_refused() -> None:
 
 
 def test_integration_prompt_asks_for_one_combined_change_with_every_members_work() -> None:
-    members = [member(1, "+a\n"), member(2, "+b\n", check=CheckOutcome(None))]
+    members = [member(1, "+a\n"), member(2, "+b\n", check=Check(None))]
     built = prompts.integration_prompt("task", members, BOUND, check_command="pytest -q")
     found = blocks(built.text, built.token)
     assert found["diff of member 1"] == "+a\n"
@@ -121,7 +121,7 @@ def test_integration_prompt_asks_for_one_combined_change_with_every_members_work
 
 
 def test_debate_prompt_shows_a_member_the_others_diffs_and_summaries_not_its_own() -> None:
-    me = member(2, "+mine\n", check=CheckOutcome(0))
+    me = member(2, "+mine\n", check=Check(0))
     others = [member(1, "+one\n", summary="I added one"), member(3, "+three\n")]
     built = prompts.debate_prompt("task", me, others, 2, 3, BOUND)
     found = blocks(built.text, built.token)
@@ -136,7 +136,7 @@ def test_debate_prompt_shows_a_member_the_others_diffs_and_summaries_not_its_own
 
 
 def test_a_prompt_that_cannot_fit_even_without_its_material_is_refused() -> None:
-    many = [member(i, "+x\n", check=CheckOutcome(1, "fail")) for i in range(1, 200)]
+    many = [member(i, "+x\n", check=Check(1, "fail")) for i in range(1, 200)]
     with pytest.raises(ValueError, match="run_prompt_max_bytes"):
         prompts.judge_prompt("t", many, BOUND)
 
@@ -159,7 +159,7 @@ def test_every_prompt_stays_in_its_bound_and_keeps_every_block_closed(
     task: str, diffs: list[str], summaries: list[str], bound: int
 ) -> None:
     members = [
-        member(i + 1, d, summary=summaries[i], check=CheckOutcome(1, summaries[-1 - i]))
+        member(i + 1, d, summary=summaries[i], check=Check(1, summaries[-1 - i]))
         for i, d in enumerate(diffs)
     ]
     for built in (
