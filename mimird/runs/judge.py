@@ -26,24 +26,29 @@ user). Its prompt and its answer are journaled in the run (``judge_started``,
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
 
 import structlog
+import trio
 
 from mimird.errors import MimirError
 from mimird.runs import material, messages, prompts
 from mimird.runs.context import ENDED, RunContext
 from mimird.runs.messages import LastMessage
 from mimird.secrets import scrub
+from mimird.sessions.records import SessionRow
 from mimird.wire import run_events as ev
 
 log = structlog.get_logger("mimird.runs")
 
 #: The judge session's config on top of the run's: it reads, it does not write.
 JUDGE_CONFIG: Final = {"tool_policy": {"edit": "deny", "delete": "deny", "move": "deny"}}
+#: How long putting the judge's session away may hold off a cancel.
+PUT_AWAY_TIMEOUT_S: Final = 30.0
 #: The largest answer read: a longer last message is no answer.
 MAX_ANSWER_BYTES: Final = 64 * 1024
 #: The reasons kept in the run (characters), and what marks a cut.
@@ -183,19 +188,13 @@ async def by_agent(ctx: RunContext, candidates: list[int]) -> tuple[int | None, 
     await ctx.journal(
         ev.JudgeStarted(session_id=row.id, agent=agent, prompt=material.sent(built, row.id))
     )
-    secrets = (await ctx.runs.sessions.effective(row)).secret_values()
     try:
-        turn = await ctx.prompt_session(row, built.text)
-    except MimirError as exc:
-        verdict = Verdict(None, "", f"the judge's agent failed: {exc.message}")
-    else:
-        if turn.stop_reason not in ENDED:
-            verdict = Verdict(None, "", f"the judge's turn ended with {turn.stop_reason}")
-        else:
-            said = await ctx.runs.store.read(
-                messages.last_message, row.id, turn.prompt_seq, turn.end_seq, MAX_ANSWER_BYTES
-            )
-            verdict = verdict_of(said, built.token, candidates, secrets)
+        verdict = await _ask(ctx, row, built, candidates)
+    finally:
+        # However it ended (answered, failed, the run cancelled), the judge's agent
+        # does not outlive its answer.
+        with trio.move_on_after(PUT_AWAY_TIMEOUT_S, shield=True):
+            await _put_away(ctx, row)
     await ctx.journal(
         ev.JudgeDecided(
             session_id=row.id,
@@ -205,12 +204,35 @@ async def by_agent(ctx: RunContext, candidates: list[int]) -> tuple[int | None, 
         )
     )
     log.info("run_judged", run_id=run.id, winner=verdict.winner, problem=verdict.problem)
-    try:
-        await ctx.runs.agents.complete_session(row, ctx.runs.sessions, None, by="run")
-    except MimirError as exc:  # a judge that failed is not completed; it is stopped
-        log.info("run_judge_not_completed", run_id=run.id, error=exc.message)
-        await ctx.runs.agents.stop(row.id, reason="run_judged")
     if verdict.winner is None:
         assert verdict.problem is not None
         return None, verdict.problem
     return verdict.winner, verdict.reasons or "the judge gave no reasons"
+
+
+async def _ask(
+    ctx: RunContext, row: SessionRow, built: prompts.Built, candidates: list[int]
+) -> Verdict:
+    """The judge's turn, and the verdict in its last message."""
+    secrets = (await ctx.runs.sessions.effective(row)).secret_values()
+    try:
+        turn = await ctx.prompt_session(row, built.text)
+    except MimirError as exc:
+        return Verdict(None, "", f"the judge's agent failed: {exc.message}")
+    if turn.stop_reason not in ENDED:
+        return Verdict(None, "", f"the judge's turn ended with {turn.stop_reason}")
+    said = await ctx.runs.store.read(
+        messages.last_message, row.id, turn.prompt_seq, turn.end_seq, MAX_ANSWER_BYTES
+    )
+    return verdict_of(said, built.token, candidates, secrets)
+
+
+async def _put_away(ctx: RunContext, row: SessionRow) -> None:
+    """Complete the judge's session (its agent stopped); one that cannot complete
+    (its agent failed) is stopped."""
+    try:
+        await ctx.runs.agents.complete_session(row, ctx.runs.sessions, None, by="run")
+    except MimirError as exc:
+        log.info("run_judge_not_completed", session_id=row.id, error=exc.message)
+        with contextlib.suppress(MimirError):
+            await ctx.runs.agents.stop(row.id, reason="run_judged")

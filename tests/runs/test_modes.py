@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+import trio
 
 from tests.runs.world import RunWorld, run_world
 from tests.support.helpers import DaemonDirs, git
@@ -386,3 +387,57 @@ async def test_a_debate_of_more_than_five_rounds_is_refused(dirs: DaemonDirs) ->
         assert "rounds" in json.dumps(error)
         runs = await world.client.call("run.list", {})
         assert runs["runs"] == []
+
+
+async def test_an_integration_whose_check_fails_may_still_be_picked_as_slot_0(
+    dirs: DaemonDirs,
+) -> None:
+    scenarios = {**TWO_MEMBERS, "integrator": member("c.txt", "c\n", "combined")}
+    async with run_world(dirs, scenarios) as world:
+        run = await world.create(
+            agents=["alpha", "beta"],
+            mode="ensemble",
+            integration_agent="integrator",
+            check_command="test -f nothing.txt",
+            merge="manual",
+        )
+        waiting = await world.until_status(run, "deciding")
+        assert waiting["integration_phase"] == "completed"
+        notes = [n["text"] for n in await data_of(world, run, "run_note")]
+        assert any("the integration's check failed" in note for note in notes)
+        picked = await world.client.call("run.pick", {"run": run["id"], "slot": 0})
+        assert picked["winner"] == 0
+        assert picked["decision"]["by"] == "user"
+
+
+async def test_slot_0_is_no_member_of_a_run_without_an_integration(dirs: DaemonDirs) -> None:
+    async with run_world(dirs, TWO_MEMBERS) as world:
+        run = await world.create(agents=["alpha", "beta"])
+        await world.until_status(run, "deciding")
+        error = await world.client.error("run.pick", {"run": run["id"], "slot": 0})
+        assert error["data"]["kind"] == "invalid_params"
+        assert "no member in slot 0" in error["message"]
+        assert (await world.get(run))["status"] == "deciding"
+
+
+async def test_cancelling_a_run_while_its_judge_works_stops_the_judge(dirs: DaemonDirs) -> None:
+    scenarios = {**TWO_MEMBERS, "judge": {"prompts": [[{"do": "wait_cancel"}]]}}
+    async with run_world(dirs, scenarios) as world:
+        run = await world.create(agents=["alpha", "beta"], judge="agent", judge_agent="judge")
+        await world.until_status(run, "judging")
+        judged = None
+        for _ in range(500):
+            found = await data_of(world, run, "judge_started")
+            if found:
+                judged = found[0]["session_id"]
+                session = await world.client.call("session.get", {"session": judged})
+                if session["status"] == "running":
+                    break
+            await trio.sleep(0.02)
+        assert judged is not None
+        cancelled = await world.client.call("run.cancel", {"run": run["id"]})
+        assert cancelled["status"] == "cancelled"
+        session = await world.client.call("session.get", {"session": judged})
+        assert session["status"] in ("completed", "stopped")
+        turns = await world.client.call("session.events", {"session": judged, "kind": "turn_ended"})
+        assert [e["data"]["stop_reason"] for e in turns["events"]] == ["cancelled"]

@@ -5,11 +5,14 @@ material in blocks that the members' text cannot close or forge."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mimird.config import RunsSection, parse_config_file
+from mimird.errors import ConfigError
 from mimird.runs import prompts
 from mimird.runs.prompts import Check, MemberWork
 
@@ -173,3 +176,23 @@ def test_every_prompt_stays_in_its_bound_and_keeps_every_block_closed(
         closed = sum(line.startswith("===== END ") for line in lines)
         assert opened == closed
         assert len(blocks(built.text, built.token)) == opened
+
+
+@pytest.mark.parametrize(
+    "value", [prompts.MIN_PROMPT_MAX_BYTES - 1, prompts.MAX_PROMPT_MAX_BYTES + 1]
+)
+def test_a_prompt_max_bytes_outside_its_bounds_is_refused_at_start(
+    tmp_path: Path, value: int
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f"[runs]\nprompt_max_bytes = {value}\n")
+    with pytest.raises(ConfigError, match=r"key 'runs.prompt_max_bytes'"):
+        parse_config_file(config)
+
+
+def test_the_config_bounds_of_prompt_max_bytes_are_the_prompts_bounds(tmp_path: Path) -> None:
+    for value in (prompts.MIN_PROMPT_MAX_BYTES, prompts.MAX_PROMPT_MAX_BYTES):
+        config = tmp_path / "config.toml"
+        config.write_text(f"[runs]\nprompt_max_bytes = {value}\n")
+        assert parse_config_file(config).runs.prompt_max_bytes == value
+    assert RunsSection().prompt_max_bytes == prompts.DEFAULT_PROMPT_MAX_BYTES
