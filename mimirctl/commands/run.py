@@ -8,7 +8,15 @@ from typing import Any, Final
 
 from mimirctl import render
 from mimirctl.client import Client
-from mimirctl.commands import EXIT_ERROR, EXIT_OK, UsageError, add_command, add_group, emit
+from mimirctl.commands import (
+    EXIT_ERROR,
+    EXIT_OK,
+    UsageError,
+    add_command,
+    add_group,
+    emit,
+    template_vars,
+)
 from mimirctl.stream import emit_json, next_message
 
 #: Statuses at which ``run new`` (without --detach) stops following: the run waits
@@ -221,6 +229,10 @@ def cmd_run_new(client: Client, args: argparse.Namespace) -> int:
         params["run_budget"] = budget
     if args.rounds is not None:
         params["rounds"] = args.rounds
+    if args.template is not None:
+        params["template"] = {"template": args.template, "vars": template_vars(args.var)}
+    elif args.var:
+        raise UsageError("--var goes with --template")
     run = client.call("run.create", params)
     if args.detach:
         emit(args, run, _run_fields)
@@ -437,6 +449,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     new.add_argument("--budget-usd", type=float, help="USD the whole run may cost")
     new.add_argument("--rounds", type=int, help="debate: how many rounds")
     new.add_argument("--config", help="the members' session config overrides (a JSON object)")
+    new.add_argument("--template", help="the members' prompt: this template, rendered for each")
+    new.add_argument("--var", action="append", metavar="KEY=VALUE", help="a template var")
     new.add_argument(
         "--detach", "-d", action="store_true", help="print the run and return (do not follow it)"
     )
@@ -460,7 +474,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         run, common, "rm", cmd_run_rm, "delete a run and its members (work snapshotted)"
     )
     rm.add_argument("run_id", metavar="ID", help="run id or unique prefix (4+)")
-    rm.add_argument("--force", action="store_true", help="cancel it first; no snapshots")
+    rm.add_argument("--force", action="store_true", help="cancel it first if it still works")
 
     pick = add_command(run, common, "pick", cmd_run_pick, "decide a run: the member in SLOT wins")
     pick.add_argument("run_id", metavar="ID", help="run id or unique prefix (4+)")

@@ -8,6 +8,8 @@ it).
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Final
 
 import msgspec
@@ -20,7 +22,7 @@ from mimird.errors import InvalidParams, InvalidState, MimirError
 from mimird.journal import Journal, RunCommitted, page_run
 from mimird.projects import resolve_id
 from mimird.rpc.registry import CallContext, Registry
-from mimird.runs import Runs, records
+from mimird.runs import Runs, records, work
 from mimird.runs.create import create_run
 from mimird.runs.states import FINISHED
 from mimird.sessions.disk_full import disk_full_is_storage_error
@@ -94,7 +96,37 @@ class RunService:
         errors=(ErrorCode.NOT_FOUND,),
     )
     async def get(self, ctx: CallContext, params: RunRefParams) -> Run:
-        return await self._wire((await self._find(params.run)).id)
+        run = await self._wire((await self._find(params.run)).id)
+        return await self._live_stats(run)
+
+    async def _live_stats(self, run: Run) -> Run:
+        """The diff stats of members whose turn has not ended yet, read from their
+        worktrees now (those whose turn ended were recorded then)."""
+        if run.base_commit is None:
+            return run
+        members = []
+        for member in run.members:
+            if member.files_changed is None and member.status not in ("deleted", "archived"):
+                row = await self._runs.sessions.owner.find(member.session_id)
+                if row.workspace_kind == "worktree" and row.workspace_state == "ok":
+                    with contextlib.suppress(MimirError):
+                        stats = await self._runs.sessions.workspaces.read_git(
+                            work.stats, Path(row.workspace_path), run.base_commit
+                        )
+                        member = msgspec.structs.replace(
+                            member,
+                            files_changed=stats.files_changed,
+                            lines_added=stats.lines_added,
+                            lines_deleted=stats.lines_deleted,
+                        )
+            members.append(member)
+        totals = msgspec.structs.replace(
+            run.totals,
+            total_files_changed=sum(m.files_changed or 0 for m in members),
+            total_lines_added=sum(m.lines_added or 0 for m in members),
+            total_lines_deleted=sum(m.lines_deleted or 0 for m in members),
+        )
+        return msgspec.structs.replace(run, members=members, totals=totals)
 
     @_method(
         "run.list",
@@ -165,8 +197,9 @@ class RunService:
         result=RunRemoved,
         summary="Delete a run: its members are deleted as session.delete does (work "
         "snapshotted), then the run and its journal.",
-        description="A run that is not over is refused unless force (which cancels it "
-        "first, and deletes the members without snapshots).",
+        description="A run that is still working is refused unless force, which cancels "
+        "it first. Every member's work is snapshotted; a member whose snapshot cannot be made "
+        "stops the delete (the run stays).",
         mutating=True,
         concurrent=True,
         errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
@@ -190,7 +223,8 @@ class RunService:
             for session_id in session_ids:
                 session = await self._runs.sessions.owner.find(session_id)
                 if session.status != "deleted":
-                    await self._runs.sessions.owner.delete(session_id, force=params.force)
+                    # Never without a snapshot: force only cancels a working run.
+                    await self._runs.sessions.owner.delete(session_id)
                 deleted.append(session_id)
             await self._store.write(records.delete, row.id)
         log.info("run_deleted", run_id=row.id, sessions=len(deleted))

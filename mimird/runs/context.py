@@ -40,6 +40,10 @@ log = structlog.get_logger("mimird.runs")
 
 #: Outcomes after which a member's turn is not run again (resume skips it).
 DONE: Final = frozenset({"finished", "failed", "budget_exceeded", "cancelled"})
+#: The most of an agent's stop reason (its own text) a run keeps.
+STOP_REASON_CHARS: Final = 64
+#: The most of a member's failure reason a run keeps.
+REASON_CHARS: Final = 2000
 #: Stop reasons of a turn that ended as the agent meant it to.
 ENDED: Final = frozenset({"end_turn", "max_tokens", "max_turn_requests", "refusal"})
 
@@ -193,7 +197,8 @@ class RunContext:
         except MimirError as exc:
             return MemberTurn(slot, "failed", reason=exc.message)
         after = await self.runs.store.read(sessions_.get, row.id)
-        stop = result.stop_reason
+        # The agent's own text: bounded here, and shown only made visible.
+        stop = result.stop_reason[:STOP_REASON_CHARS]
         if self.budget_reached is not None:
             return MemberTurn(slot, "budget_exceeded", stop, self.budget_reached)
         if after.status == "budget_exceeded":
@@ -222,6 +227,7 @@ class RunContext:
         Cancellation: the git work runs to its end; the record commits or not."""
         run = await self.row()
         row = await self.member(turn.slot)
+        reason = None if turn.reason is None else turn.reason[:REASON_CHARS]
         stats: work.WorkStats | None = None
         commit: str | None = None
         path = Path(row.workspace_path)
@@ -234,6 +240,12 @@ class RunContext:
                 log.warning(
                     "run_member_commit_failed", run_id=run.id, slot=turn.slot, error=exc.message
                 )
+                await self.journal(
+                    ev.RunNote(
+                        slot=turn.slot,
+                        text=f"member {turn.slot}'s work was not committed: {exc.message}",
+                    )
+                )
         figures = {
             "files_changed": None if stats is None else stats.files_changed,
             "lines_added": None if stats is None else stats.lines_added,
@@ -244,7 +256,7 @@ class RunContext:
             {
                 "outcome": turn.outcome,
                 "stop_reason": turn.stop_reason,
-                "reason": turn.reason,
+                "reason": reason,
                 "commit": commit or run.member(turn.slot).get("commit"),
                 **figures,
             },
@@ -253,14 +265,14 @@ class RunContext:
                 session_id=row.id,
                 outcome=turn.outcome,  # type: ignore[arg-type]
                 stop_reason=turn.stop_reason,
-                reason=turn.reason,
+                reason=reason,
                 commit=commit,
                 round=round_,
                 **figures,
             ),
         )
         log.info("run_member_finished", run_id=run.id, slot=turn.slot, outcome=turn.outcome)
-        return MemberTurn(turn.slot, turn.outcome, turn.stop_reason, turn.reason, commit)
+        return MemberTurn(turn.slot, turn.outcome, turn.stop_reason, reason, commit)
 
     async def create_session(
         self,
@@ -300,9 +312,9 @@ class RunContext:
     # ---- checks ------------------------------------------------------------------------
 
     async def check(self, slot: int, *, workspace: SessionRow | None = None) -> CheckOutcome | None:
-        """Run the run's check command in the member's worktree (or ``workspace``'s,
-        for an integration session); record and journal its result. None when the
-        run has no check command.
+        """Run the run's check command in the member's worktree (or, with slot 0,
+        in ``workspace``'s: an integration session's); record and journal its result
+        under that slot. None when the run has no check command.
 
         Cancellation: the command's process group is stopped; nothing is recorded."""
         run = await self.row()
@@ -349,11 +361,12 @@ class RunContext:
         )
         return outcome
 
-    async def check_all(self, slots: list[int]) -> None:
+    async def check_all(self, slots: list[int], *, again: bool = False) -> None:
         """Run the checks of ``slots`` concurrently (those already checked are not
-        run again). Cancellation: every check's process group is stopped."""
+        run again, unless ``again``: a later round's work). Cancellation: every
+        check's process group is stopped."""
         run = await self.row()
-        pending = [slot for slot in slots if run.member(slot).get("check") is None]
+        pending = [s for s in slots if again or run.member(s).get("check") is None]
         if run.check_command is None or not pending:
             return
         async with trio.open_nursery() as nursery:

@@ -72,7 +72,8 @@ async def _first_round(ctx: RunContext, rounds: int) -> None:
             sent.append(material.sent(built, row.id, slot))
         await ctx.journal(ev.RoundStarted(round=1, rounds=rounds, prompts=sent))
     await modes.work(ctx, round_=1)
-    await _end_round(ctx, 1, rounds, [slot for slot, _ in members])
+    slots = [slot for slot, _ in members if slot != INTEGRATION_SLOT]
+    await _end_round(ctx, 1, rounds, slots, slots)
 
 
 async def _later_round(ctx: RunContext, round_: int, rounds: int) -> bool:
@@ -118,15 +119,19 @@ async def _later_round(ctx: RunContext, round_: int, rounds: int) -> bool:
         for slot in pending:
             await ctx.set_member(slot, {"check": None})  # checked again after this round
         await ctx.journal(ev.RoundStarted(round=round_, rounds=rounds, prompts=sent))
-    await modes.work(ctx, round_=round_, texts=texts)
-    await _end_round(ctx, round_, rounds, pending)
+    await modes.work(ctx, round_=round_, prompts=texts)
+    await _end_round(ctx, round_, rounds, pending, active)
     return True
 
 
-async def _end_round(ctx: RunContext, round_: int, rounds: int, prompted: list[int]) -> None:
-    """The checks of the members that finished the round, then ``round_ended``."""
+async def _end_round(
+    ctx: RunContext, round_: int, rounds: int, prompted: list[int], active: list[int]
+) -> None:
+    """The checks of the members in the debate that finished the round and are not
+    checked yet (a resumed round: those checked before the restart are not checked
+    again), then ``round_ended`` with the results of those ``prompted``."""
     run = await ctx.row()
-    finished = [s for s in prompted if run.member(s).get("outcome") == "finished"]
+    finished = [s for s in active if run.member(s).get("outcome") == "finished"]
     if finished:
         await ctx.set_status("checking")
         await ctx.check_all(finished)

@@ -143,7 +143,8 @@ async def _integration_turn(ctx: RunContext) -> bool:
             session_id=row.id, agent=agent, branch=row.branch, prompt=material.sent(built, row.id)
         ),
     )
-    turn = await ctx.run_member(INTEGRATION_SLOT, text, round_=max(run.round, 1))
+    async with modes.budget_guard(ctx):
+        turn = await ctx.run_member(INTEGRATION_SLOT, text, round_=max(run.round, 1))
     if turn.outcome != "finished":
         await ctx.update(
             {"integration_phase": "failed"},

@@ -219,6 +219,8 @@ async def _ask(
         turn = await ctx.prompt_session(row, built.text)
     except MimirError as exc:
         return Verdict(None, "", f"the judge's agent failed: {exc.message}")
+    if ctx.budget_reached is not None:
+        return Verdict(None, "", f"the judge was stopped: {ctx.budget_reached}")
     if turn.stop_reason not in ENDED:
         return Verdict(None, "", f"the judge's turn ended with {turn.stop_reason}")
     said = await ctx.runs.store.read(

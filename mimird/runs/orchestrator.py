@@ -245,6 +245,18 @@ class Runs:
                     )
                 if group is not None:
                     await self.store.write(records.set_member, run.id, slot, {"check_group": None})
+            if run.status == "starting":
+                # Cut short while its members were being made: some may be missing.
+                reason = "mimird stopped while the run's members were being made"
+                await self.store.write(
+                    records.transition,
+                    run.id,
+                    "failed",
+                    action="recover",
+                    values={"failure": reason},
+                    facts=(ev.RunFailed(reason=reason),),
+                )
+                continue
             await self.store.write(
                 records.transition,
                 run.id,

@@ -39,6 +39,9 @@ from mimird.wire.runs import (
 )
 from mimird.wire.usage import Usage
 
+#: Where the check of a run's integration session (ensemble) is kept and journaled:
+#: slot 0, which no member has.
+INTEGRATION_SLOT: Final = "0"
 #: The JSON columns, decoded in :class:`RunRow`.
 _JSON: Final = ("config", "options", "member_results")
 
@@ -80,7 +83,8 @@ class RunRow:
 
     @property
     def slots(self) -> list[int]:
-        return sorted(int(slot) for slot in self.member_results)
+        """The members' slots (slot 0, an integration session's check, is not one)."""
+        return sorted(int(slot) for slot in self.member_results if slot != INTEGRATION_SLOT)
 
 
 _RUN_COLUMNS: Final = tuple(c.name for c in runs.columns)

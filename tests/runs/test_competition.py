@@ -4,12 +4,14 @@ user (run.pick)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from tests.runs.world import run_world, writes
+from tests.runs.world import eventually, run_world, writes
 from tests.support.helpers import DaemonDirs, git
 
 pytestmark = pytest.mark.timeout(90)
@@ -215,3 +217,129 @@ async def test_delete_deletes_every_member_with_its_work_snapshotted_then_the_ru
         assert saved.strip() == "late"
         gone = await world.client.error("run.get", {"run": run["id"]})
         assert gone["data"]["kind"] == "not_found"
+
+
+async def test_a_member_is_an_ordinary_session_that_names_its_run_and_slot(
+    dirs: DaemonDirs,
+) -> None:
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        run = await world.create(agent="a", n=2, title="Two of a kind")
+        for member in run["members"]:
+            session = await world.client.call("session.get", {"session": member["session_id"]})
+            assert (session["run_id"], session["slot"]) == (run["id"], member["slot"])
+            assert session["title"] == f"Two of a kind [{member['slot']}/2 a]"
+            assert session["config"]["auto_complete"] is False
+        listed = (await world.client.call("session.list", {}))["sessions"]
+        assert {(s["run_id"], s["slot"]) for s in listed} == {(run["id"], 1), (run["id"], 2)}
+
+
+async def test_judge_checks_with_no_passing_check_waits_for_the_user(dirs: DaemonDirs) -> None:
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        run = await world.create(agent="a", n=2, check_command="exit 3", judge="checks")
+        done = await world.until_status(run, "deciding")
+        assert done["winner"] is None
+        notes = [e["data"]["text"] for e in await world.events(run) if e["kind"] == "run_note"]
+        assert notes == ["no member's check passed: no winner by checks; run.pick decides"]
+
+
+async def test_run_list_filters_by_project_and_status_a_page_at_a_time(dirs: DaemonDirs) -> None:
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        made = [await world.create(agent="a", n=1, title=f"run {i}") for i in range(3)]
+        for run in made:
+            await world.until_status(run, "deciding")
+        await world.client.call("run.cancel", {"run": made[0]["id"]})
+        first = await world.client.call("run.list", {"project": "demo", "limit": 2})
+        assert [r["id"] for r in first["runs"]] == [made[2]["id"], made[1]["id"]]
+        rest = await world.client.call("run.list", {"limit": 2, "cursor": first["next_cursor"]})
+        assert [r["id"] for r in rest["runs"]] == [made[0]["id"]]
+        assert rest["next_cursor"] is None
+        cancelled = await world.client.call("run.list", {"status": ["cancelled"]})
+        assert [r["id"] for r in cancelled["runs"]] == [made[0]["id"]]
+
+
+async def test_cancel_during_the_checks_stops_each_checks_whole_process_group(
+    dirs: DaemonDirs,
+) -> None:
+    pidfile = dirs.root / "check.pid"
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        run = await world.create(
+            agent="a", n=1, check_command=f"sleep 60 & echo $! > {pidfile}; wait"
+        )
+        await world.until_status(run, "checking")
+        await eventually(lambda: pidfile.exists() and pidfile.read_text().strip())
+        pid = int(pidfile.read_text())
+        assert _state(pid) not in ("Z", "gone")
+        await world.client.call("run.cancel", {"run": run["id"]})
+        await eventually(lambda: _state(pid) in ("Z", "gone"))
+        kinds = await world.kinds(run)
+        assert "check_started" in kinds
+        assert "check_finished" not in kinds
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat[stat.rindex(")") + 2 :].split()[0]
+
+
+async def test_run_get_reads_a_working_members_diff_stats_from_its_worktree(
+    dirs: DaemonDirs,
+) -> None:
+    working = {"prompts": [[{"do": "disk_write", "path": "w.txt", "text": "1\n2\n"}, WAIT_CANCEL]]}
+    async with run_world(dirs, {"w": working}) as world:
+        run = await world.create(agent="w", n=1)
+
+        async def wrote() -> dict[str, Any] | None:
+            got = await world.get(run)
+            return got if got["members"][0]["files_changed"] else None
+
+        with trio.fail_after(10):
+            while (got := await wrote()) is None:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        member = got["members"][0]
+        assert member["outcome"] == "working"
+        assert (member["files_changed"], member["lines_added"]) == (1, 2)
+        assert got["totals"]["total_lines_added"] == 2
+        await world.client.call("run.cancel", {"run": run["id"]})
+
+
+async def test_an_agents_stop_reason_is_bounded_before_the_run_keeps_it(dirs: DaemonDirs) -> None:
+    hostile = {"prompts": [[{"do": "stop_reason", "value": "\x1b[2J" + "x" * 100_000}]]}
+    async with run_world(dirs, {"h": hostile}) as world:
+        run = await world.create(agent="h", n=1)
+        done = await world.until_status(run, "deciding", "failed")
+        member = done["members"][0]
+        assert member["outcome"] == "failed"
+        assert len(member["stop_reason"]) == 64
+        assert len(member["reason"]) <= 2000
+
+
+async def test_a_template_is_rendered_for_each_member(dirs: DaemonDirs) -> None:
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        config = {"prompt_templates": {"fix": "Do: {task} on {branch} for {who}"}}
+        run = await world.create(
+            agent="a", n=2, config=config, template={"template": "fix", "vars": {"who": "me"}}
+        )
+        await world.until_status(run, "deciding")
+        record = (dirs.root / "received-a.jsonl").read_text().splitlines()
+        texts = sorted(
+            m["params"]["prompt"][0]["text"]
+            for m in map(json.loads, record)
+            if m.get("method") == "session/prompt"
+        )
+        branches = sorted(m["branch"] for m in run["members"])
+        assert texts == [f"Do: make it better on {b} for me" for b in branches]
+        missing = await world.client.error(
+            "run.create",
+            {
+                "project": world.project,
+                "task": "t",
+                "agent": "a",
+                "n": 1,
+                "config": config,
+                "template": {"template": "fix"},
+            },
+        )
+        assert missing["data"]["kind"] == "invalid_params"

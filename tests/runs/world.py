@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,13 @@ SUPERVISION = {
     "cancel_grace_s": 1.0,
     "stop_grace_s": 0.5,
 }
+
+
+async def eventually(predicate: Callable[[], Any], wait_s: float = 10) -> None:
+    """Wait until ``predicate()`` is true (checked every 20 ms, ``wait_s`` at most)."""
+    with trio.fail_after(wait_s):
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(0.02)
 
 
 def writes(path: str, text: str) -> dict[str, Any]:
