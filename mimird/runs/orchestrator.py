@@ -194,10 +194,10 @@ class Runs:
                 id=run.id,
                 detail={"status": run.status, "wanted": "decided"},
             )
-        if slot not in run.slots:
+        if slot not in run.pickable:
             raise InvalidParams(
                 f"run {run.id} has no member in slot {slot} (slots: "
-                f"{', '.join(map(str, run.slots))})",
+                f"{', '.join(map(str, run.pickable))})",
                 field="slot",
             )
         ctx = self.context(run.id)
@@ -230,7 +230,7 @@ class Runs:
         for run in found:
             members = dict(await self.store.read(records.member_sessions, run.id))
             cut: list[int] = []
-            for slot in run.slots:
+            for slot in run.recorded_slots:  # an integration's (slot 0) check too
                 known = run.member(slot)
                 group = known.get("check_group")
                 if group is not None and slot in members:
