@@ -6,6 +6,10 @@ round's prompt, the integration session is prompted again), not from the start."
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +18,15 @@ import trio
 from mimird.runs.modes import RESUME_PREFIX
 from tests.runs.world import write_config
 from tests.support.agents import Client
-from tests.support.helpers import DaemonDirs, in_process_daemon, make_repo
+from tests.support.helpers import (
+    DaemonDirs,
+    add_project_blocking,
+    daemon_process,
+    in_process_daemon,
+    make_repo,
+    rpc,
+    start_daemon_process,
+)
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -144,3 +156,58 @@ async def test_an_ensemble_stopped_during_its_integration_prompts_it_again(
         assert again.removeprefix(RESUME_PREFIX).count("+a") == first.count("+a") == 2
         assert token not in again
         assert done["members"][0]["files_changed"] == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
+def _until(check: Any, what: str, wait_s: float = 30) -> Any:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+def test_an_integrations_check_left_running_by_a_killed_daemon_is_reaped(
+    dirs: DaemonDirs,
+) -> None:
+    pidfile = dirs.root / "check.pid"
+    scenarios = {
+        "alpha": {"prompts": [[{"do": "disk_write", "path": "a.txt", "text": "a\n"}]]},
+        "integrator": {"prompts": [[{"do": "disk_write", "path": "c.txt", "text": "c\n"}]]},
+    }
+    # Only the integration's worktree has c.txt: only its check hangs.
+    check = f"test -f c.txt || exit 0; sleep 60 & echo $! > {pidfile}; wait"
+    write_config(dirs, scenarios)
+    first = start_daemon_process(dirs)
+    try:
+        repo = make_repo(dirs.root / "repo")
+        project = add_project_blocking(dirs, repo, name="demo")
+        params = {
+            "project": project["id"],
+            "task": "t",
+            "agents": ["alpha"],
+            "mode": "ensemble",
+            "integration_agent": "integrator",
+            "check_command": check,
+        }
+        run = rpc(dirs, "run.create", params)
+        _until(lambda: pidfile.exists() and pidfile.read_text().strip(), "the check runs")
+        pid = int(pidfile.read_text())
+    finally:
+        first.kill()
+    try:
+        with daemon_process(dirs):
+            _until(lambda: not _alive(pid), "the integration's leftover check is reaped")
+            got = rpc(dirs, "run.get", {"run": run["id"]})
+            assert got["status"] == "interrupted"
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
