@@ -229,8 +229,10 @@ def _members(b: _Blocks, members: Sequence[MemberWork], *, with_summary: bool) -
     lines: list[str] = []
     for m in members:
         agent = _label(m.agent)
+        # Slot 0 is an ensemble's integration session: its change combines the others'.
+        what = "the integration of the members' work, " if m.slot == 0 else ""
         lines += [
-            f"## Member {m.slot} (agent {agent}, {_label(m.status)}): {m.files_changed} "
+            f"## Member {m.slot} ({what}agent {agent}, {_label(m.status)}): {m.files_changed} "
             f"files changed, +{m.insertions} -{m.deletions}; check: {_check_words(m.check)}",
         ]
         if m.check is not None and m.check.summary:

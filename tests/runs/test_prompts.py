@@ -196,3 +196,12 @@ def test_the_config_bounds_of_prompt_max_bytes_are_the_prompts_bounds(tmp_path: 
         config.write_text(f"[runs]\nprompt_max_bytes = {value}\n")
         assert parse_config_file(config).runs.prompt_max_bytes == value
     assert RunsSection().prompt_max_bytes == prompts.DEFAULT_PROMPT_MAX_BYTES
+
+
+def test_the_judge_is_told_which_slot_is_an_ensembles_integration() -> None:
+    built = prompts.judge_prompt(
+        "t", [member(0, "+c\n"), member(1, "+a\n")], BOUND, eligible=[0, 1]
+    )
+    assert "## Member 0 (the integration of the members' work, agent fake, idle)" in built.text
+    assert "## Member 1 (agent fake, idle)" in built.text
+    assert "where SLOT is one of 0, 1" in built.text
