@@ -69,7 +69,7 @@ async def _first_round(ctx: RunContext, rounds: int) -> None:
         for slot, row in members:
             text = await ctx.prompt_text(row, run)
             built = prompts.Built(text=text, token="")
-            sent.append(material.sent(built, row.id, slot))
+            sent.append(await material.sent(ctx, built, row, slot))
         await ctx.journal(ev.RoundStarted(round=1, rounds=rounds, prompts=sent))
     await modes.work(ctx, round_=1)
     slots = [slot for slot, _ in members if slot != INTEGRATION_SLOT]
@@ -114,7 +114,7 @@ async def _later_round(ctx: RunContext, round_: int, rounds: int) -> bool:
         others = [m for m in work if m.slot != me.slot]
         built = prompts.debate_prompt(run.task, me, others, round_, rounds, bound)
         texts[me.slot] = built.text
-        sent.append(material.sent(built, sessions[me.slot].id, me.slot))
+        sent.append(await material.sent(ctx, built, sessions[me.slot], me.slot))
     if sent:
         for slot in pending:
             await ctx.set_member(slot, {"check": None})  # checked again after this round

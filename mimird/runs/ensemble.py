@@ -140,7 +140,10 @@ async def _integration_turn(ctx: RunContext) -> bool:
     await ctx.update(
         {"integration_phase": "in_progress", "integration_session_id": row.id},
         ev.IntegrationStarted(
-            session_id=row.id, agent=agent, branch=row.branch, prompt=material.sent(built, row.id)
+            session_id=row.id,
+            agent=agent,
+            branch=row.branch,
+            prompt=await material.sent(ctx, built, row),
         ),
     )
     async with modes.budget_guard(ctx):

@@ -186,7 +186,7 @@ async def by_agent(ctx: RunContext, candidates: list[int]) -> tuple[int | None, 
         )
         return None, problem
     await ctx.journal(
-        ev.JudgeStarted(session_id=row.id, agent=agent, prompt=material.sent(built, row.id))
+        ev.JudgeStarted(session_id=row.id, agent=agent, prompt=await material.sent(ctx, built, row))
     )
     try:
         verdict = await _ask(ctx, row, built, candidates)

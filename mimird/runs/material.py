@@ -9,6 +9,8 @@ from typing import Final
 from mimird.runs import messages, prompts
 from mimird.runs.context import RunContext
 from mimird.runs.prompts import Built, MemberWork
+from mimird.secrets import scrub
+from mimird.sessions.records import SessionRow
 from mimird.wire import run_events as ev
 
 #: The start of a prompt kept in the run's journal (the whole of it is in the
@@ -57,13 +59,19 @@ async def members_work(
     return found
 
 
-def sent(built: Built, session_id: str, slot: int | None = None) -> ev.PromptSent:
-    """A prompt as the run's journal records it: its size, what was cut, its start."""
+async def sent(
+    ctx: RunContext, built: Built, row: SessionRow, slot: int | None = None
+) -> ev.PromptSent:
+    """A prompt as the run's journal records it: its size, what was cut, its start,
+    the session's secrets masked (a member may have written one into a file).
+
+    Cancellation: nothing changes."""
+    secrets = (await ctx.runs.sessions.effective(row)).secret_values()
     return ev.PromptSent(
-        session_id=session_id,
+        session_id=row.id,
         slot=slot,
         bytes=built.bytes,
-        text=built.text[:JOURNALED_PROMPT_CHARS],
+        text=scrub(built.text[:JOURNALED_PROMPT_CHARS], secrets),
         text_cut=len(built.text) > JOURNALED_PROMPT_CHARS,
         cut=list(built.cut),
     )

@@ -441,3 +441,29 @@ async def test_cancelling_a_run_while_its_judge_works_stops_the_judge(dirs: Daem
         assert session["status"] in ("completed", "stopped")
         turns = await world.client.call("session.events", {"session": judged, "kind": "turn_ended"})
         assert [e["data"]["stop_reason"] for e in turns["events"]] == ["cancelled"]
+
+
+async def test_a_secret_a_member_wrote_is_masked_in_the_runs_journal(dirs: DaemonDirs) -> None:
+    secret = "s3cret-value-7f1e2d"
+    scenarios = {
+        "alpha": member("a.txt", f"key = {secret}\n", "done"),
+        "beta": member("b.txt", "b\n", "done"),
+        "judge": judge(f"alpha leaked {secret}.\nWINNER-{{1}}: 2"),
+    }
+    config = {"env": {"API_KEY": {"value": secret, "secret": True}}}
+    async with run_world(dirs, scenarios) as world:
+        run = await world.create(
+            agents=["alpha", "beta"],
+            judge="agent",
+            judge_agent="judge",
+            config=config,
+            merge="manual",
+        )
+        done = await world.until_status(run, "decided", "completed")
+        assert secret in prompts_received(world, "judge")[0]  # the judge saw the diff
+        events = json.dumps(await world.events(run))
+        assert secret not in events
+        assert secret not in json.dumps(done)
+        (started,) = await data_of(world, run, "judge_started")
+        assert "key = ***" in started["prompt"]["text"]
+        assert done["decision"]["reasons"] == "alpha leaked ***."
