@@ -112,7 +112,9 @@ def parse_answer(
         slot = _SLOT.fullmatch(value)
         if slot is None:
             return Verdict(
-                None, reasons, f"the judge's answer names {_short(value)!r}, which is not a slot"
+                None,
+                reasons,
+                f"the judge's answer names {_short(scrub(value, secrets))!r}, which is not a slot",
             )
         chosen.add(int(slot.group(1)))
     if len(chosen) > 1:

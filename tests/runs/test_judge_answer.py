@@ -84,3 +84,8 @@ def test_secrets_in_the_reasons_are_masked() -> None:
     verdict = parse_answer(f"the key is hunter2-x\nWINNER-{TOKEN}: 1", TOKEN, SLOTS, {"hunter2-x"})
     assert verdict.winner == 1
     assert "hunter2-x" not in verdict.reasons
+
+
+def test_a_secret_in_a_value_that_is_not_a_slot_is_masked_in_the_problem() -> None:
+    verdict = parse_answer(f"WINNER-{TOKEN}: hunter2-x", TOKEN, SLOTS, {"hunter2-x"})
+    assert verdict.problem == "the judge's answer names '***', which is not a slot"
