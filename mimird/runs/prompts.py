@@ -194,7 +194,7 @@ def debate_prompt(
         return [
             f"This is round {round_} of {rounds} of a debate between {len(others) + 1} "
             f"coding agents on the same task. You are member {member.slot}; your change "
-            f"is in your working directory as you left it ({member.files_changed} files "
+            f"is in your working directory as you left it ({_files(member.files_changed)} "
             f"changed, +{member.insertions} -{member.deletions}; check: {own}).",
             "",
             *_rules(b.token),
@@ -232,8 +232,9 @@ def _members(b: _Blocks, members: Sequence[MemberWork], *, with_summary: bool) -
         # Slot 0 is an ensemble's integration session: its change combines the others'.
         what = "the integration of the members' work, " if m.slot == 0 else ""
         lines += [
-            f"## Member {m.slot} ({what}agent {agent}, {_label(m.status)}): {m.files_changed} "
-            f"files changed, +{m.insertions} -{m.deletions}; check: {_check_words(m.check)}",
+            f"## Member {m.slot} ({what}agent {agent}, {_label(m.status)}): "
+            f"{_files(m.files_changed)} changed, +{m.insertions} -{m.deletions}; "
+            f"check: {_check_words(m.check)}",
         ]
         if m.check is not None and m.check.summary:
             lines += [
@@ -251,6 +252,10 @@ def _members(b: _Blocks, members: Sequence[MemberWork], *, with_summary: bool) -
             lines += ["It changed nothing."]
         lines.append("")
     return lines
+
+
+def _files(count: int) -> str:
+    return "1 file" if count == 1 else f"{count} files"
 
 
 def _check_words(check: Check | None) -> str:
