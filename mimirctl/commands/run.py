@@ -213,6 +213,9 @@ def cmd_run_new(client: Client, args: argparse.Namespace) -> int:
         ("base_ref", args.base),
         ("into", args.into),
         ("config", args.config),
+        ("then", args.then),
+        ("judge_agent", args.judge_agent),
+        ("integration_agent", args.integration_agent),
     ):
         if value is not None:
             params[key] = value
@@ -447,7 +450,10 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     new.add_argument("--preserve", action="store_true", help="keep the losers' worktrees")
     new.add_argument("--budget-tokens", type=int, help="tokens the whole run may use")
     new.add_argument("--budget-usd", type=float, help="USD the whole run may cost")
-    new.add_argument("--rounds", type=int, help="debate: how many rounds")
+    new.add_argument("--rounds", type=int, help="debate: how many rounds (1-5)")
+    new.add_argument("--then", choices=["decide", "ensemble"], help="debate: after the last round")
+    new.add_argument("--judge-agent", help="the judge session's agent kind (--judge agent)")
+    new.add_argument("--integration-agent", help="the integration session's agent kind (ensemble)")
     new.add_argument("--config", help="the members' session config overrides (a JSON object)")
     new.add_argument("--template", help="the members' prompt: this template, rendered for each")
     new.add_argument("--var", action="append", metavar="KEY=VALUE", help="a template var")

@@ -7,8 +7,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from mimirctl.commands.run import event_line
 from mimird.wire import run_events
+from tests.runs.world import write_config, writes
+from tests.support.helpers import (
+    DaemonDirs,
+    add_project_blocking,
+    daemon_process,
+    make_repo,
+    run_mimirctl,
+)
+
+pytestmark = pytest.mark.timeout(120)
+TOKEN_PATTERN = r"WINNER-([0-9a-f]+): SLOT"
 
 
 def line(kind: str, data: dict[str, Any]) -> str:
@@ -79,3 +92,67 @@ def test_a_judges_words_reach_the_terminal_with_control_characters_visible() -> 
     chosen = line("judge_decided", {"winner": 1, "reasons": "ok\x07\x1b]0;pwned\x07"})
     assert "\x1b" not in chosen
     assert "\x07" not in chosen
+
+
+def test_run_new_follows_a_debate_into_its_integration_and_a_judges_decision(
+    dirs: DaemonDirs,
+) -> None:
+    answer = {"do": "say", "text": "alpha did it.\nWINNER-{1}: 1", "pattern": TOKEN_PATTERN}
+    scenarios = {
+        "alpha": writes("a.txt", "alpha\n"),
+        "beta": writes("b.txt", "beta\n"),
+        "integ": writes("c.txt", "both\n"),
+        "judge": {"prompts": [[answer]]},
+    }
+    write_config(dirs, scenarios)
+    repo = make_repo(dirs.root / "repo")
+    with daemon_process(dirs):
+        add_project_blocking(dirs, repo, name="demo")
+        debated = run_mimirctl(
+            dirs,
+            "run",
+            "new",
+            "demo",
+            "--task",
+            "t",
+            "--agents",
+            "alpha,beta",
+            "--mode",
+            "debate",
+            "--rounds",
+            "2",
+            "--then",
+            "ensemble",
+            "--integration-agent",
+            "integ",
+            "--manual",
+        )
+        assert debated.returncode == 0, debated.stderr
+        out = debated.stdout
+        assert "round 1/2 started" in out
+        assert "round 2/2 ended: member 1 finished" in out
+        assert "integration by integ started on mimir/run-" in out
+        assert "integration completed: 1 file(s), +1 -0" in out
+        assert "decision: slot 0 wins (by ensemble)" in out
+        run_id = out.splitlines()[0].split()[1].rstrip(":")
+        shown = run_mimirctl(dirs, "run", "show", run_id)
+        assert "integration: completed (slot 0, session " in shown.stdout
+
+        judged = run_mimirctl(
+            dirs,
+            "run",
+            "new",
+            "demo",
+            "--task",
+            "t",
+            "--agents",
+            "alpha,beta",
+            "--judge",
+            "agent",
+            "--judge-agent",
+            "judge",
+            "--manual",
+        )
+        assert judged.returncode == 0, judged.stderr
+        assert "judge judge started (session " in judged.stdout
+        assert "judge chose slot 1: alpha did it." in judged.stdout
