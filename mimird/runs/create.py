@@ -206,6 +206,10 @@ async def create_run(runs: Runs, params: RunCreateParams) -> RunRow:
         "base_commit": base_commit,
         "into": into,
         "member_results": {str(slot): {"outcome": "pending"} for slot in range(1, len(kinds) + 1)},
+        # An integration session will combine the members' work (ensemble, or a debate's then).
+        "integration_phase": "pending"
+        if params.mode == "ensemble" or params.then == "ensemble"
+        else None,
     }
     await store.write(records.insert, values)
     made: list[str] = []

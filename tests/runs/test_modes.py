@@ -219,6 +219,7 @@ async def test_an_ensemble_integrates_every_members_work_and_its_result_wins(
             check_command=BOTH_FILES,
             merge="manual",
         )
+        assert run["integration_phase"] == "pending"
         done = await world.until_status(run, "decided", "completed")
         assert done["integration_phase"] == "completed"
         assert done["winner"] == 0
