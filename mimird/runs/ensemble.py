@@ -116,7 +116,10 @@ async def _integration_turn(ctx: RunContext) -> bool:
         run.task, work, ctx.runs.settings.runs.prompt_max_bytes, check_command=run.check_command
     )
     text = built.text
-    if run.integration_session_id is None:
+    # Found by its slot, not by integration_session_id: a crash may have come between
+    # the session's making and that record.
+    row = dict(await ctx.members()).get(INTEGRATION_SLOT)
+    if row is None:
         title = run.title or run.task.strip().splitlines()[0][:80]
         try:
             row = await ctx.create_session(
@@ -134,9 +137,8 @@ async def _integration_turn(ctx: RunContext) -> bool:
             )
             return False
         await ctx.set_member(INTEGRATION_SLOT, {"outcome": "pending"})
-    else:
-        row = await ctx.member(INTEGRATION_SLOT)
-        text = modes.RESUME_PREFIX + text
+    elif run.member(INTEGRATION_SLOT).get("outcome") in ("working", "interrupted"):
+        text = modes.RESUME_PREFIX + text  # its turn was cut short by a restart
     await ctx.update(
         {"integration_phase": "in_progress", "integration_session_id": row.id},
         ev.IntegrationStarted(
