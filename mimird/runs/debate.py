@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Final
 
 from mimird.runs import ensemble, material, messages, modes, prompts
-from mimird.runs.context import RunContext
+from mimird.runs.context import DONE, RunContext
+from mimird.runs.records import RunRow
 from mimird.wire import run_events as ev
 from mimird.wire.runs import INTEGRATION_SLOT
 
@@ -71,8 +72,11 @@ async def _first_round(ctx: RunContext, rounds: int) -> None:
             built = prompts.Built(text=text, token="")
             sent.append(await material.sent(ctx, built, row, slot))
         await ctx.journal(ev.RoundStarted(round=1, rounds=rounds, prompts=sent))
-    await modes.work(ctx, round_=1)
     slots = [slot for slot, _ in members if slot != INTEGRATION_SLOT]
+    unfinished = [s for s in slots if run.member(s).get("outcome") not in DONE]
+    if run.round > 1 or not (unfinished or _unchecked(run, slots)):
+        return  # a resume after round 1 was over
+    await modes.work(ctx, round_=1)
     await _end_round(ctx, 1, rounds, slots, slots)
 
 
@@ -103,6 +107,11 @@ async def _later_round(ctx: RunContext, round_: int, rounds: int) -> bool:
             and int(run.member(slot).get("round") or 1) >= round_
         )
     ]
+    if not pending:  # a resume after the round's turns: only its checks may be missing
+        missing = _unchecked(run, active)
+        if missing:
+            await _end_round(ctx, round_, rounds, missing, active)
+        return True
     sessions = dict(await ctx.members())
     work = await material.members_work(ctx, with_summary=True, slots=active)
     bound = ctx.runs.settings.runs.prompt_max_bytes
@@ -122,6 +131,17 @@ async def _later_round(ctx: RunContext, round_: int, rounds: int) -> bool:
     await modes.work(ctx, round_=round_, prompts=texts)
     await _end_round(ctx, round_, rounds, pending, active)
     return True
+
+
+def _unchecked(run: RunRow, slots: list[int]) -> list[int]:
+    """The members of ``slots`` whose turn finished and whose check has not run."""
+    if run.check_command is None:
+        return []
+    return [
+        s
+        for s in slots
+        if run.member(s).get("outcome") == "finished" and run.member(s).get("check") is None
+    ]
 
 
 async def _end_round(

@@ -32,6 +32,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
 
+import sqlalchemy as sa
 import structlog
 import trio
 
@@ -41,6 +42,7 @@ from mimird.runs.context import ENDED, RunContext
 from mimird.runs.messages import LastMessage
 from mimird.secrets import scrub
 from mimird.sessions.records import SessionRow
+from mimird.store.schema import run_events
 from mimird.wire import run_events as ev
 
 log = structlog.get_logger("mimird.runs")
@@ -173,13 +175,16 @@ async def by_agent(ctx: RunContext, candidates: list[int]) -> tuple[int | None, 
     built = prompts.judge_prompt(
         run.task, await material.members_work(ctx), bound, eligible=candidates
     )
+    # A run judged again (resumed after a restart cut its judge short) has a judge
+    # session already, on its own branch: the next one is judge2, judge3, ...
+    earlier = len(await ctx.runs.store.read(_judges_started, run.id))
     try:
         row = await ctx.create_session(
             agent,
             f"judge of run {run.title or run.task.strip().splitlines()[0][:80]}",
             run.task,
             config=JUDGE_CONFIG,
-            role="judge",
+            role="judge" if not earlier else f"judge{earlier + 1}",
         )
     except MimirError as exc:
         problem = f"the judge's session could not be made: {exc.message}"
@@ -240,3 +245,14 @@ async def _put_away(ctx: RunContext, row: SessionRow) -> None:
         log.info("run_judge_not_completed", session_id=row.id, error=exc.message)
         with contextlib.suppress(MimirError):
             await ctx.runs.agents.stop(row.id, reason="run_judged")
+
+
+def _judges_started(conn: sa.Connection, run_id: str) -> list[int]:
+    """The seqs of the run's ``judge_started`` events."""
+    return list(
+        conn.execute(
+            sa.select(run_events.c.seq).where(
+                run_events.c.run_id == run_id, run_events.c.kind == ev.JudgeStarted.KIND
+            )
+        ).scalars()
+    )

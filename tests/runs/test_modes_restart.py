@@ -211,3 +211,46 @@ def test_an_integrations_check_left_running_by_a_killed_daemon_is_reaped(
     finally:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_debate_stopped_while_its_judge_works_judges_again_without_new_rounds(
+    dirs: DaemonDirs,
+) -> None:
+    hung = str(dirs.root / "hung-once")
+    answer = {"do": "say", "text": "WINNER-{1}: 2", "pattern": r"WINNER-([0-9a-f]+): SLOT"}
+    scenarios = {
+        "alpha": {"prompts": [[say("a1")], [say("a2")]]},
+        "beta": {"prompts": [[say("b1")], [say("b2")]]},
+        "judge": {"prompts": [[{"do": "hang", "once": hung}, answer]]},
+    }
+    write_config(dirs, scenarios)
+    repo = make_repo(dirs.root / "repo")
+    params = {
+        "agents": ["alpha", "beta"],
+        "mode": "debate",
+        "rounds": 2,
+        "judge": "agent",
+        "judge_agent": "judge",
+        "merge": "manual",
+    }
+    async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as client:
+        project = await client.call("project.add", {"path": str(repo), "name": "demo"})
+        run = await client.call("run.create", {"project": project["id"], "task": "t", **params})
+        await until(client, run["id"], lambda r: r["status"] == "judging")
+        await until(client, run["id"], lambda r: (dirs.root / "hung-once").exists())
+    async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as client:
+        assert (await client.call("run.get", {"run": run["id"]}))["status"] == "interrupted"
+        await client.call("run.resume", {"run": run["id"]})
+        done = await until(client, run["id"], lambda r: r["status"] in ("decided", "completed"))
+        assert done["winner"] == 2
+        assert done["decision"]["by"] == "agent"
+        assert len(prompts_of(dirs, "alpha")) == len(prompts_of(dirs, "beta")) == 2
+        events = (await client.call("run.events", {"run": run["id"], "limit": 1000}))["events"]
+        kinds = [e["kind"] for e in events]
+        assert kinds.count("round_started") == kinds.count("round_ended") == 2
+        first, second = (e["data"] for e in events if e["kind"] == "judge_started")
+        branches = []
+        for started in (first, second):
+            got = await client.call("session.get", {"session": started["session_id"]})
+            branches.append(got["workspace"]["branch"].rsplit("/", 1)[1])
+        assert branches == ["judge-judge", "judge2-judge"]
