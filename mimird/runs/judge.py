@@ -59,7 +59,7 @@ CUT_MARK: Final = " [...]"
 #: Characters tolerated around the answer line (Markdown emphasis, quotes, spaces).
 _DECORATION: Final = " \t*`_>\"'"
 _WINNER_WORD: Final = re.compile(r"\bwinner\b", re.IGNORECASE)
-_SLOT: Final = re.compile(r"(?:slot\s*|member\s*|#)?(\d{1,6})", re.IGNORECASE)
+_SLOT: Final = re.compile(r"(?:slot\s*|member\s*|#)?([0-9]{1,6})", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,3 +89,9 @@ def test_secrets_in_the_reasons_are_masked() -> None:
 def test_a_secret_in_a_value_that_is_not_a_slot_is_masked_in_the_problem() -> None:
     verdict = parse_answer(f"WINNER-{TOKEN}: hunter2-x", TOKEN, SLOTS, {"hunter2-x"})
     assert verdict.problem == "the judge's answer names '***', which is not a slot"
+
+
+def test_only_ascii_digits_name_a_slot() -> None:
+    verdict = parse_answer(f"WINNER-{TOKEN}: \u0662", TOKEN, SLOTS, set())  # Arabic-Indic 2
+    assert verdict.winner is None
+    assert verdict.problem == "the judge's answer names '\u0662', which is not a slot"
