@@ -15,6 +15,7 @@ from mimirctl.commands import (
     add_command,
     add_group,
     emit,
+    run_merge,
     template_vars,
 )
 from mimirctl.stream import emit_json, next_message
@@ -498,3 +499,4 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     events.add_argument("run_id", metavar="ID", help="run id or unique prefix (4+)")
     events.add_argument("--after", type=int, default=0, help="only events after this seq")
     events.add_argument("--follow", "-f", action="store_true", help="then follow it until it ends")
+    run_merge.add_commands(run, common)
