@@ -468,3 +468,31 @@ async def test_a_secret_a_member_wrote_is_masked_in_the_runs_journal(dirs: Daemo
         (started,) = await data_of(world, run, "judge_started")
         assert "key = ***" in started["prompt"]["text"]
         assert done["decision"]["reasons"] == "alpha leaked ***."
+
+
+async def test_an_ensembles_integration_is_brought_home_like_a_winner(dirs: DaemonDirs) -> None:
+    scenarios = {
+        **TWO_MEMBERS,
+        "integrator": {
+            "prompts": [
+                [
+                    {"do": "disk_write", "path": "a.txt", "text": "alpha wrote this\n"},
+                    {"do": "disk_write", "path": "b.txt", "text": "beta wrote this\n"},
+                    {"do": "say", "text": "both"},
+                ]
+            ]
+        },
+    }
+    async with run_world(dirs, scenarios) as world:
+        run = await world.create(
+            agents=["alpha", "beta"], mode="ensemble", integration_agent="integrator"
+        )
+        done = await world.until_status(run, "completed")
+        assert done["winner"] == 0
+        assert git(world.repo, "show", "main:a.txt") == "alpha wrote this\n"
+        assert git(world.repo, "show", "main:b.txt") == "beta wrote this\n"
+        (completed,) = await data_of(world, run, "run_completed")
+        assert completed["winner"] == 0
+        assert completed["into"] == "main"
+        members = {m["slot"]: m for m in done["members"]}
+        assert members[1]["status"] == members[2]["status"] == "deleted"  # put away
