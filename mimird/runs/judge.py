@@ -30,7 +30,7 @@ import contextlib
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 import structlog
@@ -47,8 +47,8 @@ from mimird.wire import run_events as ev
 
 log = structlog.get_logger("mimird.runs")
 
-#: The judge session's config on top of the run's: it reads, it does not write.
-JUDGE_CONFIG: Final = {"tool_policy": {"edit": "deny", "delete": "deny", "move": "deny"}}
+#: The judge's tool policy on top of the run's: it reads, it does not write.
+JUDGE_DENIES: Final = {"edit": "deny", "delete": "deny", "move": "deny"}
 #: How long putting the judge's session away may hold off a cancel.
 PUT_AWAY_TIMEOUT_S: Final = 30.0
 #: The largest answer read: a longer last message is no answer.
@@ -183,7 +183,7 @@ async def by_agent(ctx: RunContext, candidates: list[int]) -> tuple[int | None, 
             agent,
             f"judge of run {run.title or run.task.strip().splitlines()[0][:80]}",
             run.task,
-            config=JUDGE_CONFIG,
+            config=judge_config(run.config),
             role="judge" if not earlier else f"judge{earlier + 1}",
         )
     except MimirError as exc:
@@ -256,3 +256,10 @@ def _judges_started(conn: sa.Connection, run_id: str) -> list[int]:
             )
         ).scalars()
     )
+
+
+def judge_config(run_config: dict[str, Any]) -> dict[str, Any]:
+    """The judge session's config on top of the run's: the run's tool policy, with
+    edits, deletes and moves denied (the other kinds as the run says)."""
+    policy = run_config.get("tool_policy")
+    return {"tool_policy": {**(policy if isinstance(policy, dict) else {}), **JUDGE_DENIES}}

@@ -95,3 +95,10 @@ def test_only_ascii_digits_name_a_slot() -> None:
     verdict = parse_answer(f"WINNER-{TOKEN}: \u0662", TOKEN, SLOTS, set())  # Arabic-Indic 2
     assert verdict.winner is None
     assert verdict.problem == "the judge's answer names '\u0662', which is not a slot"
+
+
+def test_the_judge_keeps_the_runs_tool_policy_with_writes_denied() -> None:
+    run_config = {"tool_policy": {"execute": "allow", "edit": "allow"}, "token_budget": 5}
+    assert judge.judge_config(run_config) == {
+        "tool_policy": {"execute": "allow", "edit": "deny", "delete": "deny", "move": "deny"}
+    }

@@ -496,3 +496,40 @@ async def test_an_ensembles_integration_is_brought_home_like_a_winner(dirs: Daem
         assert completed["into"] == "main"
         members = {m["slot"]: m for m in done["members"]}
         assert members[1]["status"] == members[2]["status"] == "deleted"  # put away
+
+
+async def test_a_judge_asking_to_edit_a_file_is_refused_at_once_and_still_answers(
+    dirs: DaemonDirs,
+) -> None:
+    tool_call = {
+        "toolCallId": "t1",
+        "title": "edit a.txt",
+        "kind": "edit",
+        "locations": [{"path": "a.txt"}],
+    }
+    options = [
+        {"optionId": "yes", "name": "Allow", "kind": "allow_once"},
+        {"optionId": "no", "name": "Reject", "kind": "reject_once"},
+    ]
+    edit = {
+        "do": "request",
+        "method": "session/request_permission",
+        "params": {"sessionId": "sess-1", "toolCall": tool_call, "options": options},
+    }
+    answer = {"do": "say", "text": "WINNER-{1}: 1", "pattern": TOKEN_PATTERN}
+    scenarios = {**TWO_MEMBERS, "judge": {"prompts": [[edit, answer]]}}
+    async with run_world(dirs, scenarios) as world:
+        run = await world.create(
+            agents=["alpha", "beta"],
+            judge="agent",
+            judge_agent="judge",
+            merge="manual",
+            config={"tool_policy": {"edit": "allow"}},  # the members may edit; the judge not
+        )
+        done = await world.until_status(run, "decided", "completed")
+        assert done["winner"] == 1
+        (started,) = await data_of(world, run, "judge_started")
+        decided = await world.client.call(
+            "session.events", {"session": started["session_id"], "kind": "permission_decided"}
+        )
+        assert [e["data"]["decision"] for e in decided["events"]] == ["deny"]
