@@ -533,3 +533,31 @@ async def test_a_judge_asking_to_edit_a_file_is_refused_at_once_and_still_answer
             "session.events", {"session": started["session_id"], "kind": "permission_decided"}
         )
         assert [e["data"]["decision"] for e in decided["events"]] == ["deny"]
+
+
+async def test_an_ensemble_whose_members_all_fail_fails_without_an_integration(
+    dirs: DaemonDirs,
+) -> None:
+    scenarios = {"broken": {"prompts": [[{"do": "crash"}]]}, "integrator": member("c", "c", "c")}
+    async with run_world(dirs, scenarios) as world:
+        run = await world.create(
+            agents=["broken", "broken"], mode="ensemble", integration_agent="integrator"
+        )
+        failed = await world.until_status(run, "failed")
+        assert failed["integration_phase"] == "failed"
+        assert failed["integration_session_id"] is None
+        assert "no member finished its turn" in failed["failure"]
+        assert prompts_received(world, "integrator") == []
+
+
+async def test_a_debate_round_with_one_member_left_is_not_held(dirs: DaemonDirs) -> None:
+    scenarios = {"alpha": member("a.txt", "a\n", "a"), "broken": {"prompts": [[{"do": "crash"}]]}}
+    async with run_world(dirs, scenarios) as world:
+        run = await world.create(
+            agents=["alpha", "broken"], mode="debate", rounds=3, merge="manual"
+        )
+        waiting = await world.until_status(run, "deciding")
+        assert waiting["round"] == 1
+        notes = [n["text"] for n in await data_of(world, run, "run_note")]
+        assert "round 2 of 3 was not held: fewer than two members are still in the debate" in notes
+        assert len(prompts_received(world, "alpha")) == 1
