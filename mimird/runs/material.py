@@ -6,12 +6,17 @@ from __future__ import annotations
 
 from typing import Final
 
+import structlog
+
+from mimird.errors import MimirError
 from mimird.runs import messages, prompts
 from mimird.runs.context import RunContext
 from mimird.runs.prompts import Built, MemberWork
 from mimird.secrets import scrub
 from mimird.sessions.records import SessionRow
 from mimird.wire import run_events as ev
+
+log = structlog.get_logger("mimird.runs")
 
 #: The start of a prompt kept in the run's journal (the whole of it is in the
 #: session's own journal, as its ``prompt`` event).
@@ -35,7 +40,12 @@ async def members_work(
         if slots is not None and slot not in slots:
             continue
         known = run.member(slot)
-        diff, _ = await ctx.member_patch(slot, bound)
+        status = str(known.get("outcome", "pending"))
+        try:
+            diff, _ = await ctx.member_patch(slot, bound)
+        except MimirError as exc:  # one member's broken worktree does not stop the others
+            log.warning("run_member_diff_unread", run_id=run.id, slot=slot, error=exc.message)
+            diff, status = "", f"{status}; its diff could not be read"
         check = known.get("check")
         summary = ""
         if with_summary:
@@ -45,7 +55,7 @@ async def members_work(
             MemberWork(
                 slot=slot,
                 agent=row.agent or "",
-                status=str(known.get("outcome", "pending")),
+                status=status,
                 diff=diff,
                 files_changed=known.get("files_changed") or 0,
                 insertions=known.get("lines_added") or 0,

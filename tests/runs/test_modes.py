@@ -561,3 +561,26 @@ async def test_a_debate_round_with_one_member_left_is_not_held(dirs: DaemonDirs)
         notes = [n["text"] for n in await data_of(world, run, "run_note")]
         assert "round 2 of 3 was not held: fewer than two members are still in the debate" in notes
         assert len(prompts_received(world, "alpha")) == 1
+
+
+async def test_a_member_whose_worktree_git_broke_does_not_stop_the_judge(
+    dirs: DaemonDirs,
+) -> None:
+    breaks = [
+        {"do": "disk_write", "path": "a.txt", "text": "a\n"},
+        {"do": "disk_remove", "path": ".git"},  # a linked worktree's .git is a file
+    ]
+    scenarios = {
+        "alpha": {"prompts": [breaks]},
+        "beta": member("b.txt", "b\n", "done"),
+        "judge": judge("WINNER-{1}: 2"),
+    }
+    async with run_world(dirs, scenarios) as world:
+        run = await world.create(
+            agents=["alpha", "beta"], judge="agent", judge_agent="judge", merge="manual"
+        )
+        done = await world.until_status(run, "decided", "completed", "failed")
+        assert done["status"] != "failed", done["failure"]
+        assert done["winner"] == 2
+        (prompt,) = prompts_received(world, "judge")
+        assert "## Member 1 (agent alpha, finished; its diff could not be read)" in prompt
