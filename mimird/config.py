@@ -113,6 +113,9 @@ class RunsSection(_Section, frozen=True):
     check_timeout_s: Annotated[float, Meta(gt=0, le=86400)] = 600.0
     #: The most of a check's output journaled (its end; secrets masked).
     check_output_bytes: Annotated[int, Meta(ge=1024, le=16 << 20)] = 64 << 10
+    #: The largest prompt a run writes for a judge, an integration session or a debate
+    #: round (UTF-8 bytes); the members' diffs share it (mimird/runs/prompts.py).
+    prompt_max_bytes: Annotated[int, Meta(ge=16 << 10, le=8 << 20)] = 256 << 10
 
 
 class AgentSection(_Section, frozen=True):

@@ -94,9 +94,59 @@ def event_line(event: dict[str, Any]) -> str:
         text = f"interrupted while {_v(d.get('status'))}: members {d.get('slots', [])} cut short"
     elif kind == "run_resumed":
         text = f"resumed: members {d.get('slots', [])} prompted again"
+    elif kind in _MODE_EVENTS:
+        text = _MODE_EVENTS[kind](d)
     else:
         text = f"{_v(kind)}: {render.visible(render.compact(d))}"
     return f"[{event['seq']}] {text}"
+
+
+def _prompt_sent(p: dict[str, Any]) -> str:
+    cut = f", cut: {_v(', '.join(p['cut']))}" if p.get("cut") else ""
+    return f"prompt {p.get('bytes')} bytes{cut}"
+
+
+def _round_started(d: dict[str, Any]) -> str:
+    sent = "; ".join(f"member {p.get('slot')}: {_prompt_sent(p)}" for p in d.get("prompts", []))
+    return f"round {d.get('round')}/{d.get('rounds')} started ({sent})"
+
+
+def _round_ended(d: dict[str, Any]) -> str:
+    results = []
+    for r in d.get("results", []):
+        check = ""
+        if r.get("check_summary") is not None or r.get("check_exit_code") is not None:
+            check = f", check exit {r.get('check_exit_code')}"
+        results.append(f"member {r.get('slot')} {_v(r.get('outcome'))}{_stats(r)}{check}")
+    return f"round {d.get('round')}/{d.get('rounds')} ended: " + "; ".join(results)
+
+
+def _judge_decided(d: dict[str, Any]) -> str:
+    if d.get("winner") is None:
+        return f"judge gave no valid answer: {_v(d.get('problem', ''))}"
+    return f"judge chose slot {d['winner']}: {_v(d.get('reasons', ''))}"
+
+
+def _integration_ended(d: dict[str, Any]) -> str:
+    text = f"integration {_v(d.get('outcome'))}{_stats(d)}"
+    return text + (f" - {_v(d['reason'])}" if d.get("reason") else "")
+
+
+#: The events of the modes beyond a competition: judge agent, ensemble, debate.
+_MODE_EVENTS: Final = {
+    "round_started": _round_started,
+    "round_ended": _round_ended,
+    "judge_started": lambda d: (
+        f"judge {_v(d.get('agent'))} started "
+        f"(session {render.short_id(d.get('session_id'))}, {_prompt_sent(d.get('prompt') or {})})"
+    ),
+    "judge_decided": _judge_decided,
+    "integration_started": lambda d: (
+        f"integration by {_v(d.get('agent'))} started on {_v(d.get('branch'))} "
+        f"({_prompt_sent(d.get('prompt') or {})})"
+    ),
+    "integration_ended": _integration_ended,
+}
 
 
 def _print_event(args: argparse.Namespace, event: dict[str, Any]) -> None:
@@ -164,6 +214,9 @@ def cmd_run_new(client: Client, args: argparse.Namespace) -> int:
         ("base_ref", args.base),
         ("into", args.into),
         ("config", args.config),
+        ("then", args.then),
+        ("judge_agent", args.judge_agent),
+        ("integration_agent", args.integration_agent),
     ):
         if value is not None:
             params[key] = value
@@ -269,6 +322,15 @@ def _run_fields(run: dict[str, Any]) -> str:
         ("base", f"{run['base_ref']} @ {render.short_commit(run['base_commit'])}"),
         ("into", f"{run['into'] or '-'} (merge {run['merge']})"),
     ]
+    if run.get("integration_phase"):
+        session = run.get("integration_session_id")
+        pairs.append(
+            (
+                "integration",
+                run["integration_phase"]
+                + (f" (slot 0, session {render.short_id(session)})" if session else ""),
+            )
+        )
     if run.get("decision"):
         d = run["decision"]
         pairs.append(("decision", f"slot {d['winner']} by {d['by']}: {d['reasons']}"))
@@ -389,7 +451,10 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     new.add_argument("--preserve", action="store_true", help="keep the losers' worktrees")
     new.add_argument("--budget-tokens", type=int, help="tokens the whole run may use")
     new.add_argument("--budget-usd", type=float, help="USD the whole run may cost")
-    new.add_argument("--rounds", type=int, help="debate: how many rounds")
+    new.add_argument("--rounds", type=int, help="debate: how many rounds (1-5)")
+    new.add_argument("--then", choices=["decide", "ensemble"], help="debate: after the last round")
+    new.add_argument("--judge-agent", help="the judge session's agent kind (--judge agent)")
+    new.add_argument("--integration-agent", help="the integration session's agent kind (ensemble)")
     new.add_argument("--config", help="the members' session config overrides (a JSON object)")
     new.add_argument("--template", help="the members' prompt: this template, rendered for each")
     new.add_argument("--var", action="append", metavar="KEY=VALUE", help="a template var")
@@ -420,7 +485,12 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
     pick = add_command(run, common, "pick", cmd_run_pick, "decide a run: the member in SLOT wins")
     pick.add_argument("run_id", metavar="ID", help="run id or unique prefix (4+)")
-    pick.add_argument("slot", metavar="SLOT", type=int, help="the winning member's slot")
+    pick.add_argument(
+        "slot",
+        metavar="SLOT",
+        type=int,
+        help="the winning member's slot (0: an ensemble's integration)",
+    )
     pick.add_argument("--reason", help="why (kept in the decision)")
 
     events = add_command(

@@ -275,12 +275,21 @@ class RunContext:
         return MemberTurn(turn.slot, turn.outcome, turn.stop_reason, reason, commit)
 
     async def create_session(
-        self, agent: str, title: str, task: str, *, config: dict[str, Any] | None = None
+        self,
+        agent: str,
+        title: str,
+        task: str,
+        *,
+        config: dict[str, Any] | None = None,
+        role: str | None = None,
+        slot: int | None = None,
     ) -> SessionRow:
         """Make another session of the run (a judge, an integration session): in a
-        fresh worktree from the run's base commit, on a branch of the run's, with the
-        run's member config (``config`` on top); ``run_id`` set, no slot. It counts
-        against the run's budget and goes with the run (run.delete).
+        fresh worktree from the run's base commit, on a branch of the run's (named
+        after ``role`` when given, as the members' are after their slot), with the
+        run's member config (``config`` on top); ``run_id`` set, and ``slot`` (None:
+        not a member; 0: an ensemble's integration). It counts against the run's
+        budget and goes with the run (run.delete).
 
         Cancellation: as :meth:`Sessions.create` (nothing half-made is left)."""
         run = await self.row()
@@ -293,11 +302,11 @@ class RunContext:
             task=task,
             agent=agent,
             base_ref=run.base_commit or run.base_ref or "HEAD",
-            branch=f"mimir/run-{short}/{count + 1}-{agent}",
+            branch=f"mimir/run-{short}/{role or count + 1}-{agent}",
             config=layered,
         )
         row = await self.runs.sessions.owner.create(params)
-        await self.runs.store.write(records.set_membership, row.id, self.run_id, None)
+        await self.runs.store.write(records.set_membership, row.id, self.run_id, slot)
         return await self.runs.store.read(sessions_.get, row.id)
 
     # ---- checks ------------------------------------------------------------------------

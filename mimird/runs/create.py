@@ -20,7 +20,7 @@ from mimird import names, templates
 from mimird.agents.presets import PRESETS
 from mimird.errors import InvalidParams, InvalidState, MimirError
 from mimird.projects import get_project, raw_config
-from mimird.runs import modes, records
+from mimird.runs import catalog, modes, records
 from mimird.runs.orchestrator import Runs
 from mimird.runs.records import RunRow
 from mimird.wire import run_events as ev
@@ -68,10 +68,10 @@ def agents_of(params: RunCreateParams, default_agent: str, known: set[str]) -> l
 
 def check_mode(params: RunCreateParams) -> int:
     """The mode, judge and their options fit together; returns the rounds."""
-    if params.mode not in modes.MODES:
+    if params.mode not in catalog.MODES:
         raise InvalidParams(
             f"mode {params.mode!r} is not available in this mimird (available: "
-            f"{', '.join(sorted(modes.MODES))})",
+            f"{', '.join(sorted(catalog.MODES))})",
             field="mode",
         )
     if params.judge == "checks" and params.check_command is msgspec.UNSET:
@@ -206,6 +206,10 @@ async def create_run(runs: Runs, params: RunCreateParams) -> RunRow:
         "base_commit": base_commit,
         "into": into,
         "member_results": {str(slot): {"outcome": "pending"} for slot in range(1, len(kinds) + 1)},
+        # An integration session will combine the members' work (ensemble, or a debate's then).
+        "integration_phase": "pending"
+        if params.mode == "ensemble" or params.then == "ensemble"
+        else None,
     }
     await store.write(records.insert, values)
     made: list[str] = []

@@ -21,10 +21,12 @@ import structlog
 import trio
 
 from mimird.errors import MimirError
+from mimird.runs import judge as judge_agent
 from mimird.runs import records
 from mimird.runs.context import DONE, RunContext
 from mimird.runs.states import FINISHED
 from mimird.wire import run_events as ev
+from mimird.wire.runs import INTEGRATION_SLOT
 from mimird.wire.usage import Usage
 
 log = structlog.get_logger("mimird.runs")
@@ -112,7 +114,8 @@ async def work(
 ) -> list[int]:
     """Every member whose turn is not done yet works on the task, concurrently, under
     the run's budget; returns the slots whose turn finished. With ``prompts`` (a
-    later round of a debate): exactly those members, each with its own text.
+    later round of a debate): exactly those members, each with its own text. An
+    ensemble's integration session (slot 0) is never prompted here.
 
     Cancellation: every running turn is cancelled (journaled); members stay
     ``working`` for a resume."""
@@ -126,6 +129,8 @@ async def work(
     async with budget_guard(ctx), trio.open_nursery() as members:
         for slot, row in await ctx.members():
             known = run.member(slot)
+            if slot == INTEGRATION_SLOT:
+                continue
             if prompts is not None and slot not in prompts:
                 continue
             if prompts is None and known.get("outcome") in DONE:
@@ -142,16 +147,17 @@ async def work(
                     ),
                 )
                 continue
-            if prompts is not None:
-                text = prompts[slot]
-            else:
-                text = await ctx.prompt_text(row, run)
-                if known.get("outcome") in ("working", "interrupted"):
-                    text = RESUME_PREFIX + text
+            text = prompts[slot] if prompts is not None else await ctx.prompt_text(row, run)
+            if known.get("outcome") in ("working", "interrupted"):
+                text = RESUME_PREFIX + text
             members.start_soon(_member_task, ctx, slot, text, round_)
     run = await ctx.row()
     wanted = run.slots if prompts is None else sorted(prompts)
-    return [slot for slot in wanted if run.member(slot).get("outcome") == "finished"]
+    return [
+        slot
+        for slot in wanted
+        if slot != INTEGRATION_SLOT and run.member(slot).get("outcome") == "finished"
+    ]
 
 
 async def _member_task(ctx: RunContext, slot: int, text: str, round_: int) -> None:
@@ -186,7 +192,7 @@ async def judge_by_checks(ctx: RunContext, candidates: list[int]) -> tuple[int |
     )
 
 
-JUDGES: dict[str, Judge] = {"checks": judge_by_checks}
+JUDGES: dict[str, Judge] = {"checks": judge_by_checks, "agent": judge_agent.by_agent}
 
 
 async def decide(ctx: RunContext, candidates: list[int]) -> None:
@@ -204,7 +210,8 @@ async def decide(ctx: RunContext, candidates: list[int]) -> None:
         return
     if run.judge == "agent":
         await ctx.set_status("judging")
-    winner, reasons = await judge(ctx, candidates)
+    async with budget_guard(ctx):  # a judge agent's turn counts in the run's budget
+        winner, reasons = await judge(ctx, candidates)
     if winner is None:
         await ctx.set_status(
             "deciding", ev.RunNote(text=f"{reasons}: no winner by {run.judge}; run.pick decides")

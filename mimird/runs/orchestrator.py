@@ -22,7 +22,7 @@ import trio
 from mimird.agents.manager import AgentManager
 from mimird.config import Settings
 from mimird.errors import InvalidParams, InvalidState, MimirError
-from mimird.runs import modes, records
+from mimird.runs import catalog, modes, records
 from mimird.runs.context import DONE, RunContext, RunSessions
 from mimird.runs.integration import integrate_winner
 from mimird.runs.records import RunRow
@@ -150,7 +150,7 @@ class Runs:
         if run.winner_slot is not None:
             await modes.finish(ctx)
             return
-        mode = modes.MODES.get(run.mode)
+        mode = catalog.MODES.get(run.mode)
         if mode is None:
             await modes.fail(ctx, f"mode {run.mode!r} is not available in this mimird")
             return
@@ -195,10 +195,10 @@ class Runs:
                 id=run.id,
                 detail={"status": run.status, "wanted": "decided"},
             )
-        if slot not in run.slots:
+        if slot not in run.pickable:
             raise InvalidParams(
                 f"run {run.id} has no member in slot {slot} (slots: "
-                f"{', '.join(map(str, run.slots))})",
+                f"{', '.join(map(str, run.pickable))})",
                 field="slot",
             )
         ctx = self.context(run.id)
@@ -231,7 +231,7 @@ class Runs:
         for run in found:
             members = dict(await self.store.read(records.member_sessions, run.id))
             cut: list[int] = []
-            for slot in run.slots:
+            for slot in run.recorded_slots:  # an integration's (slot 0) check too
                 known = run.member(slot)
                 group = known.get("check_group")
                 if group is not None and slot in members:

@@ -86,6 +86,18 @@ class RunRow:
         """The members' slots (slot 0, an integration session's check, is not one)."""
         return sorted(int(slot) for slot in self.member_results if slot != INTEGRATION_SLOT)
 
+    @property
+    def recorded_slots(self) -> list[int]:
+        """Every slot the run keeps a record of: the members', and 0 once an
+        ensemble's integration session exists."""
+        return sorted(int(slot) for slot in self.member_results)
+
+    @property
+    def pickable(self) -> list[int]:
+        """The slots run.pick may choose: the members', and 0 once an ensemble's
+        integration session finished its work."""
+        return [*([0] if self.integration_phase == "completed" else []), *self.slots]
+
 
 _RUN_COLUMNS: Final = tuple(c.name for c in runs.columns)
 _select = sa.select(

@@ -28,8 +28,12 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "judging": frozenset({"deciding", "decided", "integrating", "interrupted"}) | _ENDS,
     "deciding": frozenset({"decided", "integrating", "judging", "completed"}) | _ENDS,
     "decided": frozenset({"integrating", "completed"}) | _ENDS,
-    # checking: an ensemble's result is checked too.
-    "integrating": frozenset({"checking", "decided", "completed", "interrupted"}) | _ENDS,
+    # checking: an ensemble's result is checked too; judging, deciding: its integration
+    # failed, the run decides among the members.
+    "integrating": frozenset(
+        {"checking", "judging", "deciding", "decided", "completed", "interrupted"}
+    )
+    | _ENDS,
     "completed": frozenset(),
     "cancelled": frozenset(),
     "failed": frozenset(),

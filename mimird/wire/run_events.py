@@ -100,7 +100,8 @@ class Decision(RunEventData):
     KIND: ClassVar[str] = "decision"
     #: None: no winner (nothing to pick from).
     winner: int | None
-    by: Literal["user", "checks", "agent"]
+    #: ``ensemble``: the integration session's combined change (slot 0) won.
+    by: Literal["user", "checks", "agent", "ensemble"]
     reasons: str
 
 
@@ -186,6 +187,93 @@ class RunNote(RunEventData):
     KIND: ClassVar[str] = "run_note"
     text: str
     slot: int | None = None
+
+
+# ---- the modes: a judge agent, an integration session, debate rounds -----------------
+
+
+class PromptSent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A prompt a run wrote for one of its sessions (a debate round's, a judge's, an
+    integration's): its size, the pieces cut to fit, and its text (its start, at
+    most JOURNALED_PROMPT_CHARS; the whole of it is the session's ``prompt`` event)."""
+
+    session_id: str
+    bytes: int
+    text: str
+    #: Only when the text here is the prompt's start, not all of it.
+    text_cut: bool = False
+    #: The pieces of material cut to fit ``[runs] prompt_max_bytes`` (``diff of member 2``).
+    cut: list[str] = msgspec.field(default_factory=list)
+    slot: int | None = None
+
+
+class RoundStarted(RunEventData):
+    """A debate round (2 and later) began: every member was prompted with the others' work."""
+
+    KIND: ClassVar[str] = "round_started"
+    round: int
+    rounds: int
+    prompts: list[PromptSent]
+
+
+class RoundResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    slot: int
+    outcome: str
+    stop_reason: str | None = None
+    files_changed: int | None = None
+    lines_added: int | None = None
+    lines_deleted: int | None = None
+    #: The check's exit code and line, when it ran.
+    check_exit_code: int | None = None
+    check_summary: str | None = None
+    #: The member's last message of the round (its start; masked).
+    summary: str | None = None
+
+
+class RoundEnded(RunEventData):
+    KIND: ClassVar[str] = "round_ended"
+    round: int
+    rounds: int
+    results: list[RoundResult]
+
+
+class JudgeStarted(RunEventData):
+    KIND: ClassVar[str] = "judge_started"
+    session_id: str
+    agent: str
+    prompt: PromptSent
+
+
+class JudgeDecided(RunEventData):
+    """What the judge answered: a winner, or why its answer is not valid (``problem``;
+    the run then waits for ``run.pick``)."""
+
+    KIND: ClassVar[str] = "judge_decided"
+    #: None when the judge's session could not be made.
+    session_id: str | None
+    winner: int | None
+    reasons: str
+    problem: str | None = None
+
+
+class IntegrationStarted(RunEventData):
+    KIND: ClassVar[str] = "integration_started"
+    session_id: str
+    agent: str
+    branch: str | None
+    prompt: PromptSent
+
+
+class IntegrationEnded(RunEventData):
+    KIND: ClassVar[str] = "integration_ended"
+    #: None when the integration session could not be made.
+    session_id: str | None
+    outcome: Literal["completed", "failed"]
+    reason: str | None = None
+    stop_reason: str | None = None
+    files_changed: int | None = None
+    lines_added: int | None = None
+    lines_deleted: int | None = None
 
 
 def _all_kinds() -> dict[str, type[RunEventData]]:

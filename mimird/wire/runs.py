@@ -32,7 +32,7 @@ from mimird.wire.usage import Usage
 #: The most members a run may have.
 MAX_MEMBERS: Final = 16
 #: The most rounds of a debate.
-MAX_ROUNDS: Final = 10
+MAX_ROUNDS: Final = 5
 
 RunMode = Literal["competition", "ensemble", "debate"]
 #: Who decides the winner: the user (``run.pick``), the checks, or a judge agent.
@@ -60,9 +60,23 @@ MemberOutcome = Literal[
     "cancelled",
     "interrupted",
 ]
-IntegrationPhase = Literal["pending", "in_progress", "completed"]
+#: An ensemble's (or a debate's ``then: "ensemble"``) integration session: ``failed`` when
+#: its agent could not start or its turn did not end as meant (the run then decides among
+#: the members).
+IntegrationPhase = Literal["pending", "in_progress", "completed", "failed"]
 MemberCount = Annotated[int, Meta(ge=1, le=MAX_MEMBERS)]
 Slot = Annotated[int, Meta(ge=1, le=MAX_MEMBERS)]
+#: The slot of an ensemble's integration session (its combined change).
+INTEGRATION_SLOT: Final = 0
+#: A slot run.pick may choose: a member's, or 0 for an ensemble's integration.
+PickSlot = Annotated[
+    int,
+    Meta(
+        ge=INTEGRATION_SLOT,
+        le=MAX_MEMBERS,
+        description="A member's slot, or 0: an ensemble's integration session.",
+    ),
+]
 RunRef = Annotated[
     str,
     Meta(
@@ -138,7 +152,7 @@ class RunListParams(Params):
 
 class RunPickParams(Params):
     run: RunRef
-    slot: Slot
+    slot: PickSlot
     #: Why (recorded in the decision).
     reason: Reason | UnsetType = UNSET
 
@@ -199,7 +213,7 @@ class RunMember(Result):
 
 class RunDecision(Result):
     winner: int | None
-    by: Literal["user", "checks", "agent"]
+    by: Literal["user", "checks", "agent", "ensemble"]
     reasons: str
 
 

@@ -39,6 +39,10 @@ Steps (``{"do": ..., ...}``):
 - ``wait_cancel``: reads until ``$/cancel_request`` or ``session/cancel`` arrives;
 - ``stop_reason`` (``value``): the stopReason of the prompt being answered;
 - ``echo``: one chunk with the prompt's text;
+- ``say`` (``text``, optional ``pattern``): one chunk with ``text``, in which ``{1}`` is
+  replaced by the first group of the regular expression ``pattern`` found in the
+  prompt's text (empty when not found): an answer that quotes its prompt, as a judge
+  quotes the token of its answer line;
 - ``result`` (``value``): members added to the result of the prompt being answered
   (``usage``, ``_meta``, ...);
 - ``disk_write`` (``path``, ``text`` or ``hex``), ``disk_remove`` (``path``), ``disk_rename``
@@ -54,6 +58,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -192,6 +197,11 @@ class Agent:
             self.extra_result.update(step["value"])
         elif kind == "echo":
             content = {"type": "text", "text": self.prompt_text}
+            self.update({"sessionUpdate": "agent_message_chunk", "content": content})
+        elif kind == "say":
+            found = re.search(step.get("pattern", "(?!)"), self.prompt_text)
+            text = step["text"].replace("{1}", found.group(1) if found else "")
+            content = {"type": "text", "text": text}
             self.update({"sessionUpdate": "agent_message_chunk", "content": content})
         elif kind == "chunks":
             for i in range(step.get("count", 1)):

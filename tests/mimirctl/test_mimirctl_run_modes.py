@@ -1,0 +1,158 @@
+"""How ``mimirctl run events`` (and ``run new``, which follows them) shows the
+events of a judge agent, an ensemble's integration and a debate's rounds: one line
+each, saying what happened, every text from an agent with its control characters
+made visible."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mimirctl.commands.run import event_line
+from mimird.wire import run_events
+from tests.runs.world import write_config, writes
+from tests.support.helpers import (
+    DaemonDirs,
+    add_project_blocking,
+    daemon_process,
+    make_repo,
+    run_mimirctl,
+)
+
+pytestmark = pytest.mark.timeout(120)
+TOKEN_PATTERN = r"WINNER-([0-9a-f]+): SLOT"
+
+
+def line(kind: str, data: dict[str, Any]) -> str:
+    return event_line({"seq": 7, "kind": kind, "data": data})
+
+
+def test_every_event_of_the_modes_has_a_line_of_its_own() -> None:
+    prompt = {"session_id": "01abcdef", "bytes": 1234, "text": "...", "cut": ["diff of member 2"]}
+    samples: dict[str, dict[str, Any]] = {
+        "round_started": {"round": 2, "rounds": 3, "prompts": [{**prompt, "slot": 1}]},
+        "round_ended": {
+            "round": 2,
+            "rounds": 3,
+            "results": [
+                {
+                    "slot": 1,
+                    "outcome": "finished",
+                    "files_changed": 1,
+                    "lines_added": 2,
+                    "lines_deleted": 0,
+                    "check_exit_code": 0,
+                }
+            ],
+        },
+        "judge_started": {"session_id": "01abcdefgh", "agent": "claude", "prompt": prompt},
+        "judge_decided": {"session_id": "01abcdefgh", "winner": 2, "reasons": "tests pass"},
+        "integration_started": {
+            "session_id": "01abcdefgh",
+            "agent": "codex",
+            "branch": "mimir/run-x/integration-codex",
+            "prompt": prompt,
+        },
+        "integration_ended": {
+            "session_id": "01abcdefgh",
+            "outcome": "completed",
+            "files_changed": 2,
+            "lines_added": 3,
+            "lines_deleted": 1,
+        },
+    }
+    mode_kinds = {
+        "round_started",
+        "round_ended",
+        "judge_started",
+        "judge_decided",
+        "integration_started",
+        "integration_ended",
+    }
+    assert mode_kinds <= run_events.RUN_KINDS
+    lines = {kind: line(kind, samples[kind]) for kind in mode_kinds}
+    assert lines["round_started"] == (
+        "[7] round 2/3 started (member 1: prompt 1234 bytes, cut: diff of member 2)"
+    )
+    assert (
+        lines["round_ended"]
+        == "[7] round 2/3 ended: member 1 finished: 1 file(s), +2 -0, check exit 0"
+    )
+    assert lines["judge_decided"] == "[7] judge chose slot 2: tests pass"
+    assert lines["integration_ended"] == "[7] integration completed: 2 file(s), +3 -1"
+    assert "mimir/run-x/integration-codex" in lines["integration_started"]
+    assert lines["judge_started"].startswith("[7] judge claude started (session ")
+
+
+def test_a_judges_words_reach_the_terminal_with_control_characters_visible() -> None:
+    shown = line("judge_decided", {"winner": None, "reasons": "x", "problem": "names '\x1b[2J'"})
+    assert "\x1b" not in shown
+    assert shown.startswith("[7] judge gave no valid answer: ")
+    chosen = line("judge_decided", {"winner": 1, "reasons": "ok\x07\x1b]0;pwned\x07"})
+    assert "\x1b" not in chosen
+    assert "\x07" not in chosen
+
+
+def test_run_new_follows_a_debate_into_its_integration_and_a_judges_decision(
+    dirs: DaemonDirs,
+) -> None:
+    answer = {"do": "say", "text": "alpha did it.\nWINNER-{1}: 1", "pattern": TOKEN_PATTERN}
+    scenarios = {
+        "alpha": writes("a.txt", "alpha\n"),
+        "beta": writes("b.txt", "beta\n"),
+        "integ": writes("c.txt", "both\n"),
+        "judge": {"prompts": [[answer]]},
+    }
+    write_config(dirs, scenarios)
+    repo = make_repo(dirs.root / "repo")
+    with daemon_process(dirs):
+        add_project_blocking(dirs, repo, name="demo")
+        debated = run_mimirctl(
+            dirs,
+            "run",
+            "new",
+            "demo",
+            "--task",
+            "t",
+            "--agents",
+            "alpha,beta",
+            "--mode",
+            "debate",
+            "--rounds",
+            "2",
+            "--then",
+            "ensemble",
+            "--integration-agent",
+            "integ",
+            "--manual",
+        )
+        assert debated.returncode == 0, debated.stderr
+        out = debated.stdout
+        assert "round 1/2 started" in out
+        assert "round 2/2 ended: member 1 finished" in out
+        assert "integration by integ started on mimir/run-" in out
+        assert "integration completed: 1 file(s), +1 -0" in out
+        assert "decision: slot 0 wins (by ensemble)" in out
+        run_id = out.splitlines()[0].split()[1].rstrip(":")
+        shown = run_mimirctl(dirs, "run", "show", run_id)
+        assert "integration: completed (slot 0, session " in shown.stdout
+
+        judged = run_mimirctl(
+            dirs,
+            "run",
+            "new",
+            "demo",
+            "--task",
+            "t",
+            "--agents",
+            "alpha,beta",
+            "--judge",
+            "agent",
+            "--judge-agent",
+            "judge",
+            "--manual",
+        )
+        assert judged.returncode == 0, judged.stderr
+        assert "judge judge started (session " in judged.stdout
+        assert "judge chose slot 1: alpha did it." in judged.stdout
