@@ -32,6 +32,9 @@ from mimird.wire.usage import Usage
 
 log = structlog.get_logger("mimird.agents.turns")
 
+#: An agent's stopReason is kept (journaled, answered) up to this many characters.
+STOP_REASON_CHARS: Final = 64
+
 #: How long the shielded cleanup of a cancelled prompt may take (telling the
 #: agent, journaling ``turn_ended``).
 CLEANUP_TIMEOUT_S: Final = 5.0
@@ -189,6 +192,7 @@ class Turns:
         stop_reason = result.get("stopReason")
         if not isinstance(stop_reason, str):
             stop_reason = "cancelled" if turn.cancel_requested else "end_turn"
+        stop_reason = stop_reason[:STOP_REASON_CHARS]  # ACP's are short: an agent's may not be
         reported = usage.of_prompt_result(result)
         return await self._end(turn, prompt_seq, stop_reason, reported, None)
 

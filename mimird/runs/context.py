@@ -40,8 +40,6 @@ log = structlog.get_logger("mimird.runs")
 
 #: Outcomes after which a member's turn is not run again (resume skips it).
 DONE: Final = frozenset({"finished", "failed", "budget_exceeded", "cancelled"})
-#: The most of an agent's stop reason (its own text) a run keeps.
-STOP_REASON_CHARS: Final = 64
 #: The most of a member's failure reason a run keeps.
 REASON_CHARS: Final = 2000
 #: Stop reasons of a turn that ended as the agent meant it to.
@@ -198,7 +196,7 @@ class RunContext:
             return MemberTurn(slot, "failed", reason=exc.message)
         after = await self.runs.store.read(sessions_.get, row.id)
         # The agent's own text: bounded here, and shown only made visible.
-        stop = result.stop_reason[:STOP_REASON_CHARS]
+        stop = result.stop_reason  # bounded by the agents owner
         if self.budget_reached is not None:
             return MemberTurn(slot, "budget_exceeded", stop, self.budget_reached)
         if after.status == "budget_exceeded":

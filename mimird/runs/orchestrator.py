@@ -129,15 +129,18 @@ class Runs:
         try:
             with task.scope:
                 await step(ctx)
-        except MimirError as exc:
-            log.warning("run_step_failed", run_id=run_id, error=exc.message)
+        except Exception as exc:
+            # Never out of the owner's nursery: that would end every run. A MimirError
+            # raised in a step's own nursery arrives inside an exception group.
+            error = _mimir_error(exc)
+            if error is not None:
+                log.warning("run_step_failed", run_id=run_id, error=error.message)
+                reason = error.message
+            else:
+                log.exception("run_crashed", run_id=run_id)
+                reason = "internal error in mimird (see its log)"
             with trio.move_on_after(10, shield=True), contextlib.suppress(MimirError):
-                await modes.fail(ctx, exc.message)
-        except Exception:
-            # Never out of the owner's nursery: that would end every run.
-            log.exception("run_crashed", run_id=run_id)
-            with trio.move_on_after(10, shield=True), contextlib.suppress(MimirError):
-                await modes.fail(ctx, "internal error in mimird (see its log)")
+                await modes.fail(ctx, reason)
         finally:
             del self._tasks[run_id]
             task.done.set()
@@ -268,3 +271,18 @@ class Runs:
         if found:
             log.warning("runs_interrupted", runs=[run.id for run in found])
         return [run.id for run in found]
+
+
+def _mimir_error(exc: BaseException) -> MimirError | None:
+    """``exc`` if it is a MimirError, or the first of an exception group made only of
+    MimirErrors; else None (a bug: logged with its traceback)."""
+    if isinstance(exc, MimirError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        matched, rest = exc.split(MimirError)
+        if matched is not None and rest is None:
+            first: BaseException = matched
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            return first if isinstance(first, MimirError) else None
+    return None

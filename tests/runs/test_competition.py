@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import trio
 
+from mimird.errors import InvalidState
+from mimird.runs import catalog
 from tests.runs.world import eventually, run_world, writes
 from tests.support.helpers import DaemonDirs, git
 
@@ -314,6 +316,9 @@ async def test_an_agents_stop_reason_is_bounded_before_the_run_keeps_it(dirs: Da
         assert member["outcome"] == "failed"
         assert len(member["stop_reason"]) == 64
         assert len(member["reason"]) <= 2000
+        events = await world.client.call("session.events", {"session": member["session_id"]})
+        ended = [e["data"] for e in events["events"] if e["kind"] == "turn_ended"]
+        assert [len(data["stop_reason"]) for data in ended] == [64]
 
 
 async def test_a_template_is_rendered_for_each_member(dirs: DaemonDirs) -> None:
@@ -397,3 +402,24 @@ async def test_a_member_whose_agent_cannot_start_fails_and_the_others_go_on(
         assert members[1]["outcome"] == "finished"
         assert members[2]["outcome"] == "failed"
         assert "not found" in members[2]["reason"]
+
+
+async def test_an_error_raised_in_a_steps_own_nursery_fails_the_run_with_its_message(
+    dirs: DaemonDirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mode whose concurrent work raises a MimirError (it reaches the run's task
+    inside an exception group) fails the run saying what went wrong, not "internal
+    error"."""
+
+    async def broken(ctx: Any) -> None:
+        async def refuse() -> None:
+            raise InvalidState("the disk said no")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(refuse)
+
+    monkeypatch.setitem(catalog.MODES, "competition", broken)
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        run = await world.create(agents=["a"])
+        done = await world.until_status(run, "failed")
+    assert done["failure"] == "the disk said no"
