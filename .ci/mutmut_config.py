@@ -79,12 +79,15 @@ SELECTED = WORKDIR / "selected.txt"
 
 #: pytest's options for a mutant's run (the fork server adds nothing).
 PYTEST_OPTIONS = (
-    "-x -q -p no:cacheprovider -m 'not agents' -W ignore::pytest.PytestAssertRewriteWarning"
+    "-x -q -p no:cacheprovider -p mutate_timeouts -m 'not agents'"
+    " -W ignore::pytest.PytestAssertRewriteWarning"
 )
 #: A mutant's tests run in this many pytest processes at once (2 cores).
 JOBS = 2
 #: A mutant's test that takes this much longer than it did in the coverage run
-#: (times its duration there, plus the seconds) is stopped and fails: a hang the mutant caused.
+#: (times its duration there, plus the seconds) is stopped and fails: a hang the mutant
+#: caused (each test its own, ``.ci/mutate_timeouts.py``; the run's ``--timeout`` is
+#: for a test the map has no duration for).
 TIMEOUT_FACTOR, TIMEOUT_BASE, TIMEOUT_MAX = 3, 5, 60
 
 
