@@ -34,10 +34,13 @@ from mimird.store import Store
 from mimird.wire import run_events as ev
 from mimird.wire.runs import RunStatus
 from mimird.wire.types import SessionCreateParams, TemplatePrompt
+from mimird.workspaces.integrate import is_clean
 from mimird.workspaces.provision import Workspaces
 
 log = structlog.get_logger("mimird.runs")
 
+#: Where what a check left in a clean worktree is saved before it is removed.
+CHECK_REFS: Final = "refs/mimir/snapshots/runs/"
 #: Outcomes after which a member's turn is not run again (resume skips it).
 DONE: Final = frozenset({"finished", "failed", "budget_exceeded", "cancelled"})
 #: The most of a member's failure reason a run keeps.
@@ -327,15 +330,21 @@ class RunContext:
         async def started(pgid: int) -> None:
             await self.set_member(slot, {"check_group": pgid})
 
+        path = Path(row.workspace_path)
+        clean = await self.runs.sessions.git(is_clean, path)
         outcome = await run_check(
             command,
-            Path(row.workspace_path),
+            path,
             child_environment({**effective.env(), SESSION_ENV: row.id}),
             effective.secret_values(),
             timeout_s=options.check_timeout_s,
             output_bytes=options.check_output_bytes,
             on_start=started,
         )
+        if clean:  # what the check left is not the member's work: saved, then removed
+            ref = f"{CHECK_REFS}{self.run_id}/check-{slot}"
+            message = f"what run {self.run_id}'s check left in slot {slot}'s worktree"
+            await self.runs.sessions.git(work.undo_check, path, ref, message)
         result = {
             "exit_code": outcome.exit_code,
             "passed": outcome.passed,

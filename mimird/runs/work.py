@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mimird.workspaces import git as worktrees
-from mimird.workspaces.integrate import commit_worktree
+from mimird.workspaces.integrate import commit_worktree, put_back
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,15 @@ def commit_work(worktree: Path, message: str) -> str | None:
     :func:`~mimird.workspaces.integrate.commit_worktree`: Mimir's identity, no hook,
     the branch moved by compare-and-swap)."""
     return commit_worktree(worktree, message)
+
+
+def undo_check(worktree: Path, ref: str, message: str) -> bool:
+    """Put a member's worktree that was clean before its check back to its HEAD:
+    what the check changed or created (the ``__pycache__`` of a project that does
+    not ignore it, a rewritten lock file, a report) is not the member's work, and
+    would be compared and merged as if it were. Saved under ``ref`` first (see
+    :func:`~mimird.workspaces.integrate.put_back`)."""
+    return put_back(worktree, ref, message)
 
 
 def stats(worktree: Path, base_commit: str) -> WorkStats:

@@ -479,3 +479,22 @@ def commit_worktree(path: Path, message: str) -> str | None:
             detail={"stderr": err.strip()},
         )
     return commit
+
+
+def is_clean(worktree: Path) -> bool:
+    """Whether the worktree holds nothing but its HEAD (ignored files aside)."""
+    return not _dirty_entries(worktree)
+
+
+def put_back(worktree: Path, ref: str, message: str) -> bool:
+    """Make the worktree its HEAD again (tracked files restored, new files that are
+    not ignored removed; ignored files stay), after saving what differs under
+    ``ref`` (a snapshot, so nothing is lost). True when there was something to put
+    back. Raises InvalidState, and changes nothing, when it cannot be saved."""
+    if is_clean(worktree):
+        return False
+    worktrees.snapshot(worktree, ref, message)
+    with _git_errors(f"cannot put {worktree} back to its HEAD (what differed is in {ref})"):
+        _git(worktree, "reset", "--hard", "--quiet", "HEAD")
+        _git(worktree, "clean", "-d", "--force", "--quiet")
+    return True

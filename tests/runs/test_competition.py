@@ -423,3 +423,26 @@ async def test_an_error_raised_in_a_steps_own_nursery_fails_the_run_with_its_mes
         run = await world.create(agents=["a"])
         done = await world.until_status(run, "failed")
     assert done["failure"] == "the disk said no"
+
+
+async def test_what_a_check_leaves_in_a_worktree_is_not_the_members_work(
+    dirs: DaemonDirs,
+) -> None:
+    """A check that writes files (bytecode in a project that does not ignore it, a
+    report, a rewritten tracked file) leaves the member's result as its agent made
+    it: compared, counted and merged without them; what the check left is saved
+    under a snapshot ref, not lost."""
+    check = "echo report > report.txt && mkdir -p cache && echo x > cache/c && echo more >> a.txt"
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        run = await world.create(agents=["a"], check_command=check, judge="checks")
+        done = await world.until_status(run, "completed")
+        member = done["members"][0]
+        assert member["check"]["passed"] is True
+        assert (member["files_changed"], member["lines_added"]) == (1, 1)
+        assert git(world.repo, "show", "main:a.txt") == "a\n"
+        merged = set(git(world.repo, "ls-tree", "--name-only", "main").split())
+        assert "a.txt" in merged
+        assert not {"report.txt", "cache"} & merged
+        saved = f"refs/mimir/snapshots/runs/{run['id']}/check-1"
+        assert git(world.repo, "show", f"{saved}:report.txt") == "report\n"
+        assert git(world.repo, "show", f"{saved}:a.txt") == "a\nmore\n"
