@@ -187,9 +187,14 @@ async def judge_by_checks(ctx: RunContext, candidates: list[int]) -> tuple[int |
     lines, files, _ = size(winner)
     others = len(passed) - 1
     return winner, (
-        f"slot {winner}'s check passed with the smallest diff ({lines} lines in {files} files)"
+        f"slot {winner}'s check passed with the smallest diff ({_count(lines, 'line')} in "
+        f"{_count(files, 'file')})"
         + (f"; {others} other member(s) passed too" if others else "; the only one that passed")
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 JUDGES: dict[str, Judge] = {"checks": judge_by_checks, "agent": judge_agent.by_agent}
