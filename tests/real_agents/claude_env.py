@@ -67,11 +67,14 @@ class ClaudeHome:
         return child_environment(self.layered_env(), os.environ if base is None else base)
 
 
-def make_claude_home(root: Path, llm_base_url: str) -> ClaudeHome:
-    """Create ``root/home`` and ``root/home/.claude/settings.json`` for the fake LLM
-    at ``llm_base_url`` (:attr:`FakeLlm.anthropic_base_url`)."""
+def make_claude_home(root: Path, llm_base_url: str, *, settings: bool = True) -> ClaudeHome:
+    """Create ``root/home`` and (unless ``settings`` is false: Claude Code's own
+    defaults) ``root/home/.claude/settings.json`` for the fake LLM at
+    ``llm_base_url`` (:attr:`FakeLlm.anthropic_base_url`)."""
     home = root / "home"
     config_dir = home / ".claude"
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "settings.json").write_text(json.dumps(claude_settings(), indent=2) + "\n")
+    if settings:
+        text = json.dumps(claude_settings(), indent=2) + "\n"
+        (config_dir / "settings.json").write_text(text)
     return ClaudeHome(home=home, config_dir=config_dir, llm_base_url=llm_base_url)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.real_agents.claude_env import ClaudeHome
+from tests.real_agents.claude_env import ClaudeHome, make_claude_home
 from tests.support.fake_llm import FakeLlm, Text, ToolCall
 from tests.support.helpers import DaemonDirs, daemon_process, make_repo, run_mimirctl
 
@@ -136,3 +136,36 @@ def test_claude_edit_denied_by_policy_writes_nothing(
         [result] = _tool_results(after)
         assert result["tool_use_id"] == "toolu_w1"
         assert result.get("is_error") is True, result
+
+
+def test_claude_in_its_default_auto_mode_is_made_to_ask_by_the_session_mode(
+    dirs: DaemonDirs, claude_bin: Path, fake_llm: FakeLlm, tmp_path: Path
+) -> None:
+    """Without settings Claude Code starts in ``auto`` mode, where it writes without
+    asking anyone; the session's ``mode`` (set by Mimir right after it starts) puts it
+    in ``default`` mode, and the write goes through the session's policy."""
+    home = make_claude_home(tmp_path / "bare", fake_llm.anthropic_base_url, settings=False)
+    _config(dirs, claude_bin, home)
+    repo = make_repo(dirs.root / "repo")
+    policy = json.dumps({"tool_policy": {"edit": "deny"}})
+    with daemon_process(dirs) as daemon:
+        daemon.wait_ready()
+        _ctl(dirs, "project", "add", str(repo), "--name", "demo")
+        args = ("session", "new", "demo", "--config", policy, "--json")
+        auto = json.loads(_ctl(dirs, *args))
+        asking = json.loads(_ctl(dirs, *args, "--mode", "default"))
+        written = {}
+        for session in (auto, asking):
+            target = Path(session["workspace"]["path"]) / "notes" / "hello.txt"
+            fake_llm.script(_write_call(target, "written\n"), Text("Turn over."))
+            out = _ctl(dirs, "prompt", session["id"], "write the file")
+            assert "[turn ended: end_turn" in out
+            written[session["id"]] = target.exists()
+            state = json.loads(_ctl(dirs, "session", "show", session["id"], "--json"))
+            options = {o["id"]: o for o in state["agent_state"]["config_options"]}
+            assert options["mode"]["currentValue"] == ("auto" if session is auto else "default")
+        # In auto mode the policy was never asked, and its deny did not hold.
+        assert written == {auto["id"]: True, asking["id"]: False}
+        assert _events(dirs, auto["id"], "permission_requested") == []
+        [decided] = _events(dirs, asking["id"], "permission_decided")
+        assert decided["decision"] == "deny"
