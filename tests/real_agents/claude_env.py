@@ -78,3 +78,9 @@ def make_claude_home(root: Path, llm_base_url: str, *, settings: bool = True) ->
         text = json.dumps(claude_settings(), indent=2) + "\n"
         (config_dir / "settings.json").write_text(text)
     return ClaudeHome(home=home, config_dir=config_dir, llm_base_url=llm_base_url)
+
+
+def claude_config_section(claude_bin: Path, home: ClaudeHome) -> str:
+    """Mimir's config file section ``[agents.claude]`` for the pinned adapter in ``home``."""
+    env = ", ".join(f"{k} = {json.dumps(v)}" for k, v in home.layered_env().items())
+    return f"[agents.claude]\ncommand = {json.dumps(str(claude_bin))}\nenv = {{ {env} }}\n"

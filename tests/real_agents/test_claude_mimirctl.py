@@ -11,23 +11,17 @@ from typing import Any
 
 import pytest
 
-from tests.real_agents.claude_env import ClaudeHome, make_claude_home
+from tests.real_agents.claude_env import ClaudeHome, claude_config_section, make_claude_home
 from tests.support.fake_llm import FakeLlm, Text, ToolCall
 from tests.support.helpers import DaemonDirs, daemon_process, make_repo, run_mimirctl
 
 pytestmark = [pytest.mark.agents, pytest.mark.timeout(240)]
 
 
-def claude_config_lines(claude_bin: Path, home: ClaudeHome) -> str:
-    """The config file's ``[agents.claude]`` section for the pinned adapter."""
-    env = ", ".join(f"{k} = {json.dumps(v)}" for k, v in home.layered_env().items())
-    return f"[agents.claude]\ncommand = {json.dumps(str(claude_bin))}\nenv = {{ {env} }}\n"
-
-
 def _config(dirs: DaemonDirs, claude_bin: Path, home: ClaudeHome) -> None:
     dirs.root.mkdir(parents=True, exist_ok=True)
     dirs.config.write_text(
-        '[defaults]\nagent = "claude"\n\n' + claude_config_lines(claude_bin, home)
+        '[defaults]\nagent = "claude"\n\n' + claude_config_section(claude_bin, home)
     )
 
 
