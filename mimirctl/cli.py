@@ -68,6 +68,7 @@ WORDS: Final = {
     "status": "daemon",
     "project": "project",
     "session": "session",
+    "run": "run",
     "worktree": "worktree",
     "prompt": "turn",
     "attach": "turn",

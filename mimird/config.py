@@ -106,6 +106,15 @@ class SupervisionSection(_Section, frozen=True):
     file_max_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 32 << 20
 
 
+class RunsSection(_Section, frozen=True):
+    """``[runs]``: how a run's checks are run (``run.create``'s ``check_command``)."""
+
+    #: A member's check command is stopped (and counts as failed) after this long.
+    check_timeout_s: Annotated[float, Meta(gt=0, le=86400)] = 600.0
+    #: The most of a check's output journaled (its end; secrets masked).
+    check_output_bytes: Annotated[int, Meta(ge=1024, le=16 << 20)] = 64 << 10
+
+
 class AgentSection(_Section, frozen=True):
     """``[agents.<name>]``: how to start an ACP agent (adds a kind, or replaces a preset)."""
 
@@ -121,6 +130,7 @@ class ConfigFile(_Section, frozen=True):
     rpc: RpcSection = RpcSection()
     log: LogSection = LogSection()
     supervision: SupervisionSection = SupervisionSection()
+    runs: RunsSection = RunsSection()
     #: Session configuration defaults (agent, env, tool_policy, ...), checked by
     #: ``mimird.policy.parse_layer``: the layer above the built-in defaults.
     defaults: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -161,6 +171,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rpc: RpcSection
     log: LogSection
     supervision: SupervisionSection = SupervisionSection()
+    runs: RunsSection = RunsSection()
     #: The config file's ``[defaults]``, parsed; empty without a file.
     defaults: ConfigLayer = ConfigLayer()
     #: The config file's ``[agents.<name>]`` sections.
@@ -397,6 +408,7 @@ def load_settings(overrides: Overrides, env: MutableMapping[str, str] | None = N
         rpc=file.rpc,
         log=log,
         supervision=file.supervision,
+        runs=file.runs,
         defaults=defaults,
         agents=dict(file.agents),
     )

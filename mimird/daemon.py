@@ -28,6 +28,7 @@ from mimird.api import (
     PermissionService,
     ProjectService,
     PromptService,
+    RunService,
     SearchService,
     SessionService,
     TemplateService,
@@ -45,6 +46,7 @@ from mimird.journal import Journal
 from mimird.rpc.audit import AuditLog
 from mimird.rpc.dispatch import Dispatcher
 from mimird.rpc.server import CredentialsFn, RpcServer, peer_credentials
+from mimird.runs import Runs
 from mimird.store import Store, clean_stop
 from mimird.timeutil import utc_now
 
@@ -130,9 +132,11 @@ async def run_daemon(
             async with (
                 Journal.open(store) as journal,
                 AgentManager.open(store, journal, settings) as agents,
+                Runs.open(store, settings, session_service, agents) as runs,
             ):
                 session_service.agents = agents
                 agents.git_limiter = session_service.workspaces.read_limiter
+                await runs.recover()
                 registry = build_registry(
                     daemon_service,
                     ProjectService(store, session_service),
@@ -146,6 +150,7 @@ async def run_daemon(
                     DbService(store, settings),
                     TemplateService(store, session_service),
                     ModelModeService(session_service, agents),
+                    RunService(store, runs, journal),
                 )
                 audit = AuditLog(store, policy.mask_config, session_service.secrets_of_call)
                 server = RpcServer(
@@ -185,6 +190,9 @@ async def run_daemon(
                         # No new work from here on; running turns are cancelled and
                         # agents stopped, so that their calls can answer within the grace.
                         await server.stop_accepting()
+                        # Runs first: their members' turns cut short by the stop must not
+                        # count as the members' outcome (the next start resumes them).
+                        await runs.stop()
                         await agents.stop_all("daemon_shutdown")
                         await server.drain(SHUTDOWN_GRACE_S)
                         nursery.cancel_scope.cancel()

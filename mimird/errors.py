@@ -91,6 +91,25 @@ class Busy(MimirError):
     code = ErrorCode.BUSY
 
 
+class BranchMoved(Busy):
+    """A branch moved while Mimir computed its new tip (a lost compare-and-swap):
+    nothing was changed, and trying again may succeed."""
+
+
+class MergeConflict(MimirError):
+    """Integrating one branch into another would conflict (the files are in
+    ``detail``); nothing was changed."""
+
+    code = ErrorCode.MERGE_CONFLICT
+
+
+class CheckoutDirty(MimirError):
+    """The target branch is checked out in a worktree that has uncommitted changes
+    (or ignored files in the way); nothing was changed."""
+
+    code = ErrorCode.CHECKOUT_DIRTY
+
+
 class ShuttingDown(MimirError):
     code = ErrorCode.SHUTTING_DOWN
 

@@ -120,6 +120,9 @@ def _session_fields(s: dict[str, Any]) -> str:
         ]
     if s.get("failure"):
         pairs.append(("failure", s["failure"]))
+    if s.get("run_id"):
+        slot = s.get("slot")
+        pairs.append(("run", s["run_id"] + (f" (slot {slot})" if slot is not None else "")))
     if used := s.get("usage"):
         pairs.append(("usage", render.usage(used)))
     pairs += [

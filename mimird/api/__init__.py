@@ -11,6 +11,7 @@ from mimird.api.model_mode import ModelModeService
 from mimird.api.permissions import PermissionService
 from mimird.api.projects import ProjectService
 from mimird.api.prompts import PromptService
+from mimird.api.runs import RunService
 from mimird.api.search import SearchService
 from mimird.api.sessions import SessionService
 from mimird.api.templates import TemplateService
@@ -31,6 +32,7 @@ def build_registry(
     db: DbService,
     templates: TemplateService,
     model_mode: ModelModeService,
+    runs: RunService | None = None,
 ) -> Registry:
     registry = Registry()
     for service in (
@@ -48,6 +50,8 @@ def build_registry(
         model_mode,
     ):
         service.register(registry)
+    if runs is not None:
+        runs.register(registry)
     return registry
 
 
@@ -60,6 +64,7 @@ __all__ = [
     "PermissionService",
     "ProjectService",
     "PromptService",
+    "RunService",
     "SearchService",
     "SessionService",
     "TemplateService",

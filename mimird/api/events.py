@@ -34,6 +34,13 @@ _STATE_KEY: Final = "subscriptions"
 _method = MethodTable()
 
 
+def connection_subscriptions(connection: Connection) -> dict[int, Subscription]:
+    """The subscriptions a connection holds (of sessions and of runs), by id:
+    ``unsubscribe`` ends any of them."""
+    subs: dict[int, Subscription] = connection.state.setdefault(_STATE_KEY, {})
+    return subs
+
+
 class EventService:
     def __init__(self, journal: Journal, sessions_: SessionService) -> None:
         self._journal = journal
@@ -44,8 +51,7 @@ class EventService:
 
     @staticmethod
     def _subscriptions(connection: Connection) -> dict[int, Subscription]:
-        subs: dict[int, Subscription] = connection.state.setdefault(_STATE_KEY, {})
-        return subs
+        return connection_subscriptions(connection)
 
     @_method(
         "subscribe",
@@ -138,4 +144,4 @@ class EventService:
         return Unsubscribed(subscription=params.subscription)
 
 
-__all__ = ["EventService", "Subscription"]
+__all__ = ["EventService", "Subscription", "connection_subscriptions"]

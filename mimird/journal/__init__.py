@@ -6,6 +6,8 @@
   batches producers' events into transactions and publishes each commit;
 - :mod:`~mimird.journal.subscriptions`: a cursor plus a bounded queue per
   subscriber, catching up from the database when it falls behind;
+- :mod:`~mimird.journal.run_events`: a run's own journal (per-run ``seq``), read
+  and followed the same way;
 - :mod:`~mimird.journal.search`: the full-text index over the events.
 """
 
@@ -22,6 +24,7 @@ from mimird.journal.events import (
     page_committed,
     seq_at,
 )
+from mimird.journal.run_events import RunCommitted, append_run, page_run, run_head
 from mimird.journal.subscriptions import Subscription
 from mimird.journal.writer import Journal
 
@@ -30,13 +33,17 @@ __all__ = [
     "Fact",
     "Journal",
     "Pending",
+    "RunCommitted",
     "Subscription",
     "Verbatim",
     "append",
     "append_batch",
+    "append_run",
     "head",
     "kind_and_data",
     "page",
     "page_committed",
+    "page_run",
+    "run_head",
     "seq_at",
 ]

@@ -12,26 +12,28 @@ business (:data:`Encoder`).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import trio
 
 from mimird.journal.events import Committed, page_committed
+from mimird.journal.run_events import RunCommitted, page_run
 
 #: A subscriber that falls this many events behind is caught up from the database.
 SUBSCRIBER_QUEUE: Final = 2048
 #: Events read per page while catching up.
 CATCH_UP_PAGE: Final = 1000
 
-Encoder = Callable[[Committed], bytes]
+Encoder = Callable[[Any], bytes]
 
 Sender = Callable[[list[bytes]], Awaitable[None]]
 
 
 class Subscription:
     """One subscriber: a cursor, a bounded queue of live events, and the task
-    that sends them (:meth:`run`)."""
+    that sends them (:meth:`run`). Of one session's events, every session's, or
+    (``run_id``) one run's journal (:mod:`.run_events`)."""
 
     def __init__(
         self,
@@ -41,13 +43,17 @@ class Subscription:
         cursor: int,
         *,
         queue_size: int,
+        run_id: str | None = None,
     ) -> None:
         self.id = sub_id
         self.session_id = session_id
-        #: seq of the last event sent (session subscriptions), else its global id.
+        self.run_id = run_id
+        #: Counted by seq (one session's or one run's events), else by global id.
+        self._by_seq = session_id is not None or run_id is not None
+        #: seq of the last event sent (session and run subscriptions), else its global id.
         self.cursor = cursor
         self._store = store
-        self._queue: deque[Committed] = deque()
+        self._queue: deque[Committed | RunCommitted] = deque()
         self._queue_size = queue_size
         #: False while catching up from the database: live events are not queued.
         self._live = False
@@ -61,10 +67,10 @@ class Subscription:
         self._closed = True
         self._wake.set()
 
-    def _key(self, event: Committed) -> int:
-        return event.seq if self.session_id is not None else event.id
+    def _key(self, event: Committed | RunCommitted) -> int:
+        return event.seq if self._by_seq else event.id
 
-    def offer(self, batch: list[Committed]) -> None:
+    def offer(self, batch: list[Committed] | list[RunCommitted]) -> None:
         """Called by :meth:`Journal.publish`: never blocks, never fails."""
         if not self._live:
             return
@@ -76,7 +82,7 @@ class Subscription:
             self._queue.extend(batch)
         self._wake.set()
 
-    def _frames(self, batch: list[Committed], encode: Encoder) -> list[bytes]:
+    def _frames(self, batch: Sequence[Committed | RunCommitted], encode: Encoder) -> list[bytes]:
         frames = []
         for event in batch:
             key = self._key(event)
@@ -86,7 +92,12 @@ class Subscription:
             self.cursor = key
         return frames
 
-    async def _read_page(self) -> list[Committed]:
+    async def _read_page(self) -> list[Committed] | list[RunCommitted]:
+        if self.run_id is not None:
+            runs: list[RunCommitted] = await self._store.read(
+                page_run, self.run_id, after=self.cursor, limit=CATCH_UP_PAGE
+            )
+            return runs
         found: list[Committed] = await self._store.read(
             page_committed, self.session_id, after=self.cursor, limit=CATCH_UP_PAGE
         )
@@ -128,7 +139,7 @@ class Subscription:
                 continue
             batch = list(self._queue)
             self._queue.clear()
-            if self.session_id is not None and batch[0].seq > self.cursor + 1:
+            if self._by_seq and batch[0].seq > self.cursor + 1:
                 # A gap can only mean a missed publish: fetch it from the database.
                 self._live = False
                 continue

@@ -28,6 +28,7 @@ from mimird.journal.events import (
     head,
     kind_and_data,
 )
+from mimird.journal.run_events import RunCommitted, run_head
 from mimird.journal.subscriptions import SUBSCRIBER_QUEUE, Subscription
 
 log = structlog.get_logger("mimird.journal")
@@ -54,6 +55,7 @@ class Journal:
         self._send, self._receive = trio.open_memory_channel[Pending | trio.Event](queue_size)
         self._by_session: dict[str, set[Subscription]] = {}
         self._all: set[Subscription] = set()
+        self._by_run: dict[str, set[Subscription]] = {}
         self._sub_ids = itertools.count(1)
         self.written = 0
         #: Characters of event data published since the last :func:`memory.trim`.
@@ -65,6 +67,7 @@ class Journal:
     async def open(cls, store: Any, *, queue_size: int = QUEUE_SIZE) -> AsyncIterator[Journal]:
         journal = cls(store, queue_size=queue_size)
         store.on_commit = journal.publish
+        store.on_run_commit = journal.publish_runs
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(journal._write_loop)
@@ -76,6 +79,7 @@ class Journal:
                     journal._send.close()
         finally:
             store.on_commit = None
+            store.on_run_commit = None
 
     # ---- producers ----------------------------------------------------------------
 
@@ -165,6 +169,30 @@ class Journal:
         for sub in self._all:
             sub.offer(batch)
 
+    def publish_runs(self, batch: list[RunCommitted]) -> None:
+        """Hand committed run events to the subscribers of their run (the store calls this)."""
+        if not self._by_run:
+            return
+        per_run: dict[str, list[RunCommitted]] = {}
+        for event in batch:
+            per_run.setdefault(event.run_id, []).append(event)
+        for run_id, events_of in per_run.items():
+            for sub in self._by_run.get(run_id, ()):
+                sub.offer(events_of)
+
+    async def subscribe_run(
+        self, run_id: str, *, after: int | None, queue_size: int = SUBSCRIBER_QUEUE
+    ) -> Subscription:
+        """A new subscription to one run's journal from seq ``after`` (``None``: from
+        now on). Run it with :meth:`Subscription.run`."""
+        if after is None:
+            after = await self.store.read(run_head, run_id)
+        sub = Subscription(
+            self.store, next(self._sub_ids), None, after, queue_size=queue_size, run_id=run_id
+        )
+        self._by_run.setdefault(run_id, set()).add(sub)
+        return sub
+
     async def subscribe(
         self,
         session_id: str | None,
@@ -186,6 +214,13 @@ class Journal:
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
+        if sub.run_id is not None:
+            of_run = self._by_run.get(sub.run_id)
+            if of_run is not None:
+                of_run.discard(sub)
+                if not of_run:
+                    del self._by_run[sub.run_id]
+            return
         if sub.session_id is None:
             self._all.discard(sub)
             return
@@ -197,4 +232,8 @@ class Journal:
 
     @property
     def subscribers(self) -> int:
-        return len(self._all) + sum(len(s) for s in self._by_session.values())
+        return (
+            len(self._all)
+            + sum(len(s) for s in self._by_session.values())
+            + sum(len(s) for s in self._by_run.values())
+        )

@@ -136,8 +136,11 @@ class Sessions:
 
     # ---- create -----------------------------------------------------------------
 
-    async def create(self, params: SessionCreateParams) -> SessionRow:
+    async def create(
+        self, params: SessionCreateParams, *, run: tuple[str, int] | None = None
+    ) -> SessionRow:
         """Create a session with its workspace; run its setup command, if any.
+        ``run``: the run (id, slot) the session is a member of.
 
         Cancellation: before the workspace is made, nothing is left; while it is
         being made (git work is not abandoned) or recorded, the half-made
@@ -195,6 +198,8 @@ class Sessions:
             "workspace_kind": kind,
             "status": "preparing" if effective.values["setup_command"] else "created",
         }
+        if run is not None:
+            values.update(run_id=run[0], slot=run[1])
         async with self.workspaces.project_lock(project.id):
             if kind == "worktree":
                 row = await self._create_worktree(

@@ -56,6 +56,8 @@ class SessionRow:
     updated_at: str
     completed_at: str | None = None
     active_s: float = 0.0
+    run_id: str | None = None
+    slot: int | None = None
 
     def to_wire(self, **workspace_extra: str | None) -> Session:
         return Session(
@@ -85,6 +87,8 @@ class SessionRow:
             updated_at=self.updated_at,
             completed_at=self.completed_at,
             active_s=self.active_s,
+            run_id=self.run_id,
+            slot=self.slot,
         )
 
 
@@ -112,6 +116,8 @@ _SESSION_COLUMNS: Final = (
     "agent_state",
     "completed_at",
     "active_s",
+    "run_id",
+    "slot",
 )
 # The column order is spelled out because _row unpacks rows by position.
 _select = sa.select(
@@ -122,7 +128,7 @@ _select = sa.select(
 
 
 def _row(row: Sequence[Any]) -> SessionRow:
-    # Unpacked by position: reading 23 columns by name costs ~10 µs a row
+    # Unpacked by position: reading 25 columns by name costs ~10 µs a row
     # (SQLAlchemy Row attribute access). session.list maps its rows with _wire_of.
     (
         id_,
@@ -148,6 +154,8 @@ def _row(row: Sequence[Any]) -> SessionRow:
         agent_state,
         completed_at,
         active_s,
+        run_id,
+        slot,
         project_name,
         project_path,
     ) = row
@@ -177,6 +185,8 @@ def _row(row: Sequence[Any]) -> SessionRow:
         updated_at=updated_at,
         completed_at=completed_at,
         active_s=active_s,
+        run_id=run_id,
+        slot=slot,
     )
 
 
@@ -420,6 +430,8 @@ def _wire_of(row: Sequence[Any]) -> Session:
         agent_state,
         completed_at,
         active_s,
+        run_id,
+        slot,
         project_name,
         _project_path,
     ) = row
@@ -449,6 +461,8 @@ def _wire_of(row: Sequence[Any]) -> Session:
         updated_at=updated_at,
         completed_at=completed_at,
         active_s=active_s,
+        run_id=run_id,
+        slot=slot,
     )
 
 

@@ -38,6 +38,8 @@ CLOSE_TIMEOUT_S: Final = 30.0
 #: A write function appends here (``conn.info``) what is to be published once its
 #: transaction commits: the journal's events (see ``Store.on_commit``).
 COMMITTED_KEY: Final = "mimir.committed"
+#: The same for the events of runs' journals (see ``Store.on_run_commit``).
+RUN_COMMITTED_KEY: Final = "mimir.run_committed"
 
 
 #: A value at least this long (characters or bytes) is inserted by
@@ -68,9 +70,10 @@ def _insert_select(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {marks} WHERE ?"
 
 
-def after_commit(conn: sa.Connection) -> list[Any]:
-    """The list of things ``conn``'s transaction publishes when it commits."""
-    pending: list[Any] = conn.info.setdefault(COMMITTED_KEY, [])
+def after_commit(conn: sa.Connection, key: str = COMMITTED_KEY) -> list[Any]:
+    """The list of things ``conn``'s transaction publishes when it commits (the
+    sessions' events; with ``key=RUN_COMMITTED_KEY``, the runs' events)."""
+    pending: list[Any] = conn.info.setdefault(key, [])
     return pending
 
 
@@ -109,6 +112,9 @@ class Store:
         #: Called (in the trio thread, before the next write starts) with the journal
         #: events a write committed; set by the journal.
         self.on_commit: Callable[[list[Any]], None] | None = None
+        #: The same for the events of runs' journals (kept apart: the sessions' hot
+        #: path never looks at them).
+        self.on_run_commit: Callable[[list[Any]], None] | None = None
         self._read_limiter = trio.CapacityLimiter(reader_threads)
         #: The writer's own thread (writes are one at a time anyway): never one of
         #: trio's default threads, which anything else may be holding.
@@ -286,7 +292,7 @@ class Store:
         async with self._write_lock:
             # Not abandoned on cancel: the result (and the events) arrive even when
             # the caller is cancelled meanwhile, so what committed is published.
-            result, committed = await trio.to_thread.run_sync(
+            result, committed, run_committed = await trio.to_thread.run_sync(
                 self._write_sync,
                 lambda conn: fn(conn, *args, **kwargs),
                 limiter=self._write_limiter,
@@ -294,6 +300,8 @@ class Store:
             self.generation += 1
             if committed and self.on_commit is not None:
                 self.on_commit(committed)
+            if run_committed and self.on_run_commit is not None:
+                self.on_run_commit(run_committed)
         return result
 
     def _read_sync(self, fn: Callable[[sa.Connection], T]) -> T:
@@ -318,14 +326,15 @@ class Store:
         except sa.exc.DBAPIError as exc:
             raise _storage_error(exc) from exc
 
-    def _write_sync(self, fn: Callable[[sa.Connection], T]) -> tuple[T, list[Any]]:
+    def _write_sync(self, fn: Callable[[sa.Connection], T]) -> tuple[T, list[Any], list[Any]]:
         try:
             with self._writer.begin() as conn:
                 try:
                     result = fn(conn)
                 finally:
                     committed = conn.info.pop(COMMITTED_KEY, None) or []
-            return result, committed
+                    run_committed = conn.info.pop(RUN_COMMITTED_KEY, None) or []
+            return result, committed, run_committed
         except MimirError:
             raise
         except sa.exc.DBAPIError as exc:

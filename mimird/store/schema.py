@@ -111,6 +111,11 @@ sessions = sa.Table(
     sa.Column("completed_at", sa.Text, nullable=True),
     # Seconds spent in turns, added at each turn's end with its turn_ended.
     sa.Column("active_s", sa.Float, nullable=False, server_default="0"),
+    # The run the session is a member of (mimird/runs/), and its slot there (1..N).
+    sa.Column("run_id", sa.Text, sa.ForeignKey("runs.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("slot", sa.Integer, nullable=True),
+    # A run's members, by slot (also the index that finds a run's members).
+    sa.UniqueConstraint("run_id", "slot"),
 )
 # Lists go newest first (by id) within a project or a status: with id in the
 # index, SQLite walks it in order instead of sorting every match.
@@ -142,6 +147,76 @@ events = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("created_at", sa.Text, nullable=False),
     sa.UniqueConstraint("session_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
+# A run: one task given to several member sessions at once (mimird/runs/). Its
+# members are ordinary sessions with run_id and slot; what the run learnt of each
+# (turn outcome, check result, diff stats) is kept by slot in member_results.
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column(
+        "project_id",
+        sa.Text,
+        sa.ForeignKey("projects.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("title", sa.Text, nullable=False, server_default=""),
+    sa.Column("task", sa.Text, nullable=False),
+    sa.Column("mode", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("judge", sa.Text, nullable=False),
+    sa.Column("check_command", sa.Text, nullable=True),
+    # The members' session config overrides (JSON), layered as any session's.
+    sa.Column("config", sa.Text, nullable=False, server_default="{}"),
+    # The run's own settings (JSON): agents, merge, preserve_worktrees, run_budget,
+    # rounds, then, the prompt template...
+    sa.Column("options", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("base_ref", sa.Text, nullable=True),
+    sa.Column("base_commit", sa.Text, nullable=True),
+    # The branch the winner is integrated into (None: the branch base_ref names).
+    sa.Column("into", sa.Text, nullable=True),
+    # The round under way (debate; 1 for the other modes once started).
+    sa.Column("round", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("winner_slot", sa.Integer, nullable=True),
+    # {by, reasons} once decided (JSON).
+    sa.Column("decision", sa.Text, nullable=True),
+    sa.Column("integration_phase", sa.Text, nullable=True),
+    # Not a foreign key: sessions refer to runs already.
+    sa.Column("integration_session_id", sa.Text, nullable=True),
+    # By slot (JSON): outcome, reason, check result, diff stats.
+    sa.Column("member_results", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("failure", sa.Text, nullable=True),
+    # The seq of the run's newest event (its own journal, run_events).
+    sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+    sa.Column("finished_at", sa.Text, nullable=True),
+    sa.CheckConstraint("mode IN ('competition', 'ensemble', 'debate')", name="mode"),
+    sa.CheckConstraint("judge IN ('user', 'checks', 'agent')", name="judge"),
+)
+sa.Index(None, runs.c.project_id, runs.c.id)
+sa.Index(None, runs.c.status, runs.c.id)
+
+# A run's journal: (run_id, seq) unique and gapless per run, ids never reused
+# (a client's cursor), as the sessions' events.
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "run_id",
+        sa.Text,
+        sa.ForeignKey("runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.UniqueConstraint("run_id", "seq"),
     sqlite_autoincrement=True,
 )
 

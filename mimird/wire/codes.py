@@ -39,6 +39,8 @@ class ErrorCode(enum.IntEnum):
     SHUTTING_DOWN = -32008
     STORAGE_ERROR = -32009
     CONNECTION_LIMIT = -32010
+    MERGE_CONFLICT = -32011
+    CHECKOUT_DIRTY = -32012
 
     @property
     def kind(self) -> str:
@@ -68,5 +70,12 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.STORAGE_ERROR: "The database refused the operation (disk full, locked, corrupt).",
     ErrorCode.CONNECTION_LIMIT: (
         "The daemon is at its connection limit; the new connection is closed after this error."
+    ),
+    ErrorCode.MERGE_CONFLICT: (
+        "A merge would conflict; data.detail.files lists the files. Nothing was changed."
+    ),
+    ErrorCode.CHECKOUT_DIRTY: (
+        "The target branch is checked out with uncommitted changes (data.detail.worktree, "
+        "data.detail.changes). Nothing was changed."
     ),
 }

@@ -76,7 +76,8 @@ class StatusChanged(EventData):
 
 class SessionCompleted(EventData):
     KIND: ClassVar[str] = "session_completed"
-    #: ``client`` (session.complete) or ``auto_complete`` (a turn ended end_turn).
+    #: ``client`` (session.complete), ``auto_complete`` (a turn ended end_turn), or ``run``
+    #: (a run's winner, once its work is home).
     by: str
     note: str | None = None
 

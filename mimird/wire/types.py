@@ -278,6 +278,9 @@ class Session(Result):
     #: Filled by session.get for a completed session: seconds from creation to completed_at.
     wall_s: float | None = None
     usage: Usage | None = None
+    #: The run the session is a member of (run.create), and its slot there.
+    run_id: str | None = None
+    slot: int | None = None
 
 
 class SessionCreateParams(Params):

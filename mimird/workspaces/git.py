@@ -138,7 +138,8 @@ class GitWorktree:
 
 
 class _GitFailed(Exception):
-    """A git command exited non-zero. Never leaves this module."""
+    """A git command exited non-zero. Never leaves mimird.workspaces (compare and
+    integrate share this runner)."""
 
     def __init__(self, args: Sequence[str], status: int, stderr: str) -> None:
         self.command = ["git", *args]

@@ -1,0 +1,165 @@
+"""mimird.workspaces.integrate.commit_worktree: a worktree's work committed onto its
+branch, everything that is not ignored and nothing that is hostile.
+
+Real repositories and worktrees in a temporary directory; git runs with no user or
+system config, so the commits prove they need no identity of the user's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+from mimird.errors import InvalidParams, InvalidState
+from mimird.workspaces.git import add_worktree, resolve_commit
+from mimird.workspaces.integrate import commit_worktree
+from tests.support.helpers import GIT_ENV, GIT_IDENTITY, git, make_repo, write
+
+BRANCH: Final = "mimir/run-x/1-fake"
+SECRET: Final = "the user's secret, outside the worktree\n"
+
+
+@pytest.fixture(autouse=True)
+def _no_user_git_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in list(os.environ):
+        if name.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_")) or name in ("EMAIL", "GIT_DIR"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(
+        tmp_path / "repo",
+        {
+            "README.md": "hello\n",
+            "src/app.py": "x = 1\n",
+            "old.txt": "old\n",
+            ".gitignore": "*.log\n",
+        },
+    )
+
+
+@pytest.fixture
+def worktree(repo: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "worktrees" / "member"
+    add_worktree(repo, path, BRANCH, resolve_commit(repo, "HEAD"))
+    return path
+
+
+def tree_of(path: Path, rev: str = "HEAD") -> dict[str, tuple[str, bytes]]:
+    """path -> (mode, content) of every file of ``rev``."""
+    found = {}
+    for entry in git(path, "ls-tree", "-r", "-z", rev).split("\0"):
+        if entry:
+            meta, _, name = entry.partition("\t")
+            mode, _, sha = meta.split(" ")
+            content = subprocess.run(
+                ["git", "cat-file", "blob", sha],
+                cwd=path,
+                env=GIT_ENV,
+                capture_output=True,
+                check=True,
+            ).stdout
+            found[name] = (mode, content)
+    return found
+
+
+def test_every_change_that_is_not_ignored_is_committed_by_mimir(repo: Path, worktree: Path) -> None:
+    base = git(worktree, "rev-parse", "HEAD").strip()
+    (worktree / "src/app.py").write_text("x = 2\n")
+    (worktree / "old.txt").unlink()
+    write(worktree, {"new/notes.md": "notes\n", "image.bin": b"\x89PNG\0\xff\x00binary"})
+    (worktree / "debug.log").write_text("ignored\n")
+    commit = commit_worktree(worktree, "member 1's work")
+    assert commit is not None
+    assert git(repo, "rev-parse", f"refs/heads/{BRANCH}").strip() == commit
+    assert git(repo, "log", "-1", "--format=%P|%an <%ae>|%cn|%s", commit).strip() == (
+        f"{base}|Mimir <mimir@localhost>|Mimir|member 1's work"
+    )
+    files = tree_of(worktree)
+    assert files["src/app.py"] == ("100644", b"x = 2\n")
+    assert files["image.bin"] == ("100644", b"\x89PNG\0\xff\x00binary")
+    assert files["new/notes.md"] == ("100644", b"notes\n")
+    assert "old.txt" not in files
+    assert "debug.log" not in files
+    # The worktree is clean against its new HEAD; the ignored file is still there.
+    assert git(worktree, "status", "--porcelain", "--ignored").strip() == "!! debug.log"
+
+
+def test_a_clean_worktree_gives_none_and_no_commit(worktree: Path) -> None:
+    before = git(worktree, "rev-parse", "HEAD").strip()
+    assert commit_worktree(worktree, "nothing") is None
+    assert git(worktree, "rev-parse", "HEAD").strip() == before
+
+
+def test_symlinks_are_committed_as_links_and_never_followed_out(
+    worktree: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    write(outside, {"secret.txt": SECRET, "dir/inner.txt": SECRET})
+    (worktree / "to-file").symlink_to(outside / "secret.txt")
+    (worktree / "to-dir").symlink_to(outside / "dir")
+    commit_worktree(worktree, "links")
+    files = tree_of(worktree)
+    assert files["to-file"] == ("120000", os.fsencode(outside / "secret.txt"))
+    assert files["to-dir"] == ("120000", os.fsencode(outside / "dir"))
+    assert not any(name.startswith("to-dir/") for name in files)
+    assert all(SECRET.encode() not in content for _, content in files.values())
+
+
+def test_a_dot_git_file_an_agent_writes_is_never_committed(worktree: Path) -> None:
+    write(worktree, {"sub/.git": "gitdir: /somewhere/else\n", "sub/code.py": "y = 1\n"})
+    commit_worktree(worktree, "sub")
+    files = tree_of(worktree)
+    assert "sub/code.py" in files
+    assert not any(name == ".git" or name.endswith("/.git") for name in files)
+
+
+def test_a_nested_repository_is_refused_and_the_branch_does_not_move(worktree: Path) -> None:
+    nested = worktree / "vendor" / "lib"
+    make_repo(nested, {"lib.py": "z = 1\n"})
+    before = git(worktree, "rev-parse", "HEAD").strip()
+    with pytest.raises(InvalidState, match="nested git repository") as caught:
+        commit_worktree(worktree, "nested")
+    assert caught.value.detail == {"nested_repositories": ["vendor/lib"]}
+    assert git(worktree, "rev-parse", "HEAD").strip() == before
+
+
+def test_a_detached_head_is_refused(worktree: Path) -> None:
+    git(worktree, "switch", "-q", "--detach")
+    (worktree / "README.md").write_text("changed\n")
+    with pytest.raises(InvalidState, match="detached"):
+        commit_worktree(worktree, "detached")
+
+
+def test_a_rebase_in_progress_is_refused(repo: Path, worktree: Path) -> None:
+    write(worktree, {"README.md": "member\n"})
+    git(worktree, "commit", "-q", "-am", "member")
+    write(repo, {"README.md": "main\n"})
+    git(repo, "commit", "-q", "-am", "main")
+    rebase = subprocess.run(
+        ["git", *GIT_IDENTITY, "rebase", "main"], cwd=worktree, env=GIT_ENV, capture_output=True
+    )
+    assert rebase.returncode != 0  # stopped at the conflict
+    before = git(repo, "for-each-ref")
+    with pytest.raises(InvalidState, match="rebase is in progress"):
+        commit_worktree(worktree, "during a rebase")
+    assert git(repo, "for-each-ref") == before
+
+
+def test_a_directory_inside_a_worktree_is_not_taken_for_one(worktree: Path) -> None:
+    (worktree / "src" / "more.py").write_text("m = 1\n")
+    with pytest.raises(InvalidState, match="not the top of a git worktree"):
+        commit_worktree(worktree / "src", "from below")
+
+
+def test_an_empty_message_is_refused(worktree: Path) -> None:
+    with pytest.raises(InvalidParams):
+        commit_worktree(worktree, "  \n")
