@@ -10,7 +10,8 @@ Exit codes (stable, for scripts):
   3  mimird is not running
   4  not found
   5  already exists
-  6  invalid state (e.g. a project that still has sessions)
+  6  invalid state (e.g. a project that still has sessions); also a merge refused
+     because it conflicts or because the target branch's checkout is dirty
 
 A session is named by its id or by any unique prefix of it (at least 4
 characters), as ``session ls`` shows them. Times (``--since``, ``--until``) are
@@ -61,6 +62,8 @@ EXIT_CODES: Final = {
     ErrorCode.NOT_FOUND: EXIT_NOT_FOUND,
     ErrorCode.ALREADY_EXISTS: EXIT_ALREADY_EXISTS,
     ErrorCode.INVALID_STATE: EXIT_INVALID_STATE,
+    ErrorCode.MERGE_CONFLICT: EXIT_INVALID_STATE,
+    ErrorCode.CHECKOUT_DIRTY: EXIT_INVALID_STATE,
 }
 #: The module of ``mimirctl.commands`` that owns each top-level word, in the order
 #: ``mimirctl --help`` lists them. Only the module of the word given is imported.

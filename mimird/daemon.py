@@ -28,6 +28,7 @@ from mimird.api import (
     PermissionService,
     ProjectService,
     PromptService,
+    RunMergeService,
     RunService,
     SearchService,
     SessionService,
@@ -151,6 +152,7 @@ async def run_daemon(
                     TemplateService(store, session_service),
                     ModelModeService(session_service, agents),
                     RunService(store, runs, journal),
+                    RunMergeService(store, runs),
                 )
                 audit = AuditLog(store, policy.mask_config, session_service.secrets_of_call)
                 server = RpcServer(

@@ -15,6 +15,7 @@ from mimirctl.commands import (
     add_command,
     add_group,
     emit,
+    run_merge,
     template_vars,
 )
 from mimirctl.stream import emit_json, next_message
@@ -415,7 +416,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         run, common, "rm", cmd_run_rm, "delete a run and its members (work snapshotted)"
     )
     rm.add_argument("run_id", metavar="ID", help="run id or unique prefix (4+)")
-    rm.add_argument("--force", action="store_true", help="cancel it first; no snapshots")
+    rm.add_argument("--force", action="store_true", help="cancel it first if it still works")
 
     pick = add_command(run, common, "pick", cmd_run_pick, "decide a run: the member in SLOT wins")
     pick.add_argument("run_id", metavar="ID", help="run id or unique prefix (4+)")
@@ -428,3 +429,4 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     events.add_argument("run_id", metavar="ID", help="run id or unique prefix (4+)")
     events.add_argument("--after", type=int, default=0, help="only events after this seq")
     events.add_argument("--follow", "-f", action="store_true", help="then follow it until it ends")
+    run_merge.add_commands(run, common)

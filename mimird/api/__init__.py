@@ -11,6 +11,7 @@ from mimird.api.model_mode import ModelModeService
 from mimird.api.permissions import PermissionService
 from mimird.api.projects import ProjectService
 from mimird.api.prompts import PromptService
+from mimird.api.run_merge import RunMergeService
 from mimird.api.runs import RunService
 from mimird.api.search import SearchService
 from mimird.api.sessions import SessionService
@@ -33,6 +34,7 @@ def build_registry(
     templates: TemplateService,
     model_mode: ModelModeService,
     runs: RunService | None = None,
+    run_merge: RunMergeService | None = None,
 ) -> Registry:
     registry = Registry()
     for service in (
@@ -52,6 +54,8 @@ def build_registry(
         service.register(registry)
     if runs is not None:
         runs.register(registry)
+    if run_merge is not None:
+        run_merge.register(registry)
     return registry
 
 
@@ -64,6 +68,7 @@ __all__ = [
     "PermissionService",
     "ProjectService",
     "PromptService",
+    "RunMergeService",
     "RunService",
     "SearchService",
     "SessionService",

@@ -197,8 +197,9 @@ class RunService:
         result=RunRemoved,
         summary="Delete a run: its members are deleted as session.delete does (work "
         "snapshotted), then the run and its journal.",
-        description="A run that is not over is refused unless force (which cancels it "
-        "first, and deletes the members without snapshots).",
+        description="A run that is still working is refused unless force, which cancels "
+        "it first. Every member's work is snapshotted; a member whose snapshot cannot be made "
+        "stops the delete (the run stays).",
         mutating=True,
         concurrent=True,
         errors=(ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE),
@@ -222,7 +223,8 @@ class RunService:
             for session_id in session_ids:
                 session = await self._runs.sessions.owner.find(session_id)
                 if session.status != "deleted":
-                    await self._runs.sessions.owner.delete(session_id, force=params.force)
+                    # Never without a snapshot: force only cancels a working run.
+                    await self._runs.sessions.owner.delete(session_id)
                 deleted.append(session_id)
             await self._store.write(records.delete, row.id)
         log.info("run_deleted", run_id=row.id, sessions=len(deleted))

@@ -13,7 +13,8 @@ returns ``(winner slot or None, reasons)``. They use only :class:`RunContext`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
 import structlog
@@ -57,8 +58,8 @@ async def run_usage(ctx: RunContext) -> Usage:
     now used so far (a lower bound)."""
     run = await ctx.row()
     total = await ctx.runs.store.read(records.used, run)
-    for _, row in await ctx.members():
-        host = ctx.runs.agents.get(row.id)
+    for session_id in await ctx.runs.store.read(records.session_ids, run.id):
+        host = ctx.runs.agents.get(session_id)
         if host is not None and host.turn is not None:
             live = host.turns.guard.meter.so_far()
             total.total_tokens += live.total_tokens
@@ -78,14 +79,32 @@ async def _watch_budget(ctx: RunContext, budget: dict[str, float | int | None]) 
 
 
 async def budget_reached(ctx: RunContext, reached: ev.RunBudgetExceeded) -> None:
-    """Note the run's budget reached and cancel every member's running turn."""
+    """Note the run's budget reached and cancel the running turn of every session
+    of the run."""
     ctx.budget_reached = (
         f"the run's budget ({reached.budget} {reached.limit:g}) was reached: {reached.used:g} used"
     )
     log.warning("run_budget_exceeded", run_id=ctx.run_id, budget=reached.budget)
     await ctx.journal(reached)
-    for _, row in await ctx.members():
-        await ctx.runs.agents.cancel_turn(row.id)
+    # Every session of the run: its members, and a judge or integration session.
+    for session_id in await ctx.runs.store.read(records.session_ids, ctx.run_id):
+        await ctx.runs.agents.cancel_turn(session_id)
+
+
+@contextlib.asynccontextmanager
+async def budget_guard(ctx: RunContext) -> AsyncIterator[None]:
+    """While the block runs, the run's budget is watched: once reached, every turn of
+    the run's sessions is cancelled (``ctx.budget_reached`` says why). For every
+    phase whose sessions work (members, a judge, an integration session)."""
+    run = await ctx.row()
+    budget = run.options.get("run_budget")
+    async with trio.open_nursery() as watcher:
+        if budget and ctx.budget_reached is None:
+            watcher.start_soon(_watch_budget, ctx, budget)
+        try:
+            yield
+        finally:
+            watcher.cancel_scope.cancel()
 
 
 async def work(
@@ -104,36 +123,32 @@ async def work(
         if reached is not None:
             await ctx.journal(reached)
             ctx.budget_reached = f"the run's budget ({reached.budget}) was reached"
-    async with trio.open_nursery() as watcher:
-        if budget and ctx.budget_reached is None:
-            watcher.start_soon(_watch_budget, ctx, budget)
-        async with trio.open_nursery() as members:
-            for slot, row in await ctx.members():
-                known = run.member(slot)
-                if prompts is not None and slot not in prompts:
-                    continue
-                if prompts is None and known.get("outcome") in DONE:
-                    continue
-                if ctx.budget_reached is not None:
-                    await ctx.set_member(
-                        slot,
-                        {"outcome": "budget_exceeded", "reason": ctx.budget_reached},
-                        ev.MemberFinished(
-                            slot=slot,
-                            session_id=row.id,
-                            outcome="budget_exceeded",
-                            reason=ctx.budget_reached,
-                        ),
-                    )
-                    continue
-                if prompts is not None:
-                    text = prompts[slot]
-                else:
-                    text = await ctx.prompt_text(row, run)
-                    if known.get("outcome") in ("working", "interrupted"):
-                        text = RESUME_PREFIX + text
-                members.start_soon(_member_task, ctx, slot, text, round_)
-        watcher.cancel_scope.cancel()
+    async with budget_guard(ctx), trio.open_nursery() as members:
+        for slot, row in await ctx.members():
+            known = run.member(slot)
+            if prompts is not None and slot not in prompts:
+                continue
+            if prompts is None and known.get("outcome") in DONE:
+                continue
+            if ctx.budget_reached is not None:
+                await ctx.set_member(
+                    slot,
+                    {"outcome": "budget_exceeded", "reason": ctx.budget_reached},
+                    ev.MemberFinished(
+                        slot=slot,
+                        session_id=row.id,
+                        outcome="budget_exceeded",
+                        reason=ctx.budget_reached,
+                    ),
+                )
+                continue
+            if prompts is not None:
+                text = prompts[slot]
+            else:
+                text = await ctx.prompt_text(row, run)
+                if known.get("outcome") in ("working", "interrupted"):
+                    text = RESUME_PREFIX + text
+            members.start_soon(_member_task, ctx, slot, text, round_)
     run = await ctx.row()
     wanted = run.slots if prompts is None else sorted(prompts)
     return [slot for slot in wanted if run.member(slot).get("outcome") == "finished"]

@@ -24,6 +24,7 @@ from mimird.config import Settings
 from mimird.errors import InvalidParams, InvalidState, MimirError
 from mimird.runs import modes, records
 from mimird.runs.context import DONE, RunContext, RunSessions
+from mimird.runs.integration import integrate_winner
 from mimird.runs.records import RunRow
 from mimird.runs.states import FINISHED, WORKING, check_run_transition
 from mimird.sessions import recovery
@@ -64,9 +65,9 @@ class Runs:
         self.agents = agents
         self._nursery = nursery
         self._tasks: dict[str, _Task] = {}
-        #: Brings the winner home (set by the integration's owner); without one a
-        #: decided run waits in ``decided``.
-        self.integrator: Integrator | None = None
+        #: Brings the winner home (merge "auto"); without one a decided run waits in
+        #: ``decided`` for run.integrate.
+        self.integrator: Integrator | None = integrate_winner
 
     @classmethod
     @contextlib.asynccontextmanager

@@ -147,6 +147,38 @@ class RunResumed(RunEventData):
     slots: list[int] = msgspec.field(default_factory=list)
 
 
+class Integrated(RunEventData):
+    """The chosen work was brought into the target branch (``run.integrate``, or the
+    orchestrator after a decision)."""
+
+    KIND: ClassVar[str] = "integrated"
+    #: The member integrated; None for an ensemble's integration session.
+    slot: int | None
+    branch: str
+    into: str
+    kind: Literal["fast_forward", "merge", "squash", "up_to_date"]
+    commit: str
+    previous: str
+    files_changed: int = 0
+    insertions: int = 0
+    deletions: int = 0
+    #: The checkout of ``into`` that was moved with it, if it is checked out.
+    worktree: str | None = None
+
+
+class IntegrationRefused(RunEventData):
+    """Bringing the work home was refused; nothing changed (the run neither)."""
+
+    KIND: ClassVar[str] = "integration_refused"
+    slot: int | None
+    into: str
+    #: The error's ``data.kind``: ``merge_conflict``, ``checkout_dirty``, ``busy``, ...
+    error: str
+    message: str
+    #: The conflicting files, for ``merge_conflict``.
+    files: list[str] = msgspec.field(default_factory=list)
+
+
 class RunNote(RunEventData):
     """Something the run noticed that changes nothing by itself (a member's budget
     warning, an integration left to run.integrate, ...)."""

@@ -145,7 +145,7 @@ class RunPickParams(Params):
 
 class RunDeleteParams(Params):
     run: RunRef
-    #: Delete the members without snapshots (loses uncommitted work), and a running run.
+    #: Cancel a run that is still working first (its members are snapshotted all the same).
     force: bool = False
 
 

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Final
+from typing import Final, TypeVar
 
 from mimird.errors import InvalidParams, InvalidState
 from mimird.workspaces.git import (
@@ -27,6 +27,8 @@ from mimird.workspaces.git import (
     _parse_changes,
     _rev_arg,
 )
+
+K = TypeVar("K")
 
 #: What a comparison's text diff holds at most unless the caller says otherwise.
 DEFAULT_PATCH_BYTES: Final = 1 << 20
@@ -142,12 +144,12 @@ def compare(
 def against_base(
     repo_root: Path,
     base: str,
-    heads: Mapping[str, str],
+    heads: Mapping[K, str],
     *,
     paths: Sequence[str] | None = None,
     patch: bool = False,
     max_patch_bytes: int = DEFAULT_PATCH_BYTES,
-) -> dict[str, Comparison]:
+) -> dict[K, Comparison]:
     """Each member's work (``heads``: slot → commit or tree) against the base, the
     byte bound shared by all of them (in the order of ``heads``)."""
     left = max_patch_bytes

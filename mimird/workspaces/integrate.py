@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from mimird import names
 from mimird.errors import (
@@ -53,7 +53,7 @@ from mimird.workspaces.git import (
     _run,
 )
 
-Kind = str  # "fast_forward" | "merge" | "squash" | "up_to_date"
+Kind = Literal["fast_forward", "merge", "squash", "up_to_date"]
 
 #: A commit message longer than this is refused (it is text a client sent).
 MAX_MESSAGE_BYTES: Final = 64 * 1024
@@ -312,14 +312,16 @@ def integrate(
         if dirty:
             raise CheckoutDirty(
                 f"branch {into!r} is checked out in {checkout} with uncommitted changes "
-                f"({_listed(dirty)}); commit or stash them there (or switch that checkout "
-                "to another branch), then try again. Nothing was changed",
+                f"({_listed([entry.strip() for entry in dirty])}); commit or stash them "
+                "there (or switch that checkout to another branch), then try again. Nothing "
+                "was changed",
                 field="into",
                 detail={"worktree": str(checkout), "changes": dirty},
             )
     if _is_ancestor(repo_root, branch_tip, into_tip):
         return Integration("up_to_date", into_tip, into_tip, [])
     what = f"cannot integrate {branch!r} into {into!r} (nothing was changed)"
+    kind: Kind
     if not squash and _is_ancestor(repo_root, into_tip, branch_tip):
         kind, new = "fast_forward", branch_tip
     else:

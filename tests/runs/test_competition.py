@@ -343,3 +343,44 @@ async def test_a_template_is_rendered_for_each_member(dirs: DaemonDirs) -> None:
             },
         )
         assert missing["data"]["kind"] == "invalid_params"
+
+
+async def test_a_picked_winner_is_integrated_into_the_target_and_the_run_completes(
+    dirs: DaemonDirs,
+) -> None:
+    scenarios = {"a": writes("a.txt", "alpha\n"), "b": writes("b.txt", "beta\n")}
+    async with run_world(dirs, scenarios) as world:
+        before = git(world.repo, "rev-parse", "main")
+        run = await world.create(agents=["a", "b"])
+        await world.until_status(run, "deciding")
+        await world.client.call("run.pick", {"run": run["id"], "slot": 2})
+        done = await world.until_status(run, "completed", "decided", "failed")
+        assert done["status"] == "completed", done["failure"]
+        assert done["winner"] == 2
+        winner = next(m for m in done["members"] if m["slot"] == 2)
+        assert winner["status"] == "completed"
+        # main moved to the winner's work (the user's checkout, on main and clean, too).
+        assert git(world.repo, "rev-parse", "main") != before
+        assert git(world.repo, "show", "main:b.txt").strip() == "beta"
+        assert (world.repo / "b.txt").read_text() == "beta\n"
+        assert not (world.repo / "a.txt").exists()
+        [completed] = [e["data"] for e in await world.events(run) if e["kind"] == "run_completed"]
+        assert completed["winner"] == 2
+        assert completed["into"] == "main"
+
+
+async def test_judge_checks_decides_and_brings_the_winner_home_by_itself(
+    dirs: DaemonDirs,
+) -> None:
+    scenarios = {
+        "fails": writes("a.txt", "a\n"),
+        "passes": {"prompts": [[{"do": "disk_write", "path": "ok.txt", "text": "ok\n"}]]},
+    }
+    async with run_world(dirs, scenarios) as world:
+        run = await world.create(
+            agents=["fails", "passes"], check_command="test -f ok.txt", judge="checks"
+        )
+        done = await world.until_status(run, "completed", "decided", "failed")
+        assert done["status"] == "completed", done["failure"]
+        assert done["winner"] == 2
+        assert git(world.repo, "show", "main:ok.txt").strip() == "ok"

@@ -6,6 +6,8 @@ its decision. A graceful stop mid-run leaves it interrupted the same way."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -128,3 +130,46 @@ def test_a_graceful_stop_mid_run_leaves_it_interrupted_too(dirs: DaemonDirs) -> 
         run_id = _start_run(dirs)
     with daemon_process(dirs):
         _resume_and_decide(dirs, run_id, "running")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
+def test_a_check_left_running_by_a_killed_daemon_is_reaped_at_the_next_start(
+    dirs: DaemonDirs,
+) -> None:
+    pidfile = dirs.root / "check.pid"
+    write_config(dirs, {"quick": _scenarios(dirs.root)["quick"]})
+    first = start_daemon_process(dirs)
+    try:
+        repo = make_repo(dirs.root / "repo")
+        project = add_project_blocking(dirs, repo, name="demo")
+        run = rpc(
+            dirs,
+            "run.create",
+            {
+                "project": project["id"],
+                "task": "t",
+                "agents": ["quick"],
+                "check_command": f"sleep 60 & echo $! > {pidfile}; wait",
+            },
+        )
+        _until(lambda: pidfile.exists() and pidfile.read_text().strip(), "the check runs")
+        pid = int(pidfile.read_text())
+        assert _alive(pid)
+    finally:
+        first.kill()
+    assert _alive(pid), "the check's group outlives a SIGKILLed daemon (its own session)"
+    try:
+        with daemon_process(dirs):
+            _until(lambda: not _alive(pid), "the leftover check is reaped")
+            got = rpc(dirs, "run.get", {"run": run["id"]})
+            assert got["status"] == "interrupted"
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -233,7 +233,7 @@ def test_a_dirty_checkout_of_the_target_is_refused_and_nothing_changes(
     with pytest.raises(CheckoutDirty) as caught:
         integrate(repo, "feature", "target")
     assert str(repo) in caught.value.message
-    assert listed in caught.value.message
+    assert listed.strip() in caught.value.message
     assert caught.value.detail == {"worktree": str(repo), "changes": [listed]}
     assert state(repo) == before
 
