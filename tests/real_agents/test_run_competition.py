@@ -1,7 +1,8 @@
 """A run in which two real agents compete: opencode and Claude Code (claude-agent-acp)
 are given one task under the real daemon, each in its own worktree, each against a
 fake LLM of its own wire format; the project's check passes for one member's change
-and fails for the other's, and ``judge: "checks"`` decides for the one that passed."""
+and fails for the other's, ``judge: "checks"`` decides for the one that passed, and
+its branch is merged into the project's checked-out branch."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ import pytest
 from tests.real_agents.claude_env import claude_config_section, make_claude_home
 from tests.real_agents.opencode_env import OpencodeHome
 from tests.support.fake_llm import FakeLlm, Text, ToolCall, serve_fake_llm
-from tests.support.helpers import DaemonDirs, daemon_process, make_repo, rpc, run_mimirctl
+from tests.support.helpers import DaemonDirs, daemon_process, git, make_repo, rpc, run_mimirctl
 
 pytestmark = [pytest.mark.agents, pytest.mark.timeout(300)]
 
 DEADLINE_S: Final = 240.0
 #: A run in one of these has nothing more to do on its own.
 SETTLED: Final = frozenset({"decided", "deciding", "completed", "failed", "cancelled"})
+#: Passes for "good", fails for anything else.
 CHECK: Final = "grep -qx good result.txt"
 
 
@@ -83,7 +85,6 @@ def test_opencode_and_claude_compete_and_the_checks_pick_the_member_whose_check_
                     "agents": ["opencode", "claude"],
                     "check_command": CHECK,
                     "judge": "checks",
-                    "merge": "manual",
                     "preserve_worktrees": True,
                     "config": {"tool_policy": {"edit": "allow"}},
                 },
@@ -118,13 +119,15 @@ def test_opencode_and_claude_compete_and_the_checks_pick_the_member_whose_check_
     assert opencode["check"]["passed"] is False
     assert claude["check"]["exit_code"] == 0, claude
     assert claude["check"]["passed"] is True
-    # And the checks decided.
-    assert run["status"] == "decided", run
+    # And the checks decided, and the winner's work was brought home.
+    assert run["status"] == "completed", run
     assert run["winner"] == claude["slot"]
     assert run["decision"]["winner"] == claude["slot"]
     assert run["decision"]["by"] == "checks"
     assert run["totals"]["total_files_changed"] == 2
     assert run["totals"]["total_lines_added"] == 2
+    assert (repo / "result.txt").read_text() == "good\n"
+    assert git(repo, "status", "--porcelain") == ""
     assert shown.returncode == 0, shown.stderr
     assert "claude" in shown.stdout
     assert "opencode" in shown.stdout
