@@ -71,14 +71,15 @@ def _params_text(
 
 def _target(params: Any, result: Any) -> str | None:
     """What the call acted on: the id of the result (or of the session it holds),
-    else the object the params name (a session, project or permission request), as
-    the caller named it."""
+    else the object the params name (a session, project, permission request or run),
+    as the caller named it."""
     for candidate in (
         getattr(result, "id", None),
         getattr(getattr(result, "session", None), "id", None),
         getattr(params, "session", None),
         getattr(params, "project", None),
         getattr(params, "permission", None),
+        getattr(params, "run", None),
     ):
         if isinstance(candidate, str):
             return candidate

@@ -269,20 +269,21 @@ async def finish(ctx: RunContext) -> None:
 
 
 async def complete(ctx: RunContext, commit: str | None, into: str | None) -> None:
-    """The run's end once its result is home: completed, the winner's session too."""
+    """The run's end once its result is home: the winner's session completed (its
+    agent stopped), then the run ``completed`` (so that a client that sees the run
+    completed sees its winner completed too)."""
     run = await ctx.row()
+    if run.winner_slot is not None:
+        row = await ctx.member(run.winner_slot)
+        try:
+            await ctx.runs.agents.complete_session(row, ctx.runs.sessions, None, by="run")
+        except MimirError as exc:
+            log.info("run_winner_not_completed", run_id=run.id, error=exc.message)
     await ctx.set_status(
         "completed",
         ev.RunCompleted(winner=run.winner_slot, commit=commit, into=into),
         values={"failure": None},
     )
-    if run.winner_slot is None:
-        return
-    row = await ctx.member(run.winner_slot)
-    try:
-        await ctx.runs.agents.complete_session(row, ctx.runs.sessions, None, by="run")
-    except MimirError as exc:
-        log.info("run_winner_not_completed", run_id=run.id, error=exc.message)
 
 
 # ---- the modes --------------------------------------------------------------------------

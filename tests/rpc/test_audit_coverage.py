@@ -54,8 +54,22 @@ CHANGES_STATE: Final = frozenset(
         "permission.respond",
         "worktree.prune",
         "db.backup",
+        "run.create",
+        "run.cancel",
+        "run.pick",
+        "run.resume",
+        "run.integrate",
+        "run.delete",
     }
 )
+#: Mutating methods whose call with valid params is refused in this world, and why:
+#: their row says error all the same.
+REFUSED_HERE: Final = {
+    "run.resume": "only a run a restart interrupted resumes",
+    "run.cancel": "the run was completed by run.integrate before",
+}
+#: A run's members: the permission their agent asks is allowed by the tool policy.
+RUN_CONFIG: Final = {"tool_policy": {"other": "allow"}}
 
 ASK: Final = {
     "do": "request",
@@ -172,8 +186,24 @@ async def test_every_mutating_call_with_valid_params_writes_one_row_with_caller_
         await r.call("worktree.prune", {"project": world.project}, world.project)
         await r.call("db.backup", {}, None)
         await r.call("project.remove", {"project": added["id"]}, added["id"])
+        run = await r.make(
+            "run.create",
+            {"project": world.project, "task": "t", "agent": "fake", "n": 2, "merge": "manual"}
+            | {"config": RUN_CONFIG},
+        )
+        rid = run["id"]
+        with trio.fail_after(DEADLINE_S):
+            await c.until("run.get", {"run": rid}, lambda got: got["status"] == "deciding")
+        await r.call("run.pick", {"run": rid, "slot": 1}, rid)
+        with trio.fail_after(DEADLINE_S):
+            await c.until("run.get", {"run": rid}, lambda got: got["status"] == "decided")
+        await r.call("run.integrate", {"run": rid}, rid)
+        await r.call("run.cancel", {"run": rid}, rid)
+        await r.call("run.resume", {"run": rid}, rid)
+        await r.call("run.delete", {"run": rid}, rid)
         rows = audit_rows(dirs)[before:]
-    assert all(outcome == "ok" for _, _, outcome, _ in r.expected), r.expected
+    not_ok = {method for method, _, outcome, _ in r.expected if outcome != "ok"}
+    assert not_ok == set(REFUSED_HERE), r.expected
     r.assert_written(rows, mutating)
 
 
@@ -208,6 +238,10 @@ async def test_every_mutating_call_that_fails_after_its_params_are_valid_writes_
         await r.call("permission.respond", {"permission": "ghost", "kind": "allow_once"}, "ghost")
         await r.call("worktree.prune", {"project": "ghost"}, "ghost")
         await r.call("db.backup", {"path": backup}, None)  # the file exists
+        await r.call("run.create", {"project": "ghost", "task": "t", "n": 1}, "ghost")
+        for method in ("run.cancel", "run.resume", "run.integrate", "run.delete"):
+            await r.call(method, {"run": ghost}, ghost)
+        await r.call("run.pick", {"run": ghost, "slot": 1}, ghost)
         rows = audit_rows(dirs)[before:]
     assert all(outcome == "error" for _, _, outcome, _ in r.expected), r.expected
     r.assert_written(rows, mutating)
@@ -243,6 +277,13 @@ async def test_methods_not_marked_mutating_leave_the_database_as_it_was(dirs: Da
     async with agent_world(dirs, SCENARIO) as world, Client.connect(world.daemon.socket) as c:
         session = await c.call("session.create", {"project": world.project, "title": "t"})
         sid = session["id"]
+        run = await c.call(
+            "run.create",
+            {"project": world.project, "task": "t", "agent": "fake", "n": 1, "config": RUN_CONFIG},
+        )
+        rid = run["id"]
+        with trio.fail_after(DEADLINE_S):
+            await c.until("run.get", {"run": rid}, lambda got: got["status"] == "deciding")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(c.call, "session.prompt", {"session": sid, "text": "go"})
             with trio.fail_after(DEADLINE_S):
@@ -279,6 +320,12 @@ async def test_methods_not_marked_mutating_leave_the_database_as_it_was(dirs: Da
             await read("search", {"query": "go"})
             await read("template.list", {"session": sid})
             await read("db.check", {"full": True})
+            await read("run.get", {"run": rid})
+            await read("run.list", {})
+            await read("run.events", {"run": rid})
+            await read("run.compare", {"run": rid, "files": True})
+            run_subscribed = await read("run.subscribe", {"run": rid, "after": 0})
+            await c.call("unsubscribe", {"subscription": run_subscribed["subscription"]})
             assert database_dump(dirs) == dump
             await c.call("permission.respond", {"permission": pending, "kind": "allow_once"})
         methods = await discovered(c)

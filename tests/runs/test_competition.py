@@ -384,3 +384,16 @@ async def test_judge_checks_decides_and_brings_the_winner_home_by_itself(
         assert done["status"] == "completed", done["failure"]
         assert done["winner"] == 2
         assert git(world.repo, "show", "main:ok.txt").strip() == "ok"
+
+
+async def test_a_member_whose_agent_cannot_start_fails_and_the_others_go_on(
+    dirs: DaemonDirs,
+) -> None:
+    missing = '\n[agents.missing]\ncommand = "/nonexistent/agent-binary"\n'
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}, extra=missing) as world:
+        run = await world.create(agents=["a", "missing"])
+        done = await world.until_status(run, "deciding")
+        members = {m["slot"]: m for m in done["members"]}
+        assert members[1]["outcome"] == "finished"
+        assert members[2]["outcome"] == "failed"
+        assert "not found" in members[2]["reason"]

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.timeout(90)
 SCENARIOS = {"alpha": writes("a.txt", "alpha\n"), "beta": writes("b.txt", "beta\nbeta\n")}
 
 
-async def deciding(world: RunWorld) -> dict[str, Any]:
-    run = await world.create(agents=["alpha", "beta"])
+async def deciding(world: RunWorld, **params: Any) -> dict[str, Any]:
+    run = await world.create(agents=["alpha", "beta"], **params)
     return await world.until_status(run, "deciding")
 
 
@@ -165,7 +165,8 @@ async def test_a_decided_run_is_merged_into_a_branch_not_checked_out_without_tou
     dirs: DaemonDirs,
 ) -> None:
     async with run_world(dirs, SCENARIOS) as world:
-        run = await deciding(world)
+        # merge "manual": the pick leaves the run decided (auto would merge into main).
+        run = await deciding(world, merge="manual")
         git(world.repo, "branch", "release")
         # main moves on: the winner's branch has to be truly merged into it.
         (world.repo / "notes.md").write_text("notes\n")

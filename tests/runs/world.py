@@ -45,7 +45,10 @@ def write_config(
     *,
     runs: dict[str, Any] | None = None,
     defaults: dict[str, Any] | None = None,
+    extra: str = "",
 ) -> None:
+    """The config: ``[runs]``, ``[defaults]``, one ``[agents.<kind>]`` per scenario,
+    then ``extra`` (TOML) as it is."""
     dirs.root.mkdir(parents=True, exist_ok=True)
     lines = ["[supervision]", *(f"{k} = {json.dumps(v)}" for k, v in SUPERVISION.items())]
     if runs:
@@ -63,7 +66,7 @@ def write_config(
             f"command = {json.dumps(sys.executable)}",
             f"args = [{json.dumps(str(FAKE_AGENT))}, {json.dumps(str(path))}]",
         ]
-    dirs.config.write_text("\n".join(lines) + "\n")
+    dirs.config.write_text("\n".join(lines) + "\n" + extra)
 
 
 @dataclass
@@ -114,8 +117,9 @@ async def run_world(
     runs: dict[str, Any] | None = None,
     defaults: dict[str, Any] | None = None,
     repo_files: dict[str, str] | None = None,
+    extra: str = "",
 ) -> AsyncIterator[RunWorld]:
-    write_config(dirs, scenarios, runs=runs, defaults=defaults)
+    write_config(dirs, scenarios, runs=runs, defaults=defaults, extra=extra)
     repo = make_repo(dirs.root / "repo", repo_files)
     async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as client:
         project = await client.call("project.add", {"path": str(repo), "name": "demo"})
