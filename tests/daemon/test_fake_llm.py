@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from typing import Any, Final
 
+import pytest
 import trio
 
 from mimird.processes import stop_group
@@ -114,3 +116,137 @@ async def test_run_as_a_module_it_prints_its_url_and_stops_when_stdin_closes() -
             assert await process.wait() == 0
     finally:
         await stop_group(process)
+
+
+# ---- Anthropic Messages (claude-agent-acp) ---------------------------------------
+
+ANTHROPIC_TOOLS: Final = [{"name": "Write", "input_schema": {"type": "object"}}]
+
+
+def _post_anthropic(llm: FakeLlm, path: str, body: dict[str, Any]) -> tuple[str, bytes]:
+    request = urllib.request.Request(
+        f"{llm.anthropic_base_url}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=DEADLINE_S) as response:
+        return response.headers["Content-Type"], response.read()
+
+
+def _anthropic_events(body: bytes) -> list[dict[str, Any]]:
+    """The events of a Messages stream, each checked to be named as its ``type``."""
+    events = []
+    for block in [b for b in body.decode().split("\n\n") if b]:
+        name, data = block.split("\n")
+        event = json.loads(data.removeprefix("data: "))
+        assert name == f"event: {event['type']}", block
+        events.append(event)
+    return events
+
+
+def _types(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+async def test_anthropic_text_reply_streams_message_events_in_order() -> None:
+    with serve_fake_llm([Text("hello there, world", chunks=3)]) as llm:
+        body = {"model": "m", "stream": True, "messages": [], "tools": ANTHROPIC_TOOLS}
+        content_type, raw = await trio.to_thread.run_sync(
+            _post_anthropic, llm, "/v1/messages?beta=true", body
+        )
+    assert content_type == "text/event-stream"
+    events = _anthropic_events(raw)
+    assert _types(events) == [
+        "message_start",
+        "content_block_start",
+        *["content_block_delta"] * 3,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert events[0]["message"]["role"] == "assistant"
+    assert events[1]["content_block"] == {"type": "text", "text": ""}
+    deltas = [e["delta"] for e in events if e["type"] == "content_block_delta"]
+    assert {d["type"] for d in deltas} == {"text_delta"}
+    assert "".join(d["text"] for d in deltas) == "hello there, world"
+    assert events[-2]["delta"]["stop_reason"] == "end_turn"
+    assert events[-2]["usage"]["output_tokens"] > 0
+    assert llm.calls == ["POST /v1/messages?beta=true"]
+
+
+async def test_anthropic_tool_use_then_text_once_the_tool_result_comes_back() -> None:
+    call = ToolCall("Write", {"file_path": "/w/a.txt", "content": "x"}, call_id="toolu_1")
+    with serve_fake_llm([call, Text("done")], side_text="A title") as llm:
+        user = {"role": "user", "content": "go"}
+        ask: dict[str, Any] = {"model": "m", "stream": True, "messages": [user]}
+        title = await trio.to_thread.run_sync(
+            _post_anthropic, llm, "/v1/messages", {**ask, "tools": []}
+        )
+        first = await trio.to_thread.run_sync(
+            _post_anthropic, llm, "/v1/messages", {**ask, "tools": ANTHROPIC_TOOLS}
+        )
+        result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}
+        after = {
+            **ask,
+            "tools": ANTHROPIC_TOOLS,
+            "messages": [user, {"role": "user", "content": [result]}],
+        }
+        second = await trio.to_thread.run_sync(_post_anthropic, llm, "/v1/messages", after)
+    titled = _anthropic_events(title[1])
+    assert "".join(e["delta"]["text"] for e in titled if e["type"] == "content_block_delta") == (
+        "A title"
+    )
+    events = _anthropic_events(first[1])
+    [start] = [e["content_block"] for e in events if e["type"] == "content_block_start"]
+    assert start == {"type": "tool_use", "id": "toolu_1", "name": "Write", "input": {}}
+    deltas = [e["delta"] for e in events if e["type"] == "content_block_delta"]
+    assert {d["type"] for d in deltas} == {"input_json_delta"}
+    assert json.loads("".join(d["partial_json"] for d in deltas)) == call.arguments
+    [stop] = [e["delta"]["stop_reason"] for e in events if e["type"] == "message_delta"]
+    assert stop == "tool_use"
+    texts = [
+        e["delta"]["text"]
+        for e in _anthropic_events(second[1])
+        if "delta" in e and "text" in e["delta"]
+    ]
+    assert "".join(texts) == "done"
+    assert [len(r["messages"]) for r in llm.main_requests()] == [1, 2]
+    assert len(llm.side_requests()) == 1
+
+
+async def test_anthropic_unstreamed_message_token_count_and_unknown_routes() -> None:
+    call = ToolCall("Write", {"file_path": "/w/a.txt"}, call_id="toolu_2")
+    with serve_fake_llm([call]) as llm:
+        body = {
+            "model": "m",
+            "messages": [{"role": "user", "content": "go"}],
+            "tools": ANTHROPIC_TOOLS,
+        }
+        content_type, raw = await trio.to_thread.run_sync(
+            _post_anthropic, llm, "/v1/messages", body
+        )
+        _, counted = await trio.to_thread.run_sync(
+            _post_anthropic, llm, "/v1/messages/count_tokens", body
+        )
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            await trio.to_thread.run_sync(_post_anthropic, llm, "/v1/complete", body)
+    message = json.loads(raw)
+    assert content_type == "application/json"
+    assert (message["type"], message["role"], message["stop_reason"]) == (
+        "message",
+        "assistant",
+        "tool_use",
+    )
+    assert message["content"] == [
+        {"type": "tool_use", "id": "toolu_2", "name": "Write", "input": call.arguments}
+    ]
+    assert message["usage"]["input_tokens"] > 0
+    assert json.loads(counted)["input_tokens"] > 0
+    assert missing.value.code == 404
+    # Token counts are not turns: only the one message took a reply of the script.
+    assert len(llm.requests) == 1
+    assert llm.calls == [
+        "POST /v1/messages",
+        "POST /v1/messages/count_tokens",
+        "POST /v1/complete",
+    ]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.real_agents.claude_env import CLAUDE_ACP_BIN, ClaudeHome, make_claude_home
 from tests.real_agents.opencode_env import OPENCODE_BIN, OpencodeHome, make_opencode_home
 from tests.support.fake_llm import FakeLlm, serve_fake_llm
 
@@ -26,10 +27,22 @@ def opencode_bin() -> Path:
     return OPENCODE_BIN
 
 
+@pytest.fixture(scope="session")
+def claude_bin() -> Path:
+    """The pinned claude-agent-acp from .ci/agents; a missing one fails the test."""
+    if not os.access(CLAUDE_ACP_BIN, os.X_OK):
+        pytest.fail(
+            f"claude-agent-acp is not installed at {CLAUDE_ACP_BIN}; run `make install-agents` "
+            "(or use `make test-agents`, which installs it)",
+            pytrace=False,
+        )
+    return CLAUDE_ACP_BIN
+
+
 @pytest.fixture
 def fake_llm() -> Iterator[FakeLlm]:
-    """A fake OpenAI-compatible server with an empty script; tests add replies
-    with ``fake_llm.script(...)``."""
+    """A fake LLM server (OpenAI Chat Completions and Anthropic Messages) with an
+    empty script; tests add replies with ``fake_llm.script(...)``."""
     with serve_fake_llm() as llm:
         yield llm
 
@@ -38,6 +51,12 @@ def fake_llm() -> Iterator[FakeLlm]:
 def opencode_home(tmp_path: Path, fake_llm: FakeLlm) -> OpencodeHome:
     """A private HOME and an opencode config pointing at ``fake_llm``."""
     return make_opencode_home(tmp_path / "opencode", fake_llm.base_url)
+
+
+@pytest.fixture
+def claude_home(tmp_path: Path, fake_llm: FakeLlm) -> ClaudeHome:
+    """A private HOME and Claude config directory pointing at ``fake_llm``."""
+    return make_claude_home(tmp_path / "claude", fake_llm.anthropic_base_url)
 
 
 @pytest.fixture

@@ -1,17 +1,25 @@
-"""A fake OpenAI-compatible LLM server, so that real agents run offline in tests.
+"""A fake LLM server, so that real agents run offline in tests.
 
-It speaks the Chat Completions wire format: ``POST /v1/chat/completions``
-(streamed as ``chat.completion.chunk`` server-sent events ending with
-``data: [DONE]``, or one ``chat.completion`` object when ``stream`` is false)
-and ``GET /v1/models``. It listens on 127.0.0.1 on a free port.
+It speaks two wire formats on one port (127.0.0.1, a free one):
+
+- OpenAI Chat Completions (opencode): ``POST /v1/chat/completions`` (streamed as
+  ``chat.completion.chunk`` server-sent events ending with ``data: [DONE]``, or one
+  ``chat.completion`` object when ``stream`` is false) and ``GET /v1/models``;
+- Anthropic Messages (claude-agent-acp): ``POST /v1/messages`` (streamed as the
+  ``message_start`` / ``content_block_*`` / ``message_delta`` / ``message_stop``
+  events, or one ``message`` object) and ``POST /v1/messages/count_tokens``.
+  Point the agent at :attr:`FakeLlm.anthropic_base_url` (no ``/v1``: the
+  Anthropic client adds it).
 
 What it answers is scripted per test. A request that offers no ``tools`` is a
 side call (opencode's session-title call) and gets :attr:`FakeLlm.side_text`.
 A request with ``tools`` is a main call and gets the next reply of the script:
 a :class:`Text`, or a :class:`ToolCall` after which the agent runs the tool and
-calls again with the result (role ``tool``), which the next reply answers. Once
+calls again with the result (role ``tool``, or a ``tool_result`` block), which
+the next reply answers. Both formats share one script. Once
 the script is used up, main calls get :attr:`FakeLlm.default_text`. Every
-request body is recorded, in order, for the test to look at.
+request body is recorded, in order, for the test to look at, and every request
+line (``"POST /v1/messages"``, also those answered 404) in :attr:`FakeLlm.calls`.
 
 In-process use (a stdlib HTTP server on a thread of its own, stopped when the
 block ends)::
@@ -75,13 +83,30 @@ class FakeLlm:
     default_text: str = DEFAULT_TEXT
     base_url: str = ""
     _requests: list[dict[str, Any]] = field(default_factory=list)
+    _calls: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
+    def anthropic_base_url(self) -> str:
+        """The base URL for Anthropic clients (``ANTHROPIC_BASE_URL``), which add ``/v1``."""
+        return self.base_url.removesuffix("/v1")
+
+    @property
     def requests(self) -> list[dict[str, Any]]:
-        """Every chat completion request body received so far, in order."""
+        """Every completion or message request body received so far, in order."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def calls(self) -> list[str]:
+        """Every request line received so far (``"POST /v1/messages"``), in order,
+        those answered 404 included: what an agent asked of its LLM server."""
+        with self._lock:
+            return list(self._calls)
+
+    def record_call(self, method: str, path: str) -> None:
+        with self._lock:
+            self._calls.append(f"{method} {path}")
 
     def main_requests(self) -> list[dict[str, Any]]:
         """The requests that offered tools (the agent's real turns)."""
@@ -183,6 +208,69 @@ def completion(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
     }
 
 
+def _anthropic_usage(request: dict[str, Any], reply: Reply) -> dict[str, int]:
+    usage = _usage({"messages": [request.get("system"), request.get("messages", [])]}, reply)
+    return {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"]}
+
+
+def _anthropic_block(reply: Reply) -> dict[str, Any]:
+    if isinstance(reply, Text):
+        return {"type": "text", "text": reply.text}
+    return {"type": "tool_use", "id": reply.call_id, "name": reply.name, "input": reply.arguments}
+
+
+def _stop_reason(reply: Reply) -> str:
+    return "end_turn" if isinstance(reply, Text) else "tool_use"
+
+
+def anthropic_events(request: dict[str, Any], reply: Reply) -> Iterator[dict[str, Any]]:
+    """The Anthropic Messages stream events (each has its ``type``) that stream ``reply``."""
+    usage = _anthropic_usage(request, reply)
+    message = {
+        "id": f"msg_{next(_completion_ids)}",
+        "type": "message",
+        "role": "assistant",
+        "model": request.get("model", MODEL_ID),
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1},
+    }
+    yield {"type": "message_start", "message": message}
+    start: dict[str, Any]
+    if isinstance(reply, Text):
+        start = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": p} for p in _pieces(reply.text, reply.chunks)]
+    else:
+        start = {"type": "tool_use", "id": reply.call_id, "name": reply.name, "input": {}}
+        pieces = _pieces(json.dumps(reply.arguments), DEFAULT_CHUNKS)
+        deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]
+    yield {"type": "content_block_start", "index": 0, "content_block": start}
+    for delta in deltas:
+        yield {"type": "content_block_delta", "index": 0, "delta": delta}
+    yield {"type": "content_block_stop", "index": 0}
+    yield {
+        "type": "message_delta",
+        "delta": {"stop_reason": _stop_reason(reply), "stop_sequence": None},
+        "usage": {"output_tokens": usage["output_tokens"]},
+    }
+    yield {"type": "message_stop"}
+
+
+def anthropic_message(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """The one Anthropic ``message`` object that answers ``reply`` without streaming."""
+    return {
+        "id": f"msg_{next(_completion_ids)}",
+        "type": "message",
+        "role": "assistant",
+        "model": request.get("model", MODEL_ID),
+        "content": [_anthropic_block(reply)],
+        "stop_reason": _stop_reason(reply),
+        "stop_sequence": None,
+        "usage": _anthropic_usage(request, reply),
+    }
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -203,6 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # keep test output clean; the record is FakeLlm.requests
 
     def do_GET(self) -> None:
+        self.fake.record_call("GET", self.path)
         if self.path.rstrip("/") == "/v1/models":
             model = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "fake"}
             self._send_json(200, {"object": "list", "data": [model]})
@@ -210,29 +299,61 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
 
     def do_POST(self) -> None:
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        self.fake.record_call("POST", self.path)
+        route = self.path.split("?", 1)[0].rstrip("/")
+        if route not in ("/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens"):
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
             return
+        request = self._read_json_object()
+        if request is None:
+            return
+        if route == "/v1/messages/count_tokens":
+            tokens = _anthropic_usage(request, Text(""))["input_tokens"]
+            self._send_json(200, {"input_tokens": tokens})
+        elif route == "/v1/messages":
+            self._answer_anthropic(request)
+        else:
+            self._answer_openai(request)
+
+    def _read_json_object(self) -> dict[str, Any] | None:
+        """The request's JSON object body, or None after answering 400."""
         length = int(self.headers.get("Content-Length") or 0)
         if not 0 < length <= MAX_BODY_BYTES:
             self._send_json(400, {"error": {"message": f"bad Content-Length {length}"}})
-            return
+            return None
         try:
             request = json.loads(self.rfile.read(length))
         except ValueError as exc:
             self._send_json(400, {"error": {"message": f"body is not JSON: {exc}"}})
-            return
+            return None
         if not isinstance(request, dict):
             self._send_json(400, {"error": {"message": "body is not a JSON object"}})
-            return
+            return None
+        return request
+
+    def _answer_anthropic(self, request: dict[str, Any]) -> None:
         reply = self.fake.answer(request)
         if not request.get("stream"):
-            self._send_json(200, completion(request, reply))
+            self._send_json(200, anthropic_message(request, reply))
             return
+        self._start_event_stream()
+        for event in anthropic_events(request, reply):
+            data = json.dumps(event).encode()
+            self.wfile.write(b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n")
+            self.wfile.flush()
+
+    def _start_event_stream(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
+
+    def _answer_openai(self, request: dict[str, Any]) -> None:
+        reply = self.fake.answer(request)
+        if not request.get("stream"):
+            self._send_json(200, completion(request, reply))
+            return
+        self._start_event_stream()
         for event in stream_events(request, reply):
             self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
             self.wfile.flush()
