@@ -9,7 +9,7 @@ subprocesses the tests start run the mutant too (mutmut 3 copies the project int
 :data:`TARGETS` is the one table: which file, which of its functions (``None``:
 all of it), and the tests that may cover it. What is mutated, and why:
 
-- ``mimird/journal/{writer,events,subscriptions}.py``, whole: invariants 1-3
+- ``mimird/journal/{writer,events,subscriptions,run_events}.py``, whole: invariants 1-3
   (committed before seen, gapless ``seq``, exactly once in order across the
   replay/live seam, a slow subscriber falls back to catching up). Every line of
   them is on those paths.
@@ -103,12 +103,14 @@ _JOURNAL_TESTS = (
     "tests/journal/test_journal_streaming.py",
     "tests/journal/test_delivery_guarantees.py",
     "tests/journal/test_unsubscribe.py",
+    "tests/runs/test_run_journal.py",
 )
 
 TARGETS: dict[str, Target] = {
     "mimird/journal/writer.py": Target(None, _JOURNAL_TESTS),
     "mimird/journal/events.py": Target(None, _JOURNAL_TESTS),
     "mimird/journal/subscriptions.py": Target(None, _JOURNAL_TESTS),
+    "mimird/journal/run_events.py": Target(None, _JOURNAL_TESTS),
     "mimird/workspaces/git.py": Target(
         (
             "_everything_added",
