@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 # mimirctl start ~45 ms of imports (importlib.util, pathlib) before main() runs.
 EDITABLE := --config-settings editable_mode=compat
 
-.PHONY: run test test-fast mutate check lint typecheck bench bench-sessions bench-search bench-stream bench-memory clean migration install-systemd install install-test system-deps
+.PHONY: run test test-fast mutate check lint typecheck bench bench-sessions bench-search bench-stream bench-memory bench-runs clean migration install-systemd install install-test system-deps
 
 # Install (runtime + encryption extra) and start mimird in the foreground with its
 # embedded defaults. Stop it with Ctrl-C.
@@ -71,6 +71,9 @@ bench-stream: $(VENV)/.installed-test
 
 bench-memory: $(VENV)/.installed-test
 	$(PY) bench/memory.py
+
+bench-runs: $(VENV)/.installed-test
+	$(PY) bench/runs.py
 
 # Write the user units with this checkout's mimird in ExecStart, then enable the socket.
 UNIT_DIR ?= $(HOME)/.config/systemd/user

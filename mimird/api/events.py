@@ -10,7 +10,7 @@ loses nothing. The subscription ends with the connection.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -19,7 +19,7 @@ import trio
 from mimird.api.methods import MethodTable
 from mimird.api.sessions import SessionService
 from mimird.errors import InvalidParams, InvalidState, MimirError, NotFound
-from mimird.journal import Committed, Journal, Subscription, seq_at
+from mimird.journal import Journal, Subscription, seq_at
 from mimird.rpc.registry import CallContext, Connection, Registry
 from mimird.wire.errors import ErrorCode
 from mimird.wire.types import Subscribed, SubscribeParams, Unsubscribed, UnsubscribeParams
@@ -39,6 +39,53 @@ def connection_subscriptions(connection: Connection) -> dict[int, Subscription]:
     ``unsubscribe`` ends any of them."""
     subs: dict[int, Subscription] = connection.state.setdefault(_STATE_KEY, {})
     return subs
+
+
+def room_for_one(ctx: CallContext, field: str) -> dict[int, Subscription]:
+    """The subscriptions of the caller's connection, checked to have room for one
+    more (InvalidParams naming ``field`` when not; InvalidState without a connection)."""
+    connection = ctx.connection
+    if connection is None or ctx.after_response is None:
+        raise InvalidState("subscriptions need a connection", field="subscription")
+    active = connection_subscriptions(connection)
+    if len(active) >= MAX_SUBSCRIPTIONS:
+        raise InvalidParams(
+            f"this connection holds {len(active)} subscriptions already (at most "
+            f"{MAX_SUBSCRIPTIONS}); unsubscribe some first",
+            field=field,
+        )
+    return active
+
+
+def serve(ctx: CallContext, journal: Journal, sub: Subscription, method: bytes) -> None:
+    """Once the answer is sent, send ``sub``'s events to the caller's connection as
+    ``method`` notifications, until it is unsubscribed or the connection ends."""
+    connection = ctx.connection
+    assert connection is not None  # room_for_one checked both
+    assert ctx.after_response is not None
+    active = connection_subscriptions(connection)
+    active[sub.id] = sub
+    prefix = b'{"jsonrpc":"2.0","method":"%s","params":{"subscription":%d,"event":' % (
+        method,
+        sub.id,
+    )
+
+    def notification(event: Any) -> bytes:
+        wire: bytes = event.wire()
+        return prefix + wire + b"}}"
+
+    async def run() -> None:
+        try:
+            await sub.run(connection.send_many, notification)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except MimirError as exc:
+            log.warning("subscription_failed", subscription=sub.id, error=exc.message)
+        finally:
+            journal.unsubscribe(sub)
+            active.pop(sub.id, None)
+
+    ctx.after_response.append(lambda: connection.nursery.start_soon(run))
 
 
 class EventService:
@@ -69,16 +116,7 @@ class EventService:
         errors=(ErrorCode.NOT_FOUND,),
     )
     async def subscribe(self, ctx: CallContext, params: SubscribeParams) -> Subscribed:
-        connection = ctx.connection
-        if connection is None or ctx.after_response is None:
-            raise InvalidState("subscriptions need a connection", field="subscription")
-        active = self._subscriptions(connection)
-        if len(active) >= MAX_SUBSCRIPTIONS:
-            raise InvalidParams(
-                f"this connection holds {len(active)} subscriptions already (at most "
-                f"{MAX_SUBSCRIPTIONS}); unsubscribe some first",
-                field="session",
-            )
+        room_for_one(ctx, "session")
         session_id: str | None = None
         if params.session is not msgspec.UNSET:
             session_id = (await self._sessions.find(params.session)).id
@@ -98,25 +136,7 @@ class EventService:
             if session_id is not None:
                 after = await self._journal.store.read(seq_at, session_id, after)
         sub = await self._journal.subscribe(session_id, after=after)
-        active[sub.id] = sub
-
-        prefix = b'{"jsonrpc":"2.0","method":"event","params":{"subscription":%d,"event":' % sub.id
-
-        def notification(event: Committed) -> bytes:
-            return prefix + event.wire() + b"}}"
-
-        async def run() -> None:
-            try:
-                await sub.run(connection.send_many, notification)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-            except MimirError as exc:
-                log.warning("subscription_failed", subscription=sub.id, error=exc.message)
-            finally:
-                self._journal.unsubscribe(sub)
-                active.pop(sub.id, None)
-
-        ctx.after_response.append(lambda: connection.nursery.start_soon(run))
+        serve(ctx, self._journal, sub, b"event")
         return Subscribed(
             subscription=sub.id,
             session_id=session_id,

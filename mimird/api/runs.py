@@ -16,10 +16,10 @@ import msgspec
 import structlog
 import trio
 
-from mimird.api.events import MAX_SUBSCRIPTIONS, connection_subscriptions
+from mimird.api.events import room_for_one, serve
 from mimird.api.methods import MethodTable
-from mimird.errors import InvalidParams, InvalidState, MimirError
-from mimird.journal import Journal, RunCommitted, page_run
+from mimird.errors import InvalidState, MimirError
+from mimird.journal import Journal, page_run
 from mimird.projects import resolve_id
 from mimird.rpc.registry import CallContext, Registry
 from mimird.runs import Runs, records, work
@@ -253,37 +253,9 @@ class RunService:
         errors=(ErrorCode.NOT_FOUND,),
     )
     async def subscribe(self, ctx: CallContext, params: RunSubscribeParams) -> RunSubscribed:
-        connection = ctx.connection
-        if connection is None or ctx.after_response is None:
-            raise InvalidState("subscriptions need a connection", field="subscription")
-        active = connection_subscriptions(connection)
-        if len(active) >= MAX_SUBSCRIPTIONS:
-            raise InvalidParams(
-                f"this connection holds {len(active)} subscriptions already (at most "
-                f"{MAX_SUBSCRIPTIONS}); unsubscribe some first",
-                field="run",
-            )
+        room_for_one(ctx, "run")
         row = await self._find(params.run)
         after = None if params.after is msgspec.UNSET else params.after
         sub = await self._journal.subscribe_run(row.id, after=after)
-        active[sub.id] = sub
-        prefix = b'{"jsonrpc":"2.0","method":"run_event","params":{"subscription":%d,"event":' % (
-            sub.id
-        )
-
-        def notification(event: RunCommitted) -> bytes:
-            return prefix + event.wire() + b"}}"
-
-        async def run() -> None:
-            try:
-                await sub.run(connection.send_many, notification)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-            except MimirError as exc:
-                log.warning("subscription_failed", subscription=sub.id, error=exc.message)
-            finally:
-                self._journal.unsubscribe(sub)
-                active.pop(sub.id, None)
-
-        ctx.after_response.append(lambda: connection.nursery.start_soon(run))
+        serve(ctx, self._journal, sub, b"run_event")
         return RunSubscribed(subscription=sub.id, run_id=row.id, cursor=sub.cursor)

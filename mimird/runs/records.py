@@ -16,17 +16,16 @@ from typing import Any, Final
 import msgspec
 import sqlalchemy as sa
 
-from mimird.errors import InvalidParams, NotFound
-from mimird.ids import ID_LENGTH
+from mimird.errors import NotFound
 from mimird.journal.run_events import append_run
 from mimird.policy import mask_config
 from mimird.runs.states import check_run_transition
 from mimird.sessions import records as sessions_
 from mimird.sessions import usage
 from mimird.sessions.records import SessionRow
+from mimird.store import lookup
 from mimird.store.schema import projects, runs, sessions
 from mimird.timeutil import utc_now
-from mimird.wire.formats import MIN_ID_PREFIX
 from mimird.wire.run_events import RunEventData, RunStatusChanged
 from mimird.wire.runs import (
     Run,
@@ -115,26 +114,7 @@ def _row(row: Any) -> RunRow:
 
 def find(conn: sa.Connection, ref: str) -> RunRow:
     """A run by id or unique id prefix (case-insensitive)."""
-    ref = ref.lower()
-    if len(ref) == ID_LENGTH:
-        row = conn.execute(_select.where(runs.c.id == ref)).first()
-        if row is not None:
-            return _row(row)
-    elif len(ref) >= MIN_ID_PREFIX:
-        pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = conn.execute(
-            _select.where(runs.c.id.like(pattern, escape="\\")).order_by(runs.c.id).limit(6)
-        ).all()
-        if len(rows) == 1:
-            return _row(rows[0])
-        if len(rows) > 1:
-            shown = ", ".join(r.id for r in rows[:5])
-            raise InvalidParams(
-                f"run prefix {ref!r} is ambiguous: it matches {shown}; give more characters",
-                field="run",
-                id=ref,
-            )
-    raise NotFound(f"no run with id or prefix {ref!r}", field="run", id=ref)
+    return _row(lookup.by_id_or_prefix(conn, _select, runs.c.id, ref, "run"))
 
 
 def get(conn: sa.Connection, run_id: str) -> RunRow:

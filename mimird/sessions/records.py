@@ -16,14 +16,13 @@ import msgspec
 import sqlalchemy as sa
 
 from mimird import journal
-from mimird.errors import InvalidParams, NotFound
-from mimird.ids import ID_LENGTH
+from mimird.errors import NotFound
 from mimird.policy import mask_config
 from mimird.sessions.states import check_transition
+from mimird.store import lookup
 from mimird.store.schema import projects, sessions
 from mimird.timeutil import utc_now
 from mimird.wire.events import Prompt, SessionCompleted, StatusChanged, TurnEnded
-from mimird.wire.formats import MIN_ID_PREFIX
 from mimird.wire.types import Session, SessionStatus, Workspace
 
 
@@ -192,29 +191,7 @@ def _row(row: Sequence[Any]) -> SessionRow:
 
 def find(conn: sa.Connection, ref: str) -> SessionRow:
     """A session by id or unique id prefix (case-insensitive, like the ids' alphabet)."""
-    ref = ref.lower()
-    if len(ref) == ID_LENGTH:
-        row = conn.execute(_select.where(sessions.c.id == ref)).first()
-        if row is not None:
-            return _row(row)
-    elif len(ref) >= MIN_ID_PREFIX:
-        # Ids only use [0-9a-z]: a prefix cannot smuggle LIKE wildcards, but escape anyway.
-        pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = conn.execute(
-            _select.where(sessions.c.id.like(pattern, escape="\\")).order_by(sessions.c.id).limit(6)
-        ).all()
-        if len(rows) == 1:
-            return _row(rows[0])
-        if len(rows) > 1:
-            shown = ", ".join(r.id for r in rows[:5])
-            raise InvalidParams(
-                f"session prefix {ref!r} is ambiguous: it matches {shown}"
-                + (", ..." if len(rows) > 5 else "")
-                + "; give more characters",
-                field="session",
-                id=ref,
-            )
-    raise NotFound(f"no session with id or prefix {ref!r}", field="session", id=ref)
+    return _row(lookup.by_id_or_prefix(conn, _select, sessions.c.id, ref, "session"))
 
 
 def get(conn: sa.Connection, session_id: str) -> SessionRow:

@@ -1,0 +1,127 @@
+"""What a run costs over the same agents working as independent sessions, in one run.
+
+Run as ``.venv/bin/python bench/runs.py [MEMBERS] [UPDATES]`` (default 8 members, 1,000
+updates each), or ``make bench-runs``. An in-process mimird with the scripted fake agent
+(tests/support/fake_acp_agent.py) in a small git repository; each agent's turn sends
+UPDATES ``agent_message_chunk`` updates, then writes a file of its own. Per round, in
+alternating order, each on a fresh daemon (its start is not timed):
+
+- **sessions**: MEMBERS ``session.create`` calls, each with the prompt (answered at once,
+  the turn runs in the background), timed until the last of their ``turn_ended`` events
+  reached a subscriber to every session;
+- **run**: one ``run.create`` of MEMBERS members (no check command, the user decides), timed
+  to the same point (the last member's ``turn_ended``), and, separately, until the run
+  waits for its decision (``deciding``: every member's work committed onto its branch and
+  its diff stats taken: what a run does beyond the sessions).
+
+It prints each round's times and the ratios of the medians (run / sessions). The target
+(issue 13) is a run's overhead of at most 1.1x over independent sessions.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mimird.log import configure_logging
+from tests.runs.world import write_config
+from tests.support.agents import Client
+from tests.support.helpers import DaemonDirs, in_process_daemon, make_repo
+
+ROUNDS = 5
+WAIT_S = 300.0
+
+
+def scenario(updates: int) -> dict[str, Any]:
+    steps = [
+        {"do": "chunks", "count": updates, "text": "word "},
+        {"do": "disk_write", "path": "result.txt", "text": "done\n"},
+    ]
+    return {"prompts": [steps] * 3}
+
+
+async def turns_ended(c: Client, sessions: set[str]) -> None:
+    """Return once every session in ``sessions`` has journaled ``turn_ended``."""
+    left = set(sessions)
+    with trio.fail_after(WAIT_S):
+        while left:
+            event = await c.wait_for(
+                lambda e: e["kind"] == "turn_ended" and e["session_id"] in left, WAIT_S
+            )
+            left.discard(event["session_id"])
+
+
+async def independent(c: Client, project: str, members: int) -> tuple[float, float]:
+    began = time.perf_counter()
+    ids = set()
+    for _ in range(members):
+        session = await c.call("session.create", {"project": project, "prompt": "go"})
+        ids.add(session["id"])
+    await turns_ended(c, ids)
+    took = time.perf_counter() - began
+    return took, took
+
+
+async def run(c: Client, project: str, members: int) -> tuple[float, float]:
+    began = time.perf_counter()
+    created = await c.call(
+        "run.create", {"project": project, "task": "go", "agent": "m", "n": members}
+    )
+    await turns_ended(c, {m["session_id"] for m in created["members"]})
+    turns = time.perf_counter() - began
+    with trio.fail_after(WAIT_S):
+        while (await c.call("run.get", {"run": created["id"]}))["status"] != "deciding":  # noqa: ASYNC110
+            await trio.sleep(0.005)
+    return turns, time.perf_counter() - began
+
+
+async def measure(
+    how: Callable[[Client, str, int], Awaitable[tuple[float, float]]], members: int, updates: int
+) -> tuple[float, float]:
+    dirs = DaemonDirs(Path(tempfile.mkdtemp(prefix="mimir-bench-runs-")))
+    write_config(dirs, {"m": scenario(updates)})
+    repo = make_repo(dirs.root / "repo")
+    async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
+        project = (await c.call("project.add", {"path": str(repo), "name": "bench"}))["id"]
+        await c.call("subscribe", {})  # every session's events, to see the turns end
+        return await how(c, project, members)
+
+
+async def main(members: int, updates: int) -> None:
+    configure_logging("warning")
+    found: dict[str, list[float]] = {"sessions": [], "run": [], "run_deciding": []}
+    for n in range(ROUNDS):
+        order = [independent, run] if n % 2 == 0 else [run, independent]
+        for how in order:
+            turns, whole = await measure(how, members, updates)
+            if how is independent:
+                found["sessions"].append(turns)
+            else:
+                found["run"].append(turns)
+                found["run_deciding"].append(whole)
+        print(
+            f"round {n + 1}: sessions {found['sessions'][-1]:.3f} s, run {found['run'][-1]:.3f} s"
+            f" (deciding at {found['run_deciding'][-1]:.3f} s)",
+            flush=True,
+        )
+    base = statistics.median(found["sessions"])
+    print(f"{members} members x {updates} updates, medians of {ROUNDS} rounds:")
+    print(f"  independent sessions, every turn ended: {base:.3f} s")
+    for name, label in (("run", "every turn ended"), ("run_deciding", "waiting for the decision")):
+        value = statistics.median(found[name])
+        print(f"  run, {label}: {value:.3f} s ({value / base:.2f}x)")
+
+
+if __name__ == "__main__":
+    members = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+    updates = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+    trio.run(main, members, updates)
