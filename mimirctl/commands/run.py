@@ -373,7 +373,7 @@ def cmd_run_ls(client: Client, args: argparse.Namespace) -> int:
                     run["mode"],
                     run["status"],
                     len(run["members"]),
-                    run["winner"] or "-",
+                    "-" if run["winner"] is None else run["winner"],
                     render.truncate(run["title"] or render.first_line(run["task"]), TITLE_WIDTH),
                     render.age(run["updated_at"]),
                 ]

@@ -137,6 +137,9 @@ def test_run_new_follows_a_debate_into_its_integration_and_a_judges_decision(
         run_id = out.splitlines()[0].split()[1].rstrip(":")
         shown = run_mimirctl(dirs, "run", "show", run_id)
         assert "integration: completed (slot 0, session " in shown.stdout
+        listed = run_mimirctl(dirs, "run", "ls").stdout.splitlines()
+        row = next(line.split() for line in listed if line.startswith(run_id[:10]))
+        assert row[3:6] == ["decided", "3", "0"]  # status, members, winner: slot 0
 
         judged = run_mimirctl(
             dirs,
