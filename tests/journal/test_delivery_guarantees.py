@@ -22,9 +22,11 @@ import trio.testing
 from mimird import journal
 from mimird.config import DatabaseSection
 from mimird.errors import StorageError
+from mimird.journal.run_events import append_run, page_run
 from mimird.journal.subscriptions import CATCH_UP_PAGE
 from mimird.journal.writer import BATCH_MAX, CLOSING_RETRIES
 from mimird.store import Store, schema
+from mimird.wire.run_events import RunNote
 from tests.journal.test_search import add_project, add_session
 from tests.support.helpers import DaemonDirs
 
@@ -343,6 +345,29 @@ async def test_the_store_commits_events_after_the_journal_closed(dirs: DaemonDir
             pass
         await store.write(journal.append, session_id, update(0))
         assert stored_events(dirs) == [(1, 0)]
+
+
+async def test_the_store_commits_run_events_after_the_journal_closed(dirs: DaemonDirs) -> None:
+    """The same for a run's journal: a run event appended once the journal is gone
+    still commits."""
+    async with open_store(dirs) as store:
+        session_id = await new_session(store)
+
+        def add_run(conn: sa.Connection) -> str:
+            project = conn.execute(
+                sa.select(schema.sessions.c.project_id).where(schema.sessions.c.id == session_id)
+            ).scalar_one()
+            now = "2026-01-01T00:00:00.000000Z"
+            run = {"id": "r" * 26, "project_id": project, "task": "t", "mode": "competition"}
+            values = {**run, "status": "running", "judge": "user"}
+            conn.execute(sa.insert(schema.runs).values(**values, created_at=now, updated_at=now))
+            return str(run["id"])
+
+        run_id = await store.write(add_run)
+        async with journal.Journal.open(store):
+            pass
+        assert await store.write(append_run, run_id, RunNote(text="late")) == 1
+        assert [e.seq for e in await store.read(page_run, run_id, after=0, limit=10)] == [1]
 
 
 async def test_unsubscribed_subscriptions_are_forgotten_and_the_others_still_served(
