@@ -347,27 +347,58 @@ async def test_the_store_commits_events_after_the_journal_closed(dirs: DaemonDir
         assert stored_events(dirs) == [(1, 0)]
 
 
+async def new_run(store: Store) -> str:
+    """A run row (of a new project), for its journal."""
+
+    def add_run(conn: sa.Connection) -> str:
+        now = "2026-01-01T00:00:00.000000Z"
+        run_id = "r" * 26
+        values = {"id": run_id, "project_id": add_project(conn, "runs"), "task": "t"}
+        values |= {"mode": "competition", "status": "running", "judge": "user"}
+        conn.execute(sa.insert(schema.runs).values(**values, created_at=now, updated_at=now))
+        return run_id
+
+    return await store.write(add_run)
+
+
 async def test_the_store_commits_run_events_after_the_journal_closed(dirs: DaemonDirs) -> None:
     """The same for a run's journal: a run event appended once the journal is gone
     still commits."""
     async with open_store(dirs) as store:
-        session_id = await new_session(store)
-
-        def add_run(conn: sa.Connection) -> str:
-            project = conn.execute(
-                sa.select(schema.sessions.c.project_id).where(schema.sessions.c.id == session_id)
-            ).scalar_one()
-            now = "2026-01-01T00:00:00.000000Z"
-            run = {"id": "r" * 26, "project_id": project, "task": "t", "mode": "competition"}
-            values = {**run, "status": "running", "judge": "user"}
-            conn.execute(sa.insert(schema.runs).values(**values, created_at=now, updated_at=now))
-            return str(run["id"])
-
-        run_id = await store.write(add_run)
+        run_id = await new_run(store)
         async with journal.Journal.open(store):
             pass
         assert await store.write(append_run, run_id, RunNote(text="late")) == 1
         assert [e.seq for e in await store.read(page_run, run_id, after=0, limit=10)] == [1]
+
+
+async def test_unsubscribed_run_subscriptions_are_forgotten_and_the_other_still_served(
+    dirs: DaemonDirs,
+) -> None:
+    async with open_store(dirs) as store:
+        run_id = await new_run(store)
+        async with journal.Journal.open(store) as jr:
+            kept = await jr.subscribe_run(run_id, after=0)
+            gone = await jr.subscribe_run(run_id, after=0)
+            assert jr.subscribers == 2
+            jr.unsubscribe(gone)
+            assert jr.subscribers == 1
+            jr.unsubscribe(gone)  # twice: nothing more happens
+            assert jr.subscribers == 1
+            received: list[int] = []
+
+            async def send(frames: list[bytes]) -> None:
+                received.extend(msgspec.json.decode(f)["seq"] for f in frames)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(kept.run, send, lambda event: event.wire())
+                await store.write(append_run, run_id, RunNote(text="one"))
+                with trio.fail_after(WAIT_S):
+                    while received != [1]:  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                kept.close()
+            jr.unsubscribe(kept)
+            assert jr.subscribers == 0
 
 
 async def test_unsubscribed_subscriptions_are_forgotten_and_the_others_still_served(
