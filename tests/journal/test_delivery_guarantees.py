@@ -21,12 +21,12 @@ import trio.testing
 
 from mimird import journal
 from mimird.config import DatabaseSection
-from mimird.errors import StorageError
-from mimird.journal.run_events import append_run, page_run
+from mimird.errors import NotFound, StorageError
+from mimird.journal.run_events import append_run, decoded, page_run, run_head
 from mimird.journal.subscriptions import CATCH_UP_PAGE
 from mimird.journal.writer import BATCH_MAX, CLOSING_RETRIES
 from mimird.store import Store, schema
-from mimird.wire.run_events import RunNote
+from mimird.wire.run_events import RunCancelled, RunNote
 from tests.journal.test_search import add_project, add_session
 from tests.support.helpers import DaemonDirs
 
@@ -347,13 +347,12 @@ async def test_the_store_commits_events_after_the_journal_closed(dirs: DaemonDir
         assert stored_events(dirs) == [(1, 0)]
 
 
-async def new_run(store: Store) -> str:
+async def new_run(store: Store, run_id: str = "r" * 26) -> str:
     """A run row (of a new project), for its journal."""
 
     def add_run(conn: sa.Connection) -> str:
         now = "2026-01-01T00:00:00.000000Z"
-        run_id = "r" * 26
-        values = {"id": run_id, "project_id": add_project(conn, "runs"), "task": "t"}
+        values = {"id": run_id, "project_id": add_project(conn, f"runs-{run_id}"), "task": "t"}
         values |= {"mode": "competition", "status": "running", "judge": "user"}
         conn.execute(sa.insert(schema.runs).values(**values, created_at=now, updated_at=now))
         return run_id
@@ -370,6 +369,28 @@ async def test_the_store_commits_run_events_after_the_journal_closed(dirs: Daemo
             pass
         assert await store.write(append_run, run_id, RunNote(text="late")) == 1
         assert [e.seq for e in await store.read(page_run, run_id, after=0, limit=10)] == [1]
+
+
+async def test_reads_of_a_runs_journal(dirs: DaemonDirs) -> None:
+    """A run's events by seq and by kind, never another run's; its newest seq (0 when
+    none); an event for a run that is gone is refused, naming the run."""
+    async with open_store(dirs) as store:
+        a, b = await new_run(store, "a" * 26), await new_run(store, "b" * 26)
+        assert await store.read(run_head, a) == 0
+        for n in range(3):
+            await store.write(append_run, a, RunNote(text=f"a{n}"))
+            await store.write(append_run, b, RunNote(text=f"b{n}"))
+        await store.write(append_run, a, RunCancelled())
+        assert await store.read(run_head, a) == 4
+        assert await store.read(run_head, b) == 3
+        events = await store.read(page_run, a, after=1, limit=10)
+        assert [(e.run_id, e.seq) for e in events] == [(a, 2), (a, 3), (a, 4)]
+        assert [decoded(e) for e in events[:1]] == [{"text": "a1"}]
+        notes = await store.read(page_run, a, after=0, limit=10, kind="run_cancelled")
+        assert [e.seq for e in notes] == [4]
+        with pytest.raises(NotFound) as gone:
+            await store.write(append_run, "c" * 26, RunNote(text="late"))
+        assert gone.value.field == "run"
 
 
 async def test_unsubscribed_run_subscriptions_are_forgotten_and_the_other_still_served(

@@ -146,6 +146,11 @@ def test_a_branch_checked_out_elsewhere_stops_the_removal_before_anything_goes(
     assert worktree.is_dir()
     assert branch_exists(repo, BRANCH)
 
+    # Keeping the branch, the same removal goes ahead.
+    assert remove_worktree(repo, worktree, branch=BRANCH, snapshot_ref=REF) is not None
+    assert not worktree.exists()
+    assert branch_exists(repo, BRANCH)
+
 
 def test_a_branch_whose_commits_the_snapshot_holds_goes_though_the_worktree_moved_on(
     repo: Path, worktree: Path
