@@ -9,6 +9,8 @@ alternating order, each on a fresh daemon (its start is not timed):
 - **sessions**: MEMBERS ``session.create`` calls, each with the prompt (answered at once,
   the turn runs in the background), timed until the last of their ``turn_ended`` events
   reached a subscriber to every session;
+- **made then prompted**: the shape of a run without the run: MEMBERS ``session.create``
+  calls, then MEMBERS ``session.prompt`` calls at once, timed the same way;
 - **run**: one ``run.create`` of MEMBERS members (no check command, the user decides), timed
   to the same point (the last member's ``turn_ended``), and, separately, until the run
   waits for its decision (``deciding``: every member's work committed onto its branch and
@@ -71,6 +73,19 @@ async def independent(c: Client, project: str, members: int) -> tuple[float, flo
     return took, took
 
 
+async def made_then_prompted(c: Client, project: str, members: int) -> tuple[float, float]:
+    """The shape of a run without the run: every session made first, then all
+    prompted at once."""
+    began = time.perf_counter()
+    ids = [(await c.call("session.create", {"project": project}))["id"] for _ in range(members)]
+    async with trio.open_nursery() as nursery:
+        for session_id in ids:
+            nursery.start_soon(c.call, "session.prompt", {"session": session_id, "text": "go"})
+    await turns_ended(c, set(ids))
+    took = time.perf_counter() - began
+    return took, took
+
+
 async def run(c: Client, project: str, members: int) -> tuple[float, float]:
     began = time.perf_counter()
     created = await c.call(
@@ -98,27 +113,35 @@ async def measure(
 
 async def main(members: int, updates: int) -> None:
     configure_logging("warning")
-    found: dict[str, list[float]] = {"sessions": [], "run": [], "run_deciding": []}
+    found: dict[str, list[float]] = {"sessions": [], "batched": [], "run": [], "run_deciding": []}
     for n in range(ROUNDS):
-        order = [independent, run] if n % 2 == 0 else [run, independent]
-        for how in order:
+        order = [independent, made_then_prompted, run]
+        for how in order if n % 2 == 0 else reversed(order):
             turns, whole = await measure(how, members, updates)
             if how is independent:
                 found["sessions"].append(turns)
+            elif how is made_then_prompted:
+                found["batched"].append(turns)
             else:
                 found["run"].append(turns)
                 found["run_deciding"].append(whole)
         print(
-            f"round {n + 1}: sessions {found['sessions'][-1]:.3f} s, run {found['run'][-1]:.3f} s"
-            f" (deciding at {found['run_deciding'][-1]:.3f} s)",
+            f"round {n + 1}: sessions {found['sessions'][-1]:.3f} s, made then prompted "
+            f"{found['batched'][-1]:.3f} s, run {found['run'][-1]:.3f} s (deciding at "
+            f"{found['run_deciding'][-1]:.3f} s)",
             flush=True,
         )
     base = statistics.median(found["sessions"])
+    batched = statistics.median(found["batched"])
     print(f"{members} members x {updates} updates, medians of {ROUNDS} rounds:")
-    print(f"  independent sessions, every turn ended: {base:.3f} s")
+    print(f"  independent sessions (each prompted as made), every turn ended: {base:.3f} s")
+    print(f"  sessions made first, then prompted at once: {batched:.3f} s ({batched / base:.2f}x)")
     for name, label in (("run", "every turn ended"), ("run_deciding", "waiting for the decision")):
         value = statistics.median(found[name])
-        print(f"  run, {label}: {value:.3f} s ({value / base:.2f}x)")
+        print(
+            f"  run, {label}: {value:.3f} s ({value / base:.2f}x the first, "
+            f"{value / batched:.2f}x the second)"
+        )
 
 
 if __name__ == "__main__":
