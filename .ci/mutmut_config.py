@@ -76,6 +76,8 @@ WORKDIR = Path(".mutmut-coverage")
 MAP = WORKDIR / "map.json"
 SOCKET = WORKDIR / "forkserver.sock"
 SELECTED = WORKDIR / "selected.txt"
+#: The output of the last mutant's test run (not shown: see :func:`command`).
+RUN_LOG = WORKDIR / "last-run.log"
 
 #: pytest's options for a mutant's run (the fork server adds nothing).
 PYTEST_OPTIONS = (
@@ -443,7 +445,10 @@ def command(tests: list[str]) -> str:
     SELECTED.write_text("".join(f"{t}\n" for t in tests))
     run = f".venv/bin/python .ci/mutate_forkserver.py run {SOCKET} {JOBS} {SELECTED} --"
     pytest = f"{run} {PYTEST_OPTIONS} --timeout={timeout}"
-    return f"sh -c {shlex.quote(pytest + ' || exit 1')}"
+    # Not on mutmut's terminal: mutmut runs the command on a pty, and a test's output to a
+    # terminal (coloured, its log lines rendered for people) changes its timing enough to
+    # let a mutant through that the same tests kill off a terminal, as CI runs them.
+    return f"sh -c {shlex.quote(pytest + f' > {RUN_LOG} 2>&1 || exit 1')}"
 
 
 def _mutant_source(context: Any) -> str:
@@ -612,6 +617,13 @@ JUDGED: tuple[Judged, ...] = (
         "Subscription.run",
         "if self._by_seq and batch[0].seq > self.cursor + 1:",
         2,
+        "accepted",
+    ),
+    Judged(
+        "mimird/journal/subscriptions.py",
+        "Subscription.run",
+        "if self._by_seq and batch[0].seq > self.cursor + 1:",
+        4,
         "accepted",
     ),
     Judged(

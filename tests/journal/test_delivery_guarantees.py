@@ -571,20 +571,47 @@ async def test_a_full_page_read_on_going_live_is_followed_by_the_rest(dirs: Daem
         assert received.seqs == list(range(1, total + 3))
 
 
+class CountedReads:
+    """The store as a subscription sees it, counting the reads in flight: a test can
+    wait until the subscription is idle (live, waiting for events, no read going on:
+    ``wait_all_tasks_blocked`` alone counts a task waiting for a reader thread as
+    blocked)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.in_flight = 0
+
+    async def read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.in_flight += 1
+        try:
+            return await self.store.read(fn, *args, **kwargs)
+        finally:
+            self.in_flight -= 1
+
+    async def idle(self) -> None:
+        with trio.fail_after(WAIT_S):
+            await trio.testing.wait_all_tasks_blocked()
+            while self.in_flight:
+                await trio.sleep(0.001)
+                await trio.testing.wait_all_tasks_blocked()
+
+
 async def test_a_gap_in_a_live_batch_is_filled_from_the_database(dirs: DaemonDirs) -> None:
     """A live batch that does not follow the cursor means a publish was missed (here:
     a commit made while nothing listened): the subscription reads the missing
     events from the database before it sends the batch, in order."""
     async with open_store(dirs) as store:
         session_id = await new_session(store)
-        sub = journal.Subscription(store, 1, session_id, 0, queue_size=100)
+        counted = CountedReads(store)
+        sub = journal.Subscription(counted, 1, session_id, 0, queue_size=100)
         store.on_commit = sub.offer
         received = Received()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sub.run, received.send, received.encode)
+            await counted.idle()  # live, with nothing stored yet
             await store.write(journal.append, session_id, update(0))
             await received.at_least(1)
-            await trio.testing.wait_all_tasks_blocked()  # live, waiting for events
+            await counted.idle()  # live, waiting for events
             store.on_commit = None
             await store.write(journal.append, session_id, update(1))  # never published
             store.on_commit = sub.offer
