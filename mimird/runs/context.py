@@ -35,12 +35,12 @@ from mimird.wire import run_events as ev
 from mimird.wire.runs import RunStatus
 from mimird.wire.types import SessionCreateParams, TemplatePrompt
 from mimird.workspaces.integrate import is_clean
-from mimird.workspaces.provision import Workspaces
+from mimird.workspaces.provision import SNAPSHOT_REF_PREFIX, Workspaces
 
 log = structlog.get_logger("mimird.runs")
 
 #: Where what a check left in a clean worktree is saved before it is removed.
-CHECK_REFS: Final = "refs/mimir/snapshots/runs/"
+CHECK_REFS: Final = f"{SNAPSHOT_REF_PREFIX}runs/"
 #: Outcomes after which a member's turn is not run again (resume skips it).
 DONE: Final = frozenset({"finished", "failed", "budget_exceeded", "cancelled"})
 #: The most of a member's failure reason a run keeps.
