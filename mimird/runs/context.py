@@ -72,6 +72,15 @@ class RunOwner(Protocol):
     integrator: Callable[[RunContext, int], Awaitable[None]] | None
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class EarlyTurn:
+    """A member's first turn, started while the run was still being made (run.create
+    prompts each member as soon as it exists); the run's first phase joins it."""
+
+    scope: trio.CancelScope
+    done: trio.Event
+
+
 @dataclass(frozen=True, slots=True)
 class MemberTurn:
     """How one member's turn ended, as the run records it."""
@@ -92,6 +101,9 @@ class RunContext:
         #: Set when the run's budget was reached: the turns cancelled then count as
         #: budget_exceeded.
         self.budget_reached: str | None = None
+        #: Members whose first turn started while the run was being made, by slot;
+        #: the first round joins them instead of prompting again.
+        self.early: dict[int, EarlyTurn] = {}
 
     # ---- reading -----------------------------------------------------------------------
 
