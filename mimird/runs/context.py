@@ -104,6 +104,8 @@ class RunContext:
         #: Members whose first turn started while the run was being made, by slot;
         #: the first round joins them instead of prompting again.
         self.early: dict[int, EarlyTurn] = {}
+        #: Set once this context moved the run (run.resume answers after that).
+        self.moved = trio.Event()
 
     # ---- reading -----------------------------------------------------------------------
 
@@ -142,7 +144,7 @@ class RunContext:
         only_from: frozenset[str] | None = None,
     ) -> RunRow:
         """Move the run (journaled after ``facts``). Cancellation: committed or not."""
-        return await self.runs.store.write(
+        row = await self.runs.store.write(
             records.transition,
             self.run_id,
             target,
@@ -151,6 +153,8 @@ class RunContext:
             facts=facts,
             only_from=only_from,
         )
+        self.moved.set()
+        return row
 
     async def set_member(
         self, slot: int, changes: dict[str, Any], *facts: ev.RunEventData

@@ -35,6 +35,8 @@ log = structlog.get_logger("mimird.runs")
 
 #: How long cancelling a run waits for its task to end (turns cancelled, checks stopped).
 CANCEL_WAIT_S: Final = 60.0
+#: How long run.resume waits for the run to move on before answering.
+RESUME_WAIT_S: Final = 5.0
 
 
 #: Brings a decided run's winner home and completes the run (see modes.complete);
@@ -141,13 +143,18 @@ class Runs:
             with trio.move_on_after(CANCEL_WAIT_S):
                 await turn.done.wait()
 
-    def start(self, run_id: str, step: Callable[[RunContext], Awaitable[None]]) -> None:
-        """Run ``step`` for the run in the owner's nursery (one task per run), with
-        the context its members' early turns share, if it has one."""
+    def start(
+        self,
+        run_id: str,
+        step: Callable[[RunContext], Awaitable[None]],
+        ctx: RunContext | None = None,
+    ) -> None:
+        """Run ``step`` for the run in the owner's nursery (one task per run), in
+        ``ctx``, or the context its members' early turns share, or a new one."""
         if run_id in self._tasks:
             raise InvalidState(f"run {run_id} is already being worked on", field="run", id=run_id)
         task = self._tasks[run_id] = _Task()
-        ctx = self._making.pop(run_id, None) or self.context(run_id)
+        ctx = ctx or self._making.pop(run_id, None) or self.context(run_id)
         self._nursery.start_soon(self._drive, ctx, step, task)
 
     async def _drive(
@@ -250,7 +257,10 @@ class Runs:
         slots = [s for s in run.slots if run.member(s).get("outcome") not in DONE]
         ctx = self.context(run.id)
         await ctx.journal(ev.RunResumed(slots=slots))
-        self.start(run.id, self.drive)
+        self.start(run.id, self.drive, ctx)
+        # Answered once the run has moved on (running, checking, ...), not as it was.
+        with trio.move_on_after(RESUME_WAIT_S):
+            await ctx.moved.wait()
         return await ctx.row()
 
     # ---- start-up ---------------------------------------------------------------------
