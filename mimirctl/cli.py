@@ -69,6 +69,7 @@ EXIT_CODES: Final = {
 #: ``mimirctl --help`` lists them. Only the module of the word given is imported.
 WORDS: Final = {
     "status": "daemon",
+    "metrics": "daemon",
     "project": "project",
     "session": "session",
     "run": "run",
@@ -85,6 +86,9 @@ WORDS: Final = {
     "template": "template",
     "db": "db",
     "search": "search",
+    "top": "top",
+    "completion": "completion",
+    "__complete": "completion",
 }
 #: Options before the command word that take a value.
 _VALUED_OPTIONS: Final = frozenset({"--socket"})
