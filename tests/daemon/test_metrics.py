@@ -182,9 +182,10 @@ async def test_metrics_move_as_a_scripted_session_runs(dirs: DaemonDirs) -> None
 
         # The fourth prompt's agent crashes: the host restarts it.
         await c.error("session.prompt", {"session": session_id, "text": "four"})
-        with trio.fail_after(10):
-            while not value(after := await metrics(c), "mimir_agent_restarts_total", kind="fake"):
-                await trio.sleep(0.02)
+        restarted = await c.until(
+            "daemon.metrics", {}, lambda r: 'mimir_agent_restarts_total{kind="fake"} 1' in r["text"]
+        )
+        after = parse(restarted["text"])
         assert value(after, "mimir_turns_ended_total", stop_reason="error") == 1
         assert value(after, "mimir_uptime_seconds") >= value(during, "mimir_uptime_seconds")
         counted = value(after, "mimir_rpc_calls_total", method="daemon.metrics", outcome="ok")
