@@ -141,7 +141,8 @@ def test_top_shows_sessions_live_answers_a_permission_and_quits_cleanly(
                     lambda s: "awaiting_permission" in s and "1 permission waiting" in s,
                     "the permission request",
                 )
-                assert "\x1b" not in shown and "\u202e" not in shown
+                assert "\x1b" not in shown
+                assert "\u202e" not in shown
                 screen.keys("j")  # alpha
                 screen.wait(
                     lambda s: "waiting: Write a.txt ^[[31mRED<U+202E> (p" in s, "the selection"
