@@ -93,14 +93,19 @@ _mimirctl_row() {
         [[ ${line%%|*} == "$1" ]] && { printf '%s\n' "$line"; return; }
     done <<< "$_mimirctl_table"
 }
-_mimirctl_field() { local IFS='|'; local -a f; read -r -a f <<< "$1|"; printf '%s' "${f[$2]}"; }
+_mimirctl_field() {
+    local rest="$1|" i
+    for ((i = 0; i < $2; i++)); do rest=${rest#*|}; done
+    printf '%s' "${rest%%|*}"
+}
 _mimirctl_names() {
     local socket=()
     [[ -n $_mimirctl_socket ]] && socket=(--socket "$_mimirctl_socket")
     command mimirctl completion __list "$1" "${socket[@]}" 2>/dev/null
 }
 _mimirctl() {
-    local cur=${COMP_WORDS[COMP_CWORD]} path="" row i word positional=0 kind=""
+    # (not "path": zsh ties it to PATH)
+    local cur=${COMP_WORDS[COMP_CWORD]} cmdpath="" row i word positional=0 kind="" n=0
     local values _mimirctl_socket=""
     values=$(_mimirctl_field "$(_mimirctl_row '#values')" 1)
     row=$(_mimirctl_row "")
@@ -112,8 +117,8 @@ _mimirctl() {
                 [[ $word == --socket ]] && _mimirctl_socket=${COMP_WORDS[i]}
             fi
         elif [[ " $(_mimirctl_field "$row" 1) " == *" $word "* ]]; then
-            path=${path:+$path }$word
-            row=$(_mimirctl_row "$path")
+            cmdpath=${cmdpath:+$cmdpath }$word
+            row=$(_mimirctl_row "$cmdpath")
             positional=0
         else
             ((positional++))
@@ -132,9 +137,11 @@ _mimirctl() {
         COMPREPLY=($(compgen -W "$(_mimirctl_field "$row" 1)" -- "$cur"))
         return
     else
-        local -a kinds
-        read -r -a kinds <<< "$(_mimirctl_field "$row" 4)"
-        kind=${kinds[positional]}
+        for kind in $(_mimirctl_field "$row" 4); do
+            ((n == positional)) && break
+            ((n++))
+            kind=""
+        done
     fi
     case $kind in
         project) COMPREPLY=($(compgen -W "$(_mimirctl_names projects)" -- "$cur")) ;;
@@ -197,6 +204,7 @@ function __mimirctl_complete
         end
     end
     set -l kind ''
+    set -l subcommands (__mimirctl_field $row 2)
     if test $skip = 1
         for pair in (__mimirctl_field (__mimirctl_row '#values') 2)
             set -l kv (string split '=' -- $pair)
@@ -205,8 +213,8 @@ function __mimirctl_complete
     else if string match -q -- '-*' "$cur"
         __mimirctl_field $row 3
         return
-    else if test -n (string join '' (__mimirctl_field $row 2))
-        __mimirctl_field $row 2
+    else if test (count $subcommands) -gt 0
+        printf '%s\n' $subcommands
         return
     else
         set -l kinds (__mimirctl_field $row 5)
