@@ -154,10 +154,16 @@ complete -F _mimirctl mimirctl
 """
 
 _ZSH: Final = r"""#compdef mimirctl
-# mimirctl completion for zsh: put it as _mimirctl in a directory of $fpath, or
-# source it after compinit. It runs the bash completion through bashcompinit.
+# mimirctl completion for zsh: put it as _mimirctl in a directory of $fpath (before
+# compinit runs), or source it after compinit. It runs the bash completion function
+# (_mimirctl_bash) through zsh's bashcompinit.
 autoload -U +X bashcompinit && bashcompinit
-@BASH@"""
+@BASH@
+# Autoloaded from $fpath as _mimirctl on the first TAB: complete that TAB too.
+if [[ ${zsh_eval_context[-1]} == loadautofunc ]]; then
+    _bash_complete -F _mimirctl_bash "$@"
+fi
+"""
 
 _FISH: Final = r"""# mimirctl completion for fish: put it in
 # ~/.config/fish/completions/mimirctl.fish
@@ -240,7 +246,12 @@ def script(shell: str) -> str:
         return _FISH.replace("@TABLE@", quoted)
     # Rows hold no single quote (argparse option strings and command words).
     bash = _BASH.replace("@TABLE@", "\n".join(rows).replace("'", "'\\''"))
-    return _ZSH.replace("@BASH@", bash) if shell == "zsh" else bash
+    if shell == "zsh":
+        # Its own name: the file itself is the function _mimirctl once autoloaded.
+        bash = bash.replace("_mimirctl()", "_mimirctl_bash()")
+        bash = bash.replace("complete -F _mimirctl mimirctl", "complete -F _mimirctl_bash mimirctl")
+        return _ZSH.replace("@BASH@", bash)
+    return bash
 
 
 def cmd_script(args: argparse.Namespace) -> int:

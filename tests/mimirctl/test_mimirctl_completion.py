@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -193,7 +194,7 @@ print -r -- "registered: ${{_comps[mimirctl]}}"
 t() {{
     COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 ))
     local -a found
-    found=(${{(f)"$(compgen -F _mimirctl -- "${{@[-1]}}")"}})
+    found=(${{(f)"$(compgen -F _mimirctl_bash -- "${{@[-1]}}")"}})
     print -r -- ${{(M)found:#${{@[-1]}}*}}
 }}
 t mimirctl sess
@@ -210,7 +211,7 @@ t mimirctl prompt ''
         check=True,
     )
     lines = done.stdout.splitlines()
-    assert "_mimirctl" in lines[0]
+    assert lines[0] == "registered: _bash_complete -F _mimirctl_bash"
     assert lines[1].split() == ["session"]
     assert lines[2].split() == ["--project"]
     assert lines[3].split() == ["demo"]
@@ -245,3 +246,52 @@ def test_fish_loads_the_script_and_completes_from_the_daemon(
     assert complete("mimirctl session new ") == ["demo"]
     assert complete("mimirctl prompt ") == sorted(ids)
     assert complete("mimirctl completion ") == ["bash", "fish", "zsh"]
+
+
+@pytest.mark.skipif(
+    shutil.which("zsh") is None or shutil.which("tmux") is None,
+    reason="zsh or tmux not installed (make system-deps)",
+)
+def test_zsh_autoloads_the_script_from_fpath_and_completes_at_the_first_tab(
+    world: tuple[DaemonDirs, DaemonProcess, list[str]],
+) -> None:
+    dirs, _, _ = world
+    functions = dirs.root / "zfunc"
+    functions.mkdir(exist_ok=True)
+    shutil.copy(script(dirs, "zsh"), functions / "_mimirctl")
+    tmux = [str(shutil.which("tmux")), "-S", str(dirs.root / "tmux-zsh.sock"), "-f", "/dev/null"]
+    env = {**env_of(dirs), "TERM": "xterm-256color"}
+    env.pop("TMUX", None)
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [*tmux, *args], env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def shown(text: str) -> str:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if text in (screen := run("capture-pane", "-p")):
+                return screen
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} never showed:\n{run('capture-pane', '-p')}")
+
+    run("new-session", "-d", "-x", "120", "-y", "20", "zsh -f")
+    try:
+        run(
+            "send-keys",
+            f"fpath=({functions} $fpath); autoload -U compinit; compinit -u -D",
+            "Enter",
+        )
+        run("send-keys", "PS1='> '", "Enter")
+        run("send-keys", "mimirctl session ne", "Tab")
+        shown("> mimirctl session new")
+        run("send-keys", "-l", " --pro")
+        run("send-keys", "Tab")
+        shown("> mimirctl session new --prompt")
+        run("send-keys", "C-u", "mimirctl session ls -p ", "Tab")
+        shown("> mimirctl session ls -p demo")
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=RUN_TIMEOUT_S)
