@@ -222,3 +222,30 @@ def test_help_lists_top_without_importing_curses() -> None:
     )
     assert " top " in done.stdout
     assert done.stdout.splitlines()[-1] == "False"
+
+
+def test_top_groups_a_runs_members_under_it(dirs: DaemonDirs) -> None:
+    write_config(dirs, {})
+    repo = make_repo(dirs.root / "repo")
+    with daemon_process(dirs):
+        project = result(dirs, "project.add", {"path": str(repo), "name": "demo"})
+        result(dirs, "session.create", {"project": project["id"], "title": "alone"})
+        run = result(
+            dirs,
+            "run.create",
+            {"project": project["id"], "task": "do it", "title": "race", "agent": "fake", "n": 2},
+        )
+        until(
+            lambda: result(dirs, "run.get", {"run": run["id"]}),
+            lambda found: found["status"] == "deciding",
+            "the run waiting for a pick",
+        )
+        with pane(dirs, top_command()) as screen:
+            shown = screen.wait(lambda s: "alone" in s and "race" in s, "the run and the session")
+            lines = [line for line in shown.splitlines()[2:] if line.strip()][:4]
+            assert lines[0].startswith(f"run {run['id'][:10]}  competition · deciding  race")
+            members = [m["session_id"][:10] for m in run["members"]]
+            assert [line.split()[:2] for line in lines[1:3]] == [["└", m] for m in members]
+            assert lines[3].split()[-1] == "alone"
+            screen.keys("q")
+            screen.wait(lambda s: "EXIT=0" in s, "top's end")
