@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import trio
 
+from mimird.metrics import Gauges, Metrics, exposition
 from tests.support.agents import Client, agent_world, new_session
 from tests.support.helpers import DaemonDirs
 
@@ -245,3 +246,30 @@ async def test_mimirctl_metrics_prints_the_exposition(dirs: DaemonDirs) -> None:
     families = parse(done.stdout.decode())
     assert value(families, "mimir_up") == 1
     assert families["mimir_rpc_duration_seconds"].kind == "histogram"
+
+
+def test_label_values_are_escaped_and_read_back_exactly() -> None:
+    counters = Metrics()
+    hostile = 'a"b\\c\nd'
+    counters.agent_restarted(hostile)
+    counters.rpc_called("session.get", "ok", 0.002)
+    gauges = Gauges(
+        sessions_by_status={"idle": 2},
+        events_journaled=5,
+        journal_lag=0,
+        subscribers=0,
+        subscriber_catch_ups=0,
+        agents_running=0,
+        uptime_s=1.0,
+        rss_bytes=None,
+    )
+    families = parse(exposition(counters, gauges))
+    assert value(families, "mimir_agent_restarts_total", kind=hostile) == 1
+    assert value(families, "mimir_sessions", status="idle") == 2
+    assert "mimir_process_resident_memory_bytes" not in families
+    assert (
+        value(families, "mimir_rpc_duration_seconds_bucket", method="session.get", le="0.001") == 0
+    )
+    assert (
+        value(families, "mimir_rpc_duration_seconds_bucket", method="session.get", le="0.0025") == 1
+    )
