@@ -199,6 +199,12 @@ def test_top_cancels_the_selected_sessions_turn_with_c(dirs: DaemonDirs) -> None
                 dirs, "session.events", {"session": alpha["id"], "kind": "cancel_requested"}
             )
             assert len(asked["events"]) == 1
+            # A smaller window: top redraws to its size, the keys' line at the bottom.
+            screen.tmux("resize-window", "-x", "70", "-y", "12")
+            shown = screen.wait(lambda s: s.splitlines()[-1].startswith("↑↓/jk"), "the redraw")
+            assert len(shown.splitlines()) == 12
+            assert max(len(line) for line in shown.splitlines()) <= 70
+            assert "alpha" not in shown  # the title column is past the 70th
             screen.keys("q")
             screen.wait(lambda s: "EXIT=0" in s, "top's end")
 
