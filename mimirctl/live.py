@@ -173,8 +173,10 @@ class LiveView:
             target = _text(data.get("to"))
             if target in GONE:
                 del self.sessions[session_id]
-                return None
+                return None  # (a member archived: its run is read with the others')
             line.set_status(target, at)
+            # A member's move may be its run's: read both again (top's refresh does).
+            return session_id if line.run_id is not None else None
         elif kind == "prompt":
             line.turn_started = at if at is not None else time.time()
         elif kind == "permission_requested":

@@ -19,7 +19,9 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, get_args
+
+from mimird.wire.types import SessionStatus
 
 #: The content type of the exposition, as a scraper expects it.
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -41,9 +43,11 @@ LATENCY_BUCKETS: Final = (
     30.0,
     60.0,
 )
+#: The session statuses counted (``deleted`` sessions are not).
+SESSION_STATUSES: Final = tuple(s for s in get_args(SessionStatus) if s != "deleted")
 #: The stop reasons ACP defines, and Mimir's own ``error``; any other is ``other``.
 STOP_REASONS: Final = frozenset(
-    {"end_turn", "max_tokens", "max_turn_requests", "refusal", "cancelled", "error"}
+    {"end_turn", "max_tokens", "max_turn_requests", "refusal", "cancelled", "error", "other"}
 )
 
 
@@ -78,7 +82,7 @@ class Metrics:
         self.turns_started += 1
 
     def turn_ended(self, stop_reason: str) -> None:
-        reason = stop_reason if stop_reason in STOP_REASONS else "other"
+        reason = stop_reason if stop_reason in STOP_REASONS else "other"  # bounded series
         self.turns_ended[reason] = self.turns_ended.get(reason, 0) + 1
 
     def agent_restarted(self, kind: str) -> None:
@@ -160,12 +164,14 @@ def exposition(metrics: Metrics, gauges: Gauges) -> str:
         out.family("mimir_process_resident_memory_bytes", "gauge", "mimird's resident memory.")
         out.sample("mimir_process_resident_memory_bytes", gauges.rss_bytes)
     out.family("mimir_sessions", "gauge", "Sessions by status (deleted ones not counted).")
-    for status, count in sorted(gauges.sessions_by_status.items()):
+    # Every status, 0 included: a series that vanishes reads as missing data, not as none.
+    by_status = dict.fromkeys(SESSION_STATUSES, 0) | dict(gauges.sessions_by_status)
+    for status, count in sorted(by_status.items()):
         out.sample("mimir_sessions", count, [("status", status)])
     out.family("mimir_turns_started_total", "counter", "Turns started (prompts sent).")
     out.sample("mimir_turns_started_total", metrics.turns_started)
     out.family("mimir_turns_ended_total", "counter", "Turns ended, by stop reason.")
-    for reason, count in sorted(metrics.turns_ended.items()):
+    for reason, count in sorted((dict.fromkeys(STOP_REASONS, 0) | metrics.turns_ended).items()):
         out.sample("mimir_turns_ended_total", count, [("stop_reason", reason)])
     out.family(
         "mimir_journal_events_total", "counter", "Events committed to the journal (rate() = /s)."

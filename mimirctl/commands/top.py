@@ -62,6 +62,8 @@ class Top:
         self.selected = 0
         self.message = ""
         self.subscription = 0
+        #: While the lists are read (run.list then gives every run at once).
+        self.loading = False
 
     # ---- the daemon ---------------------------------------------------------------
 
@@ -72,8 +74,10 @@ class Top:
         listed = self.client.call("session.list", {"limit": MAX_SESSIONS})["sessions"]
         for session in listed:
             self.view.add_session(session)
+        self.loading = True
         for session_id in list(self.view.sessions):
             self.refresh(session_id)
+        self.loading = False
         for run in self.client.call("run.list", {"limit": MAX_RUNS})["runs"]:
             self.view.add_run(run)
         self.view.set_permissions(self.client.call("permission.list")["permissions"])
@@ -84,10 +88,9 @@ class Top:
         except RpcError:
             self.view.sessions.pop(session_id, None)  # gone meanwhile
             return
-        known = session_id in self.view.sessions
         self.view.add_session(session)
-        run_id = session.get("run_id")
-        if not known and isinstance(run_id, str) and run_id not in self.view.runs:
+        # The run's own status moves with its members' (its journal is not subscribed).
+        if isinstance(run_id := session.get("run_id"), str) and not self.loading:
             with contextlib.suppress(RpcError):  # deleted meanwhile
                 self.view.add_run(self.client.call("run.get", {"run": run_id}))
 

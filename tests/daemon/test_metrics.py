@@ -150,6 +150,12 @@ async def test_metrics_move_as_a_scripted_session_runs(dirs: DaemonDirs) -> None
         before = await metrics(c)
         assert value(before, "mimir_up") == 1
         assert value(before, "mimir_turns_started_total") == 0
+        # Every status and stop reason has its series from the start, at 0.
+        statuses = {dict(labels)["status"] for _, labels in before["mimir_sessions"].samples}
+        assert {"created", "idle", "running", "awaiting_permission", "failed"} <= statuses
+        assert "deleted" not in statuses
+        ended = before["mimir_turns_ended_total"].samples
+        assert ("mimir_turns_ended_total", (("stop_reason", "other"),)) in ended
         assert value(before, "mimir_agents_running") == 0
         assert value(before, "mimir_process_resident_memory_bytes") > 0
         events_before = value(before, "mimir_journal_events_total")

@@ -253,5 +253,14 @@ def test_top_groups_a_runs_members_under_it(dirs: DaemonDirs) -> None:
             members = [m["session_id"][:10] for m in run["members"]]
             assert [line.split()[:2] for line in lines[1:3]] == [["└", m] for m in members]
             assert lines[3].split()[-1] == "alone"
+            # Picked elsewhere: the run's line follows its members' moves.
+            result(dirs, "run.pick", {"run": run["id"], "slot": 1})
+            final = until(
+                lambda: result(dirs, "run.get", {"run": run["id"]}),
+                lambda found: found["status"] == "completed",
+                "the run completed",
+            )
+            assert final["winner"] == 1
+            screen.wait(lambda s: "competition · completed  race" in s, "the run's new status")
             screen.keys("q")
             screen.wait(lambda s: "EXIT=0" in s, "top's end")
