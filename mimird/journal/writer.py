@@ -102,12 +102,17 @@ class Journal:
         Cancellation: the event was queued or not; never half of it."""
         kind, data = kind_and_data(fact)
         pending = Pending(session_id, kind, data, text)
-        try:
-            # The common case, without send's checkpoint (~10 µs per event).
-            self._send.send_nowait(pending)
-        except trio.WouldBlock:
-            await self._send.send(pending)
+        # Counted before it is queued: the writer may commit it before this task runs on.
         self.submitted += 1
+        try:
+            try:
+                # The common case, without send's checkpoint (~10 µs per event).
+                self._send.send_nowait(pending)
+            except trio.WouldBlock:
+                await self._send.send(pending)
+        except BaseException:  # not queued (cancelled, or the journal closed)
+            self.submitted -= 1
+            raise
 
     async def flush(self) -> None:
         """Return once every event submitted before this call is committed and published."""

@@ -11,9 +11,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import sqlalchemy as sa
 import trio
 
+from mimird import journal
 from mimird.metrics import Gauges, Metrics, exposition
+from tests.journal.test_search import add_project, add_session, open_store
 from tests.support.agents import Client, agent_world, new_session
 from tests.support.helpers import DaemonDirs
 
@@ -279,3 +282,21 @@ def test_label_values_are_escaped_and_read_back_exactly() -> None:
     assert (
         value(families, "mimir_rpc_duration_seconds_bucket", method="session.get", le="0.0025") == 1
     )
+
+
+async def test_journal_lag_counts_events_submitted_until_they_are_committed(
+    dirs: DaemonDirs,
+) -> None:
+    async with open_store(dirs) as store:
+
+        def setup(conn: sa.Connection) -> str:
+            return add_session(conn, add_project(conn, "api"))
+
+        session_id = await store.write(setup)
+        async with journal.Journal.open(store) as jr:
+            # Queued without a checkpoint: the writer has not run yet.
+            for n in range(5):
+                await jr.submit(session_id, journal.Verbatim("update", {"n": n}))
+            assert (jr.lag, jr.committed) == (5, 0)
+            await jr.flush()
+            assert (jr.lag, jr.committed) == (0, 5)
