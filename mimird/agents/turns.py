@@ -143,6 +143,7 @@ class Turns:
                 text=self._recorder.scrub(text),
             )
             assert prompt_seq is not None
+            self._recorder.journal.metrics.turn_started()
             turn.prompted_at = trio.current_time()
             timeout = await self.guard.start_turn()
             if timeout is not None:
@@ -261,6 +262,7 @@ class Turns:
             text=text,
         )
         turn.ended = True
+        self._recorder.journal.metrics.turn_ended(stop_reason)
         try:
             await self.guard.after_turn()
         except Exception:  # the turn has ended whatever the check found

@@ -555,3 +555,13 @@ def live_session_ids(conn: sa.Connection, project_id: str) -> list[str]:
             .order_by(sessions.c.id)
         ).scalars()
     )
+
+
+def count_by_status(conn: sa.Connection) -> dict[str, int]:
+    """How many sessions are in each status (deleted ones not counted)."""
+    query = (
+        sa.select(sessions.c.status, sa.func.count())
+        .where(sessions.c.status != "deleted")
+        .group_by(sessions.c.status)
+    )
+    return {str(status): int(count) for status, count in conn.execute(query)}
