@@ -15,6 +15,7 @@ mapped onto a fixed set first, so that no agent can grow the number of series.
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -60,10 +61,9 @@ class Histogram:
     count: int = 0
 
     def observe(self, value: float) -> None:
-        for i, bound in enumerate(LATENCY_BUCKETS):
-            if value <= bound:
-                self.buckets[i] += 1
-                break
+        i = bisect.bisect_left(LATENCY_BUCKETS, value)  # the first bound >= value
+        if i < len(self.buckets):
+            self.buckets[i] += 1
         self.total += value
         self.count += 1
 
