@@ -53,6 +53,7 @@ from mimird.wire.formats import MIN_ID_PREFIX
 # for typing.TYPE_CHECKING.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, Final
 
     from mimirctl.commands import Command
@@ -85,6 +86,8 @@ WORDS: Final = {
     "template": "template",
     "db": "db",
     "search": "search",
+    "audit": "audit",
+    "doctor": "doctor",
 }
 #: Options before the command word that take a value.
 _VALUED_OPTIONS: Final = frozenset({"--socket"})
@@ -211,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(argv).parse_args(argv)
     args.json = getattr(args, "json", False)
+    offline: Callable[[argparse.Namespace], int] | None = getattr(args, "run_offline", None)
+    if offline is not None:
+        # A command that connects (or not) itself: doctor works with mimird down.
+        try:
+            return offline(args)
+        except BrokenPipeError:
+            return EXIT_OK
     run: Command = args.run
     try:
         # Check what can be checked before bothering the daemon.
