@@ -9,6 +9,7 @@ from mimird.agents.presets import resolve_command
 from mimird.agents.probe import probe
 from mimird.api.methods import MethodTable
 from mimird.config import Settings
+from mimird.errors import AgentUnavailable
 from mimird.rpc.registry import CallContext, Registry
 from mimird.wire.errors import ErrorCode
 from mimird.wire.probe_types import AgentProbe, AgentProbeParams
@@ -45,7 +46,10 @@ class AgentProbeService:
         layered = policy.effective(
             [("builtin", policy.builtin_layer()), ("defaults", self._settings.defaults)]
         ).env()
-        command = await trio.to_thread.run_sync(
-            resolve_command, params.kind, self._settings.agents, layered
-        )
+        try:
+            command = await trio.to_thread.run_sync(
+                resolve_command, params.kind, self._settings.agents, layered
+            )
+        except AgentUnavailable as exc:
+            raise AgentUnavailable(exc.message, field="kind", id=params.kind) from None
         return await probe(params.kind, command, params.timeout_s)
