@@ -129,5 +129,5 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         common,
         "vacuum",
         cmd_db_vacuum,
-        "rewrite the database without its free pages (needs free disk about its size)",
+        "rewrite the database without its free pages (checks first for free disk: ~2x its size)",
     )
