@@ -88,6 +88,8 @@ WORDS: Final = {
     "search": "search",
     "top": "top",
     "completion": "completion",
+    "audit": "audit",
+    "doctor": "doctor",
 }
 #: Options before the command word that take a value.
 _VALUED_OPTIONS: Final = frozenset({"--socket"})

@@ -33,6 +33,10 @@ RECV_SIZE: Final = 1 << 16
 MAX_MESSAGE_BYTES: Final = 1 << 30
 
 
+#: How mimirctl names itself to mimird (``daemon.status``'s ``client``).
+CLIENT_NAME: Final = "mimirctl"
+
+
 class ClientError(Exception):
     """Base of everything mimirctl reports to the user."""
 
@@ -255,10 +259,17 @@ def check_protocol(client: Client) -> str | None:
     mimird this mimirctl knows; a connection lost meanwhile is reported as such."""
     client.set_timeout(PROTOCOL_CHECK_TIMEOUT_S)
     try:
-        status = client.call("daemon.status")
+        # Named, so that the audit log says which client made the calls that follow.
+        status = client.call("daemon.status", {"client": CLIENT_NAME})
     except RpcError as exc:
         if exc.code == ErrorCode.CONNECTION_LIMIT:
             raise
         status = None
+        if exc.code == ErrorCode.INVALID_PARAMS:
+            # A mimird older than the client param: ask again, to say what it speaks.
+            try:
+                status = client.call("daemon.status")
+            except RpcError:
+                status = None
     client.set_timeout(DEFAULT_TIMEOUT_S)
     return protocol_skew(status)

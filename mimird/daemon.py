@@ -20,7 +20,9 @@ import trio
 from mimird import __version__, memory, policy, systemd
 from mimird.agents.manager import AgentManager
 from mimird.api import (
+    AgentProbeService,
     AgentService,
+    AuditService,
     DaemonService,
     DbService,
     EventService,
@@ -158,6 +160,8 @@ async def run_daemon(
                     RunService(store, runs, journal),
                     RunMergeService(store, runs),
                     MetricsService(store, journal, agents, started=started),
+                    AuditService(store),
+                    AgentProbeService(settings),
                 )
                 audit = AuditLog(store, policy.mask_config, session_service.secrets_of_call)
                 server = RpcServer(

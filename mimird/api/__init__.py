@@ -3,7 +3,9 @@ place that decides which methods exist."""
 
 from __future__ import annotations
 
+from mimird.api.agent_probe import AgentProbeService
 from mimird.api.agents import AgentService
+from mimird.api.audit import AuditService
 from mimird.api.daemon import DaemonService
 from mimird.api.db import DbService
 from mimird.api.events import EventService
@@ -37,6 +39,8 @@ def build_registry(
     runs: RunService | None = None,
     run_merge: RunMergeService | None = None,
     metrics: MetricsService | None = None,
+    audit: AuditService | None = None,
+    agent_probe: AgentProbeService | None = None,
 ) -> Registry:
     registry = Registry()
     for service in (
@@ -60,11 +64,17 @@ def build_registry(
         run_merge.register(registry)
     if metrics is not None:
         metrics.register(registry)
+    if audit is not None:
+        audit.register(registry)
+    if agent_probe is not None:
+        agent_probe.register(registry)
     return registry
 
 
 __all__ = [
+    "AgentProbeService",
     "AgentService",
+    "AuditService",
     "DaemonService",
     "DbService",
     "EventService",

@@ -7,17 +7,25 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+import msgspec
 import trio
 
 from mimird import __version__, projects
 from mimird.api.methods import MethodTable
 from mimird.config import Settings
+from mimird.rpc.audit import CLIENT_KEY
 from mimird.rpc.openrpc import openrpc_document
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions import usage
 from mimird.store import Store
 from mimird.wire.protocol import PROTOCOL_VERSION
-from mimird.wire.types import DaemonCounts, DaemonPaths, DaemonStatus, EmptyParams
+from mimird.wire.types import (
+    DaemonCounts,
+    DaemonPaths,
+    DaemonStatus,
+    DaemonStatusParams,
+    EmptyParams,
+)
 from mimird.wire.usage import Usage
 
 _method = MethodTable()
@@ -66,14 +74,16 @@ class DaemonService:
 
     @_method(
         "daemon.status",
-        params=EmptyParams,
+        params=DaemonStatusParams,
         result=DaemonStatus,
         summary=(
             "Version, protocol version, pid, uptime, paths, database size, counts and the "
             "usage of the turns that ended today (UTC)."
         ),
     )
-    async def status(self, ctx: CallContext, params: EmptyParams) -> DaemonStatus:
+    async def status(self, ctx: CallContext, params: DaemonStatusParams) -> DaemonStatus:
+        if params.client is not msgspec.UNSET and ctx.connection is not None:
+            ctx.connection.state[CLIENT_KEY] = params.client
         generation = self._store.generation
         if generation != self._counts_generation:
             self._counts = await self._store.read(projects.counts)

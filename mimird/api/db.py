@@ -1,5 +1,5 @@
-"""``db.check`` and ``db.backup``: the database's integrity, and copies of it
-made while the daemon runs."""
+"""``db.check``, ``db.backup``, ``db.optimize`` and ``db.vacuum``: the database's
+integrity, copies of it, and its upkeep, all while the daemon runs."""
 
 from __future__ import annotations
 
@@ -15,11 +15,20 @@ import trio
 from mimird.api.methods import MethodTable
 from mimird.config import Settings
 from mimird.errors import AlreadyExists, InvalidParams, StorageError
+from mimird.journal.search import optimize_index
 from mimird.rpc.registry import CallContext, Registry
-from mimird.store import Store
+from mimird.store import Store, maintenance
 from mimird.store.database import integrity_problems
-from mimird.wire.db_types import DbBackup, DbBackupParams, DbCheck, DbCheckParams
+from mimird.wire.db_types import (
+    DbBackup,
+    DbBackupParams,
+    DbCheck,
+    DbCheckParams,
+    DbOptimize,
+    DbVacuum,
+)
 from mimird.wire.errors import ErrorCode
+from mimird.wire.types import EmptyParams
 
 #: Manual backups in the backups directory are named so, beside the ones made
 #: before migrations (``mimir-pre-migration-*``); they are never rotated away.
@@ -102,6 +111,79 @@ class DbService:
             encrypted=self._store.encrypted,
             duration_ms=round((time.perf_counter() - began) * 1000, 1),
         )
+
+    @_method(
+        "db.optimize",
+        params=EmptyParams,
+        result=DbOptimize,
+        summary=(
+            "Tidy the database while the daemon runs: merge the search index (FTS5 "
+            "optimize), PRAGMA optimize, and a WAL checkpoint (TRUNCATE); the file's "
+            "figures before and after."
+        ),
+        description=(
+            "Runs between two writes (writes wait meanwhile, reads and subscribers go "
+            "on). The checkpoint is busy when a reader still holds old pages."
+        ),
+        errors=(ErrorCode.STORAGE_ERROR,),
+        mutating=True,
+        concurrent=True,
+    )
+    async def optimize(self, ctx: CallContext, params: EmptyParams) -> DbOptimize:
+        path = self._store.path
+        began = time.perf_counter()
+
+        def run(driver: object) -> DbOptimize:
+            before = maintenance.figures(driver, path)
+            optimize_index(driver)
+            maintenance.optimize(driver)
+            checkpoint = maintenance.checkpoint(driver)
+            return DbOptimize(
+                before=before,
+                after=maintenance.figures(driver, path),
+                checkpoint=checkpoint,
+                duration_ms=round((time.perf_counter() - began) * 1000, 1),
+            )
+
+        return await self._store.maintain(run)
+
+    @_method(
+        "db.vacuum",
+        params=EmptyParams,
+        result=DbVacuum,
+        summary=(
+            "Rewrite the database file without its free pages (VACUUM), then a WAL "
+            "checkpoint (TRUNCATE); the file's figures before and after."
+        ),
+        description=(
+            "VACUUM writes a copy of the database's used pages to SQLite's temporary "
+            "directory and to the WAL: it is refused (storage_error, with "
+            "data.detail.needed_bytes and free_bytes) when the disk lacks the room. Writes "
+            "wait while it runs; reads and subscribers go on."
+        ),
+        errors=(ErrorCode.STORAGE_ERROR,),
+        mutating=True,
+        concurrent=True,
+    )
+    async def vacuum(self, ctx: CallContext, params: EmptyParams) -> DbVacuum:
+        path = self._store.path
+        began = time.perf_counter()
+
+        def run(driver: object) -> DbVacuum:
+            before = maintenance.figures(driver, path)
+            needed, free = maintenance.vacuum_space(path, before)
+            maintenance.vacuum(driver)
+            checkpoint = maintenance.checkpoint(driver)
+            return DbVacuum(
+                before=before,
+                after=maintenance.figures(driver, path),
+                checkpoint=checkpoint,
+                needed_bytes=needed,
+                free_bytes=free,
+                duration_ms=round((time.perf_counter() - began) * 1000, 1),
+            )
+
+        return await self._store.maintain(run)
 
 
 def _target(path: str) -> Path:

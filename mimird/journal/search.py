@@ -25,7 +25,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 
@@ -268,3 +268,10 @@ def snippet_parts(marked: str) -> list[SnippetPart]:
             else:
                 parts.append(SnippetPart(text=piece, match=matched))
     return parts
+
+
+def optimize_index(driver: Any) -> None:
+    """Merge the full-text index's b-trees into one (FTS5's ``optimize``): searches
+    read fewer segments afterwards. ``driver`` is a DBAPI connection outside any
+    transaction (``Store.maintain``); the statement is its own transaction."""
+    driver.execute("INSERT INTO events_fts (events_fts) VALUES ('optimize')")

@@ -1,9 +1,17 @@
-"""The audit log: who (uid, pid) called which mutating method, when, and how it ended.
+"""The audit log: who (uid, pid, client name) called which mutating method, when,
+and how it ended.
 
-Every call of a mutating method whose params are valid is recorded, with its
-outcome, success or error. A call refused for its params (``invalid_params``:
-malformed, or params the method refuses) is not: it changed nothing, and has no
-valid target.
+Every call of a mutating method is recorded, with its outcome, success or error,
+also a call refused for its params (``invalid_params``: params that do not decode,
+or that the method refuses): who tried to change what matters as much as what
+changed. Such params are hostile: they are decoded only when small enough
+(:data:`MAX_REJECTED_DECODE_BYTES`), masked like any other, stored truncated, and
+their target is taken only when it is a short string. Reads (``audit.list`` among
+them) are not recorded: they change nothing, and a log of reads would grow with
+every ``mimirctl`` command.
+
+The client's name is the one it gave (``daemon.status``'s ``client``), else the
+name of its process (``/proc/PID/comm``), read once per connection.
 
 Secrets never reach it: a ``config`` param has its secret env values masked, and
 every string of the params has the secrets of the call masked (those of the
@@ -18,6 +26,8 @@ counted in the log (``audit_rows_dropped``).
 
 from __future__ import annotations
 
+import datetime as dt
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -25,7 +35,7 @@ import msgspec
 import sqlalchemy as sa
 import structlog
 
-from mimird.errors import MimirError, StorageError
+from mimird.errors import InvalidParams, MimirError, StorageError
 from mimird.rpc.registry import CallContext
 from mimird.secrets import scrub_value
 from mimird.store import Store
@@ -41,6 +51,14 @@ MAX_PARAMS_CHARS: Final = 64 * 1024
 MAX_PENDING_ROWS: Final = 1000
 #: And their params, in characters, at most.
 MAX_PENDING_CHARS: Final = 8 * 1024 * 1024
+#: Refused params larger than this are not decoded (nor stored): only their size is.
+MAX_REJECTED_DECODE_BYTES: Final = 1024 * 1024
+#: A refused call's target is kept only when it is a string at most this long.
+MAX_TARGET_CHARS: Final = 200
+#: A client's name, as stored, at most (a process name is at most 15 bytes).
+MAX_CLIENT_CHARS: Final = 64
+#: Where the connection's client name is kept (``Connection.state``).
+CLIENT_KEY: Final = "client"
 
 
 #: Masks the secrets of a ``config`` param (the layered config's secret env values).
@@ -86,6 +104,50 @@ def _target(params: Any, result: Any) -> str | None:
     return None
 
 
+def _rejected_params(raw_params: bytes) -> tuple[Any, str | None]:
+    """Refused params as far as they can be read: (the decoded value, None), or
+    (None, a note saying why they are not shown)."""
+    if len(raw_params) > MAX_REJECTED_DECODE_BYTES:
+        return None, f"params of {len(raw_params)} bytes, not stored"
+    try:
+        return msgspec.json.decode(raw_params), None
+    except (msgspec.DecodeError, RecursionError):
+        return None, "params that cannot be read back (nested too deeply), not stored"
+
+
+def _rejected_target(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    for name in ("session", "project", "permission", "run"):
+        candidate = value.get(name)
+        if isinstance(candidate, str) and 0 < len(candidate) <= MAX_TARGET_CHARS:
+            return candidate
+    return None
+
+
+def process_name(pid: int) -> str | None:
+    """The name of process ``pid`` (``/proc/PID/comm``), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as file:
+            name = file.read(MAX_CLIENT_CHARS).decode("utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    return name or None
+
+
+def client_name(ctx: CallContext) -> str | None:
+    """The caller's name: the one its connection gave, else its process's, read
+    once per connection."""
+    state = None if ctx.connection is None else ctx.connection.state
+    if state is not None and CLIENT_KEY in state:
+        given: str | None = state[CLIENT_KEY]
+        return given
+    name = process_name(ctx.peer.pid)
+    if state is not None:
+        state[CLIENT_KEY] = name
+    return name
+
+
 class AuditLog:
     """Writes one row per mutating call. What a secret looks like is the config's
     business, not the transport's: the daemon passes ``mask_config`` and
@@ -117,11 +179,6 @@ class AuditLog:
         result: Any = None,
         error: MimirError | None = None,
     ) -> None:
-        if error is not None and error.code == ErrorCode.INVALID_PARAMS:
-            # Refused for its params (by the handler, after they decoded): like a call
-            # the dispatcher refuses before it runs, it changed nothing and is not
-            # recorded. Only calls whose params are valid are, whatever their outcome.
-            return
         # The call itself already happened: whatever goes wrong here (a params value
         # the masking cannot walk, a database that refuses the row) loses or delays
         # the audit line, logged loudly, never the caller's answer or its connection.
@@ -131,6 +188,7 @@ class AuditLog:
                 "at": utc_now(),
                 "uid": ctx.peer.uid,
                 "pid": ctx.peer.pid,
+                "client": client_name(ctx),
                 "method": method,
                 "target": _target(params, result),
                 "params": _params_text(raw_params, params, self._mask_config, secrets)[
@@ -139,6 +197,44 @@ class AuditLog:
                 "outcome": "ok" if error is None else "error",
                 "error_code": None if error is None else int(error.code),
                 "error_message": None if error is None else error.message,
+            }
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, MimirError) else repr(exc)
+            log.error("audit_write_failed", method=method, error=reason)
+            return
+        await self._write([row])
+
+    async def record_rejected(
+        self, ctx: CallContext, method: str, raw_params: bytes, message: str
+    ) -> None:
+        """Record a call of ``method`` refused for its params before it ran (they
+        did not decode): hostile input, masked like any params and bounded."""
+        try:
+            value, note = _rejected_params(raw_params)
+            if note is not None:
+                text = msgspec.json.encode({"unshown": note}).decode()
+            else:
+                # What the secrets of a call are looked up by, as far as the params say.
+                named = {
+                    name: value[name]
+                    for name in ("session", "project", "config")
+                    if isinstance(value, dict) and name in value
+                }
+                secrets = await self._secrets_of(types.SimpleNamespace(**named))
+                if isinstance(value, dict) and isinstance(value.get("config"), dict):
+                    value = {**value, "config": self._mask_config(value["config"])}
+                text = msgspec.json.encode(scrub_value(value, secrets)).decode()
+            row = {
+                "at": utc_now(),
+                "uid": ctx.peer.uid,
+                "pid": ctx.peer.pid,
+                "client": client_name(ctx),
+                "method": method,
+                "target": _rejected_target(value),
+                "params": text[:MAX_PARAMS_CHARS],
+                "outcome": "error",
+                "error_code": int(ErrorCode.INVALID_PARAMS),
+                "error_message": message[:MAX_PARAMS_CHARS],
             }
         except Exception as exc:
             reason = exc.message if isinstance(exc, MimirError) else repr(exc)
@@ -195,3 +291,39 @@ class AuditLog:
 
 def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     conn.execute(sa.insert(audit_log), rows)
+
+
+def normal_time(text: str, field: str) -> str:
+    """A Timestamp param in the stored form (fixed width, so that text compares as
+    time does); a date only is its midnight."""
+    try:
+        when = dt.datetime.fromisoformat(text.removesuffix("Z"))
+    except ValueError:
+        raise InvalidParams(f"{text!r} is not a real date or time", field=field) from None
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def list_entries(
+    conn: sa.Connection,
+    *,
+    method: str | None,
+    since: str | None,
+    failed: bool,
+    limit: int,
+    cursor: int | None,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of the audit log, newest first: its rows, and the cursor of the next
+    page (the last row's id) when there is one."""
+    query = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit + 1)
+    if method is not None:
+        query = query.where(audit_log.c.method == method)
+    if since is not None:
+        query = query.where(audit_log.c.at >= since)
+    if failed:
+        query = query.where(audit_log.c.outcome == "error")
+    if cursor is not None:
+        query = query.where(audit_log.c.id < cursor)
+    rows = [dict(row._mapping) for row in conn.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1]["id"] if more else None)

@@ -76,9 +76,22 @@ class Call:
     notification: bool
 
 
+@dataclass(slots=True)
+class Rejected:
+    """A call of a mutating method refused for its params: its answer is ready, but
+    the refusal is audited (the params are hostile: stored masked and bounded)."""
+
+    method: Method
+    raw_params: bytes
+    request_id: RequestId
+    notification: bool
+    response: bytes
+    message: str
+
+
 #: What ``prepare`` makes of a frame: an answer already (bytes), nothing to answer
-#: (None), one call, or a batch whose items are answers or calls.
-Prepared = bytes | Call | list[bytes | Call] | None
+#: (None), one call (or a refused mutating call), or a batch of those.
+Prepared = bytes | Call | Rejected | list[bytes | Call | Rejected] | None
 
 
 class Dispatcher:
@@ -108,15 +121,19 @@ class Dispatcher:
         return self._prepare_one(frame)
 
     @staticmethod
-    def is_concurrent(prepared: Call | list[bytes | Call]) -> bool:
+    def is_concurrent(prepared: Call | Rejected | list[bytes | Call | Rejected]) -> bool:
         if isinstance(prepared, Call):
             return prepared.method.concurrent
+        if isinstance(prepared, Rejected):
+            return False
         items = prepared
         return any(isinstance(item, Call) and item.method.concurrent for item in items)
 
-    async def execute(self, prepared: Call | list[bytes | Call], ctx: CallContext) -> bytes | None:
+    async def execute(
+        self, prepared: Call | Rejected | list[bytes | Call | Rejected], ctx: CallContext
+    ) -> bytes | None:
         """Run the call(s); the bytes to send back, or None when nothing is owed."""
-        if isinstance(prepared, Call):
+        if isinstance(prepared, Call | Rejected):
             response = await self.call(prepared, ctx)
             return None if prepared.notification else response
         responses = []
@@ -130,7 +147,9 @@ class Dispatcher:
         return b"[" + b",".join(responses) + b"]"
 
     @staticmethod
-    def refuse(prepared: Call | list[bytes | Call], code: ErrorCode, message: str) -> bytes | None:
+    def refuse(
+        prepared: Call | Rejected | list[bytes | Call | Rejected], code: ErrorCode, message: str
+    ) -> bytes | None:
         """Answer every call in ``prepared`` with an error instead of running it."""
         items = prepared if isinstance(prepared, list) else [prepared]
         responses = [
@@ -163,7 +182,7 @@ class Dispatcher:
         prepared = [p for item in items if (p := self._prepare_one(item)) is not None]
         return prepared or None
 
-    def _prepare_one(self, raw: bytes | msgspec.Raw) -> bytes | Call | None:
+    def _prepare_one(self, raw: bytes | msgspec.Raw) -> bytes | Call | Rejected | None:
         try:
             request = _REQUEST_DECODER.decode(raw)
         except msgspec.ValidationError as exc:
@@ -192,18 +211,15 @@ class Dispatcher:
                 field="method",
             )
         error = None
+        message = ""
         raw_params = b"{}" if request.params is UNSET else bytes(request.params)
         if raw_params[:1] == b"{":
             pass  # the common case, without stripped copies
         elif raw_params.strip(_WHITESPACE) == b"null":
             raw_params = b"{}"
         if raw_params[:1] != b"{" and raw_params.lstrip(_WHITESPACE)[:1] != b"{":
-            error = encode_error(
-                request_id,
-                ErrorCode.INVALID_PARAMS,
-                f"params of {method.name} must be an object (params are passed by name)",
-                field="params",
-            )
+            message = f"params of {method.name} must be an object (params are passed by name)"
+            error = encode_error(request_id, ErrorCode.INVALID_PARAMS, message, field="params")
         else:
             try:
                 params = method.decoder.decode(raw_params)
@@ -214,14 +230,13 @@ class Dispatcher:
                     message += f" (field '{field}')"
                 error = encode_error(request_id, ErrorCode.INVALID_PARAMS, message, field=field)
             except RecursionError:
-                error = encode_error(
-                    request_id,
-                    ErrorCode.INVALID_PARAMS,
-                    f"invalid params for {method.name}: params nest too deeply",
-                    field="params",
-                )
+                message = f"invalid params for {method.name}: params nest too deeply"
+                error = encode_error(request_id, ErrorCode.INVALID_PARAMS, message, field="params")
         if error is not None:
             self._metrics.rpc_called(method.name, ErrorCode.INVALID_PARAMS.kind, None)
+            if method.mutating:
+                # Audited too: who tried to change what, even when it was refused.
+                return Rejected(method, raw_params, request_id, notification, error, message)
             return None if notification else error
         return Call(
             method=method,
@@ -231,8 +246,11 @@ class Dispatcher:
             notification=notification,
         )
 
-    async def call(self, call: Call, ctx: CallContext) -> bytes:
+    async def call(self, call: Call | Rejected, ctx: CallContext) -> bytes:
         """Run one call; its response (owed only if it is not a notification)."""
+        if isinstance(call, Rejected):
+            await self._audit.record_rejected(ctx, call.method.name, call.raw_params, call.message)
+            return call.response
         method, params, raw_params = call.method, call.params, call.raw_params
         began = trio.current_time()
         try:

@@ -34,7 +34,7 @@ import structlog
 import trio
 
 from mimird.config import RpcSection
-from mimird.rpc.dispatch import Call, Dispatcher, encode_error
+from mimird.rpc.dispatch import Call, Dispatcher, Rejected, encode_error
 from mimird.rpc.framing import (
     FrameBudget,
     FrameBudgetExceeded,
@@ -500,7 +500,10 @@ class RpcServer:
                 await self._execute(prepared, ctx, sender)
 
     async def _execute(
-        self, prepared: Call | list[bytes | Call], ctx: CallContext, sender: _Sender
+        self,
+        prepared: Call | Rejected | list[bytes | Call | Rejected],
+        ctx: CallContext,
+        sender: _Sender,
     ) -> None:
         """Run the call(s), send the answer, then run what the call asked to run after
         it (``ctx.after_response``, a list this empties, whatever happens)."""
@@ -510,7 +513,7 @@ class RpcServer:
             response: bytes | None
             self._active_calls += 1
             try:
-                if isinstance(prepared, Call):  # one coroutine less than execute()
+                if isinstance(prepared, Call | Rejected):  # one coroutine less than execute()
                     response = await self._dispatcher.call(prepared, ctx)
                     if prepared.notification:
                         response = None
@@ -529,7 +532,7 @@ class RpcServer:
 
     async def _execute_in_task(
         self,
-        prepared: Call | list[bytes | Call],
+        prepared: Call | Rejected | list[bytes | Call | Rejected],
         ctx: CallContext,
         sender: _Sender,
         inflight: trio.Semaphore,

@@ -340,6 +340,32 @@ class Store:
         except sa.exc.DBAPIError as exc:
             raise _storage_error(exc) from exc
 
+    async def maintain(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(dbapi_connection)`` on the writer's connection outside any
+        transaction (``VACUUM``, ``PRAGMA wal_checkpoint``), between two writes: the
+        writes wait meanwhile, the readers go on. ``fn`` runs in the writer's thread."""
+        async with self._write_lock:
+            result = await trio.to_thread.run_sync(
+                self._maintain_sync, fn, limiter=self._write_limiter
+            )
+            self.generation += 1
+        return result
+
+    def _maintain_sync(self, fn: Callable[[Any], T]) -> T:
+        raw = self._writer.raw_connection()
+        try:
+            return fn(raw.driver_connection)
+        except MimirError:
+            raise
+        except Exception as exc:
+            # The driver's own errors (sqlite3's or sqlcipher3's), not SQLAlchemy's.
+            if type(exc).__module__.split(".")[0] not in ("sqlite3", "sqlcipher3"):
+                raise
+            log.error("database_error", error=str(exc))
+            raise StorageError(f"database error: {exc}", detail={"sqlite": str(exc)}) from exc
+        finally:
+            raw.close()
+
     async def backup(self, target: Path) -> int:
         """Copy the live database to ``target`` (which must not exist) with SQLite's
         online backup API, encrypted as the database is; returns its size. Writes go

@@ -38,7 +38,8 @@ daemon_runs = sa.Table(
     sa.CheckConstraint("status IN ('running', 'stopped', 'crashed')", name="status"),
 )
 
-# Who called which mutating method, when, and how it ended.
+# Who called which mutating method, when, and how it ended (also when its params
+# were refused).
 audit_log = sa.Table(
     "audit_log",
     metadata,
@@ -46,6 +47,8 @@ audit_log = sa.Table(
     sa.Column("at", sa.Text, nullable=False),
     sa.Column("uid", sa.Integer, nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
+    # The name the client gave (daemon.status's ``client``), else its process's name.
+    sa.Column("client", sa.Text, nullable=True),
     sa.Column("method", sa.Text, nullable=False),
     sa.Column("target", sa.Text, nullable=True),
     sa.Column("params", sa.Text, nullable=False),

@@ -38,3 +38,42 @@ class DbBackup(Result):
     #: Whether the copy is encrypted (it is when the database is, with the same key).
     encrypted: bool
     duration_ms: float
+
+
+class DbFigures(Result):
+    """The database file as SQLite sees it."""
+
+    file_bytes: int
+    #: The write-ahead log beside it (``mimir.db-wal``).
+    wal_bytes: int
+    page_size: int
+    page_count: int
+    #: Pages that are free inside the file (VACUUM gives them back to the disk).
+    freelist_count: int
+
+
+class DbCheckpoint(Result):
+    """``PRAGMA wal_checkpoint(TRUNCATE)``'s answer."""
+
+    #: A reader still used old pages: the WAL could not be emptied whole.
+    busy: bool
+    wal_frames: int
+    checkpointed_frames: int
+
+
+class DbOptimize(Result):
+    before: DbFigures
+    after: DbFigures
+    checkpoint: DbCheckpoint
+    duration_ms: float
+
+
+class DbVacuum(Result):
+    before: DbFigures
+    after: DbFigures
+    checkpoint: DbCheckpoint
+    #: Free disk VACUUM was found to need (checked before it ran), in bytes.
+    needed_bytes: int
+    #: Free disk before it ran, by directory written to (the database's, SQLite's temp).
+    free_bytes: dict[str, int]
+    duration_ms: float

@@ -77,6 +77,14 @@ class EmptyParams(Params):
     pass
 
 
+class DaemonStatusParams(Params):
+    #: The caller's name (``mimirctl``, an editor plugin), kept for the connection:
+    #: the audit log names it beside uid and pid.
+    client: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[ -~]+$")] | UnsetType = (
+        UNSET
+    )
+
+
 class DaemonCounts(Result):
     projects: int
     archived_projects: int

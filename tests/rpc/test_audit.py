@@ -1,4 +1,4 @@
-"""The audit log: every mutating call whose params are valid, successful or not, is
+"""The audit log: every mutating call, successful or not (refused params too), is
 recorded with who made it (uid, pid), what it acted on and how it ended; nothing
 else is recorded (tests/rpc/test_audit_coverage.py calls every method).
 
@@ -176,14 +176,21 @@ async def test_calls_that_change_nothing_are_not_recorded(
         pytest.param("project.remove", {"project": "api", "force": "yes"}, id="remove-wrong-type"),
     ],
 )
-async def test_mutating_call_rejected_for_invalid_params_is_not_recorded(
+async def test_mutating_call_rejected_for_invalid_params_is_recorded_as_refused(
     client: TrioClient, dirs: DaemonDirs, method: str, params: Any
 ) -> None:
     await add_project(client, dirs, "api")
     recorded = audit_rows(dirs)
     response = await call(client, method, params)
     assert response["error"]["code"] == ErrorCode.INVALID_PARAMS
-    assert audit_rows(dirs) == recorded
+    *before, row = audit_rows(dirs)
+    assert before == recorded
+    assert (row["method"], row["outcome"], row["error_code"]) == (
+        method,
+        "error",
+        ErrorCode.INVALID_PARAMS,
+    )
+    assert row["error_message"] == response["error"]["message"]
 
 
 async def test_an_audit_line_that_cannot_be_made_loses_only_itself(tmp_path: Path) -> None:

@@ -79,10 +79,14 @@ class FuzzTarget:
 
 
 def stored_state(dirs: DaemonDirs) -> tuple[Any, int]:
-    """Everything a bad call could change: the projects and the audit log."""
+    """Everything a bad call could change: the projects and the audit log (but for
+    the rows of calls refused for their params: those are recorded by design)."""
     projects = blocking_call(dirs.socket, "project.list", {"include_archived": True})["result"]
     with contextlib.closing(sqlite3.connect(f"file:{dirs.database}?mode=ro", uri=True)) as db:
-        (audited,) = db.execute("SELECT count(*) FROM audit_log").fetchone()
+        (audited,) = db.execute(
+            "SELECT count(*) FROM audit_log WHERE error_code IS NOT ?",
+            (int(ErrorCode.INVALID_PARAMS),),
+        ).fetchone()
     return projects, audited
 
 
