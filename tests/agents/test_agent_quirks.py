@@ -123,9 +123,7 @@ MODES = {"modes": ["auto", "default", "plan"]}
 
 
 def _set_modes(world: Any) -> list[str]:
-    return [
-        m["params"]["modeId"] for m in received(world) if m.get("method") == "session/set_mode"
-    ]
+    return [m["params"]["modeId"] for m in received(world) if m.get("method") == "session/set_mode"]
 
 
 async def test_a_kinds_default_mode_is_set_at_the_agents_start(dirs: DaemonDirs) -> None:
