@@ -22,16 +22,19 @@ makes the content block.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 import msgspec
 import sqlalchemy as sa
+import structlog
 
 from mimird.agents.handshake import Handshake
 from mimird.journal import events as stored
 from mimird.journal.events import Committed
+
+log = structlog.get_logger("mimird.agents.handoff")
 
 #: Events read at once.
 _PAGE: Final = 64
@@ -50,6 +53,17 @@ class Due:
     why: str
     #: Whether the agent takes embedded resources (``embeddedContext``).
     embedded: bool
+
+
+def masked(
+    done: Handshake, scrub: Callable[[str], str], session_id: str, load: str | None
+) -> Handshake:
+    """``done`` with the agent's load error (its words) masked, and logged."""
+    if done.load_error is None:
+        return done
+    error = scrub(done.load_error)
+    log.warning("agent_session_load_failed", session_id=session_id, load=load, error=error)
+    return replace(done, load_error=error)
 
 
 def due(load_wanted: bool, load: str | None, done: Handshake) -> Due | None:
@@ -214,4 +228,4 @@ def block(session_id: str, found: History, embedded: bool) -> dict[str, Any]:
     return {"type": "resource", "resource": resource}
 
 
-__all__ = ["Due", "History", "block", "due", "history", "uri"]
+__all__ = ["Due", "History", "block", "due", "history", "masked", "uri"]

@@ -470,11 +470,7 @@ class AgentHost:
             return False
         except AcpConnectionClosed:
             return False
-        if done.load_error is not None:
-            error = self.recorder.scrub(done.load_error)
-            log.warning(
-                "agent_session_load_failed", session_id=self.session_id, load=load, error=error
-            )
+        done = handoff.masked(done, self.recorder.scrub, self.session_id, load)
         self.turns.handoff = handoff.due(bool(self._resume or attempt), load, done)
         self.acp_session_id = done.acp_session_id
         await self.turns.guard.agent_started(done.loaded)
