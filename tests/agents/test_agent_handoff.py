@@ -66,7 +66,8 @@ async def test_a_failed_load_is_journaled_and_the_conversation_handed_over_once(
         error = started["load_error"]
         assert "No previous sessions found for this project" in error
         assert "Internal error (code -32603)" in error
-        assert SECRET not in error and "***" in error, "masked"
+        assert SECRET not in error
+        assert '"token": "***"' in error, "masked"
         await _prompt(c, sid, "question two")
         await _prompt(c, sid, "question three")
 
@@ -78,7 +79,8 @@ async def test_a_failed_load_is_journaled_and_the_conversation_handed_over_once(
         resource = handoff["resource"]
         assert resource["uri"] == f"mimir://session/{sid}/history"
         text = resource["text"]
-        assert "No previous sessions found" in text and SECRET not in text
+        assert "No previous sessions found" in text
+        assert SECRET not in text
         assert text.index("question one") < text.index("answer one")
         assert "question two" not in text, "the new prompt is not history"
         assert prompts[2] == [{"type": "text", "text": "question three"}], "only once"
@@ -128,7 +130,8 @@ async def test_the_handoff_keeps_the_newest_turns_within_handoff_max_bytes(
         assert handoff.endswith(f"### User\n{turns[4]}\n\n### Agent\n{turns[4]}\n"), "newest kept"
         assert "turn 0" not in handoff, "the oldest are left out"
         (sent,) = await event_data(c, sid, "handoff_sent")
-        assert sent["cut"] is True and sent["bytes"] == len(handoff.encode())
+        assert sent["cut"] is True
+        assert sent["bytes"] == len(handoff.encode())
         assert 2 <= sent["turns"] == handoff.count("### User\n") < 5, "some, not all, kept"
 
 
