@@ -454,8 +454,9 @@ class Renderer:
             self._line(f"[agent started{how}]", "2")
         elif kind == "handoff_sent":
             cut = ", older turns left out" if data.get("cut") else ""
+            turns = f"{data.get('turns')} turn{'' if data.get('turns') == 1 else 's'}"
             self._line(
-                f"[earlier conversation sent with the prompt: {data.get('turns')} turns, "
+                f"[earlier conversation sent with the prompt: {turns}, "
                 f"{data.get('bytes')} bytes{cut}]",
                 "2",
             )

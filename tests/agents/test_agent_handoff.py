@@ -143,3 +143,43 @@ async def test_handoff_max_bytes_0_sends_nothing(dirs: DaemonDirs) -> None:
         await _prompt(c, sid, "question two")
         assert _prompts(world)[1] == [{"type": "text", "text": "question two"}]
         assert await event_data(c, sid, "handoff_sent") == []
+
+
+async def test_a_newest_turn_longer_than_the_bound_is_sent_as_its_end(dirs: DaemonDirs) -> None:
+    long = "start " + "y" * 3000 + " the end"
+    scenario = {"prompts": [[{"do": "say", "text": long}]]}
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
+        sid = await _session(c, world, {"handoff_max_bytes": 1024})
+        await _prompt(c, sid, "question one")
+        await c.call("session.stop", {"session": sid})
+        await _prompt(c, sid, "question two")
+        handoff = _prompts(world)[1][0]["text"]
+        assert len(handoff.encode()) <= 1024
+        assert handoff.endswith("y the end\n")
+        assert "start" not in handoff
+        assert "question one" not in handoff
+        (sent,) = await event_data(c, sid, "handoff_sent")
+        assert (sent["turns"], sent["cut"]) == (0, True)
+
+
+async def test_an_agent_restarted_after_a_crash_gets_the_conversation(dirs: DaemonDirs) -> None:
+    # It cannot load: after its crash (a restart, not a resume) it starts empty.
+    crash_once = dirs.root / "crashed"
+    scenario = {
+        "prompts": [
+            [{"do": "say", "text": "answer one"}],
+            [{"do": "crash", "once": str(crash_once)}],
+        ]
+    }
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
+        sid = await _session(c, world)
+        await _prompt(c, sid, "question one")
+        error = await c.error("session.prompt", {"session": sid, "text": "question two"})
+        assert "exited during the turn" in error["message"]
+        await c.until("session.get", {"session": sid}, lambda s: s["status"] == "idle")
+        await _prompt(c, sid, "question three")
+        handoff, asked = _prompts(world)[-1]
+        assert asked == {"type": "text", "text": "question three"}
+        assert handoff["text"].index("question one") < handoff["text"].index("question two")
+        (sent,) = await event_data(c, sid, "handoff_sent")
+        assert (sent["turns"], sent["reason"]) == (2, "cannot_load")
