@@ -221,11 +221,14 @@ def uri(session_id: str) -> str:
 
 def block(session_id: str, found: History, embedded: bool) -> dict[str, Any]:
     """The content block that carries ``found``: an embedded text resource, or a
-    text block for an agent that does not take them."""
+    text block for an agent that does not take them; either with
+    ``_meta.mimir.handoff`` (the uri)."""
+    # Marked, so that a client (or a test) reading what the agent got tells it apart.
+    meta = {"mimir": {"handoff": uri(session_id)}}
     if not embedded:
-        return {"type": "text", "text": found.text}
+        return {"type": "text", "text": found.text, "_meta": meta}
     resource = {"uri": uri(session_id), "mimeType": "text/markdown", "text": found.text}
-    return {"type": "resource", "resource": resource}
+    return {"type": "resource", "resource": resource, "_meta": meta}
 
 
 __all__ = ["Due", "History", "block", "due", "history", "masked", "uri"]
