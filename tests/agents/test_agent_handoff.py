@@ -78,6 +78,7 @@ async def test_a_failed_load_is_journaled_and_the_conversation_handed_over_once(
         assert handoff["type"] == "resource"
         resource = handoff["resource"]
         assert resource["uri"] == f"mimir://session/{sid}/history"
+        assert handoff["_meta"] == {"mimir": {"handoff": resource["uri"]}}
         text = resource["text"]
         assert "No previous sessions found" in text
         assert SECRET not in text
