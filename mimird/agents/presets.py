@@ -22,6 +22,26 @@ from mimird.errors import AgentUnavailable
 from mimird.processes import child_environment
 from mimird.wire.types import AgentKind
 
+MissingFile = Literal["error", "empty"]
+StopHow = Literal["eof", "term"]
+
+
+@dataclass(frozen=True, slots=True)
+class Quirks:
+    """What Mimir does differently for a kind, because its agent needs it.
+
+    ``missing_file``: how ``fs/read_text_file`` of a missing file (inside the
+    workspace) is answered: ``"error"`` (-32002, as ACP documents) or ``"empty"``
+    (``{"content": ""}``: gemini-cli reads a file before it creates it, and cannot
+    read the error). ``stop``: ``"eof"`` closes stdin and waits ``stop_grace_s``
+    before SIGTERM; ``"term"`` sends SIGTERM to the group at once (agents that
+    ignore EOF). ``mode``: the mode set at the agent's start when the layered
+    config gives none (None: the agent's own)."""
+
+    missing_file: MissingFile = "error"
+    stop: StopHow = "eof"
+    mode: str | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class Preset:
@@ -30,6 +50,8 @@ class Preset:
     args: tuple[str, ...] = ()
     description: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    #: Its quirks (see :class:`Quirks`).
+    quirks: Quirks = Quirks()
 
 
 PRESETS: Final[dict[str, Preset]] = {
@@ -39,11 +61,22 @@ PRESETS: Final[dict[str, Preset]] = {
         (),
         "Claude Code through its ACP adapter (npm @agentclientprotocol/claude-agent-acp or "
         "@zed-industries/claude-code-acp)",
+        # It ignores EOF; its own default mode ("auto") never asks permission.
+        quirks=Quirks(stop="term", mode="default"),
     ),
     "codex": Preset(
-        ("codex-acp",), (), "Codex through its ACP adapter (npm @zed-industries/codex-acp)"
+        ("codex-acp",),
+        (),
+        "Codex through its ACP adapter (npm @zed-industries/codex-acp)",
+        quirks=Quirks(stop="term"),  # it ignores EOF
     ),
-    "gemini": Preset(("gemini",), ("--acp",), "Gemini CLI (npm @google/gemini-cli)"),
+    "gemini": Preset(
+        ("gemini",),
+        ("--acp",),
+        "Gemini CLI (npm @google/gemini-cli)",
+        # It reads a file before creating it, and cannot read the "not found" error.
+        quirks=Quirks(missing_file="empty"),
+    ),
     "goose": Preset(("goose",), ("acp",), "goose"),
 }
 
@@ -53,6 +86,7 @@ class AgentCommand:
     kind: str
     argv: list[str]
     env: dict[str, str]
+    quirks: Quirks = Quirks()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +98,35 @@ class _Spec:
     env: Mapping[str, str]
     source: Literal["preset", "config"]
     description: str
+    quirks: Quirks = Quirks()
+
+
+def _quirks(section: AgentSection, preset: Quirks) -> Quirks:
+    """A config section's quirks: each one it does not set is the preset's of that name."""
+    return Quirks(
+        missing_file=section.missing_file or preset.missing_file,
+        stop=section.stop or preset.stop,
+        mode=section.mode if section.mode is not None else preset.mode,
+    )
 
 
 def _spec(kind: str, configured: Mapping[str, AgentSection]) -> _Spec | None:
+    preset = PRESETS.get(kind)
     if kind in configured:
         section = configured[kind]
+        quirks = _quirks(section, preset.quirks if preset is not None else Quirks())
         return _Spec(
-            (section.command,), tuple(section.args), section.env, "config", section.description
+            (section.command,),
+            tuple(section.args),
+            section.env,
+            "config",
+            section.description,
+            quirks,
         )
-    if kind in PRESETS:
-        preset = PRESETS[kind]
-        return _Spec(preset.commands, preset.args, preset.env, "preset", preset.description)
+    if preset is not None:
+        return _Spec(
+            preset.commands, preset.args, preset.env, "preset", preset.description, preset.quirks
+        )
     return None
 
 
@@ -116,7 +168,7 @@ def resolve_command(
             field="agent",
             id=kind,
         )
-    return AgentCommand(kind, [found, *spec.args], env)
+    return AgentCommand(kind, [found, *spec.args], env, spec.quirks)
 
 
 def agent_kinds(
