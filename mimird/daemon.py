@@ -21,6 +21,7 @@ from mimird import __version__, memory, policy, systemd
 from mimird.agents.manager import AgentManager
 from mimird.api import (
     AgentService,
+    ClientRequestService,
     DaemonService,
     DbService,
     EventService,
@@ -153,6 +154,7 @@ async def run_daemon(
                     ModelModeService(session_service, agents),
                     RunService(store, runs, journal),
                     RunMergeService(store, runs),
+                    client_requests=ClientRequestService(session_service, agents),
                 )
                 audit = AuditLog(store, policy.mask_config, session_service.secrets_of_call)
                 server = RpcServer(

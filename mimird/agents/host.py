@@ -33,6 +33,7 @@ from mimird import __version__, policy
 from mimird.agents import terminals, tool_policy
 from mimird.agents.acp import AcpConnection, AcpConnectionClosed, AcpError
 from mimird.agents.client_methods import ClientMethods
+from mimird.agents.delegation import Delegates
 from mimird.agents.handshake import handshake
 from mimird.agents.model_mode import ModelMode
 from mimird.agents.permissions import PermissionRegistry, PolicyView, park
@@ -149,6 +150,7 @@ class AgentHost:
         command: AgentCommand,
         recorder: Recorder,
         permissions: PermissionRegistry,
+        delegates: Delegates,
         ids: IdGenerator,
         options: SupervisionSection,
         log_path: Path,
@@ -192,7 +194,7 @@ class AgentHost:
         #: The commands the agent runs through Mimir, in the current life of the agent.
         self.terminals: terminals.Terminals | None = None
         self.updates = Updates(recorder, options.message_piece_bytes)
-        self.client_methods = ClientMethods(recorder, self, options)
+        self.client_methods = ClientMethods(recorder, self, options, delegates)
         self.turn_files = TurnFiles(self.workspace, row.workspace_kind, git_limiter)
         self.turns = Turns(
             recorder, permissions, self.updates, options, nursery, self, self.turn_files

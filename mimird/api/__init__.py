@@ -4,6 +4,7 @@ place that decides which methods exist."""
 from __future__ import annotations
 
 from mimird.api.agents import AgentService
+from mimird.api.client_requests import ClientRequestService
 from mimird.api.daemon import DaemonService
 from mimird.api.db import DbService
 from mimird.api.events import EventService
@@ -35,6 +36,7 @@ def build_registry(
     model_mode: ModelModeService,
     runs: RunService | None = None,
     run_merge: RunMergeService | None = None,
+    client_requests: ClientRequestService | None = None,
 ) -> Registry:
     registry = Registry()
     for service in (
@@ -56,11 +58,14 @@ def build_registry(
         runs.register(registry)
     if run_merge is not None:
         run_merge.register(registry)
+    if client_requests is not None:
+        client_requests.register(registry)
     return registry
 
 
 __all__ = [
     "AgentService",
+    "ClientRequestService",
     "DaemonService",
     "DbService",
     "EventService",
