@@ -301,7 +301,7 @@ class Delegates:
                     pending.method, result, self.max_read_bytes, self.max_output_bytes
                 )
         except InvalidParams as exc:
-            pending.failed = f"answered {pending.method} with {exc.message}"
+            pending.failed = f"its answer was refused: {exc.message}"
             raise
         finally:
             pending.done.set()
