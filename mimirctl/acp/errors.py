@@ -25,6 +25,13 @@ _CODES: Final[dict[int, int]] = {
 }
 
 
+class Deferred:
+    """A handler's result: the request is answered later (a prompt, at its turn's end)."""
+
+
+DEFERRED: Final = Deferred()
+
+
 class AcpError(Exception):
     """An error answer to the editor's request."""
 

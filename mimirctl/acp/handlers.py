@@ -17,7 +17,7 @@ import subprocess
 from typing import Any, Final
 
 from mimirctl.acp import errors
-from mimirctl.acp.errors import AcpError, invalid
+from mimirctl.acp.errors import DEFERRED, AcpError, invalid
 from mimirctl.acp.relay import PendingPrompt, replay_updates
 from mimird.wire import jsonrpc
 
@@ -30,13 +30,6 @@ PROTOCOL_VERSION: Final = 1
 LIST_PAGE: Final = 100
 #: The most content blocks of one prompt (mimird's bound).
 MAX_BLOCKS: Final = 1000
-
-
-class Deferred:
-    """A handler's result: the request is answered later (a prompt, at its turn's end)."""
-
-
-DEFERRED: Final = Deferred()
 
 
 def _session_param(bridge: Bridge, params: Any) -> str:

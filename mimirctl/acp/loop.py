@@ -20,13 +20,13 @@ permission's, and ``close()`` at the end.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import selectors
-import sys
 from typing import Any, Final
 
 from mimirctl import render
-from mimirctl.acp import errors, handlers
+from mimirctl.acp import errors
 from mimirctl.acp.errors import AcpError
 from mimirctl.acp.permissions import Permissions
 from mimirctl.acp.relay import STOP_REASONS, Follower, acp_usage
@@ -51,8 +51,12 @@ LONG_CALL_TIMEOUT_S: Final = 600.0
 
 
 class Bridge:
-    def __init__(self, socket_path: str, options: Any, stdin: int = 0, stdout: int = 1) -> None:
+    def __init__(
+        self, socket_path: str, options: Any, handlers: Any, stdin: int = 0, stdout: int = 1
+    ) -> None:
+        """``handlers``: :mod:`mimirctl.acp.handlers` (given, so that it may import this)."""
         self.socket_path = socket_path
+        self.handlers = handlers
         self.options = options
         self._in = stdin
         self._out = stdout
@@ -242,10 +246,17 @@ class Bridge:
             if line is END:
                 return False
             if isinstance(line, TooLong):
-                events = self.peer.receive_too_long(line.head, MAX_LINE_BYTES)
+                head = line.head
+                events = self.peer.receive_too_long(head, MAX_LINE_BYTES)
             else:
                 assert isinstance(line, bytes)
+                head = line
                 events = self.peer.receive(line)
+            if _unanswerable(events) and jsonrpc.envelope(head)[0] is None:
+                # Nothing to answer by id: JSON-RPC's error with id null.
+                code = errors.INVALID_REQUEST if _is_json(head) else jsonrpc.PARSE_ERROR
+                reason = next(e.reason for e in events if isinstance(e, jsonrpc.ProtocolError))
+                self.send(self.peer.answer_error(None, code, reason))
             for event in events:
                 self.on_editor(event)
         return True
@@ -255,11 +266,11 @@ class Bridge:
             self.send(self.handle(event))
         elif isinstance(event, jsonrpc.Notification):
             try:
-                handlers.notification(self, event.method, event.params)
+                self.handlers.notification(self, event.method, event.params)
             except AcpError as exc:
                 self.say(f"{event.method}: {exc.message}")
         elif isinstance(event, jsonrpc.CancelRequested):
-            handlers.cancel_request(self, event.id)
+            self.handlers.cancel_request(self, event.id)
         elif isinstance(event, jsonrpc.Response | jsonrpc.ErrorResponse):
             self.on_answer(event)
         elif isinstance(event, jsonrpc.Outgoing):
@@ -270,7 +281,7 @@ class Bridge:
     def handle(self, request: jsonrpc.Request) -> bytes:
         """The answer to one of the editor's requests (empty when deferred)."""
         try:
-            result = handlers.request(self, request)
+            result = self.handlers.request(self, request)
         except AcpError as exc:
             return self.peer.answer_error(request.id, exc.code, exc.message, exc.data)
         except Exception as exc:  # a bug of ours must not end the editor's agent
@@ -278,7 +289,7 @@ class Bridge:
             return self.peer.answer_error(
                 request.id, errors.INTERNAL_ERROR, f"internal error in mimirctl acp: {exc!r}"
             )
-        if result is handlers.DEFERRED:
+        if result is errors.DEFERRED:
             return b""
         return self.peer.answer(request.id, result)
 
@@ -287,7 +298,7 @@ class Bridge:
             if isinstance(event, jsonrpc.ErrorResponse):
                 self.permissions.editor_failed(event.id)
                 return
-            handlers.permission_answer(self, event.id, event.result)
+            self.handlers.permission_answer(self, event.id, event.result)
         elif self.delegate is not None:
             self.delegate.response(event)
 
@@ -306,9 +317,19 @@ class Bridge:
         self.delegate = module.Delegate(self)
 
 
-def main(socket_path: str, options: Any) -> int:
-    bridge = Bridge(socket_path, options, sys.stdin.fileno(), sys.stdout.fileno())
-    return bridge.run()
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
 
 
-__all__ = ["Bridge", "ConnectionLost", "main"]
+def _unanswerable(events: list[jsonrpc.Event]) -> bool:
+    """A line was skipped and the peer answers nothing for it."""
+    return any(isinstance(e, jsonrpc.ProtocolError) for e in events) and not any(
+        isinstance(e, jsonrpc.Outgoing) for e in events
+    )
+
+
+__all__ = ["Bridge", "ConnectionLost"]

@@ -14,9 +14,13 @@ if TYPE_CHECKING:
 
 
 def run_acp(socket_path: str, args: argparse.Namespace) -> int:
-    from mimirctl.acp.loop import main
+    import sys
 
-    return main(socket_path, args)
+    from mimirctl.acp import handlers
+    from mimirctl.acp.loop import Bridge
+
+    bridge = Bridge(socket_path, args, handlers, sys.stdin.fileno(), sys.stdout.fileno())
+    return bridge.run()
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:

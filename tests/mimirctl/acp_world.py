@@ -6,6 +6,7 @@ editor-style client of :mod:`tests.support.acp_client`."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ INIT: Final = {
     "clientCapabilities": {"fs": {"readTextFile": False, "writeTextFile": False}},
     "clientInfo": {"name": "test-editor", "version": "1"},
 }
-PERMISSION: Final = {
+PERMISSION: Final[dict[str, Any]] = {
     "do": "request",
     "method": "session/request_permission",
     "params": {
@@ -36,6 +37,19 @@ PERMISSION: Final = {
         ],
     },
 }
+
+
+def permission(title: str) -> dict[str, Any]:
+    """A permission request of the fake agent, for a tool call titled ``title``."""
+    params = {**PERMISSION["params"], "toolCall": {"toolCallId": title, "title": title}}
+    return {**PERMISSION, "params": params}
+
+
+def is_permission(message: dict[str, Any]) -> bool:
+    return message.get("method") == "session/request_permission"
+
+
+SELECTED_YES: Final = {"outcome": {"outcome": "selected", "optionId": "yes"}}
 
 
 def chunk(text: str) -> dict[str, Any]:
@@ -64,6 +78,13 @@ class World:
 
     def rpc(self, method: str, params: Any = None) -> Any:
         return rpc(self.dirs, method, params)
+
+    def wait_status(self, session_id: str, status: str, timeout: float = 30) -> None:
+        """Wait until the session has ``status`` (polled; fails after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while self.rpc("session.get", {"session": session_id})["status"] != status:
+            assert time.monotonic() < deadline, f"session never became {status}"
+            time.sleep(0.05)
 
     def events(self, session_id: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self.rpc(
