@@ -1,0 +1,1 @@
+"""``mimirctl acp``: Mimir as an ACP agent on stdio, for editors."""
