@@ -18,7 +18,8 @@ from typing import Any, Final
 
 from mimirctl.acp import errors
 from mimirctl.acp.errors import DEFERRED, AcpError, invalid
-from mimirctl.acp.relay import PendingPrompt, replay_updates
+from mimirctl.acp.relay import PendingPrompt
+from mimirctl.acp.replay import updates_for
 from mimird.wire import jsonrpc
 
 TYPE_CHECKING = False
@@ -224,7 +225,7 @@ def load_session(bridge: Bridge, params: Any) -> Any:
     session_id = session["id"]
     last = session["last_seq"]
     # The history up to the seq read, then the live stream from there: no gap, nothing twice.
-    for update in replay_updates()(bridge.history(session_id, last)):
+    for update in updates_for(bridge.history(session_id, last)):
         bridge.update(session_id, update)
     bridge.follow(session_id, last)
     # Requests waiting now were asked before the cursor: ask the editor once.

@@ -11,8 +11,7 @@ kinds map to nothing, except ``turn_ended``, which answers the pending
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -39,28 +38,6 @@ def live_update(event: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(update, dict) and isinstance(update.get("sessionUpdate"), str):
         return update
     return None
-
-
-def _fallback_updates(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """History as updates, until the kit's :mod:`mimirctl.acp.replay` is there:
-    prompts as user messages, the agent's updates as it sent them."""
-    for event in events:
-        if event.get("kind") == "prompt":
-            yield from user_chunks((event.get("data") or {}).get("content"))
-        elif event.get("kind") == "update" and (update := live_update(event)) is not None:
-            yield update
-
-
-def replay_updates() -> Callable[[Iterable[dict[str, Any]]], Iterator[dict[str, Any]]]:
-    """``updates_for(events)`` of :mod:`mimirctl.acp.replay` (the editor-plugin
-    kit's conversion of the journal), or the fallback while it is not installed."""
-    try:
-        module = importlib.import_module("mimirctl.acp.replay")
-    except ImportError:
-        return _fallback_updates
-    convert: Callable[[Iterable[dict[str, Any]]], Iterator[dict[str, Any]]]
-    convert = module.updates_for
-    return convert
 
 
 def acp_usage(usage: Any) -> dict[str, int] | None:

@@ -23,12 +23,13 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from tests.support.acp_schema import validate_agent_message
 from tests.support.helpers import DaemonDirs
 
 TIMEOUT_S: Final = 30.0
 
 
-def _envelope(message: dict[str, Any]) -> None:
+def _envelope(message: dict[str, Any], request_method: str | None) -> None:
     """Every message is JSON-RPC 2.0: a request, a notification or an answer."""
     assert message.get("jsonrpc") == "2.0", message
     if "method" in message:
@@ -38,8 +39,14 @@ def _envelope(message: dict[str, Any]) -> None:
         assert ("result" in message) != ("error" in message), message
 
 
-#: Checks every message from the bridge must pass (raise to fail the test).
-CHECKS: list[Callable[[dict[str, Any]], None]] = [_envelope]
+def _schema(message: dict[str, Any], request_method: str | None) -> None:
+    """ACP v1 stable (with the legacy set_model), by the vendored schema."""
+    validate_agent_message(message, request_method=request_method)
+
+
+#: Checks every message from the bridge must pass (raise to fail the test), given
+#: the message and, for an answer, the method of the request it answers.
+CHECKS: list[Callable[[dict[str, Any], str | None], None]] = [_envelope, _schema]
 
 
 class AcpFailed(Exception):
@@ -60,6 +67,8 @@ class AcpClient:
         #: Notifications and requests not yet taken by wait_for.
         self.received: list[dict[str, Any]] = []
         self._answers: dict[Any, dict[str, Any]] = {}
+        #: The methods of our requests, by id (to check their answers).
+        self._methods: dict[Any, str] = {}
         self.ended = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -86,8 +95,9 @@ class AcpClient:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             message = json.loads(line)
+            method = None if "method" in message else self._methods.get(message.get("id"))
             for check in CHECKS:
-                check(message)
+                check(message, method)
             self._inbox.put(message)
         self._inbox.put(None)
 
@@ -100,6 +110,7 @@ class AcpClient:
 
     def send(self, method: str, params: Any = None) -> int:
         self._next_id += 1
+        self._methods[self._next_id] = method
         message = {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params or {}}
         self.write(json.dumps(message).encode() + b"\n")
         return self._next_id
