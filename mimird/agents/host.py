@@ -544,13 +544,18 @@ class AgentHost:
     # ---- turns and permissions, for the API ------------------------------------------
 
     async def prompt(
-        self, content: list[Any], text: str, *, template: str | None = None
+        self,
+        content: list[Any],
+        text: str,
+        *,
+        template: str | None = None,
+        journaled: Callable[[int], None] | None = None,
     ) -> TurnResult:
         """See :meth:`Turns.prompt`.
 
         Cancellation: as :meth:`Turns.prompt` (a journaled prompt always gets its
         ``turn_ended``)."""
-        return await self.turns.prompt(content, text, template=template)
+        return await self.turns.prompt(content, text, template=template, journaled=journaled)
 
     async def cancel(self, *, grace: float | None = None) -> None:
         """See :meth:`Turns.cancel`.

@@ -299,6 +299,7 @@ class AgentManager:
         text: str,
         *,
         template: str | None = None,
+        journaled: Callable[[int], None] | None = None,
     ) -> TurnResult:
         """Run one turn of the session's agent (started first when the session is
         created, stopped or interrupted) and return how it ended.
@@ -315,7 +316,7 @@ class AgentManager:
                 detail={"status": row.status},
             )
         host = await self.ensure_running(row, configs, allowed=STARTS_ON_PROMPT)
-        result = await host.prompt(content, text, template=template)
+        result = await host.prompt(content, text, template=template, journaled=journaled)
         if result.stop_reason == "end_turn" and not result.pending_permissions:
             # Shielded: a caller gone once the turn ended must not leave the session
             # idle where auto_complete says completed.
