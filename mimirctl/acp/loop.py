@@ -14,7 +14,8 @@ Hook for [editorfs]: when the editor's ``initialize`` advertised
 ``clientCapabilities.fs`` or ``terminal`` and :mod:`mimirctl.acp.delegate` exists,
 ``delegate.Delegate(bridge)`` is made; ``attached(session_id)`` is called for each
 session attached, ``response(event)`` for each answer of the editor that is not a
-permission's, and ``close()`` at the end.
+permission's, ``takes(follower, message)`` for each message read on a session's
+connection (True: it was the delegate's), and ``close()`` at the end.
 """
 
 from __future__ import annotations
@@ -167,6 +168,8 @@ class Bridge:
         """Handle what the session's connection has brought (it is readable)."""
         try:
             for message in follower.messages():
+                if self.delegate is not None and self.delegate.takes(follower, message):
+                    continue  # a client_request of the agent, or its answer's receipt
                 event = follower.event_of(message)
                 if event is not None:
                     self.on_event(follower, event)

@@ -193,8 +193,10 @@ async def test_a_path_outside_the_workspace_is_refused_before_it_reaches_the_cli
                 read("r1", "/etc/passwd"),
                 read("r2", "../../x"),
                 write("w1", "out/escape.txt", "x"),
+                read("r3", "notes.txt"),
             )
-        assert editor.requests == []
+        assert [r["params"]["path"] for r in editor.requests] == [str(root / "notes.txt")]
+        assert result(world, "r3") == {"content": "editor\n"}
         for request_id in ("r1", "r2", "w1"):
             assert error(world, request_id)["code"] == INVALID_PARAMS
         assert not (dirs.root / "escape.txt").exists()
