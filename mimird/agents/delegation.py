@@ -31,6 +31,7 @@ The attachment is journaled on the session (``client_attached``,
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -209,7 +210,9 @@ class Delegates:
         log.info(
             "client_detached", session_id=attachment.session_id, pid=attachment.pid, reason=reason
         )
-        self._nursery.start_soon(self._journal_detach, attachment, reason)
+        # RuntimeError: the agent manager has closed (mimird is stopping).
+        with contextlib.suppress(RuntimeError):
+            self._nursery.start_soon(self._journal_detach, attachment, reason)
         return True
 
     async def _journal_detach(self, attachment: Attachment, reason: str) -> None:
@@ -334,13 +337,6 @@ class Delegates:
 
     def terminal_released(self, session_id: str, agent_id: str) -> None:
         self._terminals.get(session_id, {}).pop(agent_id, None)
-
-    def forget(self, session_id: str) -> None:
-        """The session is gone (deleted): nothing of it is kept."""
-        attachment = self._attached.get(session_id)
-        if attachment is not None:
-            self.detach(attachment, "lost its session")
-        self._terminals.pop(session_id, None)
 
 
 # ---- the client's answers, checked ----------------------------------------------------

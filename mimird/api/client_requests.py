@@ -95,6 +95,8 @@ class ClientRequestService:
             connection.nursery,
         )
         if session.id not in held or held[session.id][0] is not attachment:
+            if session.id in held:  # its earlier attachment was detached (a timeout)
+                held[session.id][1].cancel()
             scope = trio.CancelScope()
             held[session.id] = (attachment, scope)
             connection.nursery.start_soon(self._hold, connection, attachment, scope)

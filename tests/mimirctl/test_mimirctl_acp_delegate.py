@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from tests.mimirctl.acp_world import INIT, World, script, world
 from tests.support.acp_client import AcpClient
+from tests.support.helpers import run_mimirctl
 
 __all__ = ["world"]
 
@@ -69,6 +70,8 @@ def test_the_agents_reads_and_writes_go_through_the_editors_buffers(world: World
     ]
     [attached] = kinds_data(world, session_id, "client_attached")
     assert (attached["fs_read"], attached["fs_write"], attached["terminal"]) == (True, True, True)
+    shown = run_mimirctl(world.dirs, "log", session_id).stdout
+    assert "wrote notes.txt (11 bytes, in the editor's buffer)" in shown
 
 
 def test_the_editors_error_reaches_the_agent(world: World) -> None:
@@ -104,6 +107,7 @@ def test_a_terminal_runs_in_the_editor(world: World) -> None:
         assert editor.result(prompt) == {"stopReason": "end_turn"}
     [started] = kinds_data(world, session_id, "terminal_started")
     assert started["served_by"] == "client"
+    assert "$ make test [in the editor]" in run_mimirctl(world.dirs, "log", session_id).stdout
 
 
 def test_an_editor_that_closes_mid_request_loses_nothing(world: World) -> None:
