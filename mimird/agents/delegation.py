@@ -3,8 +3,10 @@ editor, or any plugin) serves a session's agent's file and terminal requests.
 
 A client declares itself the *provider* of ``fs`` (read and/or write) and/or
 ``terminal`` for a session on its connection (``session.attach_client``); at most
-one connection holds a session at a time (a second attach is refused, so that one
-editor window cannot take another's session unnoticed). While it is attached, the
+one connection holds a session at a time (a second process's attach is refused, so
+that one editor window cannot take another's session unnoticed; the same process
+attaching on a new connection replaces its old one, which it may have closed
+before mimird saw it close). While it is attached, the
 agent's requests it provides are first checked by Mimir as when Mimir serves them
 (:mod:`mimird.agents.client_methods`: the path confined to the workspace, sizes
 bounded), then sent to it as a ``client_request`` notification; its answer
@@ -159,10 +161,17 @@ class Delegates:
         nursery: trio.Nursery,
     ) -> Attachment:
         """Make the connection the session's provider; an attach by the same connection
-        replaces its offer. Raises :class:`InvalidState` if another connection holds it.
+        replaces its offer, one by another connection of the same process (``pid``)
+        replaces that connection. Raises :class:`InvalidState` if another process's
+        connection holds it.
 
         Cancellation: attached or not; the event is journaled or not."""
         held = self._attached.get(session_id)
+        if held is not None and held.conn_id != conn_id and held.pid == pid:
+            # The same process on a new connection (a bridge following the session
+            # again): its old connection may not be seen closed yet.
+            self.detach(held, "replaced by another connection of the same client")
+            held = None
         if held is not None and held.conn_id != conn_id:
             raise InvalidState(
                 f"session {session_id} is attached to another client (pid {held.pid}); it "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -300,15 +301,31 @@ async def test_malformed_or_oversized_answers_are_refused_and_mimir_serves(
         assert all(f["fallback"] == "mimird" for f in failed)
 
 
+#: Another process attaching to a session: prints the daemon's answer.
+ATTACH_FROM_ANOTHER_PROCESS: Final = """
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+request = {"jsonrpc": "2.0", "id": 1, "method": "session.attach_client",
+           "params": {"session": sys.argv[2], "fs": {"read": True}}}
+s.sendall(json.dumps(request).encode() + b"\\n")
+print(s.makefile().readline(), end="")
+"""
+
+
+async def attach_from_another_process(world: AgentWorld, session_id: str) -> dict[str, Any]:
+    done = await trio.run_process(
+        [sys.executable, "-c", ATTACH_FROM_ANOTHER_PROCESS, str(world.daemon.socket), session_id],
+        capture_stdout=True,
+    )
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
 async def test_a_second_client_is_refused_until_the_first_detaches(dirs: DaemonDirs) -> None:
     async with session_with_file(dirs) as (world, c, session_id, _root):
-        async with (
-            provider(world, session_id, buffer("first\n")),
-            Client.connect(world.daemon.socket) as second,
-        ):
-            refused = await second.error(
-                "session.attach_client", {"session": session_id, "fs": {"read": True}}
-            )
+        async with provider(world, session_id, buffer("first\n")):
+            refused = (await attach_from_another_process(world, session_id))["error"]
             assert refused["data"]["kind"] == "invalid_state"
             assert "another client" in refused["message"]
             await play(c, session_id, read("r1", "notes.txt"))
@@ -321,6 +338,25 @@ async def test_a_second_client_is_refused_until_the_first_detaches(dirs: DaemonD
             await play(c, session_id, read("r3", "notes.txt"))
         assert result(world, "r2") == {"content": "second\n"}
         assert result(world, "r3") == {"content": "on disk\n"}, "detached: Mimir serves"
+        # Nobody attached: another process may.
+        assert "result" in await attach_from_another_process(world, session_id)
+
+
+async def test_the_same_process_on_a_new_connection_replaces_its_old_one(
+    dirs: DaemonDirs,
+) -> None:
+    # A bridge that follows a session again closes its old connection and attaches on
+    # a new one: mimird may not have seen the old one close yet.
+    async with session_with_file(dirs) as (world, c, session_id, _root):
+        async with (
+            provider(world, session_id, buffer("old\n")) as old,
+            provider(world, session_id, buffer("new\n")) as new,
+        ):
+            await play(c, session_id, read("r1", "notes.txt"))
+        assert result(world, "r1") == {"content": "new\n"}
+        assert (len(old.requests), len(new.requests)) == (0, 1)
+        detached = await event_data(c, session_id, "client_detached")
+        assert detached[0]["reason"] == "replaced by another connection of the same client"
 
 
 async def test_only_what_the_client_offers_goes_to_it(dirs: DaemonDirs) -> None:
