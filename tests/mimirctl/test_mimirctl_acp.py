@@ -42,6 +42,15 @@ def test_new_session_registers_the_project_and_relays_a_turn(world: World) -> No
         assert texts == [f"part {i} " for i in range(20)]
         # The editor's own prompt is not echoed back to it.
         assert text_of(list(editor.updates(session_id)), "user_message_chunk") == []
+        # The session is named after its first prompt's first line, and the editor told.
+        title = world.rpc("session.get", {"session": session_id})["title"]
+        assert title.startswith('[{"do": "update"')
+        assert len(title) <= 80
+        infos = [
+            u for u in editor.updates(session_id) if u["sessionUpdate"] == "session_info_update"
+        ]
+        assert infos == [{"sessionUpdate": "session_info_update", "title": title}]
+        assert editor.call("session/list", {})["sessions"][0]["title"] == title
 
 
 def test_cancel_ends_the_prompt_cancelled(world: World) -> None:

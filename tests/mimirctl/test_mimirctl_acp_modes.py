@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mimirctl.acp_world import SCENARIO, World, make_world, script, started
+from tests.mimirctl.acp_world import INIT, SCENARIO, World, make_world, script, started
 from tests.support.acp_client import AcpFailed
 from tests.support.helpers import DaemonDirs
 
@@ -49,8 +49,13 @@ def options(dirs: DaemonDirs) -> Iterator[World]:
 def test_set_mode_and_model_are_relayed(legacy: World) -> None:
     record = legacy.dirs.root / "record.jsonl"
     with legacy.editor() as editor:
-        session_id = started(editor, legacy)
-        editor.call("session/prompt", {"sessionId": session_id, "prompt": script()})
+        editor.call("initialize", INIT)
+        new = editor.call("session/new", {"cwd": str(legacy.repo), "mcpServers": []})
+        session_id = new["sessionId"]
+        # The agent was started for the answer: its modes (and legacy models) are in it.
+        assert new["modes"]["currentModeId"] == "ask"
+        assert [m["id"] for m in new["modes"]["availableModes"]] == ["ask", "code"]
+        assert new["models"]["currentModelId"] == "m1"
         assert editor.call("session/set_mode", {"sessionId": session_id, "modeId": "code"}) == {}
         assert editor.call("session/set_model", {"sessionId": session_id, "modelId": "m2"}) == {}
         with pytest.raises(AcpFailed) as refused:
