@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 PROTOCOL_VERSION: Final = 1
 #: Sessions per page of ``session/list``.
 LIST_PAGE: Final = 100
+#: The longest title given to a new session (its first prompt's first line).
+TITLE_CHARS: Final = 80
 #: The most content blocks of one prompt (mimird's bound).
 MAX_BLOCKS: Final = 1000
 
@@ -182,7 +184,8 @@ def _mcp_servers(bridge: Bridge, params: dict[str, Any]) -> None:
 
 
 def _session_state(session: dict[str, Any]) -> dict[str, Any]:
-    """``modes`` and ``configOptions`` as the agent last said them, for the editor."""
+    """``modes``, ``configOptions`` and the legacy ``models`` as the agent last said
+    them, for the editor."""
     state = session.get("agent_state")
     out: dict[str, Any] = {}
     if isinstance(state, dict):
@@ -190,6 +193,8 @@ def _session_state(session: dict[str, Any]) -> dict[str, Any]:
             out["modes"] = state["modes"]
         if isinstance(state.get("config_options"), list):
             out["configOptions"] = state["config_options"]
+        if isinstance(state.get("models"), dict):
+            out["models"] = state["models"]
     return out
 
 
@@ -205,12 +210,17 @@ def new_session(bridge: Bridge, params: Any) -> Any:
     create: dict[str, Any] = {
         "project": project["id"],
         "workspace": bridge.options.workspace,
-        "title": "editor session",
     }
     if bridge.options.agent:
         create["agent"] = bridge.options.agent
     session = bridge.call("session.create", create, long=True)
-    bridge.follow(session["id"], session["last_seq"])
+    follower = bridge.follow(session["id"], session["last_seq"])
+    follower.untitled = True
+    try:
+        # Started now, so that the answer carries the agent's modes and options.
+        session = bridge.call("session.resume", {"session": session["id"]}, long=True)
+    except AcpError as exc:  # it starts again at the first prompt, which then fails
+        bridge.say(f"the agent of session {session['id']} did not start: {exc.message}")
     return {"sessionId": session["id"], **_session_state(session)}
 
 
@@ -284,7 +294,26 @@ def prompt(bridge: Bridge, request: jsonrpc.Request) -> Any:
     submitted = bridge.call("session.submit", {"session": session_id, "content": blocks}, long=True)
     follower.own_prompts.add(submitted["prompt_seq"])
     follower.prompt = PendingPrompt(request.id, submitted["prompt_seq"])
+    if follower.untitled:
+        follower.untitled = False
+        _title(bridge, session_id, blocks)
     return DEFERRED
+
+
+def _title(bridge: Bridge, session_id: str, blocks: list[dict[str, Any]]) -> None:
+    """A new session is named after its first prompt's first line (as ``session/list``
+    and ``mimirctl session ls`` show it), and the editor is told."""
+    text = next((b["text"] for b in blocks if isinstance(b.get("text"), str)), "")
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    title = line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
+    if not title:
+        return
+    try:
+        bridge.call("session.update", {"session": session_id, "title": title})
+    except AcpError as exc:
+        bridge.say(f"could not name session {session_id}: {exc.message}")
+        return
+    bridge.update(session_id, {"sessionUpdate": "session_info_update", "title": title})
 
 
 def cancel(bridge: Bridge, params: Any) -> None:

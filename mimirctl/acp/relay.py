@@ -82,6 +82,8 @@ class Follower:
     prompt: PendingPrompt | None = None
     #: seqs of the prompts this editor sent (not echoed back as user messages).
     own_prompts: set[int] = field(default_factory=set)
+    #: A session made by this editor, not named yet (its first prompt names it).
+    untitled: bool = False
 
     def messages(self) -> Iterator[dict[str, Any]]:
         """The messages already read (put aside by a call, or buffered), then one

@@ -5,6 +5,7 @@ editor-style client of :mod:`tests.support.acp_client`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -93,13 +94,20 @@ class World:
         return found
 
 
-@pytest.fixture
-def world(dirs: DaemonDirs) -> Iterator[World]:
-    write_config(dirs, SCENARIO)
+@contextlib.contextmanager
+def make_world(dirs: DaemonDirs, scenario: dict[str, Any]) -> Iterator[World]:
+    """A running mimird whose fake agent plays ``scenario``, and a repository."""
+    write_config(dirs, scenario)
     (dirs.root / "home").mkdir(parents=True, exist_ok=True)
     repo = make_repo(dirs.root / "repo")
     with daemon_process(dirs) as daemon:
         yield World(dirs, daemon, repo)
+
+
+@pytest.fixture
+def world(dirs: DaemonDirs) -> Iterator[World]:
+    with make_world(dirs, SCENARIO) as made:
+        yield made
 
 
 def started(editor: AcpClient, world: World) -> str:
