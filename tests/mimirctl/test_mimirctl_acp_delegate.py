@@ -138,3 +138,25 @@ def test_an_editor_that_does_not_serve_files_leaves_them_to_mimir(world: World) 
         assert not [m for m in editor.sent if str(m.get("method", "")).startswith("fs/")]
     assert (world.repo / "notes.txt").read_text() == "x\n"
     assert kinds_data(world, session_id, "client_attached") == []
+
+
+def test_a_second_editor_on_the_same_session_leaves_the_files_to_the_first(
+    world: World,
+) -> None:
+    (world.repo / "notes.txt").write_text("on disk\n")
+    with world.editor() as first, world.editor() as second:
+        session_id = started_serving(first, world)
+        second.call("initialize", SERVES)
+        load = {"sessionId": session_id, "cwd": str(world.repo), "mcpServers": []}
+        second.call("session/load", load)
+        steps = script(fs_request("r1", "fs/read_text_file", path="notes.txt"))
+        prompt = first.send("session/prompt", {"sessionId": session_id, "prompt": steps})
+        read = first.wait_for(asked("fs/read_text_file"))
+        first.answer(read["id"], {"content": BUFFER})
+        assert first.result(prompt) == {"stopReason": "end_turn"}
+        second.drain()
+        assert not [m for m in second.sent if str(m.get("method", "")).startswith("fs/")]
+    said = (world.dirs.root / "acp-stderr.log").read_text()
+    assert "session.attach_client" in said
+    assert "attached to another client" in said
+    assert len(kinds_data(world, session_id, "client_attached")) == 1
