@@ -108,7 +108,6 @@ class Attachment:
     #: Sends are started here (the connection's nursery): a request that gives up
     #: waiting never cancels a write half-way through the connection's line.
     nursery: trio.Nursery
-    pending: dict[int, _Pending] = field(default_factory=dict)
     released: bool = False
 
 
@@ -138,9 +137,6 @@ class Delegates:
         self._pending: dict[int, tuple[Attachment, _Pending]] = {}
         #: Terminals clients run: session id -> agent's id -> (attachment, client's id).
         self._terminals: dict[str, dict[str, tuple[Attachment, str]]] = {}
-
-    def get(self, session_id: str) -> Attachment | None:
-        return self._attached.get(session_id)
 
     def provider(self, session_id: str, method: str) -> Attachment | None:
         """The attachment serving ``method`` for the session's agent, if any."""
