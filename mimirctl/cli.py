@@ -90,6 +90,7 @@ WORDS: Final = {
     "completion": "completion",
     "audit": "audit",
     "doctor": "doctor",
+    "acp": "acp",
 }
 #: Options before the command word that take a value.
 _VALUED_OPTIONS: Final = frozenset({"--socket"})
@@ -236,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"session id {args.session!r} is too short: give the id or a unique prefix of "
                 f"at least {MIN_ID_PREFIX} characters (as 'mimirctl session ls' shows them)"
             )
+        if (standalone := getattr(args, "standalone", None)) is not None:
+            # A command that makes its own connections (``acp``).
+            ended: int = standalone(resolve_socket(getattr(args, "socket", None)), args)
+            return ended
         with Client(resolve_socket(getattr(args, "socket", None))) as client:
             return _run(run, client, args)
     except DaemonNotRunning as exc:

@@ -466,7 +466,8 @@ class Renderer:
             self._line(f"[agent failed to start: {data.get('reason')}]", "31")
         elif kind == "file_written":
             path, size = visible(str(data.get("path"))), visible(str(data.get("bytes")))
-            self._line(f"  wrote {path} ({size} bytes)", "2")
+            buffer = ", in the editor's buffer" if data.get("served_by") == "client" else ""
+            self._line(f"  wrote {path} ({size} bytes{buffer})", "2")
         elif kind == "file_refused":
             op, path = visible(str(data.get("op"))), visible(str(data.get("path")))
             self._line(f"  refused {op} of {path}", "31")
@@ -474,7 +475,8 @@ class Renderer:
             line = visible(" ".join([str(data.get("command")), *map(str, data.get("args", []))]))
             cwd = data.get("cwd")
             where = f" (in {visible(str(cwd))})" if cwd not in (None, "", ".") else ""
-            self._line(f"  $ {line}{where}", "2")
+            by = " [in the editor]" if data.get("served_by") == "client" else ""
+            self._line(f"  $ {line}{where}{by}", "2")
         elif kind == "terminal_exited":
             how = visible(str(data.get("signal") or f"code {data.get('exit_code')}"))
             crash = ", after a crash of mimird" if data.get("after_crash") else ""

@@ -104,6 +104,10 @@ class SupervisionSection(_Section, frozen=True):
     file_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
     #: The largest file an agent may read, and the most it may write at once.
     file_max_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 32 << 20
+    #: How long an attached client (an editor) may take to answer a file or terminal
+    #: request forwarded to it (``terminal/wait_for_exit`` excepted) before it is
+    #: detached and Mimir serves the request itself (a terminal request errors).
+    client_request_timeout_s: Annotated[float, Meta(gt=0, le=600)] = 10.0
 
 
 class RunsSection(_Section, frozen=True):

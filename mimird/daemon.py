@@ -23,6 +23,7 @@ from mimird.api import (
     AgentProbeService,
     AgentService,
     AuditService,
+    ClientRequestService,
     DaemonService,
     DbService,
     EventService,
@@ -162,6 +163,7 @@ async def run_daemon(
                     MetricsService(store, journal, agents, started=started),
                     AuditService(store),
                     AgentProbeService(settings),
+                    client_requests=ClientRequestService(session_service, agents),
                 )
                 audit = AuditLog(store, policy.mask_config, session_service.secrets_of_call)
                 server = RpcServer(

@@ -11,6 +11,12 @@ dispatching on names a peer chose).
   a ``cwd`` is resolved from the pinned directory as file paths are, and a
   refusal journaled (``terminal_refused``).
 
+When a client is attached to the session as the provider of ``fs`` or
+``terminal`` (:mod:`mimird.agents.delegation`), the same checks are made here
+first, and the checked request is then served by that client; a file request it
+does not serve is served here after all, a terminal request is answered with an
+error.
+
 File work runs in worker threads of this agent's own limiter (:data:`FILE_THREADS`),
 never in trio's default one, which the store's writer uses: an agent can neither
 take the daemon's threads nor another agent's. Each operation is bounded in time
@@ -39,9 +45,16 @@ from mimird.agents.acp import (
     MethodNotFound,
     map_exceptions,
 )
+from mimird.agents.delegation import (
+    RESOURCE_NOT_FOUND,
+    TERMINAL_PREFIX,
+    Attachment,
+    ClientFailed,
+    Delegates,
+)
 from mimird.agents.recorder import Recorder
 from mimird.config import SupervisionSection
-from mimird.errors import FileAccessFailed, FileMissing, MimirError
+from mimird.errors import FileAccessFailed, FileMissing, FileRefused, MimirError
 from mimird.wire import events
 from mimird.workspaces import files
 
@@ -114,6 +127,7 @@ class ClientMethods:
         recorder: Recorder,
         life: AgentLife,
         options: SupervisionSection,
+        delegates: Delegates | None = None,
         *,
         missing_file: str = "error",
     ) -> None:
@@ -121,6 +135,8 @@ class ClientMethods:
         #: How a read of a missing file is answered: "error" (-32002) or "empty".
         self._missing_file = missing_file
         self._life = life
+        self._delegates = delegates
+        self._max_terminals = options.max_terminals
         self._timeout = options.file_timeout_s
         self._max_bytes = options.file_max_bytes
         self._limiter = trio.CapacityLimiter(FILE_THREADS)
@@ -215,6 +231,11 @@ class ClientMethods:
         path, line, limit = params.get("path"), params.get("line"), params.get("limit")
         max_bytes = self._max_bytes
         empty_if_missing = self._missing_file == "empty"
+        provider = self._provider("fs/read_text_file")
+        if provider is not None:
+            served, answer = await self._file_by_client("read", provider, params)
+            if served:
+                return answer
 
         def read(workspace: files.Workspace, deadline: files.Deadline) -> tuple[str, str | None]:
             relative = workspace.confine(path)
@@ -247,6 +268,11 @@ class ClientMethods:
             raise AcpError(INVALID_PARAMS, "fs/write_text_file needs path and content")
         path, content = params.get("path"), params["content"]
         max_bytes = self._max_bytes
+        provider = self._provider("fs/write_text_file")
+        if provider is not None:
+            served, answer = await self._file_by_client("write", provider, params)
+            if served:
+                return answer
 
         def write(workspace: files.Workspace, deadline: files.Deadline) -> tuple[str, int]:
             relative = workspace.confine(path)
@@ -269,6 +295,12 @@ class ClientMethods:
                 INVALID_PARAMS,
                 f"sessionId {session!r} is not this agent's session {acp_session_id!r}",
             )
+        terminal_id = params.get("terminalId")
+        if isinstance(terminal_id, str) and terminal_id.startswith(TERMINAL_PREFIX):
+            return await self._client_terminal(method, params, terminal_id)
+        provider = self._provider(method) if method == "terminal/create" else None
+        if provider is not None:
+            return await self._client_create(provider, params)
         held = self._life.terminals
         if held is None:
             raise AcpError(INTERNAL_ERROR, "the session's agent is stopping; no terminals")
@@ -306,6 +338,161 @@ class ClientMethods:
             )
             raise
         return terminals.WorkingDirectory(fd, str(relative))
+
+    # ---- served by an attached client (mimird.agents.delegation) ------------------------
+
+    def _provider(self, method: str) -> Attachment | None:
+        if self._delegates is None:
+            return None
+        return self._delegates.provider(self._recorder.session_id, method)
+
+    async def _file_by_client(
+        self, op: str, attachment: Attachment, params: dict[str, Any]
+    ) -> tuple[bool, Any]:
+        """The file request checked as if Mimir served it (the path confined, the
+        content's size bounded, a refusal journaled), then served by the client.
+        ``(False, None)`` when the client did not serve it: Mimir serves it then.
+
+        Cancellation: the client's answer, if it comes, is refused as unknown."""
+        assert self._delegates is not None
+        path, content = params.get("path"), params.get("content")
+        max_bytes = self._max_bytes
+
+        def check(workspace: files.Workspace, deadline: files.Deadline) -> tuple[str, str, int]:
+            relative = workspace.confine(path)
+            size = len(content.encode("utf-8", "surrogatepass")) if isinstance(content, str) else 0
+            if size > max_bytes:
+                raise FileRefused(
+                    f"{path}: the content is larger than {max_bytes} bytes ([supervision] "
+                    "file_max_bytes)",
+                    field="content",
+                )
+            return str(relative), str(workspace.names[0] / relative), size
+
+        relative, absolute, size = await self._journaled(op, params, check)
+        method = "fs/read_text_file" if op == "read" else "fs/write_text_file"
+        forwarded: dict[str, Any] = {"sessionId": self._recorder.session_id, "path": absolute}
+        if op == "write":
+            forwarded["content"] = content
+        for name in ("line", "limit") if op == "read" else ():
+            value = params.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                forwarded[name] = value
+        try:
+            answer = await self._delegates.forward(attachment, method, forwarded)
+        except ClientFailed as exc:
+            await self._recorder.event(
+                events.ClientRequestFailed(method=method, reason=str(exc), fallback="mimird")
+            )
+            return False, None
+        except AcpError as exc:
+            if exc.code == RESOURCE_NOT_FOUND and op == "read" and self._missing_file == "empty":
+                # The kind's quirk holds for the editor's answer too (gemini-cli).
+                await self._recorder.event(
+                    events.FileRead(path=relative, chars=0, missing=True, served_by="client")
+                )
+                return True, {"content": ""}
+            if exc.code != RESOURCE_NOT_FOUND:
+                await self._recorder.event(
+                    events.FileRefused(op=op, path=path, reason=exc.message, served_by="client")
+                )
+            raise
+        if op == "read":
+            chars = len(answer["content"])
+            await self._recorder.event(
+                events.FileRead(path=relative, chars=chars, served_by="client")
+            )
+        else:
+            await self._recorder.event(
+                events.FileWritten(path=relative, bytes=size, served_by="client")
+            )
+        return True, answer
+
+    async def _client_create(self, attachment: Attachment, params: dict[str, Any]) -> Any:
+        """``terminal/create`` checked as Mimir checks its own (the ``cwd`` confined,
+        a refusal journaled), then run by the client; an error if it does not.
+
+        Cancellation: a command the client started meanwhile is the client's."""
+        assert self._delegates is not None
+        command = params.get("command")
+        if not isinstance(command, str) or not command or "\0" in command:
+            raise AcpError(INVALID_PARAMS, "command must be a non-empty string")
+        args = terminals.checked_args(params.get("args"))
+        env = terminals.checked_env(params.get("env"))
+        limit = params.get("outputByteLimit")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+            raise AcpError(INVALID_PARAMS, "outputByteLimit must be an integer")
+        if limit is not None and limit < 0:
+            raise AcpError(INVALID_PARAMS, "outputByteLimit must not be negative")
+        cap = self._delegates.max_output_bytes
+        pinned = self._life.pinned
+        if pinned is None:
+            raise AcpError(INTERNAL_ERROR, "the session's agent is stopping; no terminals")
+        cwd = await self._working_directory(params)
+        cwd.close()
+        forwarded = {
+            "sessionId": self._recorder.session_id,
+            "command": command,
+            "args": args,
+            "env": [{"name": k, "value": v} for k, v in env.items()],
+            "cwd": str(pinned.names[0] / cwd.relative),
+            "outputByteLimit": cap if limit is None else min(limit, cap),
+        }
+        self._delegates.check_room(self._recorder.session_id, self._max_terminals)
+        answer = await self._by_client(attachment, "terminal/create", forwarded, None)
+        terminal_id = self._delegates.terminal_created(
+            attachment, answer["terminalId"], self._max_terminals
+        )
+        shown = [self._recorder.scrub(part) for part in (command, *args)]
+        await self._recorder.event(
+            events.TerminalStarted(
+                terminal=terminal_id,
+                command=shown[0],
+                args=shown[1:],
+                cwd=cwd.relative,
+                pid=0,
+                served_by="client",
+            ),
+            text=" ".join(shown),
+        )
+        return {"terminalId": terminal_id}
+
+    async def _client_terminal(self, method: str, params: dict[str, Any], terminal_id: str) -> Any:
+        """A ``terminal/*`` request about a terminal the client runs."""
+        session_id = self._recorder.session_id
+        found = (
+            None if self._delegates is None else self._delegates.terminal(session_id, terminal_id)
+        )
+        if found is None:
+            raise AcpError(
+                INVALID_PARAMS,
+                f"no terminal {terminal_id!r} in this session: the client that ran it "
+                "detached, or it was released, or never existed",
+            )
+        attachment, client_id = found
+        forwarded = {"sessionId": session_id, "terminalId": client_id}
+        answer = await self._by_client(attachment, method, forwarded, terminal_id)
+        if method == "terminal/release":
+            assert self._delegates is not None
+            self._delegates.terminal_released(session_id, terminal_id)
+        return answer
+
+    async def _by_client(
+        self, attachment: Attachment, method: str, forwarded: dict[str, Any], terminal: str | None
+    ) -> Any:
+        assert self._delegates is not None
+        try:
+            return await self._delegates.forward(
+                attachment, method, forwarded, bounded=method != "terminal/wait_for_exit"
+            )
+        except ClientFailed as exc:
+            await self._recorder.event(
+                events.ClientRequestFailed(method=method, reason=str(exc), fallback="error")
+            )
+            about = f"terminal {terminal}" if terminal else "the terminal"
+            raise AcpError(
+                INTERNAL_ERROR, f"{about} is run by the attached client, which failed: {exc}"
+            ) from None
 
 
 def _bind(handler: Callable[[str, Any], Awaitable[Any]], method: str) -> Handler:

@@ -33,6 +33,7 @@ from mimird import __version__, policy
 from mimird.agents import handoff, terminals, tool_policy
 from mimird.agents.acp import AcpConnection, AcpConnectionClosed, AcpError
 from mimird.agents.client_methods import ClientMethods
+from mimird.agents.delegation import Delegates
 from mimird.agents.handshake import handshake
 from mimird.agents.model_mode import ModelMode
 from mimird.agents.permissions import PermissionRegistry, PolicyView, park
@@ -149,6 +150,7 @@ class AgentHost:
         command: AgentCommand,
         recorder: Recorder,
         permissions: PermissionRegistry,
+        delegates: Delegates,
         ids: IdGenerator,
         options: SupervisionSection,
         log_path: Path,
@@ -193,7 +195,7 @@ class AgentHost:
         self.terminals: terminals.Terminals | None = None
         self.updates = Updates(recorder, options.message_piece_bytes)
         self.client_methods = ClientMethods(
-            recorder, self, options, missing_file=command.quirks.missing_file
+            recorder, self, options, delegates, missing_file=command.quirks.missing_file
         )
         #: Stopping sends SIGTERM at once, for agents that ignore EOF (``stop = "term"``).
         self._term_first = command.quirks.stop == "term"
@@ -555,13 +557,18 @@ class AgentHost:
     # ---- turns and permissions, for the API ------------------------------------------
 
     async def prompt(
-        self, content: list[Any], text: str, *, template: str | None = None
+        self,
+        content: list[Any],
+        text: str,
+        *,
+        template: str | None = None,
+        journaled: Callable[[int], None] | None = None,
     ) -> TurnResult:
         """See :meth:`Turns.prompt`.
 
         Cancellation: as :meth:`Turns.prompt` (a journaled prompt always gets its
         ``turn_ended``)."""
-        return await self.turns.prompt(content, text, template=template)
+        return await self.turns.prompt(content, text, template=template, journaled=journaled)
 
     async def cancel(self, *, grace: float | None = None) -> None:
         """See :meth:`Turns.cancel`.

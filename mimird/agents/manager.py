@@ -15,6 +15,7 @@ import trio
 from mimird import journal, policy
 from mimird.agents import budget
 from mimird.agents import permissions as permissions_
+from mimird.agents.delegation import Delegates
 from mimird.agents.host import AgentHost
 from mimird.agents.permissions import Permission, PermissionRegistry
 from mimird.agents.presets import AgentCommand, resolve_command
@@ -66,6 +67,16 @@ class AgentManager:
         self.nursery = nursery
         self.hosts: dict[str, AgentHost] = {}
         self.permissions = PermissionRegistry()
+        #: The clients (editors) that serve agents' file and terminal requests.
+        options = settings.supervision
+        self.delegates = Delegates(
+            journal_,
+            store.ids,
+            nursery,
+            timeout_s=options.client_request_timeout_s,
+            max_read_bytes=options.file_max_bytes,
+            max_output_bytes=options.terminal_output_bytes,
+        )
         self._starting: dict[str, trio.Lock] = {}
         #: The threads that read git state; the daemon shares the workspaces' own
         #: (their reads limiter), so that turns' file checks queue with other reads.
@@ -125,6 +136,7 @@ class AgentManager:
             command=command,
             recorder=Recorder(row.id, self.store, self.journal, secrets),
             permissions=self.permissions,
+            delegates=self.delegates,
             ids=self.store.ids,
             options=self.settings.supervision,
             log_path=self.log_path(row.id),
@@ -294,6 +306,7 @@ class AgentManager:
         text: str,
         *,
         template: str | None = None,
+        journaled: Callable[[int], None] | None = None,
     ) -> TurnResult:
         """Run one turn of the session's agent (started first when the session is
         created, stopped or interrupted) and return how it ended.
@@ -310,7 +323,7 @@ class AgentManager:
                 detail={"status": row.status},
             )
         host = await self.ensure_running(row, configs, allowed=STARTS_ON_PROMPT)
-        result = await host.prompt(content, text, template=template)
+        result = await host.prompt(content, text, template=template, journaled=journaled)
         if result.stop_reason == "end_turn" and not result.pending_permissions:
             # Shielded: a caller gone once the turn ended must not leave the session
             # idle where auto_complete says completed.

@@ -190,6 +190,16 @@ def _request_env(value: Any) -> dict[str, str]:
     return env
 
 
+def checked_args(value: Any) -> list[str]:
+    """A request's ``args``, checked (for a command an attached client runs, too)."""
+    return _strings(value, "args")
+
+
+def checked_env(value: Any) -> dict[str, str]:
+    """A request's ``env``, checked, by name."""
+    return _request_env(value)
+
+
 class Terminals:
     """The terminals of one life of one session's agent; run them with
     ``async with Terminals(...).running() as terminals``."""

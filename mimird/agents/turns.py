@@ -10,6 +10,7 @@ the session leaves ``running``/``awaiting_permission``.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -119,11 +120,18 @@ class Turns:
         return self._recorder.session_id
 
     async def prompt(
-        self, content: list[Any], text: str, *, template: str | None = None
+        self,
+        content: list[Any],
+        text: str,
+        *,
+        template: str | None = None,
+        journaled: Callable[[int], None] | None = None,
     ) -> TurnResult:
         """Journal the prompt, send it to the agent (starting first if needed) and
-        return once the turn ended. Raises :class:`Busy` while another turn runs,
-        :class:`AgentUnavailable` when the agent is gone or answered with an error.
+        return once the turn ended; ``journaled(prompt_seq)`` is called once the
+        prompt is in the journal (``session.submit`` answers then). Raises
+        :class:`Busy` while another turn runs, :class:`AgentUnavailable` when the
+        agent is gone or answered with an error.
 
         Cancellation: before the prompt is journaled, nothing happened. After, the
         agent is told (``$/cancel_request`` and ``session/cancel``), pending
@@ -153,6 +161,8 @@ class Turns:
             )
             assert prompt_seq is not None
             self._recorder.journal.metrics.turn_started()
+            if journaled is not None:
+                journaled(prompt_seq)
             turn.prompted_at = trio.current_time()
             if due is not None:
                 content = await self._with_handoff(due, prompt_seq, content)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from mimird.api.agent_probe import AgentProbeService
 from mimird.api.agents import AgentService
 from mimird.api.audit import AuditService
+from mimird.api.client_requests import ClientRequestService
 from mimird.api.daemon import DaemonService
 from mimird.api.db import DbService
 from mimird.api.events import EventService
@@ -41,6 +42,7 @@ def build_registry(
     metrics: MetricsService | None = None,
     audit: AuditService | None = None,
     agent_probe: AgentProbeService | None = None,
+    client_requests: ClientRequestService | None = None,
 ) -> Registry:
     registry = Registry()
     for service in (
@@ -68,6 +70,8 @@ def build_registry(
         audit.register(registry)
     if agent_probe is not None:
         agent_probe.register(registry)
+    if client_requests is not None:
+        client_requests.register(registry)
     return registry
 
 
@@ -75,6 +79,7 @@ __all__ = [
     "AgentProbeService",
     "AgentService",
     "AuditService",
+    "ClientRequestService",
     "DaemonService",
     "DbService",
     "EventService",

@@ -7,16 +7,18 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import structlog
+import trio
 
 from mimird import templates
 from mimird.agents.manager import AgentManager
 from mimird.api.methods import MethodTable
 from mimird.api.sessions import SessionService
-from mimird.errors import InvalidParams
+from mimird.errors import InvalidParams, MimirError
 from mimird.rpc.registry import CallContext, Registry
 from mimird.sessions.records import SessionRow
 from mimird.wire.errors import ErrorCode
-from mimird.wire.prompts import SessionPromptParams
+from mimird.wire.prompts import PromptSubmitted, SessionPromptParams
 from mimird.wire.types import (
     PromptResult,
     Session,
@@ -84,6 +86,7 @@ async def render_for(
 
 
 _method = MethodTable()
+log = structlog.get_logger("mimird.api.prompts")
 
 
 class PromptService:
@@ -119,14 +122,7 @@ class PromptService:
     )
     async def prompt(self, ctx: CallContext, params: SessionPromptParams) -> PromptResult:
         """Cancellation: as :meth:`AgentManager.prompt` (``turn_ended`` is journaled)."""
-        content = _content(params)
-        row = await self._sessions.find(params.session)
-        template = None
-        if params.template is not msgspec.UNSET:
-            template = params.template
-            vars_ = params.vars if params.vars is not msgspec.UNSET else {}
-            text = await render_for(self._sessions, row, template, vars_)
-            content = [{"type": "text", "text": text}]
+        row, content, template = await self._prepare(params)
         result = await self._agents.prompt(
             row, self._sessions, content, _prompt_text(content), template=template
         )
@@ -137,6 +133,90 @@ class PromptService:
             prompt_seq=result.prompt_seq,
             end_seq=result.end_seq,
         )
+
+    async def _prepare(
+        self, params: SessionPromptParams
+    ) -> tuple[SessionRow, list[dict[str, Any]], str | None]:
+        """The session, the prompt's content blocks and its template's name.
+
+        Cancellation: nothing happened."""
+        content = _content(params)
+        row = await self._sessions.find(params.session)
+        template = None
+        if params.template is not msgspec.UNSET:
+            template = params.template
+            vars_ = params.vars if params.vars is not msgspec.UNSET else {}
+            text = await render_for(self._sessions, row, template, vars_)
+            content = [{"type": "text", "text": text}]
+        return row, content, template
+
+    @_method(
+        "session.submit",
+        params=SessionPromptParams,
+        result=PromptSubmitted,
+        summary=(
+            "Send a prompt to the session's agent; answers once the prompt is journaled, "
+            "and the turn goes on without the caller."
+        ),
+        description=(
+            "As session.prompt (same params, same checks and errors), but the turn does not "
+            "belong to the call: the answer carries the prompt's seq, the turn's progress "
+            "and its end (turn_ended) are events (subscribe), and the turn goes on when the "
+            "caller disconnects (session.cancel ends it). For clients that must not take "
+            "the turn with them: editors through 'mimirctl acp'."
+        ),
+        mutating=True,
+        concurrent=True,
+        errors=(
+            ErrorCode.NOT_FOUND,
+            ErrorCode.INVALID_STATE,
+            ErrorCode.AGENT_UNAVAILABLE,
+            ErrorCode.BUDGET_EXCEEDED,
+            ErrorCode.BUSY,
+        ),
+    )
+    async def submit(self, ctx: CallContext, params: SessionPromptParams) -> PromptSubmitted:
+        """Cancellation: before the prompt is journaled, nothing happened (the agent
+        may have been started); after, the turn is the agent manager's and goes on."""
+        row, content, template = await self._prepare(params)
+        prompt_seq: int = await self._agents.nursery.start(self._detached, row, content, template)
+        return PromptSubmitted(session=row.id, prompt_seq=prompt_seq)
+
+    async def _detached(
+        self,
+        row: SessionRow,
+        content: list[dict[str, Any]],
+        template: str | None,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """One turn, in the agent manager's nursery once its prompt is journaled
+        (``task_status.started(prompt_seq)``). Before that, an error is the caller's;
+        after, it is in the journal (``turn_ended``) and only logged here: nothing
+        may leave the manager's nursery."""
+        journaled = False
+
+        def started(prompt_seq: int) -> None:
+            nonlocal journaled
+            journaled = True
+            task_status.started(prompt_seq)
+
+        try:
+            await self._agents.prompt(
+                row,
+                self._sessions,
+                content,
+                _prompt_text(content),
+                template=template,
+                journaled=started,
+            )
+        except MimirError as exc:
+            if not journaled:
+                raise
+            log.info("submitted_turn_failed", session_id=row.id, error=exc.code.kind)
+        except Exception:
+            if not journaled:
+                raise
+            log.exception("submitted_turn_crashed", session_id=row.id)
 
     @_method(
         "session.cancel",

@@ -391,12 +391,16 @@ class FileRead(EventData):
     #: Only when the file does not exist and the agent's kind reads it as empty
     #: (``missing_file = "empty"``).
     missing: bool = False
+    #: Only when an attached client (the editor) served it: ``"client"``.
+    served_by: str = "mimird"
 
 
 class FileWritten(EventData):
     KIND: ClassVar[str] = "file_written"
     path: str
     bytes: int
+    #: Only when an attached client (the editor) served it: ``"client"``.
+    served_by: str = "mimird"
 
 
 class FileRefused(EventData):
@@ -404,6 +408,8 @@ class FileRefused(EventData):
     op: Literal["read", "write"] | str
     path: Any
     reason: str
+    #: Only when an attached client (the editor) refused it: ``"client"``.
+    served_by: str = "mimird"
 
 
 class TerminalStarted(EventData):
@@ -412,7 +418,10 @@ class TerminalStarted(EventData):
     command: str
     args: list[str]
     cwd: str
+    #: 0 when an attached client runs it (its process is not Mimir's).
     pid: int
+    #: Only when an attached client (the editor) runs it: ``"client"``.
+    served_by: str = "mimird"
 
 
 class TerminalExited(EventData):
@@ -429,6 +438,32 @@ class TerminalRefused(EventData):
     command: str
     cwd: Any
     reason: str
+
+
+class ClientAttached(EventData):
+    """A client became the provider of the agent's file and/or terminal requests."""
+
+    KIND: ClassVar[str] = "client_attached"
+    pid: int
+    fs_read: bool
+    fs_write: bool
+    terminal: bool
+
+
+class ClientDetached(EventData):
+    KIND: ClassVar[str] = "client_detached"
+    pid: int
+    reason: str
+
+
+class ClientRequestFailed(EventData):
+    """A request forwarded to the attached client was not served by it: a file
+    request is then served by Mimir, a terminal request answered with an error."""
+
+    KIND: ClassVar[str] = "client_request_failed"
+    method: str
+    reason: str
+    fallback: Literal["mimird", "error"] | str
 
 
 class AgentNotification(EventData):

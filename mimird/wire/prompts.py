@@ -40,6 +40,14 @@ class SessionPromptParams(Params):
     vars: TemplateVars | UnsetType = UNSET
 
 
+class PromptSubmitted(Result):
+    """``session.submit``'s answer: the prompt is journaled, its turn goes on."""
+
+    session: str
+    #: seq of the journaled prompt; the turn's ``turn_ended`` comes later.
+    prompt_seq: int
+
+
 # ---- template.list ---------------------------------------------------------------------
 
 

@@ -51,6 +51,8 @@ CHANGES_STATE: Final = frozenset(
         "session.set_mode",
         "session.complete",
         "permission.respond",
+        "session.attach_client",
+        "session.detach_client",
         "worktree.prune",
         "db.backup",
         "db.optimize",
@@ -175,6 +177,8 @@ async def test_every_mutating_call_with_valid_params_writes_one_row_with_caller_
                 "permission.respond", {"permission": permission, "kind": "allow_once"}, permission
             )
             assert answered["option_id"] == "yes"
+        await r.call("session.attach_client", {"session": sid, "fs": {"read": True}}, sid)
+        await r.call("session.detach_client", {"session": sid}, sid)
         await r.call("session.cancel", {"session": sid}, sid)
         await r.call("session.stop", {"session": sid}, sid)
         await r.call("session.resume", {"session": sid}, sid)
@@ -234,6 +238,8 @@ async def test_every_mutating_call_that_fails_after_its_params_are_valid_writes_
             "session.stop",
             "session.resume",
             "session.complete",
+            "session.attach_client",
+            "session.detach_client",
         ):
             await r.call(method, {"session": ghost}, ghost)
         await r.call("session.prompt", {"session": ghost, "text": "go"}, ghost)
@@ -323,6 +329,10 @@ async def test_methods_not_marked_mutating_leave_the_database_as_it_was(dirs: Da
             await read("session.events", {"session": sid})
             await read("session.logs", {"session": sid})
             await read("permission.list", {"session": sid})
+            # Answers a request forwarded to an attached client; none is waiting here.
+            called.append("client_request.respond")
+            answered = await c.call_raw("client_request.respond", {"id": 1, "result": None})
+            assert answered["error"]["code"] == ErrorCode.NOT_FOUND
             subscribed = await read("subscribe", {"session": sid, "after_seq": 0})
             await read("unsubscribe", {"subscription": subscribed["subscription"]})
             await read("worktree.list", {})
