@@ -11,8 +11,9 @@ Every agent lives in ``<data dir>/agents/<id>/<version>/``, never anywhere globa
   the manifest gives one (a mismatch is refused), unpacked safely
   (:mod:`mimird.agents.archives`), the command marked executable.
 
-The files go into a staging directory first and are renamed into place; the record
-(:mod:`mimird.agents.installed`) is written last. Sync and long (a subprocess, a
+The files go into the version's directory (a version installed already is moved aside
+and comes back if the install fails); the record (:mod:`mimird.agents.installed`) is
+written last, so an agent half installed is never listed. Sync and long (a subprocess, a
 download): the API runs it in a worker thread; every subprocess has a timeout and its
 whole process group is killed when it passes.
 """
@@ -56,6 +57,8 @@ BIN_NAME_RE: Final = re.compile(r"[A-Za-z0-9@._-]{1,100}")
 _TOOL_ENV_PREFIXES: Final = ("npm_config_", "NPM_CONFIG_", "PIP_", "UV_")
 _TOOL_ENV_NAMES: Final = frozenset(
     {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"}
+    # The certificate authorities a network's TLS proxy needs them to trust.
+    | {"NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"}
 )
 
 
@@ -182,7 +185,7 @@ def _download(url: str, dest: Path) -> str:
 
 
 def _binary(dist: Distribution, stage: Path, name: str) -> str:
-    archive = stage.with_name(stage.name + ".download")
+    archive = stage.with_name(f".{stage.name}.download")
     try:
         log.info("agent_install_step", download=dist.archive)
         digest = _download(dist.archive, archive)
@@ -236,24 +239,27 @@ def install(
     home = agents_dir / manifest.id
     home.mkdir(parents=True, exist_ok=True)
     previous = read_one(agents_dir, manifest.id)
-    stage = home / f".staging-{secrets.token_hex(6)}"
+    # Built in place (a venv cannot move); a version installed already waits aside
+    # until the new one is complete, and comes back if it fails.
+    final = home / wanted
+    aside = home / f".old-{secrets.token_hex(6)}"
     log.info("agent_install_started", agent=manifest.id, version=wanted, distribution=dist.kind)
+    if final.exists():
+        final.rename(aside)
     try:
-        stage.mkdir()
+        final.mkdir()
         if dist.kind == "npx":
-            command = _npm(dist, wanted, stage, manifest.id)
+            command = _npm(dist, wanted, final, manifest.id)
         elif dist.kind == "uvx":
-            command = _pip(dist, wanted, stage, manifest.id)
+            command = _pip(dist, wanted, final, manifest.id)
         else:
-            command = _binary(dist, stage, manifest.id)
-        final = home / wanted
-        if final.exists():
-            aside = home / f".old-{secrets.token_hex(6)}"
-            final.rename(aside)
-            shutil.rmtree(aside, ignore_errors=True)
-        stage.rename(final)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+            command = _binary(dist, final, manifest.id)
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)
+        if aside.exists():
+            aside.rename(final)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
     record = InstalledAgent(
         id=manifest.id,
         name=manifest.name,
