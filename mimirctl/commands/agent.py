@@ -16,10 +16,16 @@ from mimirctl.stream import emit_json
 _AGENT_UP: Final = frozenset({"starting", "idle", "running", "awaiting_permission"})
 
 
+def _registry_name(registry: str | None, date: str | None) -> str:
+    if registry == "snapshot":
+        return "Mimir's registry snapshot" + (f" of {date}" if date else "")
+    return registry or "a registry"
+
+
 def _where(a: dict[str, Any]) -> str:
     if a["source"] == "installed":
         when = (a.get("installed_at") or "")[:10]
-        return f"installed {when} from {a.get('registry') or 'a registry'}"
+        return f"installed {when} from {_registry_name(a.get('registry'), a.get('registry_date'))}"
     return str(a["source"])
 
 
@@ -44,12 +50,12 @@ def cmd_agent_ls(client: Client, args: argparse.Namespace) -> int:
         )
         missing = [a for a in agents if not a["found"]]
         hints = [f"get {a['name']}: {a['install']}" for a in missing if a.get("install")]
-        others = [a["name"] for a in missing if not a.get("install")]
-        if others:
-            hints.append(
-                f"{', '.join(others)}: install it yourself, or set [agents.<name>] command "
-                "in the config file"
-            )
+        hints += [
+            f"{a['name']}: install it yourself, or set [agents.{a['name']}] command in the "
+            "config file"
+            for a in missing
+            if not a.get("install")
+        ]
         return "\n".join([text, *hints]) if hints else text
 
     emit(args, result, human)
@@ -59,10 +65,10 @@ def cmd_agent_ls(client: Client, args: argparse.Namespace) -> int:
 def _installed_line(r: dict[str, Any]) -> str:
     a = r["agent"]
     was = f" (was {r['previous_version']})" if r.get("previous_version") else ""
-    source = a["registry"] if a["registry"] != "snapshot" else "Mimir's registry snapshot"
     return (
         f"installed {a['id']} {a['version']}{was} ({a['distribution']} {a['package']}, "
-        f"licence {a['license'] or 'not given'}) from {source}\n"
+        f"licence {a['license'] or 'not given'}) from "
+        f"{_registry_name(a['registry'], a['registry_date'])}\n"
         f"sessions use it as --agent {a['kind']}: {a['path']}"
     )
 

@@ -215,16 +215,9 @@ def agent_kinds(
                 description=spec.description,
                 version=record.version if record else None,
                 installed_at=record.installed_at if record else None,
-                registry=_origin(record) if record else None,
+                registry=record.registry if record else None,
+                registry_date=record.registry_date if record else None,
                 install=None if found else install_command(name),
             )
         )
     return kinds
-
-
-def _origin(record: InstalledAgent) -> str:
-    if record.registry == "snapshot":
-        return "Mimir's registry snapshot" + (
-            f" of {record.registry_date}" if record.registry_date else ""
-        )
-    return record.registry

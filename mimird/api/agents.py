@@ -22,17 +22,16 @@ from mimird.config import Settings
 from mimird.errors import Busy, InvalidState, NotFound
 from mimird.rpc.registry import CallContext
 from mimird.rpc.registry import Registry as MethodRegistry
-from mimird.wire.types import (
+from mimird.wire.agents import (
     AgentInstallParams,
     AgentInstallResult,
-    AgentList,
     AgentRemoveParams,
     AgentRemoveResult,
     AgentUpdateParams,
     AgentUpdateResult,
-    EmptyParams,
     InstalledAgentInfo,
 )
+from mimird.wire.types import AgentList, EmptyParams
 
 _method = MethodTable()
 
@@ -139,6 +138,7 @@ class AgentService:
         "agent.install",
         params=AgentInstallParams,
         result=AgentInstallResult,
+        mutating=True,
         summary=(
             "Install an agent from the ACP Registry (Mimir's snapshot, or the registry "
             "file or URL given) into the daemon's data dir: npx with npm, uvx with pip "
@@ -156,6 +156,7 @@ class AgentService:
         "agent.update",
         params=AgentUpdateParams,
         result=AgentUpdateResult,
+        mutating=True,
         summary=(
             "Install the registry's version of an installed agent (or of every one) "
             "where it differs from the installed one. Each agent is read from the "
@@ -187,6 +188,7 @@ class AgentService:
         "agent.remove",
         params=AgentRemoveParams,
         result=AgentRemoveResult,
+        mutating=True,
         summary=(
             "Remove an installed agent (every version of it) from the daemon's data dir. "
             "Refused while a session's agent runs it: stop that session first."

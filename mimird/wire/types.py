@@ -471,74 +471,18 @@ class AgentKind(Result):
     found: bool
     path: str | None
     description: str
-    #: An installed agent's version, when it was installed (UTC) and the registry it
-    #: came from (Mimir's snapshot and its date, a file or a URL).
+    #: An installed agent's version, when it was installed (UTC), the registry it came
+    #: from ("snapshot": Mimir's own; else a file or a URL) and that registry's date.
     version: str | None = None
     installed_at: str | None = None
     registry: str | None = None
+    registry_date: str | None = None
     #: For a kind not found: the command that installs it (when the registry has it).
     install: str | None = None
 
 
 class AgentList(Result):
     agents: list[AgentKind]
-
-
-#: A registry file's absolute path, or an http(s) URL.
-RegistrySource = Annotated[str, Meta(min_length=1, max_length=2048)]
-
-
-class AgentInstallParams(Params):
-    name: AgentName
-    #: A version other than the registry's (npx and uvx distributions only).
-    version: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
-    registry: RegistrySource | None = None
-
-
-class AgentUpdateParams(Params):
-    #: One installed agent; every installed agent when absent.
-    name: AgentName | None = None
-    registry: RegistrySource | None = None
-
-
-class AgentRemoveParams(Params):
-    name: AgentName
-
-
-class InstalledAgentInfo(Result):
-    #: The kind sessions name (``agent``); the registry's id.
-    kind: str
-    id: str
-    version: str
-    distribution: Literal["npx", "uvx", "binary"]
-    package: str
-    #: The command sessions run, in the daemon's data dir.
-    path: str
-    args: list[str]
-    license: str
-    registry: str
-    registry_date: str | None
-    installed_at: str
-
-
-class AgentInstallResult(Result):
-    agent: InstalledAgentInfo
-    #: The version it replaced, if another one was installed.
-    previous_version: str | None = None
-
-
-class AgentUpdateResult(Result):
-    #: The agents installed anew (a newer version in the registry).
-    updated: list[AgentInstallResult]
-    #: The ids already at the registry's version.
-    unchanged: list[str]
-
-
-class AgentRemoveResult(Result):
-    kind: str
-    id: str
-    version: str
-    path: str
 
 
 # ---- session.prompt (its params: mimird.wire.prompts) / cancel / stop / resume / logs ------
