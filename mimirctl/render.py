@@ -449,7 +449,17 @@ class Renderer:
                 self._line(f"  {visible(str(line))}", "2")
         elif kind == "agent_started":
             how = ", its ACP session loaded" if data.get("loaded") else ""
+            if data.get("load_error"):
+                how = f" fresh: session/load failed: {data['load_error']}"
             self._line(f"[agent started{how}]", "2")
+        elif kind == "handoff_sent":
+            cut = ", older turns left out" if data.get("cut") else ""
+            turns = f"{data.get('turns')} turn{'' if data.get('turns') == 1 else 's'}"
+            self._line(
+                f"[earlier conversation sent with the prompt: {turns}, "
+                f"{data.get('bytes')} bytes{cut}]",
+                "2",
+            )
         elif kind == "agent_restarting":
             self._line(f"[restarting the agent in {visible(str(data.get('delay_s')))} s]", "2")
         elif kind == "agent_start_failed":

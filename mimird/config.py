@@ -125,6 +125,12 @@ class AgentSection(_Section, frozen=True):
     args: list[str] = msgspec.field(default_factory=list)
     env: dict[str, str] = msgspec.field(default_factory=dict)
     description: str = ""
+    #: The kind's quirks (mimird/agents/presets.py ``Quirks``); unset: the preset's
+    #: of the same name, else the plain ACP behaviour.
+    missing_file: Literal["error", "empty"] | None = None
+    stop: Literal["eof", "term"] | None = None
+    #: The mode set at the agent's start when the layered config sets none.
+    mode: Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")] | None = None
 
 
 class ConfigFile(_Section, frozen=True):

@@ -50,6 +50,8 @@ SECRET_MASK: Final = MASK
 #: The longest ``model`` or ``mode`` (ids like "provider/model-name").
 MAX_CHOICE_LENGTH: Final = 200
 MAX_TOKEN_BUDGET: Final = (1 << 63) - 1
+DEFAULT_HANDOFF_MAX_BYTES: Final = 64 << 10
+MAX_HANDOFF_MAX_BYTES: Final = 4 << 20
 #: A week: the longest a parked permission request may be given before its timeout.
 MAX_PERMISSION_TIMEOUT_S: Final = 7 * 24 * 3600
 #: Bounds of ``cost_budget_usd`` and ``turn_timeout_s`` (a week).
@@ -102,6 +104,9 @@ class ConfigLayer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     prompt_templates: dict[str, str] | UnsetType = UNSET
     #: A turn that ends end_turn with no permission request pending completes the session.
     auto_complete: bool | UnsetType = UNSET
+    #: The most of the earlier conversation sent to an agent that could not load it
+    #: (UTF-8 bytes, the newest kept); 0: none is sent (mimird/agents/handoff.py).
+    handoff_max_bytes: int | UnsetType = UNSET
     branch_template: str | UnsetType = UNSET
     #: Relative values are under the daemon's worktrees directory.
     worktree_location: str | UnsetType = UNSET
@@ -134,6 +139,7 @@ def builtin_layer() -> ConfigLayer:
         turn_timeout_s=None,
         prompt_templates={},
         auto_complete=False,
+        handoff_max_bytes=DEFAULT_HANDOFF_MAX_BYTES,
         branch_template=workspace_keys.DEFAULT_BRANCH_TEMPLATE,
         worktree_location=workspace_keys.DEFAULT_WORKTREE_LOCATION,
         setup_command=None,
@@ -303,6 +309,14 @@ def _parse_auto_complete(key: str, value: Any) -> bool:
     return value
 
 
+def _parse_handoff_max_bytes(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise cv.Invalid(key, f"expected a whole number of bytes, got {cv.kind(value)}")
+    if not 0 <= value <= MAX_HANDOFF_MAX_BYTES:
+        raise cv.Invalid(key, f"must be between 0 (off) and {MAX_HANDOFF_MAX_BYTES} (4 MiB)")
+    return value
+
+
 _PARSERS: Final[dict[str, Callable[[str, Any], Any]]] = {
     "agent": _parse_agent,
     "model": _parse_model_or_mode,
@@ -317,6 +331,7 @@ _PARSERS: Final[dict[str, Callable[[str, Any], Any]]] = {
     "turn_timeout_s": _number(MIN_TURN_TIMEOUT_S, MAX_TURN_TIMEOUT_S, "seconds or null"),
     "prompt_templates": _parse_prompt_templates,
     "auto_complete": _parse_auto_complete,
+    "handoff_max_bytes": _parse_handoff_max_bytes,
     "branch_template": workspace_keys.parse_branch_template,
     "worktree_location": workspace_keys.parse_worktree_location,
     "setup_command": workspace_keys.parse_setup_command,

@@ -107,16 +107,22 @@ async def stop_group(
     *,
     eof_grace: float = EOF_GRACE_S,
     term_grace: float = TERM_GRACE_S,
+    term_first: bool = False,
 ) -> int | None:
     """Stop ``process`` and every process of its group; returns the leader's exit code.
 
     Closes stdin and gives the group ``eof_grace`` seconds to finish, then SIGTERM to
     the group and ``term_grace`` seconds, then SIGKILL to the group; a final SIGKILL
-    sweep runs in any case. Shielded from cancellation: once asked, a stop completes
-    (it takes at most eof_grace + term_grace + a few seconds)."""
+    sweep runs in any case. With ``term_first`` (a child that ignores EOF), SIGTERM
+    goes to the group before stdin is closed and ``eof_grace`` is not waited.
+    Shielded from cancellation: once asked, a stop completes (it takes at most
+    eof_grace + term_grace + a few seconds)."""
     pgid = process.pid
     with trio.CancelScope(shield=True):
         try:
+            if term_first and process.returncode is None:
+                kill_group(pgid, signal.SIGTERM)
+                eof_grace = 0
             if process.stdin is not None:
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await process.stdin.aclose()

@@ -109,8 +109,17 @@ class _Handoff(Generic[T]):
 class ClientMethods:
     """Answers one agent's requests, inside its pinned workspace."""
 
-    def __init__(self, recorder: Recorder, life: AgentLife, options: SupervisionSection) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        life: AgentLife,
+        options: SupervisionSection,
+        *,
+        missing_file: str = "error",
+    ) -> None:
         self._recorder = recorder
+        #: How a read of a missing file is answered: "error" (-32002) or "empty".
+        self._missing_file = missing_file
         self._life = life
         self._timeout = options.file_timeout_s
         self._max_bytes = options.file_max_bytes
@@ -205,20 +214,31 @@ class ClientMethods:
             raise AcpError(INVALID_PARAMS, "params must be an object")
         path, line, limit = params.get("path"), params.get("line"), params.get("limit")
         max_bytes = self._max_bytes
+        empty_if_missing = self._missing_file == "empty"
 
-        def read(workspace: files.Workspace, deadline: files.Deadline) -> tuple[str, str]:
+        def read(workspace: files.Workspace, deadline: files.Deadline) -> tuple[str, str | None]:
             relative = workspace.confine(path)
-            text = workspace.read_text(
-                relative,
-                line if isinstance(line, int) else None,
-                limit if isinstance(limit, int) else None,
-                shown=str(path),
-                max_bytes=max_bytes,
-                deadline=deadline,
-            )
+            try:
+                text = workspace.read_text(
+                    relative,
+                    line if isinstance(line, int) else None,
+                    limit if isinstance(limit, int) else None,
+                    shown=str(path),
+                    max_bytes=max_bytes,
+                    deadline=deadline,
+                )
+            except FileMissing:
+                # A kind that cannot take the error (gemini-cli) reads a missing file
+                # as empty: only inside the workspace (confined above), never past it.
+                if empty_if_missing:
+                    return str(relative), None
+                raise
             return str(relative), text
 
         relative, text = await self._journaled("read", params, read)
+        if text is None:
+            await self._recorder.event(events.FileRead(path=relative, chars=0, missing=True))
+            return {"content": ""}
         await self._recorder.event(events.FileRead(path=relative, chars=len(text)))
         return {"content": text}
 

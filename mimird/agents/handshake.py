@@ -4,18 +4,18 @@ agent's earlier ACP session, when it can) or ``session/new``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import structlog
-
 from mimird import __version__
 from mimird.agents.acp import INTERNAL_ERROR, AcpConnection, AcpError
 
-log = structlog.get_logger("mimird.agents.handshake")
+#: The longest agent error kept (journaled and logged).
+MAX_ERROR_CHARS: Final = 2000
 
 ACP_PROTOCOL_VERSION: Final = 1
 CLIENT_CAPABILITIES: Final = {
@@ -36,6 +36,9 @@ class Handshake:
     acp_session_id: str | None
     #: Whether ``session/load`` continued the earlier ACP session.
     loaded: bool
+    #: Why ``session/load`` failed: the agent's error, its message, code and data
+    #: (bounded, not masked); None when it was not tried or worked.
+    load_error: str | None = None
 
 
 async def handshake(
@@ -66,6 +69,7 @@ async def handshake(
     capabilities = init.get("agentCapabilities") or {}
     can_load = bool(isinstance(capabilities, dict) and capabilities.get("loadSession"))
     loaded = False
+    load_error: str | None = None
     acp_session_id = load
     result: Any = None
     if load and can_load:
@@ -77,7 +81,7 @@ async def handshake(
                 )
                 loaded = True
             except AcpError as exc:
-                log.warning("agent_session_load_failed", error=str(exc))
+                load_error = describe_error(exc)
                 result = None
     if not loaded:
         result = await conn.request("session/new", {"cwd": str(workspace), "mcpServers": []})
@@ -90,4 +94,20 @@ async def handshake(
         session=result if isinstance(result, dict) else {},
         acp_session_id=acp_session_id,
         loaded=loaded,
+        load_error=load_error,
     )
+
+
+def describe_error(exc: AcpError) -> str:
+    """An agent's error as one line: its message, code and data (as JSON), at most
+    :data:`MAX_ERROR_CHARS` characters (gemini-cli says why a load failed in ``data``)."""
+    text = f"{exc.message} (code {exc.code})"
+    if exc.data is not None:
+        try:
+            data = json.dumps(exc.data, ensure_ascii=False, default=repr)
+        except ValueError:  # a circular structure cannot come from JSON, but be safe
+            data = repr(exc.data)
+        text += f"; data: {data}"
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 1] + "…"
+    return text

@@ -30,7 +30,7 @@ import structlog
 import trio
 
 from mimird import __version__, policy
-from mimird.agents import terminals, tool_policy
+from mimird.agents import handoff, terminals, tool_policy
 from mimird.agents.acp import AcpConnection, AcpConnectionClosed, AcpError
 from mimird.agents.client_methods import ClientMethods
 from mimird.agents.handshake import handshake
@@ -192,7 +192,11 @@ class AgentHost:
         #: The commands the agent runs through Mimir, in the current life of the agent.
         self.terminals: terminals.Terminals | None = None
         self.updates = Updates(recorder, options.message_piece_bytes)
-        self.client_methods = ClientMethods(recorder, self, options)
+        self.client_methods = ClientMethods(
+            recorder, self, options, missing_file=command.quirks.missing_file
+        )
+        #: Stopping sends SIGTERM at once, for agents that ignore EOF (``stop = "term"``).
+        self._term_first = command.quirks.stop == "term"
         self.turn_files = TurnFiles(self.workspace, row.workspace_kind, git_limiter)
         self.turns = Turns(
             recorder, permissions, self.updates, options, nursery, self, self.turn_files
@@ -384,11 +388,7 @@ class AgentHost:
                     self._signal()
                     await self.updates.flush_message()
                     with trio.CancelScope(shield=True):
-                        await stop_group(
-                            process,
-                            eof_grace=self.options.stop_grace_s,
-                            term_grace=self.options.stop_grace_s,
-                        )
+                        await self._stop_group(process, self.options.stop_grace_s)
                         # The agent is gone, but its last stderr lines may still be in
                         # the pipe: read them to its end before the failure quotes them
                         # (bounded: a leftover that holds the pipe open must not wait us).
@@ -399,7 +399,7 @@ class AgentHost:
             self.conn = None
             self.terminals = None
             with trio.CancelScope(shield=True):
-                await stop_group(process, eof_grace=0.01, term_grace=0.5)
+                await self._stop_group(process, 0.01, term_grace=0.5)
         return await self._exited(process, expected)
 
     async def _exited(self, process: trio.Process, expected: bool) -> str:
@@ -432,6 +432,13 @@ class AgentHost:
         )
         return reason
 
+    async def _stop_group(
+        self, process: trio.Process, eof_grace: float, term_grace: float | None = None
+    ) -> None:
+        """Stop the agent's process group: SIGTERM first for a kind that ignores EOF."""
+        term = self.options.stop_grace_s if term_grace is None else term_grace
+        await stop_group(process, eof_grace=eof_grace, term_grace=term, term_first=self._term_first)
+
     def _terminals(self) -> contextlib.AbstractAsyncContextManager[terminals.Terminals]:
         return terminals.Terminals(
             self.session_id,
@@ -463,6 +470,8 @@ class AgentHost:
             return False
         except AcpConnectionClosed:
             return False
+        done = handoff.masked(done, self.recorder.scrub, self.session_id, load)
+        self.turns.handoff = handoff.due(bool(self._resume or attempt), load, done)
         self.acp_session_id = done.acp_session_id
         await self.turns.guard.agent_started(done.loaded)
         init, result = done.init, done.session
@@ -493,6 +502,8 @@ class AgentHost:
                     agent_info=init.get("agentInfo"),
                     protocol_version=init.get("protocolVersion"),
                     startup_ms=startup_ms,
+                    load_error=done.load_error,
+                    load_session_id=load,
                 ),
             ),
         )
@@ -505,7 +516,7 @@ class AgentHost:
         self._start_error = reason
         await self.recorder.event(events.AgentStartFailed(reason=journaled))
         if self.process is not None:
-            await stop_group(self.process, eof_grace=0.5, term_grace=self.options.stop_grace_s)
+            await self._stop_group(self.process, 0.5)
 
     async def stop(self) -> None:
         """Cancel the turn if one runs, then stop the agent's whole process group,
@@ -537,7 +548,7 @@ class AgentHost:
             return
         log.warning("agent_cancel_timed_out", session_id=self.session_id, grace_s=grace)
         await self.recorder.event(events.CancelTimedOut(grace_s=grace))
-        await stop_group(self.process, eof_grace=0.1, term_grace=self.options.stop_grace_s)
+        await self._stop_group(self.process, 0.1)
 
     # ---- turns and permissions, for the API ------------------------------------------
 

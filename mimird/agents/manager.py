@@ -247,6 +247,8 @@ class AgentManager:
             )
             resume = row.status != "created"
             wanted = {key: effective.values[key] for key in ("model", "mode")}
+            if wanted["mode"] is None:  # the kind's own default (claude: "default")
+                wanted["mode"] = command.quirks.mode
             return await self.start(
                 row,
                 command,

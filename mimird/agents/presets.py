@@ -31,6 +31,26 @@ from mimird.errors import AgentUnavailable
 from mimird.processes import child_environment
 from mimird.wire.types import AgentKind
 
+MissingFile = Literal["error", "empty"]
+StopHow = Literal["eof", "term"]
+
+
+@dataclass(frozen=True, slots=True)
+class Quirks:
+    """What Mimir does differently for a kind, because its agent needs it.
+
+    ``missing_file``: how ``fs/read_text_file`` of a missing file (inside the
+    workspace) is answered: ``"error"`` (-32002, as ACP documents) or ``"empty"``
+    (``{"content": ""}``: gemini-cli reads a file before it creates it, and cannot
+    read the error). ``stop``: ``"eof"`` closes stdin and waits ``stop_grace_s``
+    before SIGTERM; ``"term"`` sends SIGTERM to the group at once (agents that
+    ignore EOF). ``mode``: the mode set at the agent's start when the layered
+    config gives none (None: the agent's own)."""
+
+    missing_file: MissingFile = "error"
+    stop: StopHow = "eof"
+    mode: str | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class Preset:
@@ -41,6 +61,8 @@ class Preset:
     env: Mapping[str, str] = field(default_factory=dict)
     #: The ACP Registry's id of this agent, when it is not the preset's name.
     registry_id: str | None = None
+    #: Its quirks (see :class:`Quirks`).
+    quirks: Quirks = Quirks()
 
 
 PRESETS: Final[dict[str, Preset]] = {
@@ -51,14 +73,23 @@ PRESETS: Final[dict[str, Preset]] = {
         "Claude Code through its ACP adapter (npm @agentclientprotocol/claude-agent-acp or "
         "@zed-industries/claude-code-acp)",
         registry_id="claude-code-acp",
+        # It ignores EOF; its own default mode ("auto") never asks permission.
+        quirks=Quirks(stop="term", mode="default"),
     ),
     "codex": Preset(
         ("codex-acp",),
         (),
         "Codex through its ACP adapter (npm @zed-industries/codex-acp)",
         registry_id="codex-acp",
+        quirks=Quirks(stop="term"),  # it ignores EOF
     ),
-    "gemini": Preset(("gemini",), ("--acp",), "Gemini CLI (npm @google/gemini-cli)"),
+    "gemini": Preset(
+        ("gemini",),
+        ("--acp",),
+        "Gemini CLI (npm @google/gemini-cli)",
+        # It reads a file before creating it, and cannot read the "not found" error.
+        quirks=Quirks(missing_file="empty"),
+    ),
     "goose": Preset(("goose",), ("acp",), "goose"),
 }
 
@@ -68,6 +99,7 @@ class AgentCommand:
     kind: str
     argv: list[str]
     env: dict[str, str]
+    quirks: Quirks = Quirks()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +111,17 @@ class _Spec:
     env: Mapping[str, str]
     source: Literal["preset", "config", "installed"]
     description: str
+    quirks: Quirks = Quirks()
     installed: InstalledAgent | None = None
+
+
+def _quirks(section: AgentSection, preset: Quirks) -> Quirks:
+    """A config section's quirks: each one it does not set is the preset's of that name."""
+    return Quirks(
+        missing_file=section.missing_file or preset.missing_file,
+        stop=section.stop or preset.stop,
+        mode=section.mode if section.mode is not None else preset.mode,
+    )
 
 
 def registry_id(kind: str) -> str:
@@ -105,24 +147,34 @@ def _spec(
 ) -> _Spec | None:
     if kind not in configured:
         kind = _ALIASES.get(kind, kind)
+    preset = PRESETS.get(kind)
     record = (installed or {}).get(registry_id(kind))
     if kind not in configured and record is not None and agents_dir is not None:
+        # An installed agent keeps the quirks of the preset that stands for it.
         return _Spec(
             (str(record.executable(agents_dir)),),
             tuple(record.args),
             record.env,
             "installed",
             record.description or record.name,
-            record,
+            installed=record,
+            quirks=preset.quirks if preset is not None else Quirks(),
         )
     if kind in configured:
         section = configured[kind]
+        quirks = _quirks(section, preset.quirks if preset is not None else Quirks())
         return _Spec(
-            (section.command,), tuple(section.args), section.env, "config", section.description
+            (section.command,),
+            tuple(section.args),
+            section.env,
+            "config",
+            section.description,
+            quirks,
         )
-    if kind in PRESETS:
-        preset = PRESETS[kind]
-        return _Spec(preset.commands, preset.args, preset.env, "preset", preset.description)
+    if preset is not None:
+        return _Spec(
+            preset.commands, preset.args, preset.env, "preset", preset.description, preset.quirks
+        )
     return None
 
 
@@ -167,7 +219,7 @@ def resolve_command(
             field="agent",
             id=kind,
         )
-    return AgentCommand(kind, [found, *spec.args], env)
+    return AgentCommand(kind, [found, *spec.args], env, spec.quirks)
 
 
 def _kind_names(

@@ -17,7 +17,8 @@ import msgspec
 import structlog
 import trio
 
-from mimird.agents import turn_files, usage
+from mimird import policy
+from mimird.agents import handoff, turn_files, usage
 from mimird.agents.acp import AcpConnection, AcpConnectionClosed, AcpError
 from mimird.agents.budget import Guard
 from mimird.agents.permissions import CANCELLED, PermissionRegistry, answer
@@ -69,6 +70,10 @@ class TurnResult:
     pending_permissions: int = 0
 
 
+async def _builtin() -> policy.Effective:
+    return policy.effective([])
+
+
 class AgentLink(Protocol):
     """What turns need of the agent's host."""
 
@@ -105,6 +110,9 @@ class Turns:
         self._files = files
         self.current: Turn | None = None
         self.guard = Guard(recorder)
+        #: The earlier conversation is due before the next prompt (set by the host
+        #: when the agent started without it), until a prompt carries it.
+        self.handoff: handoff.Due | None = None
 
     @property
     def session_id(self) -> str:
@@ -136,6 +144,7 @@ class Turns:
             if self._files is not None:
                 turn.files_start = await self._files.start()
             await self._recorder.flush()
+            due = self.handoff
             prompt_seq = await self._recorder.write(
                 sessions.prompt_started,
                 self.session_id,
@@ -144,6 +153,8 @@ class Turns:
             )
             assert prompt_seq is not None
             turn.prompted_at = trio.current_time()
+            if due is not None:
+                content = await self._with_handoff(due, prompt_seq, content)
             timeout = await self.guard.start_turn()
             if timeout is not None:
                 self._nursery.start_soon(self._deadline, turn, timeout)
@@ -160,6 +171,38 @@ class Turns:
             turn.done.set()
             if self.current is turn:
                 self.current = None
+
+    async def _with_handoff(
+        self, due: handoff.Due, prompt_seq: int, content: list[Any]
+    ) -> list[Any]:
+        """``content`` preceded by the conversation before ``prompt_seq``, bounded by
+        ``handoff_max_bytes``, and journaled (``handoff_sent``); once per fallback.
+
+        Cancellation: the handoff is still due (the journaled event may be there)."""
+        effective = await (self.guard.effective or _builtin)()
+        max_bytes = effective.values["handoff_max_bytes"]
+        found = None
+        if max_bytes > 0:
+            found = await self._recorder.store.read(
+                handoff.history, self.session_id, prompt_seq, max_bytes, due.why
+            )
+        if self.handoff is due:
+            self.handoff = None
+        if found is None:
+            return content
+        await self._recorder.event(
+            events.HandoffSent(
+                bytes=found.size, turns=found.turns, cut=found.cut, reason=due.reason
+            )
+        )
+        log.info(
+            "handoff_sent",
+            session_id=self.session_id,
+            bytes=found.size,
+            turns=found.turns,
+            cut=found.cut,
+        )
+        return [handoff.block(self.session_id, found, due.embedded), *content]
 
     async def _send(
         self, turn: Turn, conn: AcpConnection, prompt_seq: int, content: list[Any]

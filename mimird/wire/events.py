@@ -166,6 +166,11 @@ class AgentStarted(EventData):
     agent_info: Any
     protocol_version: Any
     startup_ms: int
+    #: Only when ``session/load`` of ``load_session_id`` failed: the agent's error
+    #: (message, code and data; secrets masked, bounded).
+    load_error: str | None = None
+    #: Only when a load was due: the ACP session that was to be loaded.
+    load_session_id: str | None = None
 
 
 class AgentStartFailed(EventData):
@@ -196,6 +201,22 @@ class Prompt(EventData):
     content: list[dict[str, Any]]
     #: Only when the prompt was made from a prompt template: its name.
     template: str | None = None
+
+
+class HandoffSent(EventData):
+    """The session's earlier conversation, sent before a prompt to an agent that
+    could not load it (``handoff_max_bytes``)."""
+
+    KIND: ClassVar[str] = "handoff_sent"
+    #: UTF-8 bytes of the conversation's text sent.
+    bytes: int
+    #: Prompts (user turns) in it.
+    turns: int
+    #: Whether older turns were left out (or the oldest kept was cut) to fit the bound.
+    cut: bool
+    #: Why the agent did not have the conversation: ``load_failed``, ``cannot_load``
+    #: or ``no_session``.
+    reason: str
 
 
 class PromptFailed(EventData):
@@ -367,6 +388,9 @@ class FileRead(EventData):
     KIND: ClassVar[str] = "file_read"
     path: str
     chars: int
+    #: Only when the file does not exist and the agent's kind reads it as empty
+    #: (``missing_file = "empty"``).
+    missing: bool = False
 
 
 class FileWritten(EventData):

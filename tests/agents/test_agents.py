@@ -152,4 +152,7 @@ def test_the_readme_agents_example_loads_once_uncommented(tmp_path: Path) -> Non
         args=["--acp"],
         env={"MY_AGENT_MODE": "fast"},
         description="my agent",
+        missing_file="error",
+        stop="eof",
+        mode="default",
     )

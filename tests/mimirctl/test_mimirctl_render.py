@@ -187,6 +187,11 @@ def test_events_on_a_terminal_carry_only_mimirctls_own_styling() -> None:
         }
     )
     renderer.event({"kind": "turn_ended", "data": {"stop_reason": "end\x07", "error": "e\x1b"}})
+    # An agent's reason for a failed session/load, journaled as it said it.
+    error = {"loaded": False, "load_error": "No session\x1b[2J (code -32603)"}
+    renderer.event({"kind": "agent_started", "data": error})
+    handoff = {"bytes": 120, "turns": 2, "cut": True, "reason": "load_failed"}
+    renderer.event({"kind": "handoff_sent", "data": handoff})
     renderer.finish()
     own = re.compile(r"\x1b\[[0-9;]*m")  # the Renderer's SGR styling
     shown = own.sub("", out.getvalue())
@@ -195,6 +200,8 @@ def test_events_on_a_terminal_carry_only_mimirctls_own_styling() -> None:
     assert "⚙ ^[]0;t^G^Jx [pending]" in shown
     assert "? permission p^[[2J for w<U+202E>: allow_once^M (<U+009B>1)" in shown
     assert "[turn ended: end^G: e^[]" in shown
+    assert "[agent started fresh: session/load failed: No session^[[2J (code -32603)]" in shown
+    assert "[earlier conversation sent with the prompt: 2 turns, 120 bytes, older turns" in shown
 
 
 MIMIRCTL: Final = Path(render.__file__).parent

@@ -45,6 +45,8 @@ async def test_resume_says_that_a_load_failed(dirs: DaemonDirs) -> None:
     # The agent offers session/load but answers it with an error (method not found).
     line = await resumed(dirs, {"results": {"initialize": CAN_LOAD}})
     assert line.startswith("agent: started fresh (session/new): session/load of sess-1 failed")
+    # The agent's own words, as journaled (agent_started's load_error).
+    assert line.endswith("failed: method not found: session/load (code -32601)")
 
 
 async def test_resume_of_a_session_never_started_says_there_was_nothing_to_load(

@@ -132,12 +132,13 @@ def test_claude_edit_denied_by_policy_writes_nothing(
         assert result.get("is_error") is True, result
 
 
-def test_claude_in_its_default_auto_mode_is_made_to_ask_by_the_session_mode(
+def test_claude_preset_makes_it_ask_unless_the_session_sets_auto(
     dirs: DaemonDirs, claude_bin: Path, fake_llm: FakeLlm, tmp_path: Path
 ) -> None:
     """Without settings Claude Code starts in ``auto`` mode, where it writes without
-    asking anyone; the session's ``mode`` (set by Mimir right after it starts) puts it
-    in ``default`` mode, and the write goes through the session's policy."""
+    asking anyone; the ``claude`` preset's default mode (set by Mimir right after it
+    starts, when no config layer sets ``mode``) puts it in ``default`` mode, and the
+    write goes through the session's policy. A session's ``mode`` wins: ``auto``."""
     home = make_claude_home(tmp_path / "bare", fake_llm.anthropic_base_url, settings=False)
     _config(dirs, claude_bin, home)
     repo = make_repo(dirs.root / "repo")
@@ -146,8 +147,8 @@ def test_claude_in_its_default_auto_mode_is_made_to_ask_by_the_session_mode(
         daemon.wait_ready()
         _ctl(dirs, "project", "add", str(repo), "--name", "demo")
         args = ("session", "new", "demo", "--config", policy, "--json")
-        auto = json.loads(_ctl(dirs, *args))
-        asking = json.loads(_ctl(dirs, *args, "--mode", "default"))
+        asking = json.loads(_ctl(dirs, *args))
+        auto = json.loads(_ctl(dirs, *args, "--mode", "auto"))
         written = {}
         for session in (auto, asking):
             target = Path(session["workspace"]["path"]) / "notes" / "hello.txt"
@@ -161,5 +162,11 @@ def test_claude_in_its_default_auto_mode_is_made_to_ask_by_the_session_mode(
         # In auto mode the policy was never asked, and its deny did not hold.
         assert written == {auto["id"]: True, asking["id"]: False}
         assert _events(dirs, auto["id"], "permission_requested") == []
+        [changed] = _events(dirs, asking["id"], "mode_changed")
+        assert (changed["mode"], changed["by"], changed["previous"]) == (
+            "default",
+            "config",
+            "auto",
+        )
         [decided] = _events(dirs, asking["id"], "permission_decided")
         assert decided["decision"] == "deny"

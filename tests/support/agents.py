@@ -27,8 +27,10 @@ def write_config(
     *,
     supervision: dict[str, Any] | None = None,
     rpc: dict[str, Any] | None = None,
+    agent: dict[str, Any] | None = None,
 ) -> Path:
-    """Config with an [agents.fake] kind playing ``scenario``; returns the scenario file."""
+    """Config with an [agents.fake] kind playing ``scenario`` (``agent``: more keys of
+    its section, e.g. its quirks); returns the scenario file."""
     dirs.root.mkdir(parents=True, exist_ok=True)
     scenario_path = dirs.root / "scenario.json"
     scenario_path.write_text(json.dumps(scenario))
@@ -51,6 +53,7 @@ def write_config(
         "[agents.fake]",
         f"command = {json.dumps(sys.executable)}",
         f"args = [{json.dumps(str(FAKE_AGENT))}, {json.dumps(str(scenario_path))}]",
+        *(f"{k} = {json.dumps(v)}" for k, v in (agent or {}).items()),
     ]
     if rpc:
         lines += ["", "[rpc]", *(f"{k} = {json.dumps(v)}" for k, v in rpc.items())]
@@ -175,10 +178,11 @@ async def agent_world(
     *,
     supervision: dict[str, Any] | None = None,
     rpc: dict[str, Any] | None = None,
+    agent: dict[str, Any] | None = None,
 ) -> AsyncIterator[AgentWorld]:
     record = dirs.root / "received.jsonl"
     scenario = {"record": str(record), **scenario}
-    scenario_path = write_config(dirs, scenario, supervision=supervision, rpc=rpc)
+    scenario_path = write_config(dirs, scenario, supervision=supervision, rpc=rpc, agent=agent)
     repo = make_repo(dirs.root / "repo")
     async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as client:
         project = await client.call("project.add", {"path": str(repo), "name": "demo"})

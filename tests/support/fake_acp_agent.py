@@ -9,7 +9,13 @@ The scenario is a JSON object:
   ``initialize``, ``session/new`` or ``session/prompt``;
 - ``prompts``: ``[[step, ...], ...]``: the steps played before answering the first,
   second, ... ``session/prompt`` (after any ``before`` steps);
+- ``errors``: ``{method: error}``: that method is answered with that JSON-RPC error
+  object (``{"code": ..., "message": ..., "data": ...}``), as gemini-cli answers a
+  ``session/load`` it cannot do;
 - ``ignore_eof``: keep running after stdin closes; ``ignore_sigterm``: ignore SIGTERM;
+- ``signals``: a file to which ``eof`` (stdin closed) and ``SIGTERM`` (received) are
+  appended, a line each, in the order they happen (SIGTERM then ends the agent,
+  unless ``ignore_sigterm``);
 - ``models``/``modes``: ids offered in the answer to ``session/new`` and ``session/load``
   (legacy ``models``, ``modes``; the first is current), set with ``session/set_model``
   (unless ``set_model`` is false: then it is not a method) and ``session/set_mode``;
@@ -159,6 +165,7 @@ class Agent:
                 return message
 
     def at_eof(self) -> None:
+        note(self.scenario, "eof")
         if self.scenario.get("ignore_eof"):
             while True:
                 time.sleep(3600)
@@ -304,7 +311,10 @@ class Agent:
             chosen = None
             if method in ("session/set_model", "session/set_mode", "session/set_config_option"):
                 chosen = self.choose(method, message.get("params", {}))
-            if chosen is not None:
+            if method in self.scenario.get("errors", {}):
+                error = self.scenario["errors"][method]
+                self.send({"jsonrpc": "2.0", "id": message["id"], "error": error})
+            elif chosen is not None:
                 self.send({"jsonrpc": "2.0", "id": message["id"], "result": chosen})
             elif (
                 method in ("session/new", "session/load")
@@ -329,11 +339,27 @@ class Agent:
                 self.play(step)
 
 
+def note(scenario: dict[str, Any], what: str) -> None:
+    """Append ``what`` to the scenario's ``signals`` file, if it has one."""
+    if scenario.get("signals"):
+        with open(scenario["signals"], "a") as file:
+            file.write(what + "\n")
+
+
 def main() -> None:
     path = sys.argv[1] if len(sys.argv) > 1 else os.environ["FAKE_ACP_SCENARIO"]
     with open(path) as file:
         scenario = json.load(file)
-    if scenario.get("ignore_sigterm"):
+    if scenario.get("signals"):
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            note(scenario, "SIGTERM")
+            if not scenario.get("ignore_sigterm"):  # die of it, as it was sent
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+    elif scenario.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     Agent(scenario).run()
 
