@@ -126,6 +126,15 @@ class AgentService:
     ) -> AgentInstallResult:
         manifest = registry.find(agent_id)
         with self._claim(manifest.id):
+            _, wanted = installer.choose(manifest, version)
+            if session := self._in_use(manifest.id).get(wanted):
+                # Its files would be replaced under the running agent.
+                raise InvalidState(
+                    f"agent {manifest.id} {wanted} is in use by session {session}; stop it "
+                    f"first (mimirctl stop {session})",
+                    field="name",
+                    id=manifest.id,
+                )
             record, previous = await trio.to_thread.run_sync(
                 installer.install, self._dir, registry, manifest, version, limiter=self._limiter
             )

@@ -339,3 +339,33 @@ async def test_an_agent_not_in_the_registry_is_refused_with_what_it_has(dirs: Da
         assert error["code"] == ErrorCode.INVALID_PARAMS
         assert "opencode" in error["message"]
         assert "snapshot of 2026-02-07" in error["message"]
+
+
+async def test_reinstalling_the_version_a_running_session_uses_is_refused(
+    dirs: DaemonDirs,
+) -> None:
+    async with agent_world(dirs, {}) as world:
+        served = dirs.root / "served"
+        sha = tar_gz(
+            served / "a.tar.gz", {"bin/agent": (fake_agent_script(world.scenario_path), 0o755)}
+        )
+        with http_server(served) as base:
+            registry = write_registry(
+                dirs.root / "registry.json",
+                binary_manifest("tiny-bin", "1.0.0", f"{base}/a.tar.gz", sha),
+            )
+            params = {"name": "tiny-bin", "registry": registry}
+            async with Client.connect(world.daemon.socket) as client:
+                await call(client, "agent.install", params)
+                session = await call(
+                    client,
+                    "session.create",
+                    {"project": world.project, "title": "t", "agent": "tiny-bin"},
+                )
+                await call(client, "session.resume", {"session": session["id"]})
+                refused = await error_of(client, "agent.install", params)
+                assert refused["code"] == ErrorCode.INVALID_STATE
+                assert session["id"] in refused["message"]
+                await call(client, "session.stop", {"session": session["id"]})
+                again = await call(client, "agent.install", params)
+                assert again["agent"]["version"] == "1.0.0"
