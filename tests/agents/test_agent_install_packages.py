@@ -166,8 +166,11 @@ async def test_a_second_install_of_an_agent_being_installed_is_refused(
                 # npm is a subprocess: it can only tell by a file.
                 while not await trio.Path(started).exists():  # noqa: ASYNC110
                     await trio.sleep(0.02)
-            refused = await error_of(second, "agent.install", params)
-            await trio.Path(release).touch()
+            try:
+                with trio.fail_after(20):  # a second npm would wait for the release too
+                    refused = await second.error("agent.install", params)
+            finally:
+                await trio.Path(release).touch()
         assert refused["code"] == ErrorCode.BUSY
         assert "being installed" in refused["message"]
         # The first one ran npm to its end, and says how it failed.
