@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -48,11 +49,13 @@ log = structlog.get_logger("mimird.agents")
 
 NPM_TIMEOUT_S: Final = 900.0
 PIP_TIMEOUT_S: Final = 900.0
+#: Each read of a download, and the whole of it (a server that drips is cut off).
 DOWNLOAD_TIMEOUT_S: Final = 60.0
+DOWNLOAD_DEADLINE_S: Final = 1800.0
 MAX_DOWNLOAD_BYTES: Final = 1024 * 1024 * 1024
 #: How much of a failed tool's output goes into the error.
 OUTPUT_TAIL: Final = 2000
-BIN_NAME_RE: Final = re.compile(r"[A-Za-z0-9@._-]{1,100}")
+BIN_NAME_RE: Final = re.compile(r"[A-Za-z0-9@_][A-Za-z0-9@._-]{0,99}")
 #: Settings npm and pip read from the environment (registry mirrors, proxies, caches).
 _TOOL_ENV_PREFIXES: Final = ("npm_config_", "NPM_CONFIG_", "PIP_", "UV_")
 _TOOL_ENV_NAMES: Final = frozenset(
@@ -168,6 +171,7 @@ def _download(url: str, dest: Path) -> str:
     """Download ``url`` to ``dest`` (bounded); its sha256."""
     digest = hashlib.sha256()
     size = 0
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE_S
     try:
         with (
             urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
@@ -177,6 +181,8 @@ def _download(url: str, dest: Path) -> str:
                 size += len(chunk)
                 if size > MAX_DOWNLOAD_BYTES:
                     raise AgentUnavailable(f"{url}: larger than {MAX_DOWNLOAD_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise AgentUnavailable(f"{url}: not downloaded in {DOWNLOAD_DEADLINE_S:.0f} s")
                 digest.update(chunk)
                 out.write(chunk)
     except (urllib.error.URLError, OSError, ValueError) as exc:
