@@ -74,9 +74,10 @@ def _unzip(archive: Path, root: Path) -> None:
         for info in infos:
             dest = _target(root, info.filename)
             mode = info.external_attr >> 16
-            if info.is_dir():
+            # Zips made elsewhere than on Unix carry no file type (0): a file.
+            if info.is_dir() or stat.S_ISDIR(mode):
                 dest.mkdir(parents=True, exist_ok=True)
-            elif mode and not stat.S_ISREG(mode):
+            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
                 raise ArchiveRefused(
                     f"entry {info.filename[:200]!r} is a link or a special file; "
                     "only files and directories are unpacked"
