@@ -29,6 +29,11 @@ def _where(a: dict[str, Any]) -> str:
     return str(a["source"])
 
 
+def _command(a: dict[str, Any]) -> str:
+    # An installed agent's command is a long path in the data dir: PATH shows it whole.
+    return os.path.basename(a["command"]) if a["source"] == "installed" else str(a["command"])
+
+
 def cmd_agent_ls(client: Client, args: argparse.Namespace) -> int:
     result = client.call("agent.list")
 
@@ -42,7 +47,7 @@ def cmd_agent_ls(client: Client, args: argparse.Namespace) -> int:
                     "yes" if a["found"] else "no",
                     a.get("version") or "-",
                     _where(a),
-                    " ".join([a["command"], *a["args"]]),
+                    " ".join([_command(a), *a["args"]]),
                     a["path"] or "-",
                 ]
                 for a in agents
