@@ -241,6 +241,8 @@ def parse_config_file(path: Path) -> ConfigFile:
                 f"{path}: key 'agents.{name}': agent names use letters, digits, '.', '_', '-'"
             )
         sections[name] = _convert(path, section, AgentSection, f"agents.{name}")
+        if not (sections[name].mode or "").isprintable():
+            raise ConfigError(f"{path}: key 'agents.{name}.mode': must be printable")
     file = msgspec.structs.replace(file, agents=sections)
     parse_defaults(path, file)
     return file

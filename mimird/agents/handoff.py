@@ -38,6 +38,9 @@ log = structlog.get_logger("mimird.agents.handoff")
 
 #: Events read at once.
 _PAGE: Final = 64
+#: The most events read for one handoff: thoughts are read but not sent, so the
+#: byte bound alone would not stop an agent that thought a million times.
+MAX_EVENTS_READ: Final = 100_000
 #: Room kept for the note that older turns were left out.
 _NOTE_ROOM: Final = 200
 
@@ -147,14 +150,18 @@ def _prompt_text(content: Any) -> str:
 
 def _entries(conn: sa.Connection, session_id: str, before_seq: int) -> Iterator[tuple[str, str]]:
     """(who, text) of the conversation, newest first: ``User`` for a prompt,
-    ``Agent`` for a message (a message in pieces is one entry)."""
+    ``Agent`` for a message (a message in pieces is one entry); ``("", "")`` when
+    :data:`MAX_EVENTS_READ` events were read before the start."""
     merged = heapq.merge(
         _newest_first(conn, session_id, "prompt", before_seq),
         _newest_first(conn, session_id, "message", before_seq),
         key=lambda event: -event.seq,
     )
     pieces: list[str] = []
-    for event in merged:
+    for read, event in enumerate(merged):
+        if read >= MAX_EVENTS_READ:
+            yield "", ""  # the end of what is read: taken as a cut
+            return
         data = _DECODE.decode(event.data)
         if event.kind == "prompt":
             if pieces:
@@ -192,6 +199,9 @@ def history(
     kept: list[str] = []
     turns, used, cut = 0, 0, False
     for who, text in _entries(conn, session_id, before_seq):
+        if not who:
+            cut = True
+            break
         entry = f"\n### {who}\n{text}\n"
         size = len(entry.encode())
         if used + size > budget:
@@ -221,11 +231,14 @@ def uri(session_id: str) -> str:
 
 def block(session_id: str, found: History, embedded: bool) -> dict[str, Any]:
     """The content block that carries ``found``: an embedded text resource, or a
-    text block for an agent that does not take them."""
+    text block for an agent that does not take them; either with
+    ``_meta.mimir.handoff`` (the uri)."""
+    # Marked, so that a client (or a test) reading what the agent got tells it apart.
+    meta = {"mimir": {"handoff": uri(session_id)}}
     if not embedded:
-        return {"type": "text", "text": found.text}
+        return {"type": "text", "text": found.text, "_meta": meta}
     resource = {"uri": uri(session_id), "mimeType": "text/markdown", "text": found.text}
-    return {"type": "resource", "resource": resource}
+    return {"type": "resource", "resource": resource, "_meta": meta}
 
 
 __all__ = ["Due", "History", "block", "due", "history", "masked", "uri"]

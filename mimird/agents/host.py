@@ -435,7 +435,8 @@ class AgentHost:
     async def _stop_group(
         self, process: trio.Process, eof_grace: float, term_grace: float | None = None
     ) -> None:
-        """Stop the agent's process group: SIGTERM first for a kind that ignores EOF."""
+        """Stop the agent's process group: SIGTERM first for a kind that ignores EOF.
+        Cancellation: none (shielded, as :func:`stop_group`)."""
         term = self.options.stop_grace_s if term_grace is None else term_grace
         await stop_group(process, eof_grace=eof_grace, term_grace=term, term_first=self._term_first)
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from mimird.agents import handoff as handoff_module
 from tests.support.agents import Client, agent_world, event_data, received
 from tests.support.helpers import DaemonDirs
 
@@ -78,6 +81,7 @@ async def test_a_failed_load_is_journaled_and_the_conversation_handed_over_once(
         assert handoff["type"] == "resource"
         resource = handoff["resource"]
         assert resource["uri"] == f"mimir://session/{sid}/history"
+        assert handoff["_meta"] == {"mimir": {"handoff": resource["uri"]}}
         text = resource["text"]
         assert "No previous sessions found" in text
         assert SECRET not in text
@@ -183,3 +187,26 @@ async def test_an_agent_restarted_after_a_crash_gets_the_conversation(dirs: Daem
         assert handoff["text"].index("question one") < handoff["text"].index("question two")
         (sent,) = await event_data(c, sid, "handoff_sent")
         assert (sent["turns"], sent["reason"]) == (2, "cannot_load")
+
+
+async def test_the_journal_is_read_no_further_than_max_events_read(
+    dirs: DaemonDirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Thoughts are read but not sent: the events read are bounded on their own.
+    monkeypatch.setattr(handoff_module, "MAX_EVENTS_READ", 4)
+    thought = {"sessionUpdate": "agent_thought_chunk", "content": {"type": "text", "text": "hm"}}
+    turn = [{"do": "update", "update": thought}, {"do": "say", "text": "ok"}]
+    async with (
+        agent_world(dirs, {"prompts": [turn] * 4}) as world,
+        Client.connect(world.daemon.socket) as c,
+    ):
+        sid = await _session(c, world)
+        for i in range(3):
+            await _prompt(c, sid, f"question {i}")
+        await c.call("session.stop", {"session": sid})
+        await _prompt(c, sid, "question 3")
+        handoff_text = _prompts(world)[3][0]["text"]
+        assert handoff_text.endswith("### User\nquestion 2\n\n### Agent\nok\n")
+        assert "question 1" not in handoff_text
+        (sent,) = await event_data(c, sid, "handoff_sent")
+        assert (sent["turns"], sent["cut"]) == (1, True)

@@ -190,6 +190,7 @@ def test_a_config_section_keeps_the_presets_quirks_it_does_not_set() -> None:
         ('stop = "kill"', "agents.fake.stop"),
         ('mode = ""', "agents.fake.mode"),
         ('mode = " plan"', "agents.fake.mode"),
+        ('mode = "pl\\u0007an"', "agents.fake.mode"),
         ("stop = 1", "agents.fake.stop"),
     ],
 )

@@ -45,7 +45,9 @@ def _prompts(dirs: DaemonDirs, kind: str) -> list[str]:
     for line in record.read_text().splitlines():
         message = json.loads(line)
         if message.get("method") == "session/prompt":
-            texts.append(message["params"]["prompt"][0]["text"])
+            # Not the earlier conversation handed over to a restarted agent (its _meta).
+            own = [b for b in message["params"]["prompt"] if "_meta" not in b]
+            texts.append(own[0]["text"])
     return texts
 
 
