@@ -69,6 +69,7 @@ EXIT_CODES: Final = {
 #: ``mimirctl --help`` lists them. Only the module of the word given is imported.
 WORDS: Final = {
     "status": "daemon",
+    "metrics": "daemon",
     "project": "project",
     "session": "session",
     "run": "run",
@@ -85,6 +86,8 @@ WORDS: Final = {
     "template": "template",
     "db": "db",
     "search": "search",
+    "top": "top",
+    "completion": "completion",
 }
 #: Options before the command word that take a value.
 _VALUED_OPTIONS: Final = frozenset({"--socket"})
@@ -189,6 +192,11 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def full_parser() -> argparse.ArgumentParser:
+    """The parser with every command (what ``mimirctl completion`` describes)."""
+    return _parser([])
+
+
 def _run(run: Command, client: Client, args: argparse.Namespace) -> int:
     """``run``, once mimird said it speaks this mimirctl's protocol (pueue and
     supervisor check the same way on connect). One ``daemon.status`` on the open
@@ -211,8 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(argv).parse_args(argv)
     args.json = getattr(args, "json", False)
-    run: Command = args.run
     try:
+        # Commands that need no connection (completion scripts) or make their own.
+        if (offline := getattr(args, "offline", None)) is not None:
+            code: int = offline(args)
+            return code
+        run: Command = args.run
         # Check what can be checked before bothering the daemon.
         if getattr(args, "config", None) is not None:
             args.config = _json_object(args.config)

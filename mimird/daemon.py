@@ -24,6 +24,7 @@ from mimird.api import (
     DaemonService,
     DbService,
     EventService,
+    MetricsService,
     ModelModeService,
     PermissionService,
     ProjectService,
@@ -44,6 +45,7 @@ from mimird.instance import (
     instance_lock,
 )
 from mimird.journal import Journal
+from mimird.metrics import Metrics
 from mimird.rpc.audit import AuditLog
 from mimird.rpc.dispatch import Dispatcher
 from mimird.rpc.server import CredentialsFn, RpcServer, peer_credentials
@@ -87,6 +89,8 @@ async def run_daemon(
     memory.configure()  # before the store's worker threads take arenas of their own
     notifier = systemd.Notifier(settings.notify_socket)
     started_at = utc_now()
+    started = trio.current_time()
+    counters = Metrics()
     socket_lock, database_lock = settings.lock_paths
     activated = bool(listen_sockets)
     with contextlib.ExitStack() as resources:
@@ -131,7 +135,7 @@ async def run_daemon(
             worktree_service = WorktreeService(store, settings, session_service)
             await worktree_service.reconcile()
             async with (
-                Journal.open(store) as journal,
+                Journal.open(store, metrics=counters) as journal,
                 AgentManager.open(store, journal, settings) as agents,
                 Runs.open(store, settings, session_service, agents) as runs,
             ):
@@ -153,11 +157,12 @@ async def run_daemon(
                     ModelModeService(session_service, agents),
                     RunService(store, runs, journal),
                     RunMergeService(store, runs),
+                    MetricsService(store, journal, agents, started=started),
                 )
                 audit = AuditLog(store, policy.mask_config, session_service.secrets_of_call)
                 server = RpcServer(
                     listen_socket,
-                    Dispatcher(registry, audit),
+                    Dispatcher(registry, audit, counters),
                     settings.rpc,
                     credentials=credentials,
                 )

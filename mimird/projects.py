@@ -125,7 +125,17 @@ _session_count = (
     .correlate(projects)
     .scalar_subquery()
 )
-_select_projects = sa.select(*projects.c, _session_count.label("sessions"))
+# When a session of the project last changed (created, prompted, ...): the
+# newest updated_at of its sessions, deleted ones included (their use was use).
+_last_used = (
+    sa.select(sa.func.max(sessions.c.updated_at))
+    .where(sessions.c.project_id == projects.c.id)
+    .correlate(projects)
+    .scalar_subquery()
+)
+_select_projects = sa.select(
+    *projects.c, _session_count.label("sessions"), _last_used.label("last_used_at")
+)
 
 
 def _to_project(row: Any, used: Usage) -> Project:
@@ -141,6 +151,7 @@ def _to_project(row: Any, used: Usage) -> Project:
         sessions=int(row.sessions),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        last_used_at=row.last_used_at,
         usage=used,
     )
 

@@ -1,8 +1,9 @@
-"""``mimirctl status``: the daemon itself."""
+"""``mimirctl status`` and ``mimirctl metrics``: the daemon itself."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from mimirctl import render
 from mimirctl.client import protocol_skew
@@ -49,5 +50,23 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_metrics(client: Client, args: argparse.Namespace) -> int:
+    metrics = client.call("daemon.metrics")
+    if args.json:
+        render.say(render.json_text(metrics), exact=True)
+    else:
+        # The exposition as it is (for a node-exporter textfile), control characters
+        # made visible (its label values escape newlines already).
+        sys.stdout.write(render.visible(metrics["text"], multiline=True))
+    return EXIT_OK
+
+
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     add_command(commands, common, "status", cmd_status, "show the daemon's status")
+    add_command(
+        commands,
+        common,
+        "metrics",
+        cmd_metrics,
+        "print the daemon's metrics in the Prometheus text format (for a textfile collector)",
+    )

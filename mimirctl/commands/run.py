@@ -127,6 +127,27 @@ def _judge_decided(d: dict[str, Any]) -> str:
     return f"judge chose slot {d['winner']}: {_v(d.get('reasons', ''))}"
 
 
+def _integrated(d: dict[str, Any]) -> str:
+    what = "the integration" if d.get("slot") is None else f"slot {d['slot']}"
+    how = _v(str(d.get("kind", "")).replace("_", "-"))
+    text = f"integrated {what} ({_v(d.get('branch'))}) into {_v(d.get('into'))}: {how}"
+    text += f" {render.short_commit(d.get('previous'))}..{render.short_commit(d.get('commit'))}"
+    text += f", {d.get('files_changed', 0)} file(s), +{d.get('insertions', 0)}"
+    text += f" -{d.get('deletions', 0)}"
+    if d.get("worktree"):
+        text += f" (checkout {_v(d['worktree'])} updated)"
+    return text
+
+
+def _integration_refused(d: dict[str, Any]) -> str:
+    what = "the integration" if d.get("slot") is None else f"slot {d['slot']}"
+    text = f"integration of {what} into {_v(d.get('into'))} refused ({_v(d.get('error'))})"
+    text += f": {_v(d.get('message', ''))}"
+    if d.get("files"):
+        text += f"; files: {_v(', '.join(str(f) for f in d['files']))}"
+    return text
+
+
 def _integration_ended(d: dict[str, Any]) -> str:
     text = f"integration {_v(d.get('outcome'))}{_stats(d)}"
     return text + (f" - {_v(d['reason'])}" if d.get("reason") else "")
@@ -146,6 +167,8 @@ _MODE_EVENTS: Final = {
         f"({_prompt_sent(d.get('prompt') or {})})"
     ),
     "integration_ended": _integration_ended,
+    "integrated": _integrated,
+    "integration_refused": _integration_refused,
 }
 
 

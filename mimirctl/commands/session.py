@@ -226,10 +226,15 @@ def cmd_session_ls(client: Client, args: argparse.Namespace) -> int:
         params.update(include_archived=True, include_deleted=True)
     if args.by_completion:
         params["sort"] = "completed_at"
+    if args.offset:
+        params["offset"] = args.offset
+    if args.total:
+        params["total"] = True
     result = client.call("session.list", params)
     if args.all_pages:
         sessions = list(result["sessions"])
         while result["next_cursor"]:
+            params.pop("offset", None)  # skipped once, before the first page
             result = client.call("session.list", {**params, "cursor": result["next_cursor"]})
             sessions += result["sessions"]
         result = {**result, "sessions": sessions}
@@ -245,6 +250,8 @@ def cmd_session_ls(client: Client, args: argparse.Namespace) -> int:
         )
 
     emit(args, result, human)
+    if args.total and not args.json:
+        render.say(f"{result['total']} sessions match", err=True)
     if result["next_cursor"] and not args.json:
         render.say(
             f"more: mimirctl session ls --cursor {result['next_cursor']} "
@@ -462,7 +469,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         help="only sessions in this status (repeat, or separate with commas)",
     )
     ls.add_argument("--agent", help="only sessions of this agent kind")
-    ls.add_argument("--text", help="only sessions whose title or task contains this")
+    ls.add_argument("--text", help="only sessions whose title, task, id or branch contains this")
     ls.add_argument(
         "--since", type=time_arg, metavar="TIME", help="updated after TIME (e.g. 2h, 2026-01-31)"
     )
@@ -479,6 +486,10 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     ls.add_argument("--limit", type=int, default=100, metavar="N", help="sessions per page")
     ls.add_argument("--cursor", metavar="C", help="continue after this page (next_cursor)")
+    ls.add_argument("--offset", type=int, default=0, metavar="N", help="skip N sessions first")
+    ls.add_argument(
+        "--total", action="store_true", help="also say how many sessions the filters match"
+    )
     ls.add_argument("--all-pages", action="store_true", help="follow every page")
 
     def verb(name: str, run: Any, summary: str) -> argparse.ArgumentParser:

@@ -309,6 +309,7 @@ class AgentHost:
             self.stopped.set()
 
     async def _restart(self, attempt: int, delay: float, reason: str) -> None:
+        self.recorder.journal.metrics.agent_restarted(self.command.kind)
         await self.change_state(ProcessState.BACKOFF, "exited")
         await self.recorder.event(
             events.AgentRestarting(attempt=attempt, delay_s=delay, reason=reason)

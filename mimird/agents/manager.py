@@ -90,6 +90,11 @@ class AgentManager:
                     await manager.stop_all("daemon_shutdown")
                 nursery.cancel_scope.cancel()
 
+    @property
+    def running(self) -> int:
+        """Hosts whose agent has not ended (running, starting or restarting)."""
+        return sum(1 for host in self.hosts.values() if not host.finished)
+
     def log_path(self, session_id: str) -> Path:
         return self.settings.state_dir / "agent-logs" / f"{session_id}.log"
 

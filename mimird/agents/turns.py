@@ -152,6 +152,7 @@ class Turns:
                 text=self._recorder.scrub(text),
             )
             assert prompt_seq is not None
+            self._recorder.journal.metrics.turn_started()
             turn.prompted_at = trio.current_time()
             if due is not None:
                 content = await self._with_handoff(due, prompt_seq, content)
@@ -304,6 +305,7 @@ class Turns:
             text=text,
         )
         turn.ended = True
+        self._recorder.journal.metrics.turn_ended(stop_reason)
         try:
             await self.guard.after_turn()
         except Exception:  # the turn has ended whatever the check found

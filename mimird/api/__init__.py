@@ -7,6 +7,7 @@ from mimird.api.agents import AgentService
 from mimird.api.daemon import DaemonService
 from mimird.api.db import DbService
 from mimird.api.events import EventService
+from mimird.api.metrics import MetricsService
 from mimird.api.model_mode import ModelModeService
 from mimird.api.permissions import PermissionService
 from mimird.api.projects import ProjectService
@@ -35,6 +36,7 @@ def build_registry(
     model_mode: ModelModeService,
     runs: RunService | None = None,
     run_merge: RunMergeService | None = None,
+    metrics: MetricsService | None = None,
 ) -> Registry:
     registry = Registry()
     for service in (
@@ -56,6 +58,8 @@ def build_registry(
         runs.register(registry)
     if run_merge is not None:
         run_merge.register(registry)
+    if metrics is not None:
+        metrics.register(registry)
     return registry
 
 
@@ -64,6 +68,7 @@ __all__ = [
     "DaemonService",
     "DbService",
     "EventService",
+    "MetricsService",
     "ModelModeService",
     "PermissionService",
     "ProjectService",

@@ -212,9 +212,14 @@ class SessionService:
             sort=params.sort,
             cursor=params.cursor.lower() if params.cursor is not unset else None,
             limit=params.limit,
+            offset=params.offset,
         )
-        page, next_cursor = await self._store.read(records.list_wire_page, f)
-        return SessionList(sessions=page, next_cursor=next_cursor)
+        if params.total:
+            page, next_cursor, total = await self._store.read(records.counted_wire_page, f)
+        else:
+            page, next_cursor = await self._store.read(records.list_wire_page, f)
+            total = None
+        return SessionList(sessions=page, next_cursor=next_cursor, total=total)
 
     @_method(
         "session.get",

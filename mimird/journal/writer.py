@@ -30,6 +30,7 @@ from mimird.journal.events import (
 )
 from mimird.journal.run_events import RunCommitted, run_head
 from mimird.journal.subscriptions import SUBSCRIBER_QUEUE, Subscription
+from mimird.metrics import Metrics
 
 log = structlog.get_logger("mimird.journal")
 
@@ -50,8 +51,19 @@ class Journal:
     """Owner of appends from producers and of the subscribers. Open with
     ``async with Journal.open(store) as journal``."""
 
-    def __init__(self, store: Any, *, queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self, store: Any, *, queue_size: int = QUEUE_SIZE, metrics: Metrics | None = None
+    ) -> None:
         self.store = store
+        #: The daemon's counters; the journal's own figures are the attributes below.
+        self.metrics = Metrics() if metrics is None else metrics
+        #: Events committed (by the writer or by owners' own transactions).
+        self.committed = 0
+        #: Events submitted to the writer, and those of them it has written.
+        self.submitted = 0
+        self.written = 0
+        #: Catch-ups of the subscriptions that have ended.
+        self._ended_catch_ups = 0
         self._send, self._receive = trio.open_memory_channel[Pending | trio.Event](queue_size)
         self._by_session: dict[str, set[Subscription]] = {}
         self._all: set[Subscription] = set()
@@ -63,8 +75,10 @@ class Journal:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, store: Any, *, queue_size: int = QUEUE_SIZE) -> AsyncIterator[Journal]:
-        journal = cls(store, queue_size=queue_size)
+    async def open(
+        cls, store: Any, *, queue_size: int = QUEUE_SIZE, metrics: Metrics | None = None
+    ) -> AsyncIterator[Journal]:
+        journal = cls(store, queue_size=queue_size, metrics=metrics)
         store.on_commit = journal.publish
         store.on_run_commit = journal.publish_runs
         try:
@@ -88,11 +102,17 @@ class Journal:
         Cancellation: the event was queued or not; never half of it."""
         kind, data = kind_and_data(fact)
         pending = Pending(session_id, kind, data, text)
+        # Counted before it is queued: the writer may commit it before this task runs on.
+        self.submitted += 1
         try:
-            # The common case, without send's checkpoint (~10 µs per event).
-            self._send.send_nowait(pending)
-        except trio.WouldBlock:
-            await self._send.send(pending)
+            try:
+                # The common case, without send's checkpoint (~10 µs per event).
+                self._send.send_nowait(pending)
+            except trio.WouldBlock:
+                await self._send.send(pending)
+        except BaseException:  # not queued (cancelled, or the journal closed)
+            self.submitted -= 1
+            raise
 
     async def flush(self) -> None:
         """Return once every event submitted before this call is committed and published."""
@@ -142,6 +162,7 @@ class Journal:
         while True:
             try:
                 await self.store.write(append_batch, batch)
+                self.written += len(batch)
                 return
             except Exception as exc:  # never drop events while running: retry
                 failures += 1
@@ -150,6 +171,7 @@ class Journal:
                     # The daemon is stopping and the database keeps refusing: give
                     # up rather than never stop (the log says what was lost).
                     log.error("journal_events_lost", events=len(batch), error=str(exc))
+                    self.written += len(batch)  # not behind any more: lost
                     return
                 await trio.sleep(RETRY_S)
 
@@ -158,6 +180,7 @@ class Journal:
     def publish(self, batch: list[Committed]) -> None:
         """Hand committed events to the subscribers (the store calls this)."""
         self._untrimmed += sum(len(event.data) for event in batch)
+        self.committed += len(batch)
         per_session: dict[str, list[Committed]] = {}
         if self._by_session:
             for event in batch:
@@ -214,20 +237,31 @@ class Journal:
 
     def unsubscribe(self, sub: Subscription) -> None:
         if sub.run_id is not None:
-            of_run = self._by_run.get(sub.run_id)
-            if of_run is not None:
-                of_run.discard(sub)
-                if not of_run:
-                    del self._by_run[sub.run_id]
+            key, table = sub.run_id, self._by_run
+        elif sub.session_id is not None:
+            key, table = sub.session_id, self._by_session
+        else:
+            if sub in self._all:
+                self._ended_catch_ups += sub.caught_up
+                self._all.discard(sub)
             return
-        if sub.session_id is None:
-            self._all.discard(sub)
-            return
-        subs = self._by_session.get(sub.session_id)
-        if subs is not None:
+        subs = table.get(key)
+        if subs is not None and sub in subs:
+            self._ended_catch_ups += sub.caught_up
             subs.discard(sub)
             if not subs:
-                del self._by_session[sub.session_id]
+                del table[key]
+
+    @property
+    def lag(self) -> int:
+        """Events submitted to the writer and not yet committed."""
+        return self.submitted - self.written
+
+    @property
+    def catch_ups(self) -> int:
+        """Times a subscriber fell behind and was caught up from the database."""
+        subs = itertools.chain(self._all, *self._by_session.values(), *self._by_run.values())
+        return self._ended_catch_ups + sum(sub.caught_up for sub in subs)
 
     @property
     def subscribers(self) -> int:

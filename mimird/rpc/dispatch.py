@@ -13,9 +13,11 @@ from typing import Any, Final
 
 import msgspec
 import structlog
+import trio
 from msgspec import UNSET
 
 from mimird.errors import MimirError
+from mimird.metrics import Metrics
 from mimird.rpc.audit import AuditLog
 from mimird.rpc.registry import CallContext, Method, Registry
 from mimird.validation import describe_validation_error
@@ -86,9 +88,10 @@ class Dispatcher:
     and spawn a task only for the methods that may take long (``Method.concurrent``).
     """
 
-    def __init__(self, registry: Registry, audit: AuditLog) -> None:
+    def __init__(self, registry: Registry, audit: AuditLog, metrics: Metrics | None = None) -> None:
         self._registry = registry
         self._audit = audit
+        self._metrics = Metrics() if metrics is None else metrics
 
     def prepare(self, frame: bytes) -> Prepared:
         if not frame.isascii():  # ASCII is UTF-8; the check copies nothing
@@ -218,6 +221,7 @@ class Dispatcher:
                     field="params",
                 )
         if error is not None:
+            self._metrics.rpc_called(method.name, ErrorCode.INVALID_PARAMS.kind, None)
             return None if notification else error
         return Call(
             method=method,
@@ -230,10 +234,12 @@ class Dispatcher:
     async def call(self, call: Call, ctx: CallContext) -> bytes:
         """Run one call; its response (owed only if it is not a notification)."""
         method, params, raw_params = call.method, call.params, call.raw_params
+        began = trio.current_time()
         try:
             result = await method.handler(ctx, params)
             encoded = _ENCODER.encode(Response(id=call.request_id, result=result))
         except MimirError as exc:
+            self._metrics.rpc_called(method.name, exc.code.kind, trio.current_time() - began)
             if method.mutating:
                 await self._audit.record(ctx, method.name, raw_params, params, error=exc)
             return _ENCODER.encode(
@@ -244,6 +250,9 @@ class Dispatcher:
             )
         except Exception:
             log.exception("rpc_handler_crashed", method=method.name)
+            self._metrics.rpc_called(
+                method.name, ErrorCode.INTERNAL_ERROR.kind, trio.current_time() - began
+            )
             if method.mutating:
                 await self._audit.record(
                     ctx, method.name, raw_params, params, error=MimirError("internal error")
@@ -253,6 +262,7 @@ class Dispatcher:
                 ErrorCode.INTERNAL_ERROR,
                 f"internal error in {method.name}; the daemon logged the details",
             )
+        self._metrics.rpc_called(method.name, "ok", trio.current_time() - began)
         if method.mutating:
             await self._audit.record(ctx, method.name, raw_params, params, result=result)
         return encoded

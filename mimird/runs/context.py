@@ -72,6 +72,15 @@ class RunOwner(Protocol):
     integrator: Callable[[RunContext, int], Awaitable[None]] | None
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class EarlyTurn:
+    """A member's first turn, started while the run was still being made (run.create
+    prompts each member as soon as it exists); the run's first phase joins it."""
+
+    scope: trio.CancelScope
+    done: trio.Event
+
+
 @dataclass(frozen=True, slots=True)
 class MemberTurn:
     """How one member's turn ended, as the run records it."""
@@ -92,6 +101,11 @@ class RunContext:
         #: Set when the run's budget was reached: the turns cancelled then count as
         #: budget_exceeded.
         self.budget_reached: str | None = None
+        #: Members whose first turn started while the run was being made, by slot;
+        #: the first round joins them instead of prompting again.
+        self.early: dict[int, EarlyTurn] = {}
+        #: Set once this context moved the run (run.resume answers after that).
+        self.moved = trio.Event()
 
     # ---- reading -----------------------------------------------------------------------
 
@@ -130,7 +144,7 @@ class RunContext:
         only_from: frozenset[str] | None = None,
     ) -> RunRow:
         """Move the run (journaled after ``facts``). Cancellation: committed or not."""
-        return await self.runs.store.write(
+        row = await self.runs.store.write(
             records.transition,
             self.run_id,
             target,
@@ -139,6 +153,8 @@ class RunContext:
             facts=facts,
             only_from=only_from,
         )
+        self.moved.set()
+        return row
 
     async def set_member(
         self, slot: int, changes: dict[str, Any], *facts: ev.RunEventData

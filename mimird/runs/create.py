@@ -103,7 +103,10 @@ def member_branch(slug: str, run_id: str, slot: int, agent: str) -> str:
 
 async def create_run(runs: Runs, params: RunCreateParams) -> RunRow:
     """Check, then make the run and its members; the run is ``starting`` and its
-    first event ``run_created``. The caller starts it.
+    first event ``run_created``. Each member's first turn starts as soon as the
+    member is made (:meth:`Runs.prompt_early`), so that the agents
+    work while the next worktrees are made. The caller starts the run's task,
+    which joins those turns.
 
     Cancellation: before the first member is made nothing is left; after, the
     members made so far and the run are removed again (shielded, bounded)."""
@@ -211,7 +214,20 @@ async def create_run(runs: Runs, params: RunCreateParams) -> RunRow:
         if params.mode == "ensemble" or params.then == "ensemble"
         else None,
     }
-    await store.write(records.insert, values)
+    # The members' ids first: the run's first event names them, and each member
+    # starts working as soon as it is made, while the next ones are made.
+    member_ids = [store.ids.new() for _ in kinds]
+    created = ev.RunCreated(
+        mode=params.mode,
+        judge=params.judge,
+        members=[
+            ev.RunMemberRef(slot=slot, agent=kind, session_id=session_id)
+            for slot, (kind, session_id) in enumerate(zip(kinds, member_ids, strict=True), 1)
+        ],
+        check_command=check_command,
+        base_commit=base_commit,
+    )
+    await store.write(records.insert, values, created)
     made: list[str] = []
     try:
         for slot, (kind, branch) in enumerate(zip(kinds, branches, strict=True), 1):
@@ -225,21 +241,15 @@ async def create_run(runs: Runs, params: RunCreateParams) -> RunRow:
                 branch=branch,
                 config=config,
             )
-            row = await sessions.owner.create(member, run=(run_id, slot))
+            row = await sessions.owner.create(
+                member, run=(run_id, slot), session_id=member_ids[slot - 1]
+            )
             made.append(row.id)
-        created = ev.RunCreated(
-            mode=params.mode,
-            judge=params.judge,
-            members=[
-                ev.RunMemberRef(slot=slot, agent=kind, session_id=session_id)
-                for slot, (kind, session_id) in enumerate(zip(kinds, made, strict=True), 1)
-            ],
-            check_command=check_command,
-            base_commit=base_commit,
-        )
-        row_ = await store.write(records.update, run_id, {}, created)
+            runs.prompt_early(run_id, slot)
+        row_ = await store.read(records.get, run_id)
     except BaseException:
         with trio.move_on_after(60, shield=True):
+            await runs.abandon_early(run_id)
             await _undo(runs, run_id, made)
         raise
     log.info("run_created", run_id=run_id, project=project.name, members=len(kinds))

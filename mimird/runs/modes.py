@@ -23,7 +23,7 @@ import trio
 from mimird.errors import MimirError
 from mimird.runs import judge as judge_agent
 from mimird.runs import records
-from mimird.runs.context import DONE, RunContext
+from mimird.runs.context import DONE, EarlyTurn, RunContext
 from mimird.runs.states import FINISHED
 from mimird.wire import run_events as ev
 from mimird.wire.runs import INTEGRATION_SLOT
@@ -33,6 +33,8 @@ log = structlog.get_logger("mimird.runs")
 
 #: How often the run's budget is checked while members work (their live usage).
 RUN_BUDGET_POLL_S: Final = 0.5
+#: How long a member's early turn, cancelled, is waited for (its end journaled).
+EARLY_CANCEL_WAIT_S: Final = 30.0
 #: What an interrupted member is told when the run resumes.
 RESUME_PREFIX: Final = (
     "Mimir was restarted while you worked on the task below; your work so far is in "
@@ -126,10 +128,15 @@ async def work(
         if reached is not None:
             await ctx.journal(reached)
             ctx.budget_reached = f"the run's budget ({reached.budget}) was reached"
+    # Members prompted while the run was made: joined, not prompted again.
+    early = ctx.early if prompts is None else {}
     async with budget_guard(ctx), trio.open_nursery() as members:
         for slot, row in await ctx.members():
             known = run.member(slot)
             if slot == INTEGRATION_SLOT:
+                continue
+            if slot in early:
+                members.start_soon(_join_early, early.pop(slot))
                 continue
             if prompts is not None and slot not in prompts:
                 continue
@@ -158,6 +165,37 @@ async def work(
         for slot in wanted
         if slot != INTEGRATION_SLOT and run.member(slot).get("outcome") == "finished"
     ]
+
+
+async def early_turn(ctx: RunContext, slot: int, turn: EarlyTurn) -> None:
+    """The first turn of the member in ``slot``, started as soon as run.create made
+    it (while it makes the next ones): the run's first phase joins it
+    (:func:`_join_early`). A budget reached meanwhile is seen once the phase watches
+    the run's budget.
+
+    Cancellation: through ``turn.scope`` (the phase's cancellation, or an undone
+    run.create): as :meth:`RunContext.run_member`."""
+    try:
+        with turn.scope:
+            run = await ctx.row()
+            text = await ctx.prompt_text(await ctx.member(slot), run)
+            await _member_task(ctx, slot, text, 1)
+    except MimirError as exc:  # the member or its prompt could not be read
+        log.warning("run_member_not_started", run_id=ctx.run_id, slot=slot, error=exc.message)
+    finally:
+        turn.done.set()
+
+
+async def _join_early(turn: EarlyTurn) -> None:
+    """Wait for an early turn to end; cancelled, cancel it and wait (bounded) for
+    its end to be journaled."""
+    try:
+        await turn.done.wait()
+    finally:
+        if not turn.done.is_set():
+            turn.scope.cancel()
+            with trio.move_on_after(EARLY_CANCEL_WAIT_S, shield=True):
+                await turn.done.wait()
 
 
 async def _member_task(ctx: RunContext, slot: int, text: str, round_: int) -> None:

@@ -23,7 +23,7 @@ from mimird.agents.manager import AgentManager
 from mimird.config import Settings
 from mimird.errors import InvalidParams, InvalidState, MimirError
 from mimird.runs import catalog, modes, records
-from mimird.runs.context import DONE, RunContext, RunSessions
+from mimird.runs.context import DONE, EarlyTurn, RunContext, RunSessions
 from mimird.runs.integration import integrate_winner
 from mimird.runs.records import RunRow
 from mimird.runs.states import FINISHED, WORKING, check_run_transition
@@ -35,6 +35,8 @@ log = structlog.get_logger("mimird.runs")
 
 #: How long cancelling a run waits for its task to end (turns cancelled, checks stopped).
 CANCEL_WAIT_S: Final = 60.0
+#: How long run.resume waits for the run to move on before answering.
+RESUME_WAIT_S: Final = 5.0
 
 
 #: Brings a decided run's winner home and completes the run (see modes.complete);
@@ -65,6 +67,9 @@ class Runs:
         self.agents = agents
         self._nursery = nursery
         self._tasks: dict[str, _Task] = {}
+        #: The contexts of runs being made whose members already work (early turns),
+        #: handed to the run's task when it starts.
+        self._making: dict[str, RunContext] = {}
         #: Brings the winner home (merge "auto"); without one a decided run waits in
         #: ``decided`` for run.integrate.
         self.integrator: Integrator | None = integrate_winner
@@ -111,21 +116,51 @@ class Runs:
         tasks = list(self._tasks.values())
         for task in tasks:
             task.scope.cancel()
+        for making in list(self._making):
+            await self.abandon_early(making)
         for task in tasks:
             with trio.move_on_after(CANCEL_WAIT_S):
                 await task.done.wait()
 
-    def start(self, run_id: str, step: Callable[[RunContext], Awaitable[None]]) -> None:
-        """Run ``step`` for the run in the owner's nursery (one task per run)."""
+    def prompt_early(self, run_id: str, slot: int) -> None:
+        """Start the first turn of the member in ``slot`` of a run being made, in the
+        owner's nursery; the run's task, once started, joins it."""
+        ctx = self._making.setdefault(run_id, self.context(run_id))
+        turn = ctx.early[slot] = EarlyTurn(trio.CancelScope(), trio.Event())
+        self._nursery.start_soon(modes.early_turn, ctx, slot, turn)
+
+    async def abandon_early(self, run_id: str) -> None:
+        """A run's making failed: cancel its members' early turns and wait (bounded)
+        for their ends to be journaled, before the members are removed.
+
+        Cancellation: the wait is cut short."""
+        ctx = self._making.pop(run_id, None)
+        if ctx is None:
+            return
+        for turn in ctx.early.values():
+            turn.scope.cancel()
+        for turn in ctx.early.values():
+            with trio.move_on_after(CANCEL_WAIT_S):
+                await turn.done.wait()
+
+    def start(
+        self,
+        run_id: str,
+        step: Callable[[RunContext], Awaitable[None]],
+        ctx: RunContext | None = None,
+    ) -> None:
+        """Run ``step`` for the run in the owner's nursery (one task per run), in
+        ``ctx``, or the context its members' early turns share, or a new one."""
         if run_id in self._tasks:
             raise InvalidState(f"run {run_id} is already being worked on", field="run", id=run_id)
         task = self._tasks[run_id] = _Task()
-        self._nursery.start_soon(self._drive, run_id, step, task)
+        ctx = ctx or self._making.pop(run_id, None) or self.context(run_id)
+        self._nursery.start_soon(self._drive, ctx, step, task)
 
     async def _drive(
-        self, run_id: str, step: Callable[[RunContext], Awaitable[None]], task: _Task
+        self, ctx: RunContext, step: Callable[[RunContext], Awaitable[None]], task: _Task
     ) -> None:
-        ctx = self.context(run_id)
+        run_id = ctx.run_id
         try:
             with task.scope:
                 await step(ctx)
@@ -222,7 +257,10 @@ class Runs:
         slots = [s for s in run.slots if run.member(s).get("outcome") not in DONE]
         ctx = self.context(run.id)
         await ctx.journal(ev.RunResumed(slots=slots))
-        self.start(run.id, self.drive)
+        self.start(run.id, self.drive, ctx)
+        # Answered once the run has moved on (running, checking, ...), not as it was.
+        with trio.move_on_after(RESUME_WAIT_S):
+            await ctx.moved.wait()
         return await ctx.row()
 
     # ---- start-up ---------------------------------------------------------------------

@@ -137,10 +137,16 @@ class Sessions:
     # ---- create -----------------------------------------------------------------
 
     async def create(
-        self, params: SessionCreateParams, *, run: tuple[str, int] | None = None
+        self,
+        params: SessionCreateParams,
+        *,
+        run: tuple[str, int] | None = None,
+        session_id: str | None = None,
     ) -> SessionRow:
         """Create a session with its workspace; run its setup command, if any.
-        ``run``: the run (id, slot) the session is a member of.
+        ``run``: the run (id, slot) the session is a member of; ``session_id``: its
+        id, taken from the store's generator beforehand (a run names its members in
+        its first event, before they are made).
 
         Cancellation: before the workspace is made, nothing is left; while it is
         being made (git work is not abandoned) or recorded, the half-made
@@ -158,7 +164,7 @@ class Sessions:
                 id=project.id,
             )
         effective = self.layers(await self._store.read(raw_config, project.id), params.config)
-        session_id = self._store.ids.new()
+        session_id = session_id or self._store.ids.new()
         first_line = params.task.strip().splitlines()[0] if params.task.strip() else ""
         placeholders = {
             "slug": names.slugify(params.title or first_line),

@@ -348,6 +348,7 @@ class ListFilter:
     sort: str = "created"
     cursor: str | None = None
     limit: int = 100
+    offset: int = 0
 
 
 def _like(text: str) -> str:
@@ -443,8 +444,19 @@ def _wire_of(row: Sequence[Any]) -> Session:
     )
 
 
-def _list_rows(conn: sa.Connection, f: ListFilter) -> list[tuple[Any, ...]]:
-    """Up to ``f.limit + 1`` rows of ``_LIST_SELECT`` (one more tells a next page)."""
+def counted_wire_page(conn: sa.Connection, f: ListFilter) -> tuple[list[Session], str | None, int]:
+    """:func:`list_wire_page` and, read in the same transaction, how many sessions
+    ``f``'s filters match on every page (cursor and offset aside): ``total``."""
+    where, args = _list_where(f, paging=False)
+    sql = "SELECT count(*) FROM sessions"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    total = int(_fetch(conn, sql, args)[0][0])
+    return (*list_wire_page(conn, f), total)
+
+
+def _list_where(f: ListFilter, *, paging: bool = True) -> tuple[list[str], list[Any]]:
+    """The conditions of ``f`` and their arguments; with ``paging``, the cursor's too."""
     where: list[str] = []
     args: list[Any] = []
     if f.project_id is not None:
@@ -466,9 +478,13 @@ def _list_rows(conn: sa.Connection, f: ListFilter) -> list[tuple[Any, ...]]:
         where.append("sessions.agent = ?")
         args.append(f.agent)
     if f.text is not None:
-        where.append("(sessions.title LIKE ? ESCAPE '\\' OR sessions.task LIKE ? ESCAPE '\\')")
+        # The title, the task, the id (a prefix as mimirctl shows it) or the branch.
+        where.append(
+            "(sessions.title LIKE ? ESCAPE '\\' OR sessions.task LIKE ? ESCAPE '\\'"
+            " OR sessions.id LIKE ? ESCAPE '\\' OR sessions.branch LIKE ? ESCAPE '\\')"
+        )
         pattern = _like(f.text)
-        args.extend((pattern, pattern))
+        args.extend((pattern,) * 4)
     for name, condition in _LIST_BOUNDS:
         bound = getattr(f, name)
         if bound is not None:
@@ -477,6 +493,8 @@ def _list_rows(conn: sa.Connection, f: ListFilter) -> list[tuple[Any, ...]]:
     by_completion = f.sort == "completed_at"
     if by_completion:
         where.append("sessions.completed_at IS NOT NULL")
+    if not paging:
+        return where, args
     if f.cursor is not None and by_completion:
         # After the cursor's session in (completed_at, id) order; a cursor whose
         # session has no completed_at (any more) ends the list.
@@ -488,12 +506,24 @@ def _list_rows(conn: sa.Connection, f: ListFilter) -> list[tuple[Any, ...]]:
     elif f.cursor is not None:
         where.append("sessions.id < ?")
         args.append(f.cursor)
+    return where, args
+
+
+def _list_rows(conn: sa.Connection, f: ListFilter) -> list[tuple[Any, ...]]:
+    """Up to ``f.limit + 1`` rows of ``_LIST_SELECT`` (one more tells a next page)."""
+    where, args = _list_where(f)
     sql = _LIST_SELECT
     if where:
         sql += " WHERE " + " AND ".join(where)
+    by_completion = f.sort == "completed_at"
     order = "sessions.completed_at DESC, sessions.id DESC" if by_completion else "sessions.id DESC"
-    sql += f" ORDER BY {order} LIMIT ?"
-    args.append(f.limit + 1)
+    sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
+    args.extend((f.limit + 1, f.offset))
+    return _fetch(conn, sql, args)
+
+
+def _fetch(conn: sa.Connection, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
+    """``sql``'s rows, run on the DBAPI cursor."""
     driver = conn.connection.driver_connection
     assert driver is not None
     cursor = driver.cursor()
@@ -525,3 +555,13 @@ def live_session_ids(conn: sa.Connection, project_id: str) -> list[str]:
             .order_by(sessions.c.id)
         ).scalars()
     )
+
+
+def count_by_status(conn: sa.Connection) -> dict[str, int]:
+    """How many sessions are in each status (deleted ones not counted)."""
+    query = (
+        sa.select(sessions.c.status, sa.func.count())
+        .where(sessions.c.status != "deleted")
+        .group_by(sessions.c.status)
+    )
+    return {str(status): int(count) for status, count in conn.execute(query)}

@@ -123,6 +123,8 @@ class Project(Result):
     created_at: str
     updated_at: str
     usage: Usage | None = None  # its sessions' turns summed
+    #: When one of its sessions last changed (null: it has had none).
+    last_used_at: str | None = None
 
 
 class ProjectAddParams(Params):
@@ -313,12 +315,18 @@ class SessionListParams(Params):
     sort: Literal["created", "completed_at"] = "created"
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
     cursor: ListCursor | UnsetType = UNSET
+    #: Skip this many sessions first (the seed's paging; ``cursor`` is the fast way).
+    offset: Annotated[int, Meta(ge=0, le=1_000_000)] = 0
+    #: Also count every session the filters match (every page, not this one).
+    total: bool = False
 
 
-class SessionList(Result):
+class SessionList(Result, omit_defaults=True):
     sessions: list[Session]
     #: Pass as ``cursor`` to get the next page; None on the last page.
     next_cursor: str | None
+    #: How many sessions the filters match, when ``total`` was asked for.
+    total: int | None = None
 
 
 class SessionRefParams(Params):

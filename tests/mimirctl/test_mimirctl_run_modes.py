@@ -85,6 +85,43 @@ def test_every_event_of_the_modes_has_a_line_of_its_own() -> None:
     assert lines["judge_started"].startswith("[7] judge claude started (session ")
 
 
+def test_bringing_work_home_has_lines_of_its_own() -> None:
+    integrated = {
+        "slot": 2,
+        "branch": "mimir/run-x/2-codex",
+        "into": "main",
+        "kind": "fast_forward",
+        "commit": "b" * 40,
+        "previous": "a" * 40,
+        "files_changed": 2,
+        "insertions": 5,
+        "deletions": 1,
+        "worktree": "/src/api",
+    }
+    assert line("integrated", integrated) == (
+        "[7] integrated slot 2 (mimir/run-x/2-codex) into main: fast-forward "
+        "aaaaaaa..bbbbbbb, 2 file(s), +5 -1 (checkout /src/api updated)"
+    )
+    refused = {
+        "slot": None,
+        "into": "main",
+        "error": "merge_conflict",
+        "message": "conflicts",
+        "files": ["a.py"],
+    }
+    assert line("integration_refused", refused) == (
+        "[7] integration of the integration into main refused (merge_conflict): conflicts; "
+        "files: a.py"
+    )
+
+
+def test_every_run_event_kind_has_a_line_of_its_own() -> None:
+    """No kind falls through to the raw key=value form."""
+    data = {"unrendered": "x"}
+    for kind in run_events.RUN_KINDS:
+        assert "unrendered" not in line(kind, data), kind
+
+
 def test_a_judges_words_reach_the_terminal_with_control_characters_visible() -> None:
     shown = line("judge_decided", {"winner": None, "reasons": "x", "problem": "names '\x1b[2J'"})
     assert "\x1b" not in shown

@@ -294,6 +294,20 @@ def test_session_ls_lists_newest_first(dirs: DaemonDirs, project: dict[str, Any]
     assert list(ls_rows(output)) == [i[:10] for i in reversed(ids)]
 
 
+def test_session_ls_offset_skips_and_total_counts(
+    dirs: DaemonDirs, project: dict[str, Any]
+) -> None:
+    ids = [new_session(dirs, project)["id"] for _ in range(3)]
+    base = ["session", "ls", "--project", project["id"]]
+    result = ctl(dirs, *base, "--offset", "1", "--limit", "1", "--total")
+    assert result.returncode == EXIT_OK, result
+    assert list(ls_rows(result.stdout)) == [ids[1][:10]]
+    assert "3 sessions match" in result.stderr
+    # --all-pages skips once, not before every page.
+    paged = ok(ctl(dirs, *base, "--offset", "1", "--limit", "1", "--all-pages"))
+    assert list(ls_rows(paged)) == [i[:10] for i in reversed(ids[:2])]
+
+
 def test_session_ls_filters_by_status(dirs: DaemonDirs, project: dict[str, Any]) -> None:
     kept = new_session(dirs, project)
     failed_one = new_session(dirs, project, config={"setup_command": "false"})

@@ -322,6 +322,7 @@ async def test_methods_not_marked_mutating_leave_the_database_as_it_was(dirs: Da
                     return await c.call(method, params)
 
             await read("daemon.status", {})
+            await read("daemon.metrics", {})
             await read("rpc.discover", {})
             await read("project.list", {"include_archived": True})
             await read("project.get", {"project": world.project})

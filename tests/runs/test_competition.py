@@ -446,3 +446,88 @@ async def test_what_a_check_leaves_in_a_worktree_is_not_the_members_work(
         saved = f"refs/mimir/snapshots/runs/{run['id']}/check-1"
         assert git(world.repo, "show", f"{saved}:report.txt") == "report\n"
         assert git(world.repo, "show", f"{saved}:a.txt") == "a\nmore\n"
+
+
+async def test_each_member_works_as_soon_as_it_is_made_while_the_next_are_made(
+    dirs: DaemonDirs,
+) -> None:
+    """Member 2's setup command waits for a file that member 1's agent writes in its
+    turn: the run can be made only if member 1 was prompted before member 2 was
+    made (a run that made every member first would wait for ever)."""
+    marker = dirs.root / "member-1-worked"
+    first = dirs.root / "first-setup-ran"
+    setup = (
+        f"if [ -e {first} ]; then"
+        f" for i in $(seq 400); do [ -e {marker} ] && exit 0; sleep 0.05; done; exit 1;"
+        f" else touch {first}; fi"
+    )
+    early = {"prompts": [[{"do": "disk_write", "path": str(marker), "text": "x"}]] * 3}
+    scenarios = {"early": early, "late": writes("b.txt", "b\n")}
+    async with run_world(dirs, scenarios) as world:
+        run = await world.create(agents=["early", "late"], config={"setup_command": setup})
+        done = await world.until_status(run, "deciding")
+        assert [m["outcome"] for m in done["members"]] == ["finished", "finished"]
+        kinds = await world.kinds(run)
+        # The run's first event names every member, though they were made after it.
+        assert kinds[0] == "run_created"
+        created = (await world.events(run))[0]["data"]["members"]
+        assert [m["session_id"] for m in created] == [m["session_id"] for m in done["members"]]
+
+
+async def test_a_run_create_that_fails_midway_stops_the_members_already_working(
+    dirs: DaemonDirs,
+) -> None:
+    """Member 1 works (its agent writes a marker, then waits to be cancelled);
+    member 2's setup command waits for that marker; member 3 cannot be made (member
+    1's agent took its worktree's place). run.create fails; member 1's running turn
+    is cancelled before the members and the run are removed; no agent is left."""
+    marker = dirs.root / "member-1-works"
+    taken = dirs.data / "worktrees" / "demo" / "t-3-3-other" / "taken"
+    working = {
+        "prompts": [
+            [
+                {"do": "disk_write", "path": str(taken), "text": "x"},
+                {"do": "disk_write", "path": str(marker), "text": "x"},
+                WAIT_CANCEL,
+            ]
+        ]
+    }
+    setup = f"case $(pwd) in *t-2-3-*) while [ ! -e {marker} ]; do sleep 0.05; done;; esac"
+    scenarios = {"working": working, "other": writes("b.txt", "b\n")}
+    async with run_world(dirs, scenarios) as world:
+        error = await world.client.error(
+            "run.create",
+            {
+                "project": world.project,
+                "task": "t",
+                "agents": ["working", "other", "other"],
+                "config": {"worktree_location": "{project}/{slug}", "setup_command": setup},
+            },
+        )
+        assert "t-3-3-other already exists" in error["message"], error
+        assert (await world.client.call("run.list", {}))["runs"] == []
+        listed = await world.client.call("session.list", {"include_deleted": True})
+        assert [s["status"] for s in listed["sessions"]] == ["deleted", "deleted"]
+        first = listed["sessions"][-1]["id"]
+        history = (await world.client.call("session.events", {"session": first}))["events"]
+        kinds = [(e["kind"], e["data"].get("stop_reason")) for e in history]
+        # Member 1's turn was cancelled by the run (not ended by its agent being stopped).
+        assert kinds.index(("turn_ended", "cancelled")) < kinds.index(("agent_exited", None))
+        scenario = str(dirs.root / "scenario-working.json")
+        await eventually(lambda: not _processes_with(scenario))
+
+
+def _processes_with(argument: str) -> list[int]:
+    """The pids of live processes with ``argument`` on their command line."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if argument.encode() in args and state != "Z":
+            found.append(int(proc.name))
+    return found

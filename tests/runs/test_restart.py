@@ -97,7 +97,9 @@ def _resume_and_decide(dirs: DaemonDirs, run_id: str, status_before: str) -> Non
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(1, len(seqs) + 1))
 
-    rpc(dirs, "run.resume", {"run": run_id})
+    resumed = rpc(dirs, "run.resume", {"run": run_id})
+    # The answer is the run going on, not as it was before the call.
+    assert resumed["status"] != "interrupted"
     decided = _until(
         lambda: (got := rpc(dirs, "run.get", {"run": run_id}))["status"] == "deciding" and got,
         "the resumed run waits for a pick",

@@ -165,3 +165,61 @@ async def test_list_entries_equal_what_get_returns_without_git_status(
     assert listed.get("git") is None
     assert got["git"] is not None
     assert without_git(got) == without_git(listed)
+
+
+async def test_list_text_also_matches_ids_and_branch_names(
+    client: TrioClient, project: dict[str, Any]
+) -> None:
+    by_branch = await create(client, project, title="one")
+    other = await create(client, project, title="two")
+    assert by_branch["workspace"]["branch"] != other["workspace"]["branch"]
+    # A prefix of the id as mimirctl shows it, in either case.
+    prefix = other["id"][-8:].upper()
+    assert [s["id"] for s in await all_sessions(client, text=prefix)] == [other["id"]]
+    branch_tail = by_branch["workspace"]["branch"].rsplit("-", 1)[-1]
+    found = await all_sessions(client, text=branch_tail)
+    assert by_branch["id"] in {s["id"] for s in found}
+    assert other["id"] not in {s["id"] for s in found}
+
+
+async def test_list_total_counts_every_page_and_offset_skips(
+    client: TrioClient, project: dict[str, Any]
+) -> None:
+    made = [await create(client, project, workspace="in_place") for _ in range(5)]
+    archived = await create(client, project, workspace="in_place")
+    await call(client, "session.archive", {"session": archived["id"]})
+    newest_first = [s["id"] for s in reversed(made)]
+    page = await call(client, "session.list", {"limit": 2, "total": True})
+    # The filters' matches on every page (the archived one is hidden), not the page's.
+    assert page["total"] == 5
+    assert [s["id"] for s in page["sessions"]] == newest_first[:2]
+    # Without asking, no count is made and none is answered.
+    assert "total" not in await call(client, "session.list", {"limit": 2})
+    skipped = await call(client, "session.list", {"limit": 2, "offset": 3, "total": True})
+    assert [s["id"] for s in skipped["sessions"]] == newest_first[3:5]
+    assert skipped["next_cursor"] is None
+    assert skipped["total"] == 5
+    # Offset after a cursor: skipped within what follows the cursor.
+    after = await call(
+        client, "session.list", {"cursor": newest_first[0], "offset": 1, "limit": 10}
+    )
+    assert [s["id"] for s in after["sessions"]] == newest_first[2:]
+    counted = await call(client, "session.list", {"total": True, "include_archived": True})
+    assert counted["total"] == 6
+    error = await error_of(client, "session.list", {"offset": -1})
+    assert error["code"] == ErrorCode.INVALID_PARAMS
+
+
+async def test_a_projects_last_used_at_is_its_newest_session_change(
+    client: TrioClient, tmp_path: Path
+) -> None:
+    fresh = await add_project(client, make_repo(tmp_path / "fresh"))
+    assert fresh["last_used_at"] is None
+    used = await add_project(client, make_repo(tmp_path / "used"))
+    session = await create(client, used, workspace="in_place")
+    touched = await call(client, "session.update", {"session": session["id"], "title": "t"})
+    got = await call(client, "project.get", {"project": used["id"]})
+    assert got["last_used_at"] == touched["updated_at"]
+    listed = {p["id"]: p for p in (await call(client, "project.list", {}))["projects"]}
+    assert listed[used["id"]]["last_used_at"] == touched["updated_at"]
+    assert listed[fresh["id"]]["last_used_at"] is None
