@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -53,6 +54,8 @@ PIP_TIMEOUT_S: Final = 900.0
 DOWNLOAD_TIMEOUT_S: Final = 60.0
 DOWNLOAD_DEADLINE_S: Final = 1800.0
 MAX_DOWNLOAD_BYTES: Final = 1024 * 1024 * 1024
+#: How often a running tool or download looks whether the install was called off.
+STOP_POLL_S: Final = 0.2
 #: How much of a failed tool's output goes into the error.
 OUTPUT_TAIL: Final = 2000
 BIN_NAME_RE: Final = re.compile(r"[A-Za-z0-9@_][A-Za-z0-9@._-]{0,99}")
@@ -74,10 +77,16 @@ def _tool_env() -> dict[str, str]:
     return child_environment(extra)
 
 
-def _run(argv: list[str], *, timeout: float, what: str) -> None:
+class InstallCancelled(Exception):
+    """The install was called off (the daemon is stopping); its tool was killed."""
+
+
+def _run(argv: list[str], *, timeout: float, what: str, stop: threading.Event) -> None:
     """Run a tool in its own process group; raise :class:`AgentUnavailable` with the
-    tail of its output when it fails or its ``timeout`` passes (the group killed)."""
+    tail of its output when it fails or its ``timeout`` passes, and
+    :class:`InstallCancelled` once ``stop`` is set (the group killed either way)."""
     log.info("agent_install_step", command=argv[0], args=argv[1:])
+    deadline = time.monotonic() + timeout
     with subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -87,15 +96,23 @@ def _run(argv: list[str], *, timeout: float, what: str) -> None:
         start_new_session=True,
     ) as process:
         try:
-            output, _ = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise AgentUnavailable(f"{what}: did not finish within {timeout:.0f} s") from None
+            while True:
+                try:
+                    # Retrying communicate() after its timeout loses no output.
+                    output, _ = process.communicate(timeout=STOP_POLL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    if stop.is_set():
+                        raise InstallCancelled(what) from None
+                    if time.monotonic() > deadline:
+                        raise AgentUnavailable(
+                            f"{what}: did not finish within {timeout:.0f} s"
+                        ) from None
         finally:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)  # what it left behind
+                os.killpg(process.pid, signal.SIGKILL)  # it, or what it left behind
+            if process.returncode is None:
+                process.communicate()
     if process.returncode != 0:
         tail = output.decode("utf-8", "replace")[-OUTPUT_TAIL:].strip()
         raise AgentUnavailable(f"{what}: failed (exit {process.returncode}): {tail}")
@@ -120,7 +137,7 @@ _NODE_HOW: Final = (
 )
 
 
-def _npm(dist: Distribution, version: str, stage: Path, name: str) -> str:
+def _npm(dist: Distribution, version: str, stage: Path, name: str, stop: threading.Event) -> str:
     npm = _need("npm", name, _NODE_HOW)
     _need("node", name, _NODE_HOW)
     spec = f"{dist.package}@{version}"
@@ -129,6 +146,7 @@ def _npm(dist: Distribution, version: str, stage: Path, name: str) -> str:
          "--no-update-notifier", "--loglevel=error", spec],
         timeout=NPM_TIMEOUT_S,
         what=f"npm install {spec}",
+        stop=stop,
     )  # fmt: skip
     try:
         meta = json.loads((stage / "node_modules" / dist.package / "package.json").read_bytes())
@@ -147,15 +165,21 @@ def _npm(dist: Distribution, version: str, stage: Path, name: str) -> str:
     return f"node_modules/.bin/{pick}"
 
 
-def _pip(dist: Distribution, version: str, stage: Path, name: str) -> str:
+def _pip(dist: Distribution, version: str, stage: Path, name: str, stop: threading.Event) -> str:
     venv = stage / "venv"
     spec = f"{dist.package}=={version}"
-    _run([sys.executable, "-m", "venv", str(venv)], timeout=PIP_TIMEOUT_S, what="python -m venv")
+    _run(
+        [sys.executable, "-m", "venv", str(venv)],
+        timeout=PIP_TIMEOUT_S,
+        what="python -m venv",
+        stop=stop,
+    )
     _run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
          "--no-input", spec],
         timeout=PIP_TIMEOUT_S,
         what=f"pip install {spec}",
+        stop=stop,
     )  # fmt: skip
     command = f"venv/bin/{dist.package}"
     if not (stage / command).is_file():
@@ -167,7 +191,7 @@ def _pip(dist: Distribution, version: str, stage: Path, name: str) -> str:
     return command
 
 
-def _download(url: str, dest: Path) -> str:
+def _download(url: str, dest: Path, stop: threading.Event) -> str:
     """Download ``url`` to ``dest`` (bounded); its sha256."""
     digest = hashlib.sha256()
     size = 0
@@ -181,6 +205,8 @@ def _download(url: str, dest: Path) -> str:
                 size += len(chunk)
                 if size > MAX_DOWNLOAD_BYTES:
                     raise AgentUnavailable(f"{url}: larger than {MAX_DOWNLOAD_BYTES} bytes")
+                if stop.is_set():
+                    raise InstallCancelled(f"download of {url}")
                 if time.monotonic() > deadline:
                     raise AgentUnavailable(f"{url}: not downloaded in {DOWNLOAD_DEADLINE_S:.0f} s")
                 digest.update(chunk)
@@ -190,11 +216,11 @@ def _download(url: str, dest: Path) -> str:
     return digest.hexdigest()
 
 
-def _binary(dist: Distribution, stage: Path, name: str) -> str:
+def _binary(dist: Distribution, stage: Path, name: str, stop: threading.Event) -> str:
     archive = stage.with_name(f".{stage.name}.download")
     try:
         log.info("agent_install_step", download=dist.archive)
-        digest = _download(dist.archive, archive)
+        digest = _download(dist.archive, archive, stop)
         if dist.sha256 is not None and digest != dist.sha256:
             raise AgentUnavailable(
                 f"{dist.archive}: sha256 {digest} is not the manifest's {dist.sha256}; refused",
@@ -236,11 +262,17 @@ def choose(manifest: Manifest, version: str | None) -> tuple[Distribution, str]:
 
 
 def install(
-    agents_dir: Path, registry: Registry, manifest: Manifest, version: str | None
+    agents_dir: Path,
+    registry: Registry,
+    manifest: Manifest,
+    version: str | None,
+    stop: threading.Event | None = None,
 ) -> tuple[InstalledAgent, InstalledAgent | None]:
     """Install ``manifest``'s agent (``version`` or the manifest's): (the new record,
-    the one it replaced). The previous version's files are removed afterwards unless
-    ``keep`` says it is in use (see :func:`prune`)."""
+    the one it replaced). Setting ``stop`` (from another thread) calls it off: its
+    tool is killed and :class:`InstallCancelled` raised, nothing installed. The
+    previous version's other files are for :func:`prune` to remove."""
+    stop = stop or threading.Event()
     dist, wanted = choose(manifest, version)
     home = agents_dir / manifest.id
     home.mkdir(parents=True, exist_ok=True)
@@ -255,11 +287,11 @@ def install(
     try:
         final.mkdir()
         if dist.kind == "npx":
-            command = _npm(dist, wanted, final, manifest.id)
+            command = _npm(dist, wanted, final, manifest.id, stop)
         elif dist.kind == "uvx":
-            command = _pip(dist, wanted, final, manifest.id)
+            command = _pip(dist, wanted, final, manifest.id, stop)
         else:
-            command = _binary(dist, final, manifest.id)
+            command = _binary(dist, final, manifest.id, stop)
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         if aside.exists():

@@ -5,6 +5,7 @@ the ACP Registry into its data dir (:mod:`mimird.agents.install`)."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -16,7 +17,7 @@ from mimird.agents import install as installer
 from mimird.agents.installed import InstalledAgent, read_installed, read_one
 from mimird.agents.manager import AgentManager
 from mimird.agents.presets import agent_kinds, kind_of, registry_id
-from mimird.agents.registry import Registry, check_id, load_registry
+from mimird.agents.registry import Manifest, Registry, check_id, load_registry
 from mimird.api.methods import MethodTable
 from mimird.config import Settings
 from mimird.errors import Busy, InvalidState, NotFound
@@ -37,6 +38,8 @@ _method = MethodTable()
 
 #: Installs at once (npm, pip and downloads are heavy on a small machine).
 INSTALL_THREADS: Final = 2
+#: How long a cancelled install may take to kill its tool and clean up.
+STOP_WAIT_S: Final = 10.0
 
 
 class AgentService:
@@ -135,13 +138,36 @@ class AgentService:
                     field="name",
                     id=manifest.id,
                 )
-            record, previous = await trio.to_thread.run_sync(
-                installer.install, self._dir, registry, manifest, version, limiter=self._limiter
-            )
+            record, previous = await self._install_in_thread(registry, manifest, version)
             keep = set(self._in_use(manifest.id))
             await trio.to_thread.run_sync(installer.prune, self._dir, manifest.id, keep)
         replaced = previous.version if previous and previous.version != record.version else None
         return AgentInstallResult(agent=self._info(record), previous_version=replaced)
+
+    async def _install_in_thread(
+        self, registry: Registry, manifest: Manifest, version: str | None
+    ) -> tuple[InstalledAgent, InstalledAgent | None]:
+        """The install in a worker thread. Cancellation (the daemon stopping): the
+        install is called off, its tool's process group killed, and this waits
+        (shielded, at most :data:`STOP_WAIT_S`) for the thread to be done."""
+        stop = threading.Event()
+        done = trio.Event()
+
+        def work() -> tuple[InstalledAgent, InstalledAgent | None]:
+            try:
+                return installer.install(self._dir, registry, manifest, version, stop)
+            finally:
+                trio.from_thread.run_sync(done.set)
+
+        try:
+            return await trio.to_thread.run_sync(
+                work, limiter=self._limiter, abandon_on_cancel=True
+            )
+        except trio.Cancelled:
+            stop.set()
+            with trio.move_on_after(STOP_WAIT_S, shield=True):
+                await done.wait()
+            raise
 
     @_method(
         "agent.install",

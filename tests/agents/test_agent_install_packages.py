@@ -5,6 +5,7 @@ installs of one agent at once; and ``mimirctl agent ls`` saying how to get a kin
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -214,3 +215,35 @@ async def test_agent_ls_says_where_each_kind_came_from_and_how_to_get_a_missing_
     assert "get opencode: mimirctl agent install opencode" in lines
     assert "get claude: mimirctl agent install claude" in lines
     assert any(line.startswith("goose: install it yourself") for line in lines)
+
+
+@pytest.mark.slow
+async def test_stopping_the_daemon_mid_install_kills_the_tool_and_installs_nothing(
+    dirs: DaemonDirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_bin = dirs.root / "fake-bin"
+    fake_bin.mkdir(parents=True)
+    pid_file = dirs.root / "npm.pid"
+    (fake_bin / "node").write_text("#!/bin/sh\nexit 0\n")
+    # An npm that never ends by itself.
+    (fake_bin / "npm").write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 3600\n")
+    for tool in ("node", "npm"):
+        (fake_bin / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    registry = write_registry(
+        dirs.root / "registry.json", package_manifest("npx", "semver", "semver", "7.6.3")
+    )
+    async with agent_world(dirs, {}) as world, Client.connect(world.daemon.socket) as client:
+        request = {"jsonrpc": "2.0", "id": 1, "method": "agent.install"}
+        params = {"name": "semver", "registry": registry}
+        await client.stream.send_all(json.dumps({**request, "params": params}).encode() + b"\n")
+        with trio.fail_after(30):
+            # npm is a subprocess: it can only tell by a file.
+            while not (await trio.Path(pid_file).exists() and pid_file.read_text().strip()):  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        # Leaving the block stops the daemon, with the install still running.
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not (dirs.data / "agents" / "semver" / "7.6.3").exists()
+    assert not (dirs.data / "agents" / "semver" / "installed.json").exists()
