@@ -189,6 +189,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     defaults: ConfigLayer = ConfigLayer()
     #: The config file's ``[agents.<name>]`` sections.
     agents: dict[str, AgentSection] = msgspec.field(default_factory=dict)
+    #: Where ``agent.install`` puts agents: ``<data dir>/agents``.
+    agents_dir: Path | None = None
 
     @property
     def backup_dir(self) -> Path:
@@ -426,4 +428,5 @@ def load_settings(overrides: Overrides, env: MutableMapping[str, str] | None = N
         runs=file.runs,
         defaults=defaults,
         agents=dict(file.agents),
+        agents_dir=data / "agents",
     )

@@ -150,7 +150,7 @@ async def run_daemon(
                     ProjectService(store, session_service),
                     session_service,
                     worktree_service,
-                    AgentService(settings),
+                    AgentService(settings, agents),
                     PromptService(session_service, agents),
                     PermissionService(session_service, agents),
                     EventService(journal, session_service),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any, Final
 
 from mimirctl import render
@@ -15,25 +16,108 @@ from mimirctl.stream import emit_json
 _AGENT_UP: Final = frozenset({"starting", "idle", "running", "awaiting_permission"})
 
 
+def _registry_name(registry: str | None, date: str | None) -> str:
+    if registry == "snapshot":
+        return "Mimir's registry snapshot" + (f" of {date}" if date else "")
+    return registry or "a registry"
+
+
+def _where(a: dict[str, Any]) -> str:
+    if a["source"] == "installed":
+        when = (a.get("installed_at") or "")[:10]
+        return f"installed {when} from {_registry_name(a.get('registry'), a.get('registry_date'))}"
+    return str(a["source"])
+
+
+def _command(a: dict[str, Any]) -> str:
+    # An installed agent's command is a long path in the data dir: PATH shows it whole.
+    return os.path.basename(a["command"]) if a["source"] == "installed" else str(a["command"])
+
+
 def cmd_agent_ls(client: Client, args: argparse.Namespace) -> int:
     result = client.call("agent.list")
 
     def human(r: dict[str, Any]) -> str:
-        return render.table(
-            ["NAME", "FOUND", "COMMAND", "SOURCE", "PATH"],
+        agents = r["agents"]
+        text = render.table(
+            ["NAME", "FOUND", "VERSION", "FROM", "COMMAND", "PATH"],
             [
                 [
                     a["name"],
                     "yes" if a["found"] else "no",
-                    " ".join([a["command"], *a["args"]]),
-                    a["source"],
+                    a.get("version") or "-",
+                    _where(a),
+                    " ".join([_command(a), *a["args"]]),
                     a["path"] or "-",
                 ]
-                for a in r["agents"]
+                for a in agents
             ],
         )
+        missing = [a for a in agents if not a["found"]]
+        hints = [f"get {a['name']}: {a['install']}" for a in missing if a.get("install")]
+        hints += [
+            f"{a['name']}: install it yourself, or set [agents.{a['name']}] command in the "
+            "config file"
+            for a in missing
+            if not a.get("install")
+        ]
+        return "\n".join([text, *hints]) if hints else text
 
     emit(args, result, human)
+    return EXIT_OK
+
+
+def _installed_line(r: dict[str, Any]) -> str:
+    a = r["agent"]
+    was = f" (was {r['previous_version']})" if r.get("previous_version") else ""
+    return (
+        f"installed {a['id']} {a['version']}{was} ({a['distribution']} {a['package']}, "
+        f"licence {a['license'] or 'not given'}) from "
+        f"{_registry_name(a['registry'], a['registry_date'])}\n"
+        f"sessions use it as --agent {a['kind']}: {a['path']}"
+    )
+
+
+def _registry(value: str | None) -> str | None:
+    if value is None or value.startswith(("http://", "https://")):
+        return value
+    return os.path.abspath(value)  # the daemon reads it: never relative to its cwd
+
+
+def cmd_agent_install(client: Client, args: argparse.Namespace) -> int:
+    client.set_timeout(None)  # npm and downloads take minutes
+    params: dict[str, Any] = {"name": args.name}
+    if args.version:
+        params["version"] = args.version
+    if args.registry:
+        params["registry"] = _registry(args.registry)
+    if not args.json:
+        render.say(f"installing {args.name} (this can take minutes) ...")
+    emit(args, client.call("agent.install", params), _installed_line)
+    return EXIT_OK
+
+
+def cmd_agent_update(client: Client, args: argparse.Namespace) -> int:
+    client.set_timeout(None)
+    params: dict[str, Any] = {}
+    if args.name:
+        params["name"] = args.name
+    if args.registry:
+        params["registry"] = _registry(args.registry)
+
+    def human(r: dict[str, Any]) -> str:
+        lines = [_installed_line(u) for u in r["updated"]]
+        if r["unchanged"]:
+            lines.append(f"up to date: {', '.join(r['unchanged'])}")
+        return "\n".join(lines) or "no agent installed (mimirctl agent install NAME)"
+
+    emit(args, client.call("agent.update", params), human)
+    return EXIT_OK
+
+
+def cmd_agent_remove(client: Client, args: argparse.Namespace) -> int:
+    result = client.call("agent.remove", {"name": args.name})
+    emit(args, result, lambda r: f"removed {r['id']} {r['version']} ({r['path']})")
     return EXIT_OK
 
 
@@ -119,6 +203,31 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         cmd_agent_ls,
         "every agent kind, its command, and whether it is installed",
     )
+    install = add_command(
+        agent,
+        common,
+        "install",
+        cmd_agent_install,
+        "install an agent from the ACP Registry into Mimir's data dir",
+    )
+    install.add_argument("name", metavar="NAME", help="the agent's registry id or kind")
+    install.add_argument("--version", help="a version other than the registry's (npm, PyPI)")
+    install.add_argument(
+        "--registry", metavar="FILE|URL", help="a registry file or URL (default: the snapshot)"
+    )
+    update = add_command(
+        agent,
+        common,
+        "update",
+        cmd_agent_update,
+        "install the registry's version of installed agents where it is newer",
+    )
+    update.add_argument("name", metavar="NAME", nargs="?", help="one agent (default: all)")
+    update.add_argument("--registry", metavar="FILE|URL", help="a registry file or URL")
+    remove = add_command(
+        agent, common, "remove", cmd_agent_remove, "remove an agent Mimir installed"
+    )
+    remove.add_argument("name", metavar="NAME")
     add_command(
         commands,
         common,

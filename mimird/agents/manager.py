@@ -260,6 +260,7 @@ class AgentManager:
                 kind,
                 self.settings.agents,
                 {**effective.env(), SESSION_ENV: row.id},
+                self.settings.agents_dir,
             )
             resume = row.status != "created"
             wanted = {key: effective.values[key] for key in ("model", "mode")}

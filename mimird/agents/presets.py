@@ -6,7 +6,13 @@ kind's command, on the PATH the agent gets (the daemon's allowlisted environment
 the kind's env, then the layered config env): starting an agent
 (:func:`resolve_command`) and ``agent.list`` (:func:`agent_kinds`) both use it, so
 a kind listed as found is one that starts. A kind whose command is not found is
-listed, marked not found, so that users see why a session could not start.
+listed, marked not found, so that users see why a session could not start, with the
+command that installs it when the registry has it.
+
+Agents Mimir installed (``mimirctl agent install``: :mod:`mimird.agents.install`,
+records in ``<data dir>/agents``) are kinds too, named by their registry id, or by the
+preset that names them (``claude`` for the registry's ``claude-code-acp``). Order: the
+config file's section, then an installed agent, then the preset's PATH candidates.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final, Literal
 
+from mimird.agents.installed import InstalledAgent, read_installed
+from mimird.agents.registry import snapshot
 from mimird.config import AgentSection
 from mimird.errors import AgentUnavailable
 from mimird.processes import child_environment
@@ -50,6 +59,8 @@ class Preset:
     args: tuple[str, ...] = ()
     description: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    #: The ACP Registry's id of this agent, when it is not the preset's name.
+    registry_id: str | None = None
     #: Its quirks (see :class:`Quirks`).
     quirks: Quirks = Quirks()
 
@@ -61,6 +72,7 @@ PRESETS: Final[dict[str, Preset]] = {
         (),
         "Claude Code through its ACP adapter (npm @agentclientprotocol/claude-agent-acp or "
         "@zed-industries/claude-code-acp)",
+        registry_id="claude-code-acp",
         # It ignores EOF; its own default mode ("auto") never asks permission.
         quirks=Quirks(stop="term", mode="default"),
     ),
@@ -68,6 +80,7 @@ PRESETS: Final[dict[str, Preset]] = {
         ("codex-acp",),
         (),
         "Codex through its ACP adapter (npm @zed-industries/codex-acp)",
+        registry_id="codex-acp",
         quirks=Quirks(stop="term"),  # it ignores EOF
     ),
     "gemini": Preset(
@@ -96,9 +109,10 @@ class _Spec:
     candidates: tuple[str, ...]
     args: tuple[str, ...]
     env: Mapping[str, str]
-    source: Literal["preset", "config"]
+    source: Literal["preset", "config", "installed"]
     description: str
     quirks: Quirks = Quirks()
+    installed: InstalledAgent | None = None
 
 
 def _quirks(section: AgentSection, preset: Quirks) -> Quirks:
@@ -110,8 +124,42 @@ def _quirks(section: AgentSection, preset: Quirks) -> Quirks:
     )
 
 
-def _spec(kind: str, configured: Mapping[str, AgentSection]) -> _Spec | None:
+def registry_id(kind: str) -> str:
+    """The registry id a kind installs from (``mimirctl agent install KIND``)."""
     preset = PRESETS.get(kind)
+    return (preset.registry_id if preset is not None else None) or kind
+
+
+#: Registry ids that a preset of another name stands for.
+_ALIASES: Final = {p.registry_id: n for n, p in PRESETS.items() if p.registry_id}
+
+
+def kind_of(agent_id: str) -> str:
+    """The kind an installed registry agent is listed as (its preset's name, or its id)."""
+    return _ALIASES.get(agent_id, agent_id)
+
+
+def _spec(
+    kind: str,
+    configured: Mapping[str, AgentSection],
+    installed: Mapping[str, InstalledAgent] | None = None,
+    agents_dir: Path | None = None,
+) -> _Spec | None:
+    if kind not in configured:
+        kind = _ALIASES.get(kind, kind)
+    preset = PRESETS.get(kind)
+    record = (installed or {}).get(registry_id(kind))
+    if kind not in configured and record is not None and agents_dir is not None:
+        # An installed agent keeps the quirks of the preset that stands for it.
+        return _Spec(
+            (str(record.executable(agents_dir)),),
+            tuple(record.args),
+            record.env,
+            "installed",
+            record.description or record.name,
+            installed=record,
+            quirks=preset.quirks if preset is not None else Quirks(),
+        )
     if kind in configured:
         section = configured[kind]
         quirks = _quirks(section, preset.quirks if preset is not None else Quirks())
@@ -144,14 +192,18 @@ def _resolve(spec: _Spec, layered_env: Mapping[str, str]) -> tuple[str, str | No
 
 
 def resolve_command(
-    kind: str, configured: Mapping[str, AgentSection], layered_env: Mapping[str, str]
+    kind: str,
+    configured: Mapping[str, AgentSection],
+    layered_env: Mapping[str, str],
+    agents_dir: Path | None = None,
 ) -> AgentCommand:
     """The command line and environment for an agent kind, found on the PATH the
-    agent will get. Raises :class:`AgentUnavailable` when it cannot be found.
-    Sync (it looks at PATH): run it in a thread."""
-    spec = _spec(kind, configured)
+    agent will get (or installed in ``agents_dir``). Raises :class:`AgentUnavailable`
+    when it cannot be found. Sync (it looks at PATH): run it in a thread."""
+    installed = read_installed(agents_dir)
+    spec = _spec(kind, configured, installed, agents_dir)
     if spec is None:
-        known = ", ".join(sorted({*PRESETS, *configured}))
+        known = ", ".join(sorted(_kind_names(configured, installed)))
         raise AgentUnavailable(
             f"unknown agent kind {kind!r}; known kinds: {known} (add one as [agents.{kind}] "
             "in the config file)",
@@ -163,27 +215,47 @@ def resolve_command(
         search_path = env.get("PATH", os.defpath)
         raise AgentUnavailable(
             f"agent {kind!r}: command {' or '.join(repr(c) for c in spec.candidates)} not found "
-            f"on PATH ({search_path}); install it, or set [agents.{kind}] command in the config "
-            "file",
+            f"on PATH ({search_path}); {_how_to_get(kind)}",
             field="agent",
             id=kind,
         )
     return AgentCommand(kind, [found, *spec.args], env, spec.quirks)
 
 
+def _kind_names(
+    configured: Mapping[str, AgentSection], installed: Mapping[str, InstalledAgent]
+) -> set[str]:
+    return {*PRESETS, *configured, *(i for i in installed if i not in _ALIASES)}
+
+
+def install_command(kind: str) -> str | None:
+    """The command that installs a kind, when Mimir's registry snapshot has it."""
+    return f"mimirctl agent install {kind}" if registry_id(kind) in snapshot().agents else None
+
+
+def _how_to_get(kind: str) -> str:
+    command = install_command(kind)
+    get = f"run '{command}', or install it yourself" if command else "install it"
+    return f"{get}, or set [agents.{kind}] command in the config file"
+
+
 def agent_kinds(
-    configured: Mapping[str, AgentSection], layered_env: Mapping[str, str] | None = None
+    configured: Mapping[str, AgentSection],
+    layered_env: Mapping[str, str] | None = None,
+    agents_dir: Path | None = None,
 ) -> list[AgentKind]:
     """Every kind, presets first overridden by the config file's, sorted by name,
     each found (or not) exactly as :func:`resolve_command` would find it with
     ``layered_env`` (``agent.list`` gives the config file's ``[defaults]`` env).
     Sync (it looks at PATH): run it in a thread."""
     layered = layered_env or {}
+    installed = read_installed(agents_dir)
     kinds: list[AgentKind] = []
-    for name in sorted({*PRESETS, *configured}):
-        spec = _spec(name, configured)
+    for name in sorted(_kind_names(configured, installed)):
+        spec = _spec(name, configured, installed, agents_dir)
         assert spec is not None
         command, found, _ = _resolve(spec, layered)
+        record = spec.installed
         kinds.append(
             AgentKind(
                 name=name,
@@ -193,6 +265,11 @@ def agent_kinds(
                 found=found is not None,
                 path=found,
                 description=spec.description,
+                version=record.version if record else None,
+                installed_at=record.installed_at if record else None,
+                registry=record.registry if record else None,
+                registry_date=record.registry_date if record else None,
+                install=None if found else install_command(name),
             )
         )
     return kinds

@@ -480,12 +480,21 @@ class AgentKind(Result):
     #: The command run (for a preset with several candidates: the one found, else the first).
     command: str
     args: list[str]
-    #: preset (built into Mimir) or config (an [agents.<name>] section of the config file).
-    source: Literal["preset", "config"]
+    #: preset (built into Mimir), config (an [agents.<name>] section of the config file)
+    #: or installed (by ``agent.install``, from the ACP Registry).
+    source: Literal["preset", "config", "installed"]
     #: Whether the command is on the daemon's PATH.
     found: bool
     path: str | None
     description: str
+    #: An installed agent's version, when it was installed (UTC), the registry it came
+    #: from ("snapshot": Mimir's own; else a file or a URL) and that registry's date.
+    version: str | None = None
+    installed_at: str | None = None
+    registry: str | None = None
+    registry_date: str | None = None
+    #: For a kind not found: the command that installs it (when the registry has it).
+    install: str | None = None
 
 
 class AgentList(Result):

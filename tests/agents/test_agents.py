@@ -131,6 +131,11 @@ async def test_agent_list_over_the_socket_shows_the_config_files_agents(dirs: Da
         "found": True,
         "path": str(mine),
         "description": "",
+        "version": None,
+        "installed_at": None,
+        "registry": None,
+        "registry_date": None,
+        "install": None,
     }
     assert os.environ.get("NOTIFY_SOCKET") is None
 

@@ -22,6 +22,7 @@ import pytest
 import trio
 
 from mimird.wire.errors import ErrorCode
+from tests.agents.test_agent_install import binary_manifest, http_server, tar_gz, write_registry
 from tests.rpc.test_audit import audit_rows
 from tests.support.agents import Client, agent_world
 from tests.support.helpers import DaemonDirs, make_repo
@@ -63,6 +64,9 @@ CHANGES_STATE: Final = frozenset(
         "run.resume",
         "run.integrate",
         "run.delete",
+        "agent.install",
+        "agent.update",
+        "agent.remove",
     }
 )
 #: Mutating methods whose call with valid params is refused in this world, and why:
@@ -209,6 +213,16 @@ async def test_every_mutating_call_with_valid_params_writes_one_row_with_caller_
         await r.call("run.cancel", {"run": rid}, rid)
         await r.call("run.resume", {"run": rid}, rid)
         await r.call("run.delete", {"run": rid}, rid)
+        served = dirs.root / "served"
+        sha = tar_gz(served / "a.tar.gz", {"bin/agent": (b"#!/bin/sh\n", 0o755)})
+        with http_server(served) as base:
+            registry = write_registry(
+                dirs.root / "registry.json",
+                binary_manifest("tiny-bin", "1.0.0", f"{base}/a.tar.gz", sha),
+            )
+            await r.call("agent.install", {"name": "tiny-bin", "registry": registry}, None)
+        await r.call("agent.update", {"name": "tiny-bin"}, None)
+        await r.call("agent.remove", {"name": "tiny-bin"}, "tiny-bin")
         rows = audit_rows(dirs)[before:]
     not_ok = {method for method, _, outcome, _ in r.expected if outcome != "ok"}
     assert not_ok == set(REFUSED_HERE), r.expected
@@ -252,6 +266,11 @@ async def test_every_mutating_call_that_fails_after_its_params_are_valid_writes_
         for method in ("run.cancel", "run.resume", "run.integrate", "run.delete"):
             await r.call(method, {"run": ghost}, ghost)
         await r.call("run.pick", {"run": ghost, "slot": 1}, ghost)
+        unreachable = binary_manifest("tiny-bin", "1.0.0", "http://127.0.0.1:9/a.tar.gz", None)
+        registry = write_registry(dirs.root / "registry.json", unreachable)
+        await r.call("agent.install", {"name": "tiny-bin", "registry": registry}, None)
+        await r.call("agent.update", {"name": "ghost"}, None)
+        await r.call("agent.remove", {"name": "ghost"}, None)
         rows = audit_rows(dirs)[before:]
     assert all(outcome == "error" for _, _, outcome, _ in r.expected), r.expected
     r.assert_written(rows, mutating - set(NO_ERROR_HERE))
