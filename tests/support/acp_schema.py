@@ -127,6 +127,34 @@ def _explain(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
     return error
 
 
+def _declared(definition: Mapping[str, Any]) -> set[str] | None:
+    """The properties an object type declares (through ``allOf``/``$ref``), or ``None``
+    when it is a union (``anyOf``/``oneOf``: its branches differ)."""
+    if "anyOf" in definition or "oneOf" in definition:
+        return None
+    names = set(definition.get("properties", {}))
+    for part in definition.get("allOf", []):
+        ref = part.get("$ref", "")
+        inner = _schema()["$defs"][ref.rsplit("/", 1)[-1]] if ref else part
+        found = _declared(inner)
+        if found is None:
+            return None
+        names |= found
+    return names
+
+
+def _known_fields(name: str, value: Any, what: str) -> None:
+    """The schema lets unknown members through, but ACP says implementations MUST NOT
+    add root-level fields to its types (custom data goes in ``_meta``): check the
+    params' (or result's) own members."""
+    declared = _declared(_schema()["$defs"][name])
+    if declared is None or not isinstance(value, Mapping):
+        return
+    unknown = sorted(set(value) - declared)
+    if unknown:
+        raise AcpSchemaError(f"{what} has members {name} does not declare: {unknown}")
+
+
 def _envelope(msg: Any) -> str:
     """The message's form: request, notification or response (checks the envelope)."""
     if not isinstance(msg, Mapping):
@@ -167,6 +195,7 @@ def _validate(msg: Any, sender: Side, request_method: str | None, legacy: bool) 
     name = _methods().get((side, method, form_key))
     if name is not None:
         _check(name, value, what)
+        _known_fields(name, value, what)
         return
     if legacy and method in _LEGACY and form != "Notification":
         params, result = _LEGACY[method]
