@@ -48,7 +48,6 @@ class Connection:
         return json.loads(line)
 
     def call(self, method, params):
-        """Send a request and wait for its answer (no notification comes before a subscribe)."""
         request_id = self.send(method, params)
         while True:
             message = self.read()
@@ -100,14 +99,15 @@ def main():
     choice.add_argument("--allow", action="store_const", const="allow_once", dest="answer")
     choice.add_argument("--deny", action="store_const", const="reject_once", dest="answer")
     args = parser.parse_args()
-    path, cursor = socket_path(args.socket), [args.after]
+    path, cursor, last = socket_path(args.socket), [args.after], None
     while True:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.connect(path)
                 follow(Connection(sock), args.session, cursor, args.answer)
         except (OSError, ValueError) as exc:  # mimird stopped (or restarts): try again
-            print(f"# reconnecting after seq {cursor[0]} ({safe(exc)})", file=sys.stderr, flush=True)
+            if last != (last := str(exc)):  # once per kind of failure, not every 0.2 s
+                print(f"# reconnecting after seq {cursor[0]} ({safe(exc)})", file=sys.stderr, flush=True)
             time.sleep(0.2)
         except RuntimeError as exc:  # the daemon refused: an unknown session, ...
             sys.exit(safe(exc))
