@@ -24,7 +24,7 @@ from mimird.agents.permissions import CANCELLED, PermissionRegistry, answer
 from mimird.agents.recorder import Recorder
 from mimird.agents.updates import Updates
 from mimird.config import SupervisionSection
-from mimird.errors import AgentUnavailable, Busy, InvalidState
+from mimird.errors import AgentUnavailable, Busy, InvalidParams, InvalidState
 from mimird.sessions import records as sessions
 from mimird.sessions import usage as stored
 from mimird.wire import events
@@ -78,9 +78,34 @@ class AgentLink(Protocol):
     @property
     def conn(self) -> AcpConnection | None: ...
 
+    @property
+    def agent_state(self) -> dict[str, Any]: ...
+
     async def wait_ready(self) -> AcpConnection: ...
 
     async def restart_unresponsive(self, grace: float) -> None: ...
+
+
+#: The content blocks a prompt may hold only when the agent's ``promptCapabilities``
+#: say so (ACP v1: every agent takes ``text`` and ``resource_link``).
+GATED_BLOCKS: Final = {"image": "image", "audio": "audio", "resource": "embeddedContext"}
+
+
+def check_prompt_capabilities(content: list[Any], capabilities: Any) -> None:
+    """Raise :class:`InvalidParams` for a block of ``content`` that the agent (its
+    ``agentCapabilities``) did not say it accepts: ACP forbids sending it."""
+    prompt = capabilities.get("promptCapabilities") if isinstance(capabilities, dict) else None
+    accepted = prompt if isinstance(prompt, dict) else {}
+    for index, block in enumerate(content):
+        kind = block.get("type") if isinstance(block, dict) else None
+        capability = GATED_BLOCKS.get(kind) if isinstance(kind, str) else None
+        if capability is not None and accepted.get(capability) is not True:
+            raise InvalidParams(
+                f"content[{index}] is a {kind} block, but the session's agent does not accept "
+                f"them (its promptCapabilities.{capability} is not true); send text or "
+                "resource_link blocks instead",
+                field=f"content[{index}].type",
+            )
 
 
 class Turns:
@@ -114,7 +139,8 @@ class Turns:
         self, content: list[Any], text: str, *, template: str | None = None
     ) -> TurnResult:
         """Journal the prompt, send it to the agent (starting first if needed) and
-        return once the turn ended. Raises :class:`Busy` while another turn runs,
+        return once the turn ended. Raises :class:`InvalidParams` for a content block
+        the agent's prompt capabilities exclude, :class:`Busy` while another turn runs,
         :class:`AgentUnavailable` when the agent is gone or answered with an error.
 
         Cancellation: before the prompt is journaled, nothing happened. After, the
@@ -133,6 +159,7 @@ class Turns:
         prompt_seq: int | None = None
         try:
             conn = await self._agent.wait_ready()
+            check_prompt_capabilities(content, self._agent.agent_state.get("capabilities"))
             if self._files is not None:
                 turn.files_start = await self._files.start()
             await self._recorder.flush()

@@ -19,7 +19,13 @@ from tests.support.helpers import DaemonDirs
 ACP_SESSION: Final = "sess-1"
 #: The agent says it can load sessions, so a restart sends session/load.
 LOADING: Final = {
-    "initialize": {"protocolVersion": 1, "agentCapabilities": {"loadSession": True}},
+    "initialize": {
+        "protocolVersion": 1,
+        "agentCapabilities": {
+            "loadSession": True,
+            "promptCapabilities": {"image": True, "embeddedContext": True},
+        },
+    },
     "session/load": None,
 }
 
@@ -130,6 +136,7 @@ async def test_every_message_mimir_sends_an_agent_follows_the_acp_v1_schema(
             "type": "resource",
             "resource": {"uri": "file:///w/a.py", "text": "x = 1\n", "mimeType": "text/x-python"},
         },
+        {"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"},
     ]
     async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
         session_id = await new_session(world, c)
@@ -250,3 +257,33 @@ async def test_a_prompt_block_an_agent_could_not_read_is_refused_before_it_is_se
         stored = await c.call("session.events", {"session": session_id, "kind": "prompt"})
         assert stored["events"] == []
         assert all(m.get("method") != "session/prompt" for m in received(world))
+
+
+GATED: Final = [
+    ({"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"}, {}),
+    ({"type": "audio", "data": "UklGRg==", "mimeType": "audio/wav"}, {"image": True}),
+    ({"type": "resource", "resource": {"uri": "file:///a", "text": "x"}}, {"image": True}),
+]
+
+
+@pytest.mark.parametrize(("block", "accepted"), GATED, ids=[b["type"] for b, _ in GATED])
+async def test_a_block_the_agents_prompt_capabilities_exclude_is_not_sent(
+    dirs: DaemonDirs, block: dict[str, Any], accepted: dict[str, bool]
+) -> None:
+    """Regression: mimird sent image, audio and embedded resource blocks to agents that
+    did not advertise promptCapabilities for them, which ACP forbids."""
+    init = {"protocolVersion": 1, "agentCapabilities": {"promptCapabilities": accepted}}
+    scenario = {"results": {"initialize": init}}
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
+        session_id = await new_session(world, c)
+        content = [{"type": "text", "text": "see"}, block]
+        error = await c.error("session.prompt", {"session": session_id, "content": content})
+        assert error["code"] == -32602
+        assert error["data"]["field"] == "content[1].type"
+        assert "promptCapabilities" in error["message"]
+        stored = await c.call("session.events", {"session": session_id, "kind": "prompt"})
+        assert stored["events"] == []
+        assert all(m.get("method") != "session/prompt" for m in received(world))
+        # The session is usable: a prompt the agent accepts goes through.
+        done = await c.call("session.prompt", {"session": session_id, "content": content[:1]})
+        assert done["stop_reason"] == "end_turn"
