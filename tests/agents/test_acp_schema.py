@@ -54,8 +54,8 @@ def _permission(request_id: str, wait: bool = True) -> dict[str, Any]:
     )
 
 
-def _terminal(request_id: str, method: str) -> dict[str, Any]:
-    return _request(request_id, f"terminal/{method}", terminalId="$term")
+def _terminal(request_id: str, method: str, terminal: str = "term") -> dict[str, Any]:
+    return _request(request_id, f"terminal/{method}", terminalId=f"${terminal}")
 
 
 #: A turn in which the agent asks for everything a client answers.
@@ -78,6 +78,13 @@ EVERY_REQUEST: Final = [
     _terminal("output", "output"),
     _terminal("kill", "kill"),
     _terminal("release", "release"),
+    # One killed before it exits: its exit status is a signal.
+    _request("sleeper", "terminal/create", command="sleep", args=["30"]),
+    _terminal("kill-sleeper", "kill", "sleeper"),
+    _terminal("wait-sleeper", "wait_for_exit", "sleeper"),
+    _terminal("output-sleeper", "output", "sleeper"),
+    _terminal("release-sleeper", "release", "sleeper"),
+    _request("term-outside", "terminal/create", command="true", cwd="/"),
     _request("withdrawn", "fs/read_text_file", wait=False, path="notes/a.txt")
     | {"cancel_after_s": 0},
     _request("unknown", "_vendor/thing", x=1),
@@ -185,6 +192,9 @@ async def test_every_message_mimir_sends_an_agent_follows_the_acp_v1_schema(
     ]
     assert {"outcome": "cancelled"} in outcomes
     assert {"outcome": "selected", "optionId": "reject"} in outcomes
+    answers = {m["id"]: m for m in received(world) if "method" not in m}
+    assert answers["wait-sleeper"]["result"]["signal"] == "SIGTERM"
+    assert "error" in answers["term-outside"]
 
 
 async def test_set_config_option_follows_the_acp_v1_schema(dirs: DaemonDirs) -> None:
