@@ -230,6 +230,11 @@ def _is_id(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS
 
 
+def _one_of(value: Any, allowed: frozenset[str]) -> bool:
+    """Whether ``value`` is one of the strings ``allowed`` (a list is not hashable)."""
+    return isinstance(value, str) and value in allowed
+
+
 def _label(value: Any) -> str | None:
     return value[:MAX_LABEL_CHARS] if isinstance(value, str) else None
 
@@ -335,9 +340,9 @@ def _tool_call(kind: str, update: Mapping[str, Any]) -> dict[str, Any] | None:
     call: dict[str, Any] = {"sessionUpdate": kind, "toolCallId": call_id}
     if title is not None:
         call["title"] = title
-    if update.get("kind") in _TOOL_KINDS:
+    if _one_of(update.get("kind"), _TOOL_KINDS):
         call["kind"] = update["kind"]
-    if update.get("status") in _TOOL_STATUSES:
+    if _one_of(update.get("status"), _TOOL_STATUSES):
         call["status"] = update["status"]
     content = update.get("content")
     if isinstance(content, list):
@@ -403,7 +408,11 @@ def _plan(update: Mapping[str, Any]) -> dict[str, Any] | None:
             continue
         content = _label(entry.get("content"))
         priority, status = entry.get("priority"), entry.get("status")
-        if content is not None and priority in _PRIORITIES and status in _PLAN_STATUSES:
+        if (
+            content is not None
+            and _one_of(priority, _PRIORITIES)
+            and _one_of(status, _PLAN_STATUSES)
+        ):
             kept.append({"content": content, "priority": priority, "status": status})
     return {"sessionUpdate": "plan", "entries": kept}
 
