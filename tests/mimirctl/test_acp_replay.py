@@ -12,7 +12,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mimirctl.acp.replay import MAX_RAW_BYTES, MAX_TEXT_CHARS, updates_for
+from mimirctl.acp.replay import MAX_RAW_BYTES, MAX_TEXT_CHARS, live_updates, updates_for
 from tests.support.acp_schema import AcpSchemaError, validate_update
 from tests.support.agents import Client, agent_world, new_session
 from tests.support.helpers import DaemonDirs
@@ -408,3 +408,27 @@ EVENTS: Final = st.lists(
 @given(EVENTS)
 def test_any_journal_replays_without_raising_and_only_as_valid_acp(events: list[Any]) -> None:
     _replayed(events)  # validates every update it yields
+
+
+def test_live_events_forward_the_agents_chunks_and_checked_updates() -> None:
+    chunk = _chunk("agent_message_chunk", "hel")
+    call = {"sessionUpdate": "tool_call", "toolCallId": "t", "title": "x", "rawOutput": 1}
+    prompt = _event("prompt", {"content": [{"type": "text", "text": "hi"}]})
+    assert live_updates(_update_event(chunk)) == [chunk]
+    assert live_updates(_update_event({**call, "junk": 1})) == [call]
+    assert live_updates(_event("message", {"role": "agent", "text": "hello"})) == []
+    assert live_updates(prompt) == []
+    assert live_updates(prompt, prompts=True) == [
+        {"sessionUpdate": "user_message_chunk", "content": {"type": "text", "text": "hi"}}
+    ]
+    assert live_updates(_event("mode_changed", {"mode": "plan", "by": "client"})) == [
+        {"sessionUpdate": "current_mode_update", "currentModeId": "plan"}
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(EVENTS)
+def test_any_live_event_converts_without_raising_and_only_as_valid_acp(events: list[Any]) -> None:
+    for event in events:
+        for update in live_updates(event, prompts=True):
+            validate_update(update)
