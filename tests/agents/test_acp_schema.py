@@ -269,7 +269,7 @@ async def test_a_prompt_block_an_agent_could_not_read_is_refused_before_it_is_se
         assert all(m.get("method") != "session/prompt" for m in received(world))
 
 
-GATED: Final = [
+GATED: Final[list[tuple[dict[str, Any], dict[str, bool]]]] = [
     ({"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"}, {}),
     ({"type": "audio", "data": "UklGRg==", "mimeType": "audio/wav"}, {"image": True}),
     ({"type": "resource", "resource": {"uri": "file:///a", "text": "x"}}, {"image": True}),
