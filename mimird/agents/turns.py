@@ -93,7 +93,8 @@ GATED_BLOCKS: Final = {"image": "image", "audio": "audio", "resource": "embedded
 
 def check_prompt_capabilities(content: list[Any], capabilities: Any) -> None:
     """Raise :class:`InvalidParams` for a block of ``content`` that the agent (its
-    ``agentCapabilities``) did not say it accepts: ACP forbids sending it."""
+    ``agentCapabilities``) did not say it accepts: ACP forbids sending it. Turns check
+    each prompt once the agent is ready, before it is journaled."""
     prompt = capabilities.get("promptCapabilities") if isinstance(capabilities, dict) else None
     accepted = prompt if isinstance(prompt, dict) else {}
     for index, block in enumerate(content):
@@ -139,8 +140,7 @@ class Turns:
         self, content: list[Any], text: str, *, template: str | None = None
     ) -> TurnResult:
         """Journal the prompt, send it to the agent (starting first if needed) and
-        return once the turn ended. Raises :class:`InvalidParams` for a content block
-        the agent's prompt capabilities exclude, :class:`Busy` while another turn runs,
+        return once the turn ended. Raises :class:`Busy` while another turn runs,
         :class:`AgentUnavailable` when the agent is gone or answered with an error.
 
         Cancellation: before the prompt is journaled, nothing happened. After, the
