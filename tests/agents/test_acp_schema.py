@@ -12,7 +12,12 @@ from typing import Any, Final
 import pytest
 import trio
 
-from tests.support.acp_schema import AcpSchemaError, Transcript, validate_client_message
+from tests.support.acp_schema import (
+    AcpSchemaError,
+    Transcript,
+    validate_agent_message,
+    validate_client_message,
+)
 from tests.support.agents import AgentWorld, Client, agent_world, new_session, received
 from tests.support.helpers import DaemonDirs
 
@@ -297,3 +302,20 @@ async def test_a_block_the_agents_prompt_capabilities_exclude_is_not_sent(
         # The session is usable: a prompt the agent accepts goes through.
         done = await c.call("session.prompt", {"session": session_id, "content": content[:1]})
         assert done["stop_reason"] == "end_turn"
+
+
+def test_legacy_models_and_unstable_usage_pass_only_in_their_shape() -> None:
+    models = {"currentModelId": "a", "availableModels": [{"modelId": "a", "name": "A"}]}
+    new = {"jsonrpc": "2.0", "id": 1, "result": {"sessionId": "s", "models": models}}
+    validate_agent_message(new, request_method="session/new")
+    with pytest.raises(AcpSchemaError, match="models"):
+        validate_agent_message(new, request_method="session/new", legacy=False)
+    broken = {**new, "result": {"sessionId": "s", "models": {"currentModelId": 3}}}
+    with pytest.raises(AcpSchemaError, match="models"):
+        validate_agent_message(broken, request_method="session/new")
+    usage = {"totalTokens": 3, "inputTokens": 2, "outputTokens": 1}
+    done = {"jsonrpc": "2.0", "id": 2, "result": {"stopReason": "end_turn", "usage": usage}}
+    validate_agent_message(done, request_method="session/prompt")
+    stray = {**done, "result": {"stopReason": "end_turn", "tokens": 3}}
+    with pytest.raises(AcpSchemaError, match="tokens"):
+        validate_agent_message(stray, request_method="session/prompt")
