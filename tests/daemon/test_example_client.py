@@ -155,3 +155,17 @@ def test_the_example_client_stays_under_120_lines_of_standard_library_python() -
         if line.startswith(("import ", "from "))
     }
     assert imported <= set(sys.stdlib_module_names)
+
+
+def test_the_example_client_says_so_and_exits_for_an_unknown_session(dirs: DaemonDirs) -> None:
+    with daemon_process(dirs):
+        done = subprocess.run(
+            [sys.executable, str(FOLLOW), "nosuchsession"],
+            env=dirs.env(),
+            capture_output=True,
+            text=True,
+            timeout=WAIT_S,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert "subscribe: no session" in done.stderr, done.stderr
