@@ -6,6 +6,7 @@ which records every line it reads (``record``) and every message it writes
 from __future__ import annotations
 
 import json
+from collections import deque
 from pathlib import Path
 from typing import Any, Final
 
@@ -104,21 +105,26 @@ CANCELLED: Final = [
 
 
 def _check_conversation(world: AgentWorld, sent: Path) -> list[str]:
-    """Validate every message the agent received; returns their methods (or, for
-    answers, ``answer <method>``)."""
-    asked: dict[str, str] = {}
-    for line in sent.read_text().splitlines():
-        message = json.loads(line)
-        if "method" in message and "id" in message:
-            asked[json.dumps(message["id"])] = message["method"]
+    """Validate every message the agent received, in a :class:`Transcript` with the
+    agent's side (its requests, and its answers: the initialize capabilities gate
+    what may follow); returns the methods received (``answer <method>`` for answers)."""
+    written = [json.loads(line) for line in sent.read_text().splitlines()]
+    asked = {json.dumps(m["id"]): m for m in written if "method" in m and "id" in m}
+    answered: dict[str, deque[dict[str, Any]]] = {}
+    for message in written:
+        if "method" not in message:
+            answered.setdefault(json.dumps(message["id"]), deque()).append(message)
+    transcript = Transcript()
     seen = []
     for message in received(world):
-        request_method = None
+        key = json.dumps(message.get("id"))
         if "method" not in message:
-            request_method = asked.get(json.dumps(message.get("id")))
-            assert request_method is not None, f"an answer to no request: {message}"
-        validate_client_message(message, request_method=request_method)
-        seen.append(message.get("method") or f"answer {request_method}")
+            assert key in asked, f"an answer to no request: {message}"
+            transcript.feed("agent", asked[key])
+        transcript.feed("client", message)
+        if "method" in message and "id" in message and answered.get(key):
+            transcript.feed("agent", answered[key].popleft())
+        seen.append(message.get("method") or f"answer {asked[key]['method']}")
     return seen
 
 
@@ -236,6 +242,10 @@ def test_the_check_catches_a_message_an_agent_would_refuse() -> None:
         validate_client_message({"jsonrpc": "2.0", "method": "session/update", "params": {}})
     # A transcript pairs each answer with its request, both ways.
     transcript = Transcript()
+    init = {"protocolVersion": 1, "clientCapabilities": {}}
+    transcript.feed("client", {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
+    answer = {"protocolVersion": 1, "agentCapabilities": {}}
+    transcript.feed("agent", {"jsonrpc": "2.0", "id": 0, "result": answer})
     prompt = {"sessionId": ACP_SESSION, "prompt": [{"type": "text", "text": "hi"}]}
     transcript.feed(
         "client", {"jsonrpc": "2.0", "id": 7, "method": "session/prompt", "params": prompt}
@@ -319,3 +329,39 @@ def test_legacy_models_and_unstable_usage_pass_only_in_their_shape() -> None:
     stray = {**done, "result": {"stopReason": "end_turn", "tokens": 3}}
     with pytest.raises(AcpSchemaError, match="tokens"):
         validate_agent_message(stray, request_method="session/prompt")
+
+
+def test_a_transcript_holds_both_sides_to_the_capabilities_they_were_given() -> None:
+    def started(client: dict[str, Any], agent: dict[str, Any]) -> Transcript:
+        transcript = Transcript()
+        init = {"protocolVersion": 1, "clientCapabilities": client}
+        transcript.feed(
+            "client", {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init}
+        )
+        answer = {"protocolVersion": 1, "agentCapabilities": agent}
+        transcript.feed("agent", {"jsonrpc": "2.0", "id": 0, "result": answer})
+        return transcript
+
+    load = {"sessionId": "s", "cwd": "/w", "mcpServers": []}
+    with pytest.raises(AcpSchemaError, match="loadSession"):
+        started({}, {}).feed(
+            "client", {"jsonrpc": "2.0", "id": 1, "method": "session/load", "params": load}
+        )
+    started({}, {"loadSession": True}).feed(
+        "client", {"jsonrpc": "2.0", "id": 1, "method": "session/load", "params": load}
+    )
+    read = {"sessionId": "s", "path": "/w/a"}
+    with pytest.raises(AcpSchemaError, match=r"fs\.readTextFile"):
+        started({"fs": {"writeTextFile": True}}, {}).feed(
+            "agent", {"jsonrpc": "2.0", "id": 1, "method": "fs/read_text_file", "params": read}
+        )
+    image = {"type": "image", "data": "AA==", "mimeType": "image/png"}
+    prompt = {"sessionId": "s", "prompt": [image]}
+    with pytest.raises(AcpSchemaError, match=r"promptCapabilities\.image"):
+        started({}, {}).feed(
+            "client", {"jsonrpc": "2.0", "id": 1, "method": "session/prompt", "params": prompt}
+        )
+    with pytest.raises(AcpSchemaError, match="before initialize"):
+        Transcript().feed(
+            "client", {"jsonrpc": "2.0", "id": 1, "method": "session/prompt", "params": prompt}
+        )

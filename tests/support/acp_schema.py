@@ -278,15 +278,53 @@ def validate_update(update: Any) -> None:
     _check("SessionUpdate", update, "session update")
 
 
+#: Methods a client may call only when the agent's ``initialize`` answer allows them:
+#: the path of the capability in ``agentCapabilities``.
+_AGENT_GATED: Final = {
+    "session/load": ("loadSession",),
+    "session/list": ("sessionCapabilities", "list"),
+    "session/resume": ("sessionCapabilities", "resume"),
+    "session/close": ("sessionCapabilities", "close"),
+    "session/delete": ("sessionCapabilities", "delete"),
+    "logout": ("auth", "logout"),
+}
+#: Requests an agent may send only when the client's ``initialize`` allowed them.
+_CLIENT_GATED: Final = {
+    "fs/read_text_file": ("fs", "readTextFile"),
+    "fs/write_text_file": ("fs", "writeTextFile"),
+    "terminal/create": ("terminal",),
+    "terminal/output": ("terminal",),
+    "terminal/wait_for_exit": ("terminal",),
+    "terminal/kill": ("terminal",),
+    "terminal/release": ("terminal",),
+}
+#: Prompt content blocks that need a ``promptCapabilities`` member.
+_GATED_BLOCKS: Final = {"image": "image", "audio": "audio", "resource": "embeddedContext"}
+
+
+def _allowed(capabilities: Any, path: tuple[str, ...]) -> bool:
+    """Whether the capability at ``path`` is given (``true``, or an object for the
+    session capabilities that are objects)."""
+    value = capabilities
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value is True or isinstance(value, Mapping)
+
+
 class Transcript:
     """Both sides of one ACP connection, checked message by message, answers paired
-    with the requests they answer (by direction and id)."""
+    with the requests they answer (by direction and id); and the rules of the
+    exchange: ``initialize`` first, and the methods and prompt blocks that the other
+    side's ``initialize`` capabilities gate only when it gave them (a new
+    ``initialize`` starts a new connection)."""
 
     def __init__(self, *, legacy: bool = True) -> None:
         self.legacy = legacy
         #: Requests awaiting an answer, by (sender, id): their method.
         self._pending: dict[tuple[Side, str], str] = {}
         self.checked: list[tuple[Side, str]] = []
+        self.client_capabilities: Any = None
+        self.agent_capabilities: Any = None
 
     def feed(self, sender: Side, msg: Any) -> None:
         """Check ``msg`` sent by ``sender``."""
@@ -295,9 +333,51 @@ class Transcript:
             asker: Side = "client" if sender == "agent" else "agent"
             request_method = self._pending.pop((asker, json.dumps(msg["id"])), None)
         _validate(msg, sender, request_method, self.legacy)
-        if isinstance(msg, Mapping) and "method" in msg and "id" in msg:
-            self._pending[(sender, json.dumps(msg["id"]))] = msg["method"]
-        self.checked.append((sender, str(msg.get("method") or request_method)))
+        method = msg.get("method")
+        if method is not None:
+            self._rules(sender, method, msg.get("params"))
+        if request_method == "initialize" and isinstance(msg.get("result"), Mapping):
+            self.agent_capabilities = msg["result"].get("agentCapabilities") or {}
+        if method is not None and "id" in msg:
+            self._pending[(sender, json.dumps(msg["id"]))] = method
+        self.checked.append((sender, str(method or request_method)))
+
+    def _rules(self, sender: Side, method: str, params: Any) -> None:
+        if sender == "client" and method == "initialize":
+            self._pending.clear()
+            self.agent_capabilities = None
+            self.client_capabilities = (params or {}).get("clientCapabilities") or {}
+            return
+        if method.startswith("$/"):
+            return
+        if self.client_capabilities is None or (
+            sender == "client" and self.agent_capabilities is None
+        ):
+            raise AcpSchemaError(f"{method!r} from the {sender} before initialize was answered")
+        if sender == "client":
+            gate = _AGENT_GATED.get(method)
+            if gate is not None and not _allowed(self.agent_capabilities, gate):
+                raise AcpSchemaError(
+                    f"the client called {method!r} but the agent did not advertise {'.'.join(gate)}"
+                )
+            if method == "session/prompt":
+                self._prompt_blocks(params)
+        else:
+            gate = _CLIENT_GATED.get(method)
+            if gate is not None and not _allowed(self.client_capabilities, gate):
+                raise AcpSchemaError(
+                    f"the agent called {method!r} but the client did not advertise {'.'.join(gate)}"
+                )
+
+    def _prompt_blocks(self, params: Any) -> None:
+        prompt = self.agent_capabilities.get("promptCapabilities") or {}
+        for index, block in enumerate((params or {}).get("prompt") or []):
+            needed = _GATED_BLOCKS.get(block.get("type"))
+            if needed is not None and prompt.get(needed) is not True:
+                raise AcpSchemaError(
+                    f"prompt[{index}] is a {block['type']} block, but the agent's "
+                    f"promptCapabilities.{needed} is not true"
+                )
 
     def feed_lines(self, sender: Side, lines: Iterable[str]) -> None:
         """Check each non-empty line (one JSON-RPC message or a batch array)."""
