@@ -23,7 +23,10 @@ or use a :class:`Transcript`, which pairs answers with the requests it has seen.
 Both raise :class:`AcpSchemaError` saying what is wrong and where. Methods whose name
 starts with ``_`` are extensions (any params). ``session/set_model`` was removed from
 the schema (2026-06-01) but agents still use it (opencode, Gemini CLI): with
-``legacy=True`` (the default) it is checked against its pre-removal shape.
+``legacy=True`` (the default) it is checked against its pre-removal shape. So are the
+members outside stable v1 that Mimir passes on on purpose (:data:`_EXTRA_MEMBERS`): the
+legacy ``models`` of session/new and session/load answers (opencode and Gemini CLI still
+switch models only that way) and the unstable ``usage`` of a prompt's answer.
 """
 
 from __future__ import annotations
@@ -54,6 +57,52 @@ _LEGACY: Final[dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
         },
         {"type": ["object", "null"]},
     ),
+}
+
+
+_MODELS: Final = {
+    "type": "object",
+    "properties": {
+        "currentModelId": {"type": "string"},
+        "availableModels": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "modelId": {"type": "string"},
+                    "name": {"type": "string"},
+                    "description": {"type": ["string", "null"]},
+                },
+                "required": ["modelId", "name"],
+            },
+        },
+    },
+    "required": ["currentModelId", "availableModels"],
+}
+_COUNT: Final = {"type": "integer", "minimum": 0}
+#: The unstable ``Usage`` of schema.unstable.json (schema 1.21.0).
+_USAGE: Final = {
+    "type": "object",
+    "properties": {
+        key: _COUNT
+        for key in (
+            "totalTokens",
+            "inputTokens",
+            "outputTokens",
+            "thoughtTokens",
+            "cachedReadTokens",
+            "cachedWriteTokens",
+        )
+    },
+    "required": ["totalTokens", "inputTokens", "outputTokens"],
+}
+#: Members of v1 types outside stable v1 that are allowed with ``legacy``, by type:
+#: their shape.
+_EXTRA_MEMBERS: Final[dict[str, dict[str, dict[str, Any]]]] = {
+    "NewSessionResponse": {"models": _MODELS},
+    "LoadSessionResponse": {"models": _MODELS},
+    "ResumeSessionResponse": {"models": _MODELS},
+    "PromptResponse": {"usage": _USAGE},
 }
 
 
@@ -127,6 +176,38 @@ def _explain(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
     return error
 
 
+def _declared(definition: Mapping[str, Any]) -> set[str] | None:
+    """The properties an object type declares (through ``allOf``/``$ref``), or ``None``
+    when it is a union (``anyOf``/``oneOf``: its branches differ)."""
+    if "anyOf" in definition or "oneOf" in definition:
+        return None
+    names = set(definition.get("properties", {}))
+    for part in definition.get("allOf", []):
+        ref = part.get("$ref", "")
+        inner = _schema()["$defs"][ref.rsplit("/", 1)[-1]] if ref else part
+        found = _declared(inner)
+        if found is None:
+            return None
+        names |= found
+    return names
+
+
+def _known_fields(name: str, value: Any, what: str, legacy: bool) -> None:
+    """The schema lets unknown members through, but ACP says implementations MUST NOT
+    add root-level fields to its types (custom data goes in ``_meta``): check the
+    params' (or result's) own members."""
+    declared = _declared(_schema()["$defs"][name])
+    if declared is None or not isinstance(value, Mapping):
+        return
+    unknown = sorted(set(value) - declared)
+    extra = _EXTRA_MEMBERS.get(name, {}) if legacy else {}
+    for member in [m for m in unknown if m in extra]:
+        _check(extra[member], value[member], f"{what}: {member}")
+        unknown.remove(member)
+    if unknown:
+        raise AcpSchemaError(f"{what} has members {name} does not declare: {unknown}")
+
+
 def _envelope(msg: Any) -> str:
     """The message's form: request, notification or response (checks the envelope)."""
     if not isinstance(msg, Mapping):
@@ -167,6 +248,7 @@ def _validate(msg: Any, sender: Side, request_method: str | None, legacy: bool) 
     name = _methods().get((side, method, form_key))
     if name is not None:
         _check(name, value, what)
+        _known_fields(name, value, what, legacy)
         return
     if legacy and method in _LEGACY and form != "Notification":
         params, result = _LEGACY[method]
@@ -196,15 +278,53 @@ def validate_update(update: Any) -> None:
     _check("SessionUpdate", update, "session update")
 
 
+#: Methods a client may call only when the agent's ``initialize`` answer allows them:
+#: the path of the capability in ``agentCapabilities``.
+_AGENT_GATED: Final = {
+    "session/load": ("loadSession",),
+    "session/list": ("sessionCapabilities", "list"),
+    "session/resume": ("sessionCapabilities", "resume"),
+    "session/close": ("sessionCapabilities", "close"),
+    "session/delete": ("sessionCapabilities", "delete"),
+    "logout": ("auth", "logout"),
+}
+#: Requests an agent may send only when the client's ``initialize`` allowed them.
+_CLIENT_GATED: Final = {
+    "fs/read_text_file": ("fs", "readTextFile"),
+    "fs/write_text_file": ("fs", "writeTextFile"),
+    "terminal/create": ("terminal",),
+    "terminal/output": ("terminal",),
+    "terminal/wait_for_exit": ("terminal",),
+    "terminal/kill": ("terminal",),
+    "terminal/release": ("terminal",),
+}
+#: Prompt content blocks that need a ``promptCapabilities`` member.
+_GATED_BLOCKS: Final = {"image": "image", "audio": "audio", "resource": "embeddedContext"}
+
+
+def _allowed(capabilities: Any, path: tuple[str, ...]) -> bool:
+    """Whether the capability at ``path`` is given (``true``, or an object for the
+    session capabilities that are objects)."""
+    value = capabilities
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value is True or isinstance(value, Mapping)
+
+
 class Transcript:
     """Both sides of one ACP connection, checked message by message, answers paired
-    with the requests they answer (by direction and id)."""
+    with the requests they answer (by direction and id); and the rules of the
+    exchange: ``initialize`` first, and the methods and prompt blocks that the other
+    side's ``initialize`` capabilities gate only when it gave them (a new
+    ``initialize`` starts a new connection)."""
 
     def __init__(self, *, legacy: bool = True) -> None:
         self.legacy = legacy
         #: Requests awaiting an answer, by (sender, id): their method.
         self._pending: dict[tuple[Side, str], str] = {}
         self.checked: list[tuple[Side, str]] = []
+        self.client_capabilities: Any = None
+        self.agent_capabilities: Any = None
 
     def feed(self, sender: Side, msg: Any) -> None:
         """Check ``msg`` sent by ``sender``."""
@@ -213,9 +333,51 @@ class Transcript:
             asker: Side = "client" if sender == "agent" else "agent"
             request_method = self._pending.pop((asker, json.dumps(msg["id"])), None)
         _validate(msg, sender, request_method, self.legacy)
-        if isinstance(msg, Mapping) and "method" in msg and "id" in msg:
-            self._pending[(sender, json.dumps(msg["id"]))] = msg["method"]
-        self.checked.append((sender, str(msg.get("method") or request_method)))
+        method = msg.get("method")
+        if method is not None:
+            self._rules(sender, method, msg.get("params"))
+        if request_method == "initialize" and isinstance(msg.get("result"), Mapping):
+            self.agent_capabilities = msg["result"].get("agentCapabilities") or {}
+        if method is not None and "id" in msg:
+            self._pending[(sender, json.dumps(msg["id"]))] = method
+        self.checked.append((sender, str(method or request_method)))
+
+    def _rules(self, sender: Side, method: str, params: Any) -> None:
+        if sender == "client" and method == "initialize":
+            self._pending.clear()
+            self.agent_capabilities = None
+            self.client_capabilities = (params or {}).get("clientCapabilities") or {}
+            return
+        if method.startswith("$/"):
+            return
+        if self.client_capabilities is None or (
+            sender == "client" and self.agent_capabilities is None
+        ):
+            raise AcpSchemaError(f"{method!r} from the {sender} before initialize was answered")
+        if sender == "client":
+            gate = _AGENT_GATED.get(method)
+            if gate is not None and not _allowed(self.agent_capabilities, gate):
+                raise AcpSchemaError(
+                    f"the client called {method!r} but the agent did not advertise {'.'.join(gate)}"
+                )
+            if method == "session/prompt":
+                self._prompt_blocks(params)
+        else:
+            gate = _CLIENT_GATED.get(method)
+            if gate is not None and not _allowed(self.client_capabilities, gate):
+                raise AcpSchemaError(
+                    f"the agent called {method!r} but the client did not advertise {'.'.join(gate)}"
+                )
+
+    def _prompt_blocks(self, params: Any) -> None:
+        prompt = self.agent_capabilities.get("promptCapabilities") or {}
+        for index, block in enumerate((params or {}).get("prompt") or []):
+            needed = _GATED_BLOCKS.get(block.get("type"))
+            if needed is not None and prompt.get(needed) is not True:
+                raise AcpSchemaError(
+                    f"prompt[{index}] is a {block['type']} block, but the agent's "
+                    f"promptCapabilities.{needed} is not true"
+                )
 
     def feed_lines(self, sender: Side, lines: Iterable[str]) -> None:
         """Check each non-empty line (one JSON-RPC message or a batch array)."""
