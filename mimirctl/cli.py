@@ -85,6 +85,8 @@ WORDS: Final = {
     "template": "template",
     "db": "db",
     "search": "search",
+    "export": "transfer",
+    "import": "transfer",
 }
 #: Options before the command word that take a value.
 _VALUED_OPTIONS: Final = frozenset({"--socket"})

@@ -36,6 +36,7 @@ from mimird.api import (
     WorktreeService,
     build_registry,
 )
+from mimird.api.transfer import TransferService
 from mimird.config import Settings
 from mimird.instance import (
     bind_unix_listener,
@@ -154,6 +155,7 @@ async def run_daemon(
                     RunService(store, runs, journal),
                     RunMergeService(store, runs),
                 )
+                TransferService(store, settings).register(registry)
                 audit = AuditLog(store, policy.mask_config, session_service.secrets_of_call)
                 server = RpcServer(
                     listen_socket,
