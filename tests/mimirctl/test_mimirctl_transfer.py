@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,15 @@ async def stopped_session(c: Client, project: str, text: str) -> str:
     return str(session["id"])
 
 
+@dataclass
+class Source:
+    client: Client
+    ids: list[str]
+    run_id: str
+
+
 @contextlib.asynccontextmanager
-async def source(dirs: DaemonDirs) -> AsyncIterator[tuple[Any, Client, list[str], str]]:
+async def source(dirs: DaemonDirs) -> AsyncIterator[Source]:
     """A daemon with two stopped sessions (prompted: messages, a tool call, usage) and
     a competition of two members waiting for its pick, the members stopped."""
     async with (
@@ -80,14 +88,15 @@ async def source(dirs: DaemonDirs) -> AsyncIterator[tuple[Any, Client, list[str]
         run = await c.until("run.get", {"run": run["id"]}, lambda r: r["status"] == "deciding")
         for member in run["members"]:
             await c.call("session.stop", {"session": member["session_id"]})
-        yield world, c, ids, run["id"]
+        yield Source(c, ids, run["id"])
 
 
 async def test_export_then_import_into_a_fresh_daemon_then_export_gives_the_same_records(
     dirs: DaemonDirs, tmp_path: Path
 ) -> None:
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    async with source(dirs) as (world, c, ids, run_id):
+    async with source(dirs) as src:
+        ids, run_id = src.ids, src.run_id
         exported = await ctl(dirs, "export", "-o", str(first))
         assert exported.returncode == 0, exported.stderr
         async with other_daemon() as (other, daemon), Client.connect(daemon.socket) as oc:
@@ -120,7 +129,7 @@ async def test_records_stream_in_an_order_an_import_can_follow(
     dirs: DaemonDirs, tmp_path: Path
 ) -> None:
     path = tmp_path / "out.jsonl"
-    async with source(dirs) as (world, c, ids, run_id):
+    async with source(dirs):
         assert (await ctl(dirs, "export", "-o", str(path))).returncode == 0
     seen: set[str] = set()
     for record in records_of(path):
@@ -142,7 +151,8 @@ async def test_importing_twice_reports_every_conflict_and_changes_nothing(
     dirs: DaemonDirs, tmp_path: Path
 ) -> None:
     path = tmp_path / "out.jsonl"
-    async with source(dirs) as (world, c, ids, run_id):
+    async with source(dirs) as src:
+        ids = src.ids
         assert (await ctl(dirs, "export", "-o", str(path))).returncode == 0
         async with other_daemon() as (other, daemon), Client.connect(daemon.socket) as oc:
             assert (await ctl(other, "import", str(path))).returncode == 0
@@ -165,7 +175,8 @@ async def test_a_truncated_file_imports_the_whole_sessions_before_the_cut_and_no
     dirs: DaemonDirs, tmp_path: Path
 ) -> None:
     path, cut = tmp_path / "out.jsonl", tmp_path / "cut.jsonl"
-    async with source(dirs) as (world, c, ids, run_id):
+    async with source(dirs) as src:
+        ids = src.ids
         assert (await ctl(dirs, "export", "-o", str(path), "--project", "demo")).returncode == 0
     lines = path.read_text().splitlines(keepends=True)
     # Cut in the middle of the second session's journal, mid-line.
@@ -330,7 +341,8 @@ async def test_a_project_whose_path_is_not_here_is_imported_and_reported(
 
 
 async def test_export_filters_by_session_project_and_time(dirs: DaemonDirs, tmp_path: Path) -> None:
-    async with source(dirs) as (world, c, ids, run_id):
+    async with source(dirs) as src:
+        c, ids, run_id = src.client, src.ids, src.run_id
         run = await c.call("run.get", {"run": run_id})
         member = run["members"][0]["session_id"]
         middle = (await c.call("session.get", {"session": ids[1]}))["updated_at"]
