@@ -58,6 +58,8 @@ INTEGRATION_PHASES: Final = ("pending", "in_progress", "completed")
 MAX_MEMBERS: Final = 16
 _AGENT_NAME: Final = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _ALPHABET: Final = "0123456789abcdefghjkmnpqrstvwxyz"
+#: How Mimir stores times (fixed width: they sort as text).
+_STORED: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class Ait42Error(Exception):
@@ -100,7 +102,7 @@ def _time(text: Any, where: str) -> tuple[str, int]:
     when = when.astimezone(dt.UTC)
     if not 1970 <= when.year <= 9999:
         raise Ait42Error(f"{where} is out of range: {text[:40]!r}")
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), int(when.timestamp() * 1000)
+    return when.strftime(_STORED), int(when.timestamp() * 1000)
 
 
 def _sessions(document: Any) -> list[Any]:
@@ -134,7 +136,7 @@ def convert(data: bytes, project_path: str, projects: list[dict[str, Any]]) -> C
         "format": "mimir-export",
         "version": 1,
         "schema": "ait42",
-        "exported_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "exported_at": dt.datetime.now(dt.UTC).strftime(_STORED),
         "filters": {"from": "ait42"},
     }
     return Converted(header, records)
@@ -147,7 +149,11 @@ def _project(
         if os.path.realpath(project.get("path", "")) == path:
             return str(project["id"])
     first = next((s for s in sessions if isinstance(s, dict)), {})
-    created, created_ms = _time(first.get("createdAt"), "sessions[0].createdAt")
+    try:
+        created, created_ms = _time(first.get("createdAt"), "createdAt")
+    except Ait42Error:  # said where the session is read
+        now = dt.datetime.now(dt.UTC)
+        created, created_ms = now.strftime(_STORED), int(now.timestamp() * 1000)
     names = {p.get("name") for p in projects}
     base = (os.path.basename(path) or "ait42")[:100]
     name = base
