@@ -91,6 +91,7 @@ async def source(dirs: DaemonDirs) -> AsyncIterator[Source]:
         yield Source(c, ids, run["id"])
 
 
+@pytest.mark.slow
 async def test_export_then_import_into_a_fresh_daemon_then_export_gives_the_same_records(
     dirs: DaemonDirs, tmp_path: Path
 ) -> None:
@@ -147,6 +148,7 @@ async def test_records_stream_in_an_order_an_import_can_follow(
             assert record["session_id"] in seen
 
 
+@pytest.mark.slow
 async def test_importing_twice_reports_every_conflict_and_changes_nothing(
     dirs: DaemonDirs, tmp_path: Path
 ) -> None:
@@ -171,6 +173,7 @@ async def test_importing_twice_reports_every_conflict_and_changes_nothing(
     assert len(listed["sessions"]) == 4
 
 
+@pytest.mark.slow
 async def test_a_truncated_file_imports_the_whole_sessions_before_the_cut_and_nothing_else(
     dirs: DaemonDirs, tmp_path: Path
 ) -> None:
