@@ -67,8 +67,10 @@ def cmd_export(client: Client, args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    shown = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
-    render.say(f"exported {shown}", err=True)
+    shown = ", ".join(f"{kind} {n}" for kind, n in counts.items())
+    render.say(
+        f"exported {sum(counts.values())} records" + (f" ({shown})" if shown else ""), err=True
+    )
     return EXIT_OK
 
 
@@ -117,8 +119,8 @@ def _send(client: Client, header: Any, records: Any) -> dict[str, Any]:
 
 def _report_text(r: dict[str, Any]) -> str:
     lines = [
-        f"imported {r['projects']} projects, {r['runs']} runs, {r['sessions']} sessions "
-        f"({r['events']} events, {r['run_events']} run events, {r['usage']} usage rows)"
+        f"imported: projects {r['projects']}, runs {r['runs']}, sessions {r['sessions']} "
+        f"(events {r['events']}, run events {r['run_events']}, usage rows {r['usage']})"
     ]
     if r["statuses_changed"]:
         lines.append(

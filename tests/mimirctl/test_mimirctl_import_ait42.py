@@ -31,7 +31,7 @@ async def test_a_competition_becomes_a_run_with_its_members_journals_and_winner(
         journal = (await c.call("session.events", {"session": first}))["events"]
         hits = (await c.call("search", {"query": "password field"}))["hits"]
         third = await c.call("session.get", {"session": run["members"][2]["session_id"]})
-    assert "imported 1 projects, 1 runs, 3 sessions" in result.stdout.decode()
+    assert "imported: projects 1, runs 1, sessions 3" in result.stdout.decode()
     assert [p["path"] for p in projects] == [str(repo)]
     assert (run["mode"], run["status"], run["winner"]) == ("competition", "completed", 1)
     assert run["decision"]["by"] == "user"

@@ -118,7 +118,7 @@ async def test_export_then_import_into_a_fresh_daemon_then_export_gives_the_same
     assert header["version"] == 1
     kinds = {r["type"] for r in records}
     assert kinds == {"project", "run", "run_event", "session", "event", "usage"}
-    assert "imported 1 projects, 1 runs, 4 sessions" in imported.stdout.decode()
+    assert "imported: projects 1, runs 1, sessions 4" in imported.stdout.decode()
     # What the imported records are good for: search, run.get, the log.
     assert {hit["session_id"] for hit in hits["hits"]} >= {ids[0]}
     assert run["status"] == "deciding"
