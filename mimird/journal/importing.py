@@ -16,6 +16,7 @@ from typing import Any, Final
 import msgspec
 import sqlalchemy as sa
 
+from mimird import names
 from mimird.errors import InvalidParams
 from mimird.journal import search
 from mimird.store.schema import events, projects, run_events, runs, sessions, turn_usage
@@ -58,6 +59,8 @@ def check_record(value: Any, line: int) -> Record:
         record: Record = msgspec.convert(value, Record)
     except msgspec.ValidationError as exc:
         raise _bad(line, f"{kind} record: {exc}") from None
+    if problem := _names_problem(record):
+        raise _bad(line, f"{kind} record: {problem}")
     if isinstance(record, RunRecord):
         try:
             msgspec.convert(record.options, RunOptions)
@@ -75,6 +78,19 @@ def check_record(value: Any, line: int) -> Record:
             except msgspec.ValidationError as exc:
                 raise _bad(line, f"{record.kind} event data: {exc}") from None
     return record
+
+
+def _names_problem(record: Record) -> str | None:
+    """What is wrong with the names a record gives git or the file system, if anything."""
+    if isinstance(record, ProjectRecord) and (problem := names.project_name_problem(record.name)):
+        return f"project name {record.name!r} {problem}"
+    if isinstance(record, SessionRecord):
+        if record.branch is not None and (problem := names.ref_problem(record.branch)):
+            return f"branch {record.branch!r}: {problem}"
+        ref = record.snapshot_ref
+        if ref is not None and (not ref.startswith("refs/") or names.ref_problem(ref)):
+            return f"snapshot_ref {ref!r} is not a ref under refs/"
+    return None
 
 
 def _bad(line: int, message: str) -> InvalidParams:

@@ -58,6 +58,9 @@ StoredTime = Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\
 Day = Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 Text = Annotated[str, Meta(max_length=MAX_TEXT)]
 ShortText = Annotated[str, Meta(max_length=4096)]
+#: A git name (a branch, a ref, a revision): the daemon checks the rest.
+GitText = Annotated[str, Meta(min_length=1, max_length=250, pattern=r"^[^-\x00-\x1f\x7f]")]
+Commit = Annotated[str, Meta(pattern=r"^[0-9a-f]{4,64}$")]
 Kind = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Seq = Annotated[int, Meta(ge=1, le=(1 << 63) - 1)]
 Tokens = Annotated[int, Meta(ge=0, le=(1 << 63) - 1)]
@@ -96,9 +99,9 @@ class RunRecord(_Record, tag="run"):
     check_command: Text | None
     config: Json
     options: Json
-    base_ref: ShortText | None
-    base_commit: ShortText | None
-    into: ShortText | None
+    base_ref: GitText | None
+    base_commit: Commit | None
+    into: GitText | None
     round: Annotated[int, Meta(ge=0, le=1000)]
     winner_slot: Slot | None
     decision: Json | None
@@ -157,13 +160,14 @@ class SessionRecord(_Record, tag="session"):
     agent: Annotated[str, Meta(max_length=100)] | None
     config: Json
     workspace_kind: WorkspaceKind
-    workspace_path: Annotated[str, Meta(max_length=4096, pattern=r"^[^\x00]*$")]
+    #: Absolute, or empty.
+    workspace_path: Annotated[str, Meta(max_length=4096, pattern=r"^(/[^\x00]*)?$")]
     workspace_state: WorkspaceState
-    branch: ShortText | None
-    base_ref: ShortText | None
-    base_commit: ShortText | None
-    snapshot_ref: ShortText | None
-    snapshot_commit: ShortText | None
+    branch: GitText | None
+    base_ref: GitText | None
+    base_commit: Commit | None
+    snapshot_ref: GitText | None
+    snapshot_commit: Commit | None
     failure: Text | None
     last_seq: Annotated[int, Meta(ge=0, le=(1 << 63) - 1)]
     agent_state: Json | None

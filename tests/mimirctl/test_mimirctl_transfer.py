@@ -279,6 +279,27 @@ HOSTILE = [
     pytest.param(
         {"type": "usage", "session_id": SESSION_ID, "day": "today"}, "usage record", id="usage"
     ),
+    pytest.param(
+        a_session(PROJECT_ID, "01kccccccccccccccccccccccc", branch="--upload-pack=x"),
+        "branch",
+        id="option-as-branch",
+    ),
+    pytest.param(
+        a_session(PROJECT_ID, "01kccccccccccccccccccccccc", branch="a..b"),
+        "branch 'a..b'",
+        id="bad-branch",
+    ),
+    pytest.param(
+        a_session(PROJECT_ID, "01kccccccccccccccccccccccc", workspace_path="relative/dir"),
+        "workspace_path",
+        id="relative-workspace",
+    ),
+    pytest.param(
+        a_session(PROJECT_ID, "01kccccccccccccccccccccccc", base_commit="HEAD~1"),
+        "base_commit",
+        id="commit-not-hex",
+    ),
+    pytest.param({**PROJECT, "id": "01kddddddddddddddddddddddd", "name": "-x"}, "-x", id="name"),
 ]
 
 
