@@ -17,7 +17,13 @@ import pytest
 import trio
 
 from tests.support.agents import Client, agent_world
-from tests.support.helpers import DaemonDirs, InProcessDaemon, in_process_daemon, short_tmpdir
+from tests.support.helpers import (
+    DaemonDirs,
+    InProcessDaemon,
+    in_process_daemon,
+    make_repo,
+    short_tmpdir,
+)
 
 USAGE = {"totalTokens": 1500, "inputTokens": 1200, "outputTokens": 250, "thoughtTokens": 50}
 TURN = [
@@ -361,7 +367,26 @@ async def test_a_project_whose_path_is_not_here_is_imported_and_reported(
     assert session["status"] == "stopped"  # no agent runs for it here
     assert session["workspace"]["state"] == "missing"
     assert session["last_seq"] == 5
-    assert refused["code"] != 0
+    assert refused["data"]["kind"] == "invalid_state"
+    assert "missing" in refused["message"]
+
+
+async def test_a_project_whose_name_is_taken_is_a_conflict_and_its_sessions_are_skipped(
+    daemon: InProcessDaemon, tmp_path: Path
+) -> None:
+    async with Client.connect(daemon.socket) as c:
+        here = await c.call("project.add", {"path": str(make_repo(tmp_path / "r")), "name": "away"})
+        await c.call("import.begin", {"header": HEADER})
+        records = [PROJECT, a_session(PROJECT_ID, SESSION_ID), an_event(1)]
+        await c.call("import.records", {"records": records, "first_line": 2})
+        report = await c.call("import.end", {})
+        listed = await c.call("session.list", {})
+    assert report["projects"] == report["sessions"] == 0
+    assert [(x["line"], x["type"]) for x in report["conflicts"]] == [(2, "project"), (3, "session")]
+    assert f"is project {here['id']}'s here" in report["conflicts"][0]["reason"]
+    assert "its project" in report["conflicts"][1]["reason"]
+    assert report["skipped"] == 1
+    assert listed["sessions"] == []
 
 
 async def test_export_filters_by_session_project_and_time(dirs: DaemonDirs, tmp_path: Path) -> None:
