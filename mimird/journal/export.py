@@ -26,7 +26,7 @@ import msgspec
 import sqlalchemy as sa
 
 from mimird.errors import InvalidParams
-from mimird.store.schema import events, projects, run_events, runs, sessions, turn_usage
+from mimird.store.schema import projects, run_events, runs, sessions, turn_usage
 from mimird.wire.transfer import PAGE_BYTES
 
 #: Rows read at once while a page fills (events and usage).
@@ -179,13 +179,15 @@ def _run_step(
 def _run_event_step(
     conn: sa.Connection, f: Filters, pos: Position, out: _Page, mask: Mask
 ) -> Position | None:
-    rows = conn.execute(
+    result = conn.execute(
         sa.select(run_events.c.seq, run_events.c.kind, run_events.c.data, run_events.c.created_at)
         .where(run_events.c.run_id == pos.unit, run_events.c.seq > int(pos.after))
         .order_by(run_events.c.seq)
         .limit(min(CHUNK, out.limit - len(out.records)))
-    ).all()
-    for seq, kind, data, created_at in rows:
+    )
+    rows = 0
+    for seq, kind, data, created_at in result:
+        rows += 1
         out.add(
             {
                 "type": "run_event",
@@ -198,10 +200,9 @@ def _run_event_step(
         )
         pos = Position("RE", pos.project, pos.unit, str(seq))
         if out.full:
-            return pos
-    if len(rows) == 0:
-        return Position("R", pos.project, pos.unit)
-    return pos
+            break
+    result.close()
+    return pos if rows else Position("R", pos.project, pos.unit)
 
 
 def _session_step(
@@ -227,47 +228,46 @@ def _session_step(
     return Position("E", pos.project, row.id, "0")
 
 
+#: A session's events with the words the search index holds for each (FTS5 finds a
+#: row by its rowid, the event's id, directly).
+_EVENTS_WITH_TEXT: Final = sa.text(
+    "SELECT events.seq, events.kind, events.data, events.created_at, events_fts.text "
+    "FROM events LEFT JOIN events_fts ON events_fts.rowid = events.id "
+    "WHERE events.session_id = :session AND events.seq > :after "
+    "ORDER BY events.seq LIMIT :limit"
+)
+
+
 def _event_step(
     conn: sa.Connection, f: Filters, pos: Position, out: _Page, mask: Mask
 ) -> Position | None:
-    rows = conn.execute(
-        sa.select(events.c.id, events.c.seq, events.c.kind, events.c.data, events.c.created_at)
-        .where(events.c.session_id == pos.unit, events.c.seq > int(pos.after))
-        .order_by(events.c.seq)
-        .limit(min(CHUNK, out.limit - len(out.records)))
-    ).all()
-    if not rows:
-        return Position("U", pos.project, pos.unit, "0")
-    texts = _search_texts(conn, [r.id for r in rows])
-    for event_id, seq, kind, data, created_at in rows:
-        record: dict[str, Any] = {
-            "type": "event",
-            "session_id": pos.unit,
-            "seq": seq,
-            "kind": kind,
-            "data": msgspec.Raw(data.encode()),
-        }
-        if (text := texts.get(event_id)) is not None:
-            record["text"] = text
-        record["created_at"] = created_at
-        out.add(record)
-        pos = Position("E", pos.project, pos.unit, str(seq))
-        if out.full:
-            break
-    return pos
-
-
-def _search_texts(conn: sa.Connection, ids: list[int]) -> dict[int, str]:
-    """The search index's words for these events (those that have some)."""
-    if not ids:
-        return {}
-    rows = conn.execute(
-        sa.text("SELECT rowid, text FROM events_fts WHERE rowid IN :ids").bindparams(
-            sa.bindparam("ids", expanding=True)
-        ),
-        {"ids": ids},
+    # Rows are stepped through one by one (never fetched all at once), so that a page
+    # of big events holds no more of them than it returns.
+    result = conn.execute(
+        _EVENTS_WITH_TEXT,
+        {"session": pos.unit, "after": int(pos.after), "limit": out.limit - len(out.records)},
     )
-    return {int(rowid): text for rowid, text in rows}
+    try:
+        found = False
+        for seq, kind, data, created_at, text in result:
+            found = True
+            record: dict[str, Any] = {
+                "type": "event",
+                "session_id": pos.unit,
+                "seq": seq,
+                "kind": kind,
+                "data": msgspec.Raw(data.encode()),
+            }
+            if text is not None:
+                record["text"] = text
+            record["created_at"] = created_at
+            out.add(record)
+            pos = Position("E", pos.project, pos.unit, str(seq))
+            if out.full:
+                break
+    finally:
+        result.close()
+    return pos if found else Position("U", pos.project, pos.unit, "0")
 
 
 def _usage_step(

@@ -37,11 +37,13 @@ from mimird.wire.transfer import (
     UsageRecord,
 )
 
-#: Rows per INSERT of a unit's journal.
+#: Rows per INSERT of a unit's journal, and about the most bytes of them.
 CHUNK: Final = 200
+CHUNK_BYTES: Final = 1 << 20
 _ENCODER: Final = msgspec.json.Encoder()
 #: A unit's journal, spooled one record a line (see :func:`read_spool`).
-_SPOOLED: Final = msgspec.json.Decoder(EventRecord | UsageRecord | RunEventRecord)
+Spooled = EventRecord | UsageRecord | RunEventRecord
+_SPOOLED: Final = msgspec.json.Decoder(Spooled)
 
 
 def check_record(value: Any, line: int) -> Record:
@@ -101,9 +103,19 @@ def spool_line(record: Record) -> bytes:
     return _ENCODER.encode(record) + b"\n"
 
 
-def read_spool(lines: Iterable[bytes]) -> Iterator[EventRecord | UsageRecord | RunEventRecord]:
+def read_spool(lines: Iterable[bytes]) -> Iterator[list[Spooled]]:
+    """A unit's journal from its spool file, in chunks of at most :data:`CHUNK` records
+    and about :data:`CHUNK_BYTES` (a chunk is what one INSERT holds)."""
+    chunk: list[Spooled] = []
+    size = 0
     for line in lines:
-        yield _SPOOLED.decode(line)
+        chunk.append(_SPOOLED.decode(line))
+        size += len(line)
+        if len(chunk) >= CHUNK or size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 # ---- what is there already --------------------------------------------------------------
@@ -197,7 +209,7 @@ class Written:
 def insert_session(
     conn: sa.Connection,
     record: SessionRecord,
-    journal: Iterable[EventRecord | UsageRecord | RunEventRecord],
+    journal: Iterable[list[Spooled]],
     *,
     status: str,
     workspace_state: str,
@@ -216,7 +228,7 @@ def insert_session(
     conn.execute(sa.insert(sessions).values(values))
     written = Written()
     last_seq = record.last_seq
-    for chunk in _chunks(journal):
+    for chunk in journal:
         event_rows = [r for r in chunk if isinstance(r, EventRecord)]
         if event_rows:
             ids = conn.execute(
@@ -262,7 +274,7 @@ def insert_session(
 def insert_run(
     conn: sa.Connection,
     record: RunRecord,
-    journal: Iterable[EventRecord | UsageRecord | RunEventRecord],
+    journal: Iterable[list[Spooled]],
 ) -> Written:
     """The run and its own journal (from the spool), in the caller's one transaction."""
     if reason := run_conflict(conn, record):
@@ -277,7 +289,7 @@ def insert_run(
     conn.execute(sa.insert(runs).values(values))
     written = Written()
     last_seq = record.last_seq
-    for chunk in _chunks(journal):
+    for chunk in journal:
         rows = [r for r in chunk if isinstance(r, RunEventRecord)]
         if rows:
             conn.execute(
@@ -298,16 +310,3 @@ def insert_run(
     if last_seq != record.last_seq:
         conn.execute(sa.update(runs).where(runs.c.id == record.id).values(last_seq=last_seq))
     return written
-
-
-def _chunks(
-    records: Iterable[EventRecord | UsageRecord | RunEventRecord],
-) -> Iterator[list[EventRecord | UsageRecord | RunEventRecord]]:
-    chunk: list[EventRecord | UsageRecord | RunEventRecord] = []
-    for record in records:
-        chunk.append(record)
-        if len(chunk) >= CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

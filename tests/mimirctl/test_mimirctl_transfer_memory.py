@@ -20,15 +20,17 @@ from tests.mimirctl.test_mimirctl_transfer import (
 )
 from tests.support.helpers import DaemonDirs, blocking_call, daemon_process
 
-#: The journal: 10,000 events of 4 KiB, about 40 MiB as JSON.
-EVENTS: Final = 10_000
-PIECE: Final = 4096
+#: The journals: 10,000 events of 4 KiB, or 40 of 1 MiB: about 40 MiB as JSON.
+SHAPES: Final = [
+    pytest.param(10_000, 4096, id="many-small-events"),
+    pytest.param(40, 1 << 20, id="few-big-events"),
+]
 #: What the peak memory of mimirctl or mimird may grow by while the 40 MiB go through.
 GROWTH_LIMIT: Final = 16 << 20
 PAGE_BYTES: Final = 1 << 20
 
 
-def big_file(path: Path, events: int, n: int = 0) -> int:
+def big_file(path: Path, events: int, n: int = 0, piece: int = 4096) -> int:
     """An export file of one session with ``events`` events (ids, name and path
     changed by ``n``, so that files made with different ``n`` do not conflict)."""
     project_id, session_id = PROJECT_ID[:-1] + str(n), SESSION_ID[:-1] + str(n)
@@ -38,7 +40,7 @@ def big_file(path: Path, events: int, n: int = 0) -> int:
         for record in (HEADER, project, session):
             f.write(json.dumps(record) + "\n")
         for seq in range(1, events + 1):
-            text = (f"{seq:08d}" + "abcdefghij" * (PIECE // 10))[:PIECE]
+            text = (f"{seq:08d}" + "abcdefghij" * (piece // 10))[:piece]
             event = {
                 "type": "event",
                 "session_id": session_id,
@@ -100,12 +102,13 @@ def pages(dirs: DaemonDirs) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("events", "piece"), SHAPES)
 def test_a_journal_much_bigger_than_a_page_goes_through_in_bounded_memory(
-    dirs: DaemonDirs, tmp_path: Path
+    dirs: DaemonDirs, tmp_path: Path, events: int, piece: int
 ) -> None:
     small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"
     big_file(small, 10, 1)
-    size = big_file(big, EVENTS, 2)
+    size = big_file(big, events, 2, piece)
     assert size > 2.5 * GROWTH_LIMIT
     with daemon_process(dirs) as daemon:
         # The baselines: the same commands on a journal of ten events.
@@ -118,11 +121,11 @@ def test_a_journal_much_bigger_than_a_page_goes_through_in_bounded_memory(
         found = pages(dirs)
         daemon_peak = peak_rss_of(daemon.proc.pid)
     records = sum(len(page["records"]) for page in found)
-    assert records == 2 + 10 + 2 + EVENTS
-    assert len(found) >= EVENTS * PIECE // PAGE_BYTES
+    assert records == 2 + 10 + 2 + events
+    assert len(found) >= events * piece // PAGE_BYTES
     for page in found:
         assert len(page["records"]) <= 500
-        assert len(json.dumps(page["records"], separators=(",", ":"))) <= PAGE_BYTES + PIECE + 512
+        assert len(json.dumps(page["records"], separators=(",", ":"))) <= PAGE_BYTES + piece + 512
     assert import_peak - import_base < GROWTH_LIMIT
     assert export_peak - export_base < GROWTH_LIMIT
     assert daemon_peak - daemon_base < GROWTH_LIMIT
