@@ -392,7 +392,9 @@ class TransferService:
         try:
             for offset, value in enumerate(params.records):
                 line = params.first_line + offset
-                await job.take(importing.check_record(value, line), line)
+                record = importing.check_record(value, line)
+                _check_config(record, line)
+                await job.take(record, line)
             await job.flush()
         except BaseException:
             _drop(ctx.connection, job)
@@ -421,6 +423,18 @@ class TransferService:
             conflicts=job.report.conflicts_total,
         )
         return job.report
+
+
+def _check_config(record: Record, line: int) -> None:
+    """A project's, session's or run's config must be one the daemon would take."""
+    if isinstance(record, ProjectRecord | SessionRecord | RunRecord):
+        kind = record.__struct_config__.tag
+        try:
+            policy.parse_layer(record.config, str(kind))
+        except InvalidParams as exc:
+            raise InvalidParams(
+                f"line {line}: {exc.message}", field="records", detail={"line": line}
+            ) from None
 
 
 def _spool_file(directory: Path) -> IO[bytes]:

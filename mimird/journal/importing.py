@@ -89,6 +89,9 @@ def _names_problem(record: Record) -> str | None:
     if isinstance(record, SessionRecord):
         if record.branch is not None and (problem := names.ref_problem(record.branch)):
             return f"branch {record.branch!r}: {problem}"
+        state = record.agent_state or {}
+        if not isinstance(state.get("acp_session_id", ""), str | None):
+            return "agent_state.acp_session_id is not a string"
         ref = record.snapshot_ref
         if ref is not None and (not ref.startswith("refs/") or names.ref_problem(ref)):
             return f"snapshot_ref {ref!r} is not a ref under refs/"

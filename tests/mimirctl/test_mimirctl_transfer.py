@@ -306,6 +306,11 @@ HOSTILE = [
         id="commit-not-hex",
     ),
     pytest.param({**PROJECT, "id": "01kddddddddddddddddddddddd", "name": "-x"}, "-x", id="name"),
+    pytest.param(
+        a_session(PROJECT_ID, "01kccccccccccccccccccccccc", config={"token_budget": "lots"}),
+        "session config: key 'token_budget'",
+        id="bad-config",
+    ),
 ]
 
 
