@@ -117,7 +117,7 @@ def _send(client: Client, header: Any, records: Any) -> dict[str, Any]:
     return report
 
 
-def _report_text(r: dict[str, Any]) -> str:
+def _report_text(r: dict[str, Any], where: str = "line") -> str:
     lines = [
         f"imported: projects {r['projects']}, runs {r['runs']}, sessions {r['sessions']} "
         f"(events {r['events']}, run events {r['run_events']}, usage rows {r['usage']})"
@@ -138,7 +138,7 @@ def _report_text(r: dict[str, Any]) -> str:
             + ":"
         )
         lines.extend(
-            f"  line {c['line']}: {c['type']} {c['id']}: {c['reason']}" for c in r["conflicts"]
+            f"  {where} {c['line']}: {c['type']} {c['id']}: {c['reason']}" for c in r["conflicts"]
         )
         if r["conflicts_total"] > len(r["conflicts"]):
             lines.append(f"  ... and {r['conflicts_total'] - len(r['conflicts'])} more")
@@ -180,7 +180,8 @@ def cmd_import(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         render.say(render.json_text(report), exact=True)
     else:
-        render.say(_report_text(report))
+        # An ait42 file is converted into records first: a conflict names its record.
+        render.say(_report_text(report, "record" if args.source == "ait42" else "line"))
     return EXIT_ALREADY_EXISTS if report["conflicts_total"] else EXIT_OK
 
 
