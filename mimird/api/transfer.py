@@ -31,6 +31,7 @@ from mimird.errors import InvalidParams, InvalidState
 from mimird.journal import export, importing
 from mimird.projects import get_project
 from mimird.rpc.registry import CallContext, Connection, Registry
+from mimird.runs import states as run_states
 from mimird.sessions import records as session_records
 from mimird.sessions import states
 from mimird.store import Store
@@ -65,8 +66,6 @@ _STATE_KEY: Final = "import"
 MAX_LISTED: Final = 100
 #: A unit's journal is written to its spool file once this much of it is waiting.
 SPOOL_FLUSH_BYTES: Final = 1 << 20
-#: Run statuses in which the run's task was working: nothing works on it here.
-_RUN_AT_WORK: Final = frozenset({"starting", "running", "checking", "judging", "integrating"})
 
 _method = MethodTable()
 
@@ -231,7 +230,7 @@ class _Import:
         record = unit.record
         journal = importing.read_spool(self._spool)
         if isinstance(record, RunRecord):
-            if record.status in _RUN_AT_WORK:
+            if record.status in run_states.WORKING:  # nothing works on it here
                 record = msgspec.structs.replace(record, status="interrupted")
             written = await self._store.write(importing.insert_run, record, journal)
             if written.conflict is None:

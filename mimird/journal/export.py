@@ -171,9 +171,20 @@ def _run_step(
     record["config"] = mask(_json(row.config))
     record["options"] = mask(_json(row.options))
     record["decision"] = _json(row.decision)
-    record["member_results"] = _json(row.member_results)
+    record["member_results"] = without_process_groups(_json(row.member_results))
     out.add(record)
     return Position("RE", pos.project, row.id, "0")
+
+
+def without_process_groups(member_results: dict[str, Any]) -> dict[str, Any]:
+    """A run's member results without the process groups of check commands: they
+    belong to this machine (start-up recovery reaps them)."""
+    return {
+        slot: {k: v for k, v in known.items() if k != "check_group"}
+        if isinstance(known, dict)
+        else known
+        for slot, known in member_results.items()
+    }
 
 
 def _run_event_step(

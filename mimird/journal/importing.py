@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from mimird import names
 from mimird.errors import InvalidParams
 from mimird.journal import search
+from mimird.journal.export import without_process_groups
 from mimird.store.schema import events, projects, run_events, runs, sessions, turn_usage
 from mimird.wire.depth import depth_problem
 from mimird.wire.events import DATA_TYPES
@@ -287,7 +288,7 @@ def insert_run(
         config=_text(record.config),
         options=_text(record.options),
         decision=_text(record.decision),
-        member_results=_text(record.member_results),
+        member_results=_text(without_process_groups(record.member_results)),
     )
     conn.execute(sa.insert(runs).values(values))
     written = Written()

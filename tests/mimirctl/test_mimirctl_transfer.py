@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -458,3 +459,50 @@ async def test_secret_env_values_leave_masked(dirs: DaemonDirs, tmp_path: Path) 
     records = records_of(path)
     assert records[0]["config"]["env"]["API_KEY"] == "***"
     assert records[1]["config"]["env"]["TOKEN"] == "***"
+
+
+RUN_ID = "01keeeeeeeeeeeeeeeeeeeeeee"
+A_RUN = {
+    "type": "run",
+    "id": RUN_ID,
+    "project_id": PROJECT_ID,
+    "title": "",
+    "task": "compete",
+    "mode": "competition",
+    "status": "checking",
+    "judge": "checks",
+    "check_command": "make test",
+    "config": {},
+    "options": {"merge": "manual"},
+    "base_ref": "main",
+    "base_commit": None,
+    "into": None,
+    "round": 1,
+    "winner_slot": None,
+    "decision": None,
+    "integration_phase": None,
+    "integration_session_id": None,
+    "member_results": {"1": {"outcome": "working", "check_group": 4242}},
+    "failure": None,
+    "last_seq": 0,
+    "created_at": "2026-01-02T03:04:05.000006Z",
+    "updated_at": "2026-01-02T03:04:05.000006Z",
+    "finished_at": None,
+}
+
+
+async def test_a_run_at_work_comes_in_interrupted_without_this_machines_process_groups(
+    dirs: DaemonDirs, daemon: InProcessDaemon
+) -> None:
+    member = a_session(PROJECT_ID, SESSION_ID, run_id=RUN_ID, slot=1, status="running")
+    async with Client.connect(daemon.socket) as c:
+        await c.call("import.begin", {"header": HEADER})
+        await c.call("import.records", {"records": [PROJECT, A_RUN, member]})
+        report = await c.call("import.end", {})
+        run = await c.call("run.get", {"run": RUN_ID})
+    with contextlib.closing(sqlite3.connect(dirs.database)) as db:
+        [(stored,)] = db.execute("SELECT member_results FROM runs WHERE id = ?", (RUN_ID,))
+    assert (report["runs"], report["sessions"]) == (1, 1)
+    assert run["status"] == "interrupted"  # nothing works on it here: run.resume goes on
+    assert run["members"][0]["status"] == "stopped"
+    assert json.loads(stored) == {"1": {"outcome": "working"}}
