@@ -343,7 +343,7 @@ class TransferService:
             "The import belongs to the connection: closing it drops the session in progress."
         ),
         errors=(ErrorCode.INVALID_STATE,),
-        mutating=True,
+        # Nothing stored changes yet: import.records and import.end are audited.
     )
     async def begin(self, ctx: CallContext, params: ImportBeginParams) -> ImportBegun:
         connection = ctx.connection
@@ -383,8 +383,7 @@ class TransferService:
             "names its line (sessions already written stay, the one in progress is dropped)."
         ),
         errors=(ErrorCode.INVALID_STATE,),
-        # Not audited call by call (each would store up to 64 KiB of records):
-        # import.begin and import.end are.
+        mutating=True,
     )
     async def records(self, ctx: CallContext, params: ImportRecordsParams) -> ImportProgress:
         job = _job(ctx)
