@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import pty
 import sqlite3
 import subprocess
 import sys
@@ -437,6 +439,22 @@ async def test_export_refuses_a_terminal_and_an_existing_file(
     assert result.returncode == 2
     assert "exists already" in result.stderr.decode()
     assert existing.read_text() == "keep\n"
+    main, terminal = pty.openpty()
+    try:
+        with trio.fail_after(RUN_TIMEOUT_S):
+            on_terminal = await trio.run_process(
+                [sys.executable, "-m", "mimirctl", "export"],
+                env=dirs.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=terminal,
+                capture_stderr=True,
+                check=False,
+            )
+    finally:
+        os.close(main)
+        os.close(terminal)
+    assert on_terminal.returncode == 2
+    assert "redirect it to a file" in on_terminal.stderr.decode()
 
 
 async def test_secret_env_values_leave_masked(dirs: DaemonDirs, tmp_path: Path) -> None:
