@@ -48,6 +48,7 @@ from mimird.wire.transfer import (
     ImportBegun,
     ImportConflict,
     ImportMissingPath,
+    ImportProgress,
     ImportRecordsParams,
     ImportReport,
     ProjectRecord,
@@ -57,7 +58,7 @@ from mimird.wire.transfer import (
     SessionRecord,
     UsageRecord,
 )
-from mimird.wire.types import EmptyParams, Result
+from mimird.wire.types import EmptyParams
 
 log = structlog.get_logger("mimird.transfer")
 
@@ -68,11 +69,6 @@ MAX_LISTED: Final = 100
 SPOOL_FLUSH_BYTES: Final = 1 << 20
 
 _method = MethodTable()
-
-
-class ImportProgress(Result):
-    #: Records taken so far (all of them checked).
-    records: int
 
 
 @dataclass(slots=True)
@@ -131,14 +127,12 @@ class _Import:
             await self._project(record, line)
         elif isinstance(record, SessionRecord | RunRecord):
             await self.close_unit()
-            check = (
-                importing.session_conflict
-                if isinstance(record, SessionRecord)
-                else importing.run_conflict
-            )
-            conflict = await self._store.read(check, record)  # type: ignore[arg-type]
+            if isinstance(record, SessionRecord):
+                conflict = await self._store.read(importing.session_conflict, record)
+            else:
+                conflict = await self._store.read(importing.run_conflict, record)
             if conflict:
-                self._conflict(line, record.__struct_config__.tag, record.id, conflict)  # type: ignore[arg-type]
+                self._conflict(line, _tag(record), record.id, conflict)
             self._unit = _Unit(record, line, conflict)
         else:
             await self._journal_record(record, line)
@@ -165,7 +159,7 @@ class _Import:
             owner, owner_kind, owner_id = RunRecord, "run", record.run_id
         else:
             owner, owner_kind, owner_id = SessionRecord, "session", record.session_id
-        kind = record.__struct_config__.tag
+        kind = _tag(record)
         if unit is None or not isinstance(unit.record, owner) or unit.record.id != owner_id:
             raise InvalidParams(
                 f"line {line}: this {kind} record of {owner_kind} {owner_id} does not follow "
@@ -211,8 +205,7 @@ class _Import:
                 await trio.to_thread.run_sync(self._spool.seek, 0)
                 written = await self._write(unit)
                 if written.conflict is not None:
-                    tag = unit.record.__struct_config__.tag
-                    self._conflict(unit.line, str(tag), unit.record.id, written.conflict)
+                    self._conflict(unit.line, _tag(unit.record), unit.record.id, written.conflict)
                     self.report.skipped += unit.records
                 else:
                     self.report.events += written.events
@@ -426,13 +419,17 @@ class TransferService:
 def _check_config(record: Record, line: int) -> None:
     """A project's, session's or run's config must be one the daemon would take."""
     if isinstance(record, ProjectRecord | SessionRecord | RunRecord):
-        kind = record.__struct_config__.tag
         try:
-            policy.parse_layer(record.config, str(kind))
+            policy.parse_layer(record.config, _tag(record))
         except InvalidParams as exc:
             raise InvalidParams(
                 f"line {line}: {exc.message}", field="records", detail={"line": line}
             ) from None
+
+
+def _tag(record: Record) -> str:
+    """The record's ``type``."""
+    return str(record.__struct_config__.tag)
 
 
 def _spool_file(directory: Path) -> IO[bytes]:

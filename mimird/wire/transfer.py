@@ -265,6 +265,11 @@ class ImportRecordsParams(Params):
     first_line: Annotated[int, Meta(ge=1, le=(1 << 53))] = 1
 
 
+class ImportProgress(Result):
+    #: Records taken so far (all of them checked).
+    records: int
+
+
 class ImportConflict(Result):
     line: int
     type: str
