@@ -147,10 +147,13 @@ def _report_text(r: dict[str, Any], where: str = "line") -> str:
 
 def cmd_import(client: Client, args: argparse.Namespace) -> int:
     client.set_timeout(None)  # a session's journal is written in one transaction
-    try:
-        stream = open(args.file, "rb")  # noqa: SIM115 (closed below)
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    if args.file == "-":
+        stream = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+    else:
+        try:
+            stream = open(args.file, "rb")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
     with stream:
         if args.source == "ait42":
             from mimirctl import ait42
@@ -216,7 +219,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         cmd_import,
         "restore an export file into this mimird (exits 5 when some records conflict)",
     )
-    imp.add_argument("file", metavar="FILE", help="the file (JSON Lines, or ait42 JSON)")
+    imp.add_argument(
+        "file", metavar="FILE", help="the file (JSON Lines, or ait42 JSON); - for stdin"
+    )
     imp.add_argument(
         "--from",
         dest="source",

@@ -397,6 +397,21 @@ async def test_a_project_whose_name_is_taken_is_a_conflict_and_its_sessions_are_
     assert listed["sessions"] == []
 
 
+async def test_import_reads_stdin(dirs: DaemonDirs, daemon: InProcessDaemon) -> None:
+    lines = [HEADER, PROJECT, a_session(PROJECT_ID, SESSION_ID, last_seq=1), an_event(1)]
+    with trio.fail_after(RUN_TIMEOUT_S):
+        result = await trio.run_process(
+            [sys.executable, "-m", "mimirctl", "import", "-"],
+            env=dirs.env(),
+            stdin="".join(json.dumps(line) + "\n" for line in lines).encode(),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    assert "sessions 1 (events 1," in result.stdout.decode()
+
+
 async def test_export_filters_by_session_project_and_time(dirs: DaemonDirs, tmp_path: Path) -> None:
     async with source(dirs) as src:
         c, ids, run_id = src.client, src.ids, src.run_id
