@@ -91,6 +91,8 @@ WORDS: Final = {
     "audit": "audit",
     "doctor": "doctor",
     "acp": "acp",
+    "export": "transfer",
+    "import": "transfer",
 }
 #: Options before the command word that take a value.
 _VALUED_OPTIONS: Final = frozenset({"--socket"})

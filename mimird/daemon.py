@@ -40,6 +40,7 @@ from mimird.api import (
     WorktreeService,
     build_registry,
 )
+from mimird.api.transfer import TransferService
 from mimird.config import Settings
 from mimird.instance import (
     bind_unix_listener,
@@ -165,6 +166,7 @@ async def run_daemon(
                     AgentProbeService(settings),
                     client_requests=ClientRequestService(session_service, agents),
                 )
+                TransferService(store, settings).register(registry)
                 audit = AuditLog(store, policy.mask_config, session_service.secrets_of_call)
                 server = RpcServer(
                     listen_socket,

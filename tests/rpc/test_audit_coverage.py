@@ -67,8 +67,25 @@ CHANGES_STATE: Final = frozenset(
         "agent.install",
         "agent.update",
         "agent.remove",
+        "import.records",
+        "import.end",
     }
 )
+#: The header of an export file, and a project record to import.
+HEADER: Final = {"format": "mimir-export", "version": 1, "schema": "x", "exported_at": "now"}
+PROJECT_RECORD: Final = {
+    "type": "project",
+    "id": "01kaaaaaaaaaaaaaaaaaaaaaaa",
+    "name": "imported",
+    "path": "/nonexistent/mimir-audit-import",
+    "project_type": "unknown",
+    "is_git": True,
+    "description": "",
+    "config": {},
+    "archived": False,
+    "created_at": "2026-01-02T03:04:05.000006Z",
+    "updated_at": "2026-01-02T03:04:05.000006Z",
+}
 #: Mutating methods whose call with valid params is refused in this world, and why:
 #: their row says error all the same.
 REFUSED_HERE: Final = {
@@ -223,6 +240,9 @@ async def test_every_mutating_call_with_valid_params_writes_one_row_with_caller_
             await r.call("agent.install", {"name": "tiny-bin", "registry": registry}, None)
         await r.call("agent.update", {"name": "tiny-bin"}, None)
         await r.call("agent.remove", {"name": "tiny-bin"}, "tiny-bin")
+        await c.call("import.begin", {"header": HEADER})  # not mutating: no row
+        await r.call("import.records", {"records": [PROJECT_RECORD]}, None)
+        await r.call("import.end", {}, None)
         rows = audit_rows(dirs)[before:]
     not_ok = {method for method, _, outcome, _ in r.expected if outcome != "ok"}
     assert not_ok == set(REFUSED_HERE), r.expected
@@ -271,6 +291,8 @@ async def test_every_mutating_call_that_fails_after_its_params_are_valid_writes_
         await r.call("agent.install", {"name": "tiny-bin", "registry": registry}, None)
         await r.call("agent.update", {"name": "ghost"}, None)
         await r.call("agent.remove", {"name": "ghost"}, None)
+        await r.call("import.records", {"records": []}, None)  # no import under way
+        await r.call("import.end", {}, None)
         rows = audit_rows(dirs)[before:]
     assert all(outcome == "error" for _, _, outcome, _ in r.expected), r.expected
     r.assert_written(rows, mutating - set(NO_ERROR_HERE))
@@ -367,6 +389,8 @@ async def test_methods_not_marked_mutating_leave_the_database_as_it_was(dirs: Da
             await read("run.compare", {"run": rid, "files": True})
             run_subscribed = await read("run.subscribe", {"run": rid, "after": 0})
             await c.call("unsubscribe", {"subscription": run_subscribed["subscription"]})
+            await read("export.page", {})
+            await read("import.begin", {"header": HEADER})
             assert database_dump(dirs) == dump
             await c.call("permission.respond", {"permission": pending, "kind": "allow_once"})
         methods = await discovered(c)
