@@ -109,6 +109,10 @@ def initialize(bridge: Bridge, params: Any) -> Any:
     if isinstance(capabilities, dict) and isinstance(capabilities.get("promptCapabilities"), dict):
         known = capabilities["promptCapabilities"]
         prompt_caps = {k: known.get(k) is True for k in prompt_caps}
+    mcp_caps = {"http": False, "sse": False}
+    if isinstance(capabilities, dict) and isinstance(capabilities.get("mcpCapabilities"), dict):
+        known_mcp = capabilities["mcpCapabilities"]
+        mcp_caps = {k: known_mcp.get(k) is True for k in mcp_caps}
     bridge.initialized = True
     bridge.start_delegate()
     behind = kind or "the project's default agent"
@@ -117,7 +121,7 @@ def initialize(bridge: Bridge, params: Any) -> Any:
         "agentCapabilities": {
             "loadSession": True,
             "promptCapabilities": prompt_caps,
-            "mcpCapabilities": {"http": False, "sse": False},
+            "mcpCapabilities": mcp_caps,
             "sessionCapabilities": {"list": {}},
         },
         "authMethods": [],
@@ -172,15 +176,28 @@ def find_project(bridge: Bridge, cwd: str, *, add: bool) -> dict[str, Any] | Non
     return added
 
 
-def _mcp_servers(bridge: Bridge, params: dict[str, Any]) -> None:
+def _mcp_servers(params: dict[str, Any]) -> list[Any]:
+    """The editor's ``mcpServers``, each value marked secret (env variables and
+    headers carry credentials: mimird then never shows nor journals them). mimird
+    checks the rest (``config.mcp_servers``)."""
     servers = params.get("mcpServers", [])
     if not isinstance(servers, list):
         raise invalid("mcpServers must be an array")
-    if servers:
-        bridge.say(
-            f"{len(servers)} MCP server(s) from the editor are not passed on: this mimird "
-            "starts agents with its own configuration"
-        )
+    marked = []
+    for server in servers:
+        if isinstance(server, dict):
+            server = dict(server)
+            for key in ("env", "headers"):
+                if isinstance(server.get(key), list):
+                    server[key] = [_secret(entry) for entry in server[key]]
+        marked.append(server)
+    return marked
+
+
+def _secret(entry: Any) -> Any:
+    if isinstance(entry, dict) and isinstance(entry.get("value"), str) and entry["value"]:
+        return {**entry, "value": {"value": entry["value"], "secret": True}}
+    return entry
 
 
 def _session_state(session: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +219,7 @@ def new_session(bridge: Bridge, params: Any) -> Any:
     params = _object(params)
     cwd = _cwd(params)
     assert cwd is not None
-    _mcp_servers(bridge, params)
+    servers = _mcp_servers(params)
     if not os.path.isdir(cwd):
         raise invalid(f"cwd {cwd!r} is not a directory")
     project = find_project(bridge, cwd, add=True)
@@ -213,6 +230,8 @@ def new_session(bridge: Bridge, params: Any) -> Any:
     }
     if bridge.options.agent:
         create["agent"] = bridge.options.agent
+    if servers:
+        create["config"] = {"mcp_servers": servers}
     session = bridge.call("session.create", create, long=True)
     follower = bridge.follow(session["id"], session["last_seq"])
     follower.untitled = True
@@ -230,7 +249,8 @@ def load_session(bridge: Bridge, params: Any) -> Any:
     if not isinstance(session_id, str) or not session_id:
         raise invalid("sessionId is missing (a string)")
     _cwd(params)
-    _mcp_servers(bridge, params)
+    if _mcp_servers(params):  # the session keeps those it was made with
+        bridge.say("session/load: mcpServers are those the session was made with")
     session = bridge.call("session.get", {"session": session_id})
     session_id = session["id"]
     last = session["last_seq"]

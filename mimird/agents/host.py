@@ -452,7 +452,11 @@ class AgentHost:
         try:
             with trio.fail_after(self.options.start_timeout_s):
                 done = await handshake(
-                    conn, self.workspace, load=load, replaying=self.updates.replaying
+                    conn,
+                    self.workspace,
+                    load=load,
+                    replaying=self.updates.replaying,
+                    config=self._config,
                 )
         except (AcpError, TypeError) as exc:
             await self._start_failed(f"ACP start failed: {exc}", str(exc))
