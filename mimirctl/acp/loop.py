@@ -13,12 +13,9 @@ needed it (and on a prompt waiting for its turn's end when the connection breaks
 Hook for [editorfs]: when the editor's ``initialize`` advertised
 ``clientCapabilities.fs`` or ``terminal`` and :mod:`mimirctl.acp.delegate` exists,
 ``delegate.Delegate(bridge)`` is made; ``attached(session_id)`` is called for each
-session attached (after its subscription: ``bridge.followers[session_id].client`` is
-that session's connection, which the delegate may use to attach as its client),
-``notification(follower, message)`` for each message on a session's connection that
-is not one of its events (a ``client_request``), ``response(event)`` for each answer
-of the editor that is not a permission's (a ``jsonrpc.Response``/``ErrorResponse``:
-ids come from ``bridge.peer.request``), and ``close()`` at the end.
+session attached, ``response(event)`` for each answer of the editor that is not a
+permission's, ``takes(follower, message)`` for each message read on a session's
+connection (True: it was the delegate's), and ``close()`` at the end.
 """
 
 from __future__ import annotations
@@ -171,11 +168,11 @@ class Bridge:
         """Handle what the session's connection has brought (it is readable)."""
         try:
             for message in follower.messages():
+                if self.delegate is not None and self.delegate.takes(follower, message):
+                    continue  # a client_request of the agent, or its answer's receipt
                 event = follower.event_of(message)
                 if event is not None:
                     self.on_event(follower, event)
-                elif self.delegate is not None and "method" in message:
-                    self.delegate.notification(follower, message)
         except ClientError as exc:
             self.followers.pop(follower.session_id, None)
             self._drop(follower)
