@@ -258,11 +258,12 @@ def load_session(bridge: Bridge, params: Any) -> Any:
     for update in updates_for(bridge.history(session_id, last)):
         bridge.update(session_id, update)
     bridge.follow(session_id, last)
-    # Requests waiting now were asked before the cursor: ask the editor once.
+    # Requests waiting now were asked before the cursor: ask the editor once, after
+    # the answer (the editor knows the session then).
     pending = bridge.call("permission.list", {"session": session_id})["permissions"]
     for waiting in pending:
         if (line := bridge.permissions.ask(session_id, waiting)) is not None:
-            bridge.send(line)
+            bridge.after_answer.append(line)
     return _session_state(session)
 
 

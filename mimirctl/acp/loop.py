@@ -69,6 +69,8 @@ class Bridge:
         self.initialized = False
         self.client_capabilities: dict[str, Any] = {}
         self.delegate: Any = None
+        #: Lines to send once the request being handled is answered.
+        self.after_answer: list[bytes] = []
         self._selector = selectors.DefaultSelector()
 
     # -- the editor --------------------------------------------------------------------
@@ -267,6 +269,8 @@ class Bridge:
     def on_editor(self, event: jsonrpc.Event) -> None:
         if isinstance(event, jsonrpc.Request):
             self.send(self.handle(event))
+            while self.after_answer:
+                self.send(self.after_answer.pop(0))
         elif isinstance(event, jsonrpc.Notification):
             try:
                 self.handlers.notification(self, event.method, event.params)

@@ -66,6 +66,8 @@ def test_killed_mid_turn_then_loaded_replays_everything_once_and_follows(world: 
         )
         assert isinstance(loaded, dict)
         replayed = list(second.updates(session_id))
+        # Nothing asked before the answer: the editor knows the session only then.
+        assert not any(is_permission(m) for m in second.received)
         # The pending request is asked again, of this editor, after the load's answer.
         request = second.wait_for(is_permission)
         assert request["params"]["toolCall"]["title"] == "second"
