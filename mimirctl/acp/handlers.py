@@ -220,6 +220,12 @@ def new_session(bridge: Bridge, params: Any) -> Any:
     cwd = _cwd(params)
     assert cwd is not None
     servers = _mcp_servers(params)
+    if bridge.options.session:
+        # ``--session``: the editor's new session is that Mimir session, its history
+        # replayed first as for session/load.
+        if servers:
+            bridge.say("--session: the session keeps the MCP servers it was made with")
+        return _attach(bridge, bridge.options.session, replay_after=True)
     if not os.path.isdir(cwd):
         raise invalid(f"cwd {cwd!r} is not a directory")
     project = find_project(bridge, cwd, add=True)
@@ -251,12 +257,26 @@ def load_session(bridge: Bridge, params: Any) -> Any:
     _cwd(params)
     if _mcp_servers(params):  # the session keeps those it was made with
         bridge.say("session/load: mcpServers are those the session was made with")
+    result = _attach(bridge, session_id)
+    del result["sessionId"]  # not in session/load's answer
+    return result
+
+
+def _attach(bridge: Bridge, session_id: str, *, replay_after: bool = False) -> dict[str, Any]:
+    """Replay a session's journal to the editor and follow it live; the answer of
+    ``session/new`` with ``--session`` (``session/load``'s, without ``sessionId``).
+    The replay comes before the answer (``session/load``), or right after it
+    (``replay_after``: the editor learns the session's id from the answer)."""
     session = bridge.call("session.get", {"session": session_id})
     session_id = session["id"]
     last = session["last_seq"]
     # The history up to the seq read, then the live stream from there: no gap, nothing twice.
     for update in updates_for(bridge.history(session_id, last)):
-        bridge.update(session_id, update)
+        if replay_after:
+            params = {"sessionId": session_id, "update": update}
+            bridge.after_answer.append(bridge.peer.notify("session/update", params))
+        else:
+            bridge.update(session_id, update)
     bridge.follow(session_id, last)
     # Requests waiting now were asked before the cursor: ask the editor once, after
     # the answer (the editor knows the session then).
@@ -264,7 +284,7 @@ def load_session(bridge: Bridge, params: Any) -> Any:
     for waiting in pending:
         if (line := bridge.permissions.ask(session_id, waiting)) is not None:
             bridge.after_answer.append(line)
-    return _session_state(session)
+    return {"sessionId": session_id, **_session_state(session)}
 
 
 def list_sessions(bridge: Bridge, params: Any) -> Any:

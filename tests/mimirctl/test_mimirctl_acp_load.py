@@ -124,3 +124,25 @@ def test_another_client_answers_first_and_the_editors_request_is_withdrawn(
 
     answered = [e["data"] for e in world.events(session_id) if e["kind"] == "permission_answered"]
     assert [a["option_id"] for a in answered] == ["no"]
+
+
+def test_with_session_the_editors_new_session_is_that_one(world: World) -> None:
+    project = world.rpc("project.add", {"path": str(world.repo)})
+    made = world.rpc("session.create", {"project": project["id"], "workspace": "in_place"})
+    world.rpc("session.prompt", {"session": made["id"], "content": script(chunk("earlier"))})
+    with world.editor("--session", made["id"][:8]) as editor:
+        editor.call("initialize", INIT)
+        new = editor.call("session/new", {"cwd": str(world.repo), "mcpServers": []})
+        assert new["sessionId"] == made["id"]
+        # Its history comes right after the answer (the editor knows the id then).
+        assert list(editor.updates(made["id"])) == []
+        editor.wait_for(lambda m: m.get("method") == "session/update")
+        result = editor.call(
+            "session/prompt", {"sessionId": made["id"], "prompt": script(chunk("now"))}
+        )
+        assert result == {"stopReason": "end_turn"}
+        assert text_of(list(editor.updates(made["id"])), "agent_message_chunk") == [
+            "earlier",
+            "now",
+        ]
+    assert len(world.rpc("session.list", {})["sessions"]) == 1
