@@ -75,6 +75,12 @@ bench-memory: $(VENV)/.installed-test
 bench-runs: $(VENV)/.installed-test
 	$(PY) bench/runs.py
 
+# Regenerate docs/openrpc.json from a real daemon's rpc.discover (after adding or changing
+# a method; tests/daemon/test_openrpc_doc.py fails until it is regenerated).
+.PHONY: openrpc
+openrpc: $(VENV)/.installed-test
+	$(PY) .ci/openrpc
+
 # Write the user units with this checkout's mimird in ExecStart, then enable the socket.
 UNIT_DIR ?= $(HOME)/.config/systemd/user
 install-systemd: $(VENV)/.installed

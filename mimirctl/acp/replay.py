@@ -44,6 +44,11 @@ embedded resource larger than :data:`MAX_DATA_CHARS` is left out (an embedded
 resource becomes a ``resource_link`` to its URI). The updates are data: rendering
 them safely is the editor's business, as for a live session.
 
+Give :func:`updates_for` a session's whole history in one iterable (a generator over
+the pages of ``session.events`` is fine): the chunks no message covers are replayed
+where the input ends, so separate calls per page could replay a message twice. After
+the replay, :func:`live_updates` turns each live event into what to forward.
+
 Standard library only, no I/O: the bridge and the tests call it on plain dicts.
 """
 
@@ -102,6 +107,33 @@ def updates_for(events: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]
         if isinstance(event, Mapping):
             yield from replay.event(event)
     yield from replay.flush_chunks()
+
+
+def live_updates(event: Mapping[str, Any], *, prompts: bool = False) -> list[dict[str, Any]]:
+    """The updates that tell an editor one live event, after a replay: the agent's
+    ``update`` as it streamed (message chunks included, each checked as the replay
+    checks updates), the ``current_mode_update`` of a mode a client set, and with
+    ``prompts`` the ``user_message_chunk`` blocks of a prompt (one another client sent);
+    nothing for the other events (``message`` events repeat the chunks already
+    forwarded). Never raises on what the event holds."""
+    if not isinstance(event, Mapping) or not isinstance(event.get("data"), Mapping):
+        return []
+    kind, data = event.get("kind"), event["data"]
+    if kind == "update":
+        update = data.get("update")
+        if not isinstance(update, Mapping):
+            return []
+        tag = update.get("sessionUpdate")
+        if isinstance(tag, str) and tag in _CHUNK_ROLES:
+            chunk = _chunk(tag, update)
+            return [] if chunk is None else [chunk]
+        checked = _checked(tag, update)
+        return [] if checked is None else [checked]
+    if kind == "prompt" and prompts:
+        return list(_prompt(data))
+    if kind == "mode_changed":
+        return list(_Replay().event(event))
+    return []
 
 
 class _Replay:
@@ -185,19 +217,11 @@ class _Replay:
                 yield chunk
             return
         yield from self.flush_chunks()  # Mimir journals a message before another update
-        if kind in ("tool_call", "tool_call_update"):
-            call = _tool_call(kind, update)
-            if call is not None:
-                self._track(call)
-                yield call
-        elif kind == "plan":
-            plan = _plan(update)
-            if plan is not None:
-                yield plan
-        else:
-            other = _other(kind, update)
-            if other is not None:
-                yield other
+        checked = _checked(kind, update)
+        if checked is not None:
+            if kind in ("tool_call", "tool_call_update"):
+                self._track(checked)
+            yield checked
 
     def _track(self, call: dict[str, Any]) -> None:
         call_id: str = call["toolCallId"]
@@ -228,6 +252,11 @@ class _Replay:
 
 def _is_id(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS
+
+
+def _one_of(value: Any, allowed: frozenset[str]) -> bool:
+    """Whether ``value`` is one of the strings ``allowed`` (a list is not hashable)."""
+    return isinstance(value, str) and value in allowed
 
 
 def _label(value: Any) -> str | None:
@@ -335,9 +364,9 @@ def _tool_call(kind: str, update: Mapping[str, Any]) -> dict[str, Any] | None:
     call: dict[str, Any] = {"sessionUpdate": kind, "toolCallId": call_id}
     if title is not None:
         call["title"] = title
-    if update.get("kind") in _TOOL_KINDS:
+    if _one_of(update.get("kind"), _TOOL_KINDS):
         call["kind"] = update["kind"]
-    if update.get("status") in _TOOL_STATUSES:
+    if _one_of(update.get("status"), _TOOL_STATUSES):
         call["status"] = update["status"]
     content = update.get("content")
     if isinstance(content, list):
@@ -393,6 +422,15 @@ def _location(item: Any) -> dict[str, Any] | None:
     return location
 
 
+def _checked(kind: Any, update: Mapping[str, Any]) -> dict[str, Any] | None:
+    """An update other than a message chunk, checked; ``None`` when it has no ACP form."""
+    if kind in ("tool_call", "tool_call_update"):
+        return _tool_call(kind, update)
+    if kind == "plan":
+        return _plan(update)
+    return _other(kind, update)
+
+
 def _plan(update: Mapping[str, Any]) -> dict[str, Any] | None:
     entries = update.get("entries")
     if not isinstance(entries, list):
@@ -403,7 +441,11 @@ def _plan(update: Mapping[str, Any]) -> dict[str, Any] | None:
             continue
         content = _label(entry.get("content"))
         priority, status = entry.get("priority"), entry.get("status")
-        if content is not None and priority in _PRIORITIES and status in _PLAN_STATUSES:
+        if (
+            content is not None
+            and _one_of(priority, _PRIORITIES)
+            and _one_of(status, _PLAN_STATUSES)
+        ):
             kept.append({"content": content, "priority": priority, "status": status})
     return {"sessionUpdate": "plan", "entries": kept}
 

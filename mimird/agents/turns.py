@@ -25,7 +25,7 @@ from mimird.agents.permissions import CANCELLED, PermissionRegistry, answer
 from mimird.agents.recorder import Recorder
 from mimird.agents.updates import Updates
 from mimird.config import SupervisionSection
-from mimird.errors import AgentUnavailable, Busy, InvalidState
+from mimird.errors import AgentUnavailable, Busy, InvalidParams, InvalidState
 from mimird.sessions import records as sessions
 from mimird.sessions import usage as stored
 from mimird.wire import events
@@ -79,9 +79,35 @@ class AgentLink(Protocol):
     @property
     def conn(self) -> AcpConnection | None: ...
 
+    @property
+    def agent_state(self) -> dict[str, Any]: ...
+
     async def wait_ready(self) -> AcpConnection: ...
 
     async def restart_unresponsive(self, grace: float) -> None: ...
+
+
+#: The content blocks a prompt may hold only when the agent's ``promptCapabilities``
+#: say so (ACP v1: every agent takes ``text`` and ``resource_link``).
+GATED_BLOCKS: Final = {"image": "image", "audio": "audio", "resource": "embeddedContext"}
+
+
+def check_prompt_capabilities(content: list[Any], capabilities: Any) -> None:
+    """Raise :class:`InvalidParams` for a block of ``content`` that the agent (its
+    ``agentCapabilities``) did not say it accepts: ACP forbids sending it. Turns check
+    each prompt once the agent is ready, before it is journaled."""
+    prompt = capabilities.get("promptCapabilities") if isinstance(capabilities, dict) else None
+    accepted = prompt if isinstance(prompt, dict) else {}
+    for index, block in enumerate(content):
+        kind = block.get("type") if isinstance(block, dict) else None
+        capability = GATED_BLOCKS.get(kind) if isinstance(kind, str) else None
+        if capability is not None and accepted.get(capability) is not True:
+            raise InvalidParams(
+                f"content[{index}] is a {kind} block, but the session's agent does not accept "
+                f"them (its promptCapabilities.{capability} is not true); send text or "
+                "resource_link blocks instead",
+                field=f"content[{index}].type",
+            )
 
 
 class Turns:
@@ -141,6 +167,7 @@ class Turns:
         prompt_seq: int | None = None
         try:
             conn = await self._agent.wait_ready()
+            check_prompt_capabilities(content, self._agent.agent_state.get("capabilities"))
             if self._files is not None:
                 turn.files_start = await self._files.start()
             await self._recorder.flush()

@@ -4,7 +4,7 @@ manager (:mod:`mimird.agents.manager`) and encodes what it returns."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -43,6 +43,39 @@ def _prompt_text(content: list[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
+#: The members each ACP v1 content block type requires, all strings (the agent gets the
+#: blocks as given: one it cannot read would fail the turn, or be read wrongly).
+_BLOCK_MEMBERS: Final = {
+    "text": ("text",),
+    "image": ("data", "mimeType"),
+    "audio": ("data", "mimeType"),
+    "resource_link": ("uri", "name"),
+    "resource": ("resource",),
+}
+
+
+def _block_problem(block: dict[str, Any]) -> tuple[str, str] | None:
+    """What makes ``block`` not an ACP v1 content block: (member, what is wrong)."""
+    kind = block.get("type")
+    if not isinstance(kind, str):
+        return "type", "has no 'type'"
+    members = _BLOCK_MEMBERS.get(kind)
+    if members is None:
+        known = ", ".join(_BLOCK_MEMBERS)
+        return "type", f"has type {kind[:50]!r}; ACP content blocks are {known}"
+    if kind != "resource":
+        for member in members:
+            if not isinstance(block.get(member), str):
+                return member, f"({kind}) needs '{member}', a string"
+    else:
+        resource = block.get("resource")
+        if not isinstance(resource, dict) or not isinstance(resource.get("uri"), str):
+            return "resource", "(resource) needs 'resource', an object with a string 'uri'"
+        if [isinstance(resource.get(k), str) for k in ("text", "blob")].count(True) != 1:
+            return "resource", "(resource) needs 'resource.text' or 'resource.blob', a string"
+    return None
+
+
 def _content(params: SessionPromptParams) -> list[dict[str, Any]]:
     """The prompt as ACP content blocks, from ``text`` or ``content`` (a template is
     rendered by the caller)."""
@@ -59,10 +92,11 @@ def _content(params: SessionPromptParams) -> list[dict[str, Any]]:
         return []
     if params.content is not msgspec.UNSET:
         for index, block in enumerate(params.content):
-            if not isinstance(block.get("type"), str):
-                raise InvalidParams(
-                    f"content[{index}] has no 'type'", field=f"content[{index}].type"
-                )
+            problem = _block_problem(block)
+            if problem is not None:
+                member, what = problem
+                where = f"content[{index}]" + (f".{member}" if member else "")
+                raise InvalidParams(f"{where} {what}", field=where)
         return params.content
     assert isinstance(params.text, str)
     return [{"type": "text", "text": params.text}]

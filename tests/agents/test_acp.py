@@ -27,6 +27,7 @@ from mimird.agents.acp import (
     MethodNotFound,
 )
 from mimird.wire.jsonrpc import envelope
+from tests.support.acp_schema import validate_client_message
 
 FAKE_AGENT: Final = Path(__file__).parents[1] / "support" / "fake_acp_agent.py"
 DEADLINE_S: Final = 20.0
@@ -370,6 +371,7 @@ async def test_cancelling_our_request_sends_cancel_request(tmp_path: Path) -> No
     assert cancels == [
         {"jsonrpc": "2.0", "method": "$/cancel_request", "params": {"requestId": prompt_id}}
     ]
+    validate_client_message(cancels[0])  # ACP v1's CancelRequestNotification
     # The agent's late answer to the cancelled prompt is expected, not a protocol error.
     assert handler.protocol_errors == []
 

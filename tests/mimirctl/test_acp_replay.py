@@ -9,8 +9,10 @@ from typing import Any, Final
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mimirctl.acp.replay import MAX_RAW_BYTES, MAX_TEXT_CHARS, updates_for
+from mimirctl.acp.replay import MAX_RAW_BYTES, MAX_TEXT_CHARS, live_updates, updates_for
 from tests.support.acp_schema import AcpSchemaError, validate_update
 from tests.support.agents import Client, agent_world, new_session
 from tests.support.helpers import DaemonDirs
@@ -296,6 +298,16 @@ def test_bad_optional_fields_are_dropped_and_the_update_kept() -> None:
     assert "extra" not in replayed
 
 
+def test_unhashable_values_where_a_name_is_expected_are_dropped() -> None:
+    """Regression (found by the fuzz test below): a list as a tool call's kind raised."""
+    call = {"sessionUpdate": "tool_call", "toolCallId": "t", "title": "x", "kind": [], "status": {}}
+    plan = {"sessionUpdate": "plan", "entries": [{"content": "c", "priority": [], "status": {}}]}
+    assert _replayed([_update_event(call), _update_event(plan)]) == [
+        {"sessionUpdate": "tool_call", "toolCallId": "t", "title": "x"},
+        {"sessionUpdate": "plan", "entries": []},
+    ]
+
+
 def test_an_oversized_embedded_resource_becomes_a_link_to_it() -> None:
     big = {"uri": "file:///w/big.log", "text": "x" * (4 * 1024 * 1024 + 1)}
     events = [_event("prompt", {"content": [{"type": "resource", "resource": big}]})]
@@ -322,3 +334,101 @@ def test_a_mode_the_client_chose_replays_as_current_mode_update() -> None:
 def test_the_schema_check_itself_rejects_a_bad_update() -> None:
     with pytest.raises(AcpSchemaError, match="toolCallId"):
         validate_update({"sessionUpdate": "tool_call", "title": "no id"})
+
+
+JSON: Final = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=20,
+)
+#: Updates close to valid ones: the right tags and member names, any values.
+NEAR_UPDATES: Final = st.fixed_dictionaries(
+    {
+        "sessionUpdate": st.sampled_from(
+            [
+                "agent_message_chunk",
+                "agent_thought_chunk",
+                "tool_call",
+                "tool_call_update",
+                "plan",
+                "current_mode_update",
+                "available_commands_update",
+                "usage_update",
+                "session_info_update",
+                "user_message_chunk",
+                "bogus",
+            ]
+        )
+    },
+    optional={
+        "content": JSON
+        | st.fixed_dictionaries(
+            {"type": st.sampled_from(["text", "image", "resource"])},
+            optional={"text": JSON, "data": JSON, "mimeType": JSON, "resource": JSON},
+        ),
+        "toolCallId": JSON | st.text(min_size=1, max_size=5),
+        "title": JSON,
+        "status": st.sampled_from(["pending", "in_progress", "completed", "failed", "x"]),
+        "kind": JSON,
+        "entries": JSON,
+        "locations": JSON,
+        "rawInput": JSON,
+        "currentModeId": JSON,
+        "availableCommands": JSON,
+        "used": JSON,
+        "size": JSON,
+        "title ": JSON,
+        "updatedAt": JSON,
+        "messageId": JSON,
+    },
+)
+EVENTS: Final = st.lists(
+    st.one_of(
+        st.builds(_update_event, NEAR_UPDATES),
+        st.builds(
+            _event,
+            st.sampled_from(["prompt", "message", "mode_changed", "turn_ended", "agent_exited"]),
+            JSON,
+        ),
+        st.builds(
+            _event,
+            st.just("message"),
+            st.fixed_dictionaries(
+                {"role": st.sampled_from(["agent", "thought", "x"]), "text": st.text(max_size=10)},
+                optional={"continued": st.booleans(), "message_id": JSON},
+            ),
+        ),
+        JSON,
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(EVENTS)
+def test_any_journal_replays_without_raising_and_only_as_valid_acp(events: list[Any]) -> None:
+    _replayed(events)  # validates every update it yields
+
+
+def test_live_events_forward_the_agents_chunks_and_checked_updates() -> None:
+    chunk = _chunk("agent_message_chunk", "hel")
+    call = {"sessionUpdate": "tool_call", "toolCallId": "t", "title": "x", "rawOutput": 1}
+    prompt = _event("prompt", {"content": [{"type": "text", "text": "hi"}]})
+    assert live_updates(_update_event(chunk)) == [chunk]
+    assert live_updates(_update_event({**call, "junk": 1})) == [call]
+    assert live_updates(_event("message", {"role": "agent", "text": "hello"})) == []
+    assert live_updates(prompt) == []
+    assert live_updates(prompt, prompts=True) == [
+        {"sessionUpdate": "user_message_chunk", "content": {"type": "text", "text": "hi"}}
+    ]
+    assert live_updates(_event("mode_changed", {"mode": "plan", "by": "client"})) == [
+        {"sessionUpdate": "current_mode_update", "currentModeId": "plan"}
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(EVENTS)
+def test_any_live_event_converts_without_raising_and_only_as_valid_acp(events: list[Any]) -> None:
+    for event in events:
+        for update in live_updates(event, prompts=True):
+            validate_update(update)

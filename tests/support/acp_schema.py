@@ -23,7 +23,10 @@ or use a :class:`Transcript`, which pairs answers with the requests it has seen.
 Both raise :class:`AcpSchemaError` saying what is wrong and where. Methods whose name
 starts with ``_`` are extensions (any params). ``session/set_model`` was removed from
 the schema (2026-06-01) but agents still use it (opencode, Gemini CLI): with
-``legacy=True`` (the default) it is checked against its pre-removal shape.
+``legacy=True`` (the default) it is checked against its pre-removal shape. So are the
+members outside stable v1 that Mimir passes on on purpose (:data:`_EXTRA_MEMBERS`): the
+legacy ``models`` of session/new and session/load answers (opencode and Gemini CLI still
+switch models only that way) and the unstable ``usage`` of a prompt's answer.
 """
 
 from __future__ import annotations
@@ -54,6 +57,52 @@ _LEGACY: Final[dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
         },
         {"type": ["object", "null"]},
     ),
+}
+
+
+_MODELS: Final = {
+    "type": "object",
+    "properties": {
+        "currentModelId": {"type": "string"},
+        "availableModels": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "modelId": {"type": "string"},
+                    "name": {"type": "string"},
+                    "description": {"type": ["string", "null"]},
+                },
+                "required": ["modelId", "name"],
+            },
+        },
+    },
+    "required": ["currentModelId", "availableModels"],
+}
+_COUNT: Final = {"type": "integer", "minimum": 0}
+#: The unstable ``Usage`` of schema.unstable.json (schema 1.21.0).
+_USAGE: Final = {
+    "type": "object",
+    "properties": {
+        key: _COUNT
+        for key in (
+            "totalTokens",
+            "inputTokens",
+            "outputTokens",
+            "thoughtTokens",
+            "cachedReadTokens",
+            "cachedWriteTokens",
+        )
+    },
+    "required": ["totalTokens", "inputTokens", "outputTokens"],
+}
+#: Members of v1 types outside stable v1 that are allowed with ``legacy``, by type:
+#: their shape.
+_EXTRA_MEMBERS: Final[dict[str, dict[str, dict[str, Any]]]] = {
+    "NewSessionResponse": {"models": _MODELS},
+    "LoadSessionResponse": {"models": _MODELS},
+    "ResumeSessionResponse": {"models": _MODELS},
+    "PromptResponse": {"usage": _USAGE},
 }
 
 
@@ -127,6 +176,38 @@ def _explain(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
     return error
 
 
+def _declared(definition: Mapping[str, Any]) -> set[str] | None:
+    """The properties an object type declares (through ``allOf``/``$ref``), or ``None``
+    when it is a union (``anyOf``/``oneOf``: its branches differ)."""
+    if "anyOf" in definition or "oneOf" in definition:
+        return None
+    names = set(definition.get("properties", {}))
+    for part in definition.get("allOf", []):
+        ref = part.get("$ref", "")
+        inner = _schema()["$defs"][ref.rsplit("/", 1)[-1]] if ref else part
+        found = _declared(inner)
+        if found is None:
+            return None
+        names |= found
+    return names
+
+
+def _known_fields(name: str, value: Any, what: str, legacy: bool) -> None:
+    """The schema lets unknown members through, but ACP says implementations MUST NOT
+    add root-level fields to its types (custom data goes in ``_meta``): check the
+    params' (or result's) own members."""
+    declared = _declared(_schema()["$defs"][name])
+    if declared is None or not isinstance(value, Mapping):
+        return
+    unknown = sorted(set(value) - declared)
+    extra = _EXTRA_MEMBERS.get(name, {}) if legacy else {}
+    for member in [m for m in unknown if m in extra]:
+        _check(extra[member], value[member], f"{what}: {member}")
+        unknown.remove(member)
+    if unknown:
+        raise AcpSchemaError(f"{what} has members {name} does not declare: {unknown}")
+
+
 def _envelope(msg: Any) -> str:
     """The message's form: request, notification or response (checks the envelope)."""
     if not isinstance(msg, Mapping):
@@ -167,6 +248,7 @@ def _validate(msg: Any, sender: Side, request_method: str | None, legacy: bool) 
     name = _methods().get((side, method, form_key))
     if name is not None:
         _check(name, value, what)
+        _known_fields(name, value, what, legacy)
         return
     if legacy and method in _LEGACY and form != "Notification":
         params, result = _LEGACY[method]

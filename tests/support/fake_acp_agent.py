@@ -4,6 +4,8 @@ Usage: ``python fake_acp_agent.py SCENARIO.json`` (or ``FAKE_ACP_SCENARIO=...``)
 The scenario is a JSON object:
 
 - ``record``: a file to which every line received on stdin is appended;
+  ``record_sent``: one to which every message it writes on stdout is appended (so a
+  test can pair the answers it got with its requests: tests/agents/test_acp_schema.py);
 - ``results``: ``{method: result}`` overriding the default answers (``null`` allowed);
 - ``before``/``after``: ``{method: [step, ...]}`` played before/after answering
   ``initialize``, ``session/new`` or ``session/prompt``;
@@ -136,7 +138,12 @@ class Agent:
         return None
 
     def send(self, message: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(message) + "\n")
+        line = json.dumps(message) + "\n"
+        sent = self.scenario.get("record_sent")
+        if sent:
+            with open(sent, "a") as file:
+                file.write(line)
+        sys.stdout.write(line)
         sys.stdout.flush()
 
     def update(self, update: dict[str, Any]) -> None:
