@@ -40,6 +40,10 @@ def _session_param(bridge: Bridge, params: Any) -> str:
     session_id = params.get("sessionId") if isinstance(params, dict) else None
     if not isinstance(session_id, str) or not session_id:
         raise invalid("sessionId is missing (a string)")
+    if session_id in bridge.lost:
+        # Its connection broke (mimird restarted?): follow it again from where it
+        # stopped, so that nothing is missed; mimird still gone is an error here.
+        bridge.follow(session_id, bridge.lost[session_id])
     if session_id not in bridge.followers:
         raise AcpError(
             errors.RESOURCE_NOT_FOUND,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import select
 import selectors
 from typing import Any, Final
 
@@ -71,6 +72,9 @@ class Bridge:
         self.delegate: Any = None
         #: Lines to send once the request being handled is answered.
         self.after_answer: list[bytes] = []
+        #: Sessions whose connection broke (mimird went away): the last seq handed
+        #: on, to follow them again from there at their next request.
+        self.lost: dict[str, int] = {}
         self._selector = selectors.DefaultSelector()
 
     # -- the editor --------------------------------------------------------------------
@@ -114,6 +118,9 @@ class Bridge:
     def call(self, method: str, params: dict[str, Any], *, long: bool = False) -> Any:
         """A call to mimird; its errors as :class:`AcpError`. A broken connection is
         made again at the next call."""
+        if self._control is not None and _finished(self._control):
+            self._control.close()  # mimird closed it (it restarted?): a new one
+            self._control = None
         if self._control is None:
             self._control = self.connect()
         client = self._control
@@ -157,6 +164,7 @@ class Bridge:
         client.set_timeout(None)
         follower = Follower(session_id, client, sub["subscription"], seen=after_seq)
         self.followers[session_id] = follower
+        self.lost.pop(session_id, None)
         self._selector.register(client.fileno(), selectors.EVENT_READ, follower)
         if self.delegate is not None:
             self.delegate.attached(session_id)
@@ -177,6 +185,7 @@ class Bridge:
                     self.on_event(follower, event)
         except ClientError as exc:
             self.followers.pop(follower.session_id, None)
+            self.lost[follower.session_id] = follower.seen
             self._drop(follower)
             self.say(f"lost the events of session {follower.session_id}: {exc}")
             if follower.prompt is not None:
@@ -322,6 +331,13 @@ class Bridge:
         except ImportError:
             return
         self.delegate = module.Delegate(self)
+
+
+def _finished(client: Client) -> bool:
+    """Whether mimird closed (or wrote on) the call connection between our calls:
+    nothing comes on it unasked but the end, or an error about the connection."""
+    ready, _, _ = select.select([client.fileno()], [], [], 0)
+    return bool(ready) or client.buffered()
 
 
 def _is_json(data: bytes) -> bool:
