@@ -176,6 +176,12 @@ def find_project(bridge: Bridge, cwd: str, *, add: bool) -> dict[str, Any] | Non
         return found
     if not add:
         return None
+    worktrees = (bridge.call("daemon.status", {}).get("paths") or {}).get("worktrees")
+    if isinstance(worktrees, str) and _inside(cwd, os.path.realpath(worktrees)):
+        raise invalid(
+            f"{cwd} is a workspace Mimir made for a session, not a project: open the "
+            "project's directory, or attach to that session ('mimirctl acp --session ID')"
+        )
     added: dict[str, Any] = bridge.call("project.add", {"path": _git_root(cwd) or cwd})
     return added
 

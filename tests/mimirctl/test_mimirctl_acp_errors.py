@@ -132,3 +132,15 @@ def test_after_mimird_restarts_the_session_goes_on(world: World) -> None:
             assert chunks == ["before", "after"]
         finally:
             again.terminate()
+
+
+def test_a_mimir_worktree_is_not_registered_as_a_project(world: World) -> None:
+    project = world.rpc("project.add", {"path": str(world.repo)})
+    made = world.rpc("session.create", {"project": project["id"], "workspace": "worktree"})
+    worktree = made["workspace"]["path"]
+    with world.editor() as editor:
+        editor.call("initialize", INIT)
+        refused = _error(editor, "session/new", {"cwd": worktree, "mcpServers": []})
+        assert refused.code == -32602
+        assert "--session" in str(refused.message)
+    assert [p["path"] for p in world.rpc("project.list", {})["projects"]] == [str(world.repo)]
