@@ -26,8 +26,8 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from mimird import config_values as cv
+from mimird import mcp_servers, workspace_keys
 from mimird import templates as prompt_templates
-from mimird import workspace_keys
 from mimird.errors import InvalidParams
 from mimird.secrets import MASK
 from mimird.tool_rules import Rule, RuleProblem, ToolRule, parse_rule
@@ -115,6 +115,8 @@ class ConfigLayer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     copy_files: list[str] | UnsetType = UNSET
     #: The most a private copy (a project that is not a git repository) may hold.
     copy_max_bytes: int | UnsetType = UNSET
+    #: MCP servers given to the agent (ACP ``mcpServers``); see mimird.mcp_servers.
+    mcp_servers: list[dict[str, Any]] | UnsetType = UNSET
 
 
 #: Every key, in the order they are documented.
@@ -145,6 +147,7 @@ def builtin_layer() -> ConfigLayer:
         setup_command=None,
         copy_files=[],
         copy_max_bytes=workspace_keys.DEFAULT_COPY_MAX_BYTES,
+        mcp_servers=[],
     )
 
 
@@ -337,6 +340,7 @@ _PARSERS: Final[dict[str, Callable[[str, Any], Any]]] = {
     "setup_command": workspace_keys.parse_setup_command,
     "copy_files": workspace_keys.parse_copy_files,
     "copy_max_bytes": workspace_keys.parse_copy_max_bytes,
+    "mcp_servers": mcp_servers.parse,
 }
 
 
@@ -392,12 +396,14 @@ class Effective:
 
     def secret_values(self) -> set[str]:
         """The secret strings, to scrub from anything shown (empty ones are never secret)."""
-        return {item["value"] for item in self.values["env"].values() if _is_secret(item)} - {""}
+        env = {item["value"] for item in self.values["env"].values() if _is_secret(item)}
+        return (env | mcp_servers.secret_values(self.values["mcp_servers"])) - {""}
 
     def masked(self) -> dict[str, Any]:
         """``values`` with every secret env value replaced by ``"***"``: safe to show."""
         masked = _plain(self.values)
         masked["env"] = _mask_env(self.values["env"])
+        masked["mcp_servers"] = mcp_servers.masked(self.values["mcp_servers"])
         assert isinstance(masked, dict)
         return masked
 
@@ -473,6 +479,8 @@ def mask_config(data: Mapping[str, Any]) -> dict[str, Any]:
     masked = {key: _plain(value) for key, value in data.items()}
     if "env" in masked:
         masked["env"] = _mask_env(data["env"])
+    if "mcp_servers" in masked:
+        masked["mcp_servers"] = mcp_servers.masked(masked["mcp_servers"])
     return masked
 
 
@@ -483,6 +491,8 @@ def keep_masked_secrets(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[
     A client that reads a config, changes one key and sends it back whole must not
     turn the secrets it never saw into the literal text ``***``."""
     result = dict(new)
+    if "mcp_servers" in new:
+        result["mcp_servers"] = mcp_servers.keep_masked(new["mcp_servers"], old.get("mcp_servers"))
     new_env, old_env = new.get("env"), old.get("env")
     if not isinstance(new_env, Mapping) or not isinstance(old_env, Mapping):
         return result

@@ -11,7 +11,7 @@ request to the editor (``fs/read_text_file``, ``fs/write_text_file``,
 and the editor's answer into ``client_request.respond``.
 
 Nothing here blocks on mimird: requests to it are sent, and their answers come
-back on the session's connection like its events (:meth:`Delegate.notification`),
+back on the session's connection like its events (:meth:`Delegate.takes`),
 so that no event is put aside unread. An editor that does not answer in time is
 mimird's to handle (``[supervision] client_request_timeout_s``): it serves the
 file request itself and detaches the bridge; a late answer of the editor is then
@@ -96,7 +96,7 @@ class Delegate:
         self._call(session_id, "session.attach_client", {"session": session_id, **self.offer})
 
     def _call(self, session_id: str, method: str, params: dict[str, Any]) -> None:
-        """Send a call on the session's connection; its answer comes to :meth:`notification`."""
+        """Send a call on the session's connection; its answer comes to :meth:`takes`."""
         follower = self._bridge.followers.get(session_id)
         if follower is None:
             return  # the session's connection is gone: so is the attachment
@@ -109,18 +109,22 @@ class Delegate:
             self._outstanding.clear()
         self._outstanding[(session_id, call_id)] = method
 
-    def notification(self, follower: Follower, message: dict[str, Any]) -> None:
-        """A message read on the session's connection that is not one of its events:
-        a ``client_request``, or the answer to one of our calls (an error is said)."""
+    def takes(self, follower: Follower, message: dict[str, Any]) -> bool:
+        """Whether a message read on the session's connection is the delegate's: a
+        ``client_request`` (the editor is asked), or the answer to one of our calls
+        (an error is said). Anything else is the bridge's."""
         if message.get("method") == "client_request":
             self._request(follower.session_id, message.get("params"))
-            return
+            return True
         if "method" in message:
-            return
+            return False
         method = self._outstanding.pop((follower.session_id, message.get("id")), None)
+        if method is None:
+            return False
         error = message.get("error")
-        if method is not None and isinstance(error, dict):
+        if isinstance(error, dict):
             self._bridge.say(f"{method} for session {follower.session_id}: {error.get('message')}")
+        return True
 
     def _request(self, session_id: str, params: Any) -> None:
         """A request of the agent, checked by mimird: ask the editor."""

@@ -40,6 +40,10 @@ def _session_param(bridge: Bridge, params: Any) -> str:
     session_id = params.get("sessionId") if isinstance(params, dict) else None
     if not isinstance(session_id, str) or not session_id:
         raise invalid("sessionId is missing (a string)")
+    if session_id in bridge.lost:
+        # Its connection broke (mimird restarted?): follow it again from where it
+        # stopped, so that nothing is missed; mimird still gone is an error here.
+        bridge.follow(session_id, bridge.lost[session_id])
     if session_id not in bridge.followers:
         raise AcpError(
             errors.RESOURCE_NOT_FOUND,
@@ -109,6 +113,10 @@ def initialize(bridge: Bridge, params: Any) -> Any:
     if isinstance(capabilities, dict) and isinstance(capabilities.get("promptCapabilities"), dict):
         known = capabilities["promptCapabilities"]
         prompt_caps = {k: known.get(k) is True for k in prompt_caps}
+    mcp_caps = {"http": False, "sse": False}
+    if isinstance(capabilities, dict) and isinstance(capabilities.get("mcpCapabilities"), dict):
+        known_mcp = capabilities["mcpCapabilities"]
+        mcp_caps = {k: known_mcp.get(k) is True for k in mcp_caps}
     bridge.initialized = True
     bridge.start_delegate()
     behind = kind or "the project's default agent"
@@ -117,7 +125,7 @@ def initialize(bridge: Bridge, params: Any) -> Any:
         "agentCapabilities": {
             "loadSession": True,
             "promptCapabilities": prompt_caps,
-            "mcpCapabilities": {"http": False, "sse": False},
+            "mcpCapabilities": mcp_caps,
             "sessionCapabilities": {"list": {}},
         },
         "authMethods": [],
@@ -168,19 +176,38 @@ def find_project(bridge: Bridge, cwd: str, *, add: bool) -> dict[str, Any] | Non
         return found
     if not add:
         return None
+    worktrees = (bridge.call("daemon.status", {}).get("paths") or {}).get("worktrees")
+    if isinstance(worktrees, str) and _inside(cwd, os.path.realpath(worktrees)):
+        raise invalid(
+            f"{cwd} is a workspace Mimir made for a session, not a project: open the "
+            "project's directory, or attach to that session ('mimirctl acp --session ID')"
+        )
     added: dict[str, Any] = bridge.call("project.add", {"path": _git_root(cwd) or cwd})
     return added
 
 
-def _mcp_servers(bridge: Bridge, params: dict[str, Any]) -> None:
+def _mcp_servers(params: dict[str, Any]) -> list[Any]:
+    """The editor's ``mcpServers``, each value marked secret (env variables and
+    headers carry credentials: mimird then never shows nor journals them). mimird
+    checks the rest (``config.mcp_servers``)."""
     servers = params.get("mcpServers", [])
     if not isinstance(servers, list):
         raise invalid("mcpServers must be an array")
-    if servers:
-        bridge.say(
-            f"{len(servers)} MCP server(s) from the editor are not passed on: this mimird "
-            "starts agents with its own configuration"
-        )
+    marked = []
+    for server in servers:
+        if isinstance(server, dict):
+            server = dict(server)
+            for key in ("env", "headers"):
+                if isinstance(server.get(key), list):
+                    server[key] = [_secret(entry) for entry in server[key]]
+        marked.append(server)
+    return marked
+
+
+def _secret(entry: Any) -> Any:
+    if isinstance(entry, dict) and isinstance(entry.get("value"), str) and entry["value"]:
+        return {**entry, "value": {"value": entry["value"], "secret": True}}
+    return entry
 
 
 def _session_state(session: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +229,13 @@ def new_session(bridge: Bridge, params: Any) -> Any:
     params = _object(params)
     cwd = _cwd(params)
     assert cwd is not None
-    _mcp_servers(bridge, params)
+    servers = _mcp_servers(params)
+    if bridge.options.session:
+        # ``--session``: the editor's new session is that Mimir session, its history
+        # replayed first as for session/load.
+        if servers:
+            bridge.say("--session: the session keeps the MCP servers it was made with")
+        return _attach(bridge, bridge.options.session, replay_after=True)
     if not os.path.isdir(cwd):
         raise invalid(f"cwd {cwd!r} is not a directory")
     project = find_project(bridge, cwd, add=True)
@@ -213,6 +246,8 @@ def new_session(bridge: Bridge, params: Any) -> Any:
     }
     if bridge.options.agent:
         create["agent"] = bridge.options.agent
+    if servers:
+        create["config"] = {"mcp_servers": servers}
     session = bridge.call("session.create", create, long=True)
     follower = bridge.follow(session["id"], session["last_seq"])
     follower.untitled = True
@@ -230,20 +265,36 @@ def load_session(bridge: Bridge, params: Any) -> Any:
     if not isinstance(session_id, str) or not session_id:
         raise invalid("sessionId is missing (a string)")
     _cwd(params)
-    _mcp_servers(bridge, params)
+    if _mcp_servers(params):  # the session keeps those it was made with
+        bridge.say("session/load: mcpServers are those the session was made with")
+    result = _attach(bridge, session_id)
+    del result["sessionId"]  # not in session/load's answer
+    return result
+
+
+def _attach(bridge: Bridge, session_id: str, *, replay_after: bool = False) -> dict[str, Any]:
+    """Replay a session's journal to the editor and follow it live; the answer of
+    ``session/new`` with ``--session`` (``session/load``'s, without ``sessionId``).
+    The replay comes before the answer (``session/load``), or right after it
+    (``replay_after``: the editor learns the session's id from the answer)."""
     session = bridge.call("session.get", {"session": session_id})
     session_id = session["id"]
     last = session["last_seq"]
     # The history up to the seq read, then the live stream from there: no gap, nothing twice.
     for update in updates_for(bridge.history(session_id, last)):
-        bridge.update(session_id, update)
+        if replay_after:
+            params = {"sessionId": session_id, "update": update}
+            bridge.after_answer.append(bridge.peer.notify("session/update", params))
+        else:
+            bridge.update(session_id, update)
     bridge.follow(session_id, last)
-    # Requests waiting now were asked before the cursor: ask the editor once.
+    # Requests waiting now were asked before the cursor: ask the editor once, after
+    # the answer (the editor knows the session then).
     pending = bridge.call("permission.list", {"session": session_id})["permissions"]
     for waiting in pending:
         if (line := bridge.permissions.ask(session_id, waiting)) is not None:
-            bridge.send(line)
-    return _session_state(session)
+            bridge.after_answer.append(line)
+    return {"sessionId": session_id, **_session_state(session)}
 
 
 def list_sessions(bridge: Bridge, params: Any) -> Any:

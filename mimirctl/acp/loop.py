@@ -13,13 +13,9 @@ needed it (and on a prompt waiting for its turn's end when the connection breaks
 Hook for [editorfs]: when the editor's ``initialize`` advertised
 ``clientCapabilities.fs`` or ``terminal`` and :mod:`mimirctl.acp.delegate` exists,
 ``delegate.Delegate(bridge)`` is made; ``attached(session_id)`` is called for each
-session attached (after its subscription: ``bridge.followers[session_id].client`` is
-that session's connection, which the delegate may use to attach as its client),
-``notification(follower, message)`` for each message on a session's connection that
-is not one of its events (a ``client_request``, or the answer to a call it sent),
-``response(event)`` for each answer of the editor that is not a permission's (a
-``jsonrpc.Response``/``ErrorResponse``: ids come from ``bridge.peer.request``), and
-``close()`` at the end.
+session attached, ``response(event)`` for each answer of the editor that is not a
+permission's, ``takes(follower, message)`` for each message read on a session's
+connection (True: it was the delegate's), and ``close()`` at the end.
 """
 
 from __future__ import annotations
@@ -27,6 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import select
 import selectors
 from typing import Any, Final
 
@@ -73,6 +70,11 @@ class Bridge:
         self.initialized = False
         self.client_capabilities: dict[str, Any] = {}
         self.delegate: Any = None
+        #: Lines to send once the request being handled is answered.
+        self.after_answer: list[bytes] = []
+        #: Sessions whose connection broke (mimird went away): the last seq handed
+        #: on, to follow them again from there at their next request.
+        self.lost: dict[str, int] = {}
         self._selector = selectors.DefaultSelector()
 
     # -- the editor --------------------------------------------------------------------
@@ -116,6 +118,9 @@ class Bridge:
     def call(self, method: str, params: dict[str, Any], *, long: bool = False) -> Any:
         """A call to mimird; its errors as :class:`AcpError`. A broken connection is
         made again at the next call."""
+        if self._control is not None and _finished(self._control):
+            self._control.close()  # mimird closed it (it restarted?): a new one
+            self._control = None
         if self._control is None:
             self._control = self.connect()
         client = self._control
@@ -159,6 +164,7 @@ class Bridge:
         client.set_timeout(None)
         follower = Follower(session_id, client, sub["subscription"], seen=after_seq)
         self.followers[session_id] = follower
+        self.lost.pop(session_id, None)
         self._selector.register(client.fileno(), selectors.EVENT_READ, follower)
         if self.delegate is not None:
             self.delegate.attached(session_id)
@@ -172,13 +178,14 @@ class Bridge:
         """Handle what the session's connection has brought (it is readable)."""
         try:
             for message in follower.messages():
+                if self.delegate is not None and self.delegate.takes(follower, message):
+                    continue  # a client_request of the agent, or its answer's receipt
                 event = follower.event_of(message)
                 if event is not None:
                     self.on_event(follower, event)
-                elif self.delegate is not None:
-                    self.delegate.notification(follower, message)
         except ClientError as exc:
             self.followers.pop(follower.session_id, None)
+            self.lost[follower.session_id] = follower.seen
             self._drop(follower)
             self.say(f"lost the events of session {follower.session_id}: {exc}")
             if follower.prompt is not None:
@@ -271,6 +278,8 @@ class Bridge:
     def on_editor(self, event: jsonrpc.Event) -> None:
         if isinstance(event, jsonrpc.Request):
             self.send(self.handle(event))
+            while self.after_answer:
+                self.send(self.after_answer.pop(0))
         elif isinstance(event, jsonrpc.Notification):
             try:
                 self.handlers.notification(self, event.method, event.params)
@@ -322,6 +331,13 @@ class Bridge:
         except ImportError:
             return
         self.delegate = module.Delegate(self)
+
+
+def _finished(client: Client) -> bool:
+    """Whether mimird closed (or wrote on) the call connection between our calls:
+    nothing comes on it unasked but the end, or an error about the connection."""
+    ready, _, _ = select.select([client.fileno()], [], [], 0)
+    return bool(ready) or client.buffered()
 
 
 def _is_json(data: bytes) -> bool:

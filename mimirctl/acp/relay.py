@@ -3,7 +3,8 @@ into the editor's ``session/update`` notifications, and the end of the prompt th
 editor is waiting for.
 
 Live, an ``update`` event carries the agent's ACP update as the agent sent it: it
-is passed on with Mimir's session id. A ``prompt`` event is a user message
+is passed on with Mimir's session id, checked as the replay checks updates
+(:func:`mimirctl.acp.replay.live_updates`). A ``prompt`` event is a user message
 (``user_message_chunk``), unless it is the prompt this editor sent. Mimir's own
 kinds map to nothing, except ``turn_ended``, which answers the pending
 ``session/prompt``, and the permission events (:mod:`mimirctl.acp.permissions`).
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from mimirctl.acp.replay import live_updates
 from mimirctl.client import Client
 
 #: The stop reasons ACP v1 knows; Mimir's others (error, interrupted) end the
@@ -22,22 +24,6 @@ from mimirctl.client import Client
 STOP_REASONS: Final = frozenset(
     {"end_turn", "max_tokens", "max_turn_requests", "refusal", "cancelled"}
 )
-
-
-def user_chunks(content: Any) -> Iterator[dict[str, Any]]:
-    """A prompt's content blocks as ``user_message_chunk`` updates."""
-    for block in content if isinstance(content, list) else []:
-        if isinstance(block, dict) and isinstance(block.get("type"), str):
-            yield {"sessionUpdate": "user_message_chunk", "content": block}
-
-
-def live_update(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The ACP update an ``update`` event carries, if it carries one."""
-    data = event.get("data")
-    update = data.get("update") if isinstance(data, dict) else None
-    if isinstance(update, dict) and isinstance(update.get("sessionUpdate"), str):
-        return update
-    return None
 
 
 def acp_usage(usage: Any) -> dict[str, int] | None:
@@ -114,14 +100,10 @@ class Follower:
         return event
 
     def updates(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """What a live event shows the editor."""
-        kind = event.get("kind")
-        if kind == "update":
-            update = live_update(event)
-            return [] if update is None else [update]
-        if kind == "prompt" and event["seq"] not in self.own_prompts:
-            return list(user_chunks((event.get("data") or {}).get("content")))
-        return []
+        """What a live event shows the editor: the agent's updates as it streamed
+        them, checked as the replay checks them (an update that is not ACP v1 is not
+        passed on), a mode a client set, and the prompts of other clients."""
+        return live_updates(event, prompts=event["seq"] not in self.own_prompts)
 
     def turn_end(self, event: dict[str, Any]) -> tuple[PendingPrompt, dict[str, Any]] | None:
         """The pending prompt and its ``turn_ended`` data, when ``event`` ends it."""

@@ -45,6 +45,6 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--session",
         metavar="ID",
-        help="a session whose agent's capabilities initialize reports",
+        help="an existing session that the editor's session/new attaches to (history replayed)",
     )
     sub.set_defaults(run=None, standalone=run_acp)

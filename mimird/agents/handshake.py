@@ -5,14 +5,15 @@ agent's earlier ACP session, when it can) or ``session/new``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from mimird import __version__
+from mimird import __version__, mcp_servers
 from mimird.agents.acp import INTERNAL_ERROR, AcpConnection, AcpError
+from mimird.policy import Effective
 
 #: The longest agent error kept (journaled and logged).
 MAX_ERROR_CHARS: Final = 2000
@@ -47,16 +48,19 @@ async def handshake(
     *,
     load: str | None,
     replaying: Callable[[], AbstractContextManager[None]],
+    config: Callable[[], Awaitable[Effective]] | None = None,
 ) -> Handshake:
     """Initialize the agent and start its ACP session in ``workspace``: load the
     session ``load`` if given and the agent can, else (or if loading fails) a new one.
-    ``replaying()`` is held while ``session/load`` replays history.
+    ``replaying()`` is held while ``session/load`` replays history; the session's
+    ``mcp_servers`` (read from ``config()``) go with both as ACP's ``mcpServers``.
 
     Raises :class:`AcpError` (or ``TypeError`` for answers of the wrong shape) when
     the agent refuses, and :class:`~mimird.agents.acp.AcpConnectionClosed` when it
     goes away. Cancellation: requests still waiting are abandoned (the connection
     sends ``$/cancel_request``); the agent is left half started, for the caller
     to stop."""
+    servers = [] if config is None else mcp_servers.for_acp((await config()).values["mcp_servers"])
     init = await conn.request(
         "initialize",
         {
@@ -77,14 +81,14 @@ async def handshake(
             try:
                 result = await conn.request(
                     "session/load",
-                    {"sessionId": load, "cwd": str(workspace), "mcpServers": []},
+                    {"sessionId": load, "cwd": str(workspace), "mcpServers": servers},
                 )
                 loaded = True
             except AcpError as exc:
                 load_error = describe_error(exc)
                 result = None
     if not loaded:
-        result = await conn.request("session/new", {"cwd": str(workspace), "mcpServers": []})
+        result = await conn.request("session/new", {"cwd": str(workspace), "mcpServers": servers})
         if not isinstance(result, dict) or not isinstance(result.get("sessionId"), str):
             raise AcpError(INTERNAL_ERROR, f"session/new answered without a sessionId: {result!r}")
         acp_session_id = result["sessionId"]

@@ -23,20 +23,20 @@ import contextlib
 import enum
 import subprocess
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Final
 
 import structlog
 import trio
 
 from mimird import __version__, policy
-from mimird.agents import handoff, terminals, tool_policy
+from mimird.agents import handoff, terminals
 from mimird.agents.acp import AcpConnection, AcpConnectionClosed, AcpError
 from mimird.agents.client_methods import ClientMethods
 from mimird.agents.delegation import Delegates
 from mimird.agents.handshake import handshake
 from mimird.agents.model_mode import ModelMode
-from mimird.agents.permissions import PermissionRegistry, PolicyView, park
+from mimird.agents.permissions import PermissionRegistry, park, policy_view
 from mimird.agents.presets import AgentCommand
 from mimird.agents.recorder import Recorder
 from mimird.agents.restart import RestartPolicy
@@ -45,7 +45,7 @@ from mimird.agents.turn_files import TurnFiles
 from mimird.agents.turns import Turn, TurnResult, Turns
 from mimird.agents.updates import Updates
 from mimird.config import SupervisionSection
-from mimird.errors import AgentUnavailable, FileAccessFailed, MimirError
+from mimird.errors import AgentUnavailable, FileAccessFailed
 from mimird.ids import IdGenerator
 from mimird.processes import exit_status, stop_group
 from mimird.sessions import records as sessions
@@ -463,7 +463,11 @@ class AgentHost:
         try:
             with trio.fail_after(self.options.start_timeout_s):
                 done = await handshake(
-                    conn, self.workspace, load=load, replaying=self.updates.replaying
+                    conn,
+                    self.workspace,
+                    load=load,
+                    replaying=self.updates.replaying,
+                    config=self._config,
                 )
         except (AcpError, TypeError) as exc:
             await self._start_failed(f"ACP start failed: {exc}", str(exc))
@@ -588,38 +592,7 @@ class AgentHost:
             cancelled=lambda: (
                 self.turns.current is not None and self.turns.current.cancel_requested
             ),
-            policy=await self._policy_view(params),
-        )
-
-    async def _policy_view(self, params: Any) -> PolicyView | None:
-        """What the session's tool policy says about a request, read from the
-        config as it is now; None when the host has no config to read.
-
-        Cancellation: nothing happened (a thread resolving paths finishes unseen)."""
-        if self._config is None:
-            return None
-        tool_call = params.get("toolCall") if isinstance(params, dict) else None
-        try:
-            effective = await self._config()
-            values, sources = effective.values, effective.sources
-
-            def decide(workspace: files.Workspace, _deadline: files.Deadline) -> Any:
-                def resolve(path: str) -> PurePosixPath | None:
-                    try:
-                        return workspace.confine(path)
-                    except MimirError:
-                        return None
-
-                return tool_policy.decide(values["tool_policy"], sources, tool_call, resolve)
-
-            verdict = await self.client_methods.sandboxed(decide, "checking the tool policy")
-        except (MimirError, AcpError) as exc:
-            reason = exc.message if isinstance(exc, MimirError) else str(exc)
-            return PolicyView(None, reason=f"the tool policy could not decide: {reason}")
-        return PolicyView(
-            verdict,
-            timeout_s=values["permission_timeout_s"],
-            timeout_default=values["permission_timeout_default"],
+            policy=await policy_view(self._config, params, self.client_methods.sandboxed),
         )
 
     # ---- the ACP handler: what the agent sends ----------------------------------------

@@ -7,20 +7,24 @@ request (journaled; the session ``awaiting_permission`` while it is parked).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, Final
 
 import trio
 
+from mimird.agents import tool_policy
 from mimird.agents.acp import INVALID_PARAMS, AcpError
 from mimird.agents.recorder import Recorder
 from mimird.agents.tool_policy import Verdict, choose_option
-from mimird.errors import InvalidParams, InvalidState, NotFound
+from mimird.errors import InvalidParams, InvalidState, MimirError, NotFound
+from mimird.policy import Effective
 from mimird.timeutil import utc_now
 from mimird.tool_rules import Decision
 from mimird.wire import events
 from mimird.wire.types import PermissionRequest
+from mimird.workspaces import files
 
 PERMISSION_KINDS: Final = ("allow_once", "allow_always", "reject_once", "reject_always")
 #: The outcome an agent gets when its request is cancelled (by session.cancel or
@@ -172,6 +176,45 @@ class PolicyView:
     timeout_default: str = "deny"
     #: Why there is no verdict (the config could not be read), for the journal.
     reason: str | None = None
+
+
+#: Runs a function on the pinned workspace, bounded (``ClientMethods.sandboxed``).
+Sandboxed = Callable[[Callable[[files.Workspace, files.Deadline], Any], str], Awaitable[Any]]
+
+
+async def policy_view(
+    config: Callable[[], Awaitable[Effective]] | None, params: Any, sandboxed: Sandboxed
+) -> PolicyView | None:
+    """What the session's tool policy says about a permission request, read from
+    the config as it is now (its paths resolved in the pinned workspace); None when
+    there is no config to read.
+
+    Cancellation: nothing happened (a thread resolving paths finishes unseen)."""
+    if config is None:
+        return None
+    tool_call = params.get("toolCall") if isinstance(params, dict) else None
+    try:
+        effective = await config()
+        values, sources = effective.values, effective.sources
+
+        def decide(workspace: files.Workspace, _deadline: files.Deadline) -> Any:
+            def resolve(path: str) -> PurePosixPath | None:
+                try:
+                    return workspace.confine(path)
+                except MimirError:
+                    return None
+
+            return tool_policy.decide(values["tool_policy"], sources, tool_call, resolve)
+
+        verdict = await sandboxed(decide, "checking the tool policy")
+    except (MimirError, AcpError) as exc:
+        reason = exc.message if isinstance(exc, MimirError) else str(exc)
+        return PolicyView(None, reason=f"the tool policy could not decide: {reason}")
+    return PolicyView(
+        verdict,
+        timeout_s=values["permission_timeout_s"],
+        timeout_default=values["permission_timeout_default"],
+    )
 
 
 def _selected(option: dict[str, Any] | None) -> dict[str, Any]:

@@ -145,6 +145,7 @@ def test_builtin_layer_sets_every_key_to_the_documented_default() -> None:
         "setup_command": None,
         "copy_files": [],
         "copy_max_bytes": 1 << 30,
+        "mcp_servers": [],
     }
 
 

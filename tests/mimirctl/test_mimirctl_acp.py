@@ -113,3 +113,25 @@ def test_list_shows_the_directorys_sessions(world: World) -> None:
         unknown = world.dirs.root / "elsewhere"
         unknown.mkdir()
         assert editor.call("session/list", {"cwd": str(unknown)}) == {"sessions": []}
+
+
+def test_updates_that_are_not_acp_v1_are_not_passed_on(world: World) -> None:
+    bad = [
+        {"do": "update", "update": {"sessionUpdate": "tool_call", "title": "no id"}},
+        {"do": "update", "update": {"sessionUpdate": "compaction_update", "x": 1}},
+        {"do": "update", "update": {"sessionUpdate": "agent_message_chunk", "content": "text"}},
+    ]
+    with world.editor() as editor:
+        session_id = started(editor, world)
+        prompt = script(*bad, chunk("fine"))
+        result = editor.call("session/prompt", {"sessionId": session_id, "prompt": prompt})
+        assert result == {"stopReason": "end_turn"}
+        kinds = [
+            u["sessionUpdate"]
+            for u in editor.updates(session_id)
+            if u["sessionUpdate"] != "session_info_update"
+        ]
+        assert kinds == ["agent_message_chunk"]
+    # Journaled all the same.
+    stored = [e for e in world.events(session_id) if e["kind"] == "update"]
+    assert len(stored) == 4

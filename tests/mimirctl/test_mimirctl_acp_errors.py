@@ -16,8 +16,8 @@ from tests.mimirctl.acp_world import (
     started,
     world,
 )
-from tests.support.acp_client import AcpClient, AcpFailed
-from tests.support.helpers import DaemonDirs
+from tests.support.acp_client import AcpClient, AcpFailed, text_of
+from tests.support.helpers import DaemonDirs, start_daemon_process
 
 __all__ = ["world"]
 
@@ -111,3 +111,36 @@ def test_eof_ends_the_bridge_and_not_the_turn(world: World) -> None:
     world.wait_status(session_id, "idle")
     ended = [e["data"] for e in world.events(session_id) if e["kind"] == "turn_ended"]
     assert [e["stop_reason"] for e in ended] == ["end_turn"]
+
+
+def test_after_mimird_restarts_the_session_goes_on(world: World) -> None:
+    with world.editor() as editor:
+        session_id = started(editor, world)
+        assert editor.call(
+            "session/prompt", {"sessionId": session_id, "prompt": script(chunk("before"))}
+        ) == {"stopReason": "end_turn"}
+        world.daemon.terminate()
+        failed = _error(editor, "session/prompt", {"sessionId": session_id, "prompt": script()})
+        assert "mimird is not running" in str(failed.message)
+        again = start_daemon_process(world.dirs)
+        try:
+            result = editor.call(
+                "session/prompt", {"sessionId": session_id, "prompt": script(chunk("after"))}
+            )
+            assert result == {"stopReason": "end_turn"}
+            chunks = text_of(list(editor.updates(session_id)), "agent_message_chunk")
+            assert chunks == ["before", "after"]
+        finally:
+            again.terminate()
+
+
+def test_a_mimir_worktree_is_not_registered_as_a_project(world: World) -> None:
+    project = world.rpc("project.add", {"path": str(world.repo)})
+    made = world.rpc("session.create", {"project": project["id"], "workspace": "worktree"})
+    worktree = made["workspace"]["path"]
+    with world.editor() as editor:
+        editor.call("initialize", INIT)
+        refused = _error(editor, "session/new", {"cwd": worktree, "mcpServers": []})
+        assert refused.code == -32602
+        assert "--session" in str(refused.message)
+    assert [p["path"] for p in world.rpc("project.list", {})["projects"]] == [str(world.repo)]

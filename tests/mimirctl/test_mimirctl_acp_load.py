@@ -66,6 +66,8 @@ def test_killed_mid_turn_then_loaded_replays_everything_once_and_follows(world: 
         )
         assert isinstance(loaded, dict)
         replayed = list(second.updates(session_id))
+        # Nothing asked before the answer: the editor knows the session only then.
+        assert not any(is_permission(m) for m in second.received)
         # The pending request is asked again, of this editor, after the load's answer.
         request = second.wait_for(is_permission)
         assert request["params"]["toolCall"]["title"] == "second"
@@ -122,3 +124,25 @@ def test_another_client_answers_first_and_the_editors_request_is_withdrawn(
 
     answered = [e["data"] for e in world.events(session_id) if e["kind"] == "permission_answered"]
     assert [a["option_id"] for a in answered] == ["no"]
+
+
+def test_with_session_the_editors_new_session_is_that_one(world: World) -> None:
+    project = world.rpc("project.add", {"path": str(world.repo)})
+    made = world.rpc("session.create", {"project": project["id"], "workspace": "in_place"})
+    world.rpc("session.prompt", {"session": made["id"], "content": script(chunk("earlier"))})
+    with world.editor("--session", made["id"][:8]) as editor:
+        editor.call("initialize", INIT)
+        new = editor.call("session/new", {"cwd": str(world.repo), "mcpServers": []})
+        assert new["sessionId"] == made["id"]
+        # Its history comes right after the answer (the editor knows the id then).
+        assert list(editor.updates(made["id"])) == []
+        editor.wait_for(lambda m: m.get("method") == "session/update")
+        result = editor.call(
+            "session/prompt", {"sessionId": made["id"], "prompt": script(chunk("now"))}
+        )
+        assert result == {"stopReason": "end_turn"}
+        assert text_of(list(editor.updates(made["id"])), "agent_message_chunk") == [
+            "earlier",
+            "now",
+        ]
+    assert len(world.rpc("session.list", {})["sessions"]) == 1

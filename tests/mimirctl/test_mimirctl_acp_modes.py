@@ -89,3 +89,49 @@ def test_set_config_option_for_model_and_mode_only(options: World) -> None:
         )
         assert {o["id"] for o in loaded["configOptions"]} == {"model", "mode"}
     assert [p["value"] for p in _calls(record, "session/set_config_option")] == ["code"]
+
+
+def test_mcp_servers_reach_the_agent_and_their_secrets_stay_hidden(options: World) -> None:
+    record = options.dirs.root / "record.jsonl"
+    servers = [
+        {
+            "name": "files",
+            "command": "/usr/bin/mcp-files",
+            "args": ["--root", "/tmp"],
+            "env": [{"name": "FILES_TOKEN", "value": "tok-files-123456"}],
+        },
+        {
+            "type": "http",
+            "name": "tracker",
+            "url": "https://mcp.example.invalid/mcp",
+            "headers": [{"name": "Authorization", "value": "Bearer tok-http-654321"}],
+        },
+    ]
+    with options.editor() as editor:
+        editor.call("initialize", INIT)
+        new = editor.call("session/new", {"cwd": str(options.repo), "mcpServers": servers})
+        session_id = new["sessionId"]
+        # The agent echoes a secret: it is journaled masked.
+        leak = {
+            "do": "update",
+            "update": {
+                "sessionUpdate": "agent_message_chunk",
+                "content": {"type": "text", "text": "token tok-files-123456"},
+            },
+        }
+        editor.call("session/prompt", {"sessionId": session_id, "prompt": script(leak)})
+        with pytest.raises(AcpFailed) as refused:
+            editor.call(
+                "session/new",
+                {"cwd": str(options.repo), "mcpServers": [{**servers[0], "command": "mcp-files"}]},
+            )
+        assert refused.value.code == -32602
+        assert "mcp_servers[0].command" in str(refused.value.message)
+
+    assert _calls(record, "session/new")[0]["mcpServers"] == servers
+    stored = options.rpc("session.get", {"session": session_id})["config"]["mcp_servers"]
+    assert stored[0]["env"] == [{"name": "FILES_TOKEN", "value": "***"}]
+    assert stored[1]["headers"] == [{"name": "Authorization", "value": "***"}]
+    journal = json.dumps(options.events(session_id))
+    assert "tok-files-123456" not in journal
+    assert "tok-http-654321" not in journal

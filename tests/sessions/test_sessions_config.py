@@ -68,6 +68,7 @@ async def test_session_config_names_the_layer_of_every_value(dirs: DaemonDirs, r
         "branch_template": ("work/{project}/{slug}", "defaults"),
         "copy_files": ([], "builtin"),
         "copy_max_bytes": (1 << 30, "builtin"),
+        "mcp_servers": ([], "builtin"),
         "env.A": ("from-project", "project"),
         "env.B": ("from-session", "session"),
         "env.D": ("from-defaults", "defaults"),
