@@ -88,6 +88,12 @@ def say(text: str, *, err: bool = False, exact: bool = False) -> None:
     print(text if exact else visible(text, multiline=True), file=sys.stderr if err else sys.stdout)
 
 
+def write_exact(text: str) -> None:
+    """``text`` on stdout as it is, no newline added: only text mimirctl made itself
+    (a completion script from its own parser) or already made :func:`visible`."""
+    sys.stdout.write(text)
+
+
 def write_patch(patch: str) -> None:
     """A patch exactly as git wrote it into a pipe or a file (for ``git apply``); on a
     terminal, made :func:`visible` (tabs and lines kept), since it holds file contents

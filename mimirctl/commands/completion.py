@@ -16,8 +16,8 @@ shell's function walks the words typed so far through that table.
 from __future__ import annotations
 
 import argparse
-import sys
 
+from mimirctl import render
 from mimirctl.commands import EXIT_OK, add_group
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see mimirctl.cli)
@@ -255,7 +255,7 @@ def script(shell: str) -> str:
 
 
 def cmd_script(args: argparse.Namespace) -> int:
-    sys.stdout.write(script(args.shell))
+    render.write_exact(script(args.shell))
     return EXIT_OK
 
 
@@ -275,7 +275,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     # Names are the daemon's (projects' names follow one rule); still, one a line and
     # nothing a shell would take for more than a word.
-    sys.stdout.write("".join(n + "\n" for n in names if n.isprintable() and " " not in n))
+    render.write_exact("".join(n + "\n" for n in names if n.isprintable() and " " not in n))
     return EXIT_OK
 
 

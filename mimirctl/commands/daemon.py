@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from mimirctl import render
 from mimirctl.client import protocol_skew
@@ -57,7 +56,7 @@ def cmd_metrics(client: Client, args: argparse.Namespace) -> int:
     else:
         # The exposition as it is (for a node-exporter textfile), control characters
         # made visible (its label values escape newlines already).
-        sys.stdout.write(render.visible(metrics["text"], multiline=True))
+        render.write_exact(render.visible(metrics["text"], multiline=True))
     return EXIT_OK
 
 

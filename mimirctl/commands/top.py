@@ -184,7 +184,8 @@ class Top:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             subprocess.run(command, check=False, preexec_fn=_default_sigint)
-            print("\n[attach ended: press a key to go back to top]", flush=True)
+            render.say("\n[attach ended: press a key to go back to top]")
+            sys.stdout.flush()
             screen.timeout(-1)
             screen.getch()
         finally:

@@ -236,7 +236,7 @@ class Delegates:
         does not serve it (detached, disconnected, malformed answer, or no answer
         within the timeout when ``bounded``: it is then detached).
 
-        Cancellation (the agent withdrew its request, or stopped): the request is
+        Cancellation: (the agent withdrew its request, or stopped) the request is
         forgotten; a late answer is refused as unknown."""
         if attachment.released:
             raise ClientFailed("the client detached")

@@ -128,7 +128,10 @@ def _result(kind: str, command: AgentCommand, answer: dict[str, Any], took: floa
 
 
 async def probe(kind: str, command: AgentCommand, timeout_s: float) -> AgentProbe:
-    """Start ``command`` in a temporary directory, ask ``initialize``, stop it."""
+    """Start ``command`` in a temporary directory, ask ``initialize``, stop it.
+
+    Cancellation: the agent's process group is still stopped (shielded, bounded by
+    the stop's graces) and the temporary directory removed."""
     workdir = await trio.to_thread.run_sync(tempfile.mkdtemp, None, "mimir-probe-")
     began = time.monotonic()
     try:

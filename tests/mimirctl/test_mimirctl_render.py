@@ -206,7 +206,10 @@ def test_events_on_a_terminal_carry_only_mimirctls_own_styling() -> None:
 
 MIMIRCTL: Final = Path(render.__file__).parent
 #: The one module that writes to stdout or stderr.
-WRITERS: Final = frozenset({"render.py"})
+#: The modules that write: render.py, and two that write machine streams that never
+#: go to a terminal: the ACP connection to the editor (acp/loop.py, JSON-RPC on a pipe)
+#: and an export file (commands/transfer.py refuses a terminal).
+WRITERS: Final = frozenset({"render.py", "loop.py", "transfer.py"})
 
 
 def test_only_the_render_module_prints_text() -> None:

@@ -45,6 +45,7 @@ CHANGES_STATE: Final = frozenset(
         "session.restore",
         "session.repair",
         "session.prompt",
+        "session.submit",
         "session.cancel",
         "session.stop",
         "session.resume",
@@ -200,6 +201,7 @@ async def test_every_mutating_call_with_valid_params_writes_one_row_with_caller_
             assert answered["option_id"] == "yes"
         await r.call("session.attach_client", {"session": sid, "fs": {"read": True}}, sid)
         await r.call("session.detach_client", {"session": sid}, sid)
+        await r.call("session.submit", {"session": sid, "text": "again"}, sid)
         await r.call("session.cancel", {"session": sid}, sid)
         await r.call("session.stop", {"session": sid}, sid)
         await r.call("session.resume", {"session": sid}, sid)
@@ -277,6 +279,7 @@ async def test_every_mutating_call_that_fails_after_its_params_are_valid_writes_
         ):
             await r.call(method, {"session": ghost}, ghost)
         await r.call("session.prompt", {"session": ghost, "text": "go"}, ghost)
+        await r.call("session.submit", {"session": ghost, "text": "go"}, ghost)
         await r.call("session.set_model", {"session": ghost, "model": "large"}, ghost)
         await r.call("session.set_mode", {"session": ghost, "mode": "code"}, ghost)
         await r.call("permission.respond", {"permission": "ghost", "kind": "allow_once"}, "ghost")

@@ -81,6 +81,7 @@ async def test_session_config_names_the_layer_of_every_value(dirs: DaemonDirs, r
         "token_budget": (1000, "defaults"),
         "cost_budget_usd": (None, "builtin"),
         "budget_warn_ratio": (0.8, "builtin"),
+        "handoff_max_bytes": (65536, "builtin"),
         "turn_timeout_s": (None, "builtin"),
         "tool_policy.execute": ("allow", "session"),
         **{f"tool_policy.{kind}": ("ask", "builtin") for kind in builtin_kinds},
