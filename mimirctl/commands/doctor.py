@@ -15,7 +15,14 @@ import stat
 import subprocess
 
 from mimirctl import render
-from mimirctl.client import Client, ClientError, DaemonNotRunning, protocol_skew, resolve_socket
+from mimirctl.client import (
+    Client,
+    ClientError,
+    DaemonNotRunning,
+    RpcError,
+    protocol_skew,
+    resolve_socket,
+)
 from mimirctl.commands import EXIT_ERROR, EXIT_OK
 from mimird import paths
 
@@ -277,7 +284,11 @@ def _agents(report: Report, client: Client, timeout_s: float) -> None:
                     f"mimirctl agent install {name}",
                 )
             continue
-        probe = client.call("agent.probe", {"kind": name, "timeout_s": timeout_s})
+        try:
+            probe = client.call("agent.probe", {"kind": name, "timeout_s": timeout_s})
+        except RpcError as exc:  # listed as found, yet not startable: say so, go on
+            report.add("agents", "attention", exc.message)
+            continue
         if probe["ok"]:
             said = " ".join(filter(None, [probe["agent_name"], probe["agent_version"]]))
             report.add(

@@ -195,7 +195,7 @@ def resolve_command(
     kind: str,
     configured: Mapping[str, AgentSection],
     layered_env: Mapping[str, str],
-    agents_dir: Path | None = None,
+    agents_dir: Path | None,
 ) -> AgentCommand:
     """The command line and environment for an agent kind, found on the PATH the
     agent will get (or installed in ``agents_dir``). Raises :class:`AgentUnavailable`

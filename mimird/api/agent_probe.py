@@ -48,7 +48,11 @@ class AgentProbeService:
         ).env()
         try:
             command = await trio.to_thread.run_sync(
-                resolve_command, params.kind, self._settings.agents, layered
+                resolve_command,
+                params.kind,
+                self._settings.agents,
+                layered,
+                self._settings.agents_dir,
             )
         except AgentUnavailable as exc:
             raise AgentUnavailable(exc.message, field="kind", id=params.kind) from None

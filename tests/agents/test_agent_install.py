@@ -152,6 +152,9 @@ async def test_a_binary_agent_installs_from_a_registry_url_lists_and_starts(
                 )
                 assert listed["registry"] == f"{base}/registry.json"
                 assert listed["args"] == ["--acp"]
+                # agent.probe (mimirctl doctor) finds it as agent.list and a start do.
+                probed = await call(client, "agent.probe", {"kind": "tiny-bin"})
+                assert probed["ok"], probed
 
                 session = await call(
                     client,

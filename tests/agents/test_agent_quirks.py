@@ -174,7 +174,7 @@ def test_a_config_section_keeps_the_presets_quirks_it_does_not_set() -> None:
         "codex": AgentSection(command=python, mode="plan"),
         "mine": AgentSection(command=python, missing_file="empty"),
     }
-    quirks = {kind: resolve_command(kind, configured, {}).quirks for kind in configured}
+    quirks = {kind: resolve_command(kind, configured, {}, None).quirks for kind in configured}
     assert quirks == {
         "gemini": Quirks(missing_file="empty"),
         "claude": Quirks(stop="eof", mode="default"),

@@ -78,7 +78,7 @@ def test_agent_list_and_starting_find_commands_on_the_same_path(
     listed = _by_name(agent_kinds(configured, layered))
     for name in configured:
         try:
-            started = resolve_command(name, configured, layered).argv[0]
+            started = resolve_command(name, configured, layered, None).argv[0]
         except AgentUnavailable:
             started = None
         assert (listed[name].found, listed[name].path) == (started is not None, started), name
@@ -88,9 +88,9 @@ def test_agent_list_and_starting_find_commands_on_the_same_path(
     assert not listed["kind"].found
     alone = _by_name(agent_kinds(configured))
     assert alone["daemon"].path == str(daemon_only)
-    assert resolve_command("daemon", configured, {}).argv == [str(daemon_only)]
+    assert resolve_command("daemon", configured, {}, None).argv == [str(daemon_only)]
     assert alone["kind"].path == str(kind_only)
-    assert resolve_command("kind", configured, {}).argv == [str(kind_only)]
+    assert resolve_command("kind", configured, {}, None).argv == [str(kind_only)]
 
 
 async def test_agent_list_finds_agents_on_the_path_of_the_config_files_defaults(
