@@ -123,6 +123,16 @@ _method = MethodTable()
 log = structlog.get_logger("mimird.api.prompts")
 
 
+#: What session.prompt and session.submit may answer besides invalid params.
+_PROMPT_ERRORS: Final = (
+    ErrorCode.NOT_FOUND,
+    ErrorCode.INVALID_STATE,
+    ErrorCode.AGENT_UNAVAILABLE,
+    ErrorCode.BUDGET_EXCEEDED,
+    ErrorCode.BUSY,
+)
+
+
 class PromptService:
     def __init__(self, sessions_: SessionService, agents: AgentManager) -> None:
         self._sessions = sessions_
@@ -146,13 +156,7 @@ class PromptService:
         ),
         mutating=True,
         concurrent=True,
-        errors=(
-            ErrorCode.NOT_FOUND,
-            ErrorCode.INVALID_STATE,
-            ErrorCode.AGENT_UNAVAILABLE,
-            ErrorCode.BUDGET_EXCEEDED,
-            ErrorCode.BUSY,
-        ),
+        errors=_PROMPT_ERRORS,
     )
     async def prompt(self, ctx: CallContext, params: SessionPromptParams) -> PromptResult:
         """Cancellation: as :meth:`AgentManager.prompt` (``turn_ended`` is journaled)."""
@@ -201,13 +205,7 @@ class PromptService:
         ),
         mutating=True,
         concurrent=True,
-        errors=(
-            ErrorCode.NOT_FOUND,
-            ErrorCode.INVALID_STATE,
-            ErrorCode.AGENT_UNAVAILABLE,
-            ErrorCode.BUDGET_EXCEEDED,
-            ErrorCode.BUSY,
-        ),
+        errors=_PROMPT_ERRORS,
     )
     async def submit(self, ctx: CallContext, params: SessionPromptParams) -> PromptSubmitted:
         """Cancellation: before the prompt is journaled, nothing happened (the agent
