@@ -309,7 +309,13 @@ class Agent:
                 self.play(step)
             if method == "session/prompt":
                 blocks = message.get("params", {}).get("prompt", [])
-                self.prompt_text = " ".join(b.get("text", "") for b in blocks)
+                # The prompt's own blocks: Mimir's handoff of the earlier conversation
+                # (marked in _meta) is not part of what the test scripted.
+                self.prompt_text = " ".join(
+                    b.get("text", "")
+                    for b in blocks
+                    if not (isinstance(b.get("_meta"), dict) and "mimir" in b["_meta"])
+                )
                 scripted = self.scenario.get("prompts", [])
                 if self.prompts < len(scripted):
                     for step in scripted[self.prompts]:
