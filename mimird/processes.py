@@ -114,23 +114,26 @@ async def stop_group(
     Closes stdin and gives the group ``eof_grace`` seconds to finish, then SIGTERM to
     the group and ``term_grace`` seconds, then SIGKILL to the group; a final SIGKILL
     sweep runs in any case. With ``term_first`` (a child that ignores EOF), SIGTERM
-    goes to the group before stdin is closed and ``eof_grace`` is not waited.
+    goes to the group (once) before stdin is closed and ``eof_grace`` is not waited.
     Shielded from cancellation: once asked, a stop completes (it takes at most
     eof_grace + term_grace + a few seconds)."""
     pgid = process.pid
     with trio.CancelScope(shield=True):
         try:
-            if term_first and process.returncode is None:
+            termed = term_first and process.returncode is None
+            if termed:
                 kill_group(pgid, signal.SIGTERM)
-                eof_grace = 0
             if process.stdin is not None:
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await process.stdin.aclose()
-            if not await _wait_group_gone(process, eof_grace):
+            # SIGTERM goes once: after the EOF grace, or already sent (term_first).
+            gone = await _wait_group_gone(process, term_grace if termed else eof_grace)
+            if not gone and not termed:
                 kill_group(pgid, signal.SIGTERM)
-                if not await _wait_group_gone(process, term_grace):
-                    kill_group(pgid, signal.SIGKILL)
-                    await _wait_group_gone(process, KILL_WAIT_S)
+                gone = await _wait_group_gone(process, term_grace)
+            if not gone:
+                kill_group(pgid, signal.SIGKILL)
+                await _wait_group_gone(process, KILL_WAIT_S)
         finally:
             kill_group(pgid, signal.SIGKILL)
     return process.returncode

@@ -314,6 +314,8 @@ class AgentManager:
 
         Cancellation: as :meth:`Turns.prompt`: a journaled prompt always gets its
         ``turn_ended`` and the session leaves ``running``."""
+        if (running := self.get(row.id)) is not None:
+            await running.turns.ending()
         row = await self.store.read(sessions.get, row.id)
         if await self.check_budget(row, configs):
             raise InvalidState(

@@ -52,6 +52,8 @@ class Turn:
     sent: bool = False
     #: Whether turn_ended is journaled.
     ended: bool = False
+    #: Whether the turn is ending (its turn_ended is being or has been journaled).
+    ending: bool = False
     #: Why Mimir cancelled the turn itself (``turn_timeout``, ``budget_exceeded``).
     reason: str | None = None
     done: trio.Event = field(default_factory=trio.Event)
@@ -210,6 +212,17 @@ class Turns:
             if self.current is turn:
                 self.current = None
 
+    async def ending(self) -> None:
+        """Wait, at most :data:`CLEANUP_TIMEOUT_S`, for a turn whose ``turn_ended`` is
+        journaled to finish ending (its budget check): a client that saw
+        ``turn_ended`` may prompt again at once, and must not be told "busy".
+
+        Cancellation: nothing changed."""
+        turn = self.current
+        if turn is not None and turn.ending:
+            with trio.move_on_after(CLEANUP_TIMEOUT_S):
+                await turn.done.wait()
+
     async def _with_handoff(
         self, due: handoff.Due, prompt_seq: int, content: list[Any]
     ) -> list[Any]:
@@ -310,6 +323,7 @@ class Turns:
         reported: Usage | None,
         error: str | None,
     ) -> TurnResult:
+        turn.ending = True
         await self._updates.flush_message()
         # Counted from the connection too: a request read just before the answer to the
         # prompt may not have reached the registry yet.

@@ -5,8 +5,12 @@ the prompt is journaled are the call's."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 import trio
 
+from mimird.agents import budget
 from tests.support.agents import Client, agent_world, event_data, new_session
 from tests.support.helpers import DaemonDirs
 
@@ -63,3 +67,29 @@ async def test_submit_errors_before_the_prompt_is_journaled(dirs: DaemonDirs) ->
         assert busy["data"]["kind"] == "busy"
         # Only the prompt that was taken is journaled.
         assert len(await event_data(client, session_id, "prompt")) == 1
+
+
+async def test_a_prompt_sent_on_seeing_turn_ended_is_not_refused_busy(
+    dirs: DaemonDirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An editor answers its prompt when turn_ended arrives and may send the next one
+    # at once, while the daemon still finishes the turn (its budget check, made slow
+    # here): the next prompt waits for that end instead of failing "busy".
+    after_turn = budget.Guard.after_turn
+
+    async def slow_after_turn(self: budget.Guard) -> budget.Reached | None:
+        await trio.sleep(0.5)
+        return await after_turn(self)
+
+    monkeypatch.setattr(budget.Guard, "after_turn", slow_after_turn)
+    scenario: dict[str, Any] = {"prompts": [[], []]}
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as client:
+        session_id = await new_session(world, client)
+        await client.call("subscribe", {"session": session_id, "after_seq": 0})
+        await client.call("session.submit", {"session": session_id, "text": "one"})
+        await client.wait_for(lambda e: e["kind"] == "turn_ended")
+        second = await client.call_raw("session.submit", {"session": session_id, "text": "two"})
+        assert "error" not in second, second
+        await client.wait_for(
+            lambda e: e["kind"] == "turn_ended" and e["seq"] > second["result"]["prompt_seq"]
+        )

@@ -20,6 +20,12 @@ import os, signal, subprocess, sys, time
 mode = sys.argv[1]
 if "ignore-term" in mode:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if "slow-term" in mode:  # says "term" for each SIGTERM, and takes its time to exit
+    def on_term(signum, frame):
+        print("term", flush=True)
+        time.sleep(0.5)
+        os._exit(0)
+    signal.signal(signal.SIGTERM, on_term)
 if "grandchild" in mode:
     stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
     grandchild = subprocess.Popen([sys.executable, "-c", stubborn])
@@ -87,6 +93,20 @@ async def test_a_child_that_ignores_eof_is_terminated(doomed: Doomed) -> None:
         code = await stop_group(process, eof_grace=0.2, term_grace=5)
     assert code == -15
     assert not group_alive(process.pid)
+
+
+async def test_term_first_sends_sigterm_once_and_gives_it_term_grace(doomed: Doomed) -> None:
+    # An agent that ignores EOF and takes a while to exit on SIGTERM gets one
+    # SIGTERM and the whole term_grace, not a second SIGTERM at once.
+    process, _ = await _spawn("ignore-eof slow-term", doomed)
+    with trio.fail_after(10):
+        code = await stop_group(process, eof_grace=5, term_grace=5, term_first=True)
+        assert process.stdout is not None
+        said = b""
+        while chunk := await process.stdout.receive_some(64):
+            said += chunk
+    assert code == 0  # it exited by itself after the one SIGTERM
+    assert said.decode().split() == ["term"]
 
 
 async def test_a_child_that_ignores_eof_and_sigterm_is_killed(doomed: Doomed) -> None:
