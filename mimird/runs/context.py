@@ -251,8 +251,9 @@ class RunContext:
         if row.workspace_kind == "worktree" and run.base_commit and row.workspace_state == "ok":
             message = f"mimir: run {run.id} slot {turn.slot} ({row.agent}), round {round_}"
             try:
-                commit = await self.runs.sessions.git(work.commit_work, path, message)
-                stats = await self.runs.sessions.git(work.stats, path, run.base_commit)
+                commit, stats = await self.runs.sessions.git(
+                    work.commit_work, path, message, run.base_commit
+                )
             except MimirError as exc:
                 log.warning(
                     "run_member_commit_failed", run_id=run.id, slot=turn.slot, error=exc.message

@@ -20,12 +20,15 @@ class WorkStats:
     lines_deleted: int
 
 
-def commit_work(worktree: Path, message: str) -> str | None:
-    """Commit everything in the member's worktree onto its branch; the new commit,
+def commit_work(worktree: Path, message: str, base_commit: str) -> tuple[str | None, WorkStats]:
+    """Commit everything in the member's worktree onto its branch: the new commit,
     or None when there was nothing to commit (see
     :func:`~mimird.workspaces.integrate.commit_worktree`: Mimir's identity, no hook,
-    the branch moved by compare-and-swap)."""
-    return commit_worktree(worktree, message)
+    the branch moved by compare-and-swap); and the work's stats against the base,
+    read from the branch (everything is committed now: one git call, where
+    :func:`stats` of the worktree takes two)."""
+    commit = commit_worktree(worktree, message)
+    return commit, _measured(worktrees.diff_committed(worktree, base_commit, commit or "HEAD"))
 
 
 def undo_check(worktree: Path, ref: str, message: str) -> bool:
@@ -40,6 +43,10 @@ def undo_check(worktree: Path, ref: str, message: str) -> bool:
 def stats(worktree: Path, base_commit: str) -> WorkStats:
     """Files changed and lines added/deleted in the worktree against the base."""
     changes, _ = worktrees.diff(worktree, base_commit)
+    return _measured(changes)
+
+
+def _measured(changes: list[worktrees.FileChange]) -> WorkStats:
     return WorkStats(
         files_changed=len(changes),
         lines_added=sum(c.insertions for c in changes),

@@ -241,11 +241,12 @@ class Sessions:
         placeholders: dict[str, str],
         values: dict[str, Any],
     ) -> SessionRow:
-        state = await self.workspaces.git(worktrees.repo_state, root)
         if params.base_ref is not msgspec.UNSET:
+            # The project's state (git status, the dearest git call) is not needed then.
             base_ref: str = params.base_ref
             base_commit = await self.workspaces.git(worktrees.resolve_commit, root, base_ref)
         else:
+            state = await self.workspaces.git(worktrees.repo_state, root)
             if state.head_commit is None:
                 raise InvalidState(
                     f"project {project.name!r} has no commits yet; commit something first",

@@ -1167,6 +1167,18 @@ def diff(
         return _changes(path, base_commit, patch=patch)
 
 
+def diff_committed(path: Path, base_commit: str, rev: str = "HEAD") -> list[FileChange]:
+    """Per-file changes of the commit ``rev`` against the base (renames detected, as
+    :func:`diff`): what a worktree's committed work changed, in one git call."""
+    _rev_arg(base_commit, "base_commit")
+    _rev_arg(rev, "rev")
+    with _git_errors(f"cannot diff {rev} against {base_commit} in {path}"):
+        out = _git(
+            path, "diff-tree", "-r", "-M", "--raw", "--numstat", "-z", base_commit, rev, "--"
+        )
+    return _parse_changes(out)
+
+
 # ---- copying ignored files into a fresh worktree ---------------------------------------
 
 

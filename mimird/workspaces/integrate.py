@@ -419,14 +419,7 @@ def commit_worktree(path: Path, message: str) -> str | None:
     if not path.is_dir():
         raise InvalidState(f"cannot commit the work in {path}: it does not exist", field="path")
     what = f"cannot commit the work in {path}"
-    with _git_errors(what):
-        out = _git(path, "rev-parse", "--path-format=absolute", "--git-dir", "--show-toplevel")
-    git_dir_text, _, top = out.partition("\n")
-    if os.path.realpath(top.strip()) != os.path.realpath(path):
-        raise InvalidState(
-            f"{what}: it is not the top of a git worktree (that is {top.strip()})", field="path"
-        )
-    git_dir = Path(git_dir_text.strip())
+    git_dir, ref, parent = _where(path, what)
     for name, operation in _IN_PROGRESS.items():
         if os.path.lexists(git_dir / name):
             raise InvalidState(
@@ -434,15 +427,11 @@ def commit_worktree(path: Path, message: str) -> str | None:
                 field="path",
                 detail={"in_progress": name},
             )
-    status, ref, _ = _run(path, ["symbolic-ref", "-q", "HEAD"])
-    if status != 0:
+    if ref is None:
         raise InvalidState(
             f"{what}: HEAD is detached; check out the session's branch there first",
             field="path",
         )
-    ref = ref.strip()
-    status, head, _ = _run(path, ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
-    parent = head.strip() if status == 0 else None
     with _git_errors(what):
         _git(path, *_DURABLE, "add", "--all")
         tree = _git(path, *_DURABLE, "write-tree").strip()
@@ -479,6 +468,43 @@ def commit_worktree(path: Path, message: str) -> str | None:
             detail={"stderr": err.strip()},
         )
     return commit
+
+
+def _where(path: Path, what: str) -> tuple[Path, str | None, str | None]:
+    """The worktree's git directory, the branch HEAD is on (None: detached) and
+    HEAD's commit (None: an unborn branch). Refused unless ``path`` is the top of
+    a worktree. One git call when HEAD has a commit (a member's worktree always
+    does), three on an unborn branch."""
+    status, out, _ = _run(
+        path,
+        [
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-dir",
+            "--show-toplevel",
+            "HEAD",
+            "--symbolic-full-name",
+            "HEAD",
+        ],
+    )
+    lines = out.split("\n")
+    if status == 0 and len(lines) == 4:
+        git_dir_text, top, head, symbolic = lines
+        parent: str | None = head
+        ref: str | None = symbolic if symbolic.startswith("refs/heads/") else None
+    else:  # an unborn branch (HEAD names no commit yet), or not a worktree at all
+        with _git_errors(what):
+            out = _git(path, "rev-parse", "--path-format=absolute", "--git-dir", "--show-toplevel")
+        git_dir_text, _, top = out.partition("\n")
+        status, symbolic, _ = _run(path, ["symbolic-ref", "-q", "HEAD"])
+        ref = symbolic.strip() if status == 0 else None
+        status, head, _ = _run(path, ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
+        parent = head.strip() if status == 0 else None
+    if os.path.realpath(top.strip()) != os.path.realpath(path):
+        raise InvalidState(
+            f"{what}: it is not the top of a git worktree (that is {top.strip()})", field="path"
+        )
+    return Path(git_dir_text.strip()), ref, parent
 
 
 def is_clean(worktree: Path) -> bool:

@@ -15,6 +15,7 @@ from typing import Final
 import pytest
 
 from mimird.errors import InvalidParams, InvalidState
+from mimird.runs import work
 from mimird.workspaces.git import add_worktree, resolve_commit
 from mimird.workspaces.integrate import commit_worktree
 from tests.support.helpers import GIT_ENV, GIT_IDENTITY, git, make_repo, write
@@ -163,3 +164,32 @@ def test_a_directory_inside_a_worktree_is_not_taken_for_one(worktree: Path) -> N
 def test_an_empty_message_is_refused(worktree: Path) -> None:
     with pytest.raises(InvalidParams):
         commit_worktree(worktree, "  \n")
+
+
+def test_an_unborn_branch_gets_a_first_commit_with_no_parent(tmp_path: Path) -> None:
+    # HEAD names no commit yet: the one-call look at HEAD fails and the slow one
+    # finds the branch and no parent.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    git(fresh, "init", "-q", "-b", "main")
+    write(fresh, {"a.txt": "a\n"})
+    commit = commit_worktree(fresh, "first")
+    assert commit is not None
+    assert git(fresh, "rev-parse", "refs/heads/main").strip() == commit
+    assert git(fresh, "log", "-1", "--format=%P", commit).strip() == ""
+    assert tree_of(fresh)["a.txt"] == ("100644", b"a\n")
+
+
+def test_the_stats_of_committed_work_are_those_of_the_worktree_before(worktree: Path) -> None:
+    # A run measures a member's work from its commit (one git call), which must
+    # say what measuring the worktree said: renames, binaries, deletions, new files.
+    base = git(worktree, "rev-parse", "HEAD").strip()
+    git(worktree, "mv", "src/app.py", "src/main.py")
+    (worktree / "old.txt").unlink()
+    write(worktree, {"README.md": "hello\nmore\n", "new.txt": "n\n", "b.bin": b"\0\xff\x00"})
+    before = work.stats(worktree, base)
+    commit, after = work.commit_work(worktree, "member", base)
+    assert commit is not None
+    assert after == before
+    assert after == work.WorkStats(files_changed=5, lines_added=2, lines_deleted=1)
+    assert work.commit_work(worktree, "again", base) == (None, before)
