@@ -352,6 +352,8 @@ class AgentManager:
 
         Cancellation: as :meth:`stop` until the agent is stopped; the completion
         itself is written shielded, or not at all."""
+        if (running := self.get(row.id)) is not None:
+            await running.turns.ending()  # turn_ended seen, its end not finished yet
         async with self.lock(row.id):
             row = await self.store.read(sessions.get, row.id)
             host = self.get(row.id)

@@ -69,12 +69,14 @@ async def test_submit_errors_before_the_prompt_is_journaled(dirs: DaemonDirs) ->
         assert len(await event_data(client, session_id, "prompt")) == 1
 
 
-async def test_a_prompt_sent_on_seeing_turn_ended_is_not_refused_busy(
-    dirs: DaemonDirs, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("then", ["prompt", "complete"])
+async def test_a_call_sent_on_seeing_turn_ended_is_not_refused_for_the_turn(
+    dirs: DaemonDirs, monkeypatch: pytest.MonkeyPatch, then: str
 ) -> None:
-    # An editor answers its prompt when turn_ended arrives and may send the next one
-    # at once, while the daemon still finishes the turn (its budget check, made slow
-    # here): the next prompt waits for that end instead of failing "busy".
+    # A client (an editor through mimirctl acp, a script) acts when turn_ended
+    # arrives, while the daemon still finishes the turn (its budget check, made
+    # slow here): the next prompt, or the completion, waits for that end instead of
+    # being refused "busy" / "a turn is running".
     after_turn = budget.Guard.after_turn
 
     async def slow_after_turn(self: budget.Guard) -> budget.Reached | None:
@@ -88,6 +90,11 @@ async def test_a_prompt_sent_on_seeing_turn_ended_is_not_refused_busy(
         await client.call("subscribe", {"session": session_id, "after_seq": 0})
         await client.call("session.submit", {"session": session_id, "text": "one"})
         await client.wait_for(lambda e: e["kind"] == "turn_ended")
+        if then == "complete":
+            done = await client.call_raw("session.complete", {"session": session_id})
+            assert "error" not in done, done
+            assert done["result"]["status"] == "completed"
+            return
         second = await client.call_raw("session.submit", {"session": session_id, "text": "two"})
         assert "error" not in second, second
         await client.wait_for(
