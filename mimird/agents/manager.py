@@ -314,8 +314,7 @@ class AgentManager:
 
         Cancellation: as :meth:`Turns.prompt`: a journaled prompt always gets its
         ``turn_ended`` and the session leaves ``running``."""
-        if (running := self.get(row.id)) is not None:
-            await running.turns.ending()
+        await self._wait_ending_turn(row.id)
         row = await self.store.read(sessions.get, row.id)
         if await self.check_budget(row, configs):
             raise InvalidState(
@@ -333,6 +332,15 @@ class AgentManager:
             with trio.move_on_after(AUTO_COMPLETE_TIMEOUT_S, shield=True):
                 await self._auto_complete(row.id, configs)
         return result
+
+    async def _wait_ending_turn(self, session_id: str) -> None:
+        """A client acts on ``turn_ended`` at once (prompts again, completes), while
+        the daemon still finishes that turn: wait for it (bounded, see
+        :meth:`Turns.wait_ending_turn`) rather than refuse the call for it.
+
+        Cancellation: nothing changed."""
+        if (host := self.get(session_id)) is not None:
+            await host.turns.wait_ending_turn()
 
     async def _auto_complete(self, session_id: str, configs: SessionConfigs) -> None:
         row: SessionRow = await self.store.read(sessions.get, session_id)
@@ -352,8 +360,7 @@ class AgentManager:
 
         Cancellation: as :meth:`stop` until the agent is stopped; the completion
         itself is written shielded, or not at all."""
-        if (running := self.get(row.id)) is not None:
-            await running.turns.ending()  # turn_ended seen, its end not finished yet
+        await self._wait_ending_turn(row.id)
         async with self.lock(row.id):
             row = await self.store.read(sessions.get, row.id)
             host = self.get(row.id)

@@ -212,7 +212,7 @@ class Turns:
             if self.current is turn:
                 self.current = None
 
-    async def ending(self) -> None:
+    async def wait_ending_turn(self) -> None:
         """Wait, at most :data:`CLEANUP_TIMEOUT_S`, for a turn whose ``turn_ended`` is
         journaled to finish ending (its budget check): a client that saw
         ``turn_ended`` may prompt again at once, and must not be told "busy".
