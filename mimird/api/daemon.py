@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
-import trio
 
 from mimird import __version__, projects
 from mimird.api.methods import MethodTable
@@ -44,7 +43,7 @@ class DaemonService:
     ) -> None:
         self._store = store
         self._started_at = started_at
-        self._started = trio.current_time()
+        self._started = time.monotonic()
         self._pid = os.getpid()  # a syscall per call otherwise (glibc caches no pid)
         self._socket_activated = socket_activated
         self._connections = connections
@@ -101,7 +100,7 @@ class DaemonService:
             protocol_version=PROTOCOL_VERSION,
             pid=self._pid,
             started_at=self._started_at,
-            uptime_s=round(trio.current_time() - self._started, 3),
+            uptime_s=round(time.monotonic() - self._started, 3),
             socket_activated=self._socket_activated,
             database_size_bytes=self._size_bytes,
             database_encrypted=self._store.encrypted,

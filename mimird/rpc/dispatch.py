@@ -8,12 +8,12 @@ method is -32601; params that do not fit the method's type are -32602, with
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 import structlog
-import trio
 from msgspec import UNSET
 
 from mimird.errors import MimirError
@@ -252,12 +252,12 @@ class Dispatcher:
             await self._audit.record_rejected(ctx, call.method.name, call.raw_params, call.message)
             return call.response
         method, params, raw_params = call.method, call.params, call.raw_params
-        began = trio.current_time()
+        began = time.perf_counter()
         try:
             result = await method.handler(ctx, params)
             encoded = _ENCODER.encode(Response(id=call.request_id, result=result))
         except MimirError as exc:
-            self._metrics.rpc_called(method.name, exc.code.kind, trio.current_time() - began)
+            self._metrics.rpc_called(method.name, exc.code.kind, time.perf_counter() - began)
             if method.mutating:
                 await self._audit.record(ctx, method.name, raw_params, params, error=exc)
             return _ENCODER.encode(
@@ -269,7 +269,7 @@ class Dispatcher:
         except Exception:
             log.exception("rpc_handler_crashed", method=method.name)
             self._metrics.rpc_called(
-                method.name, ErrorCode.INTERNAL_ERROR.kind, trio.current_time() - began
+                method.name, ErrorCode.INTERNAL_ERROR.kind, time.perf_counter() - began
             )
             if method.mutating:
                 await self._audit.record(
@@ -280,7 +280,7 @@ class Dispatcher:
                 ErrorCode.INTERNAL_ERROR,
                 f"internal error in {method.name}; the daemon logged the details",
             )
-        self._metrics.rpc_called(method.name, "ok", trio.current_time() - began)
+        self._metrics.rpc_called(method.name, "ok", time.perf_counter() - began)
         if method.mutating:
             await self._audit.record(ctx, method.name, raw_params, params, result=result)
         return encoded

@@ -3,11 +3,21 @@
 The splitting is :class:`mimird.wire.lines.LineSplitter`'s (shared with the ACP
 connection and clients); this module only reads the socket for it, and bounds
 what unfinished frames may cost: in time per connection (a frame that stops
-arriving), and in bytes across all connections (:class:`FrameBudget`)."""
+arriving), and in bytes across all connections (:class:`FrameBudget`).
+
+It reads the (non-blocking) socket itself rather than through a trio stream: a
+``recv`` that finds bytes waiting returns them at once, and only an empty socket
+waits (``trio.lowlevel.wait_readable``). That wait is the connection's one
+schedule point per request; a frame that needed none gets an explicit one, so a
+client that pipelines requests cannot keep the others from running. (Through
+``SocketStream``, each ``receive_some`` and each ``send_all`` that succeed at once
+pay a scheduler round of their own: two per request, most of a request's cost.)"""
 
 from __future__ import annotations
 
+import errno
 import math
+import socket
 from typing import Final
 
 import trio
@@ -15,6 +25,16 @@ import trio
 from mimird.wire.lines import END, NEED_DATA, LineSplitter, TooLong
 
 RECEIVE_SIZE: Final = 64 * 1024
+#: What a socket operation fails with once the socket is closed (as trio's streams
+#: tell them apart: closed here, or broken by the peer).
+CLOSED_ERRNOS: Final = frozenset({errno.EBADF, errno.ENOTSOCK})
+
+
+def stream_error(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
+    """The trio stream error for a failed socket call (what ``SocketStream`` raises)."""
+    if exc.errno in CLOSED_ERRNOS:
+        return trio.ClosedResourceError("the connection's socket was already closed")
+    return trio.BrokenResourceError(f"connection broken: {exc}")
 
 
 class FrameTooLarge(Exception):
@@ -61,17 +81,18 @@ class FrameReader:
 
     def __init__(
         self,
-        stream: trio.abc.ReceiveStream,
+        sock: socket.socket,
         max_frame_bytes: int,
         *,
         idle_timeout: float = math.inf,
         budget: FrameBudget | None = None,
     ) -> None:
-        self._stream = stream
+        self._sock = sock  # non-blocking
         self._splitter = LineSplitter(max_frame_bytes)
         self._idle_timeout = idle_timeout
         self._budget = budget
         self._held = 0  # what this reader counts in the budget
+        self._waited = False  # passed a schedule point since the last frame
 
     async def next_frame(self) -> bytes | None:
         """The next frame without its newline, or None at end of stream.
@@ -79,13 +100,22 @@ class FrameReader:
         A last frame without a trailing newline is returned at EOF. Raises
         :class:`FrameTooLarge` as soon as a frame is known to exceed the limit,
         :class:`FrameBudgetExceeded` when the unfinished frame grew past what the
-        budget has left, :class:`FrameStalled` when it stopped growing.
+        budget has left, :class:`FrameStalled` when it stopped growing, and
+        ``trio.BrokenResourceError`` / ``trio.ClosedResourceError`` as a stream
+        would.
+
+        A checkpoint for every frame: the wait for its bytes, or, for a frame that
+        needed none (buffered, or already in the socket), one of its own.
 
         Cancellation: bytes received stay buffered; the next call goes on."""
         splitter = self._splitter
         while True:
+            if not self._waited and splitter.has_line():
+                await trio.lowlevel.checkpoint()  # cancelled here, the frame stays buffered
+                self._waited = True
             event = splitter.next_event()
             if isinstance(event, bytes):
+                self._waited = False
                 if self._held:  # the frame it counted is out of the buffer now
                     self._account(splitter.pending)
                 return event
@@ -94,12 +124,12 @@ class FrameReader:
                 if pending != self._held and self._budget is not None:
                     self._account(pending)
                 if not pending:
-                    splitter.feed(await self._stream.receive_some(RECEIVE_SIZE))
+                    splitter.feed(await self._receive())
                     continue
                 # A timer per receive of a frame's rest, not per request: most
                 # frames arrive in one receive.
                 with trio.move_on_after(self._idle_timeout) as waiting:
-                    data = await self._stream.receive_some(RECEIVE_SIZE)
+                    data = await self._receive()
                 if waiting.cancelled_caught:
                     raise FrameStalled(self._idle_timeout)
                 splitter.feed(data)
@@ -108,6 +138,19 @@ class FrameReader:
             else:
                 assert isinstance(event, TooLong)
                 raise FrameTooLarge(event.limit)
+
+    async def _receive(self) -> bytes:
+        """What the socket holds, waiting only when it holds nothing."""
+        sock = self._sock
+        while True:
+            try:
+                return sock.recv(RECEIVE_SIZE)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise stream_error(exc) from exc
+            await trio.lowlevel.wait_readable(sock)
+            self._waited = True
 
     def _account(self, pending: int) -> None:
         budget = self._budget

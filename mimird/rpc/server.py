@@ -41,6 +41,7 @@ from mimird.rpc.framing import (
     FrameReader,
     FrameStalled,
     FrameTooLarge,
+    stream_error,
 )
 from mimird.rpc.registry import CallContext, Connection, PeerCredentials
 from mimird.wire.errors import ErrorCode
@@ -153,6 +154,14 @@ def _unread_bytes(sock: socket.socket) -> int:
     return value
 
 
+def _with_socket(stream: trio.SocketStream) -> tuple[socket.socket, trio.SocketStream]:
+    """An accepted connection as its (non-blocking) stdlib socket, which the
+    connection reads and writes itself when that needs no wait, and a stream over
+    that same socket for the waits (and closing)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=stream.socket.detach())
+    return sock, trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+
+
 def peer_credentials(sock: socket.socket) -> PeerCredentials:
     pid, uid, gid = _UCRED.unpack(
         sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
@@ -161,10 +170,16 @@ def peer_credentials(sock: socket.socket) -> PeerCredentials:
 
 
 class _Sender:
-    """Writes whole messages to one connection, one at a time, and notices stalls."""
+    """Writes whole messages to one connection, one at a time, and notices stalls.
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    A message the kernel takes whole at once (the common case: the socket buffer
+    has room) is sent with one ``send`` and no schedule point; the rest of one it
+    does not take goes through ``stream.send_all``, which waits for room. The
+    connection's read is its schedule point (see :mod:`mimird.rpc.framing`)."""
+
+    def __init__(self, stream: trio.SocketStream, sock: socket.socket) -> None:
         self._stream = stream
+        self._sock = sock  # the stream's socket, non-blocking
         # A FIFO lock of our own: a flag, and a parking lot for the rare writer that
         # finds it taken (a subscription's events while an answer is written).
         # trio's Lock would cost a scheduler round per acquire, and registering a
@@ -184,23 +199,30 @@ class _Sender:
             await self.write(b"\n".join(messages) + b"\n")
 
     async def write(self, data: bytes) -> None:
-        """Write ``data`` after the writes before it. Cancelled while waiting for
-        its turn, nothing was written; cancelled in ``send_all`` (the checkpoint
-        when the turn was free), a part may have been, and the connection is closed
-        by whoever cancelled it."""
+        """Write ``data`` after the writes before it. Not a checkpoint when the
+        turn is free and the kernel takes ``data`` whole at once.
+
+        Cancelled while waiting for its turn, nothing was written; cancelled while
+        waiting for room in the socket, a part may have been, and the connection is
+        closed by whoever cancelled it."""
         if self._busy or self._waiting:
             await self._waiting.park()  # woken by the writer before us, with the turn
         else:
             self._busy = True
         try:
-            self.progressed_at = trio.current_time()
             try:
-                if len(data) <= WRITE_PIECE_BYTES:
-                    await self._stream.send_all(data)
-                else:
-                    await self._write_in_pieces(data)
-            finally:
-                self.progressed_at = math.inf
+                sent = self._sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise stream_error(exc) from exc
+            if sent < len(data):
+                self.progressed_at = trio.current_time()
+                try:
+                    with memoryview(data) as view:
+                        await self._write_in_pieces(view[sent:])
+                finally:
+                    self.progressed_at = math.inf
         finally:
             if self._waiting:
                 self._waiting.unpark()  # the turn goes to the next writer, still busy
@@ -217,13 +239,12 @@ class _Sender:
         else:
             self._busy = True
 
-    async def _write_in_pieces(self, data: bytes) -> None:
+    async def _write_in_pieces(self, view: memoryview) -> None:
         # So that a client reading a long answer slowly but steadily is not taken
         # for one that stopped: the clock runs from the last piece the kernel took.
-        with memoryview(data) as view:
-            for start in range(0, len(view), WRITE_PIECE_BYTES):
-                await self._stream.send_all(view[start : start + WRITE_PIECE_BYTES])
-                self.progressed_at = trio.current_time()
+        for start in range(0, len(view), WRITE_PIECE_BYTES):
+            await self._stream.send_all(view[start : start + WRITE_PIECE_BYTES])
+            self.progressed_at = trio.current_time()
 
     async def watch_stalls(self, stall_timeout: float, connection: trio.CancelScope) -> None:
         """Cancel ``connection`` once a send made no progress for ``stall_timeout``.
@@ -232,7 +253,7 @@ class _Sender:
         some of what waits in the socket (between two looks, the bytes the socket
         holds changed): the kernel wakes a blocked writer only once most of the
         buffer is read, which a slow reader may take longer than the timeout for."""
-        sock: socket.socket = self._stream.socket  # type: ignore[assignment]
+        sock = self._sock
         queued = -1  # what the socket held at the last look, -1 when not sending
         read_at = -math.inf  # when the client was last seen reading
         while True:
@@ -386,9 +407,10 @@ class RpcServer:
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         """Serve one accepted connection (counted in ``_open`` by the accept loop)."""
         conn_id = next(self._conn_ids)
+        sock, stream = _with_socket(stream)
         try:
             try:
-                peer = self._credentials(stream.socket)  # type: ignore[arg-type]
+                peer = self._credentials(sock)
             except OSError as exc:
                 log.warning("rpc_peer_unknown", conn_id=conn_id, error=str(exc))
                 return
@@ -397,7 +419,7 @@ class RpcServer:
                 return
             self.connections += 1
             try:
-                await self._run_connection(stream, CallContext(peer=peer, conn_id=conn_id))
+                await self._run_connection(sock, stream, CallContext(peer=peer, conn_id=conn_id))
             except Exception:
                 log.exception("rpc_connection_crashed", conn_id=conn_id)
             finally:
@@ -407,24 +429,23 @@ class RpcServer:
                 await stream.aclose()
             self._open -= 1
 
-    async def _run_connection(self, stream: trio.SocketStream, ctx: CallContext) -> None:
+    async def _run_connection(
+        self, sock: socket.socket, stream: trio.SocketStream, ctx: CallContext
+    ) -> None:
         options = self._options
         reader = FrameReader(
-            stream,
+            sock,
             options.max_frame_bytes,
             idle_timeout=options.idle_frame_timeout_s,
             budget=self._frame_budget,
         )
         try:
-            await self._run_reader(stream, reader, ctx)
+            await self._run_reader(_Sender(stream, sock), reader, ctx)
         finally:
             reader.release()
 
-    async def _run_reader(
-        self, stream: trio.SocketStream, reader: FrameReader, ctx: CallContext
-    ) -> None:
+    async def _run_reader(self, sender: _Sender, reader: FrameReader, ctx: CallContext) -> None:
         options = self._options
-        sender = _Sender(stream)
         inflight = trio.Semaphore(options.max_inflight_per_connection)
         async with trio.open_nursery() as connection:
             connection.start_soon(

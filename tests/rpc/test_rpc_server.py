@@ -165,3 +165,36 @@ async def test_drain_stops_accepting_connections(served: tuple[RpcServer, Gates,
     await server.drain(grace=1)
     with pytest.raises(OSError):  # noqa: PT011 (refused or no such file, either is right)
         await trio.open_unix_socket(str(path))
+
+
+async def test_a_client_that_pipelines_requests_lets_everything_else_run_between_them(
+    served: tuple[RpcServer, Gates, Path],
+) -> None:
+    """The connection reads and writes its socket without schedule points when that
+    needs no wait; every request still gets one, so thousands of requests already
+    in the socket cannot keep the daemon's other tasks from running meanwhile."""
+    _, _, path = served
+    requests = 3000
+    frames = b"".join(
+        msgspec.json.encode({"jsonrpc": "2.0", "id": i, "method": "test.ping"}) + b"\n"
+        for i in range(requests)
+    )
+    ticks = 0
+    answered = trio.Event()
+
+    async def tick() -> None:
+        nonlocal ticks
+        while not answered.is_set():
+            await trio.lowlevel.checkpoint()
+            ticks += 1
+
+    with trio.fail_after(30):
+        async with TrioClient.connect(path) as client, trio.open_nursery() as nursery:
+            nursery.start_soon(client.stream.send_all, frames)
+            nursery.start_soon(tick)
+            for i in range(requests):
+                assert await client.read_json() == {"jsonrpc": "2.0", "id": i, "result": "pong"}
+            answered.set()
+    # One schedule point per request gives the ticker about one tick each; without
+    # them it would run once per 64 KiB read (about 1,200 requests).
+    assert ticks >= requests // 2
