@@ -18,6 +18,7 @@ from typing import Final, TypeVar
 
 from mimird.errors import InvalidParams, InvalidState
 from mimird.workspaces.git import (
+    _DURABLE,
     _GIT_ENV,
     FileChange,
     _everything_added,
@@ -97,7 +98,7 @@ def work_tree(worktree: Path) -> str:
         _git_errors(f"cannot read the files of {worktree}"),
         _everything_added(worktree, _index_path(worktree)) as env,
     ):
-        return _git(worktree, "write-tree", env=env).strip()
+        return _git(worktree, *_DURABLE, "write-tree", env=env).strip()
 
 
 def compare(

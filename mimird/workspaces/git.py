@@ -56,7 +56,11 @@ _IDENTITY_ENV: Final[Mapping[str, str]] = {
     "GIT_COMMITTER_EMAIL": "mimir@localhost",
 }
 #: git does not fsync loose objects by default; a snapshot is the only copy of the
-#: work once the worktree is gone, so it must reach the disk before the removal.
+#: work once the worktree is gone, so it must reach the disk before the removal. Every
+#: git command of Mimir's that writes objects carries it, not only the snapshots and
+#: commits: git skips an object that is already there (it neither writes nor fsyncs it
+#: again), so a blob a diff or a turn's tree wrote into the page cache a moment before
+#: would stay there under a snapshot or commit that only looks durable.
 _DURABLE: Final = ("-c", "core.fsync=committed", "-c", "core.fsyncMethod=batch")
 _GITLINK_MODE: Final = "160000"
 _NULL_SHA: Final = frozenset({"0" * 40, "0" * 64})
@@ -559,11 +563,10 @@ def discard_unfinished_worktree(
 
 
 @contextlib.contextmanager
-def _everything_added(
-    worktree: Path, real_index: Path | None, *, options: Sequence[str] = ()
-) -> Iterator[Mapping[str, str]]:
+def _everything_added(worktree: Path, real_index: Path | None) -> Iterator[Mapping[str, str]]:
     """An environment whose GIT_INDEX_FILE is a private index holding every file of
-    the worktree that is not ignored. The worktree's own index is only copied."""
+    the worktree that is not ignored (their blobs written durably, see _DURABLE). The
+    worktree's own index is only copied."""
     with tempfile.TemporaryDirectory(prefix="mimir-index-") as tmp:
         env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
         # A copy of the real index, not `read-tree HEAD`: its stat data spares `add`
@@ -578,7 +581,7 @@ def _everything_added(
         else:
             # No index (a `--no-checkout` worktree); on an unborn branch start empty.
             _run(worktree, ["read-tree", "HEAD"], env=env)
-        _git(worktree, *options, "add", "--all", env=env)
+        _git(worktree, *_DURABLE, "add", "--all", env=env)
         yield env
 
 
@@ -634,7 +637,7 @@ def snapshot(worktree: Path, ref: str, message: str) -> Snapshot:
         real_index = Path(lines[0])
         # Status 1: an unborn branch (`git switch --orphan`); the snapshot has no parent.
         head = lines[1].strip() if status == 0 and len(lines) > 1 else None
-        with _everything_added(worktree, real_index, options=_DURABLE) as env:
+        with _everything_added(worktree, real_index) as env:
             tree = _git(worktree, *_DURABLE, "write-tree", env=env).strip()
         if head is not None:
             changed = _parse_raw(
@@ -1115,8 +1118,9 @@ def worktree_tree(path: Path, index: Path) -> str:
                 shutil.copy2(real_index, index)  # copy2: see _everything_added
             else:
                 _run(path, ["read-tree", "HEAD"], env=env)
-        _git(path, "add", "--all", env=env)
-        return _git(path, "write-tree", env=env).strip()
+        # Durable: a snapshot or a run's commit made later reuses these objects.
+        _git(path, *_DURABLE, "add", "--all", env=env)
+        return _git(path, *_DURABLE, "write-tree", env=env).strip()
 
 
 def tree_changes(path: Path, old_tree: str, new_tree: str) -> list[FileChange]:

@@ -206,8 +206,10 @@ def _listed(items: list[str]) -> str:
 
 def _merge_tree(root: Path, into_tip: str, branch_tip: str, branch: str, into: str) -> str:
     """The merged tree, or MergeConflict listing every conflicting file."""
+    # Durable: the merged tree's new objects are what the branch will point at.
     status, out, err = _run(
-        root, ["merge-tree", "--write-tree", "-z", "--name-only", into_tip, branch_tip]
+        root,
+        [*_DURABLE, "merge-tree", "--write-tree", "-z", "--name-only", into_tip, branch_tip],
     )
     if status == 0:
         return out.split("\0", 1)[0].strip()
