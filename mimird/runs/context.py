@@ -118,10 +118,11 @@ class RunContext:
         return await self.runs.store.read(records.member_sessions, self.run_id)
 
     async def member(self, slot: int) -> SessionRow:
-        for found, row in await self.members():
-            if found == slot:
-                return row
-        raise LookupError(f"run {self.run_id} has no member in slot {slot}")
+        """The member session in ``slot``. Cancellation: nothing changes."""
+        row = await self.runs.store.read(records.member_session, self.run_id, slot)
+        if row is None:
+            raise LookupError(f"run {self.run_id} has no member in slot {slot}")
+        return row
 
     # ---- writing -----------------------------------------------------------------------
 

@@ -196,12 +196,13 @@ def set_member(
 
 def member_sessions(conn: sa.Connection, run_id: str) -> list[tuple[int, SessionRow]]:
     """The run's member sessions, by slot."""
-    found = conn.execute(
-        sa.select(sessions.c.slot, sessions.c.id)
-        .where(sessions.c.run_id == run_id, sessions.c.slot.is_not(None))
-        .order_by(sessions.c.slot)
-    ).all()
-    return [(int(slot), sessions_.get(conn, session_id)) for slot, session_id in found]
+    return [(row.slot, row) for row in sessions_.of_run(conn, run_id) if row.slot is not None]
+
+
+def member_session(conn: sa.Connection, run_id: str, slot: int) -> SessionRow | None:
+    """The run's member session in ``slot``, if there is one."""
+    found = sessions_.of_run(conn, run_id, slot)
+    return found[0] if found else None
 
 
 def set_membership(conn: sa.Connection, session_id: str, run_id: str, slot: int | None) -> None:

@@ -198,6 +198,15 @@ def get(conn: sa.Connection, session_id: str) -> SessionRow:
     return find(conn, session_id)
 
 
+def of_run(conn: sa.Connection, run_id: str, slot: int | None = None) -> list[SessionRow]:
+    """The member sessions of a run (only the one in ``slot``, if given), by slot:
+    one query, through the (run_id, slot) index."""
+    where = [sessions.c.run_id == run_id, sessions.c.slot.is_not(None)]
+    if slot is not None:
+        where.append(sessions.c.slot == slot)
+    return [_row(r) for r in conn.execute(_select.where(*where).order_by(sessions.c.slot))]
+
+
 def insert(conn: sa.Connection, values: dict[str, Any]) -> SessionRow:
     now = utc_now()
     row = {
