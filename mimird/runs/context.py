@@ -189,22 +189,51 @@ class RunContext:
         content = [{"type": "text", "text": text}]
         return await self.runs.agents.prompt(row, self.runs.sessions, content, text)
 
-    async def run_member(self, slot: int, text: str, *, round_: int = 1) -> MemberTurn:
+    async def run_member(
+        self,
+        slot: int,
+        text: str,
+        *,
+        round_: int = 1,
+        member: SessionRow | None = None,
+        early: bool = False,
+    ) -> MemberTurn:
         """Prompt the member in ``slot`` with ``text`` and wait for its turn's end;
         commit its worktree's changes to its branch; record and journal the
         outcome (``member_started`` / ``member_finished``). A member that fails
         (cannot start, its turn fails, a budget stops it) is recorded so; it never
-        raises for that.
+        raises for that. ``member``: the member's session as just read, if the
+        caller has it.
+
+        ``early``: the run is still being made (``starting``): ``member_started`` is
+        recorded while the turn starts instead of before it (the writer is busy with
+        the journals of the members already at work, and a run cut short while
+        ``starting`` fails at the next start-up, so no resume reads it). Otherwise
+        ``working`` is on record before the prompt goes out, so that a resume after a
+        crash knows the member was at work.
 
         Cancellation: the member's turn is cancelled (and journaled); the member
         stays ``working`` in the run's records (a resume prompts it again)."""
-        row = await self.member(slot)
-        await self.set_member(
-            slot,
-            {"outcome": "working", "round": round_},
-            ev.MemberStarted(slot=slot, session_id=row.id, round=round_),
-        )
-        turn = await self._turn(slot, row, text)
+        row = member if member is not None else await self.member(slot)
+        started = ev.MemberStarted(slot=slot, session_id=row.id, round=round_)
+        working = {"outcome": "working", "round": round_}
+        if not early:
+            await self.set_member(slot, working, started)
+            turn = await self._turn(slot, row, text)
+            return await self.member_done(turn, round_=round_)
+        not_recorded: list[MimirError] = []
+
+        async def record() -> None:
+            try:
+                await self.set_member(slot, working, started)
+            except MimirError as exc:  # raised after the turn, which did not wait for it
+                not_recorded.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(record)
+            turn = await self._turn(slot, row, text)
+        if not_recorded:
+            raise not_recorded[0]
         return await self.member_done(turn, round_=round_)
 
     async def _turn(self, slot: int, row: SessionRow, text: str) -> MemberTurn:

@@ -166,12 +166,12 @@ async def create_run(runs: Runs, params: RunCreateParams) -> RunRow:
             )
         base_commit, base_ref = state.head_commit, state.branch or state.head_commit
     into: str | None = params.into if params.into is not msgspec.UNSET else None
-    if into is None and await sessions.workspaces.read_git(worktrees.branch_exists, root, base_ref):
-        into = base_ref
     if into is not None:
         names.check_branch(into, field="into")
         if not await sessions.workspaces.read_git(worktrees.branch_exists, root, into):
             raise InvalidParams(f"project {project.name!r} has no branch {into!r}", field="into")
+    elif await sessions.workspaces.read_git(worktrees.branch_exists, root, base_ref):
+        into = names.check_branch(base_ref, field="into")
     run_id = store.ids.new()
     first_line = params.task.strip().splitlines()[0]
     slug = names.slugify(params.title or first_line, 24, fallback="run")
@@ -227,7 +227,7 @@ async def create_run(runs: Runs, params: RunCreateParams) -> RunRow:
         check_command=check_command,
         base_commit=base_commit,
     )
-    await store.write(records.insert, values, created)
+    inserted = await store.write(records.insert, values, created)
     made: list[str] = []
     try:
         for slot, (kind, branch) in enumerate(zip(kinds, branches, strict=True), 1):
@@ -245,7 +245,7 @@ async def create_run(runs: Runs, params: RunCreateParams) -> RunRow:
                 member, run=(run_id, slot), session_id=member_ids[slot - 1]
             )
             made.append(row.id)
-            runs.prompt_early(run_id, slot)
+            runs.prompt_early(inserted, row, slot)
         row_ = await store.read(records.get, run_id)
     except BaseException:
         with trio.move_on_after(60, shield=True):

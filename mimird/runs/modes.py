@@ -24,7 +24,9 @@ from mimird.errors import MimirError
 from mimird.runs import judge as judge_agent
 from mimird.runs import records
 from mimird.runs.context import DONE, EarlyTurn, RunContext
+from mimird.runs.records import RunRow
 from mimird.runs.states import FINISHED
+from mimird.sessions.records import SessionRow
 from mimird.wire import run_events as ev
 from mimird.wire.runs import INTEGRATION_SLOT
 from mimird.wire.usage import Usage
@@ -167,19 +169,20 @@ async def work(
     ]
 
 
-async def early_turn(ctx: RunContext, slot: int, turn: EarlyTurn) -> None:
-    """The first turn of the member in ``slot``, started as soon as run.create made
-    it (while it makes the next ones): the run's first phase joins it
-    (:func:`_join_early`). A budget reached meanwhile is seen once the phase watches
-    the run's budget.
+async def early_turn(
+    ctx: RunContext, run: RunRow, member: SessionRow, slot: int, turn: EarlyTurn
+) -> None:
+    """The first turn of ``member``, in ``slot``, started as soon as run.create made
+    it (while it makes the next ones; ``run`` and ``member`` as run.create made them,
+    not read again): the run's first phase joins it (:func:`_join_early`). A budget
+    reached meanwhile is seen once the phase watches the run's budget.
 
     Cancellation: through ``turn.scope`` (the phase's cancellation, or an undone
     run.create): as :meth:`RunContext.run_member`."""
     try:
         with turn.scope:
-            run = await ctx.row()
-            text = await ctx.prompt_text(await ctx.member(slot), run)
-            await _member_task(ctx, slot, text, 1)
+            text = await ctx.prompt_text(member, run)
+            await _member_task(ctx, slot, text, 1, member, early=True)
     except MimirError as exc:  # the member or its prompt could not be read
         log.warning("run_member_not_started", run_id=ctx.run_id, slot=slot, error=exc.message)
     finally:
@@ -198,9 +201,17 @@ async def _join_early(turn: EarlyTurn) -> None:
                 await turn.done.wait()
 
 
-async def _member_task(ctx: RunContext, slot: int, text: str, round_: int) -> None:
+async def _member_task(
+    ctx: RunContext,
+    slot: int,
+    text: str,
+    round_: int,
+    member: SessionRow | None = None,
+    *,
+    early: bool = False,
+) -> None:
     try:
-        await ctx.run_member(slot, text, round_=round_)
+        await ctx.run_member(slot, text, round_=round_, member=member, early=early)
     except MimirError as exc:  # recording the outcome failed: the run notes it
         log.warning("run_member_not_recorded", run_id=ctx.run_id, slot=slot, error=exc.message)
 

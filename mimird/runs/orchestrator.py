@@ -28,6 +28,7 @@ from mimird.runs.integration import integrate_winner
 from mimird.runs.records import RunRow
 from mimird.runs.states import FINISHED, WORKING, check_run_transition
 from mimird.sessions import recovery
+from mimird.sessions.records import SessionRow
 from mimird.store import Store
 from mimird.wire import run_events as ev
 
@@ -122,12 +123,12 @@ class Runs:
             with trio.move_on_after(CANCEL_WAIT_S):
                 await task.done.wait()
 
-    def prompt_early(self, run_id: str, slot: int) -> None:
-        """Start the first turn of the member in ``slot`` of a run being made, in the
-        owner's nursery; the run's task, once started, joins it."""
-        ctx = self._making.setdefault(run_id, self.context(run_id))
+    def prompt_early(self, run: RunRow, member: SessionRow, slot: int) -> None:
+        """Start the first turn of ``member``, in ``slot`` of ``run`` (being made), in
+        the owner's nursery; the run's task, once started, joins it."""
+        ctx = self._making.setdefault(run.id, self.context(run.id))
         turn = ctx.early[slot] = EarlyTurn(trio.CancelScope(), trio.Event())
-        self._nursery.start_soon(modes.early_turn, ctx, slot, turn)
+        self._nursery.start_soon(modes.early_turn, ctx, run, member, slot, turn)
 
     async def abandon_early(self, run_id: str) -> None:
         """A run's making failed: cancel its members' early turns and wait (bounded)

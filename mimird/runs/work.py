@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mimird.workspaces import git as worktrees
-from mimird.workspaces.integrate import commit_worktree, put_back
+from mimird.workspaces.integrate import commit_worktree_against, put_back
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +25,10 @@ def commit_work(worktree: Path, message: str, base_commit: str) -> tuple[str | N
     or None when there was nothing to commit (see
     :func:`~mimird.workspaces.integrate.commit_worktree`: Mimir's identity, no hook,
     the branch moved by compare-and-swap); and the work's stats against the base,
-    read from the branch (everything is committed now: one git call, where
-    :func:`stats` of the worktree takes two)."""
-    commit = commit_worktree(worktree, message)
-    return commit, _measured(worktrees.diff_committed(worktree, base_commit, commit or "HEAD"))
+    read from the committed tree by the git call that also looks for nested
+    repositories (six git calls in all, four when there is nothing to commit)."""
+    commit, changes = commit_worktree_against(worktree, message, base_commit)
+    return commit, _measured(changes)
 
 
 def undo_check(worktree: Path, ref: str, message: str) -> bool:

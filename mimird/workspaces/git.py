@@ -1101,6 +1101,21 @@ def _parse_changes(out: str) -> list[FileChange]:
     return files
 
 
+def new_gitlinks(out: str) -> list[str]:
+    """The paths that ``--raw -z`` output (renames detected or not, ``--numstat``
+    after it or not) shows as gitlinks (nested repositories) on the new side."""
+    tokens = out.split("\0")
+    found = []
+    i = 0
+    while i < len(tokens) and tokens[i].startswith(":"):
+        meta = tokens[i].split(" ")
+        paired = meta[-1][:1] in ("R", "C")
+        if meta[1] == _GITLINK_MODE:
+            found.append(tokens[i + 2] if paired else tokens[i + 1])
+        i += 3 if paired else 2
+    return found
+
+
 def worktree_tree(path: Path, index: Path) -> str:
     """The tree of every file of the worktree that is not ignored (committed, staged,
     modified or untracked), as it is now: the state a turn starts from, and ends in.
@@ -1169,18 +1184,6 @@ def diff(
     _rev_arg(base_commit, "base_commit")
     with _git_errors(f"cannot diff {path} against {base_commit}"):
         return _changes(path, base_commit, patch=patch)
-
-
-def diff_committed(path: Path, base_commit: str, rev: str = "HEAD") -> list[FileChange]:
-    """Per-file changes of the commit ``rev`` against the base (renames detected, as
-    :func:`diff`): what a worktree's committed work changed, in one git call."""
-    _rev_arg(base_commit, "base_commit")
-    _rev_arg(rev, "rev")
-    with _git_errors(f"cannot diff {rev} against {base_commit} in {path}"):
-        out = _git(
-            path, "diff-tree", "-r", "-M", "--raw", "--numstat", "-z", base_commit, rev, "--"
-        )
-    return _parse_changes(out)
 
 
 # ---- copying ignored files into a fresh worktree ---------------------------------------

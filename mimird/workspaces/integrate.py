@@ -48,8 +48,10 @@ from mimird.workspaces.git import (
     _git_errors,
     _GitFailed,
     _linked_git_dir,
+    _parse_changes,
     _rebasing,
     _require_repo,
+    _rev_arg,
     _run,
 )
 
@@ -416,12 +418,30 @@ def commit_worktree(path: Path, message: str) -> str | None:
     of a worktree, HEAD is detached, or a rebase, merge, cherry-pick or revert is in
     progress.
     """
+    return _commit_all(path, message, None)[0]
+
+
+def commit_worktree_against(
+    path: Path, message: str, base: str
+) -> tuple[str | None, list[FileChange]]:
+    """:func:`commit_worktree`, and what the branch then holds against ``base`` (per
+    file, renames detected), read from the same git call that looks for nested
+    repositories: those added or changed since ``base`` are refused."""
+    _rev_arg(base, "base")
+    commit, changes = _commit_all(path, message, base)
+    assert changes is not None
+    return commit, changes
+
+
+def _commit_all(
+    path: Path, message: str, base: str | None
+) -> tuple[str | None, list[FileChange] | None]:
     text = _check_message(message)
     assert text is not None
     if not path.is_dir():
         raise InvalidState(f"cannot commit the work in {path}: it does not exist", field="path")
     what = f"cannot commit the work in {path}"
-    git_dir, ref, parent = _where(path, what)
+    git_dir, ref, parent, parent_tree = _where(path, what)
     for name, operation in _IN_PROGRESS.items():
         if os.path.lexists(git_dir / name):
             raise InvalidState(
@@ -434,22 +454,26 @@ def commit_worktree(path: Path, message: str) -> str | None:
             f"{what}: HEAD is detached; check out the session's branch there first",
             field="path",
         )
+    changes: list[FileChange] | None = None
+    raw = ""
     with _git_errors(what):
         _git(path, *_DURABLE, "add", "--all")
         tree = _git(path, *_DURABLE, "write-tree").strip()
-        if parent is not None:
+        if base is not None:
+            raw = _git(path, "diff-tree", "-r", "-M", "--raw", "--numstat", "-z", base, tree, "--")
+            changes = _parse_changes(raw)
+        if tree == parent_tree:
+            return None, changes
+        if base is not None:
+            nested = worktrees.new_gitlinks(raw)
+        elif parent is not None:
             changed = _git(path, "diff-tree", "-r", "-z", "--raw", "--no-renames", parent, tree)
-            if not changed:
-                return None
-            new_modes = [meta.split(" ")[1] for meta in changed.split("\0")[0::2] if meta]
-            paths = changed.split("\0")[1::2]
+            nested = worktrees.new_gitlinks(changed)
         else:
             listed = [e for e in _git(path, "ls-tree", "-r", "-z", tree).split("\0") if e]
             if not listed:
-                return None
-            new_modes = [e.split(" ")[0] for e in listed]
-            paths = [e.partition("\t")[2] for e in listed]
-        nested = [p for mode, p in zip(new_modes, paths, strict=False) if mode == _GITLINK_MODE]
+                return None, changes
+            nested = [e.partition("\t")[2] for e in listed if e.split(" ")[0] == _GITLINK_MODE]
         if nested:
             raise InvalidState(
                 f"{what}: {_listed(nested)} holds a nested git repository, whose files a "
@@ -469,13 +493,13 @@ def commit_worktree(path: Path, message: str) -> str | None:
             field="path",
             detail={"stderr": err.strip()},
         )
-    return commit
+    return commit, changes
 
 
-def _where(path: Path, what: str) -> tuple[Path, str | None, str | None]:
-    """The worktree's git directory, the branch HEAD is on (None: detached) and
-    HEAD's commit (None: an unborn branch). Refused unless ``path`` is the top of
-    a worktree. One git call when HEAD has a commit (a member's worktree always
+def _where(path: Path, what: str) -> tuple[Path, str | None, str | None, str | None]:
+    """The worktree's git directory, the branch HEAD is on (None: detached), HEAD's
+    commit and its tree (None: an unborn branch). Refused unless ``path`` is the top
+    of a worktree. One git call when HEAD has a commit (a member's worktree always
     does), three on an unborn branch."""
     status, out, _ = _run(
         path,
@@ -485,14 +509,16 @@ def _where(path: Path, what: str) -> tuple[Path, str | None, str | None]:
             "--git-dir",
             "--show-toplevel",
             "HEAD",
+            "HEAD^{tree}",
             "--symbolic-full-name",
             "HEAD",
         ],
     )
     lines = out.split("\n")
-    if status == 0 and len(lines) == 4:
-        git_dir_text, top, head, symbolic = lines
+    if status == 0 and len(lines) == 5:
+        git_dir_text, top, head, head_tree, symbolic = lines
         parent: str | None = head
+        parent_tree: str | None = head_tree
         ref: str | None = symbolic if symbolic.startswith("refs/heads/") else None
     else:  # an unborn branch (HEAD names no commit yet), or not a worktree at all
         with _git_errors(what):
@@ -502,11 +528,14 @@ def _where(path: Path, what: str) -> tuple[Path, str | None, str | None]:
         ref = symbolic.strip() if status == 0 else None
         status, head, _ = _run(path, ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
         parent = head.strip() if status == 0 else None
+        parent_tree = None
+        if parent is not None:  # HEAD appeared since the first call
+            parent_tree = _git(path, "rev-parse", f"{parent}^{{tree}}").strip()
     if os.path.realpath(top.strip()) != os.path.realpath(path):
         raise InvalidState(
             f"{what}: it is not the top of a git worktree (that is {top.strip()})", field="path"
         )
-    return Path(git_dir_text.strip()), ref, parent
+    return Path(git_dir_text.strip()), ref, parent, parent_tree
 
 
 def is_clean(worktree: Path) -> bool:

@@ -39,9 +39,15 @@ async def test_a_run_gives_the_task_to_every_member_and_waits_for_the_users_pick
         assert branch.endswith("/1-alpha")
         # The member's work is committed on its branch.
         assert git(world.repo, "show", f"{branch}:a.txt").strip() == "alpha"
-        kinds = await world.kinds(run)
+        events = await world.events(run)
+        kinds = [event["kind"] for event in events]
         assert kinds[0] == "run_created"
         assert kinds.count("member_started") == kinds.count("member_finished") == 2
+        # Recorded while the first turns start (the run is being made), member_started
+        # still comes before its member's member_finished.
+        for slot in (1, 2):
+            of_slot = [e["kind"] for e in events if e.get("data", {}).get("slot") == slot]
+            assert of_slot == ["member_started", "member_finished"], of_slot
         picked = await world.client.call("run.pick", {"run": run["id"], "slot": 2})
         assert picked["winner"] == 2
         assert picked["decision"]["by"] == "user"

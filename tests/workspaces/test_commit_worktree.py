@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pytest
 
 from mimird.errors import InvalidParams, InvalidState
 from mimird.runs import work
+from mimird.workspaces import git as worktrees_git
+from mimird.workspaces import integrate
 from mimird.workspaces.git import add_worktree, resolve_commit
 from mimird.workspaces.integrate import commit_worktree
 from tests.support.helpers import GIT_ENV, GIT_IDENTITY, git, make_repo, write
@@ -123,12 +126,21 @@ def test_a_dot_git_file_an_agent_writes_is_never_committed(worktree: Path) -> No
     assert not any(name == ".git" or name.endswith("/.git") for name in files)
 
 
-def test_a_nested_repository_is_refused_and_the_branch_does_not_move(worktree: Path) -> None:
+@pytest.mark.parametrize("against_base", [False, True], ids=["alone", "with-stats"])
+def test_a_nested_repository_is_refused_and_the_branch_does_not_move(
+    worktree: Path, against_base: bool
+) -> None:
     nested = worktree / "vendor" / "lib"
     make_repo(nested, {"lib.py": "z = 1\n"})
     before = git(worktree, "rev-parse", "HEAD").strip()
+    # A run's member: found in the same diff that its stats come from.
+    commit = (
+        (lambda: work.commit_work(worktree, "nested", before))
+        if against_base
+        else (lambda: commit_worktree(worktree, "nested"))
+    )
     with pytest.raises(InvalidState, match="nested git repository") as caught:
-        commit_worktree(worktree, "nested")
+        commit()
     assert caught.value.detail == {"nested_repositories": ["vendor/lib"]}
     assert git(worktree, "rev-parse", "HEAD").strip() == before
 
@@ -193,3 +205,29 @@ def test_the_stats_of_committed_work_are_those_of_the_worktree_before(worktree: 
     assert after == before
     assert after == work.WorkStats(files_changed=5, lines_added=2, lines_deleted=1)
     assert work.commit_work(worktree, "again", base) == (None, before)
+
+
+def test_committing_a_members_work_with_its_stats_takes_six_git_calls(
+    worktree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a run pays per member beyond its sessions: rev-parse, add, write-tree, one
+    # diff-tree for the nested-repository check and the stats, commit-tree,
+    # update-ref; nothing to commit stops after the diff-tree.
+    calls: list[str] = []
+    real = worktrees_git._run
+
+    def counted(cwd: Path, args: Sequence[str], **kwargs: Any) -> tuple[int, str, str]:
+        calls.append(next(a for a in args if not a.startswith("-") and "=" not in a))
+        return real(cwd, args, **kwargs)
+
+    monkeypatch.setattr(worktrees_git, "_run", counted)
+    monkeypatch.setattr(integrate, "_run", counted)
+    base = git(worktree, "rev-parse", "HEAD").strip()
+    write(worktree, {"new.txt": "n\n"})
+    commit, stats = work.commit_work(worktree, "member", base)
+    assert commit is not None
+    assert stats.files_changed == 1
+    assert calls == ["rev-parse", "add", "write-tree", "diff-tree", "commit-tree", "update-ref"]
+    calls.clear()
+    assert work.commit_work(worktree, "again", base) == (None, stats)
+    assert calls == ["rev-parse", "add", "write-tree", "diff-tree"]
