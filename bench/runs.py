@@ -14,7 +14,8 @@ alternating order, each on a fresh daemon (its start is not timed):
 - **run**: one ``run.create`` of MEMBERS members (no check command, the user decides), timed
   to the same point (the last member's ``turn_ended``), and, separately, until the run
   waits for its decision (``deciding``: every member's work committed onto its branch and
-  its diff stats taken: what a run does beyond the sessions).
+  its diff stats taken: what a run does beyond the sessions), seen in the run's journal
+  (``run.subscribe``).
 
 It prints each round's times, and the run's ratio to the sessions as the median of the
 rounds' own ratios (each run against the sessions measured next to it, so that the drift
@@ -59,7 +60,7 @@ async def turns_ended(c: Client, sessions: set[str]) -> None:
     with trio.fail_after(WAIT_S):
         while left:
             event = await c.wait_for(
-                lambda e: e["kind"] == "turn_ended" and e["session_id"] in left, WAIT_S
+                lambda e: e["kind"] == "turn_ended" and e.get("session_id") in left, WAIT_S
             )
             left.discard(event["session_id"])
 
@@ -93,11 +94,14 @@ async def run(c: Client, project: str, members: int) -> tuple[float, float]:
     created = await c.call(
         "run.create", {"project": project, "task": "go", "agent": "m", "n": members}
     )
+    # The run's own journal from its start (replayed, then live): no polling of run.get,
+    # whose reads would compete with the run in this process.
+    await c.call("run.subscribe", {"run": created["id"], "after": 0})
     await turns_ended(c, {m["session_id"] for m in created["members"]})
     turns = time.perf_counter() - began
-    with trio.fail_after(WAIT_S):
-        while (await c.call("run.get", {"run": created["id"]}))["status"] != "deciding":  # noqa: ASYNC110
-            await trio.sleep(0.005)
+    await c.wait_for(
+        lambda e: e["kind"] == "run_status_changed" and e["data"]["to"] == "deciding", WAIT_S
+    )
     return turns, time.perf_counter() - began
 
 
