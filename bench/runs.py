@@ -17,14 +17,17 @@ alternating order, each on a fresh daemon (its start is not timed):
   its diff stats taken: what a run does beyond the sessions), seen in the run's journal
   (``run.subscribe``).
 
-It prints each round's times, and the run's ratio to the sessions as the median of the
-rounds' own ratios (each run against the sessions measured next to it, so that the drift
-of a shared machine hits both alike; min..max beside it) and as the ratio of the medians.
+It prints each round's times and CPU (this process, the daemon's and the client's, and
+its children: agents and git, from the daemon's start to its stop), and the run's ratio
+to the sessions as the median of the rounds' own ratios (each run against the sessions
+measured next to it, so that the drift of a shared machine hits both alike; min..max
+beside it) and as the ratio of the medians.
 The target (issue 13) is a run's overhead of at most 1.1x over independent sessions.
 """
 
 from __future__ import annotations
 
+import resource
 import statistics
 import sys
 import tempfile
@@ -105,36 +108,53 @@ async def run(c: Client, project: str, members: int) -> tuple[float, float]:
     return turns, time.perf_counter() - began
 
 
+def _cpu_s() -> float:
+    """CPU time of this process (daemon and bench client, every thread) and of its
+    reaped children (agents, git)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 async def measure(
     how: Callable[[Client, str, int], Awaitable[tuple[float, float]]], members: int, updates: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
+    """(until every turn ended, until the whole, CPU from the daemon's start to its stop)."""
     dirs = DaemonDirs(Path(tempfile.mkdtemp(prefix="mimir-bench-runs-")))
     write_config(dirs, {"m": scenario(updates)})
     repo = make_repo(dirs.root / "repo")
+    cpu = _cpu_s()
     async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
         project = (await c.call("project.add", {"path": str(repo), "name": "bench"}))["id"]
         await c.call("subscribe", {})  # every session's events, to see the turns end
-        return await how(c, project, members)
+        turns, whole = await how(c, project, members)
+    return turns, whole, _cpu_s() - cpu
 
 
 async def main(members: int, updates: int) -> None:
     configure_logging("warning")
-    found: dict[str, list[float]] = {"sessions": [], "batched": [], "run": [], "run_deciding": []}
+    found: dict[str, list[float]] = {
+        name: []
+        for name in ("sessions", "batched", "run", "run_deciding", "cpu_sessions", "cpu_run")
+    }
     for n in range(ROUNDS):
         order = [independent, made_then_prompted, run]
         for how in order if n % 2 == 0 else reversed(order):
-            turns, whole = await measure(how, members, updates)
+            turns, whole, cpu = await measure(how, members, updates)
             if how is independent:
                 found["sessions"].append(turns)
+                found["cpu_sessions"].append(cpu)
             elif how is made_then_prompted:
                 found["batched"].append(turns)
             else:
                 found["run"].append(turns)
                 found["run_deciding"].append(whole)
+                found["cpu_run"].append(cpu)
         print(
             f"round {n + 1}: sessions {found['sessions'][-1]:.3f} s, made then prompted "
             f"{found['batched'][-1]:.3f} s, run {found['run'][-1]:.3f} s (deciding at "
-            f"{found['run_deciding'][-1]:.3f} s)",
+            f"{found['run_deciding'][-1]:.3f} s); CPU sessions {found['cpu_sessions'][-1]:.3f} s, "
+            f"run {found['cpu_run'][-1]:.3f} s",
             flush=True,
         )
     base = statistics.median(found["sessions"])
@@ -151,6 +171,16 @@ async def main(members: int, updates: int) -> None:
             f"  run, {label}: {value:.3f} s ({_paired(found[name], found['sessions'])} the "
             f"first; {_paired(found[name], found['batched'])} the second)"
         )
+
+    extra = [r - b for r, b in zip(found["cpu_run"], found["cpu_sessions"], strict=True)]
+    print(
+        f"  CPU from the daemon's start to its stop (daemon, this client, agents, git): "
+        f"sessions {statistics.median(found['cpu_sessions']):.3f} s, run "
+        f"{statistics.median(found['cpu_run']):.3f} s "
+        f"({_paired(found['cpu_run'], found['cpu_sessions'])}; "
+        f"the run's extra, paired: median {statistics.median(extra):+.3f} s, rounds "
+        f"{min(extra):+.3f}..{max(extra):+.3f})"
+    )
 
 
 def _paired(these: list[float], base: list[float]) -> str:
