@@ -62,6 +62,10 @@ _IDENTITY_ENV: Final[Mapping[str, str]] = {
 #: again), so a blob a diff or a turn's tree wrote into the page cache a moment before
 #: would stay there under a snapshot or commit that only looks durable.
 _DURABLE: Final = ("-c", "core.fsync=committed", "-c", "core.fsyncMethod=batch")
+#: For the refs Mimir moves for itself (snapshots, a session's branch when its work is
+#: committed): durable, and no hook of the repository's runs (``update-ref`` would run
+#: ``reference-transaction``), as no hook runs for the commits they point at.
+_OWN_REF: Final = (*_DURABLE, "-c", "core.hooksPath=/dev/null")
 _GITLINK_MODE: Final = "160000"
 _NULL_SHA: Final = frozenset({"0" * 40, "0" * 64})
 _GITFILE_PREFIX: Final = "gitdir: "
@@ -679,7 +683,7 @@ def snapshot(worktree: Path, ref: str, message: str) -> Snapshot:
         # A reflog keeps an earlier snapshot of the same ref reachable for a while.
         _git(
             worktree,
-            *_DURABLE,
+            *_OWN_REF,
             "update-ref",
             "--create-reflog",
             "-m",
@@ -772,7 +776,7 @@ def _save_branch_tip(root: Path, branch: str, ref: str) -> Snapshot | None:
         return None
     _check_snapshot_ref(root, ref)
     with _git_errors(f"cannot save branch {branch!r} before deleting it (nothing was removed)"):
-        _git(root, "update-ref", "--create-reflog", "-m", "mimir snapshot", ref, tip)
+        _git(root, *_OWN_REF, "update-ref", "--create-reflog", "-m", "mimir snapshot", ref, tip)
     return Snapshot(ref=ref, commit=tip, files=0, head=tip)
 
 

@@ -43,6 +43,7 @@ from mimird.workspaces import git as worktrees
 from mimird.workspaces.git import (
     _DURABLE,
     _IDENTITY_ENV,
+    _OWN_REF,
     FileChange,
     _git,
     _git_errors,
@@ -484,7 +485,7 @@ def _commit_all(
         commit = _commit(path, tree, [parent] if parent else [], text)
     status, _, err = _run(
         path,
-        [*_DURABLE, "update-ref", "-m", "mimir: commit the work", ref, commit, parent or ""],
+        [*_OWN_REF, "update-ref", "-m", "mimir: commit the work", ref, commit, parent or ""],
     )
     if status != 0:
         raise BranchMoved(

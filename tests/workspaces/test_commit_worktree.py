@@ -8,6 +8,7 @@ system config, so the commits prove they need no identity of the user's.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -231,3 +232,32 @@ def test_committing_a_members_work_with_its_stats_takes_six_git_calls(
     calls.clear()
     assert work.commit_work(worktree, "again", base) == (None, stats)
     assert calls == ["rev-parse", "add", "write-tree", "diff-tree"]
+
+
+def test_no_hook_of_the_repository_runs_when_mimir_moves_its_own_refs(
+    repo: Path, worktree: Path, tmp_path: Path
+) -> None:
+    # A member's work committed onto its branch, a snapshot, a saved branch tip:
+    # update-ref would run reference-transaction (the commits themselves, made by
+    # commit-tree, run none). The user's hooks are not Mimir's to run for those.
+    ran = tmp_path / "hooks-ran"
+    hooks = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+    for name in ("reference-transaction", "pre-commit", "post-commit", "commit-msg"):
+        hook = hooks / "hooks" / name
+        hook.write_text(f'#!/bin/sh\necho "{name} $1" >> {ran}\n')
+        hook.chmod(0o755)
+    git(repo, "update-ref", "refs/heads/probe", "HEAD")  # the hook works
+    assert ran.read_text() == "reference-transaction prepared\nreference-transaction committed\n"
+    ran.unlink()
+    write(worktree, {"new.txt": "n\n"})
+    assert commit_worktree(worktree, "the work") is not None
+    write(worktree, {"more.txt": "m\n"})
+    worktrees_git.snapshot(worktree, "refs/mimir/snapshots/hooks", "snapshot")
+    shutil.rmtree(worktree)
+    # The branch tip saved under a snapshot ref (the branch itself stays: deleting a
+    # branch is an ordinary change of the user's refs, and their hooks see it).
+    worktrees_git.remove_worktree(
+        repo, worktree, branch=BRANCH, snapshot_ref="refs/mimir/snapshots/tip"
+    )
+    assert git(repo, "rev-parse", "refs/mimir/snapshots/tip").strip()
+    assert not ran.exists(), ran.read_text()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -145,6 +146,26 @@ def test_a_snapshot_and_a_commit_of_the_work_are_written_durably(
     write(worktree, {"more.txt": f"{uuid.uuid4()}\n"})
     found = traced(monkeypatch, tmp_path, lambda: commit_worktree(worktree, "the work"))
     _check_durable(found, {"add", "write-tree", "commit-tree", "update-ref"})
+
+
+def test_a_branch_tip_saved_before_its_branch_goes_is_written_durably(
+    worktree: Path, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worktree's directory is gone: its branch's tip is all there is to save.
+    shutil.rmtree(worktree)
+    found = traced(
+        monkeypatch,
+        tmp_path,
+        lambda: worktrees.remove_worktree(
+            repo,
+            worktree,
+            branch=BRANCH,
+            snapshot_ref="refs/mimir/snapshots/gone",
+            delete_branch=True,
+        ),
+    )
+    _check_durable(found, {"update-ref"})
+    assert git(repo, "rev-parse", "refs/mimir/snapshots/gone").strip()
 
 
 def test_a_merge_writes_its_merged_tree_durably(
