@@ -401,7 +401,7 @@ def _move_checkout(checkout: Path, into: str, new: str, old: str) -> None:
     # files and the branch, and refuses (changing nothing) rather than overwrite a
     # change that appeared since the status check.
     with _git_errors(f"cannot update the checkout of {into!r} at {checkout} (nothing was changed)"):
-        _git(checkout, "merge", "--ff-only", "--quiet", "--no-stat", new)
+        _git(checkout, *_DURABLE, "merge", "--ff-only", "--quiet", "--no-stat", new)
 
 
 # ---- committing a worktree -------------------------------------------------------------

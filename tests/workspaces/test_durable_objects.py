@@ -31,8 +31,10 @@ from mimird.workspaces.integrate import commit_worktree, integrate
 from tests.support.helpers import git, make_repo, write
 
 BRANCH: Final = "mimir/test/1-fake"
-#: git commands that write objects or refs.
-WRITERS: Final = frozenset({"add", "write-tree", "commit-tree", "merge-tree", "update-ref"})
+#: git commands that write objects or move refs.
+WRITERS: Final = frozenset(
+    {"add", "write-tree", "commit-tree", "merge-tree", "update-ref", "merge"}
+)
 
 
 @pytest.fixture(autouse=True)
@@ -185,3 +187,20 @@ def test_a_merge_writes_its_merged_tree_durably(
     # A true merge: merge-tree writes the merged tree, the merge commit and the
     # branch's move follow.
     _check_durable(found, {"merge-tree", "commit-tree", "update-ref"})
+
+
+def test_a_checked_out_branch_moved_by_a_merge_is_written_durably(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # main is checked out in the repository: the merge commit is made, then the
+    # checkout fast-forwarded to it (git updates the files and the branch).
+    git(repo, "switch", "-q", "-c", "feature")
+    write(repo, {"feature.txt": f"{uuid.uuid4()}\n"})
+    git(repo, "add", "feature.txt")
+    git(repo, "commit", "-q", "-m", "feature")
+    git(repo, "switch", "-q", "main")
+    write(repo, {"main.txt": f"{uuid.uuid4()}\n"})
+    git(repo, "add", "main.txt")
+    git(repo, "commit", "-q", "-m", "main")
+    found = traced(monkeypatch, tmp_path, lambda: integrate(repo, "feature", "main"))
+    _check_durable(found, {"merge-tree", "commit-tree", "merge"})
