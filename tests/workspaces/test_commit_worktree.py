@@ -28,16 +28,6 @@ BRANCH: Final = "mimir/run-x/1-fake"
 SECRET: Final = "the user's secret, outside the worktree\n"
 
 
-@pytest.fixture(autouse=True)
-def _no_user_git_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    for name in list(os.environ):
-        if name.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_")) or name in ("EMAIL", "GIT_DIR"):
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(

@@ -15,7 +15,6 @@ hold content git has never seen.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import uuid
@@ -35,13 +34,6 @@ BRANCH: Final = "mimir/test/1-fake"
 WRITERS: Final = frozenset(
     {"add", "write-tree", "commit-tree", "merge-tree", "update-ref", "merge"}
 )
-
-
-@pytest.fixture(autouse=True)
-def _no_user_git_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture
@@ -170,18 +162,21 @@ def test_a_branch_tip_saved_before_its_branch_goes_is_written_durably(
     assert git(repo, "rev-parse", "refs/mimir/snapshots/gone").strip()
 
 
+def _commit_new_file(repo: Path, branch: str, *, create: bool = False) -> None:
+    """On ``branch`` (made from HEAD if ``create``), left checked out: a commit adding
+    ``<branch>.txt`` with content git has not seen."""
+    git(repo, "switch", "-q", *(["-c"] if create else []), branch)
+    write(repo, {f"{branch}.txt": f"{uuid.uuid4()}\n"})
+    git(repo, "add", f"{branch}.txt")
+    git(repo, "commit", "-q", "-m", branch)
+
+
 def test_a_merge_writes_its_merged_tree_durably(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     git(repo, "branch", "target")
-    git(repo, "switch", "-q", "-c", "feature")
-    write(repo, {"feature.txt": f"{uuid.uuid4()}\n"})
-    git(repo, "add", "feature.txt")
-    git(repo, "commit", "-q", "-m", "feature")
-    git(repo, "switch", "-q", "target")
-    write(repo, {"target.txt": f"{uuid.uuid4()}\n"})
-    git(repo, "add", "target.txt")
-    git(repo, "commit", "-q", "-m", "target")
+    _commit_new_file(repo, "feature", create=True)
+    _commit_new_file(repo, "target")
     git(repo, "switch", "-q", "main")
     found = traced(monkeypatch, tmp_path, lambda: integrate(repo, "feature", "target"))
     # A true merge: merge-tree writes the merged tree, the merge commit and the
@@ -194,13 +189,7 @@ def test_a_checked_out_branch_moved_by_a_merge_is_written_durably(
 ) -> None:
     # main is checked out in the repository: the merge commit is made, then the
     # checkout fast-forwarded to it (git updates the files and the branch).
-    git(repo, "switch", "-q", "-c", "feature")
-    write(repo, {"feature.txt": f"{uuid.uuid4()}\n"})
-    git(repo, "add", "feature.txt")
-    git(repo, "commit", "-q", "-m", "feature")
-    git(repo, "switch", "-q", "main")
-    write(repo, {"main.txt": f"{uuid.uuid4()}\n"})
-    git(repo, "add", "main.txt")
-    git(repo, "commit", "-q", "-m", "main")
+    _commit_new_file(repo, "feature", create=True)
+    _commit_new_file(repo, "main")
     found = traced(monkeypatch, tmp_path, lambda: integrate(repo, "feature", "main"))
     _check_durable(found, {"merge-tree", "commit-tree", "merge"})
