@@ -120,15 +120,16 @@ async def measure(
     how: Callable[[Client, str, int], Awaitable[tuple[float, float]]], members: int, updates: int
 ) -> tuple[float, float, float]:
     """(until every turn ended, until the whole, CPU from the daemon's start to its stop)."""
-    dirs = DaemonDirs(Path(tempfile.mkdtemp(prefix="mimir-bench-runs-")))
-    write_config(dirs, {"m": scenario(updates)})
-    repo = make_repo(dirs.root / "repo")
-    cpu = _cpu_s()
-    async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
-        project = (await c.call("project.add", {"path": str(repo), "name": "bench"}))["id"]
-        await c.call("subscribe", {})  # every session's events, to see the turns end
-        turns, whole = await how(c, project, members)
-    return turns, whole, _cpu_s() - cpu
+    with tempfile.TemporaryDirectory(prefix="mimir-bench-runs-") as tmp:
+        dirs = DaemonDirs(Path(tmp))
+        write_config(dirs, {"m": scenario(updates)})
+        repo = make_repo(dirs.root / "repo")
+        cpu = _cpu_s()
+        async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
+            project = (await c.call("project.add", {"path": str(repo), "name": "bench"}))["id"]
+            await c.call("subscribe", {})  # every session's events, to see the turns end
+            turns, whole = await how(c, project, members)
+        return turns, whole, _cpu_s() - cpu
 
 
 async def main(members: int, updates: int) -> None:

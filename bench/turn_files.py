@@ -41,18 +41,19 @@ class NoFiles(turn_files.TurnFiles):
 
 async def p50_of_a_turn(kind: type[turn_files.TurnFiles], files: dict[str, str]) -> float:
     setattr(host, "TurnFiles", kind)  # noqa: B010 (replaced for the measurement)
-    dirs = DaemonDirs(Path(tempfile.mkdtemp(prefix="mimir-bench-")))
-    write_config(dirs, {})
-    repo = make_repo(dirs.root / "repo", files)
-    async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
-        project = await c.call("project.add", {"path": str(repo)})
-        session = await c.call("session.create", {"project": project["id"]})
-        await c.call("session.resume", {"session": session["id"]})
-        times = []
-        for _ in range(TURNS):
-            began = time.perf_counter()
-            await c.call("session.prompt", {"session": session["id"], "text": "x"})
-            times.append((time.perf_counter() - began) * 1000)
+    with tempfile.TemporaryDirectory(prefix="mimir-bench-turn-files-") as tmp:
+        dirs = DaemonDirs(Path(tmp))
+        write_config(dirs, {})
+        repo = make_repo(dirs.root / "repo", files)
+        async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
+            project = await c.call("project.add", {"path": str(repo)})
+            session = await c.call("session.create", {"project": project["id"]})
+            await c.call("session.resume", {"session": session["id"]})
+            times = []
+            for _ in range(TURNS):
+                began = time.perf_counter()
+                await c.call("session.prompt", {"session": session["id"], "text": "x"})
+                times.append((time.perf_counter() - began) * 1000)
     return statistics.median(times[WARM_UP:])
 
 
