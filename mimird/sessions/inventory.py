@@ -143,6 +143,7 @@ class Inventory:
                     branch=row.branch,
                     snapshot_ref=snapshot_ref(row.id),
                     message=f"mimir: work of session {row.id}, pruned",
+                    base_commit=row.base_commit,
                 )
                 values: dict[str, Any] = {"workspace_state": "removed"}
                 if snap is not None:

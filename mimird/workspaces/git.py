@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -67,6 +68,7 @@ _DURABLE: Final = ("-c", "core.fsync=committed", "-c", "core.fsyncMethod=batch")
 #: ``reference-transaction``), as no hook runs for the commits they point at.
 _OWN_REF: Final = (*_DURABLE, "-c", "core.hooksPath=/dev/null")
 _GITLINK_MODE: Final = "160000"
+_SHA: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _NULL_SHA: Final = frozenset({"0" * 40, "0" * 64})
 _GITFILE_PREFIX: Final = "gitdir: "
 #: What the reftable backend leaves in the HEAD file; the real HEAD is elsewhere.
@@ -706,6 +708,7 @@ def remove_worktree(
     delete_branch: bool = False,
     force: bool = False,
     message: str = "",
+    base_commit: str | None = None,
 ) -> Snapshot | None:
     """Remove a session's worktree, saving its work first (Invariant 4).
 
@@ -714,6 +717,10 @@ def remove_worktree(
     its commits are in the snapshot. A path that is already gone only loses its
     ``.git/worktrees`` entry. Returns the snapshot (None when forced, or when the
     path was gone and no branch had to be saved).
+
+    With ``base_commit`` (where the session started), the loose objects of what was
+    done since (the commits an agent made with its own git, which syncs nothing by
+    default) are first put in a pack written durably: see :func:`_pack_work`.
     """
     _absolute(path)
     common = _require_repo(root)
@@ -729,6 +736,8 @@ def remove_worktree(
             # all the same: it keeps the commits if the branch goes, and gives
             # restore something to bring back.
             saved = _save_branch_tip(root, branch, snapshot_ref)
+            if saved is not None and base_commit is not None:
+                _pack_work(root, common, saved.commit, base_commit)
         _remove_admin_entry(root, path, force=force)
         if delete_branch and branch is not None:
             _delete_branch(root, branch)
@@ -743,6 +752,8 @@ def remove_worktree(
     if not force:
         assert snapshot_ref is not None
         saved = snapshot(path, snapshot_ref, message)
+        if base_commit is not None:
+            _pack_work(root, common, saved.commit, base_commit)
     if delete_branch and branch is not None:
         _check_branch_deletable(root, path, branch, saved)
     with _git_errors(f"cannot remove the worktree at {path} (its work is saved)"):
@@ -750,6 +761,63 @@ def remove_worktree(
     if delete_branch and branch is not None:
         _delete_branch(root, branch)
     return saved
+
+
+def _pack_work(root: Path, common: Path, tip: str, base_commit: str) -> None:
+    """Put the loose objects reachable from ``tip`` but not from ``base_commit`` in a
+    new pack, written durably, before the worktree that made them goes.
+
+    A snapshot's own objects are synced as they are written (see _DURABLE), but git
+    neither writes nor syncs an object it finds present: the commits, trees and blobs
+    an agent made with its own ``git commit`` (under the user's config, which syncs no
+    loose object by default) may still be in the page cache only, and after the
+    removal nothing else holds that work. Packing copies them into one file git syncs
+    (``pack``, ``pack-metadata``); the loose copies stay until git's own gc. Bounded by
+    what was done since ``base_commit``; nothing is written when everything is packed.
+    """
+    whole = f"{tip}\n"
+    # One revision a line; a base that is no sha (a record from an import) bounds nothing.
+    revs = f"{tip}\n^{base_commit}\n" if _SHA.fullmatch(base_commit) else whole
+    status, err = _pack_objects(common, root, revs)
+    lost = (
+        status != 0
+        and revs != whole
+        and _run(root, ["cat-file", "-e", f"{base_commit}^{{commit}}"])[0] != 0
+    )
+    if lost:
+        # A base the repository lost (its history rewritten and collected) bounds
+        # nothing either: all that the tip reaches is looked at (packed is skipped).
+        status, err = _pack_objects(common, root, whole)
+    if status != 0:
+        failed = _GitFailed(["pack-objects"], status, err)
+        raise InvalidState(
+            f"cannot save the work in {root} durably (nothing was removed): {failed.reason}",
+            detail=failed.detail(),
+        )
+
+
+def _pack_objects(common: Path, root: Path, revs: str) -> tuple[int, str]:
+    """``pack-objects --revs --unpacked`` of ``revs`` into a new pack, synced."""
+    with tempfile.TemporaryDirectory(prefix="mimir-pack-") as tmp:
+        listed = os.path.join(tmp, "revs")
+        with open(listed, "w") as f:
+            f.write(revs)
+        with open(listed, "rb") as f:
+            status, _, err = _run(
+                root,
+                [
+                    "-c",
+                    "core.fsync=committed,pack-metadata",
+                    "pack-objects",
+                    "--revs",
+                    "--unpacked",
+                    "--non-empty",
+                    "--quiet",
+                    str(common / "objects" / "pack" / "pack"),
+                ],
+                stdin=f,
+            )
+    return status, err
 
 
 def _remove_admin_entry(root: Path, path: Path, *, force: bool) -> None:

@@ -381,6 +381,7 @@ class Workspaces:
             delete_branch=delete_branch,
             force=force,
             message=f"mimir: work of session {row.id} ({row.title or row.task[:60]})",
+            base_commit=row.base_commit,
         )
 
     async def move_to_trash(self, row: SessionRow) -> None:

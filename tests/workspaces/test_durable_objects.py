@@ -32,7 +32,7 @@ from tests.support.helpers import git, make_repo, write
 BRANCH: Final = "mimir/test/1-fake"
 #: git commands that write objects or move refs.
 WRITERS: Final = frozenset(
-    {"add", "write-tree", "commit-tree", "merge-tree", "update-ref", "merge"}
+    {"add", "write-tree", "commit-tree", "merge-tree", "update-ref", "merge", "pack-objects"}
 )
 
 
@@ -142,24 +142,72 @@ def test_a_snapshot_and_a_commit_of_the_work_are_written_durably(
     _check_durable(found, {"add", "write-tree", "commit-tree", "update-ref"})
 
 
-def test_a_branch_tip_saved_before_its_branch_goes_is_written_durably(
-    worktree: Path, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The worktree's directory is gone: its branch's tip is all there is to save.
-    shutil.rmtree(worktree)
-    found = traced(
+def _removed(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    repo: Path,
+    worktree: Path,
+    snapshot: str,
+    **options: Any,
+) -> list[tuple[str, int]]:
+    """:func:`traced` of the worktree's removal, its work saved under ``snapshot``."""
+    return traced(
         monkeypatch,
         tmp_path,
         lambda: worktrees.remove_worktree(
             repo,
             worktree,
             branch=BRANCH,
-            snapshot_ref="refs/mimir/snapshots/gone",
-            delete_branch=True,
+            snapshot_ref=f"refs/mimir/snapshots/{snapshot}",
+            **options,
         ),
     )
+
+
+def test_a_branch_tip_saved_before_its_branch_goes_is_written_durably(
+    worktree: Path, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worktree's directory is gone: its branch's tip is all there is to save.
+    shutil.rmtree(worktree)
+    found = _removed(monkeypatch, tmp_path, repo, worktree, "gone", delete_branch=True)
     _check_durable(found, {"update-ref"})
     assert git(repo, "rev-parse", "refs/mimir/snapshots/gone").strip()
+
+
+def _unpacked(repo: Path, tip: str, base: str) -> str:
+    """The objects from ``base`` to ``tip`` that are in no pack (loose only)."""
+    return git(repo, "rev-list", "--objects", "--unpacked", tip, f"^{base}").strip()
+
+
+@pytest.mark.parametrize(
+    "known_base",
+    [True, False, None],
+    ids=["base", "base-the-repository-lost", "base-that-is-no-sha"],
+)
+def test_work_an_agent_committed_itself_is_packed_durably_before_its_worktree_goes(
+    worktree: Path,
+    repo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    known_base: bool | None,
+) -> None:
+    # The agent's own git (the user's config: no fsync of loose objects) commits the
+    # work; the snapshot finds those objects present and would sync none of them.
+    base = worktrees.resolve_commit(repo, "HEAD")
+    git(worktree, "add", "-A")
+    git(worktree, "commit", "-q", "-m", "the agent's own commit")
+    tip = worktrees.resolve_commit(worktree, "HEAD")
+    assert _unpacked(repo, tip, base)  # loose, as git left them
+    given = {True: base, False: "f" * 40, None: "--all"}[known_base]
+    found = _removed(monkeypatch, tmp_path, repo, worktree, "agent", base_commit=given)
+    # The snapshot's add and write-tree find every object present and sync nothing
+    # (the gap): the pack of everything since the base is synced.
+    flushed = dict(found)
+    assert (flushed["add"], flushed["write-tree"]) == (0, 0), found
+    assert flushed["pack-objects"] > 0, found
+    assert not worktree.exists()
+    assert _unpacked(repo, tip, base) == ""
+    assert git(repo, "rev-parse", "refs/mimir/snapshots/agent").strip() == tip
 
 
 def _commit_new_file(repo: Path, branch: str, *, create: bool = False) -> None:
