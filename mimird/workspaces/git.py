@@ -592,11 +592,32 @@ def _everything_added(worktree: Path, real_index: Path | None) -> Iterator[Mappi
 
 
 def _parse_raw(out: str) -> list[tuple[str, str]]:
-    """``diff-tree --raw -z --no-renames`` -> [(new mode, path)]: ``:old new sha sha
-    status`` and the path alternate; the last, empty token has no partner."""
+    """``--raw -z`` output -> [(new mode, path)]: ``:old new sha sha status`` and the
+    path alternate (a rename or copy names two paths, the new one second); with
+    renames detected or not, ``--numstat`` after it or not."""
     tokens = out.split("\0")
-    pairs = zip(tokens[0::2], tokens[1::2], strict=False)
-    return [(meta.split(" ")[1], path) for meta, path in pairs]
+    found = []
+    i = 0
+    while i < len(tokens) and tokens[i].startswith(":"):
+        meta = tokens[i].split(" ")
+        paired = meta[-1][:1] in ("R", "C")
+        found.append((meta[1], tokens[i + 2] if paired else tokens[i + 1]))
+        i += 3 if paired else 2
+    return found
+
+
+def _tree_entries(cwd: Path, tree: str) -> list[tuple[str, str]]:
+    """Every file of ``tree`` (``ls-tree -r``) -> [(mode, path)]."""
+    listed = _git(cwd, "ls-tree", "-r", "-z", tree).split("\0")
+    return [
+        (meta.split(" ")[0], name)
+        for meta, _, name in (entry.partition("\t") for entry in listed if entry)
+    ]
+
+
+def _gitlinks(entries: list[tuple[str, str]]) -> list[str]:
+    """The paths of ``entries`` (mode, path) that are gitlinks: nested repositories."""
+    return [path for mode, path in entries if mode == _GITLINK_MODE]
 
 
 def _check_snapshot_ref(worktree: Path, ref: str) -> None:
@@ -650,12 +671,8 @@ def snapshot(worktree: Path, ref: str, message: str) -> Snapshot:
                 _git(worktree, "diff-tree", "-r", "-z", "--raw", "--no-renames", head, tree)
             )
         else:
-            listed = _git(worktree, "ls-tree", "-r", "-z", tree).split("\0")
-            changed = [
-                (meta.split(" ")[0], name)
-                for meta, _, name in (entry.partition("\t") for entry in listed if entry)
-            ]
-    nested = [path for new_mode, path in changed if new_mode == _GITLINK_MODE]
+            changed = _tree_entries(worktree, tree)
+    nested = _gitlinks(changed)
     if nested:
         raise InvalidState(
             f"{what}: {', '.join(nested[:5])} "
@@ -1171,21 +1188,6 @@ def _parse_changes(out: str) -> list[FileChange]:
             )
         )
     return files
-
-
-def new_gitlinks(out: str) -> list[str]:
-    """The paths that ``--raw -z`` output (renames detected or not, ``--numstat``
-    after it or not) shows as gitlinks (nested repositories) on the new side."""
-    tokens = out.split("\0")
-    found = []
-    i = 0
-    while i < len(tokens) and tokens[i].startswith(":"):
-        meta = tokens[i].split(" ")
-        paired = meta[-1][:1] in ("R", "C")
-        if meta[1] == _GITLINK_MODE:
-            found.append(tokens[i + 2] if paired else tokens[i + 1])
-        i += 3 if paired else 2
-    return found
 
 
 def worktree_tree(path: Path, index: Path) -> str:

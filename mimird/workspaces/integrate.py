@@ -48,12 +48,15 @@ from mimird.workspaces.git import (
     _git,
     _git_errors,
     _GitFailed,
+    _gitlinks,
     _linked_git_dir,
     _parse_changes,
+    _parse_raw,
     _rebasing,
     _require_repo,
     _rev_arg,
     _run,
+    _tree_entries,
 )
 
 Kind = Literal["fast_forward", "merge", "squash", "up_to_date"]
@@ -73,7 +76,6 @@ _IN_PROGRESS: Final = {
     "CHERRY_PICK_HEAD": "a cherry-pick",
     "REVERT_HEAD": "a revert",
 }
-_GITLINK_MODE: Final = "160000"
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,15 +468,16 @@ def _commit_all(
         if tree == parent_tree:
             return None, changes
         if base is not None:
-            nested = worktrees.new_gitlinks(raw)
+            entries = _parse_raw(raw)
         elif parent is not None:
-            changed = _git(path, "diff-tree", "-r", "-z", "--raw", "--no-renames", parent, tree)
-            nested = worktrees.new_gitlinks(changed)
+            entries = _parse_raw(
+                _git(path, "diff-tree", "-r", "-z", "--raw", "--no-renames", parent, tree)
+            )
         else:
-            listed = [e for e in _git(path, "ls-tree", "-r", "-z", tree).split("\0") if e]
-            if not listed:
+            entries = _tree_entries(path, tree)
+            if not entries:
                 return None, changes
-            nested = [e.partition("\t")[2] for e in listed if e.split(" ")[0] == _GITLINK_MODE]
+        nested = _gitlinks(entries)
         if nested:
             raise InvalidState(
                 f"{what}: {_listed(nested)} holds a nested git repository, whose files a "
