@@ -217,16 +217,29 @@ class RunContext:
         row = member if member is not None else await self.member(slot)
         started = ev.MemberStarted(slot=slot, session_id=row.id, round=round_)
         working = {"outcome": "working", "round": round_}
-        if not early:
+        if early:
+            turn = await self._turn_recording(slot, row, text, working, started)
+        else:
             await self.set_member(slot, working, started)
             turn = await self._turn(slot, row, text)
-            return await self.member_done(turn, round_=round_)
+        return await self.member_done(turn, round_=round_)
+
+    async def _turn_recording(
+        self,
+        slot: int,
+        row: SessionRow,
+        text: str,
+        working: dict[str, Any],
+        started: ev.MemberStarted,
+    ) -> MemberTurn:
+        """:meth:`_turn`, with ``started`` recorded meanwhile; a record that failed is
+        raised after the turn, which did not wait for it."""
         not_recorded: list[MimirError] = []
 
         async def record() -> None:
             try:
                 await self.set_member(slot, working, started)
-            except MimirError as exc:  # raised after the turn, which did not wait for it
+            except MimirError as exc:
                 not_recorded.append(exc)
 
         async with trio.open_nursery() as nursery:
@@ -234,7 +247,7 @@ class RunContext:
             turn = await self._turn(slot, row, text)
         if not_recorded:
             raise not_recorded[0]
-        return await self.member_done(turn, round_=round_)
+        return turn
 
     async def _turn(self, slot: int, row: SessionRow, text: str) -> MemberTurn:
         try:
