@@ -366,6 +366,8 @@ def cmd_session_rm(client: Client, args: argparse.Namespace) -> int:
         if w["state"] == "removed":
             kept = " (mimird keeps the copy for restore)" if w["kind"] == "private" else ""
             lines.append(f"workspace {w['path']} removed{kept}")
+        elif w["state"] == "foreign":
+            lines.append(f"workspace {w['path']} left where it is (this mimird did not make it)")
         if w.get("branch") and w["kind"] == "worktree":
             lines.append(f"branch {w['branch']} " + ("deleted" if args.delete_branch else "kept"))
         lines.append(f"restore it with: mimirctl session restore {s['id']}")

@@ -47,6 +47,7 @@ from mimird.wire.transfer import (
     ImportBeginParams,
     ImportBegun,
     ImportConflict,
+    ImportForeignCopy,
     ImportMissingPath,
     ImportProgress,
     ImportRecordsParams,
@@ -106,6 +107,7 @@ class _Import:
             skipped=0,
             missing_paths=[],
             statuses_changed=0,
+            foreign_copies=[],
         )
 
     def close(self) -> None:
@@ -235,8 +237,15 @@ class _Import:
         elif status in states.SETTING_UP:
             status = "interrupted"
         workspace_state = record.workspace_state
-        if workspace_state in states.USABLE_WORKSPACE and not await _exists(record.workspace_path):
-            workspace_state = "missing"
+        if workspace_state == "foreign" and record.workspace_kind != "private":
+            workspace_state = "ok"  # only a private copy is ever foreign
+        if workspace_state in ("ok", "foreign"):
+            if not await _exists(record.workspace_path):
+                workspace_state = "missing"
+            elif record.workspace_kind == "private":
+                # Not a copy this mimird made: never worked in, moved or adopted
+                # unasked (session.repair adopts it).
+                workspace_state = "foreign"
         written = await self._store.write(
             importing.insert_session,
             record,
@@ -248,6 +257,10 @@ class _Import:
             self.report.sessions += 1
             if status != record.status:
                 self.report.statuses_changed += 1
+            if workspace_state == "foreign" and len(self.report.foreign_copies) < MAX_LISTED:
+                self.report.foreign_copies.append(
+                    ImportForeignCopy(session_id=record.id, path=record.workspace_path)
+                )
         return written
 
 

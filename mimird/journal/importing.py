@@ -147,8 +147,17 @@ def project_conflict(conn: sa.Connection, record: ProjectRecord) -> str | None:
 def session_conflict(conn: sa.Connection, record: SessionRecord) -> str | None:
     if conn.execute(sa.select(sessions.c.id).where(sessions.c.id == record.id)).first():
         return f"session {record.id} exists already"
-    if not conn.execute(sa.select(projects.c.id).where(projects.c.id == record.project_id)).first():
+    project = conn.execute(
+        sa.select(projects.c.path).where(projects.c.id == record.project_id)
+    ).first()
+    if project is None:
         return f"its project {record.project_id} is not here"
+    if record.workspace_kind == "in_place" and record.workspace_path != project.path:
+        # Mimir gives an in-place session its project's directory, nothing else.
+        return (
+            f"an in_place session works in its project's directory {project.path!r}, "
+            f"not in {record.workspace_path!r}"
+        )
     if record.run_id is not None:
         if not conn.execute(sa.select(runs.c.id).where(runs.c.id == record.run_id)).first():
             return f"its run {record.run_id} is not here"

@@ -32,7 +32,12 @@ from mimird.sessions.intents import Intent, Operation
 from mimird.sessions.records import SessionRow
 from mimird.sessions.settle import settle_shielded
 from mimird.sessions.setup import SetupCommands
-from mimird.sessions.states import FOREIGN_WORKSPACE, RESTORABLE, check_transition
+from mimird.sessions.states import (
+    FOREIGN_WORKSPACE,
+    RESTORABLE,
+    USABLE_WORKSPACE,
+    check_transition,
+)
 from mimird.store import Store
 from mimird.wire import events
 from mimird.wire.types import Project, SessionCreateParams
@@ -397,8 +402,12 @@ class Sessions:
             row, _ = await self.check_workspace(await self.find(found.id))
             check_transition(row.id, row.status, "deleted", "delete")
             removing_worktree = has_worktree(row) and row.workspace_state != "removed"
+            # A private copy is moved only when it is the session's: an imported
+            # session's path may hold anything (``foreign``), which stays where it is.
             removing_copy = (
-                row.workspace_kind == "private" and await trio.Path(row.workspace_path).exists()
+                row.workspace_kind == "private"
+                and row.workspace_state in USABLE_WORKSPACE
+                and await trio.Path(row.workspace_path).exists()
             )
             if removing_worktree or removing_copy:
                 if removing_worktree and not force and row.workspace_state in FOREIGN_WORKSPACE:
@@ -523,13 +532,16 @@ class Sessions:
         return row
 
     async def repair(self, ref: str) -> tuple[SessionRow, worktrees.WorkspaceCheck | None]:
-        """Repair a drifted workspace: adopt a moved worktree, re-create a missing one.
+        """Repair a drifted workspace: adopt a moved worktree, re-create a missing one;
+        adopt the directory at an imported private copy's path as the copy.
 
         Cancellation: a worktree re-created but not yet recorded is found "ok" by
         the next check (the row's path and branch are unchanged), so row and disk
         agree again at the next read."""
         found = await self.find(ref)
         async with self.workspaces.project_lock(found.project_id):
+            if found.workspace_kind == "private":
+                return await self._adopt_copy(await self.find(found.id)), None
             row, check = await self.check_workspace(await self.find(found.id))
             if check is None or check.state == "ok":
                 return row, check
@@ -538,6 +550,28 @@ class Sessions:
                 records.update, row.id, repair.values, event=repair.event
             )
         return repaired, None
+
+    async def _adopt_copy(self, row: SessionRow) -> SessionRow:
+        """A ``foreign`` private copy (an import's) becomes the session's own, when a
+        directory is at its path; any other state is left as it is."""
+        if row.workspace_state != "foreign":
+            return row
+        if not await trio.Path(row.workspace_path).is_dir():
+            raise InvalidState(
+                f"cannot repair session {row.id}: no directory is at its path "
+                f"{row.workspace_path} to adopt as its private copy",
+                field="session",
+                id=row.id,
+                detail={"workspace_state": row.workspace_state},
+            )
+        adopted: SessionRow = await self._store.write(
+            records.update,
+            row.id,
+            {"workspace_state": "ok"},
+            event=events.WorkspaceRepaired(adopted_path=row.workspace_path),
+        )
+        log.info("private_copy_adopted", session_id=row.id, path=row.workspace_path)
+        return adopted
 
 
 def _insert_created(

@@ -283,6 +283,11 @@ class ImportMissingPath(Result):
     path: str
 
 
+class ImportForeignCopy(Result):
+    session_id: str
+    path: str
+
+
 class ImportReport(Result):
     projects: int
     runs: int
@@ -300,3 +305,6 @@ class ImportReport(Result):
     missing_paths: list[ImportMissingPath]
     #: Sessions whose status was changed on the way in (no agent runs for them here).
     statuses_changed: int
+    #: Private copies whose path holds a directory here that this mimird did not make:
+    #: imported ``foreign`` (at most 100 listed; session.repair adopts one).
+    foreign_copies: list[ImportForeignCopy]

@@ -193,8 +193,11 @@ SessionStatus = Literal[
 WorkspaceKind = Literal["worktree", "in_place", "private"]
 #: ok; missing (the directory is gone); moved (git knows the worktree elsewhere);
 #: wrong_branch (someone switched branches in it); not_a_worktree (the directory
-#: is no longer this repository's worktree); removed (by Mimir, work snapshotted).
-WorkspaceState = Literal["ok", "missing", "moved", "wrong_branch", "not_a_worktree", "removed"]
+#: is no longer this repository's worktree); foreign (an imported private copy's
+#: path holds a directory this mimird did not make); removed (by Mimir, work snapshotted).
+WorkspaceState = Literal[
+    "ok", "missing", "moved", "wrong_branch", "not_a_worktree", "foreign", "removed"
+]
 SessionRef = Annotated[
     str,
     Meta(

@@ -53,6 +53,15 @@ _DRIFT_HINTS: Final = {
     "move it away, then 'session repair' re-creates the worktree",
     "removed": "its worktree was removed; 'session restore' brings it back",
 }
+#: The same for a private copy, which Mimir does not check on disk: these states
+#: come from an import (the copy was made on another machine).
+_COPY_HINTS: Final = {
+    "missing": "its private copy is not on this machine (the session was imported); "
+    "there is nothing to work in",
+    "foreign": "this mimird did not make the directory at its path (the session was "
+    "imported); if it is the session's copy, 'session repair' adopts it",
+    "removed": "its private copy is in the trash; 'session restore' brings it back",
+}
 
 
 def _fixed_start(template: str) -> Path:
@@ -136,20 +145,25 @@ def snapshot_ref(session_id: str) -> str:
 
 
 def refuse_drifted(row: SessionRow, action: str) -> None:
-    """Raise invalid_state when the session's worktree is not usable for ``action``."""
-    if row.workspace_kind == "worktree" and row.workspace_state not in USABLE_WORKSPACE:
+    """Raise invalid_state when the session's worktree (or private copy) is not
+    usable for ``action``."""
+    if row.workspace_state in USABLE_WORKSPACE or row.workspace_kind == "in_place":
+        return
+    if row.workspace_kind == "worktree":
         hint = _DRIFT_HINTS.get(row.workspace_state, "")
         if row.workspace_state == "wrong_branch":
             hint = (
                 f"another branch is checked out in it; switch back to {row.branch} "
                 f"('git switch {row.branch}' in {row.workspace_path})"
             )
-        raise InvalidState(
-            f"cannot {action} session {row.id}: its workspace is {row.workspace_state}: {hint}",
-            field="session",
-            id=row.id,
-            detail={"workspace_state": row.workspace_state},
-        )
+    else:
+        hint = _COPY_HINTS.get(row.workspace_state, "")
+    raise InvalidState(
+        f"cannot {action} session {row.id}: its workspace is {row.workspace_state}: {hint}",
+        field="session",
+        id=row.id,
+        detail={"workspace_state": row.workspace_state},
+    )
 
 
 def has_worktree(row: SessionRow) -> bool:
@@ -407,6 +421,14 @@ class Workspaces:
             raise InvalidState(
                 f"session {row.id} has no snapshot to restore its work from (it was "
                 "deleted with force)",
+                field="session",
+                id=row.id,
+            )
+        if row.workspace_kind == "private" and not await trio.Path(self.trash(row.id)).is_dir():
+            raise InvalidState(
+                f"cannot restore session {row.id}: its private copy is not in the trash "
+                f"({self.trash(row.id)}): it was deleted on another machine (the session was "
+                "imported), or the trash was emptied",
                 field="session",
                 id=row.id,
             )

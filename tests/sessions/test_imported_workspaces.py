@@ -1,0 +1,190 @@
+"""An imported session's workspace on this machine. A file's word that a directory is a
+session's private copy is not taken for it: the directory is ``foreign``, never worked
+in, moved to the trash or adopted until the user adopts it (``session.repair``). A
+restore with nothing in the trash says so, and an in-place session works only in its
+project's directory. A real daemon on a real socket; the files are crafted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.mimirctl.test_mimirctl_transfer import HEADER, PROJECT, PROJECT_ID, SESSION_ID, ctl
+from tests.mimirctl.test_mimirctl_transfer import a_session as session_record
+from tests.support.agents import Client
+from tests.support.helpers import DaemonDirs, InProcessDaemon
+
+
+async def imported(c: Client, *records: dict[str, Any]) -> dict[str, Any]:
+    await c.call("import.begin", {"header": HEADER})
+    await c.call("import.records", {"records": list(records), "first_line": 2})
+    report: dict[str, Any] = await c.call("import.end", {})
+    return report
+
+
+def a_folder(tmp_path: Path) -> tuple[dict[str, Any], Path]:
+    """A project record for a directory that is here, and someone's precious files."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work\n")
+    return {**PROJECT, "path": str(notes), "is_git": False}, precious
+
+
+def a_copy(path: Path | str, **changes: Any) -> dict[str, Any]:
+    return session_record(
+        PROJECT_ID,
+        SESSION_ID,
+        workspace_kind="private",
+        workspace_path=str(path),
+        agent="fake",
+        **changes,
+    )
+
+
+async def kinds(c: Client) -> list[str]:
+    page = await c.call("session.events", {"session": SESSION_ID})
+    return [event["kind"] for event in page["events"]]
+
+
+@pytest.mark.parametrize("force", [False, True])
+async def test_a_directory_at_an_imported_copys_path_is_foreign_and_left_where_it_is(
+    daemon: InProcessDaemon, dirs: DaemonDirs, tmp_path: Path, force: bool
+) -> None:
+    project, precious = a_folder(tmp_path)
+    async with Client.connect(daemon.socket) as c:
+        report = await imported(c, project, a_copy(precious))
+        shown = await c.call("session.get", {"session": SESSION_ID})
+        resumed = await c.error("session.resume", {"session": SESSION_ID})
+        deleted = await c.call("session.delete", {"session": SESSION_ID, "force": force})
+        journal = await kinds(c)
+    assert report["sessions"] == 1
+    assert report["foreign_copies"] == [{"session_id": SESSION_ID, "path": str(precious)}]
+    assert shown["workspace"]["state"] == "foreign"
+    # No agent is started in a directory a file named.
+    assert resumed["data"]["kind"] == "invalid_state"
+    assert resumed["data"]["detail"] == {"workspace_state": "foreign"}
+    assert "'session repair' adopts it" in resumed["message"]
+    # Deleting the session leaves the directory alone: nothing moved to the trash.
+    assert deleted["session"]["status"] == "deleted"
+    assert deleted["session"]["workspace"]["state"] == "foreign"
+    assert (precious / "thesis.tex").read_text() == "years of work\n"
+    assert not (dirs.state / "trash").exists()
+    assert "workspace_removed" not in journal
+
+
+async def test_repair_adopts_the_directory_which_is_then_the_sessions_copy(
+    daemon: InProcessDaemon, dirs: DaemonDirs, tmp_path: Path
+) -> None:
+    project, precious = a_folder(tmp_path)
+    async with Client.connect(daemon.socket) as c:
+        await imported(c, project, a_copy(precious))
+        repaired = await c.call("session.repair", {"session": SESSION_ID})
+        again = await c.call("session.repair", {"session": SESSION_ID})
+        page = await c.call("session.events", {"session": SESSION_ID})
+        await c.call("session.delete", {"session": SESSION_ID})
+        trashed = sorted(p.name for p in (dirs.state / "trash" / SESSION_ID).iterdir())
+        restored = await c.call("session.restore", {"session": SESSION_ID})
+    assert repaired["workspace"]["state"] == again["workspace"]["state"] == "ok"
+    adopted = [e["data"] for e in page["events"] if e["kind"] == "workspace_repaired"]
+    assert adopted == [{"adopted_path": str(precious)}]
+    assert trashed == ["thesis.tex"]  # now the session's own copy: kept for restore
+    assert restored["workspace"]["state"] == "ok"
+    assert (precious / "thesis.tex").read_text() == "years of work\n"
+
+
+async def test_repair_of_a_foreign_copy_whose_directory_went_away_says_so(
+    daemon: InProcessDaemon, tmp_path: Path
+) -> None:
+    project, precious = a_folder(tmp_path)
+    async with Client.connect(daemon.socket) as c:
+        await imported(c, project, a_copy(precious))
+        (precious / "thesis.tex").unlink()
+        precious.rmdir()
+        refused = await c.error("session.repair", {"session": SESSION_ID})
+        shown = await c.call("session.get", {"session": SESSION_ID})
+    assert refused["data"]["kind"] == "invalid_state"
+    assert "no directory is at its path" in refused["message"]
+    assert shown["workspace"]["state"] == "foreign"
+
+
+async def test_a_copy_that_is_not_on_this_machine_is_missing_and_no_agent_starts(
+    daemon: InProcessDaemon, tmp_path: Path
+) -> None:
+    project, _ = a_folder(tmp_path)
+    async with Client.connect(daemon.socket) as c:
+        report = await imported(c, project, a_copy(tmp_path / "elsewhere"))
+        shown = await c.call("session.get", {"session": SESSION_ID})
+        resumed = await c.error("session.resume", {"session": SESSION_ID})
+    assert report["foreign_copies"] == []
+    assert shown["workspace"]["state"] == "missing"
+    assert resumed["data"]["detail"] == {"workspace_state": "missing"}
+    assert "not on this machine" in resumed["message"]
+
+
+async def test_restoring_a_copy_deleted_elsewhere_says_the_trash_has_none(
+    daemon: InProcessDaemon, tmp_path: Path
+) -> None:
+    project, _ = a_folder(tmp_path)
+    gone = a_copy(tmp_path / "gone", status="deleted", workspace_state="removed")
+    async with Client.connect(daemon.socket) as c:
+        await imported(c, project, gone)
+        refused = await c.error("session.restore", {"session": SESSION_ID})
+        shown = await c.call("session.get", {"session": SESSION_ID})
+    assert refused["code"] == -32003, refused
+    assert "not in the trash" in refused["message"]
+    assert (shown["status"], shown["workspace"]["state"]) == ("deleted", "removed")
+    assert not (tmp_path / "gone").exists()
+
+
+async def test_an_in_place_session_is_imported_only_in_its_projects_directory(
+    daemon: InProcessDaemon, tmp_path: Path
+) -> None:
+    project, precious = a_folder(tmp_path)
+    elsewhere = session_record(
+        PROJECT_ID, SESSION_ID, workspace_kind="in_place", workspace_path=str(precious)
+    )
+    at_home = session_record(
+        PROJECT_ID,
+        "01kccccccccccccccccccccccc",
+        workspace_kind="in_place",
+        workspace_path=project["path"],
+        workspace_state="foreign",  # only a private copy is ever foreign
+    )
+    async with Client.connect(daemon.socket) as c:
+        report = await imported(c, project, elsewhere, at_home)
+        missing = await c.error("session.get", {"session": SESSION_ID})
+        kept = await c.call("session.get", {"session": at_home["id"]})
+    assert report["sessions"] == 1
+    assert [(x["line"], x["type"], x["id"]) for x in report["conflicts"]] == [
+        (3, "session", SESSION_ID)
+    ]
+    assert "works in its project's directory" in report["conflicts"][0]["reason"]
+    assert missing["data"]["kind"] == "not_found"
+    assert kept["workspace"]["state"] == "ok"
+
+
+async def test_mimirctl_says_what_it_left_alone(
+    daemon: InProcessDaemon, dirs: DaemonDirs, tmp_path: Path
+) -> None:
+    project, precious = a_folder(tmp_path)
+    export = tmp_path / "from-a-colleague.jsonl"
+    export.write_text(
+        "".join(json.dumps(line) + "\n" for line in (HEADER, project, a_copy(precious)))
+    )
+    taken = await ctl(dirs, "import", str(export))
+    removed = await ctl(dirs, "session", "rm", SESSION_ID)
+    assert taken.returncode == 0, taken.stderr
+    assert (
+        f"session {SESSION_ID}: its private copy's path {precious} holds a directory this "
+        "mimird did not make; it is left alone, and no agent works in it until "
+        f"'mimirctl session repair {SESSION_ID}' adopts it"
+    ) in taken.stdout.decode()
+    assert removed.returncode == 0, removed.stderr
+    assert f"workspace {precious} left where it is" in removed.stdout.decode()
+    assert "removed" not in removed.stdout.decode().replace(f"deleted session {SESSION_ID}", "")
+    assert (precious / "thesis.tex").is_file()
