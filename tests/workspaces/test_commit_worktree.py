@@ -251,3 +251,18 @@ def test_no_hook_of_the_repository_runs_when_mimir_moves_its_own_refs(
     )
     assert git(repo, "rev-parse", "refs/mimir/snapshots/tip").strip()
     assert not ran.exists(), ran.read_text()
+
+
+def test_the_repositorys_hooks_see_a_new_worktree_and_its_branch(
+    repo: Path, tmp_path: Path
+) -> None:
+    # As docs/api.md (Work safety) says: a session's worktree and branch are the
+    # user's own checkout and ref, made by plain git, and the user's hooks see them.
+    ran = tmp_path / "hooks-ran"
+    hooks = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+    for name in ("reference-transaction", "post-checkout"):
+        hook = hooks / "hooks" / name
+        hook.write_text(f'#!/bin/sh\necho "{name}" >> {ran}\n')
+        hook.chmod(0o755)
+    add_worktree(repo, tmp_path / "worktrees" / "seen", "mimir/seen", resolve_commit(repo, "HEAD"))
+    assert set(ran.read_text().split()) == {"reference-transaction", "post-checkout"}
