@@ -191,10 +191,8 @@ SessionStatus = Literal[
     "deleted",
 ]
 WorkspaceKind = Literal["worktree", "in_place", "private"]
-#: ok; missing (the directory is gone); moved (git knows the worktree elsewhere);
-#: wrong_branch (someone switched branches in it); not_a_worktree (the directory
-#: is no longer this repository's worktree); foreign (an imported private copy's
-#: path holds a directory this mimird did not make); removed (by Mimir, work snapshotted).
+#: See docs/api.md, "Workspace states and drift" (foreign: an imported private copy's
+#: path holds a directory this mimird did not make).
 WorkspaceState = Literal[
     "ok", "missing", "moved", "wrong_branch", "not_a_worktree", "foreign", "removed"
 ]
