@@ -451,7 +451,14 @@ class Workspaces:
                 snapshot_commit=row.snapshot_commit,
             )
         elif row.workspace_kind == "private":
-            await self.git(shutil.move, self.trash(row.id), path)
+            trash = self.trash(row.id)
+
+            def move_back() -> None:
+                # Its parent first: shutil.move would otherwise copy it file by file.
+                path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(trash, path)
+
+            await self.git(move_back)
 
     async def repair(self, row: SessionRow, check: worktrees.WorkspaceCheck) -> Repair:
         """Adopt a moved worktree, or re-create a missing one from its branch.

@@ -13,6 +13,7 @@ import pytest
 
 from mimird.wire.errors import ErrorCode
 from tests.support.helpers import (
+    DaemonDirs,
     TrioClient,
     add_project,
     git,
@@ -258,3 +259,23 @@ async def test_a_private_copy_is_kept_by_delete_and_brought_back_by_restore(
     assert not copy.exists()
     await call(client, "session.restore", {"session": session["id"]})
     assert files_of(copy) == before
+
+
+async def test_a_private_copy_comes_back_even_where_its_parent_directory_went(
+    client: TrioClient, dirs: DaemonDirs, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain"
+    write(plain, {"notes.txt": "mine\n"})
+    project = await add_project(client, plain)
+    session = await create(client, project)
+    copy = workspace(session)
+    write(copy, {"work.txt": "the agent's work\n"})
+    before = files_of(copy)
+    await call(client, "session.delete", {"session": session["id"]})
+    copy.parent.rmdir()  # the project's directory of copies, empty now, tidied away
+    trashed = (dirs.state / "trash" / session["id"]).stat().st_ino
+    restored = await call(client, "session.restore", {"session": session["id"]})
+    assert restored["workspace"]["state"] == "ok"
+    assert files_of(copy) == before
+    # Moved back in one rename, not copied file by file (a copy may hold a GiB).
+    assert copy.stat().st_ino == trashed
