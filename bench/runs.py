@@ -1,7 +1,7 @@
 """What a run costs over the same agents working as independent sessions, in one run.
 
-Run as ``.venv/bin/python bench/runs.py [MEMBERS] [UPDATES]`` (default 8 members, 1,000
-updates each), or ``make bench-runs``. An in-process mimird with the scripted fake agent
+Run as ``.venv/bin/python bench/runs.py [MEMBERS] [UPDATES] [ROUNDS]`` (default 8
+members, 1,000 updates each, 9 rounds), or ``make bench-runs``. An in-process mimird with the scripted fake agent
 (tests/support/fake_acp_agent.py) in a small git repository; each agent's turn sends
 UPDATES ``agent_message_chunk`` updates, then writes a file of its own. Per round, in
 alternating order, each on a fresh daemon (its start is not timed):
@@ -132,13 +132,13 @@ async def measure(
         return turns, whole, _cpu_s() - cpu
 
 
-async def main(members: int, updates: int) -> None:
+async def main(members: int, updates: int, rounds: int) -> None:
     configure_logging("warning")
     found: dict[str, list[float]] = {
         name: []
         for name in ("sessions", "batched", "run", "run_deciding", "cpu_sessions", "cpu_run")
     }
-    for n in range(ROUNDS):
+    for n in range(rounds):
         order = [independent, made_then_prompted, run]
         for how in order if n % 2 == 0 else reversed(order):
             turns, whole, cpu = await measure(how, members, updates)
@@ -160,7 +160,7 @@ async def main(members: int, updates: int) -> None:
         )
     base = statistics.median(found["sessions"])
     batched = statistics.median(found["batched"])
-    print(f"{members} members x {updates} updates, {ROUNDS} rounds:")
+    print(f"{members} members x {updates} updates, {rounds} rounds:")
     print(f"  independent sessions (each prompted as made), every turn ended: {base:.3f} s")
     print(
         f"  sessions made first, then prompted at once: {batched:.3f} s "
@@ -196,4 +196,5 @@ def _paired(these: list[float], base: list[float]) -> str:
 if __name__ == "__main__":
     members = int(sys.argv[1]) if len(sys.argv) > 1 else 8
     updates = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-    trio.run(main, members, updates)
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else ROUNDS
+    trio.run(main, members, updates, rounds)
