@@ -1,10 +1,11 @@
 """What a run costs over the same agents working as independent sessions, in one run.
 
 Run as ``.venv/bin/python bench/runs.py [MEMBERS] [UPDATES] [ROUNDS]`` (default 8
-members, 1,000 updates each, 9 rounds), or ``make bench-runs``. An in-process mimird with the scripted fake agent
-(tests/support/fake_acp_agent.py) in a small git repository; each agent's turn sends
-UPDATES ``agent_message_chunk`` updates, then writes a file of its own. Per round, in
-alternating order, each on a fresh daemon (its start is not timed):
+members, 1,000 updates each, 9 rounds), or ``make bench-runs``. An in-process mimird
+with the scripted fake agent (tests/support/fake_acp_agent.py) in a small git
+repository; each agent's turn sends UPDATES ``agent_message_chunk`` updates, then writes
+a file of its own. Per round, in alternating order, each on a fresh daemon (its start
+is not timed):
 
 - **sessions**: MEMBERS ``session.create`` calls, each with the prompt (answered at once,
   the turn runs in the background), timed until the last of their ``turn_ended`` events

@@ -564,6 +564,9 @@ class Sessions:
                 id=row.id,
                 detail={"workspace_state": row.workspace_state},
             )
+        await self.workspaces.refuse_adopting(
+            Path(row.workspace_path), Path(row.project_path), row.id
+        )
         adopted: SessionRow = await self._store.write(
             records.update,
             row.id,

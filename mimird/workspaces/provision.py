@@ -265,6 +265,33 @@ class Workspaces:
                 detail={"mimir_dir": str(path)},
             )
 
+    async def refuse_adopting(self, path: Path, project_root: Path, session_id: str) -> None:
+        """Raise invalid_state unless the directory at ``path`` may become a session's
+        private copy (which its delete moves into the trash): it holds none of Mimir's
+        directories, lies in none but the worktrees directory, and neither is, holds
+        nor lies in the project's directory.
+
+        Cancellation: nothing changes."""
+
+        def why_not() -> str | None:
+            found = _mimir_dir_inside_or_around(path, self.mimir_dirs())
+            if found is not None and (found[2] or found[0] != "worktrees directory"):
+                what, mine, holds = found
+                return f"it {'contains' if holds else 'is inside'} Mimir's {what} {mine}"
+            resolved, project = path.resolve(), project_root.resolve()
+            if resolved.is_relative_to(project) or project.is_relative_to(resolved):
+                return f"it is, holds or lies in the project's directory {project}"
+            return None
+
+        reason = await self.read_git(why_not)
+        if reason is not None:
+            raise InvalidState(
+                f"cannot adopt {path} as the private copy of session {session_id}: {reason}",
+                field="session",
+                id=session_id,
+                detail={"workspace_state": "foreign"},
+            )
+
     # ---- reads ------------------------------------------------------------------
 
     async def check(self, row: SessionRow) -> worktrees.WorkspaceCheck | None:

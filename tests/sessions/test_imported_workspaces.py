@@ -7,6 +7,7 @@ project's directory. A real daemon on a real socket; the files are crafted."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +78,14 @@ async def test_a_directory_at_an_imported_copys_path_is_foreign_and_left_where_i
     assert "workspace_removed" not in journal
 
 
+@pytest.mark.parametrize("under_worktrees", [False, True])
 async def test_repair_adopts_the_directory_which_is_then_the_sessions_copy(
-    daemon: InProcessDaemon, dirs: DaemonDirs, tmp_path: Path
+    daemon: InProcessDaemon, dirs: DaemonDirs, tmp_path: Path, under_worktrees: bool
 ) -> None:
     project, precious = a_folder(tmp_path)
+    if under_worktrees:  # where this mimird would have made it (a copy rsynced over)
+        (dirs.data / "worktrees" / "away").mkdir(parents=True)
+        precious = Path(shutil.move(precious, dirs.data / "worktrees" / "away" / "copy"))
     async with Client.connect(daemon.socket) as c:
         await imported(c, project, a_copy(precious))
         repaired = await c.call("session.repair", {"session": SESSION_ID})
@@ -188,3 +193,28 @@ async def test_mimirctl_says_what_it_left_alone(
     assert f"workspace {precious} left where it is" in removed.stdout.decode()
     assert "removed" not in removed.stdout.decode().replace(f"deleted session {SESSION_ID}", "")
     assert (precious / "thesis.tex").is_file()
+
+
+@pytest.mark.parametrize("where", ["project", "inside-project", "state", "home"])
+async def test_repair_never_adopts_a_directory_whose_delete_would_take_more(
+    daemon: InProcessDaemon, dirs: DaemonDirs, tmp_path: Path, where: str
+) -> None:
+    # A copy's delete moves it into the trash: the project's own directory, Mimir's
+    # state (the trash itself) or a directory holding them is never taken for one.
+    project, _ = a_folder(tmp_path)
+    notes = Path(project["path"])
+    (notes / "sub").mkdir()
+    path = {
+        "project": notes,
+        "inside-project": notes / "sub",
+        "state": dirs.state,
+        "home": dirs.root,
+    }[where]
+    async with Client.connect(daemon.socket) as c:
+        await imported(c, project, a_copy(path))
+        refused = await c.error("session.repair", {"session": SESSION_ID})
+        deleted = await c.call("session.delete", {"session": SESSION_ID})
+    assert refused["data"]["kind"] == "invalid_state"
+    assert f"cannot adopt {path} as the private copy" in refused["message"]
+    assert deleted["session"]["workspace"]["state"] == "foreign"
+    assert path.is_dir()
