@@ -237,7 +237,11 @@ class _Import:
         elif status in states.SETTING_UP:
             status = "interrupted"
         workspace_state = record.workspace_state
-        if workspace_state == "foreign" and record.workspace_kind != "private":
+        if status == "deleted" and record.workspace_kind != "in_place":
+            # Nothing of a deleted session lives here: whatever is at its path is not
+            # a delete cut short, for worktree.prune to finish.
+            workspace_state = "removed"
+        elif workspace_state == "foreign" and record.workspace_kind != "private":
             workspace_state = "ok"  # only a private copy is ever foreign
         if workspace_state in ("ok", "foreign"):
             if not await _exists(record.workspace_path):

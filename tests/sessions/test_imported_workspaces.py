@@ -16,7 +16,7 @@ import pytest
 from tests.mimirctl.test_mimirctl_transfer import HEADER, PROJECT, PROJECT_ID, SESSION_ID, ctl
 from tests.mimirctl.test_mimirctl_transfer import a_session as session_record
 from tests.support.agents import Client
-from tests.support.helpers import DaemonDirs, InProcessDaemon
+from tests.support.helpers import DaemonDirs, InProcessDaemon, git, make_repo, write
 
 
 async def imported(c: Client, *records: dict[str, Any]) -> dict[str, Any]:
@@ -218,3 +218,43 @@ async def test_repair_never_adopts_a_directory_whose_delete_would_take_more(
     assert f"cannot adopt {path} as the private copy" in refused["message"]
     assert deleted["session"]["workspace"]["state"] == "foreign"
     assert path.is_dir()
+
+
+async def test_a_deleted_session_brings_no_workspace_that_a_prune_would_remove(
+    daemon: InProcessDaemon, tmp_path: Path
+) -> None:
+    # The user's own worktree of their repository, which a file names as the
+    # worktree of a session deleted elsewhere (its delete cut short there).
+    repo = make_repo(tmp_path / "app")
+    own = tmp_path / "app-feature"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(own))
+    write(own, {"wip.txt": "not committed yet\n"})
+    project = {**PROJECT, "path": str(repo)}
+    deleted = session_record(
+        PROJECT_ID, SESSION_ID, status="deleted", workspace_path=str(own), branch="feature"
+    )
+    async with Client.connect(daemon.socket) as c:
+        await imported(c, project, deleted)
+        shown = await c.call("session.get", {"session": SESSION_ID})
+        dry = await c.call("worktree.prune", {"dry_run": True})
+        pruned = await c.call("worktree.prune", {})
+    assert shown["workspace"]["state"] == "removed"  # nothing of it lives here
+    assert dry["removed"] == pruned["removed"] == []
+    assert (own / "wip.txt").read_text() == "not committed yet\n"
+
+
+async def test_a_deleted_in_place_session_comes_back_in_its_projects_directory(
+    daemon: InProcessDaemon, tmp_path: Path
+) -> None:
+    project, _ = a_folder(tmp_path)
+    deleted = session_record(
+        PROJECT_ID,
+        SESSION_ID,
+        status="deleted",
+        workspace_kind="in_place",
+        workspace_path=project["path"],
+    )
+    async with Client.connect(daemon.socket) as c:
+        await imported(c, project, deleted)
+        restored = await c.call("session.restore", {"session": SESSION_ID})
+    assert (restored["status"], restored["workspace"]["state"]) == ("created", "ok")
