@@ -126,11 +126,11 @@ def _report_text(r: dict[str, Any], where: str = "line") -> str:
         lines.append(
             f"{r['statuses_changed']} sessions had an agent at work: they are stopped here"
         )
-    for copy in r.get("foreign_copies", []):
+    for foreign in r.get("foreign_workspaces", []):
         lines.append(
-            f"session {copy['session_id']}: its private copy's path {copy['path']} holds a "
+            f"session {foreign['session_id']}: its workspace's path {foreign['path']} holds a "
             "directory this mimird did not make; it is left alone, and no agent works in it "
-            f"until 'mimirctl session repair {copy['session_id']}' adopts it"
+            f"until 'mimirctl session repair {foreign['session_id']}' adopts it"
         )
     for missing in r["missing_paths"]:
         lines.append(

@@ -47,7 +47,7 @@ from mimird.wire.transfer import (
     ImportBeginParams,
     ImportBegun,
     ImportConflict,
-    ImportForeignCopy,
+    ImportForeignWorkspace,
     ImportMissingPath,
     ImportProgress,
     ImportRecordsParams,
@@ -107,7 +107,7 @@ class _Import:
             skipped=0,
             missing_paths=[],
             statuses_changed=0,
-            foreign_copies=[],
+            foreign_workspaces=[],
         )
 
     def close(self) -> None:
@@ -241,15 +241,15 @@ class _Import:
             # Nothing of a deleted session lives here: whatever is at its path is not
             # a delete cut short, for worktree.prune to finish.
             workspace_state = "removed"
-        elif workspace_state == "foreign" and record.workspace_kind != "private":
-            workspace_state = "ok"  # only a private copy is ever foreign
-        if workspace_state in ("ok", "foreign"):
-            if not await _exists(record.workspace_path):
-                workspace_state = "missing"
-            elif record.workspace_kind == "private":
-                # Not a copy this mimird made: never worked in, moved or adopted
-                # unasked (session.repair adopts it).
-                workspace_state = "foreign"
+        elif record.workspace_kind == "in_place":
+            if workspace_state == "foreign":
+                workspace_state = "ok"  # the project's own directory is never foreign
+        elif workspace_state != "removed" and await _exists(record.workspace_path):
+            # Not a workspace this mimird made: never worked in, moved or removed
+            # unasked (session.repair checks it and adopts it).
+            workspace_state = "foreign"
+        if workspace_state == "ok" and not await _exists(record.workspace_path):
+            workspace_state = "missing"
         written = await self._store.write(
             importing.insert_session,
             record,
@@ -261,9 +261,9 @@ class _Import:
             self.report.sessions += 1
             if status != record.status:
                 self.report.statuses_changed += 1
-            if workspace_state == "foreign" and len(self.report.foreign_copies) < MAX_LISTED:
-                self.report.foreign_copies.append(
-                    ImportForeignCopy(session_id=record.id, path=record.workspace_path)
+            if workspace_state == "foreign" and len(self.report.foreign_workspaces) < MAX_LISTED:
+                self.report.foreign_workspaces.append(
+                    ImportForeignWorkspace(session_id=record.id, path=record.workspace_path)
                 )
         return written
 

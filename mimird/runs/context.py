@@ -383,6 +383,41 @@ class RunContext:
         if command is None:
             return None
         row = workspace if workspace is not None else await self.member(slot)
+        if row.workspace_state == "ok":
+            outcome = await self._run_check(command, slot, row)
+        else:  # drifted, or an import's (foreign): not a place to run anything in
+            outcome = CheckOutcome(
+                exit_code=None,
+                passed=False,
+                summary=f"not run: the workspace is {row.workspace_state}",
+                duration_s=0.0,
+                output="",
+                output_dropped=0,
+            )
+        result = {
+            "exit_code": outcome.exit_code,
+            "passed": outcome.passed,
+            "summary": outcome.summary,
+            "duration_s": outcome.duration_s,
+            "timed_out": outcome.timed_out,
+        }
+        await self.set_member(
+            slot,
+            {"check": result, "check_group": None},
+            ev.CheckFinished(
+                slot=slot,
+                exit_code=outcome.exit_code,
+                passed=outcome.passed,
+                summary=outcome.summary,
+                duration_s=outcome.duration_s,
+                output=outcome.output,
+                timed_out=outcome.timed_out,
+                output_dropped=outcome.output_dropped,
+            ),
+        )
+        return outcome
+
+    async def _run_check(self, command: str, slot: int, row: SessionRow) -> CheckOutcome:
         effective = await self.runs.sessions.effective(row)
         options = self.runs.settings.runs
         await self.journal(ev.CheckStarted(slot=slot, command=command))
@@ -405,27 +440,6 @@ class RunContext:
             ref = f"{CHECK_REFS}{self.run_id}/check-{slot}"
             message = f"what run {self.run_id}'s check left in slot {slot}'s worktree"
             await self.runs.sessions.git(work.undo_check, path, ref, message)
-        result = {
-            "exit_code": outcome.exit_code,
-            "passed": outcome.passed,
-            "summary": outcome.summary,
-            "duration_s": outcome.duration_s,
-            "timed_out": outcome.timed_out,
-        }
-        await self.set_member(
-            slot,
-            {"check": result, "check_group": None},
-            ev.CheckFinished(
-                slot=slot,
-                exit_code=outcome.exit_code,
-                passed=outcome.passed,
-                summary=outcome.summary,
-                duration_s=outcome.duration_s,
-                output=outcome.output,
-                timed_out=outcome.timed_out,
-                output_dropped=outcome.output_dropped,
-            ),
-        )
         return outcome
 
     async def check_all(self, slots: list[int], *, again: bool = False) -> None:

@@ -130,7 +130,8 @@ class Inventory:
         pruned = Pruned(sessions=[], orphans=[], snapshots=[])
         # 1. Worktrees of deleted sessions that are still on disk (a delete that was cut short).
         for row in await self.rows(project_id):
-            if row.status != "deleted" or row.workspace_state == "removed":
+            # A foreign worktree (an import's) was never this mimird's to remove.
+            if row.status != "deleted" or row.workspace_state in ("removed", "foreign"):
                 continue
             pruned.sessions.append(row)
             if dry_run:

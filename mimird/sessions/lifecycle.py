@@ -92,13 +92,14 @@ class Sessions:
         return self.layers(project_config, row.config)
 
     async def check_workspace(
-        self, row: SessionRow
+        self, row: SessionRow, *, adopting: bool = False
     ) -> tuple[SessionRow, worktrees.WorkspaceCheck | None]:
         """Detect drift of a worktree session; record a changed state (journaled).
+        A ``foreign`` worktree is checked only when ``adopting`` (session.repair).
 
         Cancellation: a cancel during the check changes nothing; during the record
         the write commits or not, and the next check records the change again."""
-        check = await self.workspaces.check(row)
+        check = await self.workspaces.check(row, adopting=adopting)
         if check is None or check.state == row.workspace_state:
             return row, check
         changed = events.WorkspaceStateChanged(
@@ -401,9 +402,12 @@ class Sessions:
             # that waited here must find it deleted, not redo the removal.
             row, _ = await self.check_workspace(await self.find(found.id))
             check_transition(row.id, row.status, "deleted", "delete")
-            removing_worktree = has_worktree(row) and row.workspace_state != "removed"
-            # A private copy is moved only when it is the session's: an imported
+            # A workspace is removed only when it is the session's: an imported
             # session's path may hold anything (``foreign``), which stays where it is.
+            removing_worktree = has_worktree(row) and row.workspace_state not in (
+                "removed",
+                "foreign",
+            )
             removing_copy = (
                 row.workspace_kind == "private"
                 and row.workspace_state in USABLE_WORKSPACE
@@ -533,16 +537,23 @@ class Sessions:
 
     async def repair(self, ref: str) -> tuple[SessionRow, worktrees.WorkspaceCheck | None]:
         """Repair a drifted workspace: adopt a moved worktree, re-create a missing one;
-        adopt the directory at an imported private copy's path as the copy.
+        adopt the directory at an imported (``foreign``) private copy's path as the
+        copy, or its worktree once it checks out as the project's, on the session's
+        branch.
 
         Cancellation: a worktree re-created but not yet recorded is found "ok" by
         the next check (the row's path and branch are unchanged), so row and disk
         agree again at the next read."""
         found = await self.find(ref)
         async with self.workspaces.project_lock(found.project_id):
-            if found.workspace_kind == "private":
-                return await self._adopt_copy(await self.find(found.id)), None
-            row, check = await self.check_workspace(await self.find(found.id))
+            row = await self.find(found.id)
+            if row.workspace_kind == "private":
+                return await self._adopt_copy(row), None
+            if row.workspace_state == "foreign":
+                check = await self.workspaces.check(row, adopting=True)
+                if check is not None and check.state == "ok":
+                    return await self._adopt(row), None
+            row, check = await self.check_workspace(row, adopting=True)
             if check is None or check.state == "ok":
                 return row, check
             repair = await self.workspaces.repair(row, check)
@@ -567,13 +578,17 @@ class Sessions:
         await self.workspaces.refuse_adopting(
             Path(row.workspace_path), Path(row.project_path), row.id
         )
+        return await self._adopt(row)
+
+    async def _adopt(self, row: SessionRow) -> SessionRow:
+        """The ``foreign`` workspace at the session's path becomes its own (journaled)."""
         adopted: SessionRow = await self._store.write(
             records.update,
             row.id,
             {"workspace_state": "ok"},
             event=events.WorkspaceRepaired(adopted_path=row.workspace_path),
         )
-        log.info("private_copy_adopted", session_id=row.id, path=row.workspace_path)
+        log.info("workspace_adopted", session_id=row.id, path=row.workspace_path)
         return adopted
 
 

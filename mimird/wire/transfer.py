@@ -283,7 +283,7 @@ class ImportMissingPath(Result):
     path: str
 
 
-class ImportForeignCopy(Result):
+class ImportForeignWorkspace(Result):
     session_id: str
     path: str
 
@@ -305,6 +305,7 @@ class ImportReport(Result):
     missing_paths: list[ImportMissingPath]
     #: Sessions whose status was changed on the way in (no agent runs for them here).
     statuses_changed: int
-    #: Private copies whose path holds a directory here that this mimird did not make:
-    #: imported ``foreign`` (at most 100 listed; session.repair adopts one).
-    foreign_copies: list[ImportForeignCopy]
+    #: Workspaces (worktrees, private copies) whose path holds a directory here that
+    #: this mimird did not make: imported ``foreign`` (at most 100 listed;
+    #: session.repair adopts one).
+    foreign_workspaces: list[ImportForeignWorkspace]

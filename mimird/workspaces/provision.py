@@ -52,6 +52,8 @@ _DRIFT_HINTS: Final = {
     "not_a_worktree": "the directory is no longer this repository's worktree; "
     "move it away, then 'session repair' re-creates the worktree",
     "removed": "its worktree was removed; 'session restore' brings it back",
+    "foreign": "this mimird did not make the worktree at its path (the session was "
+    "imported); if it is the session's, 'session repair' checks it and adopts it",
 }
 #: The same for a private copy, which Mimir does not check on disk: these states
 #: come from an import (the copy was made on another machine).
@@ -294,13 +296,18 @@ class Workspaces:
 
     # ---- reads ------------------------------------------------------------------
 
-    async def check(self, row: SessionRow) -> worktrees.WorkspaceCheck | None:
-        """The worktree's state on disk now; None when there is no worktree to check.
+    async def check(
+        self, row: SessionRow, *, adopting: bool = False
+    ) -> worktrees.WorkspaceCheck | None:
+        """The worktree's state on disk now; None when there is no worktree to check,
+        or when it is ``foreign`` (an import's: only :meth:`Sessions.repair`,
+        ``adopting``, checks it, and a check that finds it sound adopts it).
 
         Cancellation: as :meth:`read_git`; nothing changes."""
         if (
             row.workspace_kind != "worktree"
             or row.workspace_state == "removed"
+            or (row.workspace_state == "foreign" and not adopting)
             or not row.branch
             or not row.workspace_path
         ):

@@ -1,8 +1,10 @@
 """An imported session's workspace on this machine. A file's word that a directory is a
-session's private copy is not taken for it: the directory is ``foreign``, never worked
-in, moved to the trash or adopted until the user adopts it (``session.repair``). A
-restore with nothing in the trash says so, and an in-place session works only in its
-project's directory. A real daemon on a real socket; the files are crafted."""
+session's worktree or private copy is not taken for it: the directory is ``foreign``,
+never worked in, checked in, moved, removed or pruned until the user adopts it
+(``session.repair``: a worktree once it checks out as the project's, on the session's
+branch). A deleted session brings no workspace, a restore with nothing in the trash says
+so, and an in-place session works only in its project's directory. A real daemon on a
+real socket; the files are crafted."""
 
 from __future__ import annotations
 
@@ -13,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from tests.mimirctl.test_mimirctl_transfer import HEADER, PROJECT, PROJECT_ID, SESSION_ID, ctl
+from tests.mimirctl.test_mimirctl_transfer import (
+    A_RUN,
+    HEADER,
+    PROJECT,
+    PROJECT_ID,
+    RUN_ID,
+    SESSION_ID,
+    ctl,
+)
 from tests.mimirctl.test_mimirctl_transfer import a_session as session_record
 from tests.support.agents import Client
 from tests.support.helpers import DaemonDirs, InProcessDaemon, git, make_repo, write
@@ -64,7 +74,7 @@ async def test_a_directory_at_an_imported_copys_path_is_foreign_and_left_where_i
         deleted = await c.call("session.delete", {"session": SESSION_ID, "force": force})
         journal = await kinds(c)
     assert report["sessions"] == 1
-    assert report["foreign_copies"] == [{"session_id": SESSION_ID, "path": str(precious)}]
+    assert report["foreign_workspaces"] == [{"session_id": SESSION_ID, "path": str(precious)}]
     assert shown["workspace"]["state"] == "foreign"
     # No agent is started in a directory a file named.
     assert resumed["data"]["kind"] == "invalid_state"
@@ -125,7 +135,7 @@ async def test_a_copy_that_is_not_on_this_machine_is_missing_and_no_agent_starts
         report = await imported(c, project, a_copy(tmp_path / "elsewhere"))
         shown = await c.call("session.get", {"session": SESSION_ID})
         resumed = await c.error("session.resume", {"session": SESSION_ID})
-    assert report["foreign_copies"] == []
+    assert report["foreign_workspaces"] == []
     assert shown["workspace"]["state"] == "missing"
     assert resumed["data"]["detail"] == {"workspace_state": "missing"}
     assert "not on this machine" in resumed["message"]
@@ -185,7 +195,7 @@ async def test_mimirctl_says_what_it_left_alone(
     removed = await ctl(dirs, "session", "rm", SESSION_ID)
     assert taken.returncode == 0, taken.stderr
     assert (
-        f"session {SESSION_ID}: its private copy's path {precious} holds a directory this "
+        f"session {SESSION_ID}: its workspace's path {precious} holds a directory this "
         "mimird did not make; it is left alone, and no agent works in it until "
         f"'mimirctl session repair {SESSION_ID}' adopts it"
     ) in taken.stdout.decode()
@@ -258,3 +268,101 @@ async def test_a_deleted_in_place_session_comes_back_in_its_projects_directory(
         await imported(c, project, deleted)
         restored = await c.call("session.restore", {"session": SESSION_ID})
     assert (restored["status"], restored["workspace"]["state"]) == ("created", "ok")
+
+
+def a_users_worktree(tmp_path: Path) -> tuple[dict[str, Any], Path]:
+    """A project record for the user's repository, and the user's own worktree of it
+    (on branch ``feature``, with work not committed yet)."""
+    repo = make_repo(tmp_path / "app")
+    own = tmp_path / "app-feature"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(own))
+    write(own, {"wip.txt": "not committed yet\n"})
+    return {**PROJECT, "path": str(repo)}, own
+
+
+async def test_an_imported_worktree_is_foreign_until_repair_checks_and_adopts_it(
+    daemon: InProcessDaemon, tmp_path: Path
+) -> None:
+    project, own = a_users_worktree(tmp_path)
+    record = session_record(PROJECT_ID, SESSION_ID, workspace_path=str(own), branch="feature")
+    async with Client.connect(daemon.socket) as c:
+        report = await imported(c, project, record)
+        shown = await c.call("session.get", {"session": SESSION_ID})  # no drift check flips it
+        listed = await c.call("worktree.list", {})
+        resumed = await c.error("session.resume", {"session": SESSION_ID})
+        repaired = await c.call("session.repair", {"session": SESSION_ID})
+        page = await c.call("session.events", {"session": SESSION_ID})
+    assert report["foreign_workspaces"] == [{"session_id": SESSION_ID, "path": str(own)}]
+    assert shown["workspace"]["state"] == "foreign"
+    assert [w["state"] for w in listed["worktrees"]] == ["foreign"]
+    assert resumed["data"]["detail"] == {"workspace_state": "foreign"}
+    assert "'session repair' checks it and adopts it" in resumed["message"]
+    assert repaired["workspace"]["state"] == "ok"
+    adopted = [e["data"] for e in page["events"] if e["kind"] == "workspace_repaired"]
+    assert adopted == [{"adopted_path": str(own)}]
+    assert (own / "wip.txt").read_text() == "not committed yet\n"
+
+
+async def test_deleting_a_session_with_a_foreign_worktree_leaves_worktree_and_branch(
+    daemon: InProcessDaemon, tmp_path: Path
+) -> None:
+    project, own = a_users_worktree(tmp_path)
+    record = session_record(PROJECT_ID, SESSION_ID, workspace_path=str(own), branch="feature")
+    async with Client.connect(daemon.socket) as c:
+        await imported(c, project, record)
+        deleted = await c.call(
+            "session.delete", {"session": SESSION_ID, "force": True, "delete_branch": True}
+        )
+        pruned = await c.call("worktree.prune", {})
+    assert deleted["snapshot"] is None
+    assert deleted["session"]["workspace"]["state"] == "foreign"
+    assert pruned["removed"] == []
+    assert (own / "wip.txt").read_text() == "not committed yet\n"
+    assert git(own, "branch", "--show-current").strip() == "feature"
+
+
+async def test_repair_of_a_foreign_worktree_on_another_branch_says_what_it_found(
+    daemon: InProcessDaemon, tmp_path: Path
+) -> None:
+    project, own = a_users_worktree(tmp_path)
+    record = session_record(
+        PROJECT_ID, SESSION_ID, workspace_path=str(own), branch="mimir/elsewhere"
+    )
+    async with Client.connect(daemon.socket) as c:
+        await imported(c, project, record)
+        refused = await c.error("session.repair", {"session": SESSION_ID})
+        shown = await c.call("session.get", {"session": SESSION_ID})
+    assert refused["data"]["detail"] == {"workspace_state": "wrong_branch"}
+    assert "switch back to mimir/elsewhere" in refused["message"]
+    assert shown["workspace"]["state"] == "wrong_branch"  # what the check found, now shown
+
+
+async def test_resuming_an_imported_run_runs_no_check_in_a_foreign_worktree(
+    daemon: InProcessDaemon, tmp_path: Path
+) -> None:
+    project, own = a_users_worktree(tmp_path)
+    base = git(own, "rev-parse", "HEAD").strip()
+    run = {
+        **A_RUN,
+        "check_command": "touch ran-here",
+        "base_commit": base,
+        "member_results": {"1": {"outcome": "finished"}},  # its turn ended elsewhere
+    }
+    member = session_record(
+        PROJECT_ID,
+        SESSION_ID,
+        workspace_path=str(own),
+        branch="feature",
+        run_id=RUN_ID,
+        slot=1,
+        base_commit=base,
+    )
+    async with Client.connect(daemon.socket) as c:
+        await imported(c, project, run, member)
+        await c.call("run.resume", {"run": RUN_ID})
+        decided = await c.until(
+            "run.get", {"run": RUN_ID}, lambda r: r["status"] not in ("interrupted", "checking")
+        )
+    assert not (own / "ran-here").exists()
+    assert decided["members"][0]["check"]["summary"] == "not run: the workspace is foreign"
+    assert decided["members"][0]["check"]["passed"] is False
