@@ -356,6 +356,12 @@ def cmd_session_rm(client: Client, args: argparse.Namespace) -> int:
         s, snapshot = r["session"], r["snapshot"]
         w = s["workspace"]
         lines = [f"deleted session {s['id']}"]
+        if w["state"] == "foreign":  # an import's: nothing of it was this mimird's to touch
+            branch = ", with its branch" if w["kind"] == "worktree" else ""
+            lines.append(
+                f"workspace {w['path']} left where it is{branch} (this mimird did not make it)"
+            )
+            return "\n".join(lines)
         if snapshot is not None:
             lines.append(
                 f"work saved in {snapshot['ref']} (commit {render.short_commit(snapshot['commit'])}"
@@ -366,8 +372,6 @@ def cmd_session_rm(client: Client, args: argparse.Namespace) -> int:
         if w["state"] == "removed":
             kept = " (mimird keeps the copy for restore)" if w["kind"] == "private" else ""
             lines.append(f"workspace {w['path']} removed{kept}")
-        elif w["state"] == "foreign":
-            lines.append(f"workspace {w['path']} left where it is (this mimird did not make it)")
         if w.get("branch") and w["kind"] == "worktree":
             lines.append(f"branch {w['branch']} " + ("deleted" if args.delete_branch else "kept"))
         lines.append(f"restore it with: mimirctl session restore {s['id']}")

@@ -366,3 +366,21 @@ async def test_resuming_an_imported_run_runs_no_check_in_a_foreign_worktree(
     assert not (own / "ran-here").exists()
     assert decided["members"][0]["check"]["summary"] == "not run: the workspace is foreign"
     assert decided["members"][0]["check"]["passed"] is False
+
+
+async def test_mimirctl_rm_of_a_foreign_worktree_claims_nothing_it_did_not_do(
+    daemon: InProcessDaemon, dirs: DaemonDirs, tmp_path: Path
+) -> None:
+    project, own = a_users_worktree(tmp_path)
+    record = session_record(PROJECT_ID, SESSION_ID, workspace_path=str(own), branch="feature")
+    export = tmp_path / "from-a-colleague.jsonl"
+    export.write_text("".join(json.dumps(line) + "\n" for line in (HEADER, project, record)))
+    taken = await ctl(dirs, "import", str(export))
+    removed = await ctl(dirs, "session", "rm", "--force", "--delete-branch", SESSION_ID)
+    assert taken.returncode == removed.returncode == 0, (taken.stderr, removed.stderr)
+    said = removed.stdout.decode()
+    assert f"workspace {own} left where it is, with its branch" in said
+    assert "deleted\n" not in said.replace(f"deleted session {SESSION_ID}\n", "")
+    assert "uncommitted work is gone" not in said
+    assert (own / "wip.txt").is_file()
+    assert git(own, "branch", "--show-current").strip() == "feature"
