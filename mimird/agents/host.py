@@ -158,6 +158,7 @@ class AgentHost:
         resume: bool,
         wanted: Mapping[str, Any] | None = None,
         git_limiter: trio.CapacityLimiter,
+        turn_scratch: Path,
         config: Callable[[], Awaitable[policy.Effective]] | None = None,
     ) -> None:
         self.session_id = row.id
@@ -199,7 +200,7 @@ class AgentHost:
         )
         #: Stopping sends SIGTERM at once, for agents that ignore EOF (``stop = "term"``).
         self._term_first = command.quirks.stop == "term"
-        self.turn_files = TurnFiles(self.workspace, row.workspace_kind, git_limiter)
+        self.turn_files = TurnFiles(self.workspace, row.workspace_kind, git_limiter, turn_scratch)
         self.turns = Turns(
             recorder, permissions, self.updates, options, nursery, self, self.turn_files
         )

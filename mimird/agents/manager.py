@@ -13,7 +13,7 @@ import structlog
 import trio
 
 from mimird import journal, policy
-from mimird.agents import budget
+from mimird.agents import budget, turn_files
 from mimird.agents import permissions as permissions_
 from mimird.agents.delegation import Delegates
 from mimird.agents.host import AgentHost
@@ -92,6 +92,11 @@ class AgentManager:
         Cancellation: leaving the block, however, stops every agent (shielded:
         turns cancelled and journaled, process groups stopped), then cancels the
         hosts' tasks."""
+        left = await trio.to_thread.run_sync(
+            turn_files.clear_leftovers, settings.state_dir / turn_files.SCRATCH_DIR
+        )
+        if left:
+            log.info("turn_indexes_cleared", left_by_earlier_daemons=len(left))
         async with trio.open_nursery() as nursery:
             manager = cls(store, journal_, settings, nursery)
             try:
@@ -144,6 +149,7 @@ class AgentManager:
             resume=resume,
             wanted=wanted,
             git_limiter=self.git_limiter,
+            turn_scratch=self.settings.state_dir / turn_files.SCRATCH_DIR,
             config=config,
         )
         if config is not None:

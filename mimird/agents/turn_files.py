@@ -13,11 +13,16 @@ Only git workspaces are compared: a worktree, or a project worked on in place th
 a git repository itself. A private copy (a project that is not a git repository) or
 an in-place directory without its own ``.git`` is skipped with that reason: asking
 git there would find a repository above it and read all of that instead.
+
+The private indexes live under the daemon's state directory (:data:`SCRATCH_DIR`), each
+in a directory named after the daemon's pid: a daemon that was killed cannot remove its
+own, and the next one removes them (:func:`clear_leftovers`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +41,8 @@ log = structlog.get_logger("mimird.agents.turn_files")
 
 T = TypeVar("T")
 
+#: Under the state directory: the sessions' private indexes.
+SCRATCH_DIR: Final = "turn-index"
 #: The most files one turn_ended lists; the rest are counted in ``files_more``.
 MAX_TURN_FILES: Final = 1000
 #: A path longer than this (an agent may make any name) is cut, with "…" at its end.
@@ -84,9 +91,12 @@ def _changes_since(workspace: Path, index: Path, old_tree: str) -> list[git.File
 class TurnFiles:
     """Takes a session's workspace tree at each turn's start and compares at its end."""
 
-    def __init__(self, workspace: Path, kind: str, limiter: trio.CapacityLimiter) -> None:
+    def __init__(
+        self, workspace: Path, kind: str, limiter: trio.CapacityLimiter, scratch_root: Path
+    ) -> None:
         self._workspace = workspace
         self._limiter = limiter
+        self._scratch_root = scratch_root
         #: Holds the private index kept from turn to turn (made at the first turn).
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._not_git = (
@@ -132,8 +142,9 @@ class TurnFiles:
         if not await trio.to_thread.run_sync((self._workspace / ".git").exists):
             return Start(None, "the workspace is not a git repository of its own")
         if self._scratch is None:
+            await trio.Path(self._scratch_root).mkdir(mode=0o700, parents=True, exist_ok=True)
             self._scratch = tempfile.TemporaryDirectory(
-                prefix="mimir-turn-", ignore_cleanup_errors=True
+                prefix=f"{os.getpid()}-", dir=self._scratch_root, ignore_cleanup_errors=True
             )
         tree = await self._in_thread(git.worktree_tree, self._workspace, self._index)
         if isinstance(tree, _Skipped):
@@ -163,6 +174,37 @@ class TurnFiles:
             for c in found[:MAX_TURN_FILES]
         ]
         return Changes(files, max(len(found) - MAX_TURN_FILES, 0), None)
+
+
+def clear_leftovers(scratch_root: Path) -> list[Path]:
+    """Remove the private indexes of daemons that are gone (killed: they could not);
+    those of a daemon still running (another one on this state directory) stay.
+    Sync: run it in a thread. Returns what it removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(scratch_root.iterdir())
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        owner = entry.name.partition("-")[0]
+        if owner.isdigit() and int(owner) > 0 and _alive(int(owner)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: not ours to judge
+        return True
+    return True
 
 
 def masked(

@@ -6,13 +6,15 @@ daemon compares the workspace at the turn's end with the workspace at its start.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mimirctl import render
-from mimird.agents.turn_files import MAX_TURN_FILES
+from mimird.agents.turn_files import MAX_TURN_FILES, SCRATCH_DIR, clear_leftovers
 from tests.support.agents import Client, agent_world, event_data, new_session, workspace_of
 from tests.support.helpers import DaemonDirs, git
 
@@ -179,3 +181,47 @@ async def test_a_workspace_git_cannot_read_at_the_turns_end_says_why(dirs: Daemo
         assert "files" not in end
         assert end["files_skipped"].startswith("cannot read the files of ")
         assert "not a git repository" in end["files_skipped"]
+
+
+async def test_the_private_index_lives_in_the_state_directory_and_goes_with_the_agent(
+    dirs: DaemonDirs,
+) -> None:
+    scenario = {"prompts": [[_write("a.txt", "a\n")]]}
+    scratch = dirs.state / SCRATCH_DIR
+    async with agent_world(dirs, scenario) as world, Client.connect(world.daemon.socket) as c:
+        session_id = await new_session(world, c)
+        await c.call("session.prompt", {"session": session_id, "text": "one"})
+        held = [p.name for p in scratch.iterdir()]
+        await c.call("session.stop", {"session": session_id})
+        after_stop = list(scratch.iterdir())
+    # Named after this daemon (its pid), so that the next one knows whose it is.
+    assert [name.partition("-")[0] for name in held] == [str(os.getpid())]
+    assert after_stop == []
+
+
+def test_leftovers_of_gone_daemons_are_removed_and_a_running_ones_kept(tmp_path: Path) -> None:
+    dead = _ended_pid()
+    root = tmp_path / SCRATCH_DIR
+    (root / f"{dead}-abc").mkdir(parents=True)
+    (root / f"{dead}-abc" / "index").write_bytes(b"DIRC")
+    (root / f"{os.getpid()}-def").mkdir()
+    (root / "stray").write_text("x")
+    removed = clear_leftovers(root)
+    assert sorted(p.name for p in removed) == sorted([f"{dead}-abc", "stray"])
+    assert [p.name for p in root.iterdir()] == [f"{os.getpid()}-def"]
+    assert clear_leftovers(tmp_path / "none") == []
+
+
+def _ended_pid() -> int:
+    """The pid of a process that has ended."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    return ended.pid
+
+
+async def test_a_restart_clears_the_private_indexes_a_killed_daemon_left(dirs: DaemonDirs) -> None:
+    scratch = dirs.state / SCRATCH_DIR
+    (scratch / f"{_ended_pid()}-left").mkdir(parents=True)
+    async with agent_world(dirs, {"prompts": []}):
+        left = list(scratch.iterdir())
+    assert left == []
