@@ -78,6 +78,17 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts: it is not ours to judge)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process (zombies aside) is left in group ``pgid``."""
     try:

@@ -34,6 +34,7 @@ import structlog
 import trio
 
 from mimird.errors import MimirError
+from mimird.processes import pid_alive
 from mimird.wire.events import ChangedFile
 from mimird.workspaces import git
 
@@ -187,7 +188,7 @@ def clear_leftovers(scratch_root: Path) -> list[Path]:
         return removed
     for entry in entries:
         owner = entry.name.partition("-")[0]
-        if owner.isdigit() and int(owner) > 0 and _alive(int(owner)):
+        if owner.isdigit() and int(owner) > 0 and pid_alive(int(owner)):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -195,16 +196,6 @@ def clear_leftovers(scratch_root: Path) -> list[Path]:
             entry.unlink(missing_ok=True)
         removed.append(entry)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: not ours to judge
-        return True
-    return True
 
 
 def masked(

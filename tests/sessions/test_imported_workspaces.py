@@ -235,14 +235,8 @@ async def test_a_deleted_session_brings_no_workspace_that_a_prune_would_remove(
 ) -> None:
     # The user's own worktree of their repository, which a file names as the
     # worktree of a session deleted elsewhere (its delete cut short there).
-    repo = make_repo(tmp_path / "app")
-    own = tmp_path / "app-feature"
-    git(repo, "worktree", "add", "-q", "-b", "feature", str(own))
-    write(own, {"wip.txt": "not committed yet\n"})
-    project = {**PROJECT, "path": str(repo)}
-    deleted = session_record(
-        PROJECT_ID, SESSION_ID, status="deleted", workspace_path=str(own), branch="feature"
-    )
+    project, own = a_users_worktree(tmp_path)
+    deleted = naming(own, status="deleted")
     async with Client.connect(daemon.socket) as c:
         await imported(c, project, deleted)
         shown = await c.call("session.get", {"session": SESSION_ID})
@@ -280,11 +274,18 @@ def a_users_worktree(tmp_path: Path) -> tuple[dict[str, Any], Path]:
     return {**PROJECT, "path": str(repo)}, own
 
 
+def naming(worktree: Path, **changes: Any) -> dict[str, Any]:
+    """A session record that names ``worktree`` (on ``feature``) as its own."""
+    return session_record(
+        PROJECT_ID, SESSION_ID, workspace_path=str(worktree), branch="feature", **changes
+    )
+
+
 async def test_an_imported_worktree_is_foreign_until_repair_checks_and_adopts_it(
     daemon: InProcessDaemon, tmp_path: Path
 ) -> None:
     project, own = a_users_worktree(tmp_path)
-    record = session_record(PROJECT_ID, SESSION_ID, workspace_path=str(own), branch="feature")
+    record = naming(own)
     async with Client.connect(daemon.socket) as c:
         report = await imported(c, project, record)
         shown = await c.call("session.get", {"session": SESSION_ID})  # no drift check flips it
@@ -307,7 +308,7 @@ async def test_deleting_a_session_with_a_foreign_worktree_leaves_worktree_and_br
     daemon: InProcessDaemon, tmp_path: Path
 ) -> None:
     project, own = a_users_worktree(tmp_path)
-    record = session_record(PROJECT_ID, SESSION_ID, workspace_path=str(own), branch="feature")
+    record = naming(own)
     async with Client.connect(daemon.socket) as c:
         await imported(c, project, record)
         deleted = await c.call(
@@ -348,15 +349,7 @@ async def test_resuming_an_imported_run_runs_no_check_in_a_foreign_worktree(
         "base_commit": base,
         "member_results": {"1": {"outcome": "finished"}},  # its turn ended elsewhere
     }
-    member = session_record(
-        PROJECT_ID,
-        SESSION_ID,
-        workspace_path=str(own),
-        branch="feature",
-        run_id=RUN_ID,
-        slot=1,
-        base_commit=base,
-    )
+    member = naming(own, run_id=RUN_ID, slot=1, base_commit=base)
     async with Client.connect(daemon.socket) as c:
         await imported(c, project, run, member)
         await c.call("run.resume", {"run": RUN_ID})
@@ -372,7 +365,7 @@ async def test_mimirctl_rm_of_a_foreign_worktree_claims_nothing_it_did_not_do(
     daemon: InProcessDaemon, dirs: DaemonDirs, tmp_path: Path
 ) -> None:
     project, own = a_users_worktree(tmp_path)
-    record = session_record(PROJECT_ID, SESSION_ID, workspace_path=str(own), branch="feature")
+    record = naming(own)
     export = tmp_path / "from-a-colleague.jsonl"
     export.write_text("".join(json.dumps(line) + "\n" for line in (HEADER, project, record)))
     taken = await ctl(dirs, "import", str(export))
