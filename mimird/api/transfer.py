@@ -244,12 +244,15 @@ class _Import:
         elif record.workspace_kind == "in_place":
             if workspace_state == "foreign":
                 workspace_state = "ok"  # the project's own directory is never foreign
-        elif workspace_state != "removed" and await _exists(record.workspace_path):
-            # Not a workspace this mimird made: never worked in, moved or removed
-            # unasked (session.repair checks it and adopts it).
-            workspace_state = "foreign"
-        if workspace_state == "ok" and not await _exists(record.workspace_path):
-            workspace_state = "missing"
+            if workspace_state == "ok" and not await _exists(record.workspace_path):
+                workspace_state = "missing"
+        elif workspace_state != "removed":
+            if await _exists(record.workspace_path):
+                # Not a workspace this mimird made: never worked in, moved or removed
+                # unasked (session.repair checks it and adopts it).
+                workspace_state = "foreign"
+            elif workspace_state == "ok":
+                workspace_state = "missing"
         written = await self._store.write(
             importing.insert_session,
             record,

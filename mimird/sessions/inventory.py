@@ -17,6 +17,7 @@ from mimird.projects import list_projects
 from mimird.sessions import records
 from mimird.sessions.lifecycle import RECORD_GRACE_S, Sessions
 from mimird.sessions.records import SessionRow
+from mimird.sessions.states import NOTHING_TO_REMOVE
 from mimird.store import Store
 from mimird.wire import events
 from mimird.wire.types import Project
@@ -130,8 +131,7 @@ class Inventory:
         pruned = Pruned(sessions=[], orphans=[], snapshots=[])
         # 1. Worktrees of deleted sessions that are still on disk (a delete that was cut short).
         for row in await self.rows(project_id):
-            # A foreign worktree (an import's) was never this mimird's to remove.
-            if row.status != "deleted" or row.workspace_state in ("removed", "foreign"):
+            if row.status != "deleted" or row.workspace_state in NOTHING_TO_REMOVE:
                 continue
             pruned.sessions.append(row)
             if dry_run:

@@ -34,6 +34,7 @@ from mimird.sessions.settle import settle_shielded
 from mimird.sessions.setup import SetupCommands
 from mimird.sessions.states import (
     FOREIGN_WORKSPACE,
+    NOTHING_TO_REMOVE,
     RESTORABLE,
     USABLE_WORKSPACE,
     check_transition,
@@ -92,14 +93,18 @@ class Sessions:
         return self.layers(project_config, row.config)
 
     async def check_workspace(
-        self, row: SessionRow, *, adopting: bool = False
+        self, row: SessionRow
     ) -> tuple[SessionRow, worktrees.WorkspaceCheck | None]:
         """Detect drift of a worktree session; record a changed state (journaled).
-        A ``foreign`` worktree is checked only when ``adopting`` (session.repair).
 
         Cancellation: a cancel during the check changes nothing; during the record
         the write commits or not, and the next check records the change again."""
-        check = await self.workspaces.check(row, adopting=adopting)
+        return await self._record_check(row, await self.workspaces.check(row))
+
+    async def _record_check(
+        self, row: SessionRow, check: worktrees.WorkspaceCheck | None
+    ) -> tuple[SessionRow, worktrees.WorkspaceCheck | None]:
+        """Record the state ``check`` found, if it changed (journaled)."""
         if check is None or check.state == row.workspace_state:
             return row, check
         changed = events.WorkspaceStateChanged(
@@ -404,10 +409,7 @@ class Sessions:
             check_transition(row.id, row.status, "deleted", "delete")
             # A workspace is removed only when it is the session's: an imported
             # session's path may hold anything (``foreign``), which stays where it is.
-            removing_worktree = has_worktree(row) and row.workspace_state not in (
-                "removed",
-                "foreign",
-            )
+            removing_worktree = has_worktree(row) and row.workspace_state not in NOTHING_TO_REMOVE
             removing_copy = (
                 row.workspace_kind == "private"
                 and row.workspace_state in USABLE_WORKSPACE
@@ -549,11 +551,10 @@ class Sessions:
             row = await self.find(found.id)
             if row.workspace_kind == "private":
                 return await self._adopt_copy(row), None
-            if row.workspace_state == "foreign":
-                check = await self.workspaces.check(row, adopting=True)
-                if check is not None and check.state == "ok":
-                    return await self._adopt(row), None
-            row, check = await self.check_workspace(row, adopting=True)
+            check = await self.workspaces.check(row, adopting=True)
+            if row.workspace_state == "foreign" and check is not None and check.state == "ok":
+                return await self._adopt(row), None
+            row, check = await self._record_check(row, check)
             if check is None or check.state == "ok":
                 return row, check
             repair = await self.workspaces.repair(row, check)

@@ -98,6 +98,9 @@ USABLE_WORKSPACE: Final = frozenset({"ok"})
 #: Workspace states in which something else is at (or moved) the session's place:
 #: removing it needs force.
 FOREIGN_WORKSPACE: Final = frozenset({"moved", "wrong_branch", "not_a_worktree"})
+#: Workspace states in which nothing at the session's path is Mimir's to remove: gone
+#: already, or never made by this mimird (an import's).
+NOTHING_TO_REMOVE: Final = frozenset({"removed", "foreign"})
 
 
 def check_transition(session_id: str, current: str, target: str, action: str) -> None:

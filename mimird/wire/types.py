@@ -191,8 +191,8 @@ SessionStatus = Literal[
     "deleted",
 ]
 WorkspaceKind = Literal["worktree", "in_place", "private"]
-#: See docs/api.md, "Workspace states and drift" (foreign: an imported private copy's
-#: path holds a directory this mimird did not make).
+#: See docs/api.md, "Workspace states and drift" (foreign: an imported session's
+#: worktree or private copy, at a path holding a directory this mimird did not make).
 WorkspaceState = Literal[
     "ok", "missing", "moved", "wrong_branch", "not_a_worktree", "foreign", "removed"
 ]
