@@ -7,6 +7,10 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 # compat: a plain .pth path entry. setuptools' default editable finder costs every
 # mimirctl start ~45 ms of imports (importlib.util, pathlib) before main() runs.
 EDITABLE := --config-settings editable_mode=compat
+# pytest-xdist: one worker per core, at most 4 (each test starts daemons, git and
+# agents of its own); worksteal evens out the long tests. PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= auto
+XDIST  := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist worksteal
 
 .PHONY: run test test-fast mutate check lint typecheck bench bench-sessions bench-search bench-stream bench-memory bench-runs clean migration install-systemd install install-test system-deps
 
@@ -18,12 +22,12 @@ run: $(VENV)/.installed
 # Install everything (Python packages and the Debian packages the tests need),
 # then run the whole test suite.
 test: $(VENV)/.installed-test system-deps
-	$(BIN)/pytest -q -m "not agents" $(PYTEST_ARGS)
+	$(BIN)/pytest -q $(XDIST) -m "not agents" $(PYTEST_ARGS)
 
 # The same suite without the slow tier (tests that start several real daemons or take
 # over ~2 s: see the slow marker in pyproject.toml).
 test-fast: $(VENV)/.installed-test
-	$(BIN)/pytest -q -m "not slow and not agents" $(PYTEST_ARGS)
+	$(BIN)/pytest -q $(XDIST) -m "not slow and not agents" $(PYTEST_ARGS)
 
 # Real ACP agents from npm, pinned in .ci/agents (opencode: ~350 MB, once).
 .PHONY: install-agents test-agents

@@ -50,7 +50,10 @@ class Pane:
         assert TMUX is not None
         self.base = [TMUX, "-S", str(dirs.root / "tmux.sock"), "-f", "/dev/null"]
         env = {**dirs.env(), "TERM": "xterm-256color"}
-        env.pop("TMUX", None)
+        # curses takes LINES and COLUMNS over the terminal's size (pytest-xdist's
+        # workers have them set to 24x80); the window's size is the one meant.
+        for name in ("TMUX", "LINES", "COLUMNS"):
+            env.pop(name, None)
         self.tmux("new-session", "-d", "-x", "120", "-y", "40", command, env=env)
 
     def tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
