@@ -503,3 +503,42 @@ def keep_masked_secrets(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[
             env[name] = old_env[name]
     result["env"] = env
     return result
+
+
+# ---- settings that act ------------------------------------------------------------------
+
+
+def acting_settings(layer: ConfigLayer) -> Iterator[tuple[str, str]]:
+    """The settings of ``layer`` that run commands or let an agent act without asking,
+    as ``(dotted key, value as text)``: what a user should see before taking a layer
+    from outside (an import). The setup command; each MCP server (its command and
+    args, or its URL); each env variable (it reaches the agent, the setup command and
+    the MCP servers: ``PATH``, ``LD_PRELOAD`` and the like change what runs; a secret
+    as the mask; an MCP server's own variables by name); each tool kind that allows
+    without asking (all, by default, or by pattern); and timed-out permission requests
+    answered ``allow``."""
+    if isinstance(layer.setup_command, str):
+        yield "setup_command", layer.setup_command
+    if layer.mcp_servers is not UNSET:
+        for server in layer.mcp_servers:
+            if "command" in server:
+                shown = " ".join([server["command"], *server["args"]])
+                if server["env"]:
+                    shown += f" (env: {', '.join(pair['name'] for pair in server['env'])})"
+            else:
+                shown = f"{server['type']} {server['url']}"
+            yield f"mcp_servers.{server['name']}", shown
+    if layer.env is not UNSET:
+        for name, item in layer.env.items():
+            if isinstance(item, EnvValue):
+                yield f"env.{name}", MASK if item.secret else item.value
+            else:
+                yield f"env.{name}", item
+    if layer.tool_policy is not UNSET:
+        for kind, rule in layer.tool_policy.items():
+            if rule == "allow":
+                yield f"tool_policy.{kind}", "allow"
+            elif isinstance(rule, ToolRule) and (rule.default == "allow" or rule.allow):
+                yield f"tool_policy.{kind}", msgspec.json.encode(rule).decode()
+    if layer.permission_timeout_default == "allow":
+        yield "permission_timeout_default", "allow"

@@ -132,6 +132,19 @@ def _report_text(r: dict[str, Any], where: str = "line") -> str:
             "directory this mimird did not make; it is left alone, and no agent works in it "
             f"until 'mimirctl session repair {foreign['session_id']}' adopts it"
         )
+    acting = r.get("acting_settings_total", 0)
+    if acting:
+        lines.append(
+            f"{acting} settings came with the file that run commands or let agents act "
+            "without asking here; look at them before starting sessions (mimirctl project "
+            "show, session show, run show; change them with project update, session update):"
+        )
+        lines.extend(
+            f"  {s['type']} {s['id']}: {s['key']} = {render.visible(s['value'])}"
+            for s in r["acting_settings"]
+        )
+        if acting > len(r["acting_settings"]):
+            lines.append(f"  ... and {acting - len(r['acting_settings'])} more")
     for missing in r["missing_paths"]:
         lines.append(
             f"project {missing['name']} ({missing['project_id']}): {missing['path']} is not on "

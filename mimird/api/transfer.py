@@ -52,6 +52,7 @@ from mimird.wire.transfer import (
     ImportProgress,
     ImportRecordsParams,
     ImportReport,
+    ImportSetting,
     ProjectRecord,
     Record,
     RunEventRecord,
@@ -66,6 +67,8 @@ log = structlog.get_logger("mimird.transfer")
 _STATE_KEY: Final = "import"
 #: Conflicts and missing paths an import report lists (all are counted).
 MAX_LISTED: Final = 100
+#: The most characters of a setting's value an import report shows.
+MAX_SETTING_CHARS: Final = 200
 #: A unit's journal is written to its spool file once this much of it is waiting.
 SPOOL_FLUSH_BYTES: Final = 1 << 20
 
@@ -108,6 +111,8 @@ class _Import:
             missing_paths=[],
             statuses_changed=0,
             foreign_workspaces=[],
+            acting_settings=[],
+            acting_settings_total=0,
         )
 
     def close(self) -> None:
@@ -121,6 +126,22 @@ class _Import:
             self.report.conflicts.append(
                 ImportConflict(line=line, type=kind, id=id_, reason=reason)
             )
+
+    def _acting(self, record: ProjectRecord | SessionRecord | RunRecord) -> None:
+        """List the imported record's settings that run commands or let agents act
+        (its config was checked when its line was taken)."""
+        kind = _tag(record)
+        found = list(policy.acting_settings(policy.parse_layer(record.config, kind)))
+        if isinstance(record, RunRecord) and record.check_command is not None:
+            found.append(("check_command", record.check_command))
+        for key, value in found:
+            self.report.acting_settings_total += 1
+            if len(self.report.acting_settings) < MAX_LISTED:
+                if len(value) > MAX_SETTING_CHARS:
+                    value = value[: MAX_SETTING_CHARS - 1] + "…"
+                self.report.acting_settings.append(
+                    ImportSetting(type=kind, id=record.id, key=key, value=value)
+                )
 
     async def take(self, record: Record, line: int) -> None:
         self.taken += 1
@@ -145,6 +166,7 @@ class _Import:
             self._conflict(line, "project", record.id, conflict)
             return
         self.report.projects += 1
+        self._acting(record)
         if not await trio.Path(record.path).is_dir():
             log.info("import_project_path_missing", project_id=record.id, path=record.path)
             if len(self.report.missing_paths) < MAX_LISTED:
@@ -230,6 +252,7 @@ class _Import:
             written = await self._store.write(importing.insert_run, record, journal)
             if written.conflict is None:
                 self.report.runs += 1
+                self._acting(record)
             return written
         status = record.status
         if status in states.AGENT_UP:
@@ -262,6 +285,7 @@ class _Import:
         )
         if written.conflict is None:
             self.report.sessions += 1
+            self._acting(record)
             if status != record.status:
                 self.report.statuses_changed += 1
             if workspace_state == "foreign" and len(self.report.foreign_workspaces) < MAX_LISTED:

@@ -288,6 +288,17 @@ class ImportForeignWorkspace(Result):
     path: str
 
 
+class ImportSetting(Result):
+    #: The record's ``type`` (project, session or run) and id.
+    type: str
+    id: str
+    #: Dotted: setup_command, mcp_servers.NAME, env.NAME, tool_policy.KIND,
+    #: permission_timeout_default, or a run's check_command.
+    key: str
+    #: As text, at most 200 characters (cut with "…").
+    value: str
+
+
 class ImportReport(Result):
     projects: int
     runs: int
@@ -309,3 +320,7 @@ class ImportReport(Result):
     #: this mimird did not make: imported ``foreign`` (at most 100 listed;
     #: session.repair adopts one).
     foreign_workspaces: list[ImportForeignWorkspace]
+    #: Settings that came with the imported records and run commands or let agents
+    #: act without asking here (policy.acting_settings; at most 100 listed).
+    acting_settings: list[ImportSetting]
+    acting_settings_total: int
