@@ -32,6 +32,7 @@ from mimirctl.client import (
     DaemonNotRunning,
     ProtocolMismatch,
     RpcError,
+    SocketPathTooLong,
     check_protocol,
     resolve_socket,
 )
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     except DaemonNotRunning as exc:
         render.say(f"mimirctl: {exc}", err=True)
         return EXIT_NOT_RUNNING
-    except UsageError as exc:
+    except (UsageError, SocketPathTooLong) as exc:
         render.say(f"mimirctl: {exc}", err=True)
         return EXIT_USAGE
     except RpcError as exc:

@@ -54,6 +54,17 @@ class ConnectionLost(ClientError):
     pass
 
 
+class SocketPathTooLong(ClientError):
+    """The socket's path cannot be a Unix socket's (a usage error: exit 2)."""
+
+    def __init__(self, socket_path: str, size: int) -> None:
+        super().__init__(
+            f"the socket path {socket_path!r} is {size} bytes long, and a Unix socket's path "
+            f"holds at most {paths.MAX_SOCKET_PATH_BYTES}: give a shorter --socket "
+            "(or MIMIR_SOCKET, or paths.socket in the config file)"
+        )
+
+
 class ProtocolMismatch(ClientError):
     """mimird speaks another protocol version than this mimirctl."""
 
@@ -98,6 +109,8 @@ class Client:
     def __init__(self, socket_path: str, *, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
         self.socket_path = socket_path
         self._ids = itertools.count(1)
+        if (size := len(os.fsencode(socket_path))) > paths.MAX_SOCKET_PATH_BYTES:
+            raise SocketPathTooLong(socket_path, size)
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
@@ -115,7 +128,7 @@ class Client:
             ) from None
         except OSError as exc:
             sock.close()
-            raise ClientError(f"cannot connect to {socket_path}: {exc.strerror}") from None
+            raise ClientError(f"cannot connect to {socket_path}: {exc.strerror or exc}") from None
         self._sock = sock
         # Our own splitter rather than sock.makefile(): a caller that waits on the socket
         # with select() must know whether a whole message is already read (buffered).

@@ -75,7 +75,10 @@ class Bridge:
         #: Sessions whose connection broke (mimird went away): the last seq handed
         #: on, to follow them again from there at their next request.
         self.lost: dict[str, int] = {}
-        self._selector = selectors.DefaultSelector()
+        # poll, not epoll (DefaultSelector): epoll refuses a regular file or /dev/null
+        # (EPERM), and stdin may be one (mimirctl acp < requests.jsonl); poll finds it
+        # readable. A bridge waits on a few descriptors, where the two cost the same.
+        self._selector: selectors.BaseSelector = selectors.PollSelector()
 
     # -- the editor --------------------------------------------------------------------
 

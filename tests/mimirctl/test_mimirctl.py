@@ -603,6 +603,29 @@ def test_a_stale_socket_exits_3() -> None:
     assert "nothing listens" in message
 
 
+@pytest.mark.parametrize("where", ["flag", "env"])
+def test_a_socket_path_no_unix_socket_can_have_is_a_usage_error(where: str) -> None:
+    with short_tmpdir() as root:
+        dirs = DaemonDirs(root)
+        long_path = str(root / ("s" * 200))
+        if where == "flag":
+            result = run_mimirctl(dirs, "--socket", long_path, "status")
+        else:
+            env = {**dirs.env(), "MIMIR_SOCKET": long_path}
+            result = subprocess.run(
+                [sys.executable, "-m", "mimirctl", "status"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+    message = failed(result, EXIT_USAGE)
+    size = len(long_path.encode())
+    assert f"is {size} bytes long, and a Unix socket's path holds at most 107" in message
+    assert "None" not in message
+
+
 # ---- staying light ----------------------------------------------------------------
 
 HEAVY_MODULES: Final = (

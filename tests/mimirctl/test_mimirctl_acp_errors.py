@@ -4,6 +4,12 @@ not running, or dies, is a clear ACP error, not a hang."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tests.mimirctl.acp_world import (
@@ -81,6 +87,32 @@ def test_no_daemon_is_a_clear_error_at_initialize(dirs: DaemonDirs) -> None:
         # Not an exit: it answers again (still not running).
         assert "mimird is not running" in str(_error(editor, "initialize", INIT).message)
         assert editor.close_stdin() == 0
+
+
+@pytest.mark.parametrize("stdin", ["file", "devnull"])
+def test_requests_from_a_file_or_dev_null_are_read_to_their_end(
+    world: World, tmp_path: Path, stdin: str
+) -> None:
+    """stdin that epoll refuses (a regular file, /dev/null): read as a pipe is."""
+    requests = tmp_path / "requests.jsonl"
+    line = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INIT}
+    requests.write_text(json.dumps(line) + "\n" if stdin == "file" else "")
+    source = requests if stdin == "file" else Path(os.devnull)
+    with source.open("rb") as feed:
+        result = subprocess.run(
+            [sys.executable, "-m", "mimirctl", "acp"],
+            stdin=feed,
+            env=world.dirs.env(),
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    assert (result.returncode, result.stderr) == (0, b"")
+    answers = [json.loads(out) for out in result.stdout.splitlines()]
+    if stdin == "file":
+        assert [(a["id"], a["result"]["agentInfo"]["name"]) for a in answers] == [(1, "mimir")]
+    else:
+        assert answers == []
 
 
 def test_daemon_gone_mid_turn_ends_the_prompt_with_an_error(world: World) -> None:
