@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from mimirctl.client import loads
 from mimird.wire.runs import INTEGRATION_SLOT
 
 RUN_MODES: Final = ("competition", "ensemble", "debate")
@@ -122,7 +122,7 @@ def convert(data: bytes, project_path: str, projects: list[dict[str, Any]]) -> C
     """The records for ait42's ``data``, in ``project_path``'s project (an existing
     one from ``projects``, matched by path, or a new one)."""
     try:
-        document = json.loads(data)
+        document = loads(data)
     except ValueError as exc:
         raise Ait42Error(f"not JSON: {exc}") from None
     found = _sessions(document)

@@ -27,12 +27,12 @@ import sys
 
 from mimirctl import render
 from mimirctl.client import (
+    BadRequest,
     Client,
     ClientError,
     DaemonNotRunning,
     ProtocolMismatch,
     RpcError,
-    SocketPathTooLong,
     check_protocol,
     resolve_socket,
 )
@@ -138,10 +138,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _json_object(text: str) -> dict[str, Any]:
-    import json
+    from mimirctl.client import loads
 
     try:
-        value = json.loads(text)
+        value = loads(text)
     except ValueError as exc:
         raise UsageError(f"--config is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     except DaemonNotRunning as exc:
         render.say(f"mimirctl: {exc}", err=True)
         return EXIT_NOT_RUNNING
-    except (UsageError, SocketPathTooLong) as exc:
+    except (UsageError, BadRequest) as exc:
         render.say(f"mimirctl: {exc}", err=True)
         return EXIT_USAGE
     except RpcError as exc:

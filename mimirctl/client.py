@@ -54,8 +54,12 @@ class ConnectionLost(ClientError):
     pass
 
 
-class SocketPathTooLong(ClientError):
-    """The socket's path cannot be a Unix socket's (a usage error: exit 2)."""
+class BadRequest(ClientError):
+    """What was asked cannot be sent as it is (a usage error: exit 2)."""
+
+
+class SocketPathTooLong(BadRequest):
+    """The socket's path cannot be a Unix socket's."""
 
     def __init__(self, socket_path: str, size: int) -> None:
         super().__init__(
@@ -101,6 +105,16 @@ def resolve_socket(flag: str | None, env: dict[str, str] | None = None) -> str:
         if isinstance(configured, str) and configured:
             return os.path.expanduser(configured)
     return os.path.join(paths.runtime_dir(env), paths.SOCKET_NAME)
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads(text: str | bytes) -> Any:
+    """``text`` as JSON, as mimird reads it: Python's ``json`` also takes ``NaN``,
+    ``Infinity`` and ``-Infinity``, which JSON has not (ValueError here)."""
+    return json.loads(text, parse_constant=_not_a_number)
 
 
 class Client:
@@ -160,7 +174,13 @@ class Client:
         request_id = next(self._ids)
         request = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
         try:
-            self._sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+            frame = json.dumps(request, separators=(",", ":"), allow_nan=False)
+        except ValueError:
+            raise BadRequest(
+                f"cannot send {method}: a number in it is NaN or infinite, which JSON cannot hold"
+            ) from None
+        try:
+            self._sock.sendall(frame.encode() + b"\n")
         except OSError as exc:
             lost = ConnectionLost(f"connection to mimird lost: {exc.strerror or exc}")
             self._raise_last_words(lost)

@@ -35,6 +35,21 @@ class UsageError(Exception):
     """The command line asks for something that cannot be done: exit 2."""
 
 
+def number_arg(low: float, high: float, unit: str) -> Callable[[str], float]:
+    """An argparse type: a number from ``low`` to ``high`` (not NaN, not infinite)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:  # NaN is never in range
+            raise argparse.ArgumentTypeError(f"{text!r} is not from {low:g} to {high:g} {unit}")
+        return value
+
+    return parse
+
+
 def add_command(
     commands: Any,
     common: argparse.ArgumentParser,

@@ -23,7 +23,7 @@ from mimirctl.client import (
     protocol_skew,
     resolve_socket,
 )
-from mimirctl.commands import EXIT_ERROR, EXIT_OK
+from mimirctl.commands import EXIT_ERROR, EXIT_OK, number_arg
 from mimird import paths
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see mimirctl.cli)
@@ -373,7 +373,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     doctor.set_defaults(offline=cmd_doctor)
     doctor.add_argument(
         "--agent-timeout",
-        type=float,
+        type=number_arg(0.1, 120, "seconds"),
         default=DEFAULT_AGENT_TIMEOUT_S,
         metavar="S",
         help=f"seconds each agent has to answer initialize (default {DEFAULT_AGENT_TIMEOUT_S:g})",
@@ -386,5 +386,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         help="free disk below this needs attention (default 1G)",
     )
     doctor.add_argument(
-        "--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for mimird"
+        "--timeout",
+        type=number_arg(0.1, 3600, "seconds"),
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for mimird",
     )

@@ -15,6 +15,7 @@ from mimirctl.commands import (
     add_command,
     add_group,
     emit,
+    number_arg,
     run_merge,
     template_vars,
 )
@@ -473,7 +474,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     new.add_argument("--manual", action="store_true", help="wait for 'run merge' once decided")
     new.add_argument("--preserve", action="store_true", help="keep the losers' worktrees")
     new.add_argument("--budget-tokens", type=int, help="tokens the whole run may use")
-    new.add_argument("--budget-usd", type=float, help="USD the whole run may cost")
+    new.add_argument(
+        "--budget-usd", type=number_arg(0, 1_000_000, "USD"), help="USD the whole run may cost"
+    )
     new.add_argument("--rounds", type=int, help="debate: how many rounds (1-5)")
     new.add_argument("--then", choices=["decide", "ensemble"], help="debate: after the last round")
     new.add_argument("--judge-agent", help="the judge session's agent kind (--judge agent)")

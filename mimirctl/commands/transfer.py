@@ -14,7 +14,7 @@ import sys
 from typing import IO, Any, Final
 
 from mimirctl import render
-from mimirctl.client import Client
+from mimirctl.client import Client, loads
 from mimirctl.commands import EXIT_ALREADY_EXISTS, EXIT_OK, UsageError, add_command
 from mimirctl.commands.session import time_arg
 
@@ -81,7 +81,7 @@ def _records(stream: IO[bytes], name: str, first_line: int) -> Any:
         if len(line) > MAX_LINE_BYTES:
             raise UsageError(f"{name}:{number}: the line is longer than {MAX_LINE_BYTES} bytes")
         try:
-            record = json.loads(line)
+            record = loads(line)
         except ValueError as exc:
             raise UsageError(
                 f"{name}:{number}: not JSON ({exc}); the import stopped there (the session "
@@ -193,7 +193,7 @@ def cmd_import(client: Client, args: argparse.Namespace) -> int:
         else:
             first = stream.readline(MAX_LINE_BYTES + 1)
             try:
-                header = json.loads(first)
+                header = loads(first)
             except ValueError:
                 raise UsageError(
                     f"{args.file}:1: not the header of a mimir-export file (not JSON)"

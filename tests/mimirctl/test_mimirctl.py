@@ -128,8 +128,11 @@ def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
 
 
 def listed_names(output: str) -> list[str]:
-    """The NAME column of `project ls`, header excluded."""
+    """The NAME column of `project ls`, header excluded (none when it lists none: the
+    module's daemon holds only what the tests run before in this process made)."""
     lines = output.splitlines()
+    if lines == ["no projects (use --all to include archived ones)"]:
+        return []
     assert lines[0].split()[:5] == ["NAME", "TYPE", "SESSIONS", "PATH", "ID"], output
     return [line.split()[0] for line in lines[1:]]
 

@@ -1192,7 +1192,7 @@ def test_session_done_completes_with_a_note_and_show_prints_the_durations(
     dirs: DaemonDirs, project: dict[str, Any]
 ) -> None:
     session = new_session(dirs, project, title="finished")
-    output = ok(ctl(dirs, "session", "done", session["id"][:8], "--note", "all tests pass"))
+    output = ok(ctl(dirs, "session", "done", session["id"][:12], "--note", "all tests pass"))
     assert output.startswith(f"completed session {session['id']} (workspace and branch kept")
     shown = field_lines(ok(ctl(dirs, "session", "show", session["id"])))
     assert shown["status"] == "completed"
