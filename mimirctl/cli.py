@@ -54,7 +54,7 @@ from mimird.wire.formats import MIN_ID_PREFIX
 # for typing.TYPE_CHECKING.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Final
+    from typing import Any, Final, NoReturn
 
     from mimirctl.commands import Command
 
@@ -135,6 +135,12 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's usage error, with the arguments it quotes made visible (a file
+        name from a glob may hold a terminal escape)."""
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {render.visible(message)}\n")
 
 
 def _json_object(text: str) -> dict[str, Any]:
