@@ -1,10 +1,14 @@
 """Identifiers that are unique and sort by creation time.
 
-A ULID-like layout: 48 bits of milliseconds since the epoch, then 80 bits that
-are random for the first id of a millisecond and incremented for the next ones,
-so that ids made by one generator are strictly increasing. Encoded as 26
-lower-case Crockford base32 characters (no i, l, o, u), which makes prefixes
-easy to type.
+A ULID-like layout: 48 bits of milliseconds since the epoch, then 80 random bits.
+Encoded as 26 lower-case Crockford base32 characters (no i, l, o, u), which makes
+prefixes easy to type; the first 10 are the millisecond, and are what mimirctl shows.
+
+Ids made by one generator are strictly increasing. An id asked for within the
+millisecond of the one before takes the next millisecond, up to
+:data:`MAX_AHEAD_MS` ahead of the clock, so that ids made together (a run's
+members) still differ in their first 10 characters; past that, the millisecond is
+kept and the random part counted up.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ _ALPHABET: Final = "0123456789abcdefghjkmnpqrstvwxyz"
 _RANDOM_BITS: Final = 80
 _RANDOM_MAX: Final = (1 << _RANDOM_BITS) - 1
 ID_LENGTH: Final = 26
+#: How far ahead of the clock a burst of ids may take their millisecond.
+MAX_AHEAD_MS: Final = 1000
 
 
 def _encode(value: int) -> str:
@@ -39,9 +45,14 @@ class IdGenerator:
     def new(self) -> str:
         with self._lock:
             now_ms = time.time_ns() // 1_000_000
-            if now_ms <= self._last_ms:
-                # Same millisecond (or the wall clock stepped back): keep the
-                # previous timestamp and count up, so order never inverts.
+            if now_ms <= self._last_ms and self._last_ms - now_ms < MAX_AHEAD_MS:
+                # Within the millisecond of the last id (or the clock stepped back a
+                # little): the next millisecond, so that the prefixes differ.
+                now_ms = self._last_ms + 1
+                self._last_random = secrets.randbits(_RANDOM_BITS - 1)
+            elif now_ms <= self._last_ms:
+                # Far ahead already (or the clock stepped back far): keep the last
+                # millisecond and count up, so that order never inverts.
                 now_ms = self._last_ms
                 self._last_random += 1
                 if self._last_random > _RANDOM_MAX:

@@ -27,6 +27,8 @@ async def test_a_run_gives_the_task_to_every_member_and_waits_for_the_users_pick
         run = await world.create(agents=["alpha", "beta"])
         assert [m["slot"] for m in run["members"]] == [1, 2]
         assert [m["agent"] for m in run["members"]] == ["alpha", "beta"]
+        # Made together, told apart by the 10 characters mimirctl shows of an id.
+        assert len({m["session_id"][:10] for m in run["members"]}) == 2
         done = await world.until_status(run, "deciding")
         members = {m["slot"]: m for m in done["members"]}
         assert members[1]["outcome"] == members[2]["outcome"] == "finished"
