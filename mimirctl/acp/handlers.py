@@ -281,13 +281,37 @@ def _attach(bridge: Bridge, session_id: str, *, replay_after: bool = False) -> d
     session_id = session["id"]
     last = session["last_seq"]
     # The history up to the seq read, then the live stream from there: no gap, nothing twice.
-    for update in updates_for(bridge.history(session_id, last)):
+    history = bridge.history(session_id, last)
+    for update in updates_for(history):
         if replay_after:
             params = {"sessionId": session_id, "update": update}
             bridge.after_answer.append(bridge.peer.notify("session/update", params))
         else:
             bridge.update(session_id, update)
-    bridge.follow(session_id, last)
+    followed = bridge.followers.get(session_id)
+    follower = bridge.follow(session_id, last)
+    if followed is not None:
+        # Loaded again while followed: this editor's prompt still waiting for its
+        # turn's end waits on the new connection, or is answered now if its turn
+        # ended in the history just read (the old connection is not read again).
+        follower.own_prompts |= followed.own_prompts
+        if (waiting := followed.prompt) is not None:
+            ended = next(
+                (
+                    e
+                    for e in history
+                    if e.get("kind") == "turn_ended" and e.get("seq", 0) > waiting.prompt_seq
+                ),
+                None,
+            )
+            if ended is None:
+                follower.prompt = waiting
+            else:
+                data = ended.get("data")
+                answer = bridge.prompt_answer(
+                    waiting.request_id, data if isinstance(data, dict) else {}
+                )
+                bridge.after_answer.append(answer)
     # Requests waiting now were asked before the cursor: ask the editor once, after
     # the answer (the editor knows the session then).
     pending = bridge.call("permission.list", {"session": session_id})["permissions"]

@@ -168,17 +168,26 @@ class Bridge:
         follower = Follower(session_id, client, sub["subscription"], seen=after_seq)
         self.followers[session_id] = follower
         self.lost.pop(session_id, None)
-        self._selector.register(client.fileno(), selectors.EVENT_READ, follower)
+        follower.fd = client.fileno()
+        self._selector.register(follower.fd, selectors.EVENT_READ, follower)
         if self.delegate is not None:
             self.delegate.attached(session_id)
         return follower
 
     def _drop(self, follower: Follower) -> None:
-        self._selector.unregister(follower.client.fileno())
+        """Stop waiting on the follower's connection, and close it (once)."""
+        if follower.fd < 0:
+            return
+        self._selector.unregister(follower.fd)
+        follower.fd = -1
         follower.client.close()
 
     def pump(self, follower: Follower) -> None:
         """Handle what the session's connection has brought (it is readable)."""
+        if follower.fd < 0:
+            # Dropped since the wait saw it readable (the editor's line before it in
+            # the same wake-up followed the session anew).
+            return
         try:
             for message in follower.messages():
                 if self.delegate is not None and self.delegate.takes(follower, message):
@@ -186,8 +195,13 @@ class Bridge:
                 event = follower.event_of(message)
                 if event is not None:
                     self.on_event(follower, event)
+                if follower.fd < 0:
+                    return  # what it handled dropped it
         except ClientError as exc:
-            self.followers.pop(follower.session_id, None)
+            if follower.fd < 0:
+                return
+            if self.followers.get(follower.session_id) is follower:
+                del self.followers[follower.session_id]
             self.lost[follower.session_id] = follower.seen
             self._drop(follower)
             self.say(f"lost the events of session {follower.session_id}: {exc}")

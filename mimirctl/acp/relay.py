@@ -70,6 +70,9 @@ class Follower:
     own_prompts: set[int] = field(default_factory=set)
     #: A session made by this editor, not named yet (its first prompt names it).
     untitled: bool = False
+    #: Its connection's descriptor while the bridge waits on it; -1 once dropped (a
+    #: wait that saw it readable before the drop must not read it).
+    fd: int = -1
 
     def messages(self) -> Iterator[dict[str, Any]]:
         """The messages already read (put aside by a call, or buffered), then one

@@ -146,3 +146,25 @@ def test_with_session_the_editors_new_session_is_that_one(world: World) -> None:
             "now",
         ]
     assert len(world.rpc("session.list", {})["sessions"]) == 1
+
+
+def test_loading_the_session_again_while_its_events_stream_keeps_the_bridge_up(
+    world: World,
+) -> None:
+    """A session/load of the session being followed drops its connection for a new
+    one; events already waiting on the dropped one (seen readable in the same
+    wake-up as the editor's line) are not read from it. The bridge died of it with
+    a ValueError (the dropped connection's descriptor, -1, unregistered again)."""
+    flood = {"do": "chunks", "count": 3000, "text": "word "}
+    with world.editor() as editor:
+        session_id = started(editor, world)
+        asking = editor.send("session/prompt", {"sessionId": session_id, "prompt": script(flood)})
+        editor.wait_for(lambda m: m.get("method") == "session/update")
+        params = {"sessionId": session_id, "cwd": str(world.repo), "mcpServers": []}
+        loads = [editor.send("session/load", params) for _ in range(20)]
+        for load in loads:
+            assert "result" in editor.response(load, timeout=60)
+        assert editor.response(asking, timeout=60)["result"]["stopReason"] == "end_turn"
+        assert editor.process.poll() is None
+        assert editor.close_stdin() == 0
+    assert "Traceback" not in (world.dirs.root / "acp-stderr.log").read_text()
