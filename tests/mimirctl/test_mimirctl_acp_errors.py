@@ -121,6 +121,9 @@ def test_daemon_gone_mid_turn_ends_the_prompt_with_an_error(world: World) -> Non
         asking = editor.send(
             "session/prompt", {"sessionId": session_id, "prompt": script({"do": "hang"})}
         )
+        # Mid-turn: once mimird took the prompt (killed before, the prompt's own call
+        # fails: "mimird closed the connection", another path).
+        world.wait_status(session_id, "running")
         world.daemon.kill()
         answer = editor.response(asking)
         assert answer["error"]["code"] == -32603
