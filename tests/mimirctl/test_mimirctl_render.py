@@ -142,6 +142,23 @@ def test_a_table_cell_cannot_add_a_row_or_move_the_cursor() -> None:
     assert controls_in(text, allowed="\n") == []
 
 
+def test_a_table_aligns_wide_and_combining_characters_by_the_columns_they_take() -> None:
+    rows = [
+        ["01abc", "修复登录", "idle"],
+        ["01def", "fix 😀", "idle"],
+        ["01ghi", "cafe\u0301", "x"],
+    ]
+    lines = render.table(["ID", "TITLE", "STATUS"], rows).splitlines()
+    # TITLE is 8 columns wide (four CJK characters): STATUS starts at column 17 in each line.
+    assert lines == [
+        "ID     TITLE     STATUS",
+        "01abc  修复登录  idle",
+        "01def  fix 😀    idle",
+        "01ghi  cafe\u0301      x",
+    ]
+    assert [render.columns(r[1]) for r in rows] == [8, 6, 4]
+
+
 def test_a_field_keeps_its_lines_indented_and_shows_the_rest() -> None:
     text = render.fields([("title", "a\x1b[2J"), ("task", "one\ntwo\u202e")])
     assert text == "title: a^[[2J\ntask:  one\n       two<U+202E>"
