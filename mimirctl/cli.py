@@ -34,6 +34,7 @@ from mimirctl.client import (
     ProtocolMismatch,
     RpcError,
     check_protocol,
+    loads,
     resolve_socket,
 )
 from mimirctl.commands import (
@@ -144,8 +145,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _json_object(text: str) -> dict[str, Any]:
-    from mimirctl.client import loads
-
     try:
         value = loads(text)
     except ValueError as exc:

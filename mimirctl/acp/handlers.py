@@ -295,23 +295,12 @@ def _attach(bridge: Bridge, session_id: str, *, replay_after: bool = False) -> d
         # turn's end waits on the new connection, or is answered now if its turn
         # ended in the history just read (the old connection is not read again).
         follower.own_prompts |= followed.own_prompts
-        if (waiting := followed.prompt) is not None:
-            ended = next(
-                (
-                    e
-                    for e in history
-                    if e.get("kind") == "turn_ended" and e.get("seq", 0) > waiting.prompt_seq
-                ),
-                None,
-            )
-            if ended is None:
-                follower.prompt = waiting
-            else:
-                data = ended.get("data")
-                answer = bridge.prompt_answer(
-                    waiting.request_id, data if isinstance(data, dict) else {}
-                )
-                bridge.after_answer.append(answer)
+        follower.prompt = followed.prompt
+        for event in history:
+            if (ended := follower.turn_end(event)) is not None:
+                pending, data = ended
+                bridge.after_answer.append(bridge.prompt_answer(pending.request_id, data))
+                break
     # Requests waiting now were asked before the cursor: ask the editor once, after
     # the answer (the editor knows the session then).
     pending = bridge.call("permission.list", {"session": session_id})["permissions"]
