@@ -299,7 +299,10 @@ class Sessions:
         try:
             # git makes the leading directories, and add_worktree removes those it made
             # if it fails: nothing of a failed add stays behind.
-            await self.workspaces.git(worktrees.add_worktree, root, path, branch, base_commit)
+            # Checked above (check_new_worktree, resolve_commit or repo_state): not again.
+            await self.workspaces.git(
+                worktrees.add_worktree, root, path, branch, base_commit, checked=True
+            )
         except AlreadyExists:
             # Someone made the path or the branch since the check: theirs, untouched.
             await self._forget(intent)

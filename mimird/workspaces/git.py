@@ -416,9 +416,16 @@ def branch_exists(root: Path, name: str) -> bool:
 # ---- add -------------------------------------------------------------------------------
 
 
-def add_worktree(root: Path, path: Path, branch: str, base_commit: str) -> None:
+def add_worktree(
+    root: Path, path: Path, branch: str, base_commit: str, *, checked: bool = False
+) -> None:
     """``git worktree add -b branch path base_commit``; on any failure nothing is left
-    behind (no directory, no branch, no ``.git/worktrees`` entry)."""
+    behind (no directory, no branch, no ``.git/worktrees`` entry).
+
+    ``checked``: the caller has just seen that ``branch`` does not exist and resolved
+    ``base_commit`` to a commit's full sha (session.create does, before it writes its
+    intent), so those two git calls are not made again; a branch or a path made since
+    is still refused by git itself, as AlreadyExists."""
     _absolute(path)
     _require_repo(root)
     if os.path.lexists(path):
@@ -426,12 +433,15 @@ def add_worktree(root: Path, path: Path, branch: str, base_commit: str) -> None:
             f"{path} already exists; choose another path or remove it first", field="path"
         )
     check_branch_name(branch)
-    if branch_exists(root, branch):
-        raise AlreadyExists(
-            f"branch {branch!r} already exists in {root}; choose another branch name",
-            field="branch",
-        )
-    commit = resolve_commit(root, base_commit)
+    if checked:
+        commit = _rev_arg(base_commit, "base_commit")
+    else:
+        if branch_exists(root, branch):
+            raise AlreadyExists(
+                f"branch {branch!r} already exists in {root}; choose another branch name",
+                field="branch",
+            )
+        commit = resolve_commit(root, base_commit)
     _worktree_add(root, path, ["-b", branch, "--", str(path), commit], new_branch=branch)
 
 

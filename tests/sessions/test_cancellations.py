@@ -291,10 +291,12 @@ async def test_create_leaves_alone_a_worktree_someone_made_at_its_path_meanwhile
     # worktree of the same repository there: the failed create must not remove it.
     theirs: list[Path] = []
 
-    def add_theirs_first(root: Path, path: Path, branch: str, base_commit: str) -> None:
+    def add_theirs_first(
+        root: Path, path: Path, branch: str, base_commit: str, **options: bool
+    ) -> None:
         git(root, "worktree", "add", "-q", "-b", "theirs", str(path))
         theirs.append(path)
-        real_add(root, path, branch, base_commit)
+        real_add(root, path, branch, base_commit, **options)
 
     real_add = worktrees.add_worktree
     monkeypatch.setattr("mimird.workspaces.git.add_worktree", add_theirs_first)

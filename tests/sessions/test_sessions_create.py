@@ -5,6 +5,7 @@ tests/support/sessions.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,29 @@ async def test_create_from_a_base_ref_starts_the_branch_at_that_commit(
     assert session["workspace"]["base_commit"] == first
     assert head(workspace(session)) == first
     assert not (workspace(session) / "later.txt").exists()
+
+
+async def test_create_asks_git_each_thing_once(
+    client: TrioClient, project: dict[str, Any], repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a worktree session costs in git processes before its agent starts: the
+    # project's state (or the base_ref resolved), the branch looked up, the add.
+    # The add does not look up the branch and the commit again (it did, twice more).
+    from mimird.workspaces import git as worktrees_git
+
+    calls: list[str] = []
+    real = worktrees_git._run
+
+    def counted(cwd: Path, args: Sequence[str], **kwargs: Any) -> tuple[int, str, str]:
+        calls.append(next(a for a in args if not a.startswith("-") and "=" not in a))
+        return real(cwd, args, **kwargs)
+
+    monkeypatch.setattr(worktrees_git, "_run", counted)
+    await create(client, project)
+    assert calls == ["status", "show-ref", "worktree"]
+    calls.clear()
+    await create(client, project, base_ref="main")
+    assert calls == ["rev-parse", "show-ref", "worktree"]
 
 
 async def test_create_with_an_explicit_branch_uses_that_name(

@@ -255,6 +255,25 @@ def test_add_worktree_with_an_existing_branch_leaves_nothing_behind(
     assert not (tmp_path / "worktrees").exists()
 
 
+def test_add_worktree_checked_still_refuses_a_branch_made_since_the_check(
+    repo: Path, tmp_path: Path
+) -> None:
+    """``checked`` skips the caller's own checks, not git's: a branch made between the
+    caller's look and the add is refused as AlreadyExists, the branch left as it is."""
+    git(repo, "branch", BRANCH)
+    before = git(repo, "branch", "--list")
+    path = tmp_path / "worktrees" / "s1"
+    with pytest.raises(AlreadyExists) as caught:
+        add_worktree(repo, path, BRANCH, head(repo), checked=True)
+    assert caught.value.field == "branch"
+    assert_nothing_left(repo, path, before)
+    assert not (tmp_path / "worktrees").exists()
+    with pytest.raises(InvalidParams):
+        add_worktree(repo, tmp_path / "s2", "other", "--orphan", checked=True)
+    add_worktree(repo, tmp_path / "s3", "other", head(repo), checked=True)
+    assert git(tmp_path / "s3", "branch", "--show-current").strip() == "other"
+
+
 def test_add_worktree_at_an_existing_path_leaves_it_untouched(repo: Path, tmp_path: Path) -> None:
     path = tmp_path / "taken"
     path.mkdir()
