@@ -223,17 +223,14 @@ class Runs:
         return row
 
     async def pick(self, run: RunRow, slot: int, reason: str | None) -> RunRow:
-        """The user's decision: ``slot`` wins; the finish runs in the background."""
+        """The user's decision: ``slot`` wins; the finish runs in the background.
+        Refused at once unless the run is ``deciding`` (a run still at work would
+        keep the call waiting for as long as its members work)."""
+        _refuse_pick_unless_deciding(run)
+        # The step that moved the run to deciding may still be finishing.
         await self.settled(run.id)
         run = await self.store.read(records.get, run.id)
-        if run.status != "deciding":
-            raise InvalidState(
-                f"cannot pick a winner of run {run.id}: it is {run.status} "
-                "(possible only when deciding)",
-                field="run",
-                id=run.id,
-                detail={"status": run.status, "wanted": "decided"},
-            )
+        _refuse_pick_unless_deciding(run)
         if slot not in run.pickable:
             raise InvalidParams(
                 f"run {run.id} has no member in slot {slot} (slots: "
@@ -310,6 +307,17 @@ class Runs:
         if found:
             log.warning("runs_interrupted", runs=[run.id for run in found])
         return [run.id for run in found]
+
+
+def _refuse_pick_unless_deciding(run: RunRow) -> None:
+    if run.status != "deciding":
+        raise InvalidState(
+            f"cannot pick a winner of run {run.id}: it is {run.status} "
+            "(possible only when deciding)",
+            field="run",
+            id=run.id,
+            detail={"status": run.status, "wanted": "decided"},
+        )
 
 
 def _mimir_error(exc: BaseException) -> MimirError | None:

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from mimird.errors import InvalidState
-from mimird.runs import catalog
+from mimird.runs import catalog, orchestrator
 from tests.runs.world import eventually, run_world, writes
 from tests.support.helpers import DaemonDirs, git
 
@@ -202,6 +202,24 @@ async def test_cancel_cancels_every_members_turn(dirs: DaemonDirs) -> None:
             assert [e["data"]["stop_reason"] for e in turn_ends] == ["cancelled"]
         again = await world.client.error("run.cancel", {"run": run["id"]})
         assert again["data"]["kind"] == "invalid_state"
+
+
+async def test_a_pick_while_members_work_is_refused_at_once(
+    dirs: DaemonDirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It waited for the run's task to end (up to CANCEL_WAIT_S, 60 s), which a
+    # member at work does not: the call hung, then said "it is running".
+    monkeypatch.setattr(orchestrator, "CANCEL_WAIT_S", 30.0)
+    scenarios = {"a": {"prompts": [[WAIT_CANCEL]]}}
+    async with run_world(dirs, scenarios) as world:
+        run = await world.create(agents=["a"])
+        await world.until_status(run, "running")
+        with trio.fail_after(10):
+            refused = await world.client.error("run.pick", {"run": run["id"], "slot": 1})
+        assert refused["data"]["kind"] == "invalid_state"
+        assert refused["data"]["detail"] == {"status": "running", "wanted": "decided"}
+        assert (await world.get(run))["status"] == "running"
+        await world.client.call("run.cancel", {"run": run["id"]})
 
 
 async def test_delete_deletes_every_member_with_its_work_snapshotted_then_the_run(
