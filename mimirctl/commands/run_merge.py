@@ -47,14 +47,16 @@ def _members(members: list[dict[str, Any]]) -> str:
 
 
 def _side(slot: int | None) -> str:
-    return "the base" if slot is None else f"slot {slot}"
+    if slot is None:
+        return "the base"
+    return "the integration (slot 0)" if slot == 0 else f"slot {slot}"
 
 
 def _diff(diff: dict[str, Any], with_patches: bool) -> list[str]:
     title = (
-        f"slot {diff['to_slot']} against the base"
+        f"{_side(diff['to_slot'])} against the base"
         if diff["from_slot"] is None
-        else f"{_side(diff['from_slot'])} → slot {diff['to_slot']}"
+        else f"{_side(diff['from_slot'])} → {_side(diff['to_slot'])}"
     )
     lines = [
         f"{title}: {diff['files_changed']} file(s), +{diff['insertions']} -{diff['deletions']}"
@@ -137,8 +139,10 @@ def _slot(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a slot number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("slots count from 1")
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            "a slot is a member's (from 1) or 0 (an ensemble's integration)"
+        )
     return value
 
 
@@ -158,7 +162,7 @@ def add_commands(run: Any, common: argparse.ArgumentParser) -> None:
         nargs=2,
         type=_slot,
         metavar=("A", "B"),
-        help="the diff from slot A's work to slot B's",
+        help="the diff from slot A's work to slot B's (0: an ensemble's integration)",
     )
     compare.add_argument(
         "--files", action="store_true", help="each file's unified diff too, not only its counts"
@@ -175,7 +179,11 @@ def add_commands(run: Any, common: argparse.ArgumentParser) -> None:
         "bring the winner's work (or a slot's) into a branch of the project's repository",
     )
     merge.add_argument("run_id", metavar="ID", help="run id or unique prefix (4+)")
-    merge.add_argument("--slot", type=_slot, help="this slot's work (default: the winner's)")
+    merge.add_argument(
+        "--slot",
+        type=_slot,
+        help="this slot's work (default: the winner's; 0: an ensemble's integration)",
+    )
     merge.add_argument(
         "--into", help="the branch to bring it into (default: the run's target branch)"
     )

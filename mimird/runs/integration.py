@@ -36,6 +36,7 @@ from mimird.sessions import records as sessions_
 from mimird.sessions.records import SessionRow
 from mimird.sessions.states import ACTIVE
 from mimird.wire import run_events as ev
+from mimird.wire.runs import INTEGRATION_SLOT
 from mimird.workspaces.integrate import Integration, commit_worktree, integrate
 
 log = structlog.get_logger("mimird.runs.integration")
@@ -77,6 +78,18 @@ async def _source(ctx: RunContext, run: RunRow, slot: int | None) -> _Source:
     """The session whose work is integrated: ``slot``'s member, else the winner's,
     else an ensemble's integration session once its phase is completed."""
     chosen = slot if slot is not None else run.winner_slot
+    if (
+        chosen == INTEGRATION_SLOT
+        and run.integration_session_id is not None
+        and run.integration_phase != "completed"
+    ):
+        raise InvalidState(
+            f"run {run.id}'s integration session has not finished its work (its phase is "
+            f"{run.integration_phase}); slot 0 can be integrated once it has",
+            field="slot",
+            id=run.id,
+            detail={"integration_phase": run.integration_phase},
+        )
     if chosen is not None:
         for found, row in await ctx.members():
             if found == chosen:

@@ -12,7 +12,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from mimird.wire.runs import MemberOutcome, Run, RunCheck, RunRef, Slot
+from mimird.wire.runs import MemberOutcome, PickSlot, Run, RunCheck, RunRef
 from mimird.wire.types import BranchName, Params, Result, SessionStatus
 
 #: How many bytes of text diff ``run.compare`` returns unless asked otherwise.
@@ -35,9 +35,9 @@ IntegrationKind = Literal["fast_forward", "merge", "squash", "up_to_date"]
 
 class RunCompareParams(Params):
     run: RunRef
-    #: Two slots: the diff of the first member's work to the second's. Absent: each
-    #: member's work against the run's base.
-    between: Annotated[list[Slot], Meta(min_length=2, max_length=2)] | UnsetType = UNSET
+    #: Two slots: the diff of the first member's work to the second's (0: an ensemble's
+    #: integration session). Absent: each member's work against the run's base.
+    between: Annotated[list[PickSlot], Meta(min_length=2, max_length=2)] | UnsetType = UNSET
     #: The text diff of each file too (else only its counts).
     files: bool = False
     #: At most this many bytes of text diff in all (the rest is left out, and said so).
@@ -98,8 +98,9 @@ class RunComparison(Result):
 
 class RunIntegrateParams(Params):
     run: RunRef
-    #: The member whose work is integrated (default: the run's winner).
-    slot: Slot | UnsetType = UNSET
+    #: The member whose work is integrated (default: the run's winner); 0: an ensemble's
+    #: integration session, once its work is done.
+    slot: PickSlot | UnsetType = UNSET
     #: The branch it goes into (default: the run's ``into``, else its base branch).
     into: BranchName | UnsetType = UNSET
     #: One commit on top of ``into`` instead of a merge (or a fast-forward).

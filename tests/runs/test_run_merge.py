@@ -120,6 +120,78 @@ async def test_compare_reads_a_put_away_members_work_from_its_branch(dirs: Daemo
         assert [f["path"] for f in found["diffs"][0]["files"]] == ["a.txt", "b.txt"]
 
 
+INTEGRATOR = {
+    "prompts": [
+        [
+            {"do": "disk_write", "path": "a.txt", "text": "alpha\n"},
+            {"do": "disk_write", "path": "b.txt", "text": "beta\nbeta\n"},
+            {"do": "disk_write", "path": "c.txt", "text": "both\n"},
+        ]
+    ]
+}
+
+
+async def test_an_ensembles_integration_is_slot_0_to_compare_and_to_integrate(
+    dirs: DaemonDirs,
+) -> None:
+    # run.get lists the integration session as slot 0, and run.pick takes it; compare
+    # and integrate refused it at decode ("Expected `int` >= 1").
+    async with run_world(dirs, {**SCENARIOS, "integrator": INTEGRATOR}) as world:
+        run = await world.create(
+            agents=["alpha", "beta"],
+            mode="ensemble",
+            integration_agent="integrator",
+            check_command="test -f nothing.txt",  # fails: the run waits for the user
+            merge="manual",
+        )
+        await world.until_status(run, "deciding")
+        found = await world.client.call("run.compare", {"run": run["id"], "between": [1, 0]})
+        [diff] = found["diffs"]
+        assert (diff["from_slot"], diff["to_slot"]) == (1, 0)
+        assert [(f["path"], f["status"]) for f in diff["files"]] == [
+            ("b.txt", "added"),
+            ("c.txt", "added"),
+        ]
+        assert 0 in {m["slot"] for m in found["members"]}
+        shown = await trio.to_thread.run_sync(
+            lambda: run_mimirctl(dirs, "run", "compare", run["id"], "--between", "1", "0")
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "slot 1 → the integration (slot 0): 2 file(s), +3 -0" in shown.stdout
+        done = await world.client.call("run.integrate", {"run": run["id"], "slot": 0})
+        assert done["slot"] == 0
+        assert done["run"]["status"] == "completed"
+        assert done["run"]["winner"] == 0
+        assert git(world.repo, "show", "main:c.txt") == "both\n"
+        assert sorted(done["put_away"]) == [1, 2]
+
+
+async def test_an_integration_that_did_not_finish_its_work_is_not_integrated(
+    dirs: DaemonDirs,
+) -> None:
+    crashing = {
+        "prompts": [
+            [
+                {"do": "disk_write", "path": "c.txt", "text": "half\n"},
+                {"do": "crash", "exit_code": 1},
+            ]
+        ]
+    }
+    async with run_world(dirs, {**SCENARIOS, "integrator": crashing}) as world:
+        run = await world.create(
+            agents=["alpha", "beta"], mode="ensemble", integration_agent="integrator"
+        )
+        waiting = await world.until_status(run, "deciding")
+        assert waiting["integration_phase"] == "failed"
+        before = repo_state(world.repo)
+        error = await error_of(world, "run.integrate", {"run": run["id"], "slot": 0})
+        assert error["code"] == ErrorCode.INVALID_STATE
+        assert error["data"]["field"] == "slot"
+        assert error["data"]["detail"] == {"integration_phase": "failed"}
+        assert repo_state(world.repo) == before
+        assert (await world.get(run))["status"] == "deciding"
+
+
 @pytest.mark.parametrize(
     ("params", "code", "field"),
     [
