@@ -60,7 +60,7 @@ class PermissionAsker:
     def ask(self, event: dict[str, Any]) -> None:
         """Handle a ``permission_requested`` event: ask if it still waits for an
         answer, print it as ``Renderer`` does otherwise."""
-        data = event.get("data") or {}
+        data = render.as_dict(event.get("data"))
         permission = str(data.get("permission"))
         if not self.enabled:
             self.renderer.permission_request(data, hint=True)
@@ -69,7 +69,7 @@ class PermissionAsker:
             # attach replaying an old turn: its answer is further down the stream.
             self.renderer.permission_request(data, hint=False)
             return
-        options = [o for o in data.get("options") or [] if isinstance(o, dict)]
+        options = [o for o in render.as_list(data.get("options")) if isinstance(o, dict)]
         if not options:  # nothing to choose from: someone must answer it by kind
             self.renderer.permission_request(data, hint=True)
             return

@@ -336,9 +336,21 @@ def turn_files(data: Mapping[str, Any]) -> str:
     return f"{count} file{'' if count == 1 else 's'} +{added} -{removed}"
 
 
+def as_dict(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is an object, else an empty one. What an agent sent is kept in
+    the journal as it came, any JSON where ACP says object: read through this, a
+    list or a string there is nothing instead of a crash."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` if it is an array, else an empty one (see :func:`as_dict`)."""
+    return value if isinstance(value, list) else []
+
+
 def permission_title(data: Mapping[str, Any]) -> str:
     """What a ``permission_requested`` event asks about: its tool call's title."""
-    return str(data.get("title") or (data.get("tool_call") or {}).get("title") or "a tool")
+    return str(data.get("title") or as_dict(data.get("tool_call")).get("title") or "a tool")
 
 
 def snippet(parts: Sequence[Mapping[str, Any]], marks: tuple[str, str] = BRACKETS) -> str:
@@ -414,12 +426,12 @@ class Renderer:
 
     def event(self, event: dict[str, Any]) -> None:
         kind = event["kind"]
-        data = event.get("data") or {}
+        data = as_dict(event.get("data"))
         if kind == "update":
-            self.update(data.get("update") or {})
+            self.update(as_dict(data.get("update")))
         elif kind == "prompt":
             text = " ".join(
-                b.get("text", "") for b in data.get("content", []) if isinstance(b, dict)
+                str(b.get("text", "")) for b in as_list(data.get("content")) if isinstance(b, dict)
             )
             self._line(f"> {text}", "1")
         elif kind == "turn_ended":
@@ -452,7 +464,7 @@ class Renderer:
                 "2",
             )
         elif kind == "permission_decided":
-            rule = data.get("rule") or {}
+            rule = as_dict(data.get("rule"))
             pattern = f" {rule['pattern']!r}" if rule.get("pattern") else ""
             option = f" {data['option_id']}" if data.get("option_id") else ""
             self._line(
@@ -469,7 +481,7 @@ class Renderer:
         elif kind == "agent_exited" and not data.get("expected"):
             how = visible(str(data.get("signal") or f"code {data.get('exit_code')}"))
             self._line(f"[agent exited unexpectedly: {how}]", "31")
-            for line in data.get("stderr_tail", [])[-5:]:
+            for line in as_list(data.get("stderr_tail"))[-5:]:
                 self._line(f"  {visible(str(line))}", "2")
         elif kind == "agent_started":
             how = ", its ACP session loaded" if data.get("loaded") else ""
@@ -496,7 +508,8 @@ class Renderer:
             op, path = visible(str(data.get("op"))), visible(str(data.get("path")))
             self._line(f"  refused {op} of {path}", "31")
         elif kind == "terminal_started":
-            line = visible(" ".join([str(data.get("command")), *map(str, data.get("args", []))]))
+            args = map(str, as_list(data.get("args")))
+            line = visible(" ".join([str(data.get("command")), *args]))
             cwd = data.get("cwd")
             where = f" (in {visible(str(cwd))})" if cwd not in (None, "", ".") else ""
             by = " [in the editor]" if data.get("served_by") == "client" else ""
@@ -519,7 +532,7 @@ class Renderer:
         elif kind == "prompt_failed":
             self._line(f"[prompt not sent: {data.get('reason')}]", "31")
 
-    def permission_request(self, data: dict[str, Any], *, hint: bool) -> None:
+    def permission_request(self, data: Mapping[str, Any], *, hint: bool) -> None:
         """A permission request and its options on one line; with ``hint``, how to
         answer it. A request the tool policy decided is no question: one dim line."""
         permission = visible(str(data.get("permission")))
@@ -531,7 +544,7 @@ class Renderer:
             return
         options = ", ".join(
             visible(f"{o.get('kind')} ({o.get('optionId')})")
-            for o in data.get("options", [])
+            for o in as_list(data.get("options"))
             if isinstance(o, dict)
         )
         self._line(f"? permission {permission} for {title}: {options}", "33")
@@ -559,10 +572,10 @@ class Renderer:
         """The user ended a line: the terminal's echo went to the next one."""
         self._midline = False
 
-    def update(self, update: dict[str, Any]) -> None:
+    def update(self, update: Mapping[str, Any]) -> None:
         kind = update.get("sessionUpdate")
         if kind in ("agent_message_chunk", "agent_thought_chunk"):
-            content = update.get("content") or {}
+            content = as_dict(update.get("content"))
             if content.get("type") == "text":
                 section = "agent" if kind == "agent_message_chunk" else "thought"
                 self._stream(section, str(content.get("text", "")))
@@ -575,7 +588,7 @@ class Renderer:
                 self._line(f"  ⚙ {title} [{status}]", "36")
         elif kind == "plan":
             self._line("  plan:", "36")
-            for entry in update.get("entries", []):
+            for entry in as_list(update.get("entries")):
                 if not isinstance(entry, dict):
                     continue
                 mark = {"completed": "x", "in_progress": ">"}.get(str(entry.get("status")), " ")

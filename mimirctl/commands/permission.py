@@ -22,8 +22,10 @@ def cmd_permission_ls(client: Client, args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = []
     for p in pending:
-        tool = p.get("tool_call") or {}
-        kinds = ",".join(str(o.get("kind")) for o in p["options"])
+        tool = render.as_dict(p.get("tool_call"))
+        kinds = ",".join(
+            str(o.get("kind")) for o in render.as_list(p.get("options")) if isinstance(o, dict)
+        )
         rows.append([p["id"], render.short_id(p["session_id"]), tool.get("title") or "", kinds])
     render.say(render.table(["ID", "SESSION", "TOOL", "OPTIONS"], rows))
     return EXIT_OK

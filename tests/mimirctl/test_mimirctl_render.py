@@ -221,6 +221,52 @@ def test_events_on_a_terminal_carry_only_mimirctls_own_styling() -> None:
     assert "[earlier conversation sent with the prompt: 2 turns, 120 bytes, older turns" in shown
 
 
+#: Every kind the Renderer shows, and the members it reads.
+RENDERED_KINDS: Final = (
+    "update", "prompt", "turn_ended", "budget_warning", "budget_exceeded",
+    "session_completed", "permission_requested", "permission_answered",
+    "permission_decided", "status_changed", "agent_exited", "agent_started",
+    "handoff_sent", "agent_restarting", "agent_start_failed", "file_written",
+    "file_refused", "terminal_started", "terminal_exited", "terminal_refused",
+    "setup_output", "model_changed", "mode_changed", "setting_failed", "prompt_failed",
+)  # fmt: skip
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | hostile_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_text, inner, max_size=3),
+    max_leaves=8,
+)
+KEYS: Final = (
+    "update", "sessionUpdate", "content", "type", "text", "entries", "status", "title",
+    "toolCallId", "tool_call", "options", "permission", "policy", "rule", "args", "command",
+    "stderr_tail", "error", "reason", "files", "stop_reason", "data", "kind", "optionId",
+)  # fmt: skip
+
+
+def shaped(depth: int = 2) -> st.SearchStrategy[object]:
+    """JSON whose objects use the members the Renderer reads, any value in each."""
+    if depth == 0:
+        return json_values
+    return st.one_of(
+        json_values,
+        st.lists(shaped(depth - 1), max_size=3),
+        st.dictionaries(st.sampled_from(KEYS), shaped(depth - 1), max_size=5),
+    )
+
+
+@given(kind=st.sampled_from(RENDERED_KINDS), data=shaped(3))
+def test_any_json_in_an_events_data_is_shown_without_a_crash(kind: str, data: object) -> None:
+    # An agent's update or request is journaled as it came: what ACP says is an
+    # object may be a list or a string there (attach died on one).
+    out = Terminal()
+    renderer = render.Renderer(out, pending=["p"])
+    renderer.event({"kind": kind, "seq": 5, "data": data})
+    if isinstance(data, dict):
+        renderer.event({"kind": "update", "data": {"update": data}})
+        renderer.permission_request(data, hint=True)
+    renderer.finish()
+    assert controls_in(re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue()), allowed="\n\t") == []
+
+
 MIMIRCTL: Final = Path(render.__file__).parent
 #: The one module that writes to stdout or stderr.
 #: The modules that write: render.py, and two that write machine streams that never

@@ -215,3 +215,59 @@ async def test_a_patch_is_exact_in_a_pipe_and_made_visible_on_a_terminal(
     assert raw_controls(screen) == [], screen
     assert "+a ^[]0;file-title^G b^M" in screen
     assert "+<U+202E>c" in screen
+
+
+#: What ACP says is an object or an array, sent as something else: kept in the
+#: journal as it came, and read by mimirctl without a traceback.
+MISSHAPEN: Final = {
+    "prompts": [
+        [
+            {"do": "update", "update": {"sessionUpdate": "agent_message_chunk", "content": []}},
+            {"do": "update", "update": {"sessionUpdate": "agent_thought_chunk", "content": "x"}},
+            {"do": "update", "update": {"sessionUpdate": "plan", "entries": "\x1b[2Jall"}},
+            {"do": "update", "update": {"sessionUpdate": "plan", "entries": {"a": 1}}},
+            {
+                "do": "request",
+                "method": "session/request_permission",
+                "params": {
+                    "sessionId": "sess-1",
+                    "toolCall": ["Write", "\x1b[2Ja.txt"],
+                    "options": [7, {"optionId": "yes", "kind": "allow_once"}],
+                },
+            },
+            {"do": "say", "text": "still here"},
+        ]
+    ]
+}
+
+
+async def test_an_agents_misshapen_updates_and_request_do_not_break_mimirctl(
+    dirs: DaemonDirs,
+) -> None:
+    # attach and log died with AttributeError ('list' object has no attribute
+    # 'get'), and permission ls too, on an update whose content, or a permission
+    # request whose toolCall, was not an object.
+    async with agent_world(dirs, MISSHAPEN) as world, Client.connect(world.daemon.socket) as c:
+        session = await c.call("session.create", {"project": world.project, "title": "t"})
+        session_id = session["id"]
+        async with trio.open_nursery() as nursery:
+            prompt = await following(dirs, nursery, "prompt", session_id, "go")
+            await prompt.expect("? permission")
+            listed = await mimirctl(dirs, "permission", "ls")
+            assert listed.returncode == 0, listed.stderr
+            pending = (await c.call("permission.list", {"session": session_id}))["permissions"]
+            assert pending[0]["tool_call"] == ["Write", "\x1b[2Ja.txt"]  # kept as it came
+            await c.call(
+                "permission.respond", {"permission": pending[0]["id"], "kind": "allow_once"}
+            )
+            code, shown = await prompt.rest()
+        assert code == 0, shown
+        assert "? permission" in shown
+        assert "for a tool: allow_once (yes)" in shown
+        assert "still here" in shown
+        for args in (("log", session_id), ("attach", session_id, "--all")):
+            done = await mimirctl(dirs, *args)
+            assert done.returncode == 0, done.stderr
+            text = done.stdout.decode()
+            assert "still here" in text
+            assert raw_controls(text) == [], text
