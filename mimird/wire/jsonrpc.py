@@ -156,6 +156,67 @@ _value_decoder: Final = msgspec.json.Decoder()
 _encoder: Final = msgspec.json.Encoder()
 
 
+def _decode(line: bytes) -> tuple[_Incoming, Any]:
+    """The envelope of ``line`` and its params (plain JSON values; None when absent)."""
+    message = _message_decoder.decode(line)
+    params = (
+        _value_decoder.decode(message.params) if isinstance(message.params, msgspec.Raw) else None
+    )
+    return message, params
+
+
+#: In a JSON text: an escaped backslash, or a ``\uXXXX`` escape (its hex digits).
+_ESCAPE: Final = re.compile(rb"\\\\|\\u([0-9a-fA-F]{4})")
+_REPLACEMENT: Final = b"\\ufffd"
+
+
+def mend_lone_surrogates(line: bytes) -> bytes:
+    """``line`` with every ``\\uXXXX`` escape of a lone UTF-16 surrogate (a high one
+    not followed at once by a low one, or a low one alone) written as U+FFFD, the
+    replacement character; escaped pairs and the rest of the bytes as they were.
+
+    JavaScript's ``JSON.stringify`` writes a lone surrogate so (a string cut in the
+    middle of an emoji by ``slice``, as an agent cuts a long tool output), and so does
+    Python's ``json.dumps``; JSON's grammar allows it, but no decoder can make text of
+    it, and msgspec refuses the whole message. A decoder of UTF-16 puts U+FFFD there."""
+    out = bytearray()
+    copied = 0  # line[:copied] is in out
+    high: re.Match[bytes] | None = None  # a high surrogate's escape, its low one awaited
+    for found in _ESCAPE.finditer(line):
+        code = int(found[1], 16) if found[1] is not None else None
+        if high is not None:
+            if code is not None and 0xDC00 <= code <= 0xDFFF and found.start() == high.end():
+                high = None  # a pair: copied as it is
+                continue
+            out += line[copied : high.start()] + _REPLACEMENT
+            copied, high = high.end(), None
+        if code is None:
+            continue
+        if 0xD800 <= code <= 0xDBFF:
+            high = found
+        elif 0xDC00 <= code <= 0xDFFF:
+            out += line[copied : found.start()] + _REPLACEMENT
+            copied = found.end()
+    if high is not None:
+        out += line[copied : high.start()] + _REPLACEMENT
+        copied = high.end()
+    return bytes(out + line[copied:])
+
+
+def _decode_mended(line: bytes) -> tuple[_Incoming, Any] | None:
+    """``line`` read with its lone surrogates mended (:func:`mend_lone_surrogates`),
+    when they were what kept it from being read; else None."""
+    if b"\\u" not in line:
+        return None
+    mended = mend_lone_surrogates(line)
+    if mended == line:
+        return None
+    try:
+        return _decode(mended)
+    except msgspec.DecodeError:
+        return None
+
+
 def preview(data: bytes | bytearray) -> str:
     """The start of a line, as text, to show in a :class:`ProtocolError`."""
     return data[: PREVIEW_CHARS * 4].decode("utf-8", "replace")[:PREVIEW_CHARS]
@@ -278,18 +339,16 @@ class JsonRpcPeer:
         if not line.strip():
             return []
         try:
-            message = _message_decoder.decode(line)
-            params = (
-                _value_decoder.decode(message.params)
-                if isinstance(message.params, msgspec.Raw)
-                else None
-            )
+            message, params = _decode(line)
         except msgspec.DecodeError as exc:
-            reason = f"not a JSON-RPC object: {exc}"
-            return [
-                ProtocolError(preview(line), reason),
-                *self._unreadable(line, PARSE_ERROR, reason),
-            ]
+            mended = _decode_mended(line)
+            if mended is None:
+                reason = f"not a JSON-RPC object: {exc}"
+                return [
+                    ProtocolError(preview(line), reason),
+                    *self._unreadable(line, PARSE_ERROR, reason),
+                ]
+            message, params = mended
         if isinstance(message.method, str):
             if isinstance(message.id, UnsetType):
                 return self._notification(message.method, params)

@@ -171,3 +171,23 @@ async def test_a_message_id_that_is_not_a_short_string_is_not_stored(dirs: Daemo
         ]
         for e in events:
             decode_event(json.dumps(e))
+
+
+async def test_a_chunk_cut_inside_an_emoji_is_journaled_with_a_replacement_character(
+    dirs: DaemonDirs,
+) -> None:
+    # An agent written in JavaScript that cuts its text with slice() in the middle of
+    # an emoji sends a lone surrogate escape ("\ud83d"; the fake agent's json.dumps
+    # writes it the same way). The whole update was refused as malformed JSON: the
+    # text was lost and an agent_protocol_error journaled instead.
+    steps = [chunk("smile \ud83d"), chunk(" done")]
+    async with (
+        agent_world(dirs, {"prompts": [steps]}) as world,
+        Client.connect(world.daemon.socket) as c,
+    ):
+        session_id = await new_session(world, c)
+        await c.call("session.prompt", {"session": session_id, "text": "talk"})
+        events = await all_events(c, session_id)
+        assert [e for e in events if e["kind"] == "agent_protocol_error"] == []
+        assert messages(events) == [{"role": "agent", "text": "smile \ufffd done"}]
+        assert chunk_texts(events) == "smile \ufffd done"

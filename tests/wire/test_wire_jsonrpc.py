@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mimird.wire.jsonrpc import (
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -145,3 +148,55 @@ def test_blank_lines_and_shapeless_messages() -> None:
     assert peer.receive(line({"jsonrpc": "2.0", "id": request_id})) == [
         ErrorResponse(request_id, INVALID_REQUEST, "answer has neither result nor error")
     ]
+
+
+# ---- lone surrogates ------------------------------------------------------------------
+
+
+def utf16_replaced(text: str) -> str:
+    """``text`` as a UTF-16 decoder makes it: each lone surrogate U+FFFD."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def test_a_lone_surrogate_escape_is_read_as_the_replacement_character() -> None:
+    # JSON.stringify writes a string cut in the middle of an emoji so; msgspec refused
+    # the whole line, and the agent's message was lost.
+    peer = JsonRpcPeer()
+    cut = "tool output \ud83d"  # "tool output 😀".slice(0, -1) in JavaScript
+    text = {"type": "text", "text": "a\ud83d and \ude00b, 😀 whole, \\ud800 literal"}
+    [event] = peer.receive(line({"jsonrpc": "2.0", "method": "session/update", "params": text}))
+    assert event == Notification(
+        "session/update",
+        {"type": "text", "text": "a\ufffd and \ufffdb, 😀 whole, \\ud800 literal"},
+    )
+    [request] = peer.receive(line({"jsonrpc": "2.0", "id": 4, "method": "m", "params": [cut]}))
+    assert request == Request(4, "m", ["tool output \ufffd"])
+
+
+@given(
+    st.lists(  # st.text() leaves surrogates out
+        st.one_of(
+            st.characters(),
+            st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+            st.sampled_from(["\\", "u", "d", "8", "0"]),
+        )
+    ).map("".join)
+)
+def test_any_text_with_lone_surrogates_comes_through_as_utf16_would_read_it(text: str) -> None:
+    peer = JsonRpcPeer()
+    for ascii_only in (True, False):
+        try:
+            data = json.dumps(
+                {"jsonrpc": "2.0", "method": "n", "params": [text]}, ensure_ascii=ascii_only
+            ).encode()
+        except UnicodeEncodeError:
+            continue  # a raw surrogate cannot be UTF-8: only its escape travels
+        [event] = peer.receive(data)
+        assert event == Notification("n", [utf16_replaced(text)])
+
+
+def test_a_line_broken_otherwise_is_still_a_protocol_error() -> None:
+    peer = JsonRpcPeer()
+    events = peer.receive(b'{"jsonrpc":"2.0","method":"n","params":["\\ud800"]')
+    assert isinstance(events[0], ProtocolError)
+    assert events[0].reason.startswith("not a JSON-RPC object")
