@@ -35,6 +35,7 @@ import trio
 
 from mimird.errors import MimirError
 from mimird.processes import pid_alive
+from mimird.readable import readable_text
 from mimird.wire.events import ChangedFile
 from mimird.workspaces import git
 
@@ -81,7 +82,7 @@ class _Skipped(str):
 def _shown(path: str) -> str:
     """A path from git (undecodable bytes surrogate-escaped) as JSON can hold it: bytes
     that are not UTF-8 as ``\\xNN``, and at most :data:`MAX_PATH_CHARS` characters."""
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    text = readable_text(path)
     return text if len(text) <= MAX_PATH_CHARS else text[: MAX_PATH_CHARS - 1] + "…"
 
 

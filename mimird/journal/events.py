@@ -22,6 +22,7 @@ import msgspec
 import sqlalchemy as sa
 import structlog
 
+from mimird import readable
 from mimird.journal import search
 from mimird.store.database import LARGE_VALUE, after_commit, insert_releasing
 from mimird.store.schema import events, sessions
@@ -103,7 +104,7 @@ def append(conn: sa.Connection, session_id: str, fact: Fact, *, text: str | None
         .values(last_seq=sessions.c.last_seq + 1)
         .returning(sessions.c.last_seq)
     ).scalar_one()
-    encoded = _ENCODER.encode(data).decode()
+    encoded = readable.encode(_ENCODER, data).decode()
     created_at = utc_now()
     event_id = conn.execute(
         sa.insert(events)
@@ -171,7 +172,7 @@ def append_batch(conn: sa.Connection, batch: Sequence[Pending]) -> int:
         if seq is None:
             continue
         next_seq[item.session_id] = seq + 1
-        encoded = _ENCODER.encode(item.data).decode()
+        encoded = readable.encode(_ENCODER, item.data).decode()
         rows.append((item.session_id, seq, item.kind, encoded, created_at))
         kept.append((item, encoded))
     if not rows:

@@ -16,6 +16,7 @@ import msgspec
 import structlog
 from msgspec import UNSET
 
+from mimird import readable
 from mimird.errors import MimirError
 from mimird.metrics import Metrics
 from mimird.rpc.audit import AuditLog
@@ -255,7 +256,8 @@ class Dispatcher:
         began = time.perf_counter()
         try:
             result = await method.handler(ctx, params)
-            encoded = _ENCODER.encode(Response(id=call.request_id, result=result))
+            # A file name that is not UTF-8 (from git or the disk) is shown, not refused.
+            encoded = readable.encode(_ENCODER, Response(id=call.request_id, result=result))
         except MimirError as exc:
             self._metrics.rpc_called(method.name, exc.code.kind, time.perf_counter() - began)
             if method.mutating:

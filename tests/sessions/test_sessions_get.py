@@ -5,6 +5,7 @@ tests/support/sessions.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,21 @@ async def test_diff_with_patch_gives_a_patch_that_applies_to_the_base(
     git(repo, "apply", str(patch_file))
     assert (repo / "README.md").read_text() == "hello\nmore\n"
     assert (repo / "untracked.txt").read_text() == "u\n"
+
+
+async def test_diff_of_a_file_whose_name_is_not_utf8_shows_the_name(
+    client: TrioClient, project: dict[str, Any]
+) -> None:
+    # An agent's shell may make any name; git gives it back as bytes. The answer
+    # could not be written as JSON: session.diff failed with an internal error.
+    session = await create(client, project)
+    path = workspace(session)
+    (path / os.fsdecode(b"caf\xe9 \xff.txt")).write_bytes(b"latin-1\n")
+    for patch in (False, True):
+        diff = await call(client, "session.diff", {"session": session["id"], "patch": patch})
+        assert [f["path"] for f in diff["files"]] == ["caf\\xe9 \\xff.txt"]
+        assert diff["files"][0]["insertions"] == 1
+    assert '+++ "b/caf\\351 \\377.txt"' in diff["patch"]  # git's own quoting: applies
 
 
 async def test_diff_leaves_the_worktree_index_alone(
