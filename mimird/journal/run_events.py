@@ -18,6 +18,7 @@ from typing import Any, Final
 import msgspec
 import sqlalchemy as sa
 
+from mimird import readable
 from mimird.errors import NotFound
 from mimird.store.database import RUN_COMMITTED_KEY, after_commit
 from mimird.store.schema import run_events, runs
@@ -69,7 +70,7 @@ def append_run(conn: sa.Connection, run_id: str, fact: RunEventData) -> int:
     ).scalar_one_or_none()
     if seq is None:
         raise NotFound(f"run {run_id} no longer exists", field="run", id=run_id)
-    encoded = _ENCODER.encode(fact).decode()
+    encoded = readable.encode(_ENCODER, fact).decode()
     created_at = utc_now()
     event_id = conn.execute(
         sa.insert(run_events)

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 import structlog
 
 from mimird.errors import InvalidParams, MimirError, StorageError
+from mimird.readable import readable_text
 from mimird.rpc.registry import CallContext
 from mimird.secrets import scrub_value
 from mimird.store import Store
@@ -196,7 +197,7 @@ class AuditLog:
                 ],
                 "outcome": "ok" if error is None else "error",
                 "error_code": None if error is None else int(error.code),
-                "error_message": None if error is None else error.message,
+                "error_message": None if error is None else readable_text(error.message),
             }
         except Exception as exc:
             reason = exc.message if isinstance(exc, MimirError) else repr(exc)

@@ -50,7 +50,7 @@ def encode_error(
         message=message,
         data=ErrorData(kind=code.kind, field=field, id=id, detail=detail),
     )
-    return _ENCODER.encode(Response(id=request_id, error=error))
+    return readable.encode(_ENCODER, Response(id=request_id, error=error))
 
 
 def _salvage_id(raw: bytes | msgspec.Raw) -> RequestId:
@@ -262,11 +262,12 @@ class Dispatcher:
             self._metrics.rpc_called(method.name, exc.code.kind, time.perf_counter() - began)
             if method.mutating:
                 await self._audit.record(ctx, method.name, raw_params, params, error=exc)
-            return _ENCODER.encode(
+            return readable.encode(
+                _ENCODER,
                 Response(
                     id=call.request_id,
                     error=ErrorObject(code=int(exc.code), message=exc.message, data=exc.data()),
-                )
+                ),
             )
         except Exception:
             log.exception("rpc_handler_crashed", method=method.name)

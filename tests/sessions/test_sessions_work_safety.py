@@ -6,6 +6,7 @@ tests/support/sessions.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,21 @@ async def test_a_delete_whose_snapshot_fails_is_refused_and_removes_nothing(
     assert path in git_worktrees(repo)
     assert branch_tip(repo, session["workspace"]["branch"]) == head(repo)
     assert without_git(await get(client, session)) == stored
+
+
+async def test_a_refusal_naming_a_file_that_is_not_utf8_is_answered(
+    client: TrioClient, project: dict[str, Any], repo: Path
+) -> None:
+    # The refusal names a nested repository by the name git gave: its message could
+    # not be written as JSON, and the connection died without an answer.
+    session = await create(client, project)
+    nested = workspace(session) / os.fsdecode(b"n\xff")
+    git(repo, "init", "-q", str(nested))
+    git(nested, "commit", "-q", "--allow-empty", "-m", "nested")
+    error = await error_of(client, "session.delete", {"session": session["id"]})
+    assert error["code"] == ErrorCode.INVALID_STATE
+    assert "n\\xff is a nested git repository" in error["message"]
+    assert (await get(client, session))["status"] == "created"
 
 
 async def test_force_removes_a_worktree_whose_snapshot_fails(
