@@ -5,7 +5,6 @@ tests/support/sessions.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from tests.support.helpers import (
     README,
     TrioClient,
     add_project,
+    count_git_calls,
     git,
     write,
 )
@@ -75,16 +75,7 @@ async def test_create_asks_git_each_thing_once(
     # What a worktree session costs in git processes before its agent starts: the
     # project's state (or the base_ref resolved), the branch looked up, the add.
     # The add does not look up the branch and the commit again (it did, twice more).
-    from mimird.workspaces import git as worktrees_git
-
-    calls: list[str] = []
-    real = worktrees_git._run
-
-    def counted(cwd: Path, args: Sequence[str], **kwargs: Any) -> tuple[int, str, str]:
-        calls.append(next(a for a in args if not a.startswith("-") and "=" not in a))
-        return real(cwd, args, **kwargs)
-
-    monkeypatch.setattr(worktrees_git, "_run", counted)
+    calls = count_git_calls(monkeypatch)
     await create(client, project)
     assert calls == ["status", "show-ref", "worktree"]
     calls.clear()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import trio
 from mimird.config import Overrides, Settings, load_settings
 from mimird.daemon import Running, run_daemon
 from mimird.rpc.server import CredentialsFn, peer_credentials
+from mimird.workspaces import git as worktrees_git
 
 READY_TIMEOUT_S = 20.0
 GIT_TIMEOUT_S = 30.0
@@ -388,6 +389,22 @@ def git(cwd: Path, *args: str) -> str:
     )
     assert result.returncode == 0, f"git {' '.join(args)} failed: {result.stderr}"
     return result.stdout
+
+
+def count_git_calls(monkeypatch: pytest.MonkeyPatch, *modules: Any) -> list[str]:
+    """The git subcommands Mimir runs from now on (``rev-parse``, ``add``, ...), in
+    order: each of ``modules`` (mimird.workspaces.git and those that import its
+    ``_run``) runs git through a counter until the test ends."""
+    calls: list[str] = []
+    real = worktrees_git._run
+
+    def counted(cwd: Path, args: Sequence[str], **kwargs: Any) -> tuple[int, str, str]:
+        calls.append(next(a for a in args if not a.startswith("-") and "=" not in a))
+        return real(cwd, args, **kwargs)
+
+    for module in modules or (worktrees_git,):
+        monkeypatch.setattr(module, "_run", counted)
+    return calls
 
 
 def write(root: Path, files: Mapping[str, str | bytes]) -> None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pytest
 
@@ -22,7 +21,7 @@ from mimird.workspaces import git as worktrees_git
 from mimird.workspaces import integrate
 from mimird.workspaces.git import add_worktree, resolve_commit
 from mimird.workspaces.integrate import commit_worktree
-from tests.support.helpers import GIT_ENV, GIT_IDENTITY, git, make_repo, write
+from tests.support.helpers import GIT_ENV, GIT_IDENTITY, count_git_calls, git, make_repo, write
 
 BRANCH: Final = "mimir/run-x/1-fake"
 SECRET: Final = "the user's secret, outside the worktree\n"
@@ -204,15 +203,7 @@ def test_committing_a_members_work_with_its_stats_takes_six_git_calls(
     # What a run pays per member beyond its sessions: rev-parse, add, write-tree, one
     # diff-tree for the nested-repository check and the stats, commit-tree,
     # update-ref; nothing to commit stops after the diff-tree.
-    calls: list[str] = []
-    real = worktrees_git._run
-
-    def counted(cwd: Path, args: Sequence[str], **kwargs: Any) -> tuple[int, str, str]:
-        calls.append(next(a for a in args if not a.startswith("-") and "=" not in a))
-        return real(cwd, args, **kwargs)
-
-    monkeypatch.setattr(worktrees_git, "_run", counted)
-    monkeypatch.setattr(integrate, "_run", counted)
+    calls = count_git_calls(monkeypatch, worktrees_git, integrate)
     base = git(worktree, "rev-parse", "HEAD").strip()
     write(worktree, {"new.txt": "n\n"})
     commit, stats = work.commit_work(worktree, "member", base)
