@@ -275,6 +275,22 @@ async def test_null_params_are_accepted_as_empty(client: TrioClient) -> None:
 # ---- batches --------------------------------------------------------------------------
 
 
+async def test_a_lone_surrogate_escape_is_read_as_the_replacement_character(
+    client: TrioClient,
+) -> None:
+    # What JSON.stringify writes for a string cut inside an emoji (an editor plugin
+    # slicing the user's text): read as a UTF-16 decoder reads it, as agents' lines
+    # are, not refused as "frame is not valid JSON".
+    frame = b'{"jsonrpc":"2.0","id":1,"method":"project.get","params":{"project":"ab\\ud83dcd"}}'
+    response = await exchange(client, frame)
+    assert assert_error(response, ErrorCode.NOT_FOUND, id=1)["field"] == "project"
+    assert "ab\ufffdcd" in response["error"]["message"]
+    [answer] = await exchange(client, b"[" + frame.replace(b'"id":1', b'"id":2') + b"]")
+    assert assert_error(answer, ErrorCode.NOT_FOUND, id=2)["field"] == "project"
+    pair = b'{"jsonrpc":"2.0","id":3,"method":"project.get","params":{"project":"\\ud83d\\ude00"}}'
+    assert "\U0001f600" in (await exchange(client, pair))["error"]["message"]
+
+
 async def test_batch_answers_every_request_with_its_own_id(client: TrioClient) -> None:
     batch = [
         {"jsonrpc": "2.0", "id": 1, "method": "daemon.status"},
