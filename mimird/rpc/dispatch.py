@@ -23,7 +23,7 @@ from mimird.rpc.audit import AuditLog
 from mimird.rpc.registry import CallContext, Method, Registry
 from mimird.validation import describe_validation_error
 from mimird.wire.errors import ErrorCode, ErrorData
-from mimird.wire.jsonrpc import mend_lone_surrogates
+from mimird.wire.jsonrpc import surrogates_mended
 from mimird.wire.protocol import ErrorObject, Request, RequestId, Response
 
 log = structlog.get_logger("mimird.rpc")
@@ -52,18 +52,6 @@ def encode_error(
         data=ErrorData(kind=code.kind, field=field, id=id, detail=detail),
     )
     return readable.encode(_ENCODER, Response(id=request_id, error=error))
-
-
-def _mended(raw: bytes | msgspec.Raw) -> bytes | None:
-    """``raw`` with its lone UTF-16 surrogate escapes as U+FFFD, when it has any (what
-    JavaScript's ``JSON.stringify`` writes for a string cut inside an emoji): read as the
-    ACP peer reads them (:func:`~mimird.wire.jsonrpc.mend_lone_surrogates`). None when
-    nothing changes: the frame is malformed otherwise."""
-    data = bytes(raw)
-    if b"\\u" not in data:
-        return None
-    mended = mend_lone_surrogates(data)
-    return None if mended == data else mended
 
 
 def _salvage_id(raw: bytes | msgspec.Raw) -> RequestId:
@@ -188,7 +176,9 @@ class Dispatcher:
         try:
             items = _BATCH_DECODER.decode(frame)
         except msgspec.DecodeError as exc:
-            if (mended := _mended(frame)) is not None:
+            # A lone surrogate escape (JSON.stringify's, for a string cut inside an
+            # emoji) is read as U+FFFD, as the ACP peer reads agents' lines.
+            if (mended := surrogates_mended(frame)) is not None:
                 return self._prepare_batch(mended)
             return encode_error(None, ErrorCode.PARSE_ERROR, f"frame is not valid JSON: {exc}")
         except RecursionError:
@@ -210,7 +200,7 @@ class Dispatcher:
                 field=field,
             )
         except msgspec.DecodeError as exc:
-            if (mended := _mended(raw)) is not None:
+            if (mended := surrogates_mended(bytes(raw))) is not None:
                 return self._prepare_one(mended)
             return encode_error(None, ErrorCode.PARSE_ERROR, f"frame is not valid JSON: {exc}")
         except RecursionError:

@@ -81,7 +81,7 @@ async def _source(ctx: RunContext, run: RunRow, slot: int | None) -> _Source:
     if (
         chosen == INTEGRATION_SLOT
         and run.integration_session_id is not None
-        and run.integration_phase != "completed"
+        and INTEGRATION_SLOT not in run.pickable  # its work is not done
     ):
         raise InvalidState(
             f"run {run.id}'s integration session has not finished its work (its phase is "

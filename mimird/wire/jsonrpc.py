@@ -203,13 +203,21 @@ def mend_lone_surrogates(line: bytes) -> bytes:
     return bytes(out + line[copied:])
 
 
-def _decode_mended(line: bytes) -> tuple[_Incoming, Any] | None:
-    """``line`` read with its lone surrogates mended (:func:`mend_lone_surrogates`),
-    when they were what kept it from being read; else None."""
-    if b"\\u" not in line:
+def surrogates_mended(data: bytes) -> bytes | None:
+    """``data`` with its lone surrogate escapes mended (:func:`mend_lone_surrogates`),
+    or None when it has none: a text that failed to decode is then malformed otherwise.
+    Both mimird's socket and this peer read a failed line again through it."""
+    if b"\\u" not in data:
         return None
-    mended = mend_lone_surrogates(line)
-    if mended == line:
+    mended = mend_lone_surrogates(data)
+    return None if mended == data else mended
+
+
+def _decode_mended(line: bytes) -> tuple[_Incoming, Any] | None:
+    """``line`` read with its lone surrogates mended, when they were what kept it
+    from being read; else None."""
+    mended = surrogates_mended(line)
+    if mended is None:
         return None
     try:
         return _decode(mended)
