@@ -14,13 +14,13 @@ from __future__ import annotations
 import functools
 import json
 import random
-import unicodedata
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
+from tests.mimirctl.test_mimirctl_terminal_injection import raw_controls
 from tests.support.agents import Client, agent_world
 from tests.support.helpers import DaemonDirs, git, run_mimirctl
 
@@ -189,14 +189,6 @@ class _Agent:
 
 def files_of(directory: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
-
-
-def raw_controls(text: str) -> list[str]:
-    return [
-        c
-        for c in text
-        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") and c not in "\n\t\u200d"
-    ]
 
 
 @pytest.mark.parametrize("seed", [1, 2])
