@@ -11,16 +11,23 @@ How a rule decides, in this order (documented in README's "Tool policy"):
 
 1. The ACP ``kind`` picks the rule (a kind Mimir does not know is ``other``).
 2. A path (``locations[].path``, ``rawInput`` ``path``/``file_path``/``filePath``/
-   ``filepath``/``paths``/``source``/``destination``; resolved, or as written when
-   relative) matching a ``deny`` glob, or a
+   ``filepath``/``notebook_path``/``paths``/``source``/``destination``; resolved, or as
+   written when relative) matching a ``deny`` glob, or a
    command (``rawInput`` ``command``/``cmd``) one of whose simple commands starts
    with a ``deny`` prefix: **deny**.
 3. A path outside the workspace (after ``..`` and symlinks), or one that cannot be
-   resolved: never **allow**; ``deny`` if the rule's default is deny, else **ask**.
+   resolved, or a directory to run in (``rawInput`` ``cwd``/``workdir``) outside it:
+   never **allow**; ``deny`` if the rule's default is deny, else **ask**.
 4. Every path matching an ``allow`` glob (at least one path), or a simple command
    (no ``;``, ``&``, ``|``, ``<``, ``>``, ``$``, backquote, parentheses or newline)
-   starting with an ``allow`` prefix: **allow**.
+   starting with an ``allow`` prefix: **allow**. A shell running one simple command
+   (``bash -lc 'git status'``, how codex sends every command) is that command too.
 5. Otherwise the rule's ``default`` (a plain rule is its own default).
+
+A call of another kind that carries a command (``rawInput`` ``command``/``cmd``) runs
+it: codex-acp 0.16 asks for ``find . -name '*.md' -delete`` as a ``search``. Its own
+kind's rule may deny it; otherwise the ``execute`` rule decides it, on its command
+(and its paths). A directory to run in outside the workspace is never allowed.
 
 Globs are relative to the workspace: ``*`` and ``?`` stay within one path
 component, ``**`` (a whole component) spans any number of them (none too), ``[...]`` is a
@@ -36,7 +43,7 @@ import posixpath
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any, Final
@@ -48,7 +55,19 @@ from mimird.tool_rules import COMMAND_KIND, PATH_KINDS, Decision
 Resolver = Callable[[str], PurePosixPath | None]
 
 #: ``rawInput`` members that hold a path, or a list of them (``paths``).
-PATH_FIELDS: Final = ("path", "file_path", "filePath", "filepath", "paths", "source", "destination")
+PATH_FIELDS: Final = (
+    "path",
+    "file_path",
+    "filePath",
+    "filepath",
+    "notebook_path",
+    "paths",
+    "source",
+    "destination",
+)
+#: ``rawInput`` members that name the directory a command runs in (codex's ``cwd``, the
+#: model's ``workdir``): one outside the workspace is never allowed, as a path.
+WORKDIR_FIELDS: Final = ("cwd", "workdir")
 COMMAND_FIELDS: Final = ("command", "cmd")
 #: More paths than this in one tool call are not looked at: the call is asked.
 MAX_PATHS: Final = 100
@@ -56,6 +75,15 @@ MAX_COMMAND_LENGTH: Final = 100_000
 #: Shells whose ``-c`` script the deny prefixes look into, and how deep (``sh -c "bash -c ..."``).
 SHELLS: Final = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "busybox"})
 MAX_SHELL_DEPTH: Final = 3
+#: Where a shell must be for its ``-c SCRIPT`` to count as the script's command when
+#: allowing (named bare, found on PATH, or in one of these): a ``bash`` elsewhere, one
+#: the agent wrote perhaps, is a program like any other.
+SHELL_DIRS: Final = frozenset({"/bin", "/usr/bin", "/usr/local/bin"})
+#: The options of such a wrapper: ``-c`` and those that do not change what the script
+#: runs (login, errexit, nounset, xtrace), in clusters (``-lc``).
+_WRAPPER_OPTIONS: Final = re.compile(r"-[celux]+")
+#: Long options of bash that take the next word as their value.
+_LONG_WITH_VALUE: Final = frozenset({"--rcfile", "--init-file"})
 #: Linux's PATH_MAX.
 MAX_PATH_CHARS: Final = 4096
 #: Characters with which a shell makes more than one simple command of a line (or
@@ -119,6 +147,15 @@ def tool_paths(tool_call: Any) -> list[str] | None:
     return list(dict.fromkeys(p if isinstance(p, str) else "" for p in found))
 
 
+def tool_workdirs(tool_call: Any) -> list[str]:
+    """The directories the call says it runs in (``""`` for one that is not a string)."""
+    raw = tool_call.get("rawInput") if isinstance(tool_call, Mapping) else None
+    if not isinstance(raw, Mapping):
+        return []
+    found = (raw.get(name) for name in WORKDIR_FIELDS)
+    return [value if isinstance(value, str) else "" for value in found if value is not None]
+
+
 def tool_command(tool_call: Any) -> str | list[str] | None:
     """The command an ``execute`` call runs: a shell line, an argv list, or None."""
     raw = tool_call.get("rawInput") if isinstance(tool_call, Mapping) else None
@@ -138,6 +175,13 @@ def tool_command(tool_call: Any) -> str | list[str] | None:
     return None
 
 
+def carries_command(tool_call: Any) -> bool:
+    """Whether the call says it runs a command (``rawInput`` ``command`` or ``cmd`` is
+    set), whether or not :func:`tool_command` can read it (too long, not words)."""
+    raw = tool_call.get("rawInput") if isinstance(tool_call, Mapping) else None
+    return isinstance(raw, Mapping) and any(raw.get(name) is not None for name in COMMAND_FIELDS)
+
+
 def decide(
     rules: Mapping[str, Any], sources: Mapping[str, str], tool_call: Any, resolve: Resolver
 ) -> Verdict:
@@ -147,6 +191,33 @@ def decide(
     as plain data), ``sources`` the effective config's sources (``tool_policy.<kind>``
     → layer)."""
     kind = tool_kind(tool_call)
+    command = tool_command(tool_call)
+    if kind == COMMAND_KIND or not carries_command(tool_call):
+        return _decide(rules, sources, tool_call, resolve, kind, command)
+    declared = _decide(rules, sources, tool_call, resolve, kind, None)
+    if declared.decision == "deny":
+        return declared
+    # A command that cannot be read (too long, not words) is still run: the execute
+    # rule's default decides it, as an execute call naming no command.
+    ran = _decide(rules, sources, tool_call, resolve, COMMAND_KIND, command)
+    why = (
+        f"the {kind} call runs a command that cannot be read, which the execute rule decides"
+        if command is None
+        else f"the {kind} call runs a command, which the execute rule decides "
+        f"({_shown_command(command)})"
+    )
+    return replace(ran, reason=f"{why}; {ran.reason}" if ran.reason else why)
+
+
+def _decide(
+    rules: Mapping[str, Any],
+    sources: Mapping[str, str],
+    tool_call: Any,
+    resolve: Resolver,
+    kind: str,
+    command: str | list[str] | None,
+) -> Verdict:
+    """The rule of ``kind`` on the call's paths and (``execute``) on ``command``."""
     key = f"tool_policy.{kind}"
     rule = rules.get(kind, "ask")
     given = rule if isinstance(rule, str) else rule.get("default", "ask")
@@ -183,12 +254,16 @@ def decide(
         for path in (*inside, *written):
             if pattern := _first_glob(deny, path):
                 return verdict("deny", pattern)
-    command = tool_command(tool_call) if kind == COMMAND_KIND else None
     if command is not None:
         for segment in _simple_commands(command):
             if pattern := _first_prefix(deny, segment):
                 return verdict("deny", pattern)
     outside = [path for path, where in resolved if where is None]
+    outside.extend(
+        workdir
+        for workdir in tool_workdirs(tool_call)
+        if not workdir or len(workdir) > MAX_PATH_CHARS or resolve(workdir) is None
+    )
     if outside:
         return verdict(
             "deny" if default == "deny" else "ask",
@@ -198,9 +273,10 @@ def decide(
         matched = [_first_glob(allow, path) for path in inside]
         if all(matched):
             return verdict("allow", matched[0])
-    words = None if command is None else _allowable_words(command)
-    if words and (pattern := _first_prefix(allow, words)):
-        return verdict("allow", pattern)
+    if command is not None:
+        for words in _allowable(command):
+            if pattern := _first_prefix(allow, words):
+                return verdict("allow", pattern)
     if kind in PATH_KINDS and not paths:
         return verdict(default, reason="the tool call names no path")
     if kind == COMMAND_KIND and command is None:
@@ -212,6 +288,17 @@ def _shown(path: str) -> str:
     if not path:
         return "a path that is not a string"
     return path if len(path) <= 200 else path[:200] + "..."
+
+
+def _shown_command(command: str | list[str]) -> str:
+    """The command as a user reads it: the script of a shell wrapper, at most 200
+    characters."""
+    if isinstance(command, str):
+        text = command
+    else:
+        script = _wrapped_script(command)
+        text = script if script is not None else shlex.join(command)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 # ---- options --------------------------------------------------------------------------
@@ -239,11 +326,12 @@ class CannotRemember(Exception):
 
 
 def remembered_pattern(tool_call: Any, resolve: Resolver) -> tuple[str, list[str]]:
-    """(kind, the patterns that match exactly this call): each path as an exact glob
-    (path kinds), or the whole command as a prefix (``execute``); no pattern for the
-    other kinds (the rule is then the kind's plain decision)."""
+    """(kind, the patterns that match exactly this call): the whole command as a
+    prefix (``execute``, and any call that carries a command, which the execute rule
+    decides); each path as an exact glob (path kinds); no pattern for the other kinds
+    (the rule is then the kind's plain decision)."""
     kind = tool_kind(tool_call)
-    if kind in PATH_KINDS:
+    if kind in PATH_KINDS and not carries_command(tool_call):
         paths = tool_paths(tool_call)
         if not paths:
             raise CannotRemember(f"the {kind} call names no path to remember")
@@ -254,17 +342,19 @@ def remembered_pattern(tool_call: Any, resolve: Resolver) -> tuple[str, list[str
                 raise CannotRemember(f"{path} is not a file inside the workspace")
             patterns.append(_GLOB_SPECIAL.sub(r"[\1]", str(where)))
         return kind, patterns
-    if kind == COMMAND_KIND:
+    if kind == COMMAND_KIND or carries_command(tool_call):
+        # A call of another kind that runs a command is decided by the execute rule.
         command = tool_command(tool_call)
         if command is None:
-            raise CannotRemember("the execute call names no command to remember")
-        words = _allowable_words(command)
-        if not words:
+            raise CannotRemember(f"the {kind} call names no command that can be remembered")
+        allowable = _allowable(command)
+        if not allowable:
             raise CannotRemember(
                 "the command is not one simple command (it uses ;, &, |, <, >, $, `, "
                 "parentheses or a newline): no prefix can be remembered for it"
             )
-        return kind, [shlex.join(words)]
+        # The command a shell wrapper runs (``bash -lc 'git status'``: ``git status``).
+        return COMMAND_KIND, [shlex.join(allowable[-1])]
     return kind, []
 
 
@@ -334,13 +424,40 @@ def _words(text: str) -> list[str]:
         return text.split()
 
 
-def _allowable_words(command: str | list[str]) -> list[str] | None:
-    """The words of a command that an allow prefix may match: a single simple command."""
+def _allowable(command: str | list[str], depth: int = 0) -> list[list[str]]:
+    """The word lists an allow prefix may match: the command when it is one simple
+    command (an argv, or a line without shell syntax), and, when that is a shell
+    running one simple command (``bash -lc 'git status'``), the command it runs too
+    (and so on, a few shells deep). Empty when there is none."""
     if isinstance(command, list):
-        return command
-    if _SHELL_SYNTAX.search(command):
+        words = list(command)
+    elif _SHELL_SYNTAX.search(command):
+        return []
+    else:
+        words = _words(command)
+    if not words:
+        return []
+    found = [words]
+    script = _wrapped_script(words)
+    if script is not None and depth < MAX_SHELL_DEPTH:
+        found.extend(_allowable(script, depth + 1))
+    return found
+
+
+def _wrapped_script(words: Sequence[str]) -> str | None:
+    """The script of exactly ``SHELL -c SCRIPT`` (options among ``-celux`` allowed,
+    ``-lc`` say), the shell named bare or in a system directory; else None."""
+    if len(words) < 3:
         return None
-    return _words(command) or None
+    shell, options, script = words[0], words[1:-1], words[-1]
+    name = posixpath.basename(shell)
+    if name not in SHELLS or name == "busybox":
+        return None
+    if shell != name and posixpath.dirname(shell) not in SHELL_DIRS:
+        return None
+    if not all(_WRAPPER_OPTIONS.fullmatch(option) for option in options):
+        return None
+    return script if "c" in "".join(options) else None
 
 
 def _simple_commands(command: str | list[str], depth: int = 0) -> list[list[str]]:
@@ -359,13 +476,28 @@ def _simple_commands(command: str | list[str], depth: int = 0) -> list[list[str]
 
 
 def _shell_script(words: Sequence[str]) -> str | None:
-    """The script of ``SHELL [-opts] -c SCRIPT`` (any option cluster with ``c``), or None."""
+    """The script of ``SHELL [options] -c [options] SCRIPT``: the first word after the
+    options (``-o NAME`` and ``--rcfile FILE`` take theirs along) when an option
+    cluster has ``c`` (``-lc``, ``-ec``); ``busybox sh -c SCRIPT`` too. None otherwise."""
     if not words or posixpath.basename(words[0]) not in SHELLS:
         return None
-    for index, word in enumerate(words[1:-1], start=1):
-        if word.startswith("-") and not word.startswith("--") and "c" in word:
-            return words[index + 1]
-    return None
+    if posixpath.basename(words[0]) == "busybox":
+        return _shell_script(words[1:])
+    runs_string = False
+    index = 1
+    while index < len(words):
+        word = words[index]
+        if word in ("-", "--"):
+            index += 1
+            break
+        if word.startswith("--"):
+            index += 2 if word in _LONG_WITH_VALUE else 1
+        elif len(word) > 1 and word[0] in "-+":
+            runs_string = runs_string or (word[0] == "-" and "c" in word)
+            index += 2 if ("o" in word or "O" in word) else 1
+        else:
+            break
+    return words[index] if runs_string and index < len(words) else None
 
 
 @lru_cache(maxsize=4096)

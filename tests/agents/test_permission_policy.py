@@ -187,6 +187,67 @@ async def test_execute_is_allowed_by_a_command_prefix_and_a_compound_command_is_
         ]
 
 
+async def test_a_command_an_agent_calls_a_search_is_decided_as_the_command_it_runs(
+    dirs: DaemonDirs,
+) -> None:
+    """codex-acp 0.16.0 asks to run ``find . -name '*.md' -delete`` as a ``search``
+    titled "Search *.md in ." (its kind is guessed from the command's first word):
+    searches allowed must not allow what the command runs. The execute rule decides,
+    and sees through the ``/bin/bash -lc`` wrapper codex puts around every command."""
+
+    def codex(kind: str, title: str, script: str, *paths: str) -> dict[str, Any]:
+        step = ask(
+            kind,
+            paths=paths,
+            call_id="call_0_1",
+            command=["/bin/bash", "-lc", script],
+            parsed_cmd=[{"type": kind, "cmd": script}],
+        )
+        step["params"]["toolCall"]["title"] = title
+        return step
+
+    steps = [
+        codex("read", "Read README.md", "cat README.md", "README.md"),
+        codex("read", "Read README.md, rm -rf src", "cat README.md && rm -rf src", "README.md"),
+        codex("search", "Search *.md in .", "find . -name '*.md' -delete"),
+    ]
+    config = {
+        "tool_policy": {
+            "read": "allow",
+            "search": "allow",
+            "execute": {"allow": ["cat"], "deny": ["rm"]},
+        }
+    }
+    async with (
+        agent_world(dirs, {"prompts": [steps]}) as world,
+        Client.connect(world.daemon.socket) as c,
+    ):
+        session_id = await session_with(world, c, config)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(c.call, "session.prompt", {"session": session_id, "text": "x"})
+            listed = await c.until("permission.list", {}, lambda r: r["permissions"])
+            await c.call(
+                "permission.respond",
+                {"permission": listed["permissions"][0]["id"], "kind": "reject_once"},
+            )
+        decided = await event_data(c, session_id, "permission_decided")
+        assert [(d["decision"], d["rule"]["key"], d["rule"]["pattern"]) for d in decided] == [
+            ("allow", "tool_policy.execute", "cat"),
+            ("deny", "tool_policy.execute", "rm"),
+        ]
+        requested = await event_data(c, session_id, "permission_requested")
+        assert requested[2]["policy"]["decision"] == "ask"
+        assert requested[2]["policy"]["reason"] == (
+            "the search call runs a command, which the execute rule decides "
+            "(find . -name '*.md' -delete)"
+        )
+        assert outcomes(world) == [
+            {"outcome": "selected", "optionId": "yes"},
+            {"outcome": "selected", "optionId": "no"},
+            {"outcome": "selected", "optionId": "no"},
+        ]
+
+
 @pytest.mark.parametrize("layer", ["session", "project"])
 async def test_a_remembered_answer_decides_the_next_identical_request(
     dirs: DaemonDirs, layer: str
