@@ -241,8 +241,9 @@ async def create_run(runs: Runs, params: RunCreateParams) -> RunRow:
                 branch=branch,
                 config=config,
             )
+            # The base is resolved and the branch named after the new run: not asked again.
             row = await sessions.owner.create(
-                member, run=(run_id, slot), session_id=member_ids[slot - 1]
+                member, run=(run_id, slot), session_id=member_ids[slot - 1], base_commit=base_commit
             )
             made.append(row.id)
             runs.prompt_early(inserted, row, slot)

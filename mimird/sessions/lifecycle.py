@@ -153,11 +153,16 @@ class Sessions:
         *,
         run: tuple[str, int] | None = None,
         session_id: str | None = None,
+        base_commit: str | None = None,
     ) -> SessionRow:
         """Create a session with its workspace; run its setup command, if any.
         ``run``: the run (id, slot) the session is a member of; ``session_id``: its
         id, taken from the store's generator beforehand (a run names its members in
-        its first event, before they are made).
+        its first event, before they are made); ``base_commit``: the commit that
+        ``params.base_ref`` names, resolved by the caller a moment ago, and
+        ``params.branch`` new (a run resolves its base once for all its members
+        and names their branches after its own new id): git is asked neither
+        again (a branch made since is still refused, by git itself).
 
         Cancellation: before the workspace is made, nothing is left; while it is
         being made (git work is not abandoned) or recorded, the half-made
@@ -220,7 +225,7 @@ class Sessions:
         async with self.workspaces.project_lock(project.id):
             if kind == "worktree":
                 row = await self._create_worktree(
-                    project, root, params, effective, placeholders, values
+                    project, root, params, effective, placeholders, values, base_commit
                 )
             elif kind == "in_place":
                 state = (
@@ -251,10 +256,14 @@ class Sessions:
         effective: policy.Effective,
         placeholders: dict[str, str],
         values: dict[str, Any],
+        resolved: str | None,
     ) -> SessionRow:
-        if params.base_ref is not msgspec.UNSET:
-            # The project's state (git status, the dearest git call) is not needed then.
+        if params.base_ref is not msgspec.UNSET and resolved is not None:
             base_ref: str = params.base_ref
+            base_commit = resolved
+        elif params.base_ref is not msgspec.UNSET:
+            # The project's state (git status, the dearest git call) is not needed then.
+            base_ref = params.base_ref
             base_commit = await self.workspaces.git(worktrees.resolve_commit, root, base_ref)
         else:
             state = await self.workspaces.git(worktrees.repo_state, root)
@@ -280,7 +289,7 @@ class Sessions:
             else workspace_keys.render_template(effective.values["branch_template"], **placeholders)
         )
         path = self.workspaces.path_for(effective, placeholders)
-        await self.workspaces.check_new_worktree(root, path, branch)
+        await self.workspaces.check_new_worktree(root, path, branch, new=resolved is not None)
         values.update(
             workspace_path=str(path), branch=branch, base_ref=base_ref, base_commit=base_commit
         )

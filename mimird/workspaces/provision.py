@@ -363,10 +363,15 @@ class Workspaces:
 
     # ---- changes ----------------------------------------------------------------
 
-    async def check_new_worktree(self, root: Path, path: Path, branch: str) -> None:
+    async def check_new_worktree(
+        self, root: Path, path: Path, branch: str, *, new: bool = False
+    ) -> None:
         """Raise unless a worktree can be made at ``path`` on a new ``branch``: neither
         exists yet. Checked before a create writes its intent, so that whatever is
         there later is the create's own (and undoing it touches nothing else).
+        ``new``: the caller named the branch after an id it just made (a run's
+        members), so git is not asked; if it exists after all, the worktree add is
+        refused by git (AlreadyExists), and the branch left alone.
 
         Cancellation: nothing changes."""
 
@@ -376,7 +381,7 @@ class Workspaces:
                     f"{path} already exists; choose another path or remove it first", field="path"
                 )
             worktrees.check_branch_name(branch)
-            if worktrees.branch_exists(root, branch):
+            if not new and worktrees.branch_exists(root, branch):
                 raise AlreadyExists(
                     f"branch {branch!r} already exists in {root}; choose another branch name",
                     field="branch",

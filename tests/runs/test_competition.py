@@ -12,9 +12,10 @@ import pytest
 import trio
 
 from mimird.errors import InvalidState
-from mimird.runs import catalog, orchestrator
+from mimird.runs import catalog, create, orchestrator
+from mimird.wire.errors import ErrorCode
 from tests.runs.world import eventually, run_world, writes
-from tests.support.helpers import DaemonDirs, git
+from tests.support.helpers import DaemonDirs, count_git_calls, git
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -557,3 +558,38 @@ def _processes_with(argument: str) -> list[int]:
         if argument.encode() in args and state != "Z":
             found.append(int(proc.name))
     return found
+
+
+async def test_run_create_asks_git_for_the_base_once_and_each_member_only_for_its_worktree(
+    dirs: DaemonDirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run resolves its base and names its members' branches after its own new
+    id: a member's create does not ask git again (two git processes a member, on the
+    way to the last member's start)."""
+    hang = {"prompts": [[{"do": "wait_cancel"}]]}
+    async with run_world(dirs, {"a": hang}) as world:
+        calls = count_git_calls(monkeypatch)
+        await world.create(agent="a", n=3)
+        asked = [c for c in calls if c in ("status", "rev-parse", "show-ref", "worktree")]
+        assert asked == ["status", "show-ref", "worktree", "worktree", "worktree"]
+
+
+async def test_a_member_branch_made_meanwhile_is_refused_by_git_and_left_alone(
+    dirs: DaemonDirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Git is not asked whether a member's branch exists (it is named after the new
+    run's id); one that does after all makes the worktree add fail: the run is not
+    made, and the branch, someone else's, is untouched."""
+    monkeypatch.setattr(create, "member_branch", lambda *_: "taken/1")
+    async with run_world(dirs, {"a": writes("a.txt", "a\n")}) as world:
+        git(world.repo, "branch", "taken/1")
+        tip = git(world.repo, "rev-parse", "taken/1").strip()
+        error = await world.client.error(
+            "run.create", {"project": world.project, "task": "t", "agent": "a", "n": 1}
+        )
+        assert error["code"] == ErrorCode.ALREADY_EXISTS
+        assert "taken/1" in error["message"]
+        assert git(world.repo, "rev-parse", "taken/1").strip() == tip
+        assert (await world.client.call("run.list", {}))["runs"] == []
+        assert (await world.client.call("session.list", {}))["sessions"] == []
+        assert len(git(world.repo, "worktree", "list", "--porcelain").strip().split("\n\n")) == 1
