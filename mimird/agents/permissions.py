@@ -273,6 +273,8 @@ async def park(
         elif verdict.decision != "ask":
             return await _answer_at_once(recorder, permission, verdict, option, title)
         asked = {"decision": "ask", "rule": verdict.rule.to_wire(), "reason": reason}
+    # Listed before it is journaled, so that a client that sees the event can answer it
+    # at once; an answer in between is journaled after the request all the same (below).
     registry.add(permission)
     try:
         await recorder.move(

@@ -250,3 +250,67 @@ async def test_anthropic_unstreamed_message_token_count_and_unknown_routes() -> 
         "POST /v1/messages/count_tokens",
         "POST /v1/complete",
     ]
+
+
+# ---- OpenAI Responses (codex-acp) ------------------------------------------------
+
+RESPONSES_TOOLS: Final = [{"type": "function", "name": "exec_command", "parameters": {}}]
+
+
+def _post_responses(llm: FakeLlm, body: dict[str, Any]) -> tuple[str, bytes]:
+    request = urllib.request.Request(
+        f"{llm.base_url}/responses",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=DEADLINE_S) as response:
+        return response.headers["Content-Type"], response.read()
+
+
+def _responses_events(body: bytes) -> list[dict[str, Any]]:
+    """The events of a Responses stream, each checked to be named as its ``type``."""
+    events = []
+    for block in [b for b in body.decode().split("\n\n") if b]:
+        name, data = block.split("\n")
+        event = json.loads(data.removeprefix("data: "))
+        assert name == f"event: {event['type']}"
+        events.append(event)
+    return events
+
+
+async def test_responses_stream_a_function_call_then_text_once_its_output_comes_back() -> None:
+    call = ToolCall("exec_command", {"cmd": "git status"}, call_id="call_1")
+    with serve_fake_llm([call, Text("clean", chunks=2)]) as llm:
+        user = {"type": "message", "role": "user", "content": [{"type": "input_text"}]}
+        ask: dict[str, Any] = {"model": "m", "stream": True, "input": [user]}
+        first = await trio.to_thread.run_sync(
+            _post_responses, llm, {**ask, "tools": RESPONSES_TOOLS}
+        )
+        output = {"type": "function_call_output", "call_id": "call_1", "output": "ok"}
+        after = {**ask, "tools": RESPONSES_TOOLS, "input": [user, output]}
+        second = await trio.to_thread.run_sync(_post_responses, llm, after)
+        plain = await trio.to_thread.run_sync(
+            _post_responses, llm, {"model": "m", "input": [user], "tools": RESPONSES_TOOLS}
+        )
+    assert first[0] == "text/event-stream"
+    events = _responses_events(first[1])
+    assert [e["type"] for e in (events[0], events[-1])] == [
+        "response.created",
+        "response.completed",
+    ]
+    [item] = events[-1]["response"]["output"]
+    assert (item["type"], item["name"], item["call_id"]) == (
+        "function_call",
+        "exec_command",
+        "call_1",
+    )
+    deltas = "".join(
+        e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"
+    )
+    assert json.loads(deltas) == json.loads(item["arguments"]) == call.arguments
+    texts = [e["delta"] for e in _responses_events(second[1]) if e["type"].endswith("text.delta")]
+    assert ("".join(texts), len(texts)) == ("clean", 2)
+    answer = json.loads(plain[1])
+    assert answer["object"] == "response"
+    assert answer["usage"]["total_tokens"] >= 0
+    assert [len(r["input"]) for r in llm.main_requests()] == [1, 2, 1]

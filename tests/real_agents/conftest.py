@@ -4,6 +4,7 @@ and a private HOME and config per test."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.real_agents.claude_env import CLAUDE_ACP_BIN, ClaudeHome, make_claude_home
+from tests.real_agents.codex_env import CODEX_BIN, CodexHome, make_codex_home
 from tests.real_agents.opencode_env import OPENCODE_BIN, OpencodeHome, make_opencode_home
 from tests.support.fake_llm import FakeLlm, serve_fake_llm
 
@@ -39,10 +41,28 @@ def claude_bin() -> Path:
     return CLAUDE_ACP_BIN
 
 
+@pytest.fixture(scope="session")
+def codex_bin() -> Path:
+    """The pinned codex-acp from .ci/agents; a missing one, or a missing bubblewrap
+    (codex's sandbox), fails the test."""
+    if not os.access(CODEX_BIN, os.X_OK):
+        pytest.fail(
+            f"codex-acp is not installed at {CODEX_BIN}; run `make install-agents` "
+            "(or use `make test-agents`, which installs it)",
+            pytrace=False,
+        )
+    if shutil.which("bwrap") is None:
+        pytest.fail(
+            "bwrap is missing: codex's sandbox needs bubblewrap; run `make system-deps`",
+            pytrace=False,
+        )
+    return CODEX_BIN
+
+
 @pytest.fixture
 def fake_llm() -> Iterator[FakeLlm]:
-    """A fake LLM server (OpenAI Chat Completions and Anthropic Messages) with an
-    empty script; tests add replies with ``fake_llm.script(...)``."""
+    """A fake LLM server (OpenAI Chat Completions and Responses, Anthropic Messages)
+    with an empty script; tests add replies with ``fake_llm.script(...)``."""
     with serve_fake_llm() as llm:
         yield llm
 
@@ -57,6 +77,13 @@ def opencode_home(tmp_path: Path, fake_llm: FakeLlm) -> OpencodeHome:
 def claude_home(tmp_path: Path, fake_llm: FakeLlm) -> ClaudeHome:
     """A private HOME and Claude config directory pointing at ``fake_llm``."""
     return make_claude_home(tmp_path / "claude", fake_llm.anthropic_base_url)
+
+
+@pytest.fixture
+def codex_home(tmp_path: Path, fake_llm: FakeLlm) -> CodexHome:
+    """A private HOME and CODEX_HOME (with a config.toml pointing at ``fake_llm``)
+    and a TMPDIR outside them."""
+    return make_codex_home(tmp_path / "codex", fake_llm.base_url)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """A fake LLM server, so that real agents run offline in tests.
 
-It speaks two wire formats on one port (127.0.0.1, a free one):
+It speaks three wire formats on one port (127.0.0.1, a free one):
 
 - OpenAI Chat Completions (opencode): ``POST /v1/chat/completions`` (streamed as
   ``chat.completion.chunk`` server-sent events ending with ``data: [DONE]``, or one
@@ -9,17 +9,25 @@ It speaks two wire formats on one port (127.0.0.1, a free one):
   ``message_start`` / ``content_block_*`` / ``message_delta`` / ``message_stop``
   events, or one ``message`` object) and ``POST /v1/messages/count_tokens``.
   Point the agent at :attr:`FakeLlm.anthropic_base_url` (no ``/v1``: the
-  Anthropic client adds it).
+  Anthropic client adds it);
+- OpenAI Responses (codex-acp, ``wire_api = "responses"``): ``POST /v1/responses``
+  (streamed as ``response.created`` / ``response.output_item.added`` /
+  ``response.output_text.delta`` or ``response.function_call_arguments.delta`` and
+  ``.done`` / ``response.output_item.done`` / ``response.completed`` events, each
+  with its ``event:`` line, or one ``response`` object when ``stream`` is false).
+  A :class:`ToolCall` is a ``function_call`` output item (codex's shell tool is
+  ``exec_command`` with ``{"cmd": "..."}``).
 
 What it answers is scripted per test. A request that offers no ``tools`` is a
 side call (opencode's session-title call) and gets :attr:`FakeLlm.side_text`.
 A request with ``tools`` is a main call and gets the next reply of the script:
 a :class:`Text`, or a :class:`ToolCall` after which the agent runs the tool and
-calls again with the result (role ``tool``, or a ``tool_result`` block), which
-the next reply answers. Both formats share one script. Once
-the script is used up, main calls get :attr:`FakeLlm.default_text`. Every
-request body is recorded, in order, for the test to look at, and every request
-line (``"POST /v1/messages"``, also those answered 404) in :attr:`FakeLlm.calls`.
+calls again with the result (role ``tool``, a ``tool_result`` block, or a
+``function_call_output`` input item), which the next reply answers. All three
+formats share one script. Once the script is used up, main calls get
+:attr:`FakeLlm.default_text`. Every request body is recorded, in order, for the
+test to look at, and every request line (``"POST /v1/messages"``, also those
+answered 404) in :attr:`FakeLlm.calls`.
 
 In-process use (a stdlib HTTP server on a thread of its own, stopped when the
 block ends)::
@@ -93,7 +101,7 @@ class FakeLlm:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Every completion or message request body received so far, in order."""
+        """Every completion, message or response request body received so far, in order."""
         with self._lock:
             return list(self._requests)
 
@@ -271,12 +279,100 @@ def anthropic_message(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
     }
 
 
+def _responses_usage(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    usage = _usage({"messages": [request.get("instructions"), request.get("input", [])]}, reply)
+    return {
+        "input_tokens": usage["prompt_tokens"],
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": usage["completion_tokens"],
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage["total_tokens"],
+    }
+
+
+def _responses_item(reply: Reply, item_id: str, *, done: bool) -> dict[str, Any]:
+    """The output item of ``reply``: as added (empty, in progress) or as done."""
+    status = "completed" if done else "in_progress"
+    if isinstance(reply, Text):
+        content = [{"type": "output_text", "text": reply.text, "annotations": []}]
+        return {
+            "type": "message",
+            "id": item_id,
+            "role": "assistant",
+            "status": status,
+            "content": content if done else [],
+        }
+    return {
+        "type": "function_call",
+        "id": item_id,
+        "call_id": reply.call_id,
+        "name": reply.name,
+        "arguments": json.dumps(reply.arguments) if done else "",
+        "status": status,
+    }
+
+
+def _responses_object(
+    request: dict[str, Any], reply: Reply, response_id: str, output: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": 0,
+        "model": request.get("model", MODEL_ID),
+        "status": "completed",
+        "output": output,
+        "usage": _responses_usage(request, reply),
+    }
+
+
+def responses_events(request: dict[str, Any], reply: Reply) -> Iterator[dict[str, Any]]:
+    """The OpenAI Responses stream events (each has its ``type``) that stream ``reply``."""
+    number = next(_completion_ids)
+    response_id = f"resp_{number}"
+    item_id = f"msg_{number}" if isinstance(reply, Text) else f"fc_{number}"
+    created = _responses_object(request, reply, response_id, [])
+    yield {"type": "response.created", "response": {**created, "status": "in_progress"}}
+    added = _responses_item(reply, item_id, done=False)
+    yield {"type": "response.output_item.added", "output_index": 0, "item": added}
+    where = {"output_index": 0, "item_id": item_id}
+    if isinstance(reply, Text):
+        part = {**where, "content_index": 0}
+        for piece in _pieces(reply.text, reply.chunks):
+            yield {"type": "response.output_text.delta", **part, "delta": piece}
+        yield {"type": "response.output_text.done", **part, "text": reply.text}
+    else:
+        arguments = json.dumps(reply.arguments)
+        for piece in _pieces(arguments, DEFAULT_CHUNKS):
+            yield {"type": "response.function_call_arguments.delta", **where, "delta": piece}
+        yield {"type": "response.function_call_arguments.done", **where, "arguments": arguments}
+    item = _responses_item(reply, item_id, done=True)
+    yield {"type": "response.output_item.done", "output_index": 0, "item": item}
+    yield {
+        "type": "response.completed",
+        "response": _responses_object(request, reply, response_id, [item]),
+    }
+
+
+def responses_response(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """The one ``response`` object that answers ``reply`` without streaming."""
+    number = next(_completion_ids)
+    item_id = f"msg_{number}" if isinstance(reply, Text) else f"fc_{number}"
+    item = _responses_item(reply, item_id, done=True)
+    return _responses_object(request, reply, f"resp_{number}", [item])
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, fake: FakeLlm) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.fake = fake
+
+
+_POST_ROUTES: Final = frozenset(
+    {"/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/responses"}
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -301,7 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.fake.record_call("POST", self.path)
         route = self.path.split("?", 1)[0].rstrip("/")
-        if route not in ("/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens"):
+        if route not in _POST_ROUTES:
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
             return
         request = self._read_json_object()
@@ -312,6 +408,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"input_tokens": tokens})
         elif route == "/v1/messages":
             self._answer_anthropic(request)
+        elif route == "/v1/responses":
+            self._answer_responses(request)
         else:
             self._answer_openai(request)
 
@@ -338,6 +436,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._start_event_stream()
         for event in anthropic_events(request, reply):
+            data = json.dumps(event).encode()
+            self.wfile.write(b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n")
+            self.wfile.flush()
+
+    def _answer_responses(self, request: dict[str, Any]) -> None:
+        reply = self.fake.answer(request)
+        if not request.get("stream"):
+            self._send_json(200, responses_response(request, reply))
+            return
+        self._start_event_stream()
+        for event in responses_events(request, reply):
             data = json.dumps(event).encode()
             self.wfile.write(b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n")
             self.wfile.flush()

@@ -1,0 +1,163 @@
+"""Real codex-acp (Codex's ACP adapter) under the real daemon, its permission
+requests decided by the session's tool policy, with the fake LLM speaking OpenAI
+Responses and making codex call its shell tool, ``exec_command``.
+
+codex-acp sends every command as ``["/bin/bash", "-lc", "<line>"]`` with a kind
+guessed from the line: ``find . -name '*.md' -delete`` comes as a ``search``, which
+``search = "allow"`` must not allow (the execute rule decides a call that runs a
+command); ``touch`` comes as an ``execute`` that an allow prefix matches through
+the shell wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.real_agents.codex_env import CodexHome, codex_config_section
+from tests.support.agents import Client, event_data
+from tests.support.fake_llm import FakeLlm, Text, ToolCall
+from tests.support.helpers import DaemonDirs, in_process_daemon, make_repo
+
+pytestmark = [pytest.mark.agents, pytest.mark.timeout(120)]
+
+#: One turn takes a second or two; the bound is for a slow shared machine.
+DEADLINE_S = 90.0
+FILES = {"README.md": "# Demo\nA repository for codex.\n", "docs/a.md": "Notes.\n"}
+
+
+def _exec(cmd: str) -> ToolCall:
+    """codex's shell tool, as the model would call it."""
+    return ToolCall("exec_command", {"cmd": cmd}, call_id="call_exec_1")
+
+
+def _outputs(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``function_call_output`` items of a Responses request's input."""
+    return [
+        item
+        for item in request.get("input", [])
+        if isinstance(item, dict) and item.get("type") == "function_call_output"
+    ]
+
+
+@asynccontextmanager
+async def _codex_session(
+    dirs: DaemonDirs, codex_bin: Path, home: CodexHome, tool_policy: dict[str, Any]
+) -> AsyncIterator[tuple[Client, str, Path]]:
+    """A daemon whose session (under ``tool_policy``) runs codex-acp in a worktree of
+    a repository holding :data:`FILES`: (the client, the session's id, its worktree).
+    The session is stopped, and the daemon shut down, at the end."""
+    dirs.root.mkdir(parents=True, exist_ok=True)
+    dirs.config.write_text(
+        '[defaults]\nagent = "codex"\n\n' + codex_config_section(codex_bin, home)
+    )
+    repo = make_repo(dirs.root / "repo", FILES)
+    async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
+        await c.call("project.add", {"path": str(repo), "name": "demo"})
+        session = await c.call(
+            "session.create",
+            {"project": "demo", "title": "codex", "config": {"tool_policy": tool_policy}},
+        )
+        assert session["agent"] == "codex"
+        try:
+            yield c, session["id"], Path(session["workspace"]["path"])
+        finally:
+            await c.call("session.stop", {"session": session["id"]})
+
+
+async def test_a_search_that_deletes_is_decided_by_the_execute_rule_and_asked(
+    dirs: DaemonDirs, codex_bin: Path, codex_home: CodexHome, fake_llm: FakeLlm
+) -> None:
+    fake_llm.script(_exec("find . -name '*.md' -delete"), Text("Deleted them."))
+    with trio.fail_after(DEADLINE_S):
+        async with _codex_session(dirs, codex_bin, codex_home, {"search": "allow"}) as (
+            c,
+            session_id,
+            worktree,
+        ):
+            assert sorted(p.name for p in worktree.rglob("*.md")) == ["README.md", "a.md"]
+            result: dict[str, Any] = {}
+
+            async def prompt() -> None:
+                result.update(
+                    await c.call("session.prompt", {"session": session_id, "text": "clean up"})
+                )
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(prompt)
+                listed = await c.until(
+                    "permission.list", {"session": session_id}, lambda r: r["permissions"]
+                )
+                [pending] = listed["permissions"]
+                events = {"session": session_id, "kind": "permission_requested"}
+                found = await c.until("session.events", events, lambda r: r["events"])
+                [requested] = [e["data"] for e in found["events"]]
+                assert requested["permission"] == pending["id"]
+                # The adapter says "search"; the policy reads the command it runs.
+                assert pending["tool_call"]["kind"] == "search"
+                assert pending["tool_call"]["rawInput"]["command"] == [
+                    "/bin/bash",
+                    "-lc",
+                    "find . -name '*.md' -delete",
+                ]
+                policy = requested["policy"]
+                assert policy["decision"] == "ask"
+                assert policy["reason"].startswith(
+                    "the search call runs a command, which the execute rule decides"
+                )
+                assert policy["rule"]["key"] == "tool_policy.execute"
+                assert await event_data(c, session_id, "permission_decided") == []
+                await c.call(
+                    "permission.respond", {"permission": pending["id"], "kind": "reject_once"}
+                )
+
+            # codex's reject_once option ("abort") ends the whole turn.
+            assert result["stop_reason"] == "cancelled"
+            [answered] = await event_data(c, session_id, "permission_answered")
+            assert answered["option_id"] == "abort"
+            assert (await c.call("permission.list", {"session": session_id}))["permissions"] == []
+            shown = await c.call("session.get", {"session": session_id})
+            assert shown["status"] == "idle"
+            for name in FILES:
+                assert (worktree / name).read_text() == FILES[name]
+    assert len(fake_llm.main_requests()) == 1
+
+
+async def test_an_execute_allow_prefix_lets_codex_run_a_command_through_its_shell(
+    dirs: DaemonDirs, codex_bin: Path, codex_home: CodexHome, fake_llm: FakeLlm
+) -> None:
+    fake_llm.script(_exec("touch made-by-codex.txt"), Text("Made the file."))
+    policy = {"execute": {"allow": ["touch"]}}
+    with trio.fail_after(DEADLINE_S):
+        async with _codex_session(dirs, codex_bin, codex_home, policy) as (
+            c,
+            session_id,
+            worktree,
+        ):
+            # Nobody answers: the policy must decide, or the turn would wait for ever.
+            result = await c.call("session.prompt", {"session": session_id, "text": "make it"})
+            assert result["stop_reason"] == "end_turn"
+            [requested] = await event_data(c, session_id, "permission_requested")
+            assert requested["tool_call"]["kind"] == "execute"
+            assert requested["policy"]["decision"] == "allow"
+            [decided] = await event_data(c, session_id, "permission_decided")
+            assert decided["decision"] == "allow"
+            assert decided["rule"] == {
+                "layer": "session",
+                "key": "tool_policy.execute",
+                "pattern": "touch",
+            }
+            assert decided["option_id"] == "approved"  # codex's allow_once
+            assert await event_data(c, session_id, "permission_answered") == []
+            assert (worktree / "made-by-codex.txt").is_file()
+            messages = await event_data(c, session_id, "message")
+            text = "".join(m["text"] for m in messages if m.get("role") == "agent")
+            assert text.endswith("Made the file.")
+    first, second = fake_llm.main_requests()
+    assert "exec_command" in [tool.get("name") for tool in first["tools"]]
+    [output] = _outputs(second)
+    assert output["call_id"] == "call_exec_1"
