@@ -44,6 +44,17 @@ async def session_with(world: AgentWorld, c: Client, config: dict[str, Any]) -> 
     return session_id
 
 
+async def prompt_rejecting_the_first(c: Client, session_id: str) -> None:
+    """Prompt the session; reject the first permission request that waits (by kind)."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(c.call, "session.prompt", {"session": session_id, "text": "x"})
+        listed = await c.until("permission.list", {}, lambda r: r["permissions"])
+        await c.call(
+            "permission.respond",
+            {"permission": listed["permissions"][0]["id"], "kind": "reject_once"},
+        )
+
+
 def outcomes(world: AgentWorld) -> list[Any]:
     """The outcomes the agent got for its permission requests, in order."""
     return [
@@ -114,13 +125,7 @@ async def test_ask_parks_the_request_with_the_rule_that_left_it_to_a_client(
         Client.connect(world.daemon.socket) as c,
     ):
         session_id = await session_with(world, c, config)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(c.call, "session.prompt", {"session": session_id, "text": "x"})
-            listed = await c.until("permission.list", {}, lambda r: r["permissions"])
-            await c.call(
-                "permission.respond",
-                {"permission": listed["permissions"][0]["id"], "kind": "reject_once"},
-            )
+        await prompt_rejecting_the_first(c, session_id)
         [requested] = await event_data(c, session_id, "permission_requested")
         assert requested["policy"] == {
             "decision": "ask",
@@ -152,13 +157,7 @@ async def test_a_path_outside_the_workspace_is_asked_even_under_allow_everything
         session = await c.call("session.get", {"session": session_id})
         workspace = Path(session["workspace"]["path"])
         os.symlink(outside, workspace / "link")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(c.call, "session.prompt", {"session": session_id, "text": "x"})
-            listed = await c.until("permission.list", {}, lambda r: r["permissions"])
-            await c.call(
-                "permission.respond",
-                {"permission": listed["permissions"][0]["id"], "kind": "reject_once"},
-            )
+        await prompt_rejecting_the_first(c, session_id)
         [requested] = await event_data(c, session_id, "permission_requested")
         assert requested["policy"]["decision"] == "ask"
         assert "is outside the workspace" in requested["policy"]["reason"]
@@ -223,13 +222,7 @@ async def test_a_command_an_agent_calls_a_search_is_decided_as_the_command_it_ru
         Client.connect(world.daemon.socket) as c,
     ):
         session_id = await session_with(world, c, config)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(c.call, "session.prompt", {"session": session_id, "text": "x"})
-            listed = await c.until("permission.list", {}, lambda r: r["permissions"])
-            await c.call(
-                "permission.respond",
-                {"permission": listed["permissions"][0]["id"], "kind": "reject_once"},
-            )
+        await prompt_rejecting_the_first(c, session_id)
         decided = await event_data(c, session_id, "permission_decided")
         assert [(d["decision"], d["rule"]["key"], d["rule"]["pattern"]) for d in decided] == [
             ("allow", "tool_policy.execute", "cat"),
@@ -367,13 +360,7 @@ async def test_an_agent_without_the_option_kind_needed_is_asked_or_cancelled(
         Client.connect(world.daemon.socket) as c,
     ):
         session_id = await session_with(world, c, config)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(c.call, "session.prompt", {"session": session_id, "text": "x"})
-            listed = await c.until("permission.list", {}, lambda r: r["permissions"])
-            await c.call(
-                "permission.respond",
-                {"permission": listed["permissions"][0]["id"], "kind": "reject_once"},
-            )
+        await prompt_rejecting_the_first(c, session_id)
         # The deny had no reject option: answered cancelled, never parked.
         [decided] = await event_data(c, session_id, "permission_decided")
         assert (decided["decision"], decided["option_id"], decided["outcome"]) == (

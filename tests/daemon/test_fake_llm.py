@@ -123,7 +123,8 @@ async def test_run_as_a_module_it_prints_its_url_and_stops_when_stdin_closes() -
 ANTHROPIC_TOOLS: Final = [{"name": "Write", "input_schema": {"type": "object"}}]
 
 
-def _post_anthropic(llm: FakeLlm, path: str, body: dict[str, Any]) -> tuple[str, bytes]:
+def _post_path(llm: FakeLlm, path: str, body: dict[str, Any]) -> tuple[str, bytes]:
+    """POST ``body`` to ``path`` under the server's root (``/v1/messages``, ``/v1/responses``)."""
     request = urllib.request.Request(
         f"{llm.anthropic_base_url}{path}",
         data=json.dumps(body).encode(),
@@ -133,8 +134,9 @@ def _post_anthropic(llm: FakeLlm, path: str, body: dict[str, Any]) -> tuple[str,
         return response.headers["Content-Type"], response.read()
 
 
-def _anthropic_events(body: bytes) -> list[dict[str, Any]]:
-    """The events of a Messages stream, each checked to be named as its ``type``."""
+def _named_events(body: bytes) -> list[dict[str, Any]]:
+    """The events of a Messages or Responses stream, each checked to be named as its
+    ``type``."""
     events = []
     for block in [b for b in body.decode().split("\n\n") if b]:
         name, data = block.split("\n")
@@ -152,10 +154,10 @@ async def test_anthropic_text_reply_streams_message_events_in_order() -> None:
     with serve_fake_llm([Text("hello there, world", chunks=3)]) as llm:
         body = {"model": "m", "stream": True, "messages": [], "tools": ANTHROPIC_TOOLS}
         content_type, raw = await trio.to_thread.run_sync(
-            _post_anthropic, llm, "/v1/messages?beta=true", body
+            _post_path, llm, "/v1/messages?beta=true", body
         )
     assert content_type == "text/event-stream"
-    events = _anthropic_events(raw)
+    events = _named_events(raw)
     assert _types(events) == [
         "message_start",
         "content_block_start",
@@ -179,11 +181,9 @@ async def test_anthropic_tool_use_then_text_once_the_tool_result_comes_back() ->
     with serve_fake_llm([call, Text("done")], side_text="A title") as llm:
         user = {"role": "user", "content": "go"}
         ask: dict[str, Any] = {"model": "m", "stream": True, "messages": [user]}
-        title = await trio.to_thread.run_sync(
-            _post_anthropic, llm, "/v1/messages", {**ask, "tools": []}
-        )
+        title = await trio.to_thread.run_sync(_post_path, llm, "/v1/messages", {**ask, "tools": []})
         first = await trio.to_thread.run_sync(
-            _post_anthropic, llm, "/v1/messages", {**ask, "tools": ANTHROPIC_TOOLS}
+            _post_path, llm, "/v1/messages", {**ask, "tools": ANTHROPIC_TOOLS}
         )
         result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}
         after = {
@@ -191,12 +191,12 @@ async def test_anthropic_tool_use_then_text_once_the_tool_result_comes_back() ->
             "tools": ANTHROPIC_TOOLS,
             "messages": [user, {"role": "user", "content": [result]}],
         }
-        second = await trio.to_thread.run_sync(_post_anthropic, llm, "/v1/messages", after)
-    titled = _anthropic_events(title[1])
+        second = await trio.to_thread.run_sync(_post_path, llm, "/v1/messages", after)
+    titled = _named_events(title[1])
     assert "".join(e["delta"]["text"] for e in titled if e["type"] == "content_block_delta") == (
         "A title"
     )
-    events = _anthropic_events(first[1])
+    events = _named_events(first[1])
     [start] = [e["content_block"] for e in events if e["type"] == "content_block_start"]
     assert start == {"type": "tool_use", "id": "toolu_1", "name": "Write", "input": {}}
     deltas = [e["delta"] for e in events if e["type"] == "content_block_delta"]
@@ -206,7 +206,7 @@ async def test_anthropic_tool_use_then_text_once_the_tool_result_comes_back() ->
     assert stop == "tool_use"
     texts = [
         e["delta"]["text"]
-        for e in _anthropic_events(second[1])
+        for e in _named_events(second[1])
         if "delta" in e and "text" in e["delta"]
     ]
     assert "".join(texts) == "done"
@@ -222,14 +222,12 @@ async def test_anthropic_unstreamed_message_token_count_and_unknown_routes() -> 
             "messages": [{"role": "user", "content": "go"}],
             "tools": ANTHROPIC_TOOLS,
         }
-        content_type, raw = await trio.to_thread.run_sync(
-            _post_anthropic, llm, "/v1/messages", body
-        )
+        content_type, raw = await trio.to_thread.run_sync(_post_path, llm, "/v1/messages", body)
         _, counted = await trio.to_thread.run_sync(
-            _post_anthropic, llm, "/v1/messages/count_tokens", body
+            _post_path, llm, "/v1/messages/count_tokens", body
         )
         with pytest.raises(urllib.error.HTTPError) as missing:
-            await trio.to_thread.run_sync(_post_anthropic, llm, "/v1/complete", body)
+            await trio.to_thread.run_sync(_post_path, llm, "/v1/complete", body)
     message = json.loads(raw)
     assert content_type == "application/json"
     assert (message["type"], message["role"], message["stop_reason"]) == (
@@ -257,43 +255,25 @@ async def test_anthropic_unstreamed_message_token_count_and_unknown_routes() -> 
 RESPONSES_TOOLS: Final = [{"type": "function", "name": "exec_command", "parameters": {}}]
 
 
-def _post_responses(llm: FakeLlm, body: dict[str, Any]) -> tuple[str, bytes]:
-    request = urllib.request.Request(
-        f"{llm.base_url}/responses",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=DEADLINE_S) as response:
-        return response.headers["Content-Type"], response.read()
-
-
-def _responses_events(body: bytes) -> list[dict[str, Any]]:
-    """The events of a Responses stream, each checked to be named as its ``type``."""
-    events = []
-    for block in [b for b in body.decode().split("\n\n") if b]:
-        name, data = block.split("\n")
-        event = json.loads(data.removeprefix("data: "))
-        assert name == f"event: {event['type']}"
-        events.append(event)
-    return events
-
-
 async def test_responses_stream_a_function_call_then_text_once_its_output_comes_back() -> None:
     call = ToolCall("exec_command", {"cmd": "git status"}, call_id="call_1")
     with serve_fake_llm([call, Text("clean", chunks=2)]) as llm:
         user = {"type": "message", "role": "user", "content": [{"type": "input_text"}]}
         ask: dict[str, Any] = {"model": "m", "stream": True, "input": [user]}
         first = await trio.to_thread.run_sync(
-            _post_responses, llm, {**ask, "tools": RESPONSES_TOOLS}
+            _post_path, llm, "/v1/responses", {**ask, "tools": RESPONSES_TOOLS}
         )
         output = {"type": "function_call_output", "call_id": "call_1", "output": "ok"}
         after = {**ask, "tools": RESPONSES_TOOLS, "input": [user, output]}
-        second = await trio.to_thread.run_sync(_post_responses, llm, after)
+        second = await trio.to_thread.run_sync(_post_path, llm, "/v1/responses", after)
         plain = await trio.to_thread.run_sync(
-            _post_responses, llm, {"model": "m", "input": [user], "tools": RESPONSES_TOOLS}
+            _post_path,
+            llm,
+            "/v1/responses",
+            {"model": "m", "input": [user], "tools": RESPONSES_TOOLS},
         )
     assert first[0] == "text/event-stream"
-    events = _responses_events(first[1])
+    events = _named_events(first[1])
     assert [e["type"] for e in (events[0], events[-1])] == [
         "response.created",
         "response.completed",
@@ -308,7 +288,7 @@ async def test_responses_stream_a_function_call_then_text_once_its_output_comes_
         e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"
     )
     assert json.loads(deltas) == json.loads(item["arguments"]) == call.arguments
-    texts = [e["delta"] for e in _responses_events(second[1]) if e["type"].endswith("text.delta")]
+    texts = [e["delta"] for e in _named_events(second[1]) if e["type"].endswith("text.delta")]
     assert ("".join(texts), len(texts)) == ("clean", 2)
     answer = json.loads(plain[1])
     assert answer["object"] == "response"

@@ -48,7 +48,7 @@ import itertools
 import json
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, cast
@@ -407,9 +407,9 @@ class _Handler(BaseHTTPRequestHandler):
             tokens = _anthropic_usage(request, Text(""))["input_tokens"]
             self._send_json(200, {"input_tokens": tokens})
         elif route == "/v1/messages":
-            self._answer_anthropic(request)
+            self._answer_named(request, anthropic_message, anthropic_events)
         elif route == "/v1/responses":
-            self._answer_responses(request)
+            self._answer_named(request, responses_response, responses_events)
         else:
             self._answer_openai(request)
 
@@ -429,24 +429,20 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return request
 
-    def _answer_anthropic(self, request: dict[str, Any]) -> None:
+    def _answer_named(
+        self,
+        request: dict[str, Any],
+        whole: Callable[[dict[str, Any], Reply], dict[str, Any]],
+        events: Callable[[dict[str, Any], Reply], Iterator[dict[str, Any]]],
+    ) -> None:
+        """Answer with the next reply: one object, or (``stream``) server-sent events
+        each named by its ``type`` (Anthropic Messages, OpenAI Responses)."""
         reply = self.fake.answer(request)
         if not request.get("stream"):
-            self._send_json(200, anthropic_message(request, reply))
+            self._send_json(200, whole(request, reply))
             return
         self._start_event_stream()
-        for event in anthropic_events(request, reply):
-            data = json.dumps(event).encode()
-            self.wfile.write(b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n")
-            self.wfile.flush()
-
-    def _answer_responses(self, request: dict[str, Any]) -> None:
-        reply = self.fake.answer(request)
-        if not request.get("stream"):
-            self._send_json(200, responses_response(request, reply))
-            return
-        self._start_event_stream()
-        for event in responses_events(request, reply):
+        for event in events(request, reply):
             data = json.dumps(event).encode()
             self.wfile.write(b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n")
             self.wfile.flush()
