@@ -439,3 +439,41 @@ def test_no_path_that_leaves_the_workspace_is_ever_allowed(parts: list[str], ups
     found = decide({"edit": {"default": "allow", "allow": ["**"]}}, {}, call("edit", path), resolve)
     climbs = resolve(path) is None
     assert (found.decision != "allow") == climbs
+
+
+@pytest.mark.parametrize(
+    "tool_call",
+    [
+        # opencode 1.18.33's "external_directory" requests, as seen: before its bash tool
+        # runs `cat /etc/hostname`, and before its read tool reads /etc/hostname.
+        {
+            "toolCallId": "call_a",
+            "title": "cat /etc/hostname",
+            "kind": "other",
+            "status": "pending",
+            "locations": [{"path": "/etc"}],
+            "rawInput": {
+                "command": "cat /etc/hostname",
+                "directories": ["/etc"],
+                "patterns": ["/etc/*"],
+            },
+        },
+        {
+            "toolCallId": "call_c",
+            "title": "/etc",
+            "kind": "other",
+            "status": "pending",
+            "locations": [{"path": "/etc/hostname"}, {"path": "/etc"}],
+            "rawInput": {"filepath": "/etc/hostname", "parentDir": "/etc"},
+        },
+    ],
+)
+def test_opencodes_request_to_reach_outside_its_directory_is_never_allowed(
+    workspace: tuple[Path, Resolver], tool_call: dict[str, Any]
+) -> None:
+    _, resolve = workspace
+    rules = {"other": "allow", "read": "allow", "execute": {"allow": ["cat"]}}
+    found = decide(rules, {}, tool_call, resolve)
+    assert found.decision == "ask"
+    assert "/etc" in str(found.reason)
+    assert "is outside the workspace" in str(found.reason)
