@@ -58,6 +58,8 @@ class Preset:
     commands: tuple[str, ...]
     args: tuple[str, ...] = ()
     description: str = ""
+    #: Under the kind's own env (an installed agent's, a config section's) and the
+    #: layered env, which may override each variable.
     env: Mapping[str, str] = field(default_factory=dict)
     #: The ACP Registry's id of this agent, when it is not the preset's name.
     registry_id: str | None = None
@@ -65,8 +67,18 @@ class Preset:
     quirks: Quirks = Quirks()
 
 
+#: opencode's permissions that make it ask before every edit, command and fetch.
+OPENCODE_ASKS: Final = '{"edit": "ask", "bash": "ask", "webfetch": "ask"}'
+
 PRESETS: Final[dict[str, Preset]] = {
-    "opencode": Preset(("opencode",), ("acp",), "opencode (npm opencode-ai)"),
+    "opencode": Preset(
+        ("opencode",),
+        ("acp",),
+        "opencode (npm opencode-ai)",
+        # By default it edits and runs commands without asking: make it ask, so that the
+        # tool policy decides (OPENCODE_PERMISSION is merged over its config's permission).
+        env={"OPENCODE_PERMISSION": OPENCODE_ASKS},
+    ),
     "claude": Preset(
         ("claude-agent-acp", "claude-code-acp"),
         (),
@@ -154,7 +166,7 @@ def _spec(
         return _Spec(
             (str(record.executable(agents_dir)),),
             tuple(record.args),
-            record.env,
+            {**(preset.env if preset is not None else {}), **record.env},
             "installed",
             record.description or record.name,
             installed=record,
@@ -166,7 +178,7 @@ def _spec(
         return _Spec(
             (section.command,),
             tuple(section.args),
-            section.env,
+            {**(preset.env if preset is not None else {}), **section.env},
             "config",
             section.description,
             quirks,

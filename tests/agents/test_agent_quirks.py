@@ -6,6 +6,7 @@ could not be loaded is in test_agent_handoff.py."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,28 @@ def test_a_config_section_keeps_the_presets_quirks_it_does_not_set() -> None:
         "codex": Quirks(stop="term", mode="plan"),
         "mine": Quirks(missing_file="empty"),
     }
+
+
+def test_opencode_is_made_to_ask_and_a_kinds_env_or_the_layers_may_say_otherwise() -> None:
+    """opencode edits and runs commands without asking unless its config says ask: the
+    preset's OPENCODE_PERMISSION makes it ask, so that the tool policy decides. It
+    stays under a config section's env (and an installed agent's), which, like the
+    layered env, may set the variable otherwise."""
+    python = sys.executable
+    asks = json.loads(PRESETS["opencode"].env["OPENCODE_PERMISSION"])
+    assert asks == {"edit": "ask", "bash": "ask", "webfetch": "ask"}
+    plain = {"opencode": AgentSection(command=python, env={"HOME": "/h"})}
+    started = resolve_command("opencode", plain, {}, None)
+    assert json.loads(started.env["OPENCODE_PERMISSION"]) == asks
+    assert started.env["HOME"] == "/h"
+    own = {"opencode": AgentSection(command=python, env={"OPENCODE_PERMISSION": "{}"})}
+    assert resolve_command("opencode", own, {}, None).env["OPENCODE_PERMISSION"] == "{}"
+    layered = resolve_command("opencode", plain, {"OPENCODE_PERMISSION": '"allow"'}, None)
+    assert layered.env["OPENCODE_PERMISSION"] == '"allow"'
+    assert (
+        "OPENCODE_PERMISSION"
+        not in resolve_command("mine", {"mine": plain["opencode"]}, {}, None).env
+    )
 
 
 @pytest.mark.parametrize(

@@ -33,11 +33,12 @@ OFFLINE_SWITCHES: Final = {
 }
 
 
-def opencode_config(llm_base_url: str) -> dict[str, Any]:
+def opencode_config(llm_base_url: str, *, asks: bool = True) -> dict[str, Any]:
     """An opencode config whose only model is the fake LLM at ``llm_base_url``
-    (which ends in ``/v1``), and that asks before every edit or shell command."""
+    (which ends in ``/v1``), and that asks before every edit or shell command (with
+    ``asks`` false, no ``permission``: opencode's own default, which asks for neither)."""
     model = {"name": "Fake model", "tool_call": True, "limit": {"context": 128000, "output": 4096}}
-    return {
+    config = {
         "$schema": "https://opencode.ai/config.json",
         "model": f"{PROVIDER}/{MODEL}",
         "small_model": f"{PROVIDER}/{MODEL}",
@@ -54,6 +55,9 @@ def opencode_config(llm_base_url: str) -> dict[str, Any]:
             }
         },
     }
+    if not asks:
+        del config["permission"]
+    return config
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,11 @@ class OpencodeHome:
         return child_environment(self.layered_env(), os.environ if base is None else base)
 
 
-def make_opencode_home(root: Path, llm_base_url: str) -> OpencodeHome:
-    """Create ``root/home`` and ``root/opencode.json`` for the fake LLM at ``llm_base_url``."""
+def make_opencode_home(root: Path, llm_base_url: str, *, asks: bool = True) -> OpencodeHome:
+    """Create ``root/home`` and ``root/opencode.json`` for the fake LLM at ``llm_base_url``
+    (``asks``: see :func:`opencode_config`)."""
     home = root / "home"
     home.mkdir(parents=True, exist_ok=True)
     config = root / "opencode.json"
-    config.write_text(json.dumps(opencode_config(llm_base_url), indent=2) + "\n")
+    config.write_text(json.dumps(opencode_config(llm_base_url, asks=asks), indent=2) + "\n")
     return OpencodeHome(home=home, config=config)

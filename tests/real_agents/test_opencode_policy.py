@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.real_agents.opencode_env import OpencodeHome
+from tests.real_agents.opencode_env import OpencodeHome, make_opencode_home
 from tests.support.agents import Client, event_data
 from tests.support.fake_llm import FakeLlm, Text, ToolCall
 from tests.support.helpers import DaemonDirs, in_process_daemon, make_repo
@@ -108,3 +108,30 @@ async def test_edit_deny_makes_opencode_report_the_refusal_and_write_nothing(
     assert len(failed) == 1
     assert "rejected permission" in json.dumps(failed[0].get("content"))
     assert len(fake_llm.main_requests()) == 1
+
+
+async def test_opencode_asks_through_mimir_even_when_its_own_config_would_not(
+    dirs: DaemonDirs, opencode_bin: Path, fake_llm: FakeLlm, tmp_path: Path
+) -> None:
+    """opencode's own default runs commands and edits without asking anyone; the
+    opencode preset's OPENCODE_PERMISSION (kept under a config section's env) makes
+    it ask, so that ``execute = "deny"`` stops its ``touch``."""
+    home = make_opencode_home(tmp_path / "opencode-default", fake_llm.base_url, asks=False)
+    assert "permission" not in json.loads(home.config.read_text())
+    _config(dirs, opencode_bin, home)
+    repo = make_repo(dirs.root / "repo")
+    with trio.fail_after(DEADLINE_S):
+        async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
+            await c.call("project.add", {"path": str(repo), "name": "demo"})
+            session = await c.call(
+                "session.create",
+                {"project": "demo", "config": {"tool_policy": {"execute": "deny"}}},
+            )
+            worktree = Path(session["workspace"]["path"])
+            fake_llm.script(ToolCall("bash", {"command": "touch made-by-opencode.txt"}), Text("ok"))
+            result = await c.call("session.prompt", {"session": session["id"], "text": "touch"})
+            assert result["stop_reason"] == "end_turn"
+            [decided] = await event_data(c, session["id"], "permission_decided")
+            await c.call("session.stop", {"session": session["id"]})
+    assert (decided["decision"], decided["rule"]["key"]) == ("deny", "tool_policy.execute")
+    assert not (worktree / "made-by-opencode.txt").exists()
