@@ -26,20 +26,22 @@ MODEL: Final = "gpt-5.1-codex"
 API_KEY_VAR: Final = "FAKE_API_KEY"
 
 
-def codex_config(llm_base_url: str) -> str:
+def codex_config(llm_base_url: str, *, untrusted: bool = True) -> str:
     """codex's ``config.toml``: its only model provider is the fake LLM at
     ``llm_base_url`` (which ends in ``/v1``), spoken to in the Responses format, with
     no retries (a failed request fails the turn at once).
 
-    ``approval_policy = "untrusted"`` makes codex ask (``session/request_permission``)
-    before any command it does not consider safe; ``sandbox_mode = "read-only"`` runs
-    the safe ones (``git status``, for one) without asking, in its sandbox. No test
-    sends ``session/set_mode``: codex-acp's modes set ``on-request`` approval, under
-    which it asks for little."""
+    ``approval_policy = "untrusted"`` (unless ``untrusted`` is false: codex's own
+    default, ``on-request``) makes codex ask (``session/request_permission``) before
+    any command it does not consider safe; ``sandbox_mode = "read-only"`` runs the
+    safe ones (``git status``, for one) without asking, in its sandbox. No test sends
+    ``session/set_mode``: codex-acp's modes set ``on-request`` approval, under which
+    it asks for little."""
+    approval = 'approval_policy = "untrusted"\n' if untrusted else ""
     return (
         f"model = {json.dumps(MODEL)}\n"
         f"model_provider = {json.dumps(PROVIDER)}\n"
-        'approval_policy = "untrusted"\n'
+        f"{approval}"
         'sandbox_mode = "read-only"\n'
         "\n"
         f"[model_providers.{PROVIDER}]\n"
@@ -82,7 +84,7 @@ class CodexHome:
         return child_environment(self.layered_env(), os.environ if base is None else base)
 
 
-def make_codex_home(root: Path, llm_base_url: str) -> CodexHome:
+def make_codex_home(root: Path, llm_base_url: str, *, untrusted: bool = True) -> CodexHome:
     """Create ``root/home`` (with ``config.toml`` for the fake LLM at ``llm_base_url``,
     :attr:`FakeLlm.base_url`) and ``root/tmp``."""
     home = root / "home"
@@ -90,12 +92,13 @@ def make_codex_home(root: Path, llm_base_url: str) -> CodexHome:
     home.mkdir(parents=True, exist_ok=True)
     tmpdir.mkdir(parents=True, exist_ok=True)
     made = CodexHome(home=home, tmpdir=tmpdir)
-    made.config.write_text(codex_config(llm_base_url))
+    made.config.write_text(codex_config(llm_base_url, untrusted=untrusted))
     return made
 
 
-def codex_config_section(codex_bin: Path, home: CodexHome) -> str:
+def codex_config_section(codex_bin: Path, home: CodexHome, args: tuple[str, ...] = ()) -> str:
     """Mimir's config file section ``[agents.codex]`` for the pinned adapter in ``home``
     (the ``codex`` preset's quirks apply: it is stopped with SIGTERM)."""
     env = ", ".join(f"{k} = {json.dumps(v)}" for k, v in home.layered_env().items())
-    return f"[agents.codex]\ncommand = {json.dumps(str(codex_bin))}\nenv = {{ {env} }}\n"
+    listed = f"args = {json.dumps(list(args))}\n" if args else ""
+    return f"[agents.codex]\ncommand = {json.dumps(str(codex_bin))}\n{listed}env = {{ {env} }}\n"

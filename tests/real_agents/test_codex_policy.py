@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.real_agents.codex_env import CodexHome, codex_config_section
+from tests.real_agents.codex_env import CodexHome, codex_config_section, make_codex_home
 from tests.support.agents import Client, event_data
 from tests.support.fake_llm import FakeLlm, Text, ToolCall
 from tests.support.helpers import DaemonDirs, in_process_daemon, make_repo
@@ -46,14 +46,18 @@ def _outputs(request: dict[str, Any]) -> list[dict[str, Any]]:
 
 @asynccontextmanager
 async def _codex_session(
-    dirs: DaemonDirs, codex_bin: Path, home: CodexHome, tool_policy: dict[str, Any]
+    dirs: DaemonDirs,
+    codex_bin: Path,
+    home: CodexHome,
+    tool_policy: dict[str, Any],
+    args: tuple[str, ...] = (),
 ) -> AsyncIterator[tuple[Client, str, Path]]:
     """A daemon whose session (under ``tool_policy``) runs codex-acp in a worktree of
     a repository holding :data:`FILES`: (the client, the session's id, its worktree).
     The session is stopped, and the daemon shut down, at the end."""
     dirs.root.mkdir(parents=True, exist_ok=True)
     dirs.config.write_text(
-        '[defaults]\nagent = "codex"\n\n' + codex_config_section(codex_bin, home)
+        '[defaults]\nagent = "codex"\n\n' + codex_config_section(codex_bin, home, args)
     )
     repo = make_repo(dirs.root / "repo", FILES)
     async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
@@ -161,3 +165,34 @@ async def test_an_execute_allow_prefix_lets_codex_run_a_command_through_its_shel
     assert "exec_command" in [tool.get("name") for tool in first["tools"]]
     [output] = _outputs(second)
     assert output["call_id"] == "call_exec_1"
+
+
+@pytest.mark.parametrize("override", [False, True])
+async def test_by_its_own_default_codex_asks_nothing_for_a_command_unless_told_untrusted(
+    dirs: DaemonDirs, codex_bin: Path, fake_llm: FakeLlm, tmp_path: Path, override: bool
+) -> None:
+    """With codex's own approval default (``on-request``, a read-only sandbox) its
+    ``touch`` runs in the sandbox unasked, and fails there: the tool policy never
+    sees it. ``-c approval_policy="untrusted"`` in the kind's ``args`` (as
+    docs/security.md says) makes it ask, and ``execute = "deny"`` refuses it."""
+    home = make_codex_home(tmp_path / "codex", fake_llm.base_url, untrusted=False)
+    assert "approval_policy" not in home.config.read_text()
+    args = ("-c", 'approval_policy="untrusted"') if override else ()
+    fake_llm.script(_exec("touch made-by-codex.txt"), Text("Tried."))
+    with trio.fail_after(DEADLINE_S):
+        async with _codex_session(dirs, codex_bin, home, {"execute": "deny"}, args) as (
+            c,
+            session_id,
+            worktree,
+        ):
+            result = await c.call("session.prompt", {"session": session_id, "text": "make it"})
+            requested = await event_data(c, session_id, "permission_requested")
+            decided = await event_data(c, session_id, "permission_decided")
+    assert not (worktree / "made-by-codex.txt").exists()
+    if not override:
+        assert (result["stop_reason"], requested, decided) == ("end_turn", [], [])
+    else:
+        # codex's only reject option ("abort") ends the whole turn.
+        assert result["stop_reason"] == "cancelled"
+        assert [d["decision"] for d in decided] == ["deny"]
+        assert requested[0]["tool_call"]["rawInput"]["command"][-1] == "touch made-by-codex.txt"
