@@ -6,13 +6,14 @@ directory, so ``..`` and symlinks are judged as they are for the agent's files."
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mimird.agents.tool_policy import (
@@ -477,3 +478,48 @@ def test_opencodes_request_to_reach_outside_its_directory_is_never_allowed(
     assert found.decision == "ask"
     assert "/etc" in str(found.reason)
     assert "is outside the workspace" in str(found.reason)
+
+
+_WORDS = st.sampled_from(
+    ["bash", "/bin/bash", "sh", "busybox", "-c", "-lc", "-o", "--rcfile", "cat", "rm", "-rf",
+     "git status", "cat a; rm b", "$(x)", "..", "/etc", "src/a.py", "", "\x00", "a\nb"]
+)  # fmt: skip
+_KEYS = st.sampled_from(
+    ["kind", "rawInput", "command", "cmd", "path", "paths", "cwd", "workdir", "locations",
+     "notebook_path", "title", "x"]
+)  # fmt: skip
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | _WORDS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=5),
+    max_leaves=20,
+)
+_KINDS = st.sampled_from(["read", "edit", "search", "execute", "other", "fetch", "bogus"])
+
+
+# The workspace is only read (paths resolved in it): one for every example is fine.
+@pytest.mark.slow
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kind=_KINDS,
+    raw=st.dictionaries(st.sampled_from(["command", "cmd", "cwd", "path"]), _JSON, max_size=3),
+    extra=_JSON,
+)
+def test_any_tool_call_gets_a_verdict_and_a_command_is_never_allowed_by_another_kinds_rule(
+    workspace: tuple[Path, Resolver], kind: str, raw: dict[str, Any], extra: Any
+) -> None:
+    """Whatever an agent sends, the policy answers (never raises), and a call that
+    carries a command is allowed only by the execute rule (here: never)."""
+    _, resolve = workspace
+    rules = {kind: "allow" for kind in ("read", "edit", "search", "other", "fetch")}
+    rules["execute"] = "ask"
+    tool_call: Any = {"kind": kind, "rawInput": raw, "extra": extra}
+    found = decide(rules, {}, tool_call, resolve)
+    assert found.decision in ("allow", "ask", "deny")
+    if any(raw.get(name) is not None for name in ("command", "cmd")):
+        assert found.decision != "allow"
+    for shape in (tool_call, extra, raw):
+        assert decide(rules, {}, shape, resolve).decision in ("allow", "ask", "deny")
+        with contextlib.suppress(CannotRemember):
+            remembered_pattern(shape, resolve)
