@@ -455,3 +455,42 @@ async def test_a_request_of_a_turn_being_cancelled_is_answered_cancelled_not_all
         assert results[0]["stop_reason"] == "cancelled"
         assert outcomes(world) == [{"outcome": "cancelled"}]
         assert await event_data(c, session_id, "permission_decided") == []
+
+
+async def test_a_remembered_answer_to_a_command_of_another_kind_goes_into_the_execute_rule(
+    dirs: DaemonDirs,
+) -> None:
+    """codex asks for a command as a search (``find ...``) wrapped in ``/bin/bash -lc``:
+    "always" remembers the command it runs, in the execute rule that decides it, and
+    the next identical request is decided by it."""
+    script = "find . -name '*.md' -print"
+    codex = ask("search", command=["/bin/bash", "-lc", script], cwd=".")
+    async with (
+        agent_world(dirs, {"prompts": [[codex, codex]]}) as world,
+        Client.connect(world.daemon.socket) as c,
+    ):
+        session_id = await session_with(world, c, {"tool_policy": {"search": "allow"}})
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(c.call, "session.prompt", {"session": session_id, "text": "x"})
+            listed = await c.until("permission.list", {}, lambda r: r["permissions"])
+            await c.call(
+                "permission.respond",
+                {
+                    "permission": listed["permissions"][0]["id"],
+                    "kind": "allow_always",
+                    "remember": "session",
+                },
+            )
+        [answered] = await event_data(c, session_id, "permission_answered")
+        assert answered["remembered"]["key"] == "tool_policy.execute"
+        assert answered["remembered"]["patterns"] == [script]
+        [decided] = await event_data(c, session_id, "permission_decided")
+        assert decided["rule"] == {
+            "layer": "session",
+            "key": "tool_policy.execute",
+            "pattern": script,
+        }
+        assert outcomes(world) == [
+            {"outcome": "selected", "optionId": "always"},
+            {"outcome": "selected", "optionId": "yes"},
+        ]
