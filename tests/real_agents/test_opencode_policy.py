@@ -1,10 +1,13 @@
 """Real opencode under the real daemon, its permission requests decided by the
 session's tool policy: an edit policy that allows lets it write without anyone
-answering; ``edit = "deny"`` makes it report the refusal, and nothing is written."""
+answering; ``edit = "deny"`` makes it report the refusal, and nothing is written;
+the opencode preset makes it ask even when its own config would not."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,26 @@ def _config(dirs: DaemonDirs, opencode_bin: Path, home: OpencodeHome) -> None:
     )
 
 
+@asynccontextmanager
+async def _opencode_session(
+    dirs: DaemonDirs, opencode_bin: Path, home: OpencodeHome, tool_policy: dict[str, Any]
+) -> AsyncIterator[tuple[Client, dict[str, Any]]]:
+    """A daemon whose session (under ``tool_policy``) runs opencode in a worktree:
+    (the client, the session). The session is stopped at the end."""
+    _config(dirs, opencode_bin, home)
+    repo = make_repo(dirs.root / "repo")
+    async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
+        await c.call("project.add", {"path": str(repo), "name": "demo"})
+        session = await c.call(
+            "session.create",
+            {"project": "demo", "title": "policy", "config": {"tool_policy": tool_policy}},
+        )
+        try:
+            yield c, session
+        finally:
+            await c.call("session.stop", {"session": session["id"]})
+
+
 async def _write_turn(
     dirs: DaemonDirs,
     opencode_bin: Path,
@@ -44,15 +67,8 @@ async def _write_turn(
     """One turn in which opencode wants to write notes/hello.txt, under ``tool_policy``
     and with no client answering anything: (the target, the permission events, the
     agent's text)."""
-    _config(dirs, opencode_bin, home)
-    repo = make_repo(dirs.root / "repo")
     with trio.fail_after(DEADLINE_S):
-        async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
-            await c.call("project.add", {"path": str(repo), "name": "demo"})
-            session = await c.call(
-                "session.create",
-                {"project": "demo", "title": "policy", "config": {"tool_policy": tool_policy}},
-            )
+        async with _opencode_session(dirs, opencode_bin, home, tool_policy) as (c, session):
             target = Path(session["workspace"]["path"]) / "notes" / "hello.txt"
             fake_llm.script(
                 ToolCall("write", {"filePath": str(target), "content": "written by opencode\n"}),
@@ -66,9 +82,7 @@ async def _write_turn(
             }
             messages = await event_data(c, session["id"], "message")
             found["update"] = await event_data(c, session["id"], "update")
-
             text = "".join(m["text"] for m in messages if m.get("role") == "agent")
-            await c.call("session.stop", {"session": session["id"]})
     return target, found, text
 
 
@@ -118,20 +132,13 @@ async def test_opencode_asks_through_mimir_even_when_its_own_config_would_not(
     it ask, so that ``execute = "deny"`` stops its ``touch``."""
     home = make_opencode_home(tmp_path / "opencode-default", fake_llm.base_url, asks=False)
     assert "permission" not in json.loads(home.config.read_text())
-    _config(dirs, opencode_bin, home)
-    repo = make_repo(dirs.root / "repo")
+    policy = {"execute": "deny"}
     with trio.fail_after(DEADLINE_S):
-        async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
-            await c.call("project.add", {"path": str(repo), "name": "demo"})
-            session = await c.call(
-                "session.create",
-                {"project": "demo", "config": {"tool_policy": {"execute": "deny"}}},
-            )
+        async with _opencode_session(dirs, opencode_bin, home, policy) as (c, session):
             worktree = Path(session["workspace"]["path"])
             fake_llm.script(ToolCall("bash", {"command": "touch made-by-opencode.txt"}), Text("ok"))
             result = await c.call("session.prompt", {"session": session["id"], "text": "touch"})
             assert result["stop_reason"] == "end_turn"
             [decided] = await event_data(c, session["id"], "permission_decided")
-            await c.call("session.stop", {"session": session["id"]})
     assert (decided["decision"], decided["rule"]["key"]) == ("deny", "tool_policy.execute")
     assert not (worktree / "made-by-opencode.txt").exists()
