@@ -258,6 +258,14 @@ def _decide(
         for segment in _simple_commands(command):
             if pattern := _first_prefix(deny, segment):
                 return verdict("deny", pattern)
+    elif kind == COMMAND_KIND and deny:
+        # No command to read (gemini-cli sends none, only a title that shows it): the
+        # deny prefixes meet the title instead, which can only deny more.
+        title = tool_call.get("title") if isinstance(tool_call, Mapping) else None
+        if isinstance(title, str) and len(title) <= MAX_COMMAND_LENGTH:
+            for segment in _simple_commands(title):
+                if pattern := _first_prefix(deny, segment):
+                    return verdict("deny", pattern, reason="matched in the tool call's title")
     outside = [path for path, where in resolved if where is None]
     outside.extend(
         workdir
@@ -280,6 +288,13 @@ def _decide(
     if kind in PATH_KINDS and not paths:
         return verdict(default, reason="the tool call names no path")
     if kind == COMMAND_KIND and command is None:
+        if deny and default == "allow":
+            # Its deny prefixes cannot be checked on a command it does not name.
+            return verdict(
+                "ask",
+                reason="the tool call names no command, so the rule's deny prefixes cannot be "
+                "checked: it is never allowed",
+            )
         return verdict(default, reason="the tool call names no command")
     return verdict(default)
 

@@ -523,3 +523,40 @@ def test_any_tool_call_gets_a_verdict_and_a_command_is_never_allowed_by_another_
         assert decide(rules, {}, shape, resolve).decision in ("allow", "ask", "deny")
         with contextlib.suppress(CannotRemember):
             remembered_pattern(shape, resolve)
+
+
+def gemini_shell(command: str) -> dict[str, Any]:
+    """A permission request's tool call as gemini-cli 0.61.0 sends it for its
+    ``run_shell_command``: no ``rawInput``, the command only in the title."""
+    return {
+        "toolCallId": "run_shell_command__run_shell_command_1796694721265_0",
+        "status": "pending",
+        "title": command,
+        "content": [{"type": "content", "content": {"type": "text", "text": "[cwd /ws]"}}],
+        "locations": [],
+        "kind": "execute",
+    }
+
+
+def test_a_command_named_only_in_the_title_meets_the_deny_prefixes_and_is_never_allowed(
+    workspace: tuple[Path, Resolver],
+) -> None:
+    """gemini-cli sends no command, only a title that shows it: a rule that allows by
+    default but denies ``rm`` must not allow ``cat README.md && rm -rf docs``."""
+    _, resolve = workspace
+    rules = {"execute": {"default": "allow", "deny": ["rm"]}}
+    denied = decide(rules, {}, gemini_shell("cat README.md && rm -rf docs"), resolve)
+    assert (denied.decision, denied.rule.pattern) == ("deny", "rm")
+    assert denied.reason == "matched in the tool call's title"
+    unread = decide(rules, {}, gemini_shell("touch made-by-gemini.txt"), resolve)
+    assert unread.decision == "ask"
+    assert "deny prefixes cannot be checked" in str(unread.reason)
+    # Without deny prefixes there is nothing to check: the default decides, as before.
+    assert verdict_of({"execute": "allow"}, gemini_shell("touch x"), resolve)[0] == "allow"
+    plain = {"execute": {"default": "allow", "allow": ["touch"]}}
+    assert verdict_of(plain, gemini_shell("touch x"), resolve)[0] == "allow"
+    # A title never allows: an allow prefix needs the command itself.
+    assert verdict_of({"execute": {"allow": ["touch"]}}, gemini_shell("touch x"), resolve) == (
+        "ask",
+        None,
+    )
