@@ -29,12 +29,13 @@ test: $(VENV)/.installed-test system-deps
 test-fast: $(VENV)/.installed-test
 	$(BIN)/pytest -q $(XDIST) -m "not slow and not agents" $(PYTEST_ARGS)
 
-# Real ACP agents from npm, pinned in .ci/agents (opencode, claude-agent-acp, codex-acp: ~1 GB, once).
+# Real ACP agents from npm, pinned in .ci/agents (opencode, claude-agent-acp, codex-acp, gemini-cli:
+# ~1.1 GB, once).
 .PHONY: install-agents test-agents
 install-agents:
 	@bash .ci/install-agents
 
-# The agents tier: real agents (opencode, Claude Code, Codex) driven over ACP against a fake LLM
+# The agents tier: real agents (opencode, Claude Code, Codex, Gemini CLI) driven over ACP against a fake LLM
 # server (Codex's sandbox needs bubblewrap: make system-deps, which make test runs).
 test-agents: $(VENV)/.installed-test install-agents
 	$(BIN)/pytest -q -m agents tests/real_agents $(PYTEST_ARGS)

@@ -294,3 +294,60 @@ async def test_responses_stream_a_function_call_then_text_once_its_output_comes_
     assert answer["object"] == "response"
     assert answer["usage"]["total_tokens"] >= 0
     assert [len(r["input"]) for r in llm.main_requests()] == [1, 2, 1]
+
+
+# ---- Gemini API (Gemini CLI) -----------------------------------------------------
+
+GEMINI_TOOLS: Final = [{"functionDeclarations": [{"name": "run_shell_command"}]}]
+
+
+def _data_events(body: bytes) -> list[dict[str, Any]]:
+    """The ``data:`` objects of a stream with neither ``event:`` lines nor ``[DONE]``."""
+    lines = [line for line in body.decode().split("\n\n") if line]
+    assert all(line.startswith("data: ") for line in lines), lines
+    return [json.loads(line.removeprefix("data: ")) for line in lines]
+
+
+async def test_gemini_streams_a_function_call_then_text_once_its_response_comes_back() -> None:
+    call = ToolCall("run_shell_command", {"command": "ls"})
+    with serve_fake_llm([call, Text("listed", chunks=2), Text("whole")]) as llm:
+        assert f"{llm.gemini_base_url}/v1" == llm.base_url  # the client adds /v1beta
+        stream = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        user = {"role": "user", "parts": [{"text": "list"}]}
+        ask: dict[str, Any] = {"contents": [user], "tools": GEMINI_TOOLS}
+        first = await trio.to_thread.run_sync(_post_path, llm, stream, ask)
+        asked = {"name": call.name, "args": call.arguments}
+        model = {"role": "model", "parts": [{"functionCall": asked}]}
+        answer = {"role": "user", "parts": [{"functionResponse": {"name": "run_shell_command"}}]}
+        after = {**ask, "contents": [user, model, answer]}
+        second = await trio.to_thread.run_sync(_post_path, llm, stream, after)
+        whole = await trio.to_thread.run_sync(
+            _post_path, llm, "/v1beta/models/gemini-2.5-flash:generateContent", ask
+        )
+        side = await trio.to_thread.run_sync(
+            _post_path, llm, "/v1beta/models/other:generateContent", {"contents": [user]}
+        )
+        _, counted = await trio.to_thread.run_sync(
+            _post_path, llm, "/v1beta/models/gemini-2.5-flash:countTokens", ask
+        )
+    assert first[0] == "text/event-stream"
+    [chunk] = _data_events(first[1])
+    [candidate] = chunk["candidates"]
+    assert candidate["content"] == {
+        "role": "model",
+        "parts": [{"functionCall": {"name": "run_shell_command", "args": {"command": "ls"}}}],
+    }
+    assert candidate["finishReason"] == "STOP"
+    assert chunk["usageMetadata"]["totalTokenCount"] >= 0
+    chunks = _data_events(second[1])
+    texts = [c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks]
+    assert ("".join(texts), len(texts)) == ("listed", 2)
+    assert ["finishReason" in c["candidates"][0] for c in chunks] == [False, True]
+    assert whole[0] == "application/json"
+    [done] = json.loads(whole[1])["candidates"]
+    assert (done["content"]["parts"], done["finishReason"]) == ([{"text": "whole"}], "STOP")
+    side_parts = json.loads(side[1])["candidates"][0]["content"]["parts"]
+    assert side_parts == [{"text": llm.side_text}]
+    assert json.loads(counted)["totalTokens"] > 0
+    assert [len(r["contents"]) for r in llm.main_requests()] == [1, 3, 1]
+    assert len(llm.side_requests()) == 1

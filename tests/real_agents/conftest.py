@@ -13,44 +13,40 @@ import pytest
 
 from tests.real_agents.claude_env import CLAUDE_ACP_BIN, ClaudeHome, make_claude_home
 from tests.real_agents.codex_env import CODEX_BIN, CodexHome, make_codex_home
+from tests.real_agents.gemini_env import GEMINI_BIN, GeminiHome, make_gemini_home
 from tests.real_agents.opencode_env import OPENCODE_BIN, OpencodeHome, make_opencode_home
 from tests.support.fake_llm import FakeLlm, serve_fake_llm
+
+
+def _pinned(name: str, path: Path) -> Path:
+    """``path``, the agent pinned in .ci/agents; fail the test (never skip it) when it
+    is not installed."""
+    if not os.access(path, os.X_OK):
+        pytest.fail(
+            f"{name} is not installed at {path}; run `make install-agents` "
+            "(or use `make test-agents`, which installs it)",
+            pytrace=False,
+        )
+    return path
 
 
 @pytest.fixture(scope="session")
 def opencode_bin() -> Path:
     """The pinned opencode from .ci/agents; a missing one fails the test (never skips it)."""
-    if not os.access(OPENCODE_BIN, os.X_OK):
-        pytest.fail(
-            f"opencode is not installed at {OPENCODE_BIN}; run `make install-agents` "
-            "(or use `make test-agents`, which installs it)",
-            pytrace=False,
-        )
-    return OPENCODE_BIN
+    return _pinned("opencode", OPENCODE_BIN)
 
 
 @pytest.fixture(scope="session")
 def claude_bin() -> Path:
     """The pinned claude-agent-acp from .ci/agents; a missing one fails the test."""
-    if not os.access(CLAUDE_ACP_BIN, os.X_OK):
-        pytest.fail(
-            f"claude-agent-acp is not installed at {CLAUDE_ACP_BIN}; run `make install-agents` "
-            "(or use `make test-agents`, which installs it)",
-            pytrace=False,
-        )
-    return CLAUDE_ACP_BIN
+    return _pinned("claude-agent-acp", CLAUDE_ACP_BIN)
 
 
 @pytest.fixture(scope="session")
 def codex_bin() -> Path:
     """The pinned codex-acp from .ci/agents; a missing one, or a missing bubblewrap
     (codex's sandbox), fails the test."""
-    if not os.access(CODEX_BIN, os.X_OK):
-        pytest.fail(
-            f"codex-acp is not installed at {CODEX_BIN}; run `make install-agents` "
-            "(or use `make test-agents`, which installs it)",
-            pytrace=False,
-        )
+    _pinned("codex-acp", CODEX_BIN)
     if shutil.which("bwrap") is None:
         pytest.fail(
             "bwrap is missing: codex's sandbox needs bubblewrap; run `make system-deps`",
@@ -59,10 +55,16 @@ def codex_bin() -> Path:
     return CODEX_BIN
 
 
+@pytest.fixture(scope="session")
+def gemini_bin() -> Path:
+    """The pinned Gemini CLI from .ci/agents; a missing one fails the test."""
+    return _pinned("gemini", GEMINI_BIN)
+
+
 @pytest.fixture
 def fake_llm() -> Iterator[FakeLlm]:
-    """A fake LLM server (OpenAI Chat Completions and Responses, Anthropic Messages)
-    with an empty script; tests add replies with ``fake_llm.script(...)``."""
+    """A fake LLM server (OpenAI Chat Completions and Responses, Anthropic Messages,
+    Gemini API) with an empty script; tests add replies with ``fake_llm.script(...)``."""
     with serve_fake_llm() as llm:
         yield llm
 
@@ -84,6 +86,13 @@ def codex_home(tmp_path: Path, fake_llm: FakeLlm) -> CodexHome:
     """A private HOME and CODEX_HOME (with a config.toml pointing at ``fake_llm``)
     and a TMPDIR outside them."""
     return make_codex_home(tmp_path / "codex", fake_llm.base_url)
+
+
+@pytest.fixture
+def gemini_home(tmp_path: Path, fake_llm: FakeLlm) -> GeminiHome:
+    """A private HOME with Gemini CLI settings, and the environment pointing it at
+    ``fake_llm``."""
+    return make_gemini_home(tmp_path / "gemini", fake_llm.gemini_base_url)
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ import pytest
 import trio
 
 from tests.real_agents.codex_env import CodexHome, codex_config_section, make_codex_home
+from tests.real_agents.policy_session import asked, policy_session
 from tests.support.agents import Client, event_data
 from tests.support.fake_llm import FakeLlm, Text, ToolCall
-from tests.support.helpers import DaemonDirs, in_process_daemon, make_repo
+from tests.support.helpers import DaemonDirs
 
 pytestmark = [pytest.mark.agents, pytest.mark.timeout(120)]
 
@@ -52,25 +53,11 @@ async def _codex_session(
     tool_policy: dict[str, Any],
     args: tuple[str, ...] = (),
 ) -> AsyncIterator[tuple[Client, str, Path]]:
-    """A daemon whose session (under ``tool_policy``) runs codex-acp in a worktree of
-    a repository holding :data:`FILES`: (the client, the session's id, its worktree).
-    The session is stopped, and the daemon shut down, at the end."""
-    dirs.root.mkdir(parents=True, exist_ok=True)
-    dirs.config.write_text(
-        '[defaults]\nagent = "codex"\n\n' + codex_config_section(codex_bin, home, args)
-    )
-    repo = make_repo(dirs.root / "repo", FILES)
-    async with in_process_daemon(dirs) as daemon, Client.connect(daemon.socket) as c:
-        await c.call("project.add", {"path": str(repo), "name": "demo"})
-        session = await c.call(
-            "session.create",
-            {"project": "demo", "title": "codex", "config": {"tool_policy": tool_policy}},
-        )
-        assert session["agent"] == "codex"
-        try:
-            yield c, session["id"], Path(session["workspace"]["path"])
-        finally:
-            await c.call("session.stop", {"session": session["id"]})
+    """The session of :func:`~tests.real_agents.policy_session.policy_session`,
+    running codex in a repository holding :data:`FILES`."""
+    section = codex_config_section(codex_bin, home, args)
+    async with policy_session(dirs, "codex", section, FILES, tool_policy) as found:
+        yield found
 
 
 async def test_a_search_that_deletes_is_decided_by_the_execute_rule_and_asked(
@@ -84,23 +71,7 @@ async def test_a_search_that_deletes_is_decided_by_the_execute_rule_and_asked(
             worktree,
         ):
             assert sorted(p.name for p in worktree.rglob("*.md")) == ["README.md", "a.md"]
-            result: dict[str, Any] = {}
-
-            async def prompt() -> None:
-                result.update(
-                    await c.call("session.prompt", {"session": session_id, "text": "clean up"})
-                )
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(prompt)
-                listed = await c.until(
-                    "permission.list", {"session": session_id}, lambda r: r["permissions"]
-                )
-                [pending] = listed["permissions"]
-                events = {"session": session_id, "kind": "permission_requested"}
-                found = await c.until("session.events", events, lambda r: r["events"])
-                [requested] = [e["data"] for e in found["events"]]
-                assert requested["permission"] == pending["id"]
+            async with asked(c, session_id, "clean up") as (pending, requested, result):
                 # The adapter says "search"; the policy reads the command it runs.
                 assert pending["tool_call"]["kind"] == "search"
                 assert pending["tool_call"]["rawInput"]["command"] == [

@@ -1,6 +1,6 @@
 """A fake LLM server, so that real agents run offline in tests.
 
-It speaks three wire formats on one port (127.0.0.1, a free one):
+It speaks four wire formats on one port (127.0.0.1, a free one):
 
 - OpenAI Chat Completions (opencode): ``POST /v1/chat/completions`` (streamed as
   ``chat.completion.chunk`` server-sent events ending with ``data: [DONE]``, or one
@@ -16,15 +16,22 @@ It speaks three wire formats on one port (127.0.0.1, a free one):
   ``.done`` / ``response.output_item.done`` / ``response.completed`` events, each
   with its ``event:`` line, or one ``response`` object when ``stream`` is false).
   A :class:`ToolCall` is a ``function_call`` output item (codex's shell tool is
-  ``exec_command`` with ``{"cmd": "..."}``).
+  ``exec_command`` with ``{"cmd": "..."}``);
+- Gemini API (Gemini CLI): ``POST /v1beta/models/<model>:streamGenerateContent``
+  (``?alt=sse``: server-sent events, each a ``GenerateContentResponse`` with one
+  candidate, the last with its ``finishReason`` and ``usageMetadata``),
+  ``:generateContent`` (one such object) and ``:countTokens``. A :class:`Text` is a
+  ``text`` part, a :class:`ToolCall` a ``functionCall`` part (Gemini CLI's shell
+  tool is ``run_shell_command`` with ``{"command": "..."}``). Point the agent at
+  :attr:`FakeLlm.gemini_base_url` (``GOOGLE_GEMINI_BASE_URL``; no ``/v1beta``).
 
 What it answers is scripted per test. A request that offers no ``tools`` is a
 side call (opencode's session-title call) and gets :attr:`FakeLlm.side_text`.
 A request with ``tools`` is a main call and gets the next reply of the script:
 a :class:`Text`, or a :class:`ToolCall` after which the agent runs the tool and
-calls again with the result (role ``tool``, a ``tool_result`` block, or a
-``function_call_output`` input item), which the next reply answers. All three
-formats share one script. Once the script is used up, main calls get
+calls again with the result (role ``tool``, a ``tool_result`` block, a
+``function_call_output`` input item, or a ``functionResponse`` part), which the
+next reply answers. All four formats share one script. Once the script is used up, main calls get
 :attr:`FakeLlm.default_text`. Every request body is recorded, in order, for the
 test to look at, and every request line (``"POST /v1/messages"``, also those
 answered 404) in :attr:`FakeLlm.calls`.
@@ -97,6 +104,12 @@ class FakeLlm:
     @property
     def anthropic_base_url(self) -> str:
         """The base URL for Anthropic clients (``ANTHROPIC_BASE_URL``), which add ``/v1``."""
+        return self.base_url.removesuffix("/v1")
+
+    @property
+    def gemini_base_url(self) -> str:
+        """The base URL for Gemini API clients (``GOOGLE_GEMINI_BASE_URL``), which add
+        ``/v1beta``."""
         return self.base_url.removesuffix("/v1")
 
     @property
@@ -362,6 +375,48 @@ def responses_response(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
     return _responses_object(request, reply, f"resp_{number}", [item])
 
 
+def _gemini_usage(request: dict[str, Any], reply: Reply) -> dict[str, int]:
+    usage = _usage({"messages": [request.get("systemInstruction"), request.get("contents")]}, reply)
+    return {
+        "promptTokenCount": usage["prompt_tokens"],
+        "candidatesTokenCount": usage["completion_tokens"],
+        "totalTokenCount": usage["total_tokens"],
+    }
+
+
+def _gemini_response(
+    request: dict[str, Any], parts: list[dict[str, Any]], *, last: bool, reply: Reply
+) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    response: dict[str, Any] = {"candidates": [candidate], "modelVersion": MODEL_ID}
+    if last:
+        candidate["finishReason"] = "STOP"
+        response["usageMetadata"] = _gemini_usage(request, reply)
+    return response
+
+
+def gemini_events(request: dict[str, Any], reply: Reply) -> Iterator[dict[str, Any]]:
+    """The Gemini API ``GenerateContentResponse`` chunks that stream ``reply``: its
+    text in pieces, or its function call in one chunk (Gemini streams a call whole)."""
+    if isinstance(reply, ToolCall):
+        call = {"functionCall": {"name": reply.name, "args": reply.arguments}}
+        yield _gemini_response(request, [call], last=True, reply=reply)
+        return
+    pieces = _pieces(reply.text, reply.chunks)
+    for i, piece in enumerate(pieces):
+        last = i == len(pieces) - 1
+        yield _gemini_response(request, [{"text": piece}], last=last, reply=reply)
+
+
+def gemini_response(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """The one ``GenerateContentResponse`` that answers ``reply`` without streaming."""
+    if isinstance(reply, Text):
+        part: dict[str, Any] = {"text": reply.text}
+    else:
+        part = {"functionCall": {"name": reply.name, "args": reply.arguments}}
+    return _gemini_response(request, [part], last=True, reply=reply)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -373,6 +428,17 @@ class _Server(ThreadingHTTPServer):
 _POST_ROUTES: Final = frozenset(
     {"/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/responses"}
 )
+_GEMINI_PREFIX: Final = "/v1beta/models/"
+_GEMINI_METHODS: Final = frozenset({"streamGenerateContent", "generateContent", "countTokens"})
+
+
+def _gemini_method(route: str) -> str | None:
+    """``streamGenerateContent`` for ``/v1beta/models/<model>:streamGenerateContent``
+    (and so on for the other Gemini API methods served), else None."""
+    if not route.startswith(_GEMINI_PREFIX):
+        return None
+    _, sep, method = route.removeprefix(_GEMINI_PREFIX).rpartition(":")
+    return method if sep and method in _GEMINI_METHODS else None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -397,13 +463,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.fake.record_call("POST", self.path)
         route = self.path.split("?", 1)[0].rstrip("/")
-        if route not in _POST_ROUTES:
+        gemini = _gemini_method(route)
+        if route not in _POST_ROUTES and gemini is None:
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
             return
         request = self._read_json_object()
         if request is None:
             return
-        if route == "/v1/messages/count_tokens":
+        if gemini is not None:
+            self._answer_gemini(request, gemini)
+        elif route == "/v1/messages/count_tokens":
             tokens = _anthropic_usage(request, Text(""))["input_tokens"]
             self._send_json(200, {"input_tokens": tokens})
         elif route == "/v1/messages":
@@ -452,6 +521,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
+
+    def _answer_gemini(self, request: dict[str, Any], method: str) -> None:
+        if method == "countTokens":
+            tokens = _gemini_usage(request, Text(""))["promptTokenCount"]
+            self._send_json(200, {"totalTokens": tokens})
+            return
+        reply = self.fake.answer(request)
+        if method == "generateContent":
+            self._send_json(200, gemini_response(request, reply))
+            return
+        self._start_event_stream()
+        for event in gemini_events(request, reply):
+            self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+            self.wfile.flush()
 
     def _answer_openai(self, request: dict[str, Any]) -> None:
         reply = self.fake.answer(request)
