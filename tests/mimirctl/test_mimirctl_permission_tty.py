@@ -101,11 +101,16 @@ class Terminal:
         os.write(self.master, keys.encode())
 
     async def exit_code(self, wait_s: float = 15) -> int:
-        """Reads the rest of the screen, then waits for the command to exit."""
-        with trio.fail_after(wait_s):
+        """Reads the rest of the screen, then waits for the command to exit; fails
+        showing the screen if it does not within ``wait_s``."""
+        with trio.move_on_after(wait_s):
             while not self.closed:
                 await self._read()
             return await self.process.wait()
+        raise AssertionError(
+            f"mimirctl (pid {self.process.pid}) did not exit within {wait_s:g} s; "
+            f"its screen:\n{self.screen}"
+        )
 
 
 async def pending(client: Client, session_id: str) -> list[dict[str, Any]]:
