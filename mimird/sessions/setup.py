@@ -49,6 +49,12 @@ class SetupResult:
         return self.exit_code == 0
 
 
+#: How a command that must not start before its group is recorded is started: a
+#: shell reads one line from mimird on its stdin (EOF, a daemon gone: exit 125,
+#: nothing run), then runs the command with stdin from /dev/null.
+_GATE: Final = 'read -r _ || exit 125; exec </dev/null; exec /bin/sh -c "$1"'
+
+
 async def run_setup(
     command: str,
     cwd: Path,
@@ -58,25 +64,34 @@ async def run_setup(
     on_start: Callable[[int], Awaitable[None]] | None = None,
 ) -> SetupResult:
     """Run ``command`` to completion, handing its (scrubbed) output to ``on_output``
-    as it comes and its process group id to ``on_start`` first. Cancellation kills
-    the whole process group."""
+    as it comes and its process group id to ``on_start`` first: the command starts
+    only once ``on_start`` has returned (a shell waits on a line from mimird first,
+    and gives up if the line never comes), so that a daemon killed meanwhile leaves
+    either nothing running or a recorded group to reap. Cancellation kills the whole
+    process group."""
+    argv = ["/bin/sh", "-c", command]
+    if on_start is not None:
+        argv = ["/bin/sh", "-c", _GATE, "mimir-gate", command]
     process = await trio.lowlevel.open_process(
-        ["/bin/sh", "-c", command],
+        argv,
         cwd=str(cwd),
         env=env,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if on_start is None else subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     tail = ""
-    if on_start is not None:
-        # The group id (= the leader's pid, start_new_session) is recorded before any
-        # output is read, so that a crash from here on leaves a trace to reap.
-        await on_start(process.pid)
     # Incremental: a multi-byte character split across two reads stays whole.
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     try:
+        if on_start is not None:
+            assert process.stdin is not None
+            async with process.stdin:
+                # The group id (= the leader's pid, start_new_session) is recorded
+                # before the command starts: a crash from here on leaves a trace to reap.
+                await on_start(process.pid)
+                await process.stdin.send_all(b"go\n")
         assert process.stdout is not None
         async with process.stdout:
             # A secret split across two reads must still be caught: hold back the

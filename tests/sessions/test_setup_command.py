@@ -95,3 +95,43 @@ def _state(pid: int) -> str:
     except FileNotFoundError:
         return "gone"
     return stat[stat.rindex(")") + 2]
+
+
+async def test_a_command_starts_only_once_its_group_is_recorded(tmp_path: Path) -> None:
+    """With ``on_start`` (setup commands, run checks), the command waits until its
+    group id is recorded: a daemon killed in between leaves nothing it did not know of."""
+    marker = tmp_path / "ran"
+    recorded: list[int] = []
+
+    async def on_start(pgid: int) -> None:
+        await trio.sleep(0.5)  # a slow database: the command must still be waiting
+        assert not marker.exists()
+        recorded.append(pgid)
+
+    async def ignore(text: str) -> None:
+        pass
+
+    with trio.fail_after(20):
+        result = await run_setup(
+            f"touch {marker}; echo done", tmp_path, child_environment({}), set(), ignore, on_start
+        )
+    assert result.exit_code == 0
+    assert marker.exists()
+    assert recorded
+
+
+async def test_a_command_whose_group_was_never_recorded_never_starts(tmp_path: Path) -> None:
+    """The recording was cancelled (as when mimird is killed then): the gate's stdin
+    ends without the go line, and the command does not run."""
+    marker = tmp_path / "ran"
+
+    async def on_start(pgid: int) -> None:
+        await trio.sleep_forever()
+
+    async def ignore(text: str) -> None:
+        pass
+
+    with trio.move_on_after(0.5):
+        await run_setup(f"touch {marker}", tmp_path, child_environment({}), set(), ignore, on_start)
+    await trio.sleep(0.3)
+    assert not marker.exists()
