@@ -160,13 +160,15 @@ def _spec(
     if kind not in configured:
         kind = _ALIASES.get(kind, kind)
     preset = PRESETS.get(kind)
+    # A preset's env stays under the kind's own (an installed agent's, a config section's).
+    base_env = preset.env if preset is not None else {}
     record = (installed or {}).get(registry_id(kind))
     if kind not in configured and record is not None and agents_dir is not None:
         # An installed agent keeps the quirks of the preset that stands for it.
         return _Spec(
             (str(record.executable(agents_dir)),),
             tuple(record.args),
-            {**(preset.env if preset is not None else {}), **record.env},
+            {**base_env, **record.env},
             "installed",
             record.description or record.name,
             installed=record,
@@ -178,7 +180,7 @@ def _spec(
         return _Spec(
             (section.command,),
             tuple(section.args),
-            {**(preset.env if preset is not None else {}), **section.env},
+            {**base_env, **section.env},
             "config",
             section.description,
             quirks,

@@ -147,20 +147,22 @@ def tool_paths(tool_call: Any) -> list[str] | None:
     return list(dict.fromkeys(p if isinstance(p, str) else "" for p in found))
 
 
+def _raw_input(tool_call: Any) -> Mapping[str, Any]:
+    """The call's ``rawInput`` (the agent's own arguments), empty when it has none."""
+    raw = tool_call.get("rawInput") if isinstance(tool_call, Mapping) else None
+    return raw if isinstance(raw, Mapping) else {}
+
+
 def tool_workdirs(tool_call: Any) -> list[str]:
     """The directories the call says it runs in (``""`` for one that is not a string)."""
-    raw = tool_call.get("rawInput") if isinstance(tool_call, Mapping) else None
-    if not isinstance(raw, Mapping):
-        return []
+    raw = _raw_input(tool_call)
     found = (raw.get(name) for name in WORKDIR_FIELDS)
     return [value if isinstance(value, str) else "" for value in found if value is not None]
 
 
 def tool_command(tool_call: Any) -> str | list[str] | None:
     """The command an ``execute`` call runs: a shell line, an argv list, or None."""
-    raw = tool_call.get("rawInput") if isinstance(tool_call, Mapping) else None
-    if not isinstance(raw, Mapping):
-        return None
+    raw = _raw_input(tool_call)
     for name in COMMAND_FIELDS:
         value = raw.get(name)
         if isinstance(value, str) and 0 < len(value) <= MAX_COMMAND_LENGTH:
@@ -178,8 +180,8 @@ def tool_command(tool_call: Any) -> str | list[str] | None:
 def carries_command(tool_call: Any) -> bool:
     """Whether the call says it runs a command (``rawInput`` ``command`` or ``cmd`` is
     set), whether or not :func:`tool_command` can read it (too long, not words)."""
-    raw = tool_call.get("rawInput") if isinstance(tool_call, Mapping) else None
-    return isinstance(raw, Mapping) and any(raw.get(name) is not None for name in COMMAND_FIELDS)
+    raw = _raw_input(tool_call)
+    return any(raw.get(name) is not None for name in COMMAND_FIELDS)
 
 
 def decide(
@@ -192,6 +194,8 @@ def decide(
     → layer)."""
     kind = tool_kind(tool_call)
     command = tool_command(tool_call)
+    # Each path resolved once (it is I/O), though two rules may look at it below.
+    resolve = lru_cache(maxsize=None)(resolve)
     if kind == COMMAND_KIND or not carries_command(tool_call):
         return _decide(rules, sources, tool_call, resolve, kind, command)
     declared = _decide(rules, sources, tool_call, resolve, kind, None)
@@ -255,17 +259,18 @@ def _decide(
             if pattern := _first_glob(deny, path):
                 return verdict("deny", pattern)
     if command is not None:
-        for segment in _simple_commands(command):
-            if pattern := _first_prefix(deny, segment):
-                return verdict("deny", pattern)
+        if pattern := _denying_prefix(deny, command):
+            return verdict("deny", pattern)
     elif kind == COMMAND_KIND and deny:
         # No command to read (gemini-cli sends none, only a title that shows it): the
         # deny prefixes meet the title instead, which can only deny more.
         title = tool_call.get("title") if isinstance(tool_call, Mapping) else None
-        if isinstance(title, str) and len(title) <= MAX_COMMAND_LENGTH:
-            for segment in _simple_commands(title):
-                if pattern := _first_prefix(deny, segment):
-                    return verdict("deny", pattern, reason="matched in the tool call's title")
+        if (
+            isinstance(title, str)
+            and len(title) <= MAX_COMMAND_LENGTH
+            and (pattern := _denying_prefix(deny, title))
+        ):
+            return verdict("deny", pattern, reason="matched in the tool call's title")
     outside = [path for path, where in resolved if where is None]
     outside.extend(
         workdir
@@ -346,7 +351,8 @@ def remembered_pattern(tool_call: Any, resolve: Resolver) -> tuple[str, list[str
     decides); each path as an exact glob (path kinds); no pattern for the other kinds
     (the rule is then the kind's plain decision)."""
     kind = tool_kind(tool_call)
-    if kind in PATH_KINDS and not carries_command(tool_call):
+    runs_command = carries_command(tool_call)
+    if kind in PATH_KINDS and not runs_command:
         paths = tool_paths(tool_call)
         if not paths:
             raise CannotRemember(f"the {kind} call names no path to remember")
@@ -357,7 +363,7 @@ def remembered_pattern(tool_call: Any, resolve: Resolver) -> tuple[str, list[str
                 raise CannotRemember(f"{path} is not a file inside the workspace")
             patterns.append(_GLOB_SPECIAL.sub(r"[\1]", str(where)))
         return kind, patterns
-    if kind == COMMAND_KIND or carries_command(tool_call):
+    if kind == COMMAND_KIND or runs_command:
         # A call of another kind that runs a command is decided by the execute rule.
         command = tool_command(tool_call)
         if command is None:
@@ -518,6 +524,13 @@ def _shell_script(words: Sequence[str]) -> str | None:
 @lru_cache(maxsize=4096)
 def _prefix_words(pattern: str) -> list[str]:
     return _words(pattern)
+
+
+def _denying_prefix(deny: Sequence[str], command: str | list[str]) -> str | None:
+    """The first ``deny`` prefix that one of the simple commands of ``command`` starts with."""
+    return next(
+        (p for words in _simple_commands(command) if (p := _first_prefix(deny, words))), None
+    )
 
 
 def _first_prefix(patterns: Sequence[str], words: Sequence[str]) -> str | None:

@@ -69,11 +69,9 @@ async def run_setup(
     and gives up if the line never comes), so that a daemon killed meanwhile leaves
     either nothing running or a recorded group to reap. Cancellation kills the whole
     process group."""
-    argv = ["/bin/sh", "-c", command]
-    if on_start is not None:
-        argv = ["/bin/sh", "-c", _GATE, "mimir-gate", command]
+    gated = ["-c", _GATE, "mimir-gate", command] if on_start is not None else ["-c", command]
     process = await trio.lowlevel.open_process(
-        argv,
+        ["/bin/sh", *gated],
         cwd=str(cwd),
         env=env,
         stdin=subprocess.DEVNULL if on_start is None else subprocess.PIPE,
