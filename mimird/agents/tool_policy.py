@@ -134,14 +134,13 @@ def tool_paths(tool_call: Any) -> list[str] | None:
         found.extend(
             loc.get("path") for loc in locations if isinstance(loc, Mapping) and "path" in loc
         )
-    raw = tool_call.get("rawInput")
-    if isinstance(raw, Mapping):
-        for name in PATH_FIELDS:
-            value = raw.get(name)
-            if isinstance(value, list):
-                found.extend(value)
-            elif value is not None:
-                found.append(value)
+    raw = _raw_input(tool_call)
+    for name in PATH_FIELDS:
+        value = raw.get(name)
+        if isinstance(value, list):
+            found.extend(value)
+        elif value is not None:
+            found.append(value)
     if len(found) > MAX_PATHS:
         return None
     return list(dict.fromkeys(p if isinstance(p, str) else "" for p in found))
